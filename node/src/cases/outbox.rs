@@ -1,0 +1,274 @@
+//! The durable outbox: delivers each queued message until its peer returns a valid signed
+//! receipt, retrying with capped exponential backoff, and at once when the peer reconnects.
+//!
+//! Entries live in the store from the moment they are queued; this worker only schedules them.
+//! A delivery ends in one of three ways: a verified receipt (case delivered), a refusal of the
+//! message itself (case undeliverable, with the peer's reason), or a retry later.
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::Duration;
+
+use comity_protocol::{
+    ExchangeResponse, MessageId, Receipt, RejectCode, SignedEnvelope, Timestamp, from_cbor, limits,
+};
+use libp2p::PeerId;
+use rand::Rng;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+use super::Cases;
+use super::record::{CaseState, OutboxEntry, case_key, message_key};
+use crate::store::{Batch, Cf};
+
+#[derive(Clone, Debug)]
+pub struct OutboxSettings {
+    pub initial_backoff: Duration,
+    pub max_backoff: Duration,
+    pub max_in_flight: usize,
+}
+
+enum Outcome {
+    Delivered,
+    Refused,
+    Retry(String),
+}
+
+struct Pending {
+    entry: OutboxEntry,
+    attempts: u32,
+    due: Instant,
+}
+
+pub(super) async fn run(
+    cases: Cases,
+    settings: OutboxSettings,
+    loaded: Vec<OutboxEntry>,
+    mut queued: mpsc::Receiver<OutboxEntry>,
+) {
+    let mut connections = cases.inner.network.connections();
+    let mut pending: HashMap<MessageId, Pending> = HashMap::new();
+    let mut schedule: BTreeSet<(Instant, MessageId)> = BTreeSet::new();
+    let mut in_flight: JoinSet<(MessageId, Outcome)> = JoinSet::new();
+    let now = Instant::now();
+    for entry in loaded {
+        schedule.insert((now, entry.message_id));
+        pending.insert(
+            entry.message_id,
+            Pending {
+                entry,
+                attempts: 0,
+                due: now,
+            },
+        );
+    }
+
+    loop {
+        // Start every due delivery the in-flight cap allows.
+        while in_flight.len() < settings.max_in_flight {
+            let Some(&(due, id)) = schedule.first() else {
+                break;
+            };
+            if due > Instant::now() {
+                break;
+            }
+            schedule.pop_first();
+            let Some(p) = pending.get(&id) else { continue };
+            let cases = cases.clone();
+            let entry = p.entry.clone();
+            in_flight.spawn(async move { (entry.message_id, cases.deliver(&entry).await) });
+        }
+        let next_due = schedule.first().map(|(due, _)| *due);
+        let can_start = in_flight.len() < settings.max_in_flight;
+        let sleep = async move {
+            match next_due {
+                Some(due) if can_start => tokio::time::sleep_until(due).await,
+                _ => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            entry = queued.recv() => {
+                let Some(entry) = entry else { break };
+                let now = Instant::now();
+                schedule.insert((now, entry.message_id));
+                pending.insert(entry.message_id, Pending { entry, attempts: 0, due: now });
+            }
+            Some(done) = in_flight.join_next(), if !in_flight.is_empty() => {
+                let Ok((id, outcome)) = done else { continue };
+                match outcome {
+                    Outcome::Delivered | Outcome::Refused => { pending.remove(&id); }
+                    Outcome::Retry(reason) => {
+                        if let Some(p) = pending.get_mut(&id) {
+                            p.attempts += 1;
+                            p.due = Instant::now() + backoff(&settings, p.attempts);
+                            schedule.insert((p.due, id));
+                            debug!(message = %id, attempts = p.attempts, %reason, "delivery will be retried");
+                        }
+                    }
+                }
+            }
+            peer = connections.recv() => {
+                // A member (re)connected: whatever waits for it is due now.
+                let now = Instant::now();
+                let jurisdiction = match peer {
+                    Ok(peer) => cases.inner.roster.by_peer(&peer).map(|(m, _)| m.jurisdiction.clone()),
+                    Err(_) => None,
+                };
+                for (id, p) in pending.iter_mut() {
+                    let matches = jurisdiction.as_ref().is_none_or(|j| *j == p.entry.to);
+                    if matches && p.due > now && schedule.remove(&(p.due, *id)) {
+                        p.due = now;
+                        schedule.insert((now, *id));
+                    }
+                }
+            }
+            _ = sleep => {}
+        }
+    }
+}
+
+fn backoff(settings: &OutboxSettings, attempts: u32) -> Duration {
+    let exp = settings
+        .initial_backoff
+        .saturating_mul(1u32 << attempts.saturating_sub(1).min(20));
+    let capped = exp.min(settings.max_backoff);
+    // ±20% jitter so that many queued messages do not retry in lockstep.
+    let jitter = rand::thread_rng().gen_range(0.8..1.2);
+    capped.mul_f64(jitter)
+}
+
+impl Cases {
+    /// One delivery attempt of one outbox entry.
+    async fn deliver(&self, entry: &OutboxEntry) -> Outcome {
+        let Some((member, key)) = self.inner.roster.by_jurisdiction(&entry.to) else {
+            warn!(case = %entry.case_id, to = %entry.to, "recipient is no longer in the roster; not retried");
+            return self
+                .refused(entry, format!("{} is no longer in the roster", entry.to))
+                .await;
+        };
+        let peer: PeerId = member.peer_id;
+        let key = *key;
+        let response = match self.inner.network.request(peer, entry.frame.clone()).await {
+            Ok(frame) => frame,
+            Err(e) => return self.retry(entry, e.to_string()).await,
+        };
+        let response = match from_cbor::<ExchangeResponse>(&response, limits::MAX_RESPONSE_FRAME) {
+            Ok(r) => r,
+            Err(e) => return self.retry(entry, format!("unreadable response: {e}")).await,
+        };
+        match response {
+            ExchangeResponse::Receipt(receipt) => {
+                match check_receipt(&receipt, &key, entry, self) {
+                    Ok(()) => self.delivered(entry, receipt).await,
+                    Err(reason) => {
+                        warn!(message = %entry.message_id, to = %entry.to, %reason, "receipt refused");
+                        self.retry(entry, format!("invalid receipt: {reason}"))
+                            .await
+                    }
+                }
+            }
+            ExchangeResponse::Rejected(rejection) => match rejection.code {
+                RejectCode::Unavailable => self.retry(entry, rejection.detail).await,
+                code => {
+                    warn!(case = %entry.case_id, message = %entry.message_id, to = %entry.to, %code, "message refused by the peer; not retried");
+                    self.refused(entry, format!("{code}: {}", rejection.detail))
+                        .await
+                }
+            },
+        }
+    }
+
+    async fn delivered(&self, entry: &OutboxEntry, receipt: SignedEnvelope) -> Outcome {
+        let _guard = self.lock(&entry.case_id).lock().await;
+        let mut record = match self.get(&entry.case_id) {
+            Ok(Some(r)) => r,
+            Ok(None) => return Outcome::Refused,
+            Err(e) => return Outcome::Retry(e.to_string()),
+        };
+        record.state = CaseState::Delivered;
+        record.receipt = Some(receipt);
+        record.updated_at = Timestamp::now();
+        record.delivery.attempts += 1;
+        record.delivery.last_attempt = Some(record.updated_at);
+        record.delivery.last_error = None;
+        let mut batch = Batch::new();
+        batch.put(Cf::Cases, case_key(&entry.case_id), record.encode());
+        batch.delete(Cf::Outbox, message_key(&entry.message_id));
+        if let Err(e) = self.inner.store.commit(batch).await {
+            return Outcome::Retry(e.to_string());
+        }
+        info!(case = %entry.case_id, message = %entry.message_id, to = %entry.to, "delivered; receipt verified");
+        drop(_guard);
+        self.wake_waiters(&entry.case_id);
+        Outcome::Delivered
+    }
+
+    async fn refused(&self, entry: &OutboxEntry, reason: String) -> Outcome {
+        let _guard = self.lock(&entry.case_id).lock().await;
+        let mut batch = Batch::new();
+        if let Ok(Some(mut record)) = self.get(&entry.case_id) {
+            record.state = CaseState::Undeliverable;
+            record.updated_at = Timestamp::now();
+            record.delivery.attempts += 1;
+            record.delivery.last_attempt = Some(record.updated_at);
+            record.delivery.last_error = Some(reason);
+            batch.put(Cf::Cases, case_key(&entry.case_id), record.encode());
+        }
+        batch.delete(Cf::Outbox, message_key(&entry.message_id));
+        if let Err(e) = self.inner.store.commit(batch).await {
+            return Outcome::Retry(e.to_string());
+        }
+        drop(_guard);
+        self.wake_waiters(&entry.case_id);
+        Outcome::Refused
+    }
+
+    /// Records the failed attempt on the case so officers see why it is not delivered yet.
+    async fn retry(&self, entry: &OutboxEntry, reason: String) -> Outcome {
+        let _guard = self.lock(&entry.case_id).lock().await;
+        if let Ok(Some(mut record)) = self.get(&entry.case_id) {
+            record.delivery.attempts += 1;
+            record.delivery.last_attempt = Some(Timestamp::now());
+            record.delivery.last_error = Some(reason.clone());
+            let mut batch = Batch::new();
+            batch.put(Cf::Cases, case_key(&entry.case_id), record.encode());
+            // Losing this bookkeeping in a crash is harmless: the entry itself is durable.
+            let _ = self.inner.store.commit(batch).await;
+        }
+        Outcome::Retry(reason)
+    }
+}
+
+/// A receipt is valid if the executing member signed it for exactly this message and body.
+fn check_receipt(
+    receipt: &SignedEnvelope,
+    key: &comity_protocol::PublicKey,
+    entry: &OutboxEntry,
+    cases: &Cases,
+) -> Result<(), String> {
+    let verifying = key.verifying_key().map_err(|e| e.to_string())?;
+    let body: Receipt = receipt.open(&verifying).map_err(|e| e.to_string())?;
+    if body.message_id != entry.message_id || body.case_id != entry.case_id {
+        return Err(format!(
+            "receipt is for message {}, not {}",
+            body.message_id, entry.message_id
+        ));
+    }
+    if body.receiver != entry.to {
+        return Err(format!(
+            "receipt names {} as receiver, expected {}",
+            body.receiver, entry.to
+        ));
+    }
+    let sent = cases
+        .get(&entry.case_id)
+        .ok()
+        .flatten()
+        .and_then(|r| r.envelope)
+        .map(|e| e.body_hash());
+    if sent != Some(body.body_hash) {
+        return Err("receipt's body hash does not match the request we sent".into());
+    }
+    Ok(())
+}

@@ -1,0 +1,262 @@
+//! The `comity` command line: operator commands (`init`, `run`) and officer commands, which
+//! are clients of the node's admin API. Read commands print tables, or JSON with `--json`.
+
+mod output;
+mod request;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+use comity_protocol::{CaseId, Jurisdiction};
+use libp2p::Multiaddr;
+
+use crate::admin::api::{AdminClient, NewRequest};
+use crate::config::{Config, LogFormat};
+use crate::init::{self, InitOptions};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "comity",
+    version,
+    about = "Comity: lawful cross-border evidence requests between jurisdictions, peer to peer"
+)]
+pub struct Cli {
+    /// Log output format (for `run`).
+    #[arg(long, global = true, value_enum)]
+    pub log_format: Option<LogFormat>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a node: key (0600), commented config, roster, store and the first admin token.
+    Init(InitArgs),
+    /// Run the node daemon until SIGINT or SIGTERM.
+    Run {
+        /// The node's config file.
+        #[arg(short, long, env = "COMITY_CONFIG", default_value = "comity.toml")]
+        config: PathBuf,
+    },
+    /// This node: jurisdiction, PeerId, addresses, members connected, outbox depth.
+    Status(ReadArgs),
+    /// The bloc's members and whether each is connected.
+    Peers(ReadArgs),
+    /// Draft and send assistance requests.
+    #[command(subcommand)]
+    Request(RequestCommand),
+    /// Cases this node is party to.
+    #[command(subcommand)]
+    Case(CaseCommand),
+    /// Requests received from other jurisdictions.
+    Inbox(ReadArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// The jurisdiction this node speaks for (ISO 3166-1 alpha-2, e.g. FR).
+    #[arg(long)]
+    pub jurisdiction: Jurisdiction,
+    /// Directory for the node's key, config, roster and store (created, mode 0700).
+    #[arg(long)]
+    pub data_dir: PathBuf,
+    /// Peer-to-peer listen address.
+    #[arg(long, default_value = "/ip4/0.0.0.0/tcp/4001")]
+    pub listen: Multiaddr,
+    /// Admin API address (keep it on loopback).
+    #[arg(long, default_value = "127.0.0.1:7701")]
+    pub admin: SocketAddr,
+    /// Human name of the member, for the roster (defaults to the jurisdiction code).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Bloc id, as in the bloc roster.
+    #[arg(long, default_value = "local")]
+    pub bloc: String,
+    /// Write the first admin token to this file (mode 0600) as well as showing it.
+    #[arg(long)]
+    pub token_file: Option<PathBuf>,
+}
+
+/// How a client command reaches the admin API.
+#[derive(Debug, Args, Clone)]
+pub struct Connection {
+    /// The node's config file, to find its admin address (and an `admin.token` beside it).
+    #[arg(short, long, env = "COMITY_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Admin API URL, overriding the config (e.g. http://127.0.0.1:7701).
+    #[arg(long, env = "COMITY_ADMIN")]
+    pub admin: Option<String>,
+    /// Bearer token. Prefer --token-file: a token on the command line shows in `ps`.
+    #[arg(long, env = "COMITY_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// File holding the bearer token (mode 0600).
+    #[arg(long, env = "COMITY_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ReadArgs {
+    #[command(flatten)]
+    pub connection: Connection,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RequestCommand {
+    /// Draft a request from flags or from a TOML/JSON file; `--send` also signs and queues it.
+    New(Box<request::NewArgs>),
+    /// Sign a draft and queue it for delivery.
+    Send {
+        id: CaseId,
+        /// Wait up to this many seconds for the executing side's verified receipt.
+        #[arg(long)]
+        wait: Option<u64>,
+        #[command(flatten)]
+        read: ReadArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CaseCommand {
+    /// Every case, newest first.
+    List(ReadArgs),
+    /// One case, with its receipt and whether the signatures verify.
+    Show {
+        id: CaseId,
+        #[command(flatten)]
+        read: ReadArgs,
+    },
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Init(args) => init_node(args).await,
+        Command::Run { config } => {
+            let config = Config::load(&config)?;
+            crate::telemetry::init(
+                &config.log.filter,
+                cli.log_format.unwrap_or(config.log.format),
+            );
+            crate::daemon::run(config).await
+        }
+        Command::Status(read) => {
+            let status = client(&read.connection)?.status().await?;
+            output::status(&status, read.json)
+        }
+        Command::Peers(read) => {
+            let peers = client(&read.connection)?.peers().await?;
+            output::peers(&peers, read.json)
+        }
+        Command::Inbox(read) => {
+            let cases = client(&read.connection)?.inbox().await?;
+            output::case_list(&cases, read.json)
+        }
+        Command::Case(CaseCommand::List(read)) => {
+            let cases = client(&read.connection)?.cases().await?;
+            output::case_list(&cases, read.json)
+        }
+        Command::Case(CaseCommand::Show { id, read }) => {
+            let case = client(&read.connection)?.case(id).await?;
+            output::case_detail(&case, read.json)
+        }
+        Command::Request(RequestCommand::Send { id, wait, read }) => {
+            let case = client(&read.connection)?
+                .send(id, wait.map(Duration::from_secs))
+                .await?;
+            output::case_detail(&case, read.json)
+        }
+        Command::Request(RequestCommand::New(args)) => {
+            let client = client(&args.read.connection)?;
+            let jurisdiction = client.status().await?.jurisdiction;
+            let request = request::build(&args, jurisdiction)?;
+            let case = client
+                .create_request(&NewRequest {
+                    request,
+                    send: args.send,
+                    wait_ms: args.wait.map(|s| s * 1000),
+                })
+                .await?;
+            output::case_detail(&case, args.read.json)
+        }
+    }
+}
+
+async fn init_node(args: InitArgs) -> anyhow::Result<()> {
+    let done = init::init(InitOptions {
+        jurisdiction: args.jurisdiction,
+        data_dir: args.data_dir.clone(),
+        listen: args.listen,
+        admin: args.admin,
+        name: args.name,
+        bloc: args.bloc,
+        token_file: args.token_file.clone(),
+    })
+    .await?;
+    println!(
+        "Initialised {} in {}",
+        done.member.jurisdiction,
+        args.data_dir.display()
+    );
+    println!("  PeerId       {}", done.peer_id);
+    println!("  config       {}", done.config_path.display());
+    println!(
+        "  roster entry {}",
+        args.data_dir.join(init::MEMBER_FILE).display()
+    );
+    println!();
+    println!("Admin token (shown once; only its hash is stored):");
+    println!("  {}", done.token);
+    if let Some(path) = args.token_file {
+        println!("  also written to {} (mode 0600)", path.display());
+    }
+    println!();
+    println!(
+        "Next: put the bloc roster in place, then `comity run -c {}`",
+        done.config_path.display()
+    );
+    Ok(())
+}
+
+fn client(connection: &Connection) -> anyhow::Result<AdminClient> {
+    let config = match &connection.config {
+        Some(path) => Some(Config::load(path)?),
+        None if Path::new("comity.toml").exists() => Some(Config::load(Path::new("comity.toml"))?),
+        None => None,
+    };
+    let base = match (&connection.admin, &config) {
+        (Some(url), _) => url.clone(),
+        (None, Some(config)) => format!("http://{}", config.admin.listen),
+        (None, None) => {
+            bail!("no admin API given: pass -c CONFIG or --admin URL (or set COMITY_CONFIG)")
+        }
+    };
+    let token = match (&connection.token, &connection.token_file) {
+        (Some(token), _) => token.clone(),
+        (None, Some(path)) => read_token(path)?,
+        (None, None) => match config.as_ref().map(|c| c.base_dir.join("admin.token")) {
+            Some(path) if path.exists() => read_token(&path)?,
+            _ => bail!("no token: pass --token-file FILE or set COMITY_TOKEN_FILE"),
+        },
+    };
+    Ok(AdminClient::new(base, token))
+}
+
+fn read_token(path: &Path) -> anyhow::Result<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(path)
+        .with_context(|| format!("cannot read token file {}", path.display()))?;
+    if meta.permissions().mode() & 0o077 != 0 {
+        bail!(
+            "token file {} is readable by others; run `chmod 600 {}`",
+            path.display(),
+            path.display()
+        );
+    }
+    let token = std::fs::read_to_string(path)?;
+    Ok(token.trim().to_owned())
+}

@@ -1,0 +1,151 @@
+//! How the CLI shows things: tables for people, `--json` for programs.
+
+use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
+use serde::Serialize;
+
+use crate::admin::api::{CaseDetail, CaseSummary, PeerView, StatusView};
+
+fn json<T: Serialize>(value: &T) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+fn table(header: &[&str]) -> Table {
+    let mut t = Table::new();
+    t.load_preset(UTF8_BORDERS_ONLY).set_header(header.to_vec());
+    t
+}
+
+pub fn status(s: &StatusView, as_json: bool) -> anyhow::Result<()> {
+    if as_json {
+        return json(s);
+    }
+    let connected = s.members.iter().filter(|m| m.connected).count();
+    println!("jurisdiction  {}", s.jurisdiction);
+    println!("bloc          {}", s.bloc);
+    println!("peer id       {}", s.peer_id);
+    println!("listening     {}", s.listen_addrs.join(", "));
+    println!("members       {connected}/{} connected", s.members.len());
+    println!(
+        "outbox        {} message(s) awaiting a receipt",
+        s.outbox_depth
+    );
+    if !s.members.is_empty() {
+        println!();
+        peers(&s.members, false)?;
+    }
+    Ok(())
+}
+
+pub fn peers(peers: &[PeerView], as_json: bool) -> anyhow::Result<()> {
+    if as_json {
+        return json(&peers);
+    }
+    let mut t = table(&["member", "name", "connected", "peer id"]);
+    for p in peers {
+        t.add_row(vec![
+            p.jurisdiction.to_string(),
+            p.name.clone(),
+            if p.connected { "yes" } else { "no" }.to_string(),
+            p.peer_id.clone(),
+        ]);
+    }
+    println!("{t}");
+    Ok(())
+}
+
+pub fn case_list(cases: &[CaseSummary], as_json: bool) -> anyhow::Result<()> {
+    if as_json {
+        return json(&cases);
+    }
+    if cases.is_empty() {
+        println!("no cases");
+        return Ok(());
+    }
+    let mut t = table(&[
+        "case",
+        "role",
+        "with",
+        "state",
+        "kind",
+        "instrument",
+        "urgency",
+        "updated",
+    ]);
+    for c in cases {
+        t.add_row(vec![
+            c.case_id.to_string(),
+            c.role.to_string(),
+            c.counterparty.to_string(),
+            c.state.to_string(),
+            c.kind.clone(),
+            c.instrument.clone(),
+            c.urgency.clone(),
+            c.updated_at.to_string(),
+        ]);
+    }
+    println!("{t}");
+    Ok(())
+}
+
+pub fn case_detail(c: &CaseDetail, as_json: bool) -> anyhow::Result<()> {
+    if as_json {
+        return json(c);
+    }
+    let s = &c.summary;
+    let r = &c.request;
+    println!("case          {}", s.case_id);
+    println!("role          {} (with {})", s.role, s.counterparty);
+    println!("state         {}", s.state);
+    println!("route         {} -> {}", r.requesting, r.executing);
+    println!(
+        "instrument    {} / {} / {}",
+        s.instrument, s.kind, s.urgency
+    );
+    println!("offence       {}", r.offence.category);
+    let categories: Vec<String> = r.data_categories.iter().map(|d| d.to_string()).collect();
+    println!("data          {}", categories.join(", "));
+    println!("selectors     {}", r.selectors.len());
+    println!("created       {}", s.created_at);
+    println!("updated       {}", s.updated_at);
+    if let Some(m) = c.message_id {
+        println!("message       {m}");
+    }
+    if let Some(valid) = c.request_signature_valid {
+        println!("request sig   {}", if valid { "valid" } else { "INVALID" });
+    }
+    if c.delivery.attempts > 0 || c.delivery.last_error.is_some() {
+        println!(
+            "delivery      {} attempt(s){}",
+            c.delivery.attempts,
+            c.delivery
+                .last_error
+                .as_ref()
+                .map(|e| format!(", last error: {e}"))
+                .unwrap_or_default()
+        );
+    }
+    match &c.receipt {
+        Some(receipt) => {
+            println!("receipt       signed by {}", receipt.signer);
+            println!(
+                "  signature   {}",
+                if receipt.signature_valid {
+                    "valid"
+                } else {
+                    "INVALID"
+                }
+            );
+            if let Some(problem) = &receipt.problem {
+                println!("  problem     {problem}");
+            }
+            if let Some(body) = &receipt.receipt {
+                println!("  receiver    {}", body.receiver);
+                println!("  received at {}", body.received_at);
+                println!("  body hash   {}", body.body_hash);
+            }
+        }
+        None => println!("receipt       none yet"),
+    }
+    Ok(())
+}

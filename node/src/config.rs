@@ -1,0 +1,342 @@
+//! The node's configuration file (`comity.toml`): one `Config` with a section per subsystem.
+//!
+//! Every field has a default in code, so a config file only needs what differs. Relative paths
+//! are resolved against the directory that holds the config file, so a node's directory can be
+//! moved as a whole.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use comity_protocol::Jurisdiction;
+use libp2p::Multiaddr;
+use serde::{Deserialize, Serialize};
+
+/// Errors reading or checking a configuration file.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source} (create one with `comity init`)")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config {path} is not valid: {message}")]
+    Parse { path: PathBuf, message: String },
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub node: NodeSection,
+    #[serde(default)]
+    pub network: NetworkSection,
+    #[serde(default)]
+    pub admin: AdminSection,
+    #[serde(default)]
+    pub outbox: OutboxSection,
+    #[serde(default)]
+    pub log: LogSection,
+    /// Directory the config was read from; relative paths are resolved against it.
+    #[serde(skip)]
+    pub base_dir: PathBuf,
+}
+
+/// Who this node is and where it keeps its state.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeSection {
+    /// The jurisdiction this node speaks for, as in the bloc roster.
+    pub jurisdiction: Jurisdiction,
+    /// Where the RocksDB store lives.
+    #[serde(default = "defaults::store_dir")]
+    pub store_dir: PathBuf,
+    /// The node's Ed25519 identity key (mode 0600): its PeerId and its signatures.
+    #[serde(default = "defaults::key_file")]
+    pub key_file: PathBuf,
+    /// The bloc roster: bloc id and members (jurisdiction, name, PeerId, addresses).
+    #[serde(default = "defaults::roster_file")]
+    pub roster: PathBuf,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NetworkSection {
+    /// Multiaddresses to listen on for peer connections (TCP + Noise + Yamux).
+    pub listen: Vec<Multiaddr>,
+    /// Local discovery by mDNS; for local testnets only, never for a production bloc.
+    pub mdns: bool,
+    /// Most connections established in total, and with any one peer.
+    pub max_connections: u32,
+    pub max_connections_per_peer: u32,
+    /// Most connections still in the handshake, so a flood of dials cannot exhaust us.
+    pub max_pending_incoming: u32,
+    /// How long a peer has to answer one exchange request.
+    pub request_timeout_secs: u64,
+    /// How often roster members that are not connected are dialled again.
+    pub redial_interval_secs: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminSection {
+    /// Address of the admin API. Loopback unless you front it with something that
+    /// authenticates and encrypts: officers' bearer tokens travel in clear HTTP.
+    pub listen: SocketAddr,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OutboxSection {
+    /// First retry delay after a failed delivery; doubles up to `max_backoff_secs`.
+    pub initial_backoff_ms: u64,
+    pub max_backoff_secs: u64,
+    /// Deliveries attempted at once across all peers.
+    pub max_in_flight: usize,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSection {
+    /// A `RUST_LOG`-style filter; the `RUST_LOG` environment variable overrides it.
+    pub filter: String,
+    /// `text` for people, `json` for log collectors.
+    pub format: LogFormat,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+mod defaults {
+    use std::path::PathBuf;
+    pub fn store_dir() -> PathBuf {
+        PathBuf::from("store")
+    }
+    pub fn key_file() -> PathBuf {
+        PathBuf::from("node.key")
+    }
+    pub fn roster_file() -> PathBuf {
+        PathBuf::from("roster.toml")
+    }
+}
+
+impl Default for NetworkSection {
+    fn default() -> Self {
+        Self {
+            listen: vec!["/ip4/0.0.0.0/tcp/4001".parse().expect("static multiaddr")],
+            mdns: false,
+            max_connections: 512,
+            max_connections_per_peer: 4,
+            max_pending_incoming: 64,
+            request_timeout_secs: 15,
+            redial_interval_secs: 3,
+        }
+    }
+}
+
+impl Default for AdminSection {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 7701)),
+        }
+    }
+}
+
+impl Default for OutboxSection {
+    fn default() -> Self {
+        Self {
+            initial_backoff_ms: 250,
+            max_backoff_secs: 60,
+            max_in_flight: 256,
+        }
+    }
+}
+
+impl Default for LogSection {
+    fn default() -> Self {
+        Self {
+            filter: "info".into(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+impl OutboxSection {
+    pub fn initial_backoff(&self) -> Duration {
+        Duration::from_millis(self.initial_backoff_ms.max(1))
+    }
+    pub fn max_backoff(&self) -> Duration {
+        Duration::from_secs(self.max_backoff_secs.max(1))
+    }
+}
+
+impl Config {
+    /// A fresh config for `comity init`.
+    pub fn new(jurisdiction: Jurisdiction, listen: Multiaddr, admin: SocketAddr) -> Self {
+        Self {
+            node: NodeSection {
+                jurisdiction,
+                store_dir: defaults::store_dir(),
+                key_file: defaults::key_file(),
+                roster: defaults::roster_file(),
+            },
+            network: NetworkSection {
+                listen: vec![listen],
+                ..NetworkSection::default()
+            },
+            admin: AdminSection { listen: admin },
+            outbox: OutboxSection::default(),
+            log: LogSection::default(),
+            base_dir: PathBuf::new(),
+        }
+    }
+
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let mut config: Config = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+        config.base_dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .to_owned();
+        Ok(config)
+    }
+
+    /// Resolves a path from the config against the config file's directory.
+    pub fn resolve(&self, path: &Path) -> PathBuf {
+        if path.is_absolute() {
+            path.to_owned()
+        } else {
+            self.base_dir.join(path)
+        }
+    }
+
+    pub fn store_path(&self) -> PathBuf {
+        self.resolve(&self.node.store_dir)
+    }
+    pub fn key_path(&self) -> PathBuf {
+        self.resolve(&self.node.key_file)
+    }
+    pub fn roster_path(&self) -> PathBuf {
+        self.resolve(&self.node.roster)
+    }
+
+    /// The config as a commented TOML file, as `comity init` writes it.
+    pub fn to_commented_toml(&self) -> String {
+        let listen = self
+            .network
+            .listen
+            .iter()
+            .map(|a| format!("\"{a}\""))
+            .collect::<Vec<_>>()
+            .join(", ");
+        format!(
+            r#"# Comity node configuration. Relative paths are resolved against this file's directory.
+
+[node]
+# The jurisdiction this node speaks for (ISO 3166-1 alpha-2, or a bloc body code like FR-PNF).
+jurisdiction = "{jurisdiction}"
+# RocksDB store directory.
+store_dir = "{store}"
+# Ed25519 identity key (mode 0600). Its public half is this node's PeerId; keep a backup offline.
+key_file = "{key}"
+# Bloc roster: bloc id and members (jurisdiction, name, PeerId, addresses). Only members may
+# exchange requests with this node.
+roster = "{roster}"
+
+[network]
+# Where peers reach this node (TCP + Noise + Yamux).
+listen = [{listen}]
+# mDNS discovery: local testnets only.
+mdns = {mdns}
+max_connections = {maxc}
+max_connections_per_peer = {maxpp}
+max_pending_incoming = {maxpend}
+# Seconds a peer has to answer one exchange request.
+request_timeout_secs = {rto}
+# Seconds between dials of roster members that are not connected.
+redial_interval_secs = {redial}
+
+[admin]
+# Admin API (HTTP + JSON, bearer tokens). Keep it on loopback unless fronted by TLS.
+listen = "{admin}"
+
+[outbox]
+# Retries of undelivered messages: first delay, then doubling up to the cap.
+initial_backoff_ms = {ib}
+max_backoff_secs = {mb}
+max_in_flight = {mif}
+
+[log]
+# RUST_LOG-style filter (the RUST_LOG variable overrides it); format is "text" or "json".
+filter = "{filter}"
+format = "{format}"
+"#,
+            jurisdiction = self.node.jurisdiction,
+            store = self.node.store_dir.display(),
+            key = self.node.key_file.display(),
+            roster = self.node.roster.display(),
+            mdns = self.network.mdns,
+            maxc = self.network.max_connections,
+            maxpp = self.network.max_connections_per_peer,
+            maxpend = self.network.max_pending_incoming,
+            rto = self.network.request_timeout_secs,
+            redial = self.network.redial_interval_secs,
+            admin = self.admin.listen,
+            ib = self.outbox.initial_backoff_ms,
+            mb = self.outbox.max_backoff_secs,
+            mif = self.outbox.max_in_flight,
+            filter = self.log.filter,
+            format = match self.log.format {
+                LogFormat::Text => "text",
+                LogFormat::Json => "json",
+            },
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commented_toml_round_trips() {
+        let config = Config::new(
+            "FR".parse().unwrap(),
+            "/ip4/127.0.0.1/tcp/4100".parse().unwrap(),
+            "127.0.0.1:7800".parse().unwrap(),
+        );
+        let back: Config = toml::from_str(&config.to_commented_toml()).unwrap();
+        assert_eq!(back, config);
+    }
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let config: Config = toml::from_str("[node]\njurisdiction = \"DE\"\n").unwrap();
+        assert_eq!(config.admin.listen.ip().to_string(), "127.0.0.1");
+        assert!(!config.network.mdns);
+        assert_eq!(config.node.store_dir, PathBuf::from("store"));
+    }
+
+    #[test]
+    fn unknown_field_is_refused_by_name() {
+        let err = toml::from_str::<Config>("[node]\njurisdiction = \"DE\"\nmdsn = true\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("mdsn"), "{err}");
+    }
+
+    #[test]
+    fn invalid_jurisdiction_is_refused() {
+        assert!(toml::from_str::<Config>("[node]\njurisdiction = \"XX\"\n").is_err());
+    }
+}

@@ -1,0 +1,111 @@
+//! `comity run`: wires the store, the network, the case service and the admin API, and stops
+//! them in order on SIGINT or SIGTERM.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use tokio::sync::watch;
+use tracing::info;
+
+use crate::admin::{self, AdminState};
+use crate::cases::{Cases, OutboxSettings};
+use crate::config::Config;
+use crate::identity::NodeIdentity;
+use crate::network::{self, BehaviourConfig, NetworkSettings};
+use crate::roster::Roster;
+use crate::store::Store;
+
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let identity = NodeIdentity::load(&config.key_path())?;
+    let roster = Arc::new(Roster::load(&config.roster_path())?);
+    match roster.by_jurisdiction(&config.node.jurisdiction) {
+        Some((member, _)) if member.peer_id == identity.peer_id() => {}
+        Some((member, _)) => bail!(
+            "the roster lists {} under PeerId {}, but this node's key is {}; wrong key file or roster?",
+            config.node.jurisdiction,
+            member.peer_id,
+            identity.peer_id()
+        ),
+        None => bail!(
+            "{} is not in the roster {}; add this node's entry (member.toml) to the bloc roster",
+            config.node.jurisdiction,
+            config.roster_path().display()
+        ),
+    }
+    let store = Store::open(&config.store_path())?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+
+    let (client, event_loop, inbound) = network::new(NetworkSettings {
+        identity: identity.clone(),
+        roster: roster.clone(),
+        listen: config.network.listen.clone(),
+        behaviour: BehaviourConfig {
+            bloc: roster.bloc().to_owned(),
+            mdns: config.network.mdns,
+            max_connections: config.network.max_connections,
+            max_connections_per_peer: config.network.max_connections_per_peer,
+            max_pending_incoming: config.network.max_pending_incoming,
+            request_timeout: Duration::from_secs(config.network.request_timeout_secs.max(1)),
+            frames: Default::default(),
+        },
+        redial_interval: Duration::from_secs(config.network.redial_interval_secs.max(1)),
+    })?;
+    let network_task = tokio::spawn(event_loop.run(stopped(stop_rx.clone())));
+
+    let cases = Cases::start(
+        store.clone(),
+        identity.clone(),
+        roster.clone(),
+        config.node.jurisdiction.clone(),
+        client.clone(),
+        inbound,
+        OutboxSettings {
+            initial_backoff: config.outbox.initial_backoff(),
+            max_backoff: config.outbox.max_backoff(),
+            max_in_flight: config.outbox.max_in_flight.max(1),
+        },
+    )?;
+    let admin_task = tokio::spawn(admin::serve(
+        config.admin.listen,
+        AdminState {
+            cases,
+            store: store.clone(),
+            network: client,
+        },
+        stopped(stop_rx.clone()),
+    ));
+    info!(
+        jurisdiction = %config.node.jurisdiction,
+        peer_id = %identity.peer_id(),
+        bloc = roster.bloc(),
+        members = roster.members().len(),
+        "node started"
+    );
+
+    let reason = tokio::select! {
+        signal = shutdown_signal() => signal?,
+        result = admin_task => {
+            result.context("admin API task failed")??;
+            "admin API stopped"
+        }
+    };
+    info!(reason, "shutting down");
+    let _ = stop_tx.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(5), network_task).await;
+    info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() -> anyhow::Result<&'static str> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    })
+}

@@ -1,0 +1,17 @@
+//! The Comity node: the daemon (`comity run`) and the library behind the `comity` CLI.
+//!
+//! Rooms: `network` (libp2p, the only owner of the swarm), `store` (RocksDB, the only importer
+//! of `rocksdb`), `cases` (requests, the exchange and the outbox), `admin` (HTTP API and its
+//! typed client), `cli` (the officer and operator commands).
+
+pub mod admin;
+pub mod cases;
+pub mod cli;
+pub mod config;
+pub mod daemon;
+pub mod identity;
+pub mod init;
+pub mod network;
+pub mod roster;
+pub mod store;
+pub mod telemetry;

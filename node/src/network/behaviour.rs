@@ -1,0 +1,91 @@
+//! The composed libp2p behaviour. Behaviours that can refuse a connection come first, so a
+//! connection over the limits or from a peer outside the roster is dropped before any other
+//! protocol sees it.
+
+use std::time::Duration;
+
+use libp2p::swarm::NetworkBehaviour;
+use libp2p::swarm::behaviour::toggle::Toggle;
+use libp2p::{
+    StreamProtocol, allow_block_list, connection_limits, identify, identity, kad, mdns, ping,
+    request_response,
+};
+
+use super::codec::FrameCodec;
+
+#[derive(NetworkBehaviour)]
+pub struct Behaviour {
+    pub limits: connection_limits::Behaviour,
+    pub allow: allow_block_list::Behaviour<allow_block_list::AllowedPeers>,
+    pub identify: identify::Behaviour,
+    pub ping: ping::Behaviour,
+    pub kad: kad::Behaviour<kad::store::MemoryStore>,
+    pub mdns: Toggle<mdns::tokio::Behaviour>,
+    pub exchange: request_response::Behaviour<FrameCodec>,
+}
+
+#[derive(Debug, Clone)]
+pub struct BehaviourConfig {
+    pub bloc: String,
+    pub mdns: bool,
+    pub max_connections: u32,
+    pub max_connections_per_peer: u32,
+    pub max_pending_incoming: u32,
+    pub request_timeout: Duration,
+    /// Size limits of exchange frames; the protocol's limits unless a test needs others.
+    pub frames: FrameCodec,
+}
+
+impl Behaviour {
+    pub fn new(key: &identity::Keypair, config: &BehaviourConfig) -> std::io::Result<Self> {
+        let peer_id = key.public().to_peer_id();
+        let limits = connection_limits::ConnectionLimits::default()
+            .with_max_established(Some(config.max_connections))
+            .with_max_established_per_peer(Some(config.max_connections_per_peer))
+            .with_max_pending_incoming(Some(config.max_pending_incoming));
+
+        let kad_protocol = StreamProtocol::try_from_owned(comity_protocol::kad_protocol(
+            &config.bloc,
+        ))
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
+        let mut kad = kad::Behaviour::with_config(
+            peer_id,
+            kad::store::MemoryStore::new(peer_id),
+            kad::Config::new(kad_protocol),
+        );
+        kad.set_mode(Some(kad::Mode::Server));
+
+        let mdns = if config.mdns {
+            Some(mdns::tokio::Behaviour::new(
+                mdns::Config::default(),
+                peer_id,
+            )?)
+        } else {
+            None
+        };
+
+        let exchange = request_response::Behaviour::with_codec(
+            config.frames.clone(),
+            [(
+                StreamProtocol::new(comity_protocol::EXCHANGE_PROTOCOL),
+                request_response::ProtocolSupport::Full,
+            )],
+            request_response::Config::default()
+                .with_request_timeout(config.request_timeout)
+                .with_max_concurrent_streams(1024),
+        );
+
+        Ok(Self {
+            limits: connection_limits::Behaviour::new(limits),
+            allow: allow_block_list::Behaviour::default(),
+            identify: identify::Behaviour::new(identify::Config::new(
+                format!("/comity/{}/1.0.0", config.bloc),
+                key.public(),
+            )),
+            ping: ping::Behaviour::default(),
+            kad,
+            mdns: mdns.into(),
+            exchange,
+        })
+    }
+}

@@ -1,0 +1,138 @@
+//! The `/comity/exchange/1.0.0` stream codec: one request frame, one response frame, each the
+//! whole rest of its half-stream, each refused past an explicit size limit.
+//!
+//! Frames stay raw bytes here: the exchange service decodes and verifies them, so a malformed
+//! message can be answered with a reason instead of a silently reset stream.
+
+use std::io;
+
+use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use libp2p::StreamProtocol;
+use libp2p::request_response::Codec;
+
+#[derive(Clone, Debug)]
+pub struct FrameCodec {
+    pub max_request: usize,
+    pub max_response: usize,
+}
+
+impl Default for FrameCodec {
+    fn default() -> Self {
+        Self {
+            max_request: comity_protocol::limits::MAX_REQUEST_FRAME,
+            max_response: comity_protocol::limits::MAX_RESPONSE_FRAME,
+        }
+    }
+}
+
+async fn read_frame<T: AsyncRead + Unpin + Send>(io: &mut T, max: usize) -> io::Result<Vec<u8>> {
+    let mut frame = Vec::new();
+    // Read one byte past the limit to tell "exactly at the limit" from "over it".
+    io.take(max as u64 + 1).read_to_end(&mut frame).await?;
+    if frame.len() > max {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("frame exceeds the {max}-byte limit"),
+        ));
+    }
+    if frame.is_empty() {
+        // What a peer that refused our frame (or crashed) leaves behind: never a message.
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "empty frame: the peer closed the stream without a message",
+        ));
+    }
+    Ok(frame)
+}
+
+async fn write_frame<T: AsyncWrite + Unpin + Send>(
+    io: &mut T,
+    frame: &[u8],
+    max: usize,
+) -> io::Result<()> {
+    if frame.len() > max {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "frame of {} bytes exceeds the {max}-byte limit",
+                frame.len()
+            ),
+        ));
+    }
+    io.write_all(frame).await?;
+    io.close().await
+}
+
+impl Codec for FrameCodec {
+    type Protocol = StreamProtocol;
+    type Request = Vec<u8>;
+    type Response = Vec<u8>;
+
+    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Vec<u8>>
+    where
+        T: AsyncRead + Unpin + Send,
+    {
+        read_frame(io, self.max_request).await
+    }
+
+    async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Vec<u8>>
+    where
+        T: AsyncRead + Unpin + Send,
+    {
+        read_frame(io, self.max_response).await
+    }
+
+    async fn write_request<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        req: Vec<u8>,
+    ) -> io::Result<()>
+    where
+        T: AsyncWrite + Unpin + Send,
+    {
+        write_frame(io, &req, self.max_request).await
+    }
+
+    async fn write_response<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        res: Vec<u8>,
+    ) -> io::Result<()>
+    where
+        T: AsyncWrite + Unpin + Send,
+    {
+        write_frame(io, &res, self.max_response).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::io::Cursor;
+
+    #[tokio::test]
+    async fn frames_at_the_limit_pass_and_over_it_fail() {
+        let mut codec = FrameCodec {
+            max_request: 8,
+            max_response: 8,
+        };
+        let proto = StreamProtocol::new("/t");
+        let ok = codec
+            .read_request(&proto, &mut Cursor::new(vec![1u8; 8]))
+            .await
+            .unwrap();
+        assert_eq!(ok.len(), 8);
+        let err = codec
+            .read_request(&proto, &mut Cursor::new(vec![1u8; 9]))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("8-byte limit"));
+        let empty = codec
+            .read_response(&proto, &mut Cursor::new(Vec::new()))
+            .await
+            .unwrap_err();
+        assert_eq!(empty.kind(), io::ErrorKind::UnexpectedEof);
+    }
+}

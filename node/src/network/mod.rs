@@ -1,0 +1,148 @@
+//! Peer-to-peer networking: owns the libp2p `Swarm` and nothing else.
+//!
+//! `new` returns a cloneable [`Client`], the [`EventLoop`] that alone touches the swarm, and a
+//! bounded stream of inbound exchange requests. Every command carries a oneshot reply; the event
+//! loop keeps pending replies in maps keyed by request id. This module never decodes a
+//! message: it moves frames, admits roster members only, and keeps them connected.
+
+mod behaviour;
+pub mod codec;
+mod event_loop;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use libp2p::request_response::ResponseChannel;
+use libp2p::{Multiaddr, PeerId};
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+pub use behaviour::BehaviourConfig;
+pub use event_loop::EventLoop;
+
+use crate::identity::NodeIdentity;
+use crate::roster::Roster;
+
+/// Inbound requests waiting for the exchange service; the swarm stops reading past this.
+const INBOUND_QUEUE: usize = 1024;
+const COMMAND_QUEUE: usize = 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum NetworkError {
+    #[error("cannot start networking: {0}")]
+    Setup(String),
+    #[error("cannot listen on {addr}: {message} (is the port in use?)")]
+    Listen { addr: Multiaddr, message: String },
+}
+
+/// Why a request to a peer got no response.
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
+pub enum RequestError {
+    #[error("peer unreachable: {0}")]
+    Unreachable(String),
+    #[error("no response in time")]
+    Timeout,
+    #[error("connection closed before the response")]
+    ConnectionClosed,
+    #[error("peer does not speak the exchange protocol")]
+    UnsupportedProtocol,
+    #[error("stream error: {0}")]
+    Io(String),
+    #[error("the network is shutting down")]
+    Shutdown,
+}
+
+/// An exchange request from an admitted peer, with the channel to answer it on.
+#[derive(Debug)]
+pub struct InboundRequest {
+    pub peer: PeerId,
+    pub frame: Vec<u8>,
+    pub channel: ResponseChannel<Vec<u8>>,
+}
+
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct NetworkStatus {
+    pub peer_id: String,
+    pub listen_addrs: Vec<String>,
+    pub connected: Vec<String>,
+}
+
+#[derive(Debug)]
+enum Command {
+    Request {
+        peer: PeerId,
+        frame: Vec<u8>,
+        reply: oneshot::Sender<Result<Vec<u8>, RequestError>>,
+    },
+    Respond {
+        channel: ResponseChannel<Vec<u8>>,
+        frame: Vec<u8>,
+    },
+    Status {
+        reply: oneshot::Sender<NetworkStatus>,
+    },
+}
+
+/// The rest of the node's handle on the network.
+#[derive(Clone, Debug)]
+pub struct Client {
+    commands: mpsc::Sender<Command>,
+    connected: broadcast::Sender<PeerId>,
+}
+
+impl Client {
+    /// Sends one exchange request frame and waits for the response frame.
+    pub async fn request(&self, peer: PeerId, frame: Vec<u8>) -> Result<Vec<u8>, RequestError> {
+        let (reply, rx) = oneshot::channel();
+        self.commands
+            .send(Command::Request { peer, frame, reply })
+            .await
+            .map_err(|_| RequestError::Shutdown)?;
+        rx.await.map_err(|_| RequestError::Shutdown)?
+    }
+
+    pub async fn respond(&self, channel: ResponseChannel<Vec<u8>>, frame: Vec<u8>) {
+        // If the loop is gone the node is stopping; the peer will retry and get the same receipt.
+        let _ = self
+            .commands
+            .send(Command::Respond { channel, frame })
+            .await;
+    }
+
+    pub async fn status(&self) -> Option<NetworkStatus> {
+        let (reply, rx) = oneshot::channel();
+        self.commands.send(Command::Status { reply }).await.ok()?;
+        rx.await.ok()
+    }
+
+    /// Peers as they (re)connect: the outbox retries their queue at once.
+    pub fn connections(&self) -> broadcast::Receiver<PeerId> {
+        self.connected.subscribe()
+    }
+}
+
+/// Everything the network needs to start.
+#[derive(Debug, Clone)]
+pub struct NetworkSettings {
+    pub identity: NodeIdentity,
+    pub roster: Arc<Roster>,
+    pub listen: Vec<Multiaddr>,
+    pub behaviour: BehaviourConfig,
+    pub redial_interval: Duration,
+}
+
+pub fn new(
+    settings: NetworkSettings,
+) -> Result<(Client, EventLoop, mpsc::Receiver<InboundRequest>), NetworkError> {
+    let (commands_tx, commands_rx) = mpsc::channel(COMMAND_QUEUE);
+    let (inbound_tx, inbound_rx) = mpsc::channel(INBOUND_QUEUE);
+    let (connected_tx, _) = broadcast::channel(256);
+    let event_loop = EventLoop::new(settings, commands_rx, inbound_tx, connected_tx.clone())?;
+    Ok((
+        Client {
+            commands: commands_tx,
+            connected: connected_tx,
+        },
+        event_loop,
+        inbound_rx,
+    ))
+}

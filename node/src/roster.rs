@@ -1,0 +1,209 @@
+//! The bloc roster: which jurisdictions are members, under which PeerId, at which addresses.
+//!
+//! The roster is the node's allow-list. A member's PeerId is an Ed25519 identity that carries
+//! its public key, so the same roster entry both admits a connection and verifies that
+//! member's signed envelopes and receipts; nothing else is trusted.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use comity_protocol::{Jurisdiction, PublicKey};
+use libp2p::{Multiaddr, PeerId};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RosterError {
+    #[error("cannot read roster {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("roster {path} is not valid: {message}")]
+    Invalid { path: String, message: String },
+}
+
+/// One member of the bloc, as the bloc agreed it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Member {
+    pub jurisdiction: Jurisdiction,
+    pub name: String,
+    pub peer_id: PeerId,
+    #[serde(default)]
+    pub addresses: Vec<Multiaddr>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RosterFile {
+    bloc: String,
+    #[serde(default, rename = "member")]
+    members: Vec<Member>,
+}
+
+/// A checked roster with lookups by PeerId and by jurisdiction.
+#[derive(Clone, Debug)]
+pub struct Roster {
+    bloc: String,
+    members: Vec<Member>,
+    keys: Vec<PublicKey>,
+    by_peer: HashMap<PeerId, usize>,
+    by_jurisdiction: HashMap<Jurisdiction, usize>,
+}
+
+impl Roster {
+    pub fn new(bloc: String, members: Vec<Member>) -> Result<Self, String> {
+        let bloc_ok = !bloc.is_empty()
+            && bloc.len() <= 32
+            && bloc
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if !bloc_ok {
+            return Err(format!(
+                "bloc id {bloc:?} must be 1 to 32 characters of a-z, 0-9 and '-'"
+            ));
+        }
+        let mut by_peer = HashMap::new();
+        let mut by_jurisdiction = HashMap::new();
+        let mut keys = Vec::with_capacity(members.len());
+        for (i, member) in members.iter().enumerate() {
+            let key = member_key(&member.peer_id).ok_or_else(|| {
+                format!(
+                    "member {}: PeerId {} is not an Ed25519 identity; Comity verifies signatures with the key it carries",
+                    member.jurisdiction, member.peer_id
+                )
+            })?;
+            keys.push(key);
+            if by_peer.insert(member.peer_id, i).is_some() {
+                return Err(format!("PeerId {} is listed twice", member.peer_id));
+            }
+            if by_jurisdiction
+                .insert(member.jurisdiction.clone(), i)
+                .is_some()
+            {
+                return Err(format!(
+                    "jurisdiction {} is listed twice",
+                    member.jurisdiction
+                ));
+            }
+        }
+        Ok(Self {
+            bloc,
+            members,
+            keys,
+            by_peer,
+            by_jurisdiction,
+        })
+    }
+
+    pub fn load(path: &Path) -> Result<Self, RosterError> {
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| RosterError::Read {
+            path: shown.clone(),
+            source,
+        })?;
+        Self::parse(&text).map_err(|message| RosterError::Invalid {
+            path: shown,
+            message,
+        })
+    }
+
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let file: RosterFile = toml::from_str(text).map_err(|e| e.to_string())?;
+        Self::new(file.bloc, file.members)
+    }
+
+    pub fn to_toml(&self) -> String {
+        let file = RosterFile {
+            bloc: self.bloc.clone(),
+            members: self.members.clone(),
+        };
+        toml::to_string_pretty(&file).expect("roster serialises")
+    }
+
+    pub fn bloc(&self) -> &str {
+        &self.bloc
+    }
+
+    pub fn members(&self) -> &[Member] {
+        &self.members
+    }
+
+    pub fn by_peer(&self, peer: &PeerId) -> Option<(&Member, &PublicKey)> {
+        self.by_peer
+            .get(peer)
+            .map(|&i| (&self.members[i], &self.keys[i]))
+    }
+
+    pub fn by_jurisdiction(&self, j: &Jurisdiction) -> Option<(&Member, &PublicKey)> {
+        self.by_jurisdiction
+            .get(j)
+            .map(|&i| (&self.members[i], &self.keys[i]))
+    }
+}
+
+/// The Ed25519 public key inlined in a PeerId, if it is an Ed25519 identity.
+pub fn member_key(peer: &PeerId) -> Option<PublicKey> {
+    let multihash = peer.as_ref();
+    // Multihash code 0 is the identity hash: the digest is the protobuf-encoded public key.
+    if multihash.code() != 0 {
+        return None;
+    }
+    let key = libp2p::identity::PublicKey::try_decode_protobuf(multihash.digest()).ok()?;
+    let ed = key.try_into_ed25519().ok()?;
+    Some(PublicKey(ed.to_bytes()))
+}
+
+/// Writes `contents` to `path` readable by the owner only (keys, tokens).
+pub fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(contents)?;
+    file.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member(j: &str) -> (Member, libp2p::identity::Keypair) {
+        let key = libp2p::identity::Keypair::generate_ed25519();
+        (
+            Member {
+                jurisdiction: j.parse().unwrap(),
+                name: j.into(),
+                peer_id: key.public().to_peer_id(),
+                addresses: vec!["/ip4/127.0.0.1/tcp/1".parse().unwrap()],
+            },
+            key,
+        )
+    }
+
+    #[test]
+    fn peer_id_yields_the_signing_key() {
+        let (m, key) = member("FR");
+        let ed = key.try_into_ed25519().unwrap();
+        assert_eq!(member_key(&m.peer_id).unwrap().0, ed.public().to_bytes());
+    }
+
+    #[test]
+    fn round_trips_and_refuses_duplicates() {
+        let (fr, _) = member("FR");
+        let (de, _) = member("DE");
+        let roster = Roster::new("eu-test".into(), vec![fr.clone(), de]).unwrap();
+        let back = Roster::parse(&roster.to_toml()).unwrap();
+        assert_eq!(back.members(), roster.members());
+        assert!(back.by_peer(&fr.peer_id).is_some());
+
+        let (mut fr2, _) = member("DE");
+        fr2.jurisdiction = "FR".parse().unwrap();
+        let err = Roster::new("eu-test".into(), vec![fr, fr2]).unwrap_err();
+        assert!(err.contains("FR is listed twice"), "{err}");
+        assert!(Roster::new("EU Test".into(), vec![]).is_err());
+    }
+}

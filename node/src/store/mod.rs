@@ -1,0 +1,261 @@
+//! The node's durable state in RocksDB. This is the only module that imports `rocksdb`.
+//!
+//! Records are grouped in column families by kind. Every state change is one `Batch`, applied
+//! atomically and synced to disk before `commit` returns, so nothing is acknowledged to a peer
+//! or an officer that a crash could lose. One writer thread applies batches; batches that
+//! arrive while a sync is in progress are merged into the next write (group commit), which is
+//! what keeps many requests in flight cheap.
+
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rocksdb::{ColumnFamilyDescriptor, DB, IteratorMode, Options};
+use tokio::sync::{mpsc, oneshot};
+
+/// Kinds of record, one column family each.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Cf {
+    /// case id → case record (both requester and executing side).
+    Cases,
+    /// message id → a message awaiting a signed receipt from its peer.
+    Outbox,
+    /// message id → the receipt we gave for it: answers duplicates without reprocessing.
+    Inbox,
+    /// officer name → hashed bearer token and role.
+    Tokens,
+}
+
+impl Cf {
+    pub const ALL: [Cf; 4] = [Cf::Cases, Cf::Outbox, Cf::Inbox, Cf::Tokens];
+
+    fn name(self) -> &'static str {
+        match self {
+            Cf::Cases => "cases",
+            Cf::Outbox => "outbox",
+            Cf::Inbox => "inbox",
+            Cf::Tokens => "tokens",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(
+        "cannot open the store at {path}: {message} (is another `comity run` using it? is the disk full?)"
+    )]
+    Open { path: PathBuf, message: String },
+    #[error("store write failed, nothing was saved: {0} (check free disk space and permissions)")]
+    Write(String),
+    #[error("store read failed: {0}")]
+    Read(String),
+    /// A batch's guard key was already present; carries the existing value.
+    #[error("record already exists")]
+    Exists(Vec<u8>),
+    #[error("the store is shutting down")]
+    Closed,
+}
+
+#[derive(Debug)]
+enum Op {
+    Put(Cf, Vec<u8>, Vec<u8>),
+    Delete(Cf, Vec<u8>),
+}
+
+/// A stored key and value.
+pub type Record = (Vec<u8>, Vec<u8>);
+
+/// One atomic state change.
+#[derive(Debug, Default)]
+pub struct Batch {
+    ops: Vec<Op>,
+    /// The batch applies only if this key is absent (checked in the writer, so two
+    /// concurrent batches guarded by the same key cannot both apply).
+    guard: Option<(Cf, Vec<u8>)>,
+}
+
+impl Batch {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    pub fn put(&mut self, cf: Cf, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) {
+        self.ops.push(Op::Put(cf, key.into(), value.into()));
+    }
+    pub fn delete(&mut self, cf: Cf, key: impl Into<Vec<u8>>) {
+        self.ops.push(Op::Delete(cf, key.into()));
+    }
+    /// Makes the batch conditional on `key` being absent from `cf`.
+    pub fn require_absent(&mut self, cf: Cf, key: impl Into<Vec<u8>>) {
+        self.guard = Some((cf, key.into()));
+    }
+}
+
+/// A cloneable handle on the store. The store closes when the last handle is dropped, after
+/// its writer thread has applied every batch already queued.
+#[derive(Clone, Debug)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    db: Arc<DB>,
+    writer: Option<mpsc::Sender<writer::Job>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    path: PathBuf,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Closing the queue ends the writer loop; joining it releases its handle on the DB,
+        // so the directory can be opened again as soon as this returns.
+        self.writer.take();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Store {
+    /// Opens (or creates) the store and starts its writer thread.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let mut options = Options::default();
+        options.create_if_missing(true);
+        options.create_missing_column_families(true);
+        options.set_max_open_files(512);
+        options.set_keep_log_file_num(4);
+        let descriptors = Cf::ALL
+            .iter()
+            .map(|cf| ColumnFamilyDescriptor::new(cf.name(), Options::default()));
+        let db =
+            DB::open_cf_descriptors(&options, path, descriptors).map_err(|e| StoreError::Open {
+                path: path.to_owned(),
+                message: e.to_string(),
+            })?;
+        let db = Arc::new(db);
+        let (writer, thread) = writer::spawn(db.clone());
+        Ok(Self {
+            inner: Arc::new(Inner {
+                db,
+                writer: Some(writer),
+                thread: Some(thread),
+                path: path.to_owned(),
+            }),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Applies `batch` atomically and durably (fsync'd WAL) before returning.
+    pub async fn commit(&self, batch: Batch) -> Result<(), StoreError> {
+        let (reply, done) = oneshot::channel();
+        let writer = self.inner.writer.as_ref().ok_or(StoreError::Closed)?;
+        writer
+            .send(writer::Job { batch, reply })
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        done.await.map_err(|_| StoreError::Closed)?
+    }
+
+    pub fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner
+            .db
+            .get_cf(handle(&self.inner.db, cf), key)
+            .map_err(|e| StoreError::Read(e.to_string()))
+    }
+
+    /// Every record of one kind, in key order.
+    pub fn scan(&self, cf: Cf) -> Result<Vec<Record>, StoreError> {
+        self.inner
+            .db
+            .iterator_cf(handle(&self.inner.db, cf), IteratorMode::Start)
+            .map(|item| {
+                item.map(|(k, v)| (k.into_vec(), v.into_vec()))
+                    .map_err(|e| StoreError::Read(e.to_string()))
+            })
+            .collect()
+    }
+
+    pub fn count(&self, cf: Cf) -> Result<usize, StoreError> {
+        let mut n = 0;
+        for item in self
+            .inner
+            .db
+            .iterator_cf(handle(&self.inner.db, cf), IteratorMode::Start)
+        {
+            item.map_err(|e| StoreError::Read(e.to_string()))?;
+            n += 1;
+        }
+        Ok(n)
+    }
+}
+
+fn handle(db: &DB, cf: Cf) -> &rocksdb::ColumnFamily {
+    // Every column family is created at open, so a missing handle is a bug, not an input error.
+    db.cf_handle(cf.name())
+        .expect("column family created at open")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn batches_survive_reopen_and_guards_refuse_duplicates() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            let mut batch = Batch::new();
+            batch.require_absent(Cf::Inbox, b"m1".to_vec());
+            batch.put(Cf::Inbox, b"m1".to_vec(), b"receipt".to_vec());
+            batch.put(Cf::Cases, b"c1".to_vec(), b"case".to_vec());
+            store.commit(batch).await.unwrap();
+
+            let mut again = Batch::new();
+            again.require_absent(Cf::Inbox, b"m1".to_vec());
+            again.put(Cf::Cases, b"c2".to_vec(), b"other".to_vec());
+            match store.commit(again).await {
+                Err(StoreError::Exists(v)) => assert_eq!(v, b"receipt"),
+                other => panic!("expected Exists, got {other:?}"),
+            }
+        }
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.get(Cf::Cases, b"c1").unwrap().unwrap(), b"case");
+        assert_eq!(store.get(Cf::Cases, b"c2").unwrap(), None);
+        assert_eq!(store.count(Cf::Cases).unwrap(), 1);
+    }
+
+    #[tokio::test]
+    async fn concurrent_guarded_batches_apply_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut tasks = Vec::new();
+        for i in 0..32u8 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut batch = Batch::new();
+                batch.require_absent(Cf::Inbox, b"same".to_vec());
+                batch.put(Cf::Inbox, b"same".to_vec(), vec![i]);
+                store.commit(batch).await.is_ok()
+            }));
+        }
+        let mut applied = 0;
+        for t in tasks {
+            applied += t.await.unwrap() as usize;
+        }
+        assert_eq!(applied, 1);
+    }
+
+    #[test]
+    fn second_open_of_a_live_store_says_why() {
+        let dir = tempfile::tempdir().unwrap();
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let _guard = rt.enter();
+        let _first = Store::open(dir.path()).unwrap();
+        let err = Store::open(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("another `comity run`"), "{err}");
+    }
+}

@@ -1,0 +1,95 @@
+//! The store's single writer thread: group commit of synced batches.
+//!
+//! Runs on its own OS thread because a synced RocksDB write blocks for the length of an fsync.
+//! It takes every job waiting in its bounded queue, checks their guards, merges them into one
+//! `WriteBatch` and syncs once; then answers each job.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use rocksdb::{DB, WriteBatch, WriteOptions};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{Batch, Cf, Op, StoreError, handle};
+
+/// Most jobs merged into one synced write.
+const MAX_GROUP: usize = 512;
+/// Jobs that may wait for the writer; senders wait beyond that (backpressure).
+const QUEUE: usize = 4096;
+
+pub(super) struct Job {
+    pub batch: Batch,
+    pub reply: oneshot::Sender<Result<(), StoreError>>,
+}
+
+pub(super) fn spawn(db: Arc<DB>) -> (mpsc::Sender<Job>, std::thread::JoinHandle<()>) {
+    let (tx, mut rx) = mpsc::channel::<Job>(QUEUE);
+    let thread = std::thread::Builder::new()
+        .name("store-writer".into())
+        .spawn(move || {
+            let mut group = Vec::with_capacity(MAX_GROUP);
+            while let Some(first) = rx.blocking_recv() {
+                group.push(first);
+                while group.len() < MAX_GROUP {
+                    match rx.try_recv() {
+                        Ok(job) => group.push(job),
+                        Err(_) => break,
+                    }
+                }
+                write_group(&db, &mut group);
+            }
+            // All handles dropped: flush what RocksDB buffers before the thread ends.
+            let _ = db.flush_wal(true);
+        })
+        .expect("spawn store writer thread");
+    (tx, thread)
+}
+
+fn write_group(db: &DB, group: &mut Vec<Job>) {
+    let mut batch = WriteBatch::default();
+    let mut accepted = Vec::with_capacity(group.len());
+    let mut guarded: HashSet<(Cf, Vec<u8>)> = HashSet::new();
+    for job in group.drain(..) {
+        if let Some((cf, key)) = &job.batch.guard {
+            let existing = match db.get_cf(handle(db, *cf), key) {
+                Ok(v) => v,
+                Err(e) => {
+                    let _ = job.reply.send(Err(StoreError::Read(e.to_string())));
+                    continue;
+                }
+            };
+            if let Some(value) = existing {
+                let _ = job.reply.send(Err(StoreError::Exists(value)));
+                continue;
+            }
+            if !guarded.insert((*cf, key.clone())) {
+                // Claimed by an earlier job of this same group: its value is not on disk yet,
+                // so the caller retries and then finds it (an empty value means "in flight").
+                let _ = job.reply.send(Err(StoreError::Exists(Vec::new())));
+                continue;
+            }
+        }
+        for op in &job.batch.ops {
+            match op {
+                Op::Put(cf, k, v) => batch.put_cf(handle(db, *cf), k, v),
+                Op::Delete(cf, k) => batch.delete_cf(handle(db, *cf), k),
+            }
+        }
+        accepted.push(job.reply);
+    }
+    if accepted.is_empty() {
+        return;
+    }
+    let mut options = WriteOptions::default();
+    options.set_sync(true);
+    let result = db
+        .write_opt(batch, &options)
+        .map_err(|e| StoreError::Write(e.to_string()));
+    for reply in accepted {
+        let _ = reply.send(result.as_ref().map(|_| ()).map_err(clone_error));
+    }
+}
+
+fn clone_error(e: &StoreError) -> StoreError {
+    StoreError::Write(e.to_string())
+}

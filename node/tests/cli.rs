@@ -1,0 +1,131 @@
+//! The `comity` binary as an operator meets it: init, and the errors that guide them.
+
+use std::os::unix::fs::PermissionsExt;
+use std::process::Command;
+
+fn comity() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_comity"))
+}
+
+fn mode(path: &std::path::Path) -> u32 {
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+#[test]
+fn init_creates_a_private_node_directory_and_refuses_to_run_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = dir.path().join("fr");
+    let token_file = dir.path().join("fr.token");
+    let out = comity()
+        .args(["init", "--jurisdiction", "fr", "--data-dir"])
+        .arg(&node)
+        .args([
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+            "--admin",
+            "127.0.0.1:0",
+            "--token-file",
+        ])
+        .arg(&token_file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let token = std::fs::read_to_string(&token_file).unwrap();
+    assert!(stdout.contains(token.trim()), "the token is shown once");
+    assert!(stdout.contains("PeerId"));
+    assert_eq!(mode(&node.join("node.key")), 0o600);
+    assert_eq!(mode(&token_file), 0o600);
+    assert_eq!(mode(&node), 0o700);
+    let config = std::fs::read_to_string(node.join("comity.toml")).unwrap();
+    assert!(
+        config.contains("jurisdiction = \"FR\"") && config.contains("# "),
+        "{config}"
+    );
+    // The store holds only a hash of the token.
+    let mut found_clear = false;
+    for entry in walk(&node.join("store")) {
+        let bytes = std::fs::read(entry).unwrap();
+        found_clear |= bytes
+            .windows(token.trim().len())
+            .any(|w| w == token.trim().as_bytes());
+    }
+    assert!(!found_clear, "the token must not be stored in clear");
+
+    let again = comity()
+        .args(["init", "--jurisdiction", "FR", "--data-dir"])
+        .arg(&node)
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
+}
+
+#[test]
+fn bad_jurisdiction_and_missing_daemon_are_explained() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = comity()
+        .args(["init", "--jurisdiction", "XX", "--data-dir"])
+        .arg(dir.path().join("x"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        !dir.path().join("x").exists(),
+        "nothing created for a bad jurisdiction"
+    );
+
+    let out = comity()
+        .args(["status", "--admin", "http://127.0.0.1:1", "--token", "t"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is `comity run` running?"));
+}
+
+#[test]
+fn run_refuses_a_roster_without_this_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = dir.path().join("de");
+    let ok = comity()
+        .args([
+            "init",
+            "--jurisdiction",
+            "DE",
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+            "--admin",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
+        .arg(&node)
+        .output()
+        .unwrap();
+    assert!(ok.status.success());
+    std::fs::write(node.join("roster.toml"), "bloc = \"eu\"\n").unwrap();
+    let out = comity()
+        .args(["run", "-c"])
+        .arg(node.join("comity.toml"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("DE is not in the roster"), "{stderr}");
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
