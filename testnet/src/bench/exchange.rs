@@ -1,0 +1,193 @@
+//! `comity-testnet bench exchange`: request → verified signed receipt between two real node
+//! processes, with durable writes, beside a bare libp2p echo of the same frame size.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use comity_node::admin::api::{AdminClient, NewRequest};
+use comity_node::cases::record::CaseState;
+use comity_protocol::{ExchangeRequest, RequestMessage, SignedEnvelope, to_canonical_cbor};
+use futures::StreamExt;
+use serde::Serialize;
+
+use super::echo::{EchoClient, serve};
+use super::percentile_ms;
+use crate::Bloc;
+
+#[derive(Clone, Debug)]
+pub struct ExchangeOptions {
+    /// Requests measured one at a time for the latency percentiles.
+    pub sequential: usize,
+    /// Requests per concurrency level for the throughput figures.
+    pub per_level: usize,
+}
+
+impl Default for ExchangeOptions {
+    fn default() -> Self {
+        Self {
+            sequential: 300,
+            per_level: 2000,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ExchangeReport {
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub rps_1: f64,
+    pub rps_16: f64,
+    pub rps_64: f64,
+    pub baseline_p50_ms: f64,
+    pub baseline_p99_ms: f64,
+    pub baseline_rps_1: f64,
+    pub baseline_rps_16: f64,
+    pub baseline_rps_64: f64,
+    pub ratio_64: f64,
+    pub frame_bytes: usize,
+    pub requests: usize,
+    pub cores: usize,
+}
+
+/// Runs `total` calls of `op` with `concurrency` in flight; returns each latency and the wall time.
+async fn load<F, Fut>(
+    concurrency: usize,
+    total: usize,
+    op: F,
+) -> anyhow::Result<(Vec<Duration>, Duration)>
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = anyhow::Result<()>>,
+{
+    let start = Instant::now();
+    let results: Vec<anyhow::Result<Duration>> = futures::stream::iter(0..total)
+        .map(|_| {
+            let fut = op();
+            async move {
+                let t = Instant::now();
+                fut.await?;
+                Ok(t.elapsed())
+            }
+        })
+        .buffer_unordered(concurrency)
+        .collect()
+        .await;
+    let elapsed = start.elapsed();
+    let mut latencies = results.into_iter().collect::<anyhow::Result<Vec<_>>>()?;
+    latencies.sort();
+    Ok((latencies, elapsed))
+}
+
+async fn comity_request(client: &AdminClient) -> anyhow::Result<()> {
+    let mut request = comity_protocol::examples::sample_request();
+    request.requesting = "FR".parse()?;
+    request.executing = "DE".parse()?;
+    let case = client
+        .create_request(&NewRequest {
+            request,
+            send: true,
+            wait_ms: Some(30_000),
+        })
+        .await?;
+    if case.summary.state != CaseState::Delivered {
+        bail!(
+            "case {} is {} after the wait, not delivered",
+            case.summary.case_id,
+            case.summary.state
+        );
+    }
+    match case.receipt {
+        Some(r) if r.signature_valid => Ok(()),
+        _ => bail!("case {} has no verified receipt", case.summary.case_id),
+    }
+}
+
+/// The size of the frame a sample request travels in, so the baseline carries the same bytes.
+fn sample_frame_len() -> anyhow::Result<usize> {
+    let identity = comity_node::identity::NodeIdentity::from_seed([1u8; 32]);
+    let message = RequestMessage {
+        message_id: comity_protocol::MessageId::new(),
+        case_id: comity_protocol::CaseId::new(),
+        sent_at: comity_protocol::Timestamp::now(),
+        request: comity_protocol::examples::sample_request(),
+    };
+    let envelope = SignedEnvelope::sign(&message, identity.signing_key())?;
+    Ok(to_canonical_cbor(&ExchangeRequest::Submit(envelope))?.len())
+}
+
+pub async fn run(
+    options: &ExchangeOptions,
+    log: &mut dyn FnMut(&str),
+) -> anyhow::Result<ExchangeReport> {
+    let dir = tempfile::tempdir()?;
+    let jurisdictions = ["FR".parse()?, "DE".parse()?];
+    let mut bloc = Bloc::create(dir.path(), &jurisdictions).await?;
+    bloc.log_filter = "warn".into();
+    bloc.start_all()?;
+    bloc.wait_connected(Duration::from_secs(30))
+        .await
+        .context("starting the two nodes")?;
+    let fr = bloc.client("FR");
+
+    log("warming up");
+    load(16, 200, || comity_request(&fr)).await?;
+
+    log("comity: sequential latency");
+    let (seq, _) = load(1, options.sequential, || comity_request(&fr)).await?;
+    let mut rps = Vec::new();
+    for level in [1usize, 16, 64] {
+        log(&format!("comity: {level} in flight"));
+        let total = if level == 1 {
+            options.sequential
+        } else {
+            options.per_level
+        };
+        let (_, elapsed) = load(level, total, || comity_request(&fr)).await?;
+        rps.push(total as f64 / elapsed.as_secs_f64());
+    }
+    bloc.stop_all();
+
+    let frame_bytes = sample_frame_len()?;
+    let (peer, addr) = serve().await?;
+    let echo = EchoClient::connect(peer, addr).await?;
+    let frame = vec![0x5a; frame_bytes];
+    log("baseline: warming up");
+    load(16, 500, || echo_once(&echo, &frame)).await?;
+    log("baseline: sequential latency");
+    let (base_seq, _) = load(1, options.sequential, || echo_once(&echo, &frame)).await?;
+    let mut base_rps = Vec::new();
+    for level in [1usize, 16, 64] {
+        log(&format!("baseline: {level} in flight"));
+        let total = if level == 1 {
+            options.sequential
+        } else {
+            options.per_level * 2
+        };
+        let (_, elapsed) = load(level, total, || echo_once(&echo, &frame)).await?;
+        base_rps.push(total as f64 / elapsed.as_secs_f64());
+    }
+
+    Ok(ExchangeReport {
+        p50_ms: percentile_ms(&seq, 50.0),
+        p99_ms: percentile_ms(&seq, 99.0),
+        rps_1: rps[0],
+        rps_16: rps[1],
+        rps_64: rps[2],
+        baseline_p50_ms: percentile_ms(&base_seq, 50.0),
+        baseline_p99_ms: percentile_ms(&base_seq, 99.0),
+        baseline_rps_1: base_rps[0],
+        baseline_rps_16: base_rps[1],
+        baseline_rps_64: base_rps[2],
+        ratio_64: rps[2] / base_rps[2],
+        frame_bytes,
+        requests: options.sequential * 2 + options.per_level * 2,
+        cores: std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1),
+    })
+}
+
+async fn echo_once(echo: &EchoClient, frame: &[u8]) -> anyhow::Result<()> {
+    echo.echo(frame.to_vec()).await.map(|_| ())
+}

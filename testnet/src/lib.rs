@@ -1,0 +1,399 @@
+//! Local Comity blocs made of real `comity run` processes on 127.0.0.1.
+//!
+//! Used by `comity-testnet up/down`, the demo, the benchmarks and the integration tests. A
+//! [`Bloc`] generates every member's key, config and token, writes one shared roster, and
+//! starts, stops or kills member processes on demand (fault injection).
+
+pub mod bench;
+pub mod peer;
+
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, TcpListener};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use comity_node::admin::api::AdminClient;
+use comity_node::init::{InitOptions, init};
+use comity_node::roster::{Member, Roster};
+use comity_protocol::Jurisdiction;
+use serde::{Deserialize, Serialize};
+
+/// The `comity` binary to start: `$COMITY_BIN`, else the one built beside this program.
+pub fn comity_binary() -> anyhow::Result<PathBuf> {
+    if let Ok(path) = std::env::var("COMITY_BIN") {
+        return Ok(PathBuf::from(path));
+    }
+    let exe = std::env::current_exe()?;
+    // Binaries live in target/<profile>/, test executables in target/<profile>/deps/.
+    for dir in exe.ancestors().skip(1).take(2) {
+        let candidate = dir.join("comity");
+        if candidate.is_file() {
+            return Ok(candidate);
+        }
+    }
+    bail!(
+        "cannot find the `comity` binary next to {}; build it with `cargo build -p comity-node` or set COMITY_BIN",
+        exe.display()
+    )
+}
+
+/// A free TCP port on loopback (bound and released; good enough for local testnets).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind an ephemeral port on loopback")
+}
+
+/// One member of a local bloc, as saved in `testnet.json`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct NodeInfo {
+    pub jurisdiction: Jurisdiction,
+    pub peer_id: String,
+    pub dir: PathBuf,
+    pub config: PathBuf,
+    pub token_file: PathBuf,
+    pub admin: SocketAddr,
+    pub p2p_port: u16,
+    pub log: PathBuf,
+    #[serde(default)]
+    pub pid: Option<u32>,
+}
+
+impl NodeInfo {
+    pub fn admin_url(&self) -> String {
+        format!("http://{}", self.admin)
+    }
+
+    pub fn token(&self) -> anyhow::Result<String> {
+        Ok(std::fs::read_to_string(&self.token_file)?.trim().to_owned())
+    }
+
+    pub fn client(&self) -> anyhow::Result<AdminClient> {
+        Ok(AdminClient::new(self.admin_url(), self.token()?))
+    }
+}
+
+/// A local bloc: its directory, its members, and the processes this value started.
+#[derive(Debug)]
+pub struct Bloc {
+    pub dir: PathBuf,
+    pub bloc_id: String,
+    pub nodes: BTreeMap<Jurisdiction, NodeInfo>,
+    children: BTreeMap<Jurisdiction, Child>,
+    binary: PathBuf,
+    /// Extra `RUST_LOG` for the nodes, e.g. "comity_node=debug".
+    pub log_filter: String,
+}
+
+const STATE_FILE: &str = "testnet.json";
+
+impl Bloc {
+    /// Generates a bloc of `jurisdictions` under `dir`: one directory per member with key,
+    /// config and token, and one roster naming them all.
+    pub async fn create(dir: &Path, jurisdictions: &[Jurisdiction]) -> anyhow::Result<Self> {
+        Self::create_with(dir, jurisdictions, "testnet", |_| {}).await
+    }
+
+    /// As `create`, letting the caller adjust each member's config before it is written.
+    pub async fn create_with(
+        dir: &Path,
+        jurisdictions: &[Jurisdiction],
+        bloc_id: &str,
+        adjust: impl Fn(&mut comity_node::config::Config),
+    ) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        let mut nodes = BTreeMap::new();
+        let mut members = Vec::new();
+        for j in jurisdictions {
+            let node_dir = dir.join(j.as_str());
+            let p2p_port = free_port();
+            let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse()?;
+            let token_file = node_dir.join("admin.token");
+            let listen = format!("/ip4/127.0.0.1/tcp/{p2p_port}").parse()?;
+            std::fs::create_dir_all(&node_dir)?;
+            let done = init(InitOptions {
+                jurisdiction: j.clone(),
+                data_dir: node_dir.clone(),
+                listen,
+                admin,
+                name: None,
+                bloc: bloc_id.to_owned(),
+                token_file: Some(token_file.clone()),
+            })
+            .await
+            .with_context(|| format!("initialising {j}"))?;
+            let mut config = comity_node::config::Config::load(&done.config_path)?;
+            adjust(&mut config);
+            std::fs::write(&done.config_path, config.to_commented_toml())?;
+            members.push(Member {
+                name: j.to_string(),
+                ..done.member.clone()
+            });
+            nodes.insert(
+                j.clone(),
+                NodeInfo {
+                    jurisdiction: j.clone(),
+                    peer_id: done.peer_id.to_string(),
+                    log: node_dir.join("node.log"),
+                    dir: node_dir,
+                    config: done.config_path,
+                    token_file,
+                    admin,
+                    p2p_port,
+                    pid: None,
+                },
+            );
+        }
+        let roster = Roster::new(bloc_id.to_owned(), members).map_err(|e| anyhow::anyhow!(e))?;
+        for node in nodes.values() {
+            std::fs::write(node.dir.join("roster.toml"), roster.to_toml())?;
+        }
+        let bloc = Self {
+            dir: dir.to_owned(),
+            bloc_id: bloc_id.to_owned(),
+            nodes,
+            children: BTreeMap::new(),
+            binary: comity_binary()?,
+            log_filter: "info".into(),
+        };
+        bloc.save()?;
+        Ok(bloc)
+    }
+
+    /// Reloads a bloc saved by `create`/`start` (for `comity-testnet down`).
+    pub fn open(dir: &Path) -> anyhow::Result<Self> {
+        let path = dir.join(STATE_FILE);
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("no testnet at {} (missing {STATE_FILE})", dir.display()))?;
+        let nodes: Vec<NodeInfo> = serde_json::from_str(&text)?;
+        Ok(Self {
+            dir: dir.to_owned(),
+            bloc_id: String::new(),
+            nodes: nodes
+                .into_iter()
+                .map(|n| (n.jurisdiction.clone(), n))
+                .collect(),
+            children: BTreeMap::new(),
+            binary: comity_binary().unwrap_or_else(|_| PathBuf::from("comity")),
+            log_filter: "info".into(),
+        })
+    }
+
+    fn save(&self) -> anyhow::Result<()> {
+        let nodes: Vec<&NodeInfo> = self.nodes.values().collect();
+        std::fs::write(
+            self.dir.join(STATE_FILE),
+            serde_json::to_string_pretty(&nodes)?,
+        )?;
+        Ok(())
+    }
+
+    pub fn node(&self, j: &str) -> &NodeInfo {
+        self.nodes
+            .iter()
+            .find(|(k, _)| k.as_str() == j)
+            .map(|(_, n)| n)
+            .unwrap_or_else(|| panic!("{j} is not in this testnet"))
+    }
+
+    pub fn client(&self, j: &str) -> AdminClient {
+        self.node(j).client().expect("token file readable")
+    }
+
+    /// Starts one member's `comity run` process; its output goes to `node.log`.
+    pub fn start(&mut self, j: &str) -> anyhow::Result<()> {
+        let node = self.node(j).clone();
+        if self.children.contains_key(&node.jurisdiction) {
+            bail!("{j} is already running");
+        }
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&node.log)?;
+        let child = Command::new(&self.binary)
+            .arg("run")
+            .arg("-c")
+            .arg(&node.config)
+            .env("RUST_LOG", &self.log_filter)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .process_group(0)
+            .spawn()
+            .with_context(|| format!("starting {}", self.binary.display()))?;
+        if let Some(n) = self.nodes.get_mut(&node.jurisdiction) {
+            n.pid = Some(child.id());
+        }
+        self.children.insert(node.jurisdiction, child);
+        self.save()
+    }
+
+    pub fn start_all(&mut self) -> anyhow::Result<()> {
+        let all: Vec<String> = self.nodes.keys().map(|j| j.to_string()).collect();
+        for j in all {
+            self.start(&j)?;
+        }
+        Ok(())
+    }
+
+    /// SIGKILL: the process gets no chance to flush or say goodbye.
+    pub fn kill(&mut self, j: &str) -> anyhow::Result<()> {
+        let key = self.node(j).jurisdiction.clone();
+        if let Some(mut child) = self.children.remove(&key) {
+            child.kill()?;
+            child.wait()?;
+        }
+        self.forget_pid(&key)
+    }
+
+    /// SIGTERM and wait for a graceful exit (SIGKILL after `grace`).
+    pub fn stop(&mut self, j: &str) -> anyhow::Result<()> {
+        let key = self.node(j).jurisdiction.clone();
+        if let Some(mut child) = self.children.remove(&key) {
+            terminate(child.id(), &mut || {
+                child.try_wait().ok().flatten().is_some()
+            });
+            let _ = child.kill();
+            child.wait()?;
+        }
+        self.forget_pid(&key)
+    }
+
+    fn forget_pid(&mut self, j: &Jurisdiction) -> anyhow::Result<()> {
+        if let Some(node) = self.nodes.get_mut(j) {
+            node.pid = None;
+        }
+        self.save()
+    }
+
+    pub fn stop_all(&mut self) {
+        let running: Vec<String> = self.children.keys().map(|j| j.to_string()).collect();
+        for j in running {
+            let _ = self.stop(&j);
+        }
+    }
+
+    /// Leaves the processes running after this value is dropped (`comity-testnet up`).
+    pub fn detach(&mut self) {
+        for (_, child) in std::mem::take(&mut self.children) {
+            drop(child);
+        }
+    }
+
+    /// Stops processes recorded in `testnet.json` by pid (`comity-testnet down`).
+    pub fn stop_recorded(&mut self) -> Vec<(Jurisdiction, bool)> {
+        let mut stopped = Vec::new();
+        for node in self.nodes.values_mut() {
+            if let Some(pid) = node.pid.take() {
+                let alive = is_alive(pid);
+                if alive {
+                    terminate(pid, &mut || !is_alive(pid));
+                }
+                stopped.push((node.jurisdiction.clone(), alive));
+            }
+        }
+        let _ = self.save();
+        stopped
+    }
+
+    /// Waits until every running member reports every other running member connected.
+    pub async fn wait_connected(&self, timeout: Duration) -> anyhow::Result<()> {
+        let running: Vec<&NodeInfo> = self.nodes.values().filter(|n| n.pid.is_some()).collect();
+        let deadline = Instant::now() + timeout;
+        loop {
+            let mut missing = Vec::new();
+            for node in &running {
+                match node.client()?.status().await {
+                    Ok(status) => {
+                        for other in &running {
+                            if other.jurisdiction == node.jurisdiction {
+                                continue;
+                            }
+                            let seen = status
+                                .members
+                                .iter()
+                                .any(|m| m.jurisdiction == other.jurisdiction && m.connected);
+                            if !seen {
+                                missing
+                                    .push(format!("{}→{}", node.jurisdiction, other.jurisdiction));
+                            }
+                        }
+                    }
+                    Err(_) => missing.push(format!("{} (admin API not up)", node.jurisdiction)),
+                }
+            }
+            if missing.is_empty() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "members not connected after {timeout:?}: {}; see the node.log files under {}",
+                    missing.join(", "),
+                    self.dir.display()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Waits until one member's admin API answers.
+    pub async fn wait_up(&self, j: &str, timeout: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + timeout;
+        let client = self.client(j);
+        loop {
+            if client.status().await.is_ok() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "{j} did not come up within {timeout:?}; see {}",
+                    self.node(j).log.display()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn log(&self, j: &str) -> String {
+        std::fs::read_to_string(&self.node(j).log).unwrap_or_default()
+    }
+}
+
+impl Drop for Bloc {
+    fn drop(&mut self) {
+        for (_, mut child) in std::mem::take(&mut self.children) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn is_alive(pid: u32) -> bool {
+    // An exited orphan may linger as a zombie where nothing reaps it (containers): dead all the same.
+    if let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        let state = stat
+            .rsplit(')')
+            .next()
+            .and_then(|rest| rest.split_whitespace().next());
+        return !matches!(state, Some("Z") | Some("X"));
+    }
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), None).is_ok()
+}
+
+fn terminate(pid: u32, exited: &mut dyn FnMut() -> bool) {
+    use nix::sys::signal::{Signal, kill};
+    let pid = nix::unistd::Pid::from_raw(pid as i32);
+    let _ = kill(pid, Signal::SIGTERM);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if exited() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = kill(pid, Signal::SIGKILL);
+}

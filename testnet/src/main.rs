@@ -1,0 +1,212 @@
+//! `comity-testnet`: local blocs of real Comity nodes, and benchmarks against them.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
+use comity_protocol::Jurisdiction;
+use comity_testnet::Bloc;
+use comity_testnet::bench::exchange::{self, ExchangeOptions};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "comity-testnet",
+    version,
+    about = "Local Comity blocs for development, demos, tests and benchmarks"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Generate a bloc and start one `comity run` per jurisdiction on 127.0.0.1.
+    Up {
+        /// Comma-separated jurisdictions, e.g. FR,DE,IT.
+        #[arg(long, value_delimiter = ',', required = true)]
+        jurisdictions: Vec<Jurisdiction>,
+        /// Directory for the bloc (one sub-directory per member).
+        #[arg(long)]
+        dir: PathBuf,
+        /// Bloc id, carried in the Kademlia protocol name.
+        #[arg(long, default_value = "testnet")]
+        bloc: String,
+        /// Seconds to wait for every member to see every other.
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
+    },
+    /// Stop the nodes of a bloc started with `up`.
+    Down {
+        #[arg(long)]
+        dir: PathBuf,
+    },
+    /// Benchmarks, each beside a baseline measured in the same run.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchCommand {
+    /// Request → verified signed receipt between two real nodes, vs a bare libp2p echo.
+    Exchange {
+        /// Requests measured one at a time.
+        #[arg(long, default_value_t = 300)]
+        sequential: usize,
+        /// Requests per concurrency level (16 and 64 in flight).
+        #[arg(long, default_value_t = 2000)]
+        per_level: usize,
+        /// Print one JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Up {
+            jurisdictions,
+            dir,
+            bloc,
+            timeout,
+        } => up(jurisdictions, dir, bloc, timeout).await,
+        Command::Down { dir } => {
+            let mut bloc = Bloc::open(&dir)?;
+            for (j, was_running) in bloc.stop_recorded() {
+                println!(
+                    "{j}: {}",
+                    if was_running {
+                        "stopped"
+                    } else {
+                        "was not running"
+                    }
+                );
+            }
+            println!("data kept in {}", dir.display());
+            Ok(())
+        }
+        Command::Bench(BenchCommand::Exchange {
+            sequential,
+            per_level,
+            json,
+        }) => {
+            let options = ExchangeOptions {
+                sequential,
+                per_level,
+            };
+            let report = exchange::run(&options, &mut |step| {
+                if !json {
+                    eprintln!("… {step}");
+                }
+            })
+            .await?;
+            if json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                let mut t = Table::new();
+                t.load_preset(UTF8_BORDERS_ONLY).set_header(vec![
+                    "measure",
+                    "comity",
+                    "bare libp2p echo",
+                    "ratio",
+                ]);
+                let row = |name: &str, a: f64, b: f64, unit: &str| {
+                    vec![
+                        name.to_string(),
+                        format!("{a:.2} {unit}"),
+                        format!("{b:.2} {unit}"),
+                        format!("{:.2}", a / b),
+                    ]
+                };
+                t.add_row(row(
+                    "p50 latency",
+                    report.p50_ms,
+                    report.baseline_p50_ms,
+                    "ms",
+                ));
+                t.add_row(row(
+                    "p99 latency",
+                    report.p99_ms,
+                    report.baseline_p99_ms,
+                    "ms",
+                ));
+                t.add_row(row(
+                    "1 in flight",
+                    report.rps_1,
+                    report.baseline_rps_1,
+                    "req/s",
+                ));
+                t.add_row(row(
+                    "16 in flight",
+                    report.rps_16,
+                    report.baseline_rps_16,
+                    "req/s",
+                ));
+                t.add_row(row(
+                    "64 in flight",
+                    report.rps_64,
+                    report.baseline_rps_64,
+                    "req/s",
+                ));
+                println!("{t}");
+                println!(
+                    "frame {} bytes, {} cores; targets: p50 ≤ 1.5 ms, rps_64 ≥ 4000, ratio_64 ≥ 0.35",
+                    report.frame_bytes, report.cores
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn up(
+    jurisdictions: Vec<Jurisdiction>,
+    dir: PathBuf,
+    bloc_id: String,
+    timeout: u64,
+) -> anyhow::Result<()> {
+    if dir.join("testnet.json").exists() {
+        anyhow::bail!(
+            "{} already holds a testnet; run `comity-testnet down --dir {}` and remove it first",
+            dir.display(),
+            dir.display()
+        );
+    }
+    let mut bloc = Bloc::create_with(&dir, &jurisdictions, &bloc_id, |_| {})
+        .await
+        .context("generating the bloc")?;
+    bloc.start_all()?;
+    if let Err(e) = bloc.wait_connected(Duration::from_secs(timeout)).await {
+        bloc.stop_all();
+        return Err(e);
+    }
+    let mut t = Table::new();
+    t.load_preset(UTF8_BORDERS_ONLY).set_header(vec![
+        "member",
+        "peer id",
+        "admin API",
+        "token file",
+        "config",
+    ]);
+    for node in bloc.nodes.values() {
+        t.add_row(vec![
+            node.jurisdiction.to_string(),
+            node.peer_id.clone(),
+            node.admin_url(),
+            node.token_file.display().to_string(),
+            node.config.display().to_string(),
+        ]);
+    }
+    println!("{t}");
+    println!(
+        "all {} members connected; stop them with `comity-testnet down --dir {}`",
+        bloc.nodes.len(),
+        dir.display()
+    );
+    bloc.detach();
+    Ok(())
+}

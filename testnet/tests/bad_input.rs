@@ -1,0 +1,190 @@
+//! Bad input against a real node: each case is refused with a reason, nothing is stored, and
+//! the node goes on serving.
+
+mod common;
+
+use std::time::Duration;
+
+use comity_node::cases::record::CaseState;
+use comity_node::identity::NodeIdentity;
+use comity_node::network::codec::FrameCodec;
+use comity_node::roster::{Member, Roster};
+use comity_protocol::{
+    CaseId, ExchangeResponse, MessageId, RejectCode, RequestMessage, SignedEnvelope, Timestamp,
+    from_cbor, limits,
+};
+use comity_testnet::Bloc;
+use comity_testnet::peer::RawPeer;
+use common::*;
+
+const CONNECT: Duration = Duration::from_secs(30);
+
+fn members(bloc: &Bloc) -> (NodeIdentity, Member) {
+    let fr = bloc.node("FR");
+    let roster = Roster::load(&fr.dir.join("roster.toml")).unwrap();
+    let de = roster.by_jurisdiction(&j("DE")).unwrap().0.clone();
+    (NodeIdentity::load(&fr.dir.join("node.key")).unwrap(), de)
+}
+
+fn message(request: comity_protocol::AssistanceRequest) -> RequestMessage {
+    RequestMessage {
+        message_id: MessageId::new(),
+        case_id: CaseId::new(),
+        sent_at: Timestamp::now(),
+        request,
+    }
+}
+
+fn rejection(response: ExchangeResponse) -> (RejectCode, String) {
+    match response {
+        ExchangeResponse::Rejected(r) => (r.code, r.detail),
+        other => panic!("expected a rejection, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_forged_oversized_invalid_and_stranger_requests_are_refused() {
+    let (_dir, mut bloc) = bloc(&["FR", "DE"]).await;
+    bloc.start_all().unwrap();
+    bloc.wait_connected(CONNECT).await.unwrap();
+    let (fr_identity, de) = members(&bloc);
+    let de_client = bloc.client("DE");
+
+    // A member that sends too much: refused by its own codec unless it lifts its limits.
+    let sender = RawPeer::start_with_limits(
+        fr_identity.clone(),
+        &de,
+        FrameCodec {
+            max_request: 8 << 20,
+            max_response: limits::MAX_RESPONSE_FRAME,
+        },
+    )
+    .await
+    .unwrap();
+
+    // 1. Malformed CBOR.
+    let answer = sender
+        .send_frame(de.peer_id, b"\xff\x00 not cbor".to_vec())
+        .await
+        .unwrap();
+    let (code, detail) = rejection(from_cbor(&answer, limits::MAX_RESPONSE_FRAME).unwrap());
+    assert_eq!(code, RejectCode::Malformed, "{detail}");
+
+    // 2. An oversized frame: the stream is refused, the node lives on.
+    let oversized = vec![0u8; limits::MAX_REQUEST_FRAME + 1];
+    assert!(sender.send_frame(de.peer_id, oversized).await.is_err());
+
+    // 3. A signature that does not verify with FR's roster key.
+    let mut forged = SignedEnvelope::sign(
+        &message(request("FR", "DE")),
+        NodeIdentity::generate().signing_key(),
+    )
+    .unwrap();
+    forged.signer = fr_identity.public_key();
+    let (code, detail) = rejection(sender.submit(de.peer_id, &forged).await.unwrap());
+    assert_eq!(code, RejectCode::BadSignature, "{detail}");
+
+    // 4. Signed by a key that is not the connected member's.
+    let stranger_signed = SignedEnvelope::sign(
+        &message(request("FR", "DE")),
+        NodeIdentity::generate().signing_key(),
+    )
+    .unwrap();
+    let (code, _) = rejection(sender.submit(de.peer_id, &stranger_signed).await.unwrap());
+    assert_eq!(code, RejectCode::UnknownSigner);
+
+    // 5. Invalid fields: every problem is listed.
+    let mut invalid = request("FR", "DE");
+    invalid.selectors.clear();
+    invalid.language = "English".into();
+    invalid.retention_days = 0;
+    let envelope = SignedEnvelope::sign(&message(invalid), fr_identity.signing_key()).unwrap();
+    let (code, detail) = rejection(sender.submit(de.peer_id, &envelope).await.unwrap());
+    assert_eq!(code, RejectCode::Invalid);
+    for field in ["selectors", "language", "retention_days"] {
+        assert!(detail.contains(field), "{field} missing from: {detail}");
+    }
+
+    // 6. Misaddressed: a request FR→IT delivered to DE.
+    let misaddressed =
+        SignedEnvelope::sign(&message(request("FR", "IT")), fr_identity.signing_key()).unwrap();
+    let (code, _) = rejection(sender.submit(de.peer_id, &misaddressed).await.unwrap());
+    assert_eq!(code, RejectCode::Misaddressed);
+
+    // 7. A peer that is not on the roster gets no exchange stream at all.
+    let stranger = NodeIdentity::generate();
+    let stranger_id = stranger.peer_id();
+    let outsider = RawPeer::start(stranger.clone(), &de).await.unwrap();
+    let envelope =
+        SignedEnvelope::sign(&message(request("FR", "DE")), stranger.signing_key()).unwrap();
+    assert!(outsider.submit(de.peer_id, &envelope).await.is_err());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let log = bloc.log("DE");
+    assert!(
+        log.lines()
+            .any(|l| l.contains("refused connection") && l.contains(&stranger_id.to_string())),
+        "DE's log does not name the refused peer {stranger_id}"
+    );
+
+    // Nothing was stored, and the node still serves a real request.
+    assert!(de_client.cases().await.unwrap().is_empty());
+    let case = send(&bloc.client("FR"), "FR", "DE", Some(20_000)).await;
+    assert_eq!(case.summary.state, CaseState::Delivered);
+    assert_eq!(de_client.cases().await.unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_api_refuses_missing_and_wrong_tokens_and_lists_invalid_fields() {
+    let (_dir, mut bloc) = bloc(&["FR", "DE"]).await;
+    bloc.start("FR").unwrap();
+    bloc.wait_up("FR", CONNECT).await.unwrap();
+    let url = format!("{}/v1/status", bloc.node("FR").admin_url());
+    let http = reqwest::Client::new();
+
+    let missing = http.get(&url).send().await.unwrap();
+    assert_eq!(missing.status(), 401);
+    let body: serde_json::Value = missing.json().await.unwrap();
+    assert_eq!(body["error"], "unauthorized");
+    assert!(body["reason"].as_str().unwrap().contains("token"));
+
+    let wrong = http
+        .get(&url)
+        .bearer_auth("comity_0000")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+
+    let mut invalid = request("FR", "DE");
+    invalid.selectors = vec![
+        "email:not-an-address"
+            .parse()
+            .unwrap_or_else(|_| invalid.selectors[0].clone()),
+    ];
+    invalid.necessity.clear();
+    invalid.language = "xx-long".into();
+    let err = bloc
+        .client("FR")
+        .create_request(&comity_node::admin::api::NewRequest {
+            request: invalid,
+            send: true,
+            wait_ms: None,
+        })
+        .await
+        .unwrap_err();
+    match err {
+        comity_node::admin::api::ClientError::Api { status, error } => {
+            assert_eq!(status, 422);
+            let fields: Vec<&str> = error.problems.iter().map(|p| p.field.as_str()).collect();
+            assert!(
+                fields.contains(&"necessity") && fields.contains(&"language"),
+                "{fields:?}"
+            );
+        }
+        other => panic!("expected a 422, got {other}"),
+    }
+    assert!(
+        bloc.client("FR").cases().await.unwrap().is_empty(),
+        "nothing stored"
+    );
+}

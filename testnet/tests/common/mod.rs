@@ -1,0 +1,62 @@
+//! Shared set-up for the integration tests: a local bloc of real node processes.
+#![allow(dead_code)]
+
+use std::time::{Duration, Instant};
+
+use comity_node::admin::api::{AdminClient, CaseDetail, NewRequest};
+use comity_node::cases::record::CaseState;
+use comity_protocol::{AssistanceRequest, CaseId, Jurisdiction};
+use comity_testnet::Bloc;
+use tempfile::TempDir;
+
+pub fn j(code: &str) -> Jurisdiction {
+    code.parse().unwrap()
+}
+
+pub async fn bloc(codes: &[&str]) -> (TempDir, Bloc) {
+    let dir = tempfile::tempdir().unwrap();
+    let jurisdictions: Vec<Jurisdiction> = codes.iter().map(|c| j(c)).collect();
+    let bloc = Bloc::create(dir.path(), &jurisdictions).await.unwrap();
+    (dir, bloc)
+}
+
+pub fn request(from: &str, to: &str) -> AssistanceRequest {
+    let mut request = comity_protocol::examples::sample_request();
+    request.requesting = j(from);
+    request.executing = j(to);
+    request
+}
+
+pub async fn send(client: &AdminClient, from: &str, to: &str, wait: Option<u64>) -> CaseDetail {
+    client
+        .create_request(&NewRequest {
+            request: request(from, to),
+            send: true,
+            wait_ms: wait,
+        })
+        .await
+        .unwrap()
+}
+
+/// Polls a case until it reaches `state`; panics with the last view after `timeout`.
+pub async fn wait_for_state(
+    client: &AdminClient,
+    case: CaseId,
+    state: CaseState,
+    timeout: Duration,
+) -> CaseDetail {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let detail = client.case(case).await.unwrap();
+        if detail.summary.state == state {
+            return detail;
+        }
+        if Instant::now() > deadline {
+            panic!(
+                "case {case} still {} after {timeout:?}: {:?}",
+                detail.summary.state, detail.delivery
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

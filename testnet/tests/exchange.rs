@@ -1,0 +1,121 @@
+//! Real node processes exchanging requests over TCP + Noise: delivery, signed receipts,
+//! the durable outbox and exactly-once processing.
+
+mod common;
+
+use std::time::Duration;
+
+use comity_node::cases::record::{CaseState, Role};
+use comity_node::identity::NodeIdentity;
+use comity_node::roster::member_key;
+use comity_protocol::{ExchangeResponse, Receipt};
+use comity_testnet::peer::RawPeer;
+use common::*;
+
+const CONNECT: Duration = Duration::from_secs(30);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fr_sends_to_de_which_stores_it_and_fr_verifies_the_receipt() {
+    let (_dir, mut bloc) = bloc(&["FR", "DE", "IT"]).await;
+    bloc.start_all().unwrap();
+    bloc.wait_connected(CONNECT).await.unwrap();
+
+    let fr = bloc.client("FR");
+    let case = send(&fr, "FR", "DE", Some(20_000)).await;
+    assert_eq!(
+        case.summary.state,
+        CaseState::Delivered,
+        "{:?}",
+        case.delivery
+    );
+    let receipt_view = case.receipt.as_ref().unwrap();
+    assert!(receipt_view.signature_valid);
+
+    // Verify DE's receipt independently, with DE's key as the roster carries it.
+    let de_peer = bloc.node("DE").peer_id.parse().unwrap();
+    let de_key = member_key(&de_peer).unwrap().verifying_key().unwrap();
+    let signed_receipt = case.signed_receipt.clone().unwrap();
+    let receipt: Receipt = signed_receipt.open(&de_key).unwrap();
+    let signed_request = case.signed_request.clone().unwrap();
+    assert_eq!(receipt.body_hash, signed_request.body_hash());
+    assert_eq!(receipt.receiver, j("DE"));
+    assert_eq!(Some(receipt.message_id), case.message_id);
+    // ...and FR's key does not verify it.
+    let fr_key = member_key(&bloc.node("FR").peer_id.parse().unwrap())
+        .unwrap()
+        .verifying_key()
+        .unwrap();
+    assert!(signed_receipt.open::<Receipt>(&fr_key).is_err());
+
+    let de = bloc.client("DE");
+    let received = de.case(case.summary.case_id).await.unwrap();
+    assert_eq!(received.summary.role, Role::Executing);
+    assert_eq!(received.summary.state, CaseState::Received);
+    assert_eq!(received.request, case.request);
+    assert_eq!(received.request_signature_valid, Some(true));
+    assert_eq!(received.signed_receipt, case.signed_receipt);
+    assert_eq!(de.inbox().await.unwrap().len(), 1);
+    assert!(
+        bloc.client("IT").cases().await.unwrap().is_empty(),
+        "IT is not party to the case"
+    );
+    assert_eq!(fr.status().await.unwrap().outbox_depth, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_to_a_node_that_is_down_is_delivered_exactly_once_when_it_starts() {
+    let (_dir, mut bloc) = bloc(&["FR", "DE", "IT"]).await;
+    bloc.start("FR").unwrap();
+    bloc.start("IT").unwrap();
+    bloc.wait_up("FR", CONNECT).await.unwrap();
+    let fr = bloc.client("FR");
+
+    let case = send(&fr, "FR", "DE", None).await;
+    let id = case.summary.case_id;
+    assert_eq!(case.summary.state, CaseState::Submitted);
+    assert_eq!(fr.status().await.unwrap().outbox_depth, 1);
+
+    // It stays queued, with the reason, across a crash of the sender.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let queued = fr.case(id).await.unwrap();
+    assert_eq!(queued.summary.state, CaseState::Submitted);
+    assert!(
+        queued.delivery.attempts >= 1 && queued.delivery.last_error.is_some(),
+        "{:?}",
+        queued.delivery
+    );
+    bloc.kill("FR").unwrap();
+    bloc.start("FR").unwrap();
+    bloc.wait_up("FR", CONNECT).await.unwrap();
+    assert_eq!(fr.status().await.unwrap().outbox_depth, 1);
+
+    bloc.start("DE").unwrap();
+    let delivered = wait_for_state(&fr, id, CaseState::Delivered, CONNECT).await;
+    assert!(delivered.receipt.as_ref().unwrap().signature_valid);
+    assert_eq!(fr.status().await.unwrap().outbox_depth, 0);
+    let de = bloc.client("DE");
+    assert_eq!(de.cases().await.unwrap().len(), 1);
+
+    // A resend of the same message gets the original receipt and is not processed again.
+    let fr_identity = NodeIdentity::load(&bloc.node("FR").dir.join("node.key")).unwrap();
+    let roster =
+        comity_node::roster::Roster::load(&bloc.node("FR").dir.join("roster.toml")).unwrap();
+    let de_member = roster.by_jurisdiction(&j("DE")).unwrap().0.clone();
+    let replayer = RawPeer::start(fr_identity, &de_member).await.unwrap();
+    let response = replayer
+        .submit(
+            de_member.peer_id,
+            delivered.signed_request.as_ref().unwrap(),
+        )
+        .await
+        .unwrap();
+    match response {
+        ExchangeResponse::Receipt(receipt) => assert_eq!(Some(receipt), delivered.signed_receipt),
+        other => panic!("expected the original receipt, got {other:?}"),
+    }
+    assert_eq!(de.cases().await.unwrap().len(), 1);
+    assert!(
+        bloc.log("DE")
+            .contains("duplicate message answered with its original receipt")
+    );
+}
