@@ -218,10 +218,27 @@ ulid_id!(
 /// A point in time as milliseconds since the Unix epoch, UTC.
 ///
 /// An integer on the wire rather than text: it has one encoding, sorts numerically, and a
-/// second implementation cannot disagree about time zones or fractional digits.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+/// second implementation cannot disagree about time zones or fractional digits. Decoding also
+/// accepts RFC 3339 text, for request files people write; a signed body holding text is still
+/// refused, because it is not the canonical encoding.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(transparent)]
 pub struct Timestamp(i64);
+
+impl<'de> Deserialize<'de> for Timestamp {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Repr {
+            Millis(i64),
+            Text(String),
+        }
+        match Repr::deserialize(deserializer)? {
+            Repr::Millis(ms) => Ok(Timestamp(ms)),
+            Repr::Text(text) => text.parse().map_err(serde::de::Error::custom),
+        }
+    }
+}
 
 /// Shape of [`Timestamp`]'s `Display`: always UTC, always milliseconds.
 const DISPLAY_FORMAT: &[time::format_description::FormatItem<'static>] = time::macros::format_description!(
@@ -415,6 +432,10 @@ mod tests {
             "1969-12-31T23:59:59.999Z"
         );
         assert!("yesterday".parse::<Timestamp>().is_err());
+        let from_text: Timestamp = serde_json::from_str("\"2026-11-26T23:22:01.123Z\"").unwrap();
+        assert_eq!(from_text, Timestamp::from_millis(1_795_735_321_123));
+        assert_eq!(serde_json::to_string(&from_text).unwrap(), "1795735321123");
+        assert!(serde_json::from_str::<Timestamp>("\"soon\"").is_err());
         // Out-of-range values still display instead of panicking.
         let _ = Timestamp::from_millis(i64::MAX).to_string();
         assert_eq!(

@@ -147,7 +147,7 @@ fn from_file(path: &PathBuf, requesting: Jurisdiction) -> anyhow::Result<Assista
     } else {
         let toml: toml::Value = toml::from_str(&text)
             .with_context(|| format!("{} is not valid TOML", path.display()))?;
-        serde_json::to_value(toml)?
+        serde_json::to_value(datetimes_as_text(toml))?
     };
     if let Some(map) = value.as_object_mut() {
         map.entry("requesting")
@@ -155,4 +155,40 @@ fn from_file(path: &PathBuf, requesting: Jurisdiction) -> anyhow::Result<Assista
     }
     serde_json::from_value(value)
         .with_context(|| format!("{} is not a valid request", path.display()))
+}
+
+/// TOML's native date-times (`from = 2026-07-01T00:00:00Z`) become RFC 3339 text, which the
+/// request's timestamps accept.
+fn datetimes_as_text(value: toml::Value) -> toml::Value {
+    match value {
+        toml::Value::Datetime(dt) => toml::Value::String(dt.to_string()),
+        toml::Value::Array(items) => {
+            toml::Value::Array(items.into_iter().map(datetimes_as_text).collect())
+        }
+        toml::Value::Table(table) => toml::Value::Table(
+            table
+                .into_iter()
+                .map(|(k, v)| (k, datetimes_as_text(v)))
+                .collect(),
+        ),
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_request_file_parses_with_rfc3339_times() {
+        let path = PathBuf::from(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../docs/examples/request.toml"
+        ));
+        let request = from_file(&path, "FR".parse().unwrap()).unwrap();
+        assert_eq!(request.requesting.as_str(), "FR");
+        let window = request.time_window.unwrap();
+        assert_eq!(window.from, "2026-09-01T00:00:00Z".parse().unwrap());
+        request.validate().unwrap();
+    }
 }

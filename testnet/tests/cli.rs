@@ -1,0 +1,105 @@
+//! The officer's CLI against real nodes: a request from a file, sent, and both sides' views.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use common::*;
+
+fn comity(config: &Path, args: &[&str]) -> Output {
+    let out = Command::new(comity_testnet::comity_binary().unwrap())
+        .args(args)
+        .arg("-c")
+        .arg(config)
+        .output()
+        .unwrap();
+    out
+}
+
+fn ok(out: Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_from_a_file_is_sent_and_both_sides_show_it() {
+    let (_dir, mut bloc) = bloc(&["FR", "DE"]).await;
+    bloc.start_all().unwrap();
+    bloc.wait_connected(Duration::from_secs(30)).await.unwrap();
+    let fr = bloc.node("FR").config.clone();
+    let de = bloc.node("DE").config.clone();
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/examples/request.toml");
+
+    let status = ok(comity(&fr, &["status"]));
+    assert!(status.contains("1/1 connected"), "{status}");
+
+    let draft: serde_json::Value = serde_json::from_str(&ok(comity(
+        &fr,
+        &[
+            "request",
+            "new",
+            "--file",
+            example.to_str().unwrap(),
+            "--json",
+        ],
+    )))
+    .unwrap();
+    assert_eq!(draft["state"], "draft");
+    assert_eq!(draft["request"]["requesting"], "FR");
+    let id = draft["case_id"].as_str().unwrap().to_owned();
+
+    let sent: serde_json::Value = serde_json::from_str(&ok(comity(
+        &fr,
+        &["request", "send", &id, "--wait", "20", "--json"],
+    )))
+    .unwrap();
+    assert_eq!(sent["state"], "delivered");
+    assert_eq!(sent["receipt"]["signature_valid"], true);
+
+    let shown = ok(comity(&de, &["case", "show", &id]));
+    assert!(
+        shown.contains("received") && shown.contains("FR -> DE"),
+        "{shown}"
+    );
+    let shown = ok(comity(&fr, &["case", "show", &id]));
+    assert!(shown.contains("signature   valid"), "{shown}");
+
+    let inbox: serde_json::Value =
+        serde_json::from_str(&ok(comity(&de, &["inbox", "--json"]))).unwrap();
+    assert_eq!(inbox.as_array().unwrap().len(), 1);
+    let list = ok(comity(&fr, &["case", "list"]));
+    assert!(list.contains(&id) && list.contains("delivered"), "{list}");
+
+    // A draft from flags that lacks what the law asks for: every problem is named.
+    let out = comity(
+        &fr,
+        &[
+            "request",
+            "new",
+            "--to",
+            "DE",
+            "--instrument",
+            "eu-epoc",
+            "--data",
+            "content",
+            "--selector",
+            "phone:+33612345678",
+        ],
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    for field in [
+        "necessity",
+        "purpose",
+        "issuing_authority.name",
+        "validating_authority",
+    ] {
+        assert!(err.contains(field), "{field} not named in: {err}");
+    }
+}
