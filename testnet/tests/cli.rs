@@ -9,13 +9,12 @@ use std::time::Duration;
 use common::*;
 
 fn comity(config: &Path, args: &[&str]) -> Output {
-    let out = Command::new(comity_testnet::comity_binary().unwrap())
+    Command::new(comity_testnet::comity_binary().unwrap())
         .args(args)
         .arg("-c")
         .arg(config)
         .output()
-        .unwrap();
-    out
+        .unwrap()
 }
 
 fn ok(out: Output) -> String {
