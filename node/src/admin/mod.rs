@@ -213,11 +213,13 @@ async fn create_request(
 ) -> Result<(StatusCode, Json<CaseDetail>), Failure> {
     let Json(body) =
         body.map_err(|e| failure(StatusCode::BAD_REQUEST, "bad-json", e.body_text()))?;
-    let draft = state.cases.create_draft(body.request).await?;
     let record = if body.send {
-        state.cases.send(draft.case_id, wait(body.wait_ms)).await?
+        state
+            .cases
+            .create_and_send(body.request, wait(body.wait_ms))
+            .await?
     } else {
-        draft
+        state.cases.create_draft(body.request).await?
     };
     Ok((StatusCode::CREATED, Json(detail(&state, &record))))
 }

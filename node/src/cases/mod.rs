@@ -118,8 +118,8 @@ impl Cases {
         &self.inner.locks[(h.finish() % 64) as usize]
     }
 
-    /// Creates a draft from a validated request.
-    pub async fn create_draft(&self, request: AssistanceRequest) -> Result<CaseRecord, CaseError> {
+    /// Checks a request and makes it a draft case (not yet stored).
+    fn new_draft(&self, request: AssistanceRequest) -> Result<CaseRecord, CaseError> {
         request.validate().map_err(CaseError::Invalid)?;
         if request.requesting != self.inner.jurisdiction {
             return Err(CaseError::Invalid(ValidationErrors(vec![
@@ -144,7 +144,7 @@ impl Cases {
             });
         }
         let now = Timestamp::now();
-        let record = CaseRecord {
+        Ok(CaseRecord {
             case_id: CaseId::new(),
             role: Role::Requester,
             counterparty: request.executing.clone(),
@@ -156,12 +156,30 @@ impl Cases {
             envelope: None,
             receipt: None,
             delivery: Delivery::default(),
-        };
+        })
+    }
+
+    /// Creates a draft from a validated request.
+    pub async fn create_draft(&self, request: AssistanceRequest) -> Result<CaseRecord, CaseError> {
+        let record = self.new_draft(request)?;
         let mut batch = Batch::new();
         batch.put(Cf::Cases, case_key(&record.case_id), record.encode());
         self.inner.store.commit(batch).await?;
         info!(case = %record.case_id, to = %record.counterparty, "draft created");
         Ok(record)
+    }
+
+    /// Creates a case and sends it at once: draft, signature and outbox entry in one batch.
+    pub async fn create_and_send(
+        &self,
+        request: AssistanceRequest,
+        wait: Option<Duration>,
+    ) -> Result<CaseRecord, CaseError> {
+        let mut record = self.new_draft(request)?;
+        let waiter = wait.map(|_| self.register_waiter(record.case_id));
+        let entry = self.submit(&mut record)?;
+        self.persist(&record, &entry).await?;
+        self.dispatch(record.case_id, entry, wait.zip(waiter)).await
     }
 
     /// Signs a draft and queues it in the outbox, durably, in one batch. With `wait`, returns
@@ -172,47 +190,68 @@ impl Cases {
         wait: Option<Duration>,
     ) -> Result<CaseRecord, CaseError> {
         let waiter = wait.map(|_| self.register_waiter(case_id));
-        let entry = {
-            let _guard = self.lock(&case_id).lock().await;
-            let mut record = self.get(&case_id)?.ok_or(CaseError::NotFound(case_id))?;
-            if record.state != CaseState::Draft {
-                return Err(CaseError::NotDraft {
-                    case: case_id,
-                    state: record.state,
-                });
-            }
-            let message = RequestMessage {
-                message_id: MessageId::new(),
-                case_id,
-                sent_at: Timestamp::now(),
-                request: record.request.clone(),
-            };
-            let envelope = SignedEnvelope::sign(&message, self.inner.identity.signing_key())
-                .map_err(|e| CaseError::Encode(e.to_string()))?;
-            let frame = to_canonical_cbor(&ExchangeRequest::Submit(envelope.clone()))
-                .map_err(|e| CaseError::Encode(e.to_string()))?;
-            let entry = OutboxEntry {
-                message_id: message.message_id,
-                case_id,
-                to: record.counterparty.clone(),
-                frame,
-                queued_at: message.sent_at,
-            };
-            record.state = CaseState::Submitted;
-            record.message_id = Some(message.message_id);
-            record.envelope = Some(envelope);
-            record.updated_at = message.sent_at;
-            let mut batch = Batch::new();
-            batch.put(Cf::Cases, case_key(&case_id), record.encode());
-            batch.put(Cf::Outbox, message_key(&entry.message_id), entry.encode());
-            self.inner.store.commit(batch).await?;
-            info!(case = %case_id, message = %entry.message_id, to = %entry.to, bytes = entry.frame.len(), "request queued");
-            entry
+        let _guard = self.lock(&case_id).lock().await;
+        let mut record = self.get(&case_id)?.ok_or(CaseError::NotFound(case_id))?;
+        if record.state != CaseState::Draft {
+            return Err(CaseError::NotDraft {
+                case: case_id,
+                state: record.state,
+            });
+        }
+        let entry = self.submit(&mut record)?;
+        // Still under the case lock: two officers sending the same draft cannot both succeed.
+        self.persist(&record, &entry).await?;
+        drop(_guard);
+        self.dispatch(case_id, entry, wait.zip(waiter)).await
+    }
+
+    /// Signs the request of a draft: the case becomes `submitted` with the outbox entry that
+    /// will carry it. Nothing is stored yet.
+    fn submit(&self, record: &mut CaseRecord) -> Result<OutboxEntry, CaseError> {
+        let message = RequestMessage {
+            message_id: MessageId::new(),
+            case_id: record.case_id,
+            sent_at: Timestamp::now(),
+            request: record.request.clone(),
         };
+        let envelope = SignedEnvelope::sign(&message, self.inner.identity.signing_key())
+            .map_err(|e| CaseError::Encode(e.to_string()))?;
+        let frame = to_canonical_cbor(&ExchangeRequest::Submit(envelope.clone()))
+            .map_err(|e| CaseError::Encode(e.to_string()))?;
+        record.state = CaseState::Submitted;
+        record.message_id = Some(message.message_id);
+        record.envelope = Some(envelope);
+        record.updated_at = message.sent_at;
+        Ok(OutboxEntry {
+            message_id: message.message_id,
+            case_id: record.case_id,
+            to: record.counterparty.clone(),
+            frame,
+            queued_at: message.sent_at,
+        })
+    }
+
+    /// Stores a submitted case with its outbox entry, synced, in one batch.
+    async fn persist(&self, record: &CaseRecord, entry: &OutboxEntry) -> Result<(), CaseError> {
+        let mut batch = Batch::new();
+        batch.put(Cf::Cases, case_key(&record.case_id), record.encode());
+        batch.put(Cf::Outbox, message_key(&entry.message_id), entry.encode());
+        self.inner.store.commit(batch).await?;
+        info!(case = %record.case_id, message = %entry.message_id, to = %entry.to, bytes = entry.frame.len(), "request queued");
+        Ok(())
+    }
+
+    /// Hands a stored outbox entry to the worker and optionally waits for its delivery to end.
+    async fn dispatch(
+        &self,
+        case_id: CaseId,
+        entry: OutboxEntry,
+        wait: Option<(Duration, oneshot::Receiver<()>)>,
+    ) -> Result<CaseRecord, CaseError> {
         // The entry is durable: if the worker's queue is gone the node is stopping, and the
         // outbox is reloaded from the store at the next start.
         let _ = self.inner.outbox.send(entry).await;
-        if let (Some(wait), Some(waiter)) = (wait, waiter) {
+        if let Some((wait, waiter)) = wait {
             let _ = tokio::time::timeout(wait, waiter).await;
         }
         self.get(&case_id)?.ok_or(CaseError::NotFound(case_id))
