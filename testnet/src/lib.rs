@@ -251,16 +251,22 @@ impl Bloc {
     }
 
     /// SIGTERM and wait for a graceful exit (SIGKILL after `grace`).
-    pub fn stop(&mut self, j: &str) -> anyhow::Result<()> {
+    /// Returns the exit status if the process was running and exited by itself.
+    pub fn stop(&mut self, j: &str) -> anyhow::Result<Option<std::process::ExitStatus>> {
         let key = self.node(j).jurisdiction.clone();
+        let mut graceful = None;
         if let Some(mut child) = self.children.remove(&key) {
+            let mut status = None;
             terminate(child.id(), &mut || {
-                child.try_wait().ok().flatten().is_some()
+                status = child.try_wait().ok().flatten();
+                status.is_some()
             });
+            graceful = status;
             let _ = child.kill();
             child.wait()?;
         }
-        self.forget_pid(&key)
+        self.forget_pid(&key)?;
+        Ok(graceful)
     }
 
     fn forget_pid(&mut self, j: &Jurisdiction) -> anyhow::Result<()> {

@@ -60,6 +60,15 @@ async fn fr_sends_to_de_which_stores_it_and_fr_verifies_the_receipt() {
         "IT is not party to the case"
     );
     assert_eq!(fr.status().await.unwrap().outbox_depth, 0);
+
+    // SIGTERM stops a node gracefully.
+    let status = bloc
+        .stop("IT")
+        .unwrap()
+        .expect("IT exits by itself on SIGTERM");
+    assert!(status.success(), "{status:?}");
+    let log = bloc.log("IT");
+    assert!(log.contains("SIGTERM") && log.contains("stopped"), "{log}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
