@@ -157,13 +157,7 @@ async fn authenticate(State(state): State<AdminState>, request: Request, next: N
 }
 
 async fn status(State(state): State<AdminState>) -> Reply<StatusView> {
-    let net = state.network.status().await.ok_or_else(|| {
-        failure(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "stopping",
-            "the node is shutting down",
-        )
-    })?;
+    let net = network_status(&state).await?;
     let roster = state.cases.roster();
     Ok(Json(StatusView {
         jurisdiction: state.cases.jurisdiction().clone(),
@@ -173,6 +167,16 @@ async fn status(State(state): State<AdminState>) -> Reply<StatusView> {
         members: peer_views(&state, &net),
         outbox_depth: state.cases.outbox_depth()?,
     }))
+}
+
+async fn network_status(state: &AdminState) -> Result<network::NetworkStatus, Failure> {
+    state.network.status().await.ok_or_else(|| {
+        failure(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "stopping",
+            "the node is shutting down",
+        )
+    })
 }
 
 fn peer_views(state: &AdminState, net: &network::NetworkStatus) -> Vec<PeerView> {
@@ -193,13 +197,7 @@ fn peer_views(state: &AdminState, net: &network::NetworkStatus) -> Vec<PeerView>
 }
 
 async fn peers(State(state): State<AdminState>) -> Reply<Vec<PeerView>> {
-    let net = state.network.status().await.ok_or_else(|| {
-        failure(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "stopping",
-            "the node is shutting down",
-        )
-    })?;
+    let net = network_status(&state).await?;
     Ok(Json(peer_views(&state, &net)))
 }
 

@@ -226,6 +226,11 @@ impl Cases {
             message_id: message.message_id,
             case_id: record.case_id,
             to: record.counterparty.clone(),
+            body_hash: record
+                .envelope
+                .as_ref()
+                .map(|e| e.body_hash())
+                .expect("signed above"),
             frame,
             queued_at: message.sent_at,
         })

@@ -158,16 +158,14 @@ impl Cases {
             Err(e) => return self.retry(entry, format!("unreadable response: {e}")).await,
         };
         match response {
-            ExchangeResponse::Receipt(receipt) => {
-                match check_receipt(&receipt, &key, entry, self) {
-                    Ok(()) => self.delivered(entry, receipt).await,
-                    Err(reason) => {
-                        warn!(message = %entry.message_id, to = %entry.to, %reason, "receipt refused");
-                        self.retry(entry, format!("invalid receipt: {reason}"))
-                            .await
-                    }
+            ExchangeResponse::Receipt(receipt) => match check_receipt(&receipt, &key, entry) {
+                Ok(()) => self.delivered(entry, receipt).await,
+                Err(reason) => {
+                    warn!(message = %entry.message_id, to = %entry.to, %reason, "receipt refused");
+                    self.retry(entry, format!("invalid receipt: {reason}"))
+                        .await
                 }
-            }
+            },
             ExchangeResponse::Rejected(rejection) => match rejection.code {
                 RejectCode::Unavailable => self.retry(entry, rejection.detail).await,
                 code => {
@@ -245,7 +243,6 @@ fn check_receipt(
     receipt: &SignedEnvelope,
     key: &comity_protocol::PublicKey,
     entry: &OutboxEntry,
-    cases: &Cases,
 ) -> Result<(), String> {
     let verifying = key.verifying_key().map_err(|e| e.to_string())?;
     let body: Receipt = receipt.open(&verifying).map_err(|e| e.to_string())?;
@@ -261,13 +258,7 @@ fn check_receipt(
             body.receiver, entry.to
         ));
     }
-    let sent = cases
-        .get(&entry.case_id)
-        .ok()
-        .flatten()
-        .and_then(|r| r.envelope)
-        .map(|e| e.body_hash());
-    if sent != Some(body.body_hash) {
+    if body.body_hash != entry.body_hash {
         return Err("receipt's body hash does not match the request we sent".into());
     }
     Ok(())

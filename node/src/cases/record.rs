@@ -1,7 +1,7 @@
 //! The stored record of one case, on either side of the exchange.
 
 use comity_protocol::{
-    AssistanceRequest, CaseId, Jurisdiction, MessageId, SignedEnvelope, Timestamp,
+    AssistanceRequest, CaseId, Hash32, Jurisdiction, MessageId, SignedEnvelope, Timestamp,
 };
 use serde::{Deserialize, Serialize};
 
@@ -100,6 +100,8 @@ pub struct OutboxEntry {
     pub message_id: MessageId,
     pub case_id: CaseId,
     pub to: Jurisdiction,
+    /// BLAKE3 of the signed body: the receipt must name exactly this.
+    pub body_hash: Hash32,
     /// The encoded `ExchangeRequest`, exactly as every attempt sends it.
     pub frame: Vec<u8>,
     pub queued_at: Timestamp,
