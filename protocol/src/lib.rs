@@ -1,12 +1,14 @@
 //! Comity's protocol: the types and rules two nodes must agree on, and nothing else.
 //!
 //! This crate owns identifiers, the assistance request and its validation, the canonical CBOR
-//! encoding, signed envelopes and the messages of the exchange protocol. It must never do I/O
-//! (no network, no storage, no clock other than [`Timestamp::now`]) so that a second
-//! implementation can be checked against it with the golden vectors in `tests/vectors/`.
+//! encoding, signed envelopes, the messages of the exchange protocol and the replicated case
+//! log. It must never do I/O (no network, no storage, no clock other than [`Timestamp::now`])
+//! so that a second implementation can be checked against it with the golden vectors in
+//! `tests/vectors/`.
 
 mod bytes;
 pub mod canonical;
+pub mod caselog;
 pub mod envelope;
 pub mod examples;
 pub mod ids;
@@ -16,6 +18,10 @@ pub mod selector;
 pub mod validate;
 
 pub use canonical::{CodecError, from_canonical_cbor, from_cbor, is_canonical, to_canonical_cbor};
+pub use caselog::{
+    CaseEvent, CaseLog, CaseState, CaseView, Decision, EventError, EventId, EventKind, Inserted,
+    LogEntry, PolicyOutcome, Preservation, Side,
+};
 pub use envelope::{EnvelopeError, PublicKey, Signable, Signature64, SignedEnvelope};
 pub use ids::{ASSIGNED_ALPHA2, CaseId, Hash32, IdError, Jurisdiction, MessageId, Timestamp};
 pub use messages::{

@@ -1,0 +1,215 @@
+//! The signed unit of the case log: one [`CaseEvent`], what it says ([`EventKind`]) and which
+//! side may say it ([`Side`]).
+//!
+//! These are wire types: their canonical CBOR is signed and hashed into an [`EventId`], so a
+//! field or variant can be added only under a new [`CaseEvent::DOMAIN`].
+
+use crate::envelope::Signable;
+use crate::ids::{CaseId, Hash32, Jurisdiction, Timestamp};
+use crate::limits::MAX_TEXT;
+use crate::request::AssistanceRequest;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// BLAKE3 of the canonical bytes ([`crate::SignedEnvelope::to_bytes`]) of an event's envelope.
+///
+/// Hashing the whole envelope, signature included, rather than the body means that two
+/// replicas holding the same id hold byte-identical evidence of who said what.
+pub type EventId = Hash32;
+
+/// One change to a case, as signed by the jurisdiction that made it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaseEvent {
+    pub case_id: CaseId,
+    pub author: Jurisdiction,
+    /// 1-based, contiguous per author: the author's n-th event in this case. Two events with
+    /// one (author, seq) are an equivocation, which replicas refuse.
+    pub seq: u64,
+    /// The heads of the log the author had seen when writing it (sorted, no duplicates).
+    /// Includes the author's own previous event when `seq > 1`; empty only for the genesis.
+    /// These links are what makes "concurrent" decidable: an event has seen exactly its
+    /// causal past.
+    pub links: Vec<EventId>,
+    pub at: Timestamp,
+    pub kind: EventKind,
+}
+
+impl Signable for CaseEvent {
+    const DOMAIN: &'static str = "comity/event/v1";
+}
+
+/// What an event says happened. Each kind may be authored by one side only
+/// ([`EventKind::allowed_author`]), so that neither side can forge the other's steps.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub enum EventKind {
+    /// The genesis: the requester's request. Seq 1, no links, `request.requesting == author`.
+    /// Boxed because a request is many times larger than any other event, and every event
+    /// would otherwise take that much memory; the wire form is the same.
+    Submitted {
+        request: Box<AssistanceRequest>,
+    },
+    /// The executing side's signed statement that it received and stored the request.
+    Received,
+    /// The executing side's automatic policy check. A `refused` outcome does not refuse the
+    /// case: a reviewer decides.
+    PolicyChecked {
+        outcome: PolicyOutcome,
+        rules: Vec<String>,
+    },
+    /// The executing side's decision. Final: a later decision is recorded but not applied.
+    Decided {
+        decision: Decision,
+    },
+    ClarificationRequested {
+        question: String,
+    },
+    Clarified {
+        answer: String,
+    },
+    /// The executing side delivered the evidence (or states that there is none).
+    Fulfilled {
+        manifest_root: Option<Hash32>,
+        note: String,
+    },
+    EvidenceAcknowledged {
+        manifest_root: Option<Hash32>,
+    },
+    /// The requester withdraws the request. Beats any concurrent executing-side step.
+    Withdrawn {
+        reason: String,
+    },
+    Closed,
+    Preserved {
+        until: Timestamp,
+    },
+    PreservationExtended {
+        until: Timestamp,
+    },
+    PreservationReleased,
+    /// The requester destroyed the received data at the end of its retention.
+    Purged,
+}
+
+/// The automatic policy check's verdict.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PolicyOutcome {
+    Passed,
+    /// A person must look at it (e.g. dual criminality could not be established).
+    Referred,
+    /// The rules say refuse; a reviewer still decides.
+    Refused,
+}
+
+/// The executing side's decision on a request.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Decision {
+    Accept,
+    /// Accepted for part of what was asked; `scope` says which part.
+    Partial {
+        scope: String,
+    },
+    /// Refused; `reasons` is non-empty, because a refusal without grounds cannot be contested.
+    Refuse {
+        reasons: Vec<String>,
+    },
+}
+
+/// Which party may author a kind of event.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Side {
+    Requester,
+    Executing,
+    Either,
+}
+
+impl fmt::Display for Side {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(match self {
+            Side::Requester => "the requesting side",
+            Side::Executing => "the executing side",
+            Side::Either => "either side",
+        })
+    }
+}
+
+impl EventKind {
+    /// The kind's kebab-case name, as on the wire.
+    pub fn code(&self) -> &'static str {
+        match self {
+            EventKind::Submitted { .. } => "submitted",
+            EventKind::Received => "received",
+            EventKind::PolicyChecked { .. } => "policy-checked",
+            EventKind::Decided { .. } => "decided",
+            EventKind::ClarificationRequested { .. } => "clarification-requested",
+            EventKind::Clarified { .. } => "clarified",
+            EventKind::Fulfilled { .. } => "fulfilled",
+            EventKind::EvidenceAcknowledged { .. } => "evidence-acknowledged",
+            EventKind::Withdrawn { .. } => "withdrawn",
+            EventKind::Closed => "closed",
+            EventKind::Preserved { .. } => "preserved",
+            EventKind::PreservationExtended { .. } => "preservation-extended",
+            EventKind::PreservationReleased => "preservation-released",
+            EventKind::Purged => "purged",
+        }
+    }
+
+    /// Which side may author this kind: the requester submits, clarifies, acknowledges,
+    /// withdraws and purges; the executing side receipts, checks, decides, asks, fulfils and
+    /// preserves; either may close or release a preservation.
+    pub fn allowed_author(&self) -> Side {
+        match self {
+            EventKind::Submitted { .. }
+            | EventKind::Clarified { .. }
+            | EventKind::EvidenceAcknowledged { .. }
+            | EventKind::Withdrawn { .. }
+            | EventKind::Purged => Side::Requester,
+            EventKind::Received
+            | EventKind::PolicyChecked { .. }
+            | EventKind::Decided { .. }
+            | EventKind::ClarificationRequested { .. }
+            | EventKind::Fulfilled { .. }
+            | EventKind::Preserved { .. }
+            | EventKind::PreservationExtended { .. } => Side::Executing,
+            EventKind::Closed | EventKind::PreservationReleased => Side::Either,
+        }
+    }
+
+    /// Shape rules a signed event must meet whatever the state of the case: what is wrong,
+    /// or `None`. Checked on insert so that a malformed event never enters either replica.
+    pub(crate) fn problem(&self) -> Option<String> {
+        let too_long = |field: &str, text: &str| {
+            (text.len() > MAX_TEXT).then(|| {
+                format!(
+                    "{field} is {} bytes, over the limit of {MAX_TEXT}; shorten it",
+                    text.len()
+                )
+            })
+        };
+        match self {
+            EventKind::Decided {
+                decision: Decision::Refuse { reasons },
+            } => {
+                if reasons.iter().all(|r| r.trim().is_empty()) {
+                    return Some("a refusal must state at least one non-empty reason".to_owned());
+                }
+                reasons.iter().find_map(|r| too_long("a refusal reason", r))
+            }
+            EventKind::Decided {
+                decision: Decision::Partial { scope },
+            } => too_long("the scope of a partial acceptance", scope),
+            EventKind::PolicyChecked { rules, .. } => {
+                rules.iter().find_map(|r| too_long("a policy rule", r))
+            }
+            EventKind::ClarificationRequested { question } => too_long("the question", question),
+            EventKind::Clarified { answer } => too_long("the answer", answer),
+            EventKind::Fulfilled { note, .. } => too_long("the fulfilment note", note),
+            EventKind::Withdrawn { reason } => too_long("the withdrawal reason", reason),
+            _ => None,
+        }
+    }
+}

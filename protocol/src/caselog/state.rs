@@ -1,0 +1,266 @@
+//! The lifecycle of a case and the transition rules the fold applies, event by event.
+//!
+//! This module decides only "given this state, does this event apply, and if not, why not".
+//! It never looks at signatures, links or order: [`super::CaseLog`] has checked those and
+//! hands events over in the deterministic fold order.
+
+use super::event::{CaseEvent, Decision, EventId, EventKind};
+use crate::ids::{CaseId, Jurisdiction, Timestamp};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Where a case stands in its lifecycle.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CaseState {
+    Submitted,
+    Delivered,
+    UnderReview,
+    Accepted,
+    PartiallyAccepted,
+    Refused,
+    ClarificationRequested,
+    Clarified,
+    Fulfilled,
+    EvidenceAcknowledged,
+    Closed,
+    Withdrawn,
+}
+
+impl CaseState {
+    /// The state's kebab-case name, as on the wire.
+    pub fn code(&self) -> &'static str {
+        match self {
+            CaseState::Submitted => "submitted",
+            CaseState::Delivered => "delivered",
+            CaseState::UnderReview => "under-review",
+            CaseState::Accepted => "accepted",
+            CaseState::PartiallyAccepted => "partially-accepted",
+            CaseState::Refused => "refused",
+            CaseState::ClarificationRequested => "clarification-requested",
+            CaseState::Clarified => "clarified",
+            CaseState::Fulfilled => "fulfilled",
+            CaseState::EvidenceAcknowledged => "evidence-acknowledged",
+            CaseState::Closed => "closed",
+            CaseState::Withdrawn => "withdrawn",
+        }
+    }
+}
+
+impl fmt::Display for CaseState {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+/// The preservation sub-state, separate from the lifecycle: data can be kept from deletion
+/// while the request itself is still under review.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Preservation {
+    pub until: Timestamp,
+    pub released: bool,
+}
+
+/// One event as the fold saw it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogEntry {
+    pub id: EventId,
+    pub author: Jurisdiction,
+    pub seq: u64,
+    /// [`EventKind::code`].
+    pub kind: String,
+    pub at: Timestamp,
+    /// Whether the event changed the case. A signed event that came too late (a decision
+    /// after a withdrawal) is kept, because it is still evidence of what its author did.
+    pub applied: bool,
+    /// Why it was not applied.
+    pub note: Option<String>,
+}
+
+/// The case as the fold of its log: identical on every replica holding the same events.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaseView {
+    pub case_id: CaseId,
+    pub requesting: Option<Jurisdiction>,
+    pub executing: Option<Jurisdiction>,
+    /// `None` before the genesis arrives.
+    pub state: Option<CaseState>,
+    pub submitted_at: Option<Timestamp>,
+    pub delivered_at: Option<Timestamp>,
+    pub decided_at: Option<Timestamp>,
+    pub fulfilled_at: Option<Timestamp>,
+    pub closed_at: Option<Timestamp>,
+    pub purged_at: Option<Timestamp>,
+    pub decision: Option<Decision>,
+    pub preservation: Option<Preservation>,
+    /// Every event, in fold order.
+    pub entries: Vec<LogEntry>,
+    pub heads: Vec<EventId>,
+}
+
+impl CaseView {
+    pub(crate) fn empty(case_id: CaseId) -> Self {
+        Self {
+            case_id,
+            requesting: None,
+            executing: None,
+            state: None,
+            submitted_at: None,
+            delivered_at: None,
+            decided_at: None,
+            fulfilled_at: None,
+            closed_at: None,
+            purged_at: None,
+            decision: None,
+            preservation: None,
+            entries: Vec::new(),
+            heads: Vec::new(),
+        }
+    }
+
+    /// Applies one event, in fold order, and records it as an entry.
+    pub(crate) fn fold(&mut self, id: EventId, event: &CaseEvent) {
+        let outcome = self.apply(event);
+        self.entries.push(LogEntry {
+            id,
+            author: event.author.clone(),
+            seq: event.seq,
+            kind: event.kind.code().to_owned(),
+            at: event.at,
+            applied: outcome.is_ok(),
+            note: outcome.err(),
+        });
+    }
+
+    /// Changes the view if `event` is a valid transition from where the case stands;
+    /// otherwise says why not and changes nothing.
+    fn apply(&mut self, event: &CaseEvent) -> Result<(), String> {
+        use CaseState as S;
+        let at = event.at;
+        let Some(state) = self.state else {
+            // The insert checks guarantee the genesis folds first; anything else here would
+            // mean a broken invariant, which is reported rather than panicking.
+            return match &event.kind {
+                EventKind::Submitted { request } => {
+                    self.requesting = Some(request.requesting.clone());
+                    self.executing = Some(request.executing.clone());
+                    self.state = Some(S::Submitted);
+                    self.submitted_at = Some(at);
+                    Ok(())
+                }
+                _ => Err("the case has no submission yet".to_owned()),
+            };
+        };
+        let cannot = |what: &str| match state {
+            S::Withdrawn => Err("case already withdrawn".to_owned()),
+            S::Closed => Err("case already closed".to_owned()),
+            _ => Err(format!("cannot {what} a case that is {state}")),
+        };
+        let open = !matches!(state, S::Closed | S::Withdrawn);
+        match &event.kind {
+            EventKind::Submitted { .. } => return Err("case already submitted".to_owned()),
+            EventKind::Received => {
+                if self.delivered_at.is_some() {
+                    return Err("receipt already recorded".to_owned());
+                }
+                self.delivered_at = Some(at);
+                if state == S::Submitted {
+                    self.state = Some(S::Delivered);
+                }
+            }
+            EventKind::PolicyChecked { .. } => match state {
+                S::Delivered | S::UnderReview | S::Clarified => self.state = Some(S::UnderReview),
+                _ => return cannot("policy-check"),
+            },
+            EventKind::Decided { decision } => {
+                if self.decision.is_some() {
+                    return Err("decision already made: decisions are final".to_owned());
+                }
+                match state {
+                    S::Delivered | S::UnderReview | S::Clarified => {
+                        self.state = Some(match decision {
+                            Decision::Accept => S::Accepted,
+                            Decision::Partial { .. } => S::PartiallyAccepted,
+                            Decision::Refuse { .. } => S::Refused,
+                        });
+                        self.decision = Some(decision.clone());
+                        self.decided_at = Some(at);
+                    }
+                    _ => return cannot("decide"),
+                }
+            }
+            EventKind::ClarificationRequested { .. } => match state {
+                S::Delivered | S::UnderReview | S::Clarified => {
+                    self.state = Some(S::ClarificationRequested)
+                }
+                _ => return cannot("ask for clarification on"),
+            },
+            EventKind::Clarified { .. } => match state {
+                S::ClarificationRequested => self.state = Some(S::Clarified),
+                _ => return cannot("clarify"),
+            },
+            EventKind::Fulfilled { .. } => match state {
+                S::Accepted | S::PartiallyAccepted => {
+                    self.state = Some(S::Fulfilled);
+                    self.fulfilled_at = Some(at);
+                }
+                _ => return cannot("fulfil"),
+            },
+            EventKind::EvidenceAcknowledged { .. } => match state {
+                S::Fulfilled => self.state = Some(S::EvidenceAcknowledged),
+                _ => return cannot("acknowledge evidence on"),
+            },
+            EventKind::Withdrawn { .. } => {
+                if !open {
+                    return cannot("withdraw");
+                }
+                self.state = Some(S::Withdrawn);
+            }
+            EventKind::Closed => match state {
+                S::EvidenceAcknowledged | S::Refused | S::Withdrawn => {
+                    self.state = Some(S::Closed);
+                    self.closed_at = Some(at);
+                }
+                _ => return cannot("close"),
+            },
+            EventKind::Preserved { until } => {
+                if !open {
+                    return cannot("preserve data for");
+                }
+                if matches!(self.preservation, Some(p) if !p.released) {
+                    return Err("data already preserved: extend the preservation instead".into());
+                }
+                self.preservation = Some(super::Preservation {
+                    until: *until,
+                    released: false,
+                });
+            }
+            EventKind::PreservationExtended { until } => match &mut self.preservation {
+                None => return Err("nothing is preserved: there is nothing to extend".into()),
+                Some(p) if p.released => return Err("preservation already released".into()),
+                Some(p) if *until <= p.until => {
+                    return Err(format!(
+                        "extension to {until} is not later than the current end {}",
+                        p.until
+                    ));
+                }
+                Some(p) => p.until = *until,
+            },
+            EventKind::PreservationReleased => match &mut self.preservation {
+                None => return Err("nothing is preserved: there is nothing to release".into()),
+                Some(p) if p.released => return Err("preservation already released".into()),
+                Some(p) => p.released = true,
+            },
+            EventKind::Purged => {
+                if self.purged_at.is_some() {
+                    return Err("data already purged".to_owned());
+                }
+                self.purged_at = Some(at);
+            }
+        }
+        Ok(())
+    }
+}
