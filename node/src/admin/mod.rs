@@ -93,6 +93,13 @@ pub fn router(state: AdminState) -> Router {
         .route("/inbox", get(inbox))
         .route("/cases/{id}", get(show_case))
         .route("/cases/{id}/send", post(send_case))
+        .method_not_allowed_fallback(|| async {
+            failure(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method-not-allowed",
+                "this endpoint does not take that method; see docs/architecture.md",
+            )
+        })
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
     Router::new()
         .nest(api::API_PREFIX, v1)
