@@ -36,6 +36,8 @@ pub struct Config {
     pub outbox: OutboxSection,
     #[serde(default)]
     pub log: LogSection,
+    #[serde(default)]
+    pub testing: TestingSection,
     /// Directory the config was read from; relative paths are resolved against it.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -92,6 +94,18 @@ pub struct OutboxSection {
     pub max_backoff_secs: u64,
     /// Deliveries attempted at once across all peers.
     pub max_in_flight: usize,
+    /// A request still without a receipt after this long is shown as "not delivered" (it is
+    /// still retried).
+    pub not_delivered_after_secs: u64,
+}
+
+/// Switches for testnets only. Never turn them on in a production node.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TestingSection {
+    /// Lets the admin API cut and restore links to members (`POST /v1/faults`), so that
+    /// partitions can be injected.
+    pub faults: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -151,6 +165,7 @@ impl Default for OutboxSection {
             initial_backoff_ms: 250,
             max_backoff_secs: 60,
             max_in_flight: 256,
+            not_delivered_after_secs: 3600,
         }
     }
 }
@@ -190,6 +205,7 @@ impl Config {
             admin: AdminSection { listen: admin },
             outbox: OutboxSection::default(),
             log: LogSection::default(),
+            testing: TestingSection::default(),
             base_dir: PathBuf::new(),
         }
     }
@@ -275,11 +291,17 @@ listen = "{admin}"
 initial_backoff_ms = {ib}
 max_backoff_secs = {mb}
 max_in_flight = {mif}
+# Seconds after which a request without a receipt is flagged "not delivered" (still retried).
+not_delivered_after_secs = {nda}
 
 [log]
 # RUST_LOG-style filter (the RUST_LOG variable overrides it); format is "text" or "json".
 filter = "{filter}"
 format = "{format}"
+
+[testing]
+# Testnets only: lets the admin API cut links to members to inject partitions.
+faults = {faults}
 "#,
             jurisdiction = self.node.jurisdiction,
             store = self.node.store_dir.display(),
@@ -295,6 +317,8 @@ format = "{format}"
             ib = self.outbox.initial_backoff_ms,
             mb = self.outbox.max_backoff_secs,
             mif = self.outbox.max_in_flight,
+            nda = self.outbox.not_delivered_after_secs,
+            faults = self.testing.faults,
             filter = self.log.filter,
             format = match self.log.format {
                 LogFormat::Text => "text",

@@ -19,6 +19,9 @@ use crate::store::Store;
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let identity = NodeIdentity::load(&config.key_path())?;
     let roster = Arc::new(Roster::load(&config.roster_path())?);
+    if config.testing.faults {
+        tracing::warn!("fault injection is enabled ([testing] faults): testnets only");
+    }
     match roster.by_jurisdiction(&config.node.jurisdiction) {
         Some((member, _)) if member.peer_id == identity.peer_id() => {}
         Some((member, _)) => bail!(
@@ -67,6 +70,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             initial_backoff: config.outbox.initial_backoff(),
             max_backoff: config.outbox.max_backoff(),
             max_in_flight: config.outbox.max_in_flight.max(1),
+            not_delivered_after: Duration::from_secs(config.outbox.not_delivered_after_secs),
         },
     )?;
     let admin_task = tokio::spawn(admin::serve(
@@ -75,6 +79,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             cases,
             store: store.clone(),
             network: client,
+            faults: config.testing.faults,
         },
         stopped(stop_rx.clone()),
     ));

@@ -37,14 +37,50 @@ pub struct Member {
 #[serde(deny_unknown_fields)]
 struct RosterFile {
     bloc: String,
+    #[serde(default)]
+    deadlines: Deadlines,
     #[serde(default, rename = "member")]
     members: Vec<Member>,
+}
+
+/// The bloc's deadlines by urgency, for a decision on a delivered request and for fulfilment
+/// of an accepted one. Defaults from the EU e-Evidence Regulation (2023/1543): ten days, and
+/// eight hours in an emergency.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Deadlines {
+    pub normal_hours: u64,
+    pub urgent_hours: u64,
+    pub emergency_hours: u64,
+}
+
+impl Default for Deadlines {
+    fn default() -> Self {
+        Self {
+            normal_hours: 240,
+            urgent_hours: 72,
+            emergency_hours: 8,
+        }
+    }
+}
+
+impl Deadlines {
+    pub fn for_urgency(&self, urgency: comity_protocol::Urgency) -> std::time::Duration {
+        use comity_protocol::Urgency;
+        let hours = match urgency {
+            Urgency::Normal => self.normal_hours,
+            Urgency::Urgent => self.urgent_hours,
+            Urgency::Emergency => self.emergency_hours,
+        };
+        std::time::Duration::from_secs(hours * 3600)
+    }
 }
 
 /// A checked roster with lookups by PeerId and by jurisdiction.
 #[derive(Clone, Debug)]
 pub struct Roster {
     bloc: String,
+    deadlines: Deadlines,
     members: Vec<Member>,
     keys: Vec<PublicKey>,
     by_peer: HashMap<PeerId, usize>,
@@ -89,6 +125,7 @@ impl Roster {
         }
         Ok(Self {
             bloc,
+            deadlines: Deadlines::default(),
             members,
             keys,
             by_peer,
@@ -110,12 +147,13 @@ impl Roster {
 
     pub fn parse(text: &str) -> Result<Self, String> {
         let file: RosterFile = toml::from_str(text).map_err(|e| e.to_string())?;
-        Self::new(file.bloc, file.members)
+        Ok(Self::new(file.bloc, file.members)?.with_deadlines(file.deadlines))
     }
 
     pub fn to_toml(&self) -> String {
         let file = RosterFile {
             bloc: self.bloc.clone(),
+            deadlines: self.deadlines,
             members: self.members.clone(),
         };
         toml::to_string_pretty(&file).expect("roster serialises")
@@ -123,6 +161,15 @@ impl Roster {
 
     pub fn bloc(&self) -> &str {
         &self.bloc
+    }
+
+    pub fn with_deadlines(mut self, deadlines: Deadlines) -> Self {
+        self.deadlines = deadlines;
+        self
+    }
+
+    pub fn deadlines(&self) -> &Deadlines {
+        &self.deadlines
     }
 
     pub fn members(&self) -> &[Member] {

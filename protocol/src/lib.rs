@@ -25,7 +25,8 @@ pub use caselog::{
 pub use envelope::{EnvelopeError, PublicKey, Signable, Signature64, SignedEnvelope};
 pub use ids::{ASSIGNED_ALPHA2, CaseId, Hash32, IdError, Jurisdiction, MessageId, Timestamp};
 pub use messages::{
-    ExchangeRequest, ExchangeResponse, Receipt, RejectCode, Rejection, RequestMessage,
+    CaseHave, EventPush, EventsPage, ExchangeRequest, ExchangeResponse, PullRequest, Receipt,
+    Receipted, RejectCode, Rejection,
 };
 pub use request::{
     AssistanceRequest, Authority, Confidentiality, DataCategory, Instrument, Offence, RequestKind,
@@ -53,9 +54,9 @@ pub fn kad_protocol(bloc_id: &str) -> String {
 pub mod limits {
     /// Largest wire frame a node accepts for an exchange request (a signed request envelope).
     pub const MAX_REQUEST_FRAME: usize = 1 << 20;
-    /// Largest wire frame for an exchange response (a signed receipt or a rejection). Responses
-    /// are small by design: evidence never travels in them.
-    pub const MAX_RESPONSE_FRAME: usize = 64 << 10;
+    /// Largest wire frame for an exchange response (a signed receipt, a rejection, or a page of
+    /// pulled events: pages are cut to fit). Evidence never travels in them.
+    pub const MAX_RESPONSE_FRAME: usize = 1 << 20;
     /// Most selectors one request may name. More than this is a fishing expedition, not a
     /// targeted request, and would be refused as disproportionate anyway.
     pub const MAX_SELECTORS: usize = 256;

@@ -1,29 +1,63 @@
-//! Messages between nodes: the signed bodies (a request, a receipt) and the wire types of the
-//! `/comity/exchange/1.0.0` request/response protocol that carries them.
+//! Messages between nodes: the signed bodies (an event push, a receipt) and the wire types of
+//! the `/comity/exchange/1.0.0` request/response protocol that carries them.
+//!
+//! Everything that travels between two nodes about a case is a case event (see
+//! [`crate::caselog`]); the genesis event carries the assistance request itself. Events travel
+//! in signed pushes, each acknowledged by a signed receipt, and a node that has been away pulls
+//! what it lacks.
 //!
 //! Wire types are encoded with [`crate::to_canonical_cbor`] and decoded with
 //! [`crate::from_cbor`] bounded by [`crate::limits::MAX_REQUEST_FRAME`] or
 //! [`crate::limits::MAX_RESPONSE_FRAME`]. Enums are externally tagged with kebab-case names,
-//! e.g. `{"submit": {...envelope...}}`.
+//! e.g. `{"push": {...envelope...}}`.
+
+use std::collections::BTreeMap;
 
 use crate::envelope::{Signable, SignedEnvelope};
 use crate::ids::{CaseId, Hash32, Jurisdiction, MessageId, Timestamp};
-use crate::request::AssistanceRequest;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
-/// A request as sent: the request itself plus the identifiers and time the sender gives it.
+/// One delivery of case events from the node that sends it: the unit the outbox retries and
+/// the receiver acknowledges with a [`Receipt`]. Each event inside is signed by its own author;
+/// the push is signed by the sending node.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RequestMessage {
+pub struct EventPush {
     pub message_id: MessageId,
     pub case_id: CaseId,
     pub sent_at: Timestamp,
-    pub request: AssistanceRequest,
+    /// Signed `CaseEvent`s of `case_id`, in an order the receiver can insert one by one.
+    pub events: Vec<SignedEnvelope>,
 }
 
-impl Signable for RequestMessage {
-    const DOMAIN: &'static str = "comity/request/v1";
+impl Signable for EventPush {
+    const DOMAIN: &'static str = "comity/push/v1";
+}
+
+/// What a replica of one case already holds: per author, the highest contiguous sequence.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaseHave {
+    pub case_id: CaseId,
+    pub have: BTreeMap<Jurisdiction, u64>,
+}
+
+/// A request for the events the asking node lacks: of the cases it lists, those beyond what it
+/// has, and of every other case the two nodes share, all of them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PullRequest {
+    pub cases: Vec<CaseHave>,
+}
+
+/// Events answering a [`PullRequest`]. `more` says the page was cut at the frame limit: pull
+/// again (with the new version vectors) for the rest.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventsPage {
+    pub events: Vec<SignedEnvelope>,
+    pub more: bool,
 }
 
 /// The executing node's signed statement that it received message `message_id` with body
@@ -48,8 +82,11 @@ impl Signable for Receipt {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub enum ExchangeRequest {
-    /// Deliver a signed [`RequestMessage`].
-    Submit(SignedEnvelope),
+    /// Deliver a signed [`EventPush`]; answered with a [`Receipt`] or a rejection.
+    Push(SignedEnvelope),
+    /// Ask for missing events; answered with an [`EventsPage`]. The asker is the connected,
+    /// roster-admitted peer: the answer only ever holds cases it is party to.
+    Pull(PullRequest),
 }
 
 /// The answer to an [`ExchangeRequest`].
@@ -57,9 +94,22 @@ pub enum ExchangeRequest {
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub enum ExchangeResponse {
     /// A signed [`Receipt`]: the message was received and stored.
-    Receipt(SignedEnvelope),
+    Receipt(Receipted),
     /// The message was not taken in; nothing was stored.
     Rejected(Rejection),
+    /// Events for a [`PullRequest`].
+    Events(EventsPage),
+}
+
+/// The answer to a push that was taken in.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Receipted {
+    /// The signed [`Receipt`] of the push.
+    pub receipt: SignedEnvelope,
+    /// Events the receiver wrote in answer (its signed `received` statement for a new
+    /// request), so that the sender has them at once instead of by a later push or pull.
+    pub events: Vec<SignedEnvelope>,
 }
 
 /// Why a node refused a message at the door. Refusals on the merits (the request is lawful
@@ -127,32 +177,60 @@ impl fmt::Display for Rejection {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::caselog::{CaseEvent, EventKind};
     use crate::examples::sample_request;
     use crate::limits::{MAX_NAME, MAX_REQUEST_FRAME, MAX_RESPONSE_FRAME, MAX_SELECTORS, MAX_TEXT};
     use crate::{Authority, DataCategory, Selector, from_cbor, to_canonical_cbor};
     use ed25519_dalek::SigningKey;
 
-    fn request_message() -> RequestMessage {
-        RequestMessage {
+    fn genesis(request: crate::AssistanceRequest, key: &SigningKey) -> SignedEnvelope {
+        let event = CaseEvent {
+            case_id: CaseId::from_parts(1_790_000_000_000, 2),
+            author: request.requesting.clone(),
+            seq: 1,
+            links: vec![],
+            at: Timestamp::from_millis(1_790_000_000_000),
+            kind: EventKind::Submitted {
+                request: Box::new(request),
+            },
+        };
+        SignedEnvelope::sign(&event, key).unwrap()
+    }
+
+    fn push(events: Vec<SignedEnvelope>) -> EventPush {
+        EventPush {
             message_id: MessageId::from_parts(1_790_000_000_000, 1),
             case_id: CaseId::from_parts(1_790_000_000_000, 2),
             sent_at: Timestamp::from_millis(1_790_000_000_000),
-            request: sample_request(),
+            events,
         }
     }
 
     #[test]
     fn exchange_messages_round_trip() {
         let key = SigningKey::from_bytes(&[1; 32]);
-        let env = SignedEnvelope::sign(&request_message(), &key).unwrap();
-        let req = ExchangeRequest::Submit(env.clone());
+        let message = push(vec![genesis(sample_request(), &key)]);
+        let env = SignedEnvelope::sign(&message, &key).unwrap();
+        let req = ExchangeRequest::Push(env.clone());
         let bytes = to_canonical_cbor(&req).unwrap();
         assert_eq!(
             from_cbor::<ExchangeRequest>(&bytes, MAX_REQUEST_FRAME).unwrap(),
             req
         );
-        let opened: RequestMessage = env.open(&key.verifying_key()).unwrap();
-        assert_eq!(opened, request_message());
+        let opened: EventPush = env.open(&key.verifying_key()).unwrap();
+        assert_eq!(opened, message);
+
+        let pull = ExchangeRequest::Pull(PullRequest {
+            cases: vec![CaseHave {
+                case_id: message.case_id,
+                have: [("FR".parse().unwrap(), 3)].into_iter().collect(),
+            }],
+        });
+        let bytes = to_canonical_cbor(&pull).unwrap();
+        assert_eq!(
+            from_cbor::<ExchangeRequest>(&bytes, MAX_REQUEST_FRAME).unwrap(),
+            pull
+        );
 
         let rejected = ExchangeResponse::Rejected(Rejection {
             code: RejectCode::UnknownSigner,
@@ -172,8 +250,8 @@ mod tests {
         assert!(serde_json::from_value::<ExchangeRequest>(unknown).is_err());
     }
 
-    /// The limits must fit each other: the largest request validation allows, signed and
-    /// wrapped, still fits in a request frame, and a receipt fits in a response frame.
+    /// The limits must fit each other: the largest request validation allows, as a signed
+    /// genesis in a signed push, still fits in a request frame, and a receipt in a response.
     #[test]
     fn largest_valid_request_fits_in_a_frame() {
         let long = |n: usize| "x".repeat(n);
@@ -200,12 +278,9 @@ mod tests {
             .collect();
         assert_eq!(r.validate(), Ok(()));
         let key = SigningKey::from_bytes(&[1; 32]);
-        let message = RequestMessage {
-            request: r,
-            ..request_message()
-        };
+        let message = push(vec![genesis(r, &key)]);
         let env = SignedEnvelope::sign(&message, &key).unwrap();
-        let frame = to_canonical_cbor(&ExchangeRequest::Submit(env.clone())).unwrap();
+        let frame = to_canonical_cbor(&ExchangeRequest::Push(env.clone())).unwrap();
         assert!(frame.len() <= MAX_REQUEST_FRAME, "{} bytes", frame.len());
 
         let receipt = Receipt {
@@ -216,7 +291,11 @@ mod tests {
             received_at: Timestamp::from_millis(i64::MAX),
         };
         let env = SignedEnvelope::sign(&receipt, &key).unwrap();
-        let frame = to_canonical_cbor(&ExchangeResponse::Receipt(env)).unwrap();
+        let frame = to_canonical_cbor(&ExchangeResponse::Receipt(Receipted {
+            receipt: env,
+            events: vec![],
+        }))
+        .unwrap();
         assert!(frame.len() <= MAX_RESPONSE_FRAME);
     }
 }

@@ -4,8 +4,8 @@ use ciborium::Value;
 use comity_protocol::examples::sample_request;
 use comity_protocol::limits::MAX_REQUEST_FRAME;
 use comity_protocol::{
-    CaseId, Hash32, Jurisdiction, MessageId, Receipt, RequestMessage, SignedEnvelope, Timestamp,
-    from_canonical_cbor, from_cbor, is_canonical, to_canonical_cbor,
+    CaseEvent, CaseId, EventKind, EventPush, Hash32, Jurisdiction, MessageId, Receipt,
+    SignedEnvelope, Timestamp, from_canonical_cbor, from_cbor, is_canonical, to_canonical_cbor,
 };
 use ed25519_dalek::SigningKey;
 use proptest::prelude::*;
@@ -101,11 +101,20 @@ proptest! {
     #[test]
     fn any_bit_flip_breaks_the_envelope(bit in 0usize..1_000_000) {
         let key = SigningKey::from_bytes(&[7; 32]);
-        let message = RequestMessage {
+        let case_id = CaseId::from_parts(1_790_000_000_000, 2);
+        let genesis = CaseEvent {
+            case_id,
+            author: sample_request().requesting,
+            seq: 1,
+            links: vec![],
+            at: Timestamp::from_millis(1_790_000_000_000),
+            kind: EventKind::Submitted { request: Box::new(sample_request()) },
+        };
+        let message = EventPush {
             message_id: MessageId::from_parts(1_790_000_000_000, 1),
-            case_id: CaseId::from_parts(1_790_000_000_000, 2),
+            case_id,
             sent_at: Timestamp::from_millis(1_790_000_000_000),
-            request: sample_request(),
+            events: vec![SignedEnvelope::sign(&genesis, &key).unwrap()],
         };
         let mut env = SignedEnvelope::sign(&message, &key).unwrap();
         let body_bits = env.body.len() * 8;
@@ -116,7 +125,7 @@ proptest! {
             let b = bit - body_bits;
             env.signature.0[b / 8] ^= 1 << (b % 8);
         }
-        prop_assert!(env.open::<RequestMessage>(&key.verifying_key()).is_err());
+        prop_assert!(env.open::<EventPush>(&key.verifying_key()).is_err());
     }
 }
 

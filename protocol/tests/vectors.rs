@@ -9,7 +9,8 @@
 use comity_protocol::examples::sample_request;
 use comity_protocol::limits::{MAX_REQUEST_FRAME, MAX_RESPONSE_FRAME};
 use comity_protocol::{
-    CaseId, MessageId, PublicKey, Receipt, RequestMessage, SignedEnvelope, Timestamp,
+    CaseEvent, CaseId, EventKind, EventPush, MessageId, PublicKey, Receipt, SignedEnvelope,
+    Timestamp,
 };
 use ed25519_dalek::SigningKey;
 use std::path::PathBuf;
@@ -21,33 +22,47 @@ fn vectors_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/vectors")
 }
 
-fn request_message() -> RequestMessage {
-    RequestMessage {
-        message_id: MessageId::from_parts(1_790_000_000_000, 1),
+fn genesis_event() -> CaseEvent {
+    CaseEvent {
         case_id: CaseId::from_parts(1_790_000_000_000, 2),
-        sent_at: Timestamp::from_millis(1_790_000_000_000),
-        request: sample_request(),
+        author: sample_request().requesting,
+        seq: 1,
+        links: vec![],
+        at: Timestamp::from_millis(1_790_000_000_000),
+        kind: EventKind::Submitted {
+            request: Box::new(sample_request()),
+        },
     }
 }
 
-fn envelopes() -> (SignedEnvelope, SignedEnvelope) {
+fn push_message(genesis: &SignedEnvelope) -> EventPush {
+    EventPush {
+        message_id: MessageId::from_parts(1_790_000_000_000, 1),
+        case_id: CaseId::from_parts(1_790_000_000_000, 2),
+        sent_at: Timestamp::from_millis(1_790_000_000_000),
+        events: vec![genesis.clone()],
+    }
+}
+
+/// (the genesis event, the push carrying it, the receipt of the push)
+fn envelopes() -> (SignedEnvelope, SignedEnvelope, SignedEnvelope) {
     let requester = SigningKey::from_bytes(&REQUESTER_SEED);
     let receiver = SigningKey::from_bytes(&RECEIVER_SEED);
-    let message = request_message();
-    let request = SignedEnvelope::sign(&message, &requester).unwrap();
+    let genesis = SignedEnvelope::sign(&genesis_event(), &requester).unwrap();
+    let message = push_message(&genesis);
+    let push = SignedEnvelope::sign(&message, &requester).unwrap();
     let receipt = Receipt {
         message_id: message.message_id,
         case_id: message.case_id,
-        body_hash: request.body_hash(),
-        receiver: message.request.executing.clone(),
+        body_hash: push.body_hash(),
+        receiver: sample_request().executing,
         received_at: Timestamp::from_millis(1_790_000_001_500),
     };
     let receipt = SignedEnvelope::sign(&receipt, &receiver).unwrap();
-    (request, receipt)
+    (genesis, push, receipt)
 }
 
-fn readme(request: &SignedEnvelope, receipt: &SignedEnvelope) -> String {
-    let message = request_message();
+fn readme(genesis: &SignedEnvelope, push: &SignedEnvelope, receipt: &SignedEnvelope) -> String {
     let requester = PublicKey::from(&SigningKey::from_bytes(&REQUESTER_SEED).verifying_key());
     let receiver = PublicKey::from(&SigningKey::from_bytes(&RECEIVER_SEED).verifying_key());
     let receipt_body: Receipt = receipt
@@ -63,25 +78,34 @@ deterministic encoding: map keys sorted by their encoded bytes, shortest-form in
 lengths, no floats): a map whose keys, in encoded order, are `body` (byte string: the\n\
 canonical CBOR of the message), `domain` (text), `signer` (32-byte byte string), `version`\n\
 (uint, {version}) and `signature` (64-byte byte string). The Ed25519 signature (RFC 8032, verified strictly) covers\n\
-`domain bytes || 0x00 || body bytes`. Body hashes are BLAKE3 of the body bytes.\n\n\
-## request_envelope.cbor\n\n\
-- domain: `comity/request/v1`\n\
+`domain bytes || 0x00 || body bytes`. Body hashes are BLAKE3 of the body bytes; an event's id\n\
+is BLAKE3 of its whole envelope's bytes.\n\n\
+## genesis_event.cbor\n\n\
+- domain: `comity/event/v1`\n\
 - signing key: Ed25519 secret seed of 32 bytes `0x07`\n\
 - public key: `{requester}`\n\
-- body hash: `{request_hash}`\n\
-- body: this `RequestMessage` (JSON shown for reading; integers stay integers, `null` is CBOR\n  null, timestamps are Unix milliseconds, ids are ULID text):\n\n\
-```json\n{request_json}\n```\n\n\
+- event id: `{genesis_id}`\n\
+- body: this `CaseEvent`, the genesis of a case, carrying the request (JSON shown for reading;\n  integers stay integers, `null` is CBOR null, timestamps are Unix milliseconds, ids are ULID\n  text):\n\n\
+```json\n{genesis_json}\n```\n\n\
+## push_envelope.cbor\n\n\
+- domain: `comity/push/v1`\n\
+- signing key: the same (seed `0x07`)\n\
+- body hash: `{push_hash}`\n\
+- body: an `EventPush` with message id `{message_id}`, case id `{case_id}`, `sent_at`\n  `1790000000000`, and `events` holding exactly the envelope of `genesis_event.cbor`.\n\n\
 ## receipt_envelope.cbor\n\n\
 - domain: `comity/receipt/v1`\n\
 - signing key: Ed25519 secret seed of 32 bytes `0x09`\n\
 - public key: `{receiver}`\n\
 - body hash: `{receipt_hash}`\n\
-- body: this `Receipt`, whose `body_hash` is the request's body hash above (hashes are\n  byte strings in CBOR, hex in this JSON):\n\n\
+- body: this `Receipt`, whose `body_hash` is the push's body hash above (hashes are\n  byte strings in CBOR, hex in this JSON):\n\n\
 ```json\n{receipt_json}\n```\n",
         version = comity_protocol::FORMAT_VERSION,
-        request_hash = request.body_hash(),
+        genesis_id = comity_protocol::Hash32::of(&genesis.to_bytes()),
+        genesis_json = serde_json::to_string_pretty(&genesis_event()).unwrap(),
+        push_hash = push.body_hash(),
+        message_id = push_message(genesis).message_id,
+        case_id = push_message(genesis).case_id,
         receipt_hash = receipt.body_hash(),
-        request_json = serde_json::to_string_pretty(&message).unwrap(),
         receipt_json = serde_json::to_string_pretty(&receipt_body).unwrap(),
     )
 }
@@ -112,10 +136,11 @@ fn check_or_write(name: &str, expected: &[u8]) {
 
 #[test]
 fn envelopes_match_the_checked_in_vectors() {
-    let (request, receipt) = envelopes();
-    check_or_write("request_envelope.cbor", &request.to_bytes());
+    let (genesis, push, receipt) = envelopes();
+    check_or_write("genesis_event.cbor", &genesis.to_bytes());
+    check_or_write("push_envelope.cbor", &push.to_bytes());
     check_or_write("receipt_envelope.cbor", &receipt.to_bytes());
-    check_or_write("README.md", readme(&request, &receipt).as_bytes());
+    check_or_write("README.md", readme(&genesis, &push, &receipt).as_bytes());
 }
 
 #[test]
@@ -127,15 +152,22 @@ fn checked_in_vectors_decode_and_verify() {
     let requester = SigningKey::from_bytes(&REQUESTER_SEED).verifying_key();
     let receiver = SigningKey::from_bytes(&RECEIVER_SEED).verifying_key();
 
-    let request =
-        SignedEnvelope::from_bytes(&read("request_envelope.cbor"), MAX_REQUEST_FRAME).unwrap();
-    let message: RequestMessage = request.open(&requester).unwrap();
-    assert_eq!(message, request_message());
-    assert_eq!(message.request.validate(), Ok(()));
+    let genesis =
+        SignedEnvelope::from_bytes(&read("genesis_event.cbor"), MAX_REQUEST_FRAME).unwrap();
+    let event: CaseEvent = genesis.open(&requester).unwrap();
+    assert_eq!(event, genesis_event());
+    match &event.kind {
+        EventKind::Submitted { request } => assert_eq!(request.validate(), Ok(())),
+        other => panic!("genesis is {other:?}"),
+    }
+
+    let push = SignedEnvelope::from_bytes(&read("push_envelope.cbor"), MAX_REQUEST_FRAME).unwrap();
+    let message: EventPush = push.open(&requester).unwrap();
+    assert_eq!(message, push_message(&genesis));
 
     let receipt =
         SignedEnvelope::from_bytes(&read("receipt_envelope.cbor"), MAX_RESPONSE_FRAME).unwrap();
     let receipt: Receipt = receipt.open(&receiver).unwrap();
-    assert_eq!(receipt.body_hash, request.body_hash());
+    assert_eq!(receipt.body_hash, push.body_hash());
     assert_eq!(receipt.message_id, message.message_id);
 }

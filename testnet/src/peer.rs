@@ -10,7 +10,8 @@ use comity_node::network::codec::FrameCodec;
 use comity_node::network::{self, BehaviourConfig, NetworkSettings, RequestError};
 use comity_node::roster::{Member, Roster};
 use comity_protocol::{
-    ExchangeRequest, ExchangeResponse, SignedEnvelope, from_cbor, limits, to_canonical_cbor,
+    AssistanceRequest, CaseEvent, CaseId, EventKind, EventPush, ExchangeRequest, ExchangeResponse,
+    MessageId, SignedEnvelope, Timestamp, from_cbor, limits, to_canonical_cbor,
 };
 use libp2p::PeerId;
 use tokio::sync::watch;
@@ -61,13 +62,13 @@ impl RawPeer {
         self.client.request(peer, frame).await
     }
 
-    /// Submits an envelope and decodes the answer.
-    pub async fn submit(
+    /// Sends a signed push and decodes the answer.
+    pub async fn push(
         &self,
         peer: PeerId,
         envelope: &SignedEnvelope,
     ) -> anyhow::Result<ExchangeResponse> {
-        let frame = to_canonical_cbor(&ExchangeRequest::Submit(envelope.clone()))?;
+        let frame = to_canonical_cbor(&ExchangeRequest::Push(envelope.clone()))?;
         let response = self.send_frame(peer, frame).await?;
         Ok(from_cbor(&response, limits::MAX_RESPONSE_FRAME)?)
     }
@@ -77,4 +78,38 @@ impl Drop for RawPeer {
     fn drop(&mut self) {
         let _ = self.stop.send(true);
     }
+}
+
+/// The genesis event of a new case carrying `request`, signed with `key`.
+pub fn genesis(
+    key: &ed25519_dalek::SigningKey,
+    case_id: CaseId,
+    request: AssistanceRequest,
+) -> SignedEnvelope {
+    let event = CaseEvent {
+        case_id,
+        author: request.requesting.clone(),
+        seq: 1,
+        links: vec![],
+        at: Timestamp::now(),
+        kind: EventKind::Submitted {
+            request: Box::new(request),
+        },
+    };
+    SignedEnvelope::sign(&event, key).expect("events encode")
+}
+
+/// A push of `events` of `case_id`, signed with `key`.
+pub fn signed_push(
+    key: &ed25519_dalek::SigningKey,
+    case_id: CaseId,
+    events: Vec<SignedEnvelope>,
+) -> SignedEnvelope {
+    let push = EventPush {
+        message_id: MessageId::new(),
+        case_id,
+        sent_at: Timestamp::now(),
+        events,
+    };
+    SignedEnvelope::sign(&push, key).expect("pushes encode")
 }

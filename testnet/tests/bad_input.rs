@@ -5,16 +5,15 @@ mod common;
 
 use std::time::Duration;
 
-use comity_node::cases::record::CaseState;
 use comity_node::identity::NodeIdentity;
 use comity_node::network::codec::FrameCodec;
 use comity_node::roster::{Member, Roster};
 use comity_protocol::{
-    CaseId, ExchangeResponse, MessageId, RejectCode, RequestMessage, SignedEnvelope, Timestamp,
+    CaseId, CaseLog, Decision, EventKind, ExchangeResponse, RejectCode, SignedEnvelope, Timestamp,
     from_cbor, limits,
 };
 use comity_testnet::Bloc;
-use comity_testnet::peer::RawPeer;
+use comity_testnet::peer::{RawPeer, genesis, signed_push};
 use common::*;
 
 const CONNECT: Duration = Duration::from_secs(30);
@@ -26,13 +25,16 @@ fn members(bloc: &Bloc) -> (NodeIdentity, Member) {
     (NodeIdentity::load(&fr.dir.join("node.key")).unwrap(), de)
 }
 
-fn message(request: comity_protocol::AssistanceRequest) -> RequestMessage {
-    RequestMessage {
-        message_id: MessageId::new(),
-        case_id: CaseId::new(),
-        sent_at: Timestamp::now(),
-        request,
-    }
+/// A push of a new case's genesis carrying `request`: events signed by `author`, the push by
+/// `sender`.
+fn new_case(
+    author: &NodeIdentity,
+    sender: &NodeIdentity,
+    request: comity_protocol::AssistanceRequest,
+) -> SignedEnvelope {
+    let case_id = CaseId::new();
+    let genesis = genesis(author.signing_key(), case_id, request);
+    signed_push(sender.signing_key(), case_id, vec![genesis])
 }
 
 fn rejection(response: ExchangeResponse) -> (RejectCode, String) {
@@ -47,12 +49,13 @@ async fn malformed_forged_oversized_invalid_and_stranger_requests_are_refused() 
     let (_dir, mut bloc) = bloc(&["FR", "DE"]).await;
     bloc.start_all().unwrap();
     bloc.wait_connected(CONNECT).await.unwrap();
-    let (fr_identity, de) = members(&bloc);
+    let (fr, de) = members(&bloc);
     let de_client = bloc.client("DE");
+    let forger = NodeIdentity::generate();
 
     // A member that sends too much: refused by its own codec unless it lifts its limits.
     let sender = RawPeer::start_with_limits(
-        fr_identity.clone(),
+        fr.clone(),
         &de,
         FrameCodec {
             max_request: 8 << 20,
@@ -74,50 +77,75 @@ async fn malformed_forged_oversized_invalid_and_stranger_requests_are_refused() 
     let oversized = vec![0u8; limits::MAX_REQUEST_FRAME + 1];
     assert!(sender.send_frame(de.peer_id, oversized).await.is_err());
 
-    // 3. A signature that does not verify with FR's roster key.
-    let mut forged = SignedEnvelope::sign(
-        &message(request("FR", "DE")),
-        NodeIdentity::generate().signing_key(),
-    )
-    .unwrap();
-    forged.signer = fr_identity.public_key();
-    let (code, detail) = rejection(sender.submit(de.peer_id, &forged).await.unwrap());
+    // 3. A push whose signature does not verify with FR's roster key.
+    let mut forged = new_case(&fr, &forger, request("FR", "DE"));
+    forged.signer = fr.public_key();
+    let (code, detail) = rejection(sender.push(de.peer_id, &forged).await.unwrap());
     assert_eq!(code, RejectCode::BadSignature, "{detail}");
 
-    // 4. Signed by a key that is not the connected member's.
-    let stranger_signed = SignedEnvelope::sign(
-        &message(request("FR", "DE")),
-        NodeIdentity::generate().signing_key(),
-    )
-    .unwrap();
-    let (code, _) = rejection(sender.submit(de.peer_id, &stranger_signed).await.unwrap());
+    // 4. A push signed by a key that is not the connected member's.
+    let stranger_signed = new_case(&fr, &forger, request("FR", "DE"));
+    let (code, _) = rejection(sender.push(de.peer_id, &stranger_signed).await.unwrap());
     assert_eq!(code, RejectCode::UnknownSigner);
 
-    // 5. Invalid fields: every problem is listed.
+    // 5. A well-signed push whose event is forged: the request claims FR but another key
+    //    signed it.
+    let mut forged_event = genesis(forger.signing_key(), CaseId::new(), request("FR", "DE"));
+    forged_event.signer = fr.public_key();
+    let push = signed_push(fr.signing_key(), CaseId::new(), vec![forged_event]);
+    let (code, detail) = rejection(sender.push(de.peer_id, &push).await.unwrap());
+    assert_eq!(code, RejectCode::BadSignature, "{detail}");
+
+    // 6. Invalid fields: every problem is listed.
     let mut invalid = request("FR", "DE");
     invalid.selectors.clear();
     invalid.language = "English".into();
     invalid.retention_days = 0;
-    let envelope = SignedEnvelope::sign(&message(invalid), fr_identity.signing_key()).unwrap();
-    let (code, detail) = rejection(sender.submit(de.peer_id, &envelope).await.unwrap());
+    let (code, detail) = rejection(
+        sender
+            .push(de.peer_id, &new_case(&fr, &fr, invalid))
+            .await
+            .unwrap(),
+    );
     assert_eq!(code, RejectCode::Invalid);
     for field in ["selectors", "language", "retention_days"] {
         assert!(detail.contains(field), "{field} missing from: {detail}");
     }
 
-    // 6. Misaddressed: a request FR→IT delivered to DE.
-    let misaddressed =
-        SignedEnvelope::sign(&message(request("FR", "IT")), fr_identity.signing_key()).unwrap();
-    let (code, _) = rejection(sender.submit(de.peer_id, &misaddressed).await.unwrap());
+    // 7. Misaddressed: a request FR→IT delivered to DE.
+    let (code, _) = rejection(
+        sender
+            .push(de.peer_id, &new_case(&fr, &fr, request("FR", "IT")))
+            .await
+            .unwrap(),
+    );
     assert_eq!(code, RejectCode::Misaddressed);
 
-    // 7. A peer that is not on the roster gets no exchange stream at all.
+    // 8. An event from the wrong side: FR "decides" its own request.
+    let case_id = CaseId::new();
+    let first = genesis(fr.signing_key(), case_id, request("FR", "DE"));
+    let mut log = CaseLog::new(case_id);
+    let fr_key = fr.signing_key().verifying_key();
+    log.insert(first.clone(), |_| Some(fr_key)).unwrap();
+    let decide = log.next_event(
+        &j("FR"),
+        EventKind::Decided {
+            decision: Decision::Accept,
+        },
+        Timestamp::now(),
+    );
+    let decide = SignedEnvelope::sign(&decide, fr.signing_key()).unwrap();
+    let push = signed_push(fr.signing_key(), case_id, vec![first, decide]);
+    let (code, detail) = rejection(sender.push(de.peer_id, &push).await.unwrap());
+    assert_eq!(code, RejectCode::Invalid);
+    assert!(detail.contains("executing"), "{detail}");
+
+    // 9. A peer that is not on the roster gets no exchange stream at all.
     let stranger = NodeIdentity::generate();
     let stranger_id = stranger.peer_id();
     let outsider = RawPeer::start(stranger.clone(), &de).await.unwrap();
-    let envelope =
-        SignedEnvelope::sign(&message(request("FR", "DE")), stranger.signing_key()).unwrap();
-    assert!(outsider.submit(de.peer_id, &envelope).await.is_err());
+    let envelope = new_case(&stranger, &stranger, request("FR", "DE"));
+    assert!(outsider.push(de.peer_id, &envelope).await.is_err());
     tokio::time::sleep(Duration::from_millis(300)).await;
     let log = bloc.log("DE");
     assert!(
@@ -129,7 +157,7 @@ async fn malformed_forged_oversized_invalid_and_stranger_requests_are_refused() 
     // Nothing was stored, and the node still serves a real request.
     assert!(de_client.cases().await.unwrap().is_empty());
     let case = send(&bloc.client("FR"), "FR", "DE", Some(20_000)).await;
-    assert_eq!(case.summary.state, CaseState::Delivered);
+    assert_eq!(case.summary.state, "delivered");
     assert_eq!(de_client.cases().await.unwrap().len(), 1);
 }
 

@@ -5,10 +5,12 @@ mod common;
 
 use std::time::Duration;
 
-use comity_node::cases::record::{CaseState, Role};
+use comity_node::cases::record::Role;
 use comity_node::identity::NodeIdentity;
 use comity_node::roster::member_key;
-use comity_protocol::{ExchangeResponse, Receipt};
+use comity_protocol::{
+    EventPush, ExchangeResponse, Receipt, RejectCode, SignedEnvelope, Timestamp,
+};
 use comity_testnet::peer::RawPeer;
 use common::*;
 
@@ -22,12 +24,7 @@ async fn fr_sends_to_de_which_stores_it_and_fr_verifies_the_receipt() {
 
     let fr = bloc.client("FR");
     let case = send(&fr, "FR", "DE", Some(20_000)).await;
-    assert_eq!(
-        case.summary.state,
-        CaseState::Delivered,
-        "{:?}",
-        case.delivery
-    );
+    assert_eq!(case.summary.state, "delivered", "{:?}", case.delivery);
     let receipt_view = case.receipt.as_ref().unwrap();
     assert!(receipt_view.signature_valid);
 
@@ -36,9 +33,8 @@ async fn fr_sends_to_de_which_stores_it_and_fr_verifies_the_receipt() {
     let de_key = member_key(&de_peer).unwrap().verifying_key().unwrap();
     let signed_receipt = case.signed_receipt.clone().unwrap();
     let receipt: Receipt = signed_receipt.open(&de_key).unwrap();
-    let signed_request = case.signed_request.clone().unwrap();
-    assert_eq!(receipt.body_hash, signed_request.body_hash());
     assert_eq!(receipt.receiver, j("DE"));
+    assert_eq!(receipt.case_id, case.summary.case_id);
     assert_eq!(Some(receipt.message_id), case.message_id);
     // ...and FR's key does not verify it.
     let fr_key = member_key(&bloc.node("FR").peer_id.parse().unwrap())
@@ -50,10 +46,16 @@ async fn fr_sends_to_de_which_stores_it_and_fr_verifies_the_receipt() {
     let de = bloc.client("DE");
     let received = de.case(case.summary.case_id).await.unwrap();
     assert_eq!(received.summary.role, Role::Executing);
-    assert_eq!(received.summary.state, CaseState::Received);
+    assert_eq!(received.summary.state, "delivered");
     assert_eq!(received.request, case.request);
-    assert_eq!(received.request_signature_valid, Some(true));
     assert_eq!(received.signed_receipt, case.signed_receipt);
+    // Both replicas hold the same signed log: FR's request, then DE's `received`.
+    let fr_log = fr.log(case.summary.case_id).await.unwrap();
+    let de_log = de.log(case.summary.case_id).await.unwrap();
+    assert_eq!(fr_log.heads, de_log.heads);
+    assert_eq!(fr_log.envelopes, de_log.envelopes);
+    let kinds: Vec<&str> = de_log.entries.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(kinds, ["submitted", "received"]);
     assert_eq!(de.inbox().await.unwrap().len(), 1);
     assert!(
         bloc.client("IT").cases().await.unwrap().is_empty(),
@@ -81,13 +83,13 @@ async fn a_request_to_a_node_that_is_down_is_delivered_exactly_once_when_it_star
 
     let case = send(&fr, "FR", "DE", None).await;
     let id = case.summary.case_id;
-    assert_eq!(case.summary.state, CaseState::Submitted);
+    assert_eq!(case.summary.state, "submitted");
     assert_eq!(fr.status().await.unwrap().outbox_depth, 1);
 
     // It stays queued, with the reason, across a crash of the sender.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let queued = fr.case(id).await.unwrap();
-    assert_eq!(queued.summary.state, CaseState::Submitted);
+    assert_eq!(queued.summary.state, "submitted");
     assert!(
         queued.delivery.attempts >= 1 && queued.delivery.last_error.is_some(),
         "{:?}",
@@ -99,7 +101,7 @@ async fn a_request_to_a_node_that_is_down_is_delivered_exactly_once_when_it_star
     assert_eq!(fr.status().await.unwrap().outbox_depth, 1);
 
     bloc.start("DE").unwrap();
-    let delivered = wait_for_state(&fr, id, CaseState::Delivered, CONNECT).await;
+    let delivered = wait_for_state(&fr, id, "delivered", CONNECT).await;
     assert!(delivered.receipt.as_ref().unwrap().signature_valid);
     assert_eq!(fr.status().await.unwrap().outbox_depth, 0);
     let de = bloc.client("DE");
@@ -110,17 +112,30 @@ async fn a_request_to_a_node_that_is_down_is_delivered_exactly_once_when_it_star
     let roster =
         comity_node::roster::Roster::load(&bloc.node("FR").dir.join("roster.toml")).unwrap();
     let de_member = roster.by_jurisdiction(&j("DE")).unwrap().0.clone();
-    let replayer = RawPeer::start(fr_identity, &de_member).await.unwrap();
-    let response = replayer
-        .submit(
-            de_member.peer_id,
-            delivered.signed_request.as_ref().unwrap(),
-        )
+    let replayer = RawPeer::start(fr_identity.clone(), &de_member)
         .await
         .unwrap();
-    match response {
-        ExchangeResponse::Receipt(receipt) => assert_eq!(Some(receipt), delivered.signed_receipt),
+    // The exact push FR sent, rebuilt from its parts: Ed25519 signatures are deterministic.
+    let fr_log = fr.log(id).await.unwrap();
+    let mut push = EventPush {
+        message_id: delivered.message_id.unwrap(),
+        case_id: id,
+        sent_at: fr_log.entries[0].at,
+        events: vec![fr_log.envelopes[0].clone()],
+    };
+    let resent = SignedEnvelope::sign(&push, fr_identity.signing_key()).unwrap();
+    match replayer.push(de_member.peer_id, &resent).await.unwrap() {
+        ExchangeResponse::Receipt(answer) => {
+            assert_eq!(Some(answer.receipt), delivered.signed_receipt)
+        }
         other => panic!("expected the original receipt, got {other:?}"),
+    }
+    // The same message id with other content is refused, not processed.
+    push.sent_at = Timestamp::from_millis(push.sent_at.as_millis() + 1);
+    let altered = SignedEnvelope::sign(&push, fr_identity.signing_key()).unwrap();
+    match replayer.push(de_member.peer_id, &altered).await.unwrap() {
+        ExchangeResponse::Rejected(r) => assert_eq!(r.code, RejectCode::Malformed),
+        other => panic!("a reused message id with other content must be refused, got {other:?}"),
     }
     assert_eq!(de.cases().await.unwrap().len(), 1);
     assert!(

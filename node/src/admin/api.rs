@@ -4,12 +4,12 @@
 use std::time::Duration;
 
 use comity_protocol::{
-    AssistanceRequest, CaseId, FieldProblem, Jurisdiction, MessageId, Receipt, SignedEnvelope,
-    Timestamp,
+    AssistanceRequest, CaseId, Decision, EventId, EventKind, FieldProblem, Jurisdiction, LogEntry,
+    MessageId, Receipt, SignedEnvelope, Timestamp,
 };
 use serde::{Deserialize, Serialize};
 
-use crate::cases::record::{CaseRecord, CaseState, Delivery, Role};
+use crate::cases::record::{Delivery, Role};
 
 pub const API_PREFIX: &str = "/v1";
 
@@ -30,6 +30,11 @@ pub struct PeerView {
     pub peer_id: String,
     pub connected: bool,
     pub addresses: Vec<String>,
+    /// Replication lag: our pushes (and the events in them) this member has not receipted yet.
+    #[serde(default)]
+    pub pending_pushes: usize,
+    #[serde(default)]
+    pub pending_events: usize,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -49,31 +54,51 @@ pub struct SendCase {
     pub wait_ms: Option<u64>,
 }
 
+/// Filters of `GET /v1/cases`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct CaseFilter {
+    /// Lifecycle state code (`draft`, `submitted`, `delivered`, `accepted`, …).
+    #[serde(default)]
+    pub state: Option<String>,
+    /// Only cases past a decision or fulfilment deadline.
+    #[serde(default)]
+    pub overdue: bool,
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct CaseSummary {
     pub case_id: CaseId,
     pub role: Role,
     pub counterparty: Jurisdiction,
-    pub state: CaseState,
+    /// `draft`, or the lifecycle state of the case log.
+    pub state: String,
     pub kind: String,
     pub instrument: String,
     pub urgency: String,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+    /// When the next step is due (a decision, or fulfilment), by the bloc's deadlines.
+    pub due: Option<Timestamp>,
+    /// What is overdue, if anything: `decision` or `fulfilment`.
+    pub overdue: Option<String>,
+    /// A sent request with no receipt after the configured time (still retried).
+    pub not_delivered: bool,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct CaseDetail {
     #[serde(flatten)]
     pub summary: CaseSummary,
+    /// The push that carried the request.
     pub message_id: Option<MessageId>,
     pub request: AssistanceRequest,
     pub delivery: Delivery,
-    /// The signed request, and whether its signature verifies with the requester's key.
-    pub request_signature_valid: Option<bool>,
+    pub decision: Option<Decision>,
+    pub events: usize,
+    pub heads: Vec<EventId>,
+    /// The counterparty's signed receipt of the request, and whether it verifies.
     pub receipt: Option<ReceiptView>,
-    /// The signed request and receipt exactly as exchanged, for showing to a third party.
-    pub signed_request: Option<SignedEnvelope>,
+    /// The receipt exactly as received, for showing to a third party.
     pub signed_receipt: Option<SignedEnvelope>,
 }
 
@@ -86,6 +111,88 @@ pub struct ReceiptView {
     pub receipt: Option<Receipt>,
 }
 
+/// A case's signed log, in fold order. Every event shown was verified against its author's
+/// roster key when it was stored and again when the log was read.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LogView {
+    pub case_id: CaseId,
+    pub state: Option<String>,
+    pub heads: Vec<EventId>,
+    pub entries: Vec<LogEntry>,
+    /// The events themselves, as signed, in the same order.
+    pub envelopes: Vec<SignedEnvelope>,
+}
+
+/// An officer's step in a case (`POST /v1/cases/{id}/act`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Action {
+    /// Executing side: accept, accept in part, or refuse with reasons.
+    Decide {
+        decision: Decision,
+    },
+    /// Executing side: ask the requester a question.
+    RequestClarification {
+        question: String,
+    },
+    /// Requesting side: answer the question.
+    Clarify {
+        answer: String,
+    },
+    /// Requesting side: withdraw the request.
+    Withdraw {
+        reason: String,
+    },
+    /// Either side, once the case is over.
+    Close,
+    /// Executing side: the data were provided.
+    Fulfil {
+        note: String,
+    },
+    /// Requesting side: the evidence arrived.
+    Acknowledge,
+    /// Executing side: data preserved until a date; extended to a later one.
+    Preserve {
+        until: Timestamp,
+    },
+    ExtendPreservation {
+        until: Timestamp,
+    },
+    /// Either side: the preservation is no longer needed.
+    ReleasePreservation,
+}
+
+impl Action {
+    pub fn into_event(self) -> EventKind {
+        match self {
+            Action::Decide { decision } => EventKind::Decided { decision },
+            Action::RequestClarification { question } => {
+                EventKind::ClarificationRequested { question }
+            }
+            Action::Clarify { answer } => EventKind::Clarified { answer },
+            Action::Withdraw { reason } => EventKind::Withdrawn { reason },
+            Action::Close => EventKind::Closed,
+            Action::Fulfil { note } => EventKind::Fulfilled {
+                manifest_root: None,
+                note,
+            },
+            Action::Acknowledge => EventKind::EvidenceAcknowledged {
+                manifest_root: None,
+            },
+            Action::Preserve { until } => EventKind::Preserved { until },
+            Action::ExtendPreservation { until } => EventKind::PreservationExtended { until },
+            Action::ReleasePreservation => EventKind::PreservationReleased,
+        }
+    }
+}
+
+/// `POST /v1/faults` (testnets only): cut or restore the link to a member.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct FaultRequest {
+    pub member: Jurisdiction,
+    pub cut: bool,
+}
+
 /// Every error the API returns: a machine code, a reason a person can act on, and for invalid
 /// requests every field-level problem.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -94,22 +201,6 @@ pub struct ApiError {
     pub reason: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub problems: Vec<FieldProblem>,
-}
-
-impl CaseSummary {
-    pub fn of(record: &CaseRecord) -> Self {
-        Self {
-            case_id: record.case_id,
-            role: record.role,
-            counterparty: record.counterparty.clone(),
-            state: record.state,
-            kind: record.request.kind.to_string(),
-            instrument: record.request.instrument.to_string(),
-            urgency: record.request.urgency.to_string(),
-            created_at: record.created_at,
-            updated_at: record.updated_at,
-        }
-    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -221,6 +312,32 @@ impl AdminClient {
     }
     pub async fn cases(&self) -> Result<Vec<CaseSummary>, ClientError> {
         self.get("/cases").await
+    }
+    pub async fn cases_filtered(
+        &self,
+        filter: &CaseFilter,
+    ) -> Result<Vec<CaseSummary>, ClientError> {
+        let mut query = Vec::new();
+        if let Some(state) = &filter.state {
+            query.push(format!("state={state}"));
+        }
+        if filter.overdue {
+            query.push("overdue=true".into());
+        }
+        self.get(&format!("/cases?{}", query.join("&"))).await
+    }
+    pub async fn log(&self, case: CaseId) -> Result<LogView, ClientError> {
+        self.get(&format!("/cases/{case}/log")).await
+    }
+    pub async fn act(&self, case: CaseId, action: &Action) -> Result<CaseDetail, ClientError> {
+        self.post(&format!("/cases/{case}/act"), action).await
+    }
+    pub async fn fault(
+        &self,
+        member: Jurisdiction,
+        cut: bool,
+    ) -> Result<serde_json::Value, ClientError> {
+        self.post("/faults", &FaultRequest { member, cut }).await
     }
     pub async fn inbox(&self) -> Result<Vec<CaseSummary>, ClientError> {
         self.get("/inbox").await

@@ -9,20 +9,23 @@ pub mod tokens;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use axum::extract::{Path, Request, State};
+use axum::extract::{Path, Query, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use comity_protocol::CaseId;
+use comity_protocol::{CaseId, Timestamp};
 use tracing::{info, warn};
 
 use crate::cases::record::{CaseRecord, Role};
 use crate::cases::{CaseError, Cases};
 use crate::network;
 use crate::store::Store;
-use api::{ApiError, CaseDetail, CaseSummary, NewRequest, PeerView, SendCase, StatusView};
+use api::{
+    Action, ApiError, CaseDetail, CaseFilter, CaseSummary, FaultRequest, LogView, NewRequest,
+    PeerView, SendCase, StatusView,
+};
 
 /// Longest an officer may ask to wait for a receipt in one call.
 const MAX_WAIT: Duration = Duration::from_secs(60);
@@ -32,6 +35,8 @@ pub struct AdminState {
     pub cases: Cases,
     pub store: Store,
     pub network: network::Client,
+    /// Whether `POST /v1/faults` is served (testnets only).
+    pub faults: bool,
 }
 
 #[derive(Debug)]
@@ -74,10 +79,13 @@ impl From<CaseError> for Failure {
                 "unknown-member",
                 e.to_string(),
             ),
-            CaseError::NotDraft { .. } => failure(StatusCode::CONFLICT, "conflict", e.to_string()),
-            CaseError::Store(_) | CaseError::Corrupt(_) | CaseError::Encode(_) => {
-                failure(StatusCode::SERVICE_UNAVAILABLE, "store", e.to_string())
+            CaseError::NotDraft { .. } | CaseError::Refused(_) => {
+                failure(StatusCode::CONFLICT, "conflict", e.to_string())
             }
+            CaseError::Store(_)
+            | CaseError::Corrupt(_)
+            | CaseError::Encode(_)
+            | CaseError::Log(_) => failure(StatusCode::SERVICE_UNAVAILABLE, "store", e.to_string()),
         }
     }
 }
@@ -93,6 +101,9 @@ pub fn router(state: AdminState) -> Router {
         .route("/inbox", get(inbox))
         .route("/cases/{id}", get(show_case))
         .route("/cases/{id}/send", post(send_case))
+        .route("/cases/{id}/log", get(case_log))
+        .route("/cases/{id}/act", post(act))
+        .route("/faults", post(fault))
         .method_not_allowed_fallback(|| async {
             failure(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -187,18 +198,25 @@ async fn network_status(state: &AdminState) -> Result<network::NetworkStatus, Fa
 }
 
 fn peer_views(state: &AdminState, net: &network::NetworkStatus) -> Vec<PeerView> {
+    let lag = state.cases.outbox_by_member().unwrap_or_default();
     state
         .cases
         .roster()
         .members()
         .iter()
         .filter(|m| m.peer_id.to_string() != net.peer_id)
-        .map(|m| PeerView {
-            jurisdiction: m.jurisdiction.clone(),
-            name: m.name.clone(),
-            peer_id: m.peer_id.to_string(),
-            connected: net.connected.contains(&m.peer_id.to_string()),
-            addresses: m.addresses.iter().map(|a| a.to_string()).collect(),
+        .map(|m| {
+            let (pending_pushes, pending_events) =
+                lag.get(&m.jurisdiction).copied().unwrap_or_default();
+            PeerView {
+                jurisdiction: m.jurisdiction.clone(),
+                name: m.name.clone(),
+                peer_id: m.peer_id.to_string(),
+                connected: net.connected.contains(&m.peer_id.to_string()),
+                addresses: m.addresses.iter().map(|a| a.to_string()).collect(),
+                pending_pushes,
+                pending_events,
+            }
         })
         .collect()
 }
@@ -246,21 +264,84 @@ async fn send_case(
     Ok(Json(detail(&state, &record)))
 }
 
-async fn list_cases(State(state): State<AdminState>) -> Reply<Vec<CaseSummary>> {
-    Ok(Json(
-        state.cases.list()?.iter().map(CaseSummary::of).collect(),
-    ))
+async fn list_cases(
+    State(state): State<AdminState>,
+    Query(filter): Query<CaseFilter>,
+) -> Reply<Vec<CaseSummary>> {
+    let now = Timestamp::now();
+    let cases = state
+        .cases
+        .list()?
+        .iter()
+        .map(|c| summary(&state, c, now))
+        .filter(|c| filter.state.as_ref().is_none_or(|s| *s == c.state))
+        .filter(|c| !filter.overdue || c.overdue.is_some())
+        .collect();
+    Ok(Json(cases))
 }
 
 async fn inbox(State(state): State<AdminState>) -> Reply<Vec<CaseSummary>> {
+    let now = Timestamp::now();
     Ok(Json(
         state
             .cases
             .list()?
             .iter()
             .filter(|c| c.role == Role::Executing)
-            .map(CaseSummary::of)
+            .map(|c| summary(&state, c, now))
             .collect(),
+    ))
+}
+
+async fn case_log(State(state): State<AdminState>, Path(id): Path<String>) -> Reply<LogView> {
+    let id = parse_case(&id)?;
+    state.cases.get(&id)?.ok_or(CaseError::NotFound(id))?;
+    let log = state.cases.load_log(&id)?;
+    let view = log.view();
+    Ok(Json(LogView {
+        case_id: id,
+        state: view.state.map(|s| s.code().to_owned()),
+        heads: view.heads,
+        entries: view.entries,
+        envelopes: log.envelopes(),
+    }))
+}
+
+async fn act(
+    State(state): State<AdminState>,
+    Path(id): Path<String>,
+    body: Result<Json<Action>, axum::extract::rejection::JsonRejection>,
+) -> Reply<CaseDetail> {
+    let id = parse_case(&id)?;
+    let Json(action) =
+        body.map_err(|e| failure(StatusCode::BAD_REQUEST, "bad-json", e.body_text()))?;
+    let record = state.cases.act(id, action.into_event()).await?;
+    Ok(Json(detail(&state, &record)))
+}
+
+async fn fault(
+    State(state): State<AdminState>,
+    body: Result<Json<FaultRequest>, axum::extract::rejection::JsonRejection>,
+) -> Reply<serde_json::Value> {
+    if !state.faults {
+        return Err(failure(
+            StatusCode::FORBIDDEN,
+            "faults-disabled",
+            "fault injection is off; it is for testnets only ([testing] faults = true)",
+        ));
+    }
+    let Json(body) =
+        body.map_err(|e| failure(StatusCode::BAD_REQUEST, "bad-json", e.body_text()))?;
+    let Some((member, _)) = state.cases.roster().by_jurisdiction(&body.member) else {
+        return Err(failure(
+            StatusCode::NOT_FOUND,
+            "unknown-member",
+            format!("{} is not in the roster", body.member),
+        ));
+    };
+    state.network.set_link(member.peer_id, body.cut).await;
+    Ok(Json(
+        serde_json::json!({"member": body.member, "cut": body.cut}),
     ))
 }
 
@@ -280,31 +361,45 @@ fn parse_case(id: &str) -> Result<CaseId, Failure> {
     })
 }
 
+fn summary(state: &AdminState, record: &CaseRecord, now: Timestamp) -> CaseSummary {
+    let due = state.cases.due(record, now);
+    CaseSummary {
+        case_id: record.case_id,
+        role: record.role,
+        counterparty: record.counterparty.clone(),
+        state: record.state_code().to_owned(),
+        kind: record.request.kind.to_string(),
+        instrument: record.request.instrument.to_string(),
+        urgency: record.request.urgency.to_string(),
+        created_at: record.created_at,
+        updated_at: record.updated_at,
+        due: due.at,
+        overdue: due.overdue.map(str::to_owned),
+        not_delivered: due.not_delivered,
+    }
+}
+
 fn detail(state: &AdminState, record: &CaseRecord) -> CaseDetail {
     let roster = state.cases.roster();
-    let executing = match record.role {
+    let receipt_signer = match record.role {
         Role::Requester => &record.counterparty,
         Role::Executing => state.cases.jurisdiction(),
     };
-    let requesting = &record.request.requesting;
-    let request_signature_valid = record.envelope.as_ref().map(|env| {
-        roster
-            .by_jurisdiction(requesting)
-            .and_then(|(_, key)| key.verifying_key().ok())
-            .is_some_and(|k| env.open::<comity_protocol::RequestMessage>(&k).is_ok())
+    let receipt = record.receipt.as_ref().map(|r| {
+        api::receipt_view(
+            r,
+            roster.by_jurisdiction(receipt_signer).map(|(_, key)| key),
+        )
     });
-    let receipt = record
-        .receipt
-        .as_ref()
-        .map(|r| api::receipt_view(r, roster.by_jurisdiction(executing).map(|(_, key)| key)));
     CaseDetail {
-        summary: CaseSummary::of(record),
-        message_id: record.message_id,
+        summary: summary(state, record, Timestamp::now()),
+        message_id: record.genesis_message,
         request: record.request.clone(),
         delivery: record.delivery.clone(),
-        request_signature_valid,
+        decision: None,
+        events: record.log.events,
+        heads: record.log.heads.clone(),
         receipt,
-        signed_request: record.envelope.clone(),
         signed_receipt: record.receipt.clone(),
     }
 }

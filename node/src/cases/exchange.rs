@@ -1,23 +1,28 @@
-//! The executing side of `/comity/exchange/1.0.0`: check, store, receipt.
+//! The receiving side of `/comity/exchange/1.0.0`: pushes of case events, and pulls.
 //!
-//! A request is answered with a signed receipt only after the case and the receipt are synced
-//! to disk together; a message id seen before gets the original receipt back and is not
-//! processed again. Anything wrong gets a `Rejection` that says what, and stores nothing.
+//! A push is answered with a signed receipt only after its events (and, for a new request,
+//! the case and this node's `received` event) are synced to disk together; a message id seen
+//! before gets the original receipt back and is not processed again. Anything wrong gets a
+//! `Rejection` that says what, and stores nothing.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use comity_protocol::{
-    ExchangeRequest, ExchangeResponse, MessageId, Receipt, RejectCode, Rejection, RequestMessage,
+    CaseEvent, CaseId, CaseLog, EventError, EventKind, EventPush, ExchangeRequest,
+    ExchangeResponse, Hash32, Inserted, MessageId, Receipt, Receipted, RejectCode, Rejection,
     SignedEnvelope, Timestamp, from_cbor, limits, to_canonical_cbor,
 };
 use libp2p::PeerId;
 use tokio::sync::{Semaphore, mpsc};
 use tracing::{info, warn};
 
-use super::Cases;
-use super::record::{CaseRecord, CaseState, Delivery, Role, case_key, message_key};
+use super::record::{
+    CaseRecord, Delivery, LogSummary, Role, case_key, encode, event_key, message_key,
+};
+use super::{CaseError, Cases};
 use crate::network::InboundRequest;
+use crate::roster::Member;
 use crate::store::{Batch, Cf, StoreError};
 
 /// Inbound requests handled at once; more wait in the network's bounded queue.
@@ -39,11 +44,49 @@ pub(super) async fn serve(cases: Cases, mut inbound: mpsc::Receiver<InboundReque
     }
 }
 
-fn reject(code: RejectCode, detail: impl Into<String>) -> ExchangeResponse {
+pub(super) fn reject(code: RejectCode, detail: impl Into<String>) -> ExchangeResponse {
     ExchangeResponse::Rejected(Rejection {
         code,
         detail: detail.into(),
     })
+}
+
+/// Why events from a peer could not be taken in.
+pub(super) enum IngestError {
+    /// Links point to events we do not hold: retry after a pull.
+    Missing(usize),
+    /// Refused for good: the code and a reason.
+    Refused(RejectCode, String),
+    Unavailable(String),
+}
+
+impl IngestError {
+    fn into_response(self) -> ExchangeResponse {
+        match self {
+            IngestError::Missing(n) => reject(
+                RejectCode::Unavailable,
+                format!("{n} linked event(s) not held yet; pulling them, retry"),
+            ),
+            IngestError::Refused(code, why) => reject(code, why),
+            IngestError::Unavailable(why) => reject(RejectCode::Unavailable, why),
+        }
+    }
+}
+
+impl IngestError {
+    pub(super) fn describe(&self) -> String {
+        match self {
+            IngestError::Missing(n) => format!("{n} linked event(s) missing"),
+            IngestError::Refused(code, why) => format!("{code}: {why}"),
+            IngestError::Unavailable(why) => why.clone(),
+        }
+    }
+}
+
+impl From<CaseError> for IngestError {
+    fn from(e: CaseError) -> Self {
+        IngestError::Unavailable(e.to_string())
+    }
 }
 
 impl Cases {
@@ -57,7 +100,7 @@ impl Cases {
                 RejectCode::Malformed | RejectCode::Invalid => "(withheld from logs)",
                 _ => r.detail.as_str(),
             };
-            warn!(%peer, code = %r.code, reason = detail, bytes = frame.len(), "refused exchange request; nothing stored");
+            warn!(%peer, code = %r.code, reason = detail, bytes = frame.len(), "refused exchange request");
         }
         response
     }
@@ -70,17 +113,26 @@ impl Cases {
                 "peer is not a member of the bloc roster",
             );
         };
+        let member = member.clone();
         let request = match from_cbor::<ExchangeRequest>(frame, limits::MAX_REQUEST_FRAME) {
             Ok(r) => r,
             Err(e) => return reject(RejectCode::Malformed, format!("cannot decode request: {e}")),
         };
-        let ExchangeRequest::Submit(envelope) = request;
+        let envelope = match request {
+            ExchangeRequest::Push(envelope) => envelope,
+            ExchangeRequest::Pull(pull) => {
+                return match self.answer_pull(&member, &pull) {
+                    Ok(page) => ExchangeResponse::Events(page),
+                    Err(e) => reject(RejectCode::Unavailable, e.to_string()),
+                };
+            }
+        };
         if envelope.signer != *key {
             return reject(
                 RejectCode::UnknownSigner,
                 format!(
-                    "envelope signed by {}, but the connection is from {} ({})",
-                    envelope.signer, member.jurisdiction, peer
+                    "push signed by {}, but the connection is from {} ({peer})",
+                    envelope.signer, member.jurisdiction
                 ),
             );
         }
@@ -88,7 +140,7 @@ impl Cases {
             Ok(k) => k,
             Err(e) => return reject(RejectCode::UnknownSigner, e.to_string()),
         };
-        let message: RequestMessage = match envelope.open(&verifying) {
+        let push: EventPush = match envelope.open(&verifying) {
             Ok(m) => m,
             Err(comity_protocol::EnvelopeError::BadSignature) => {
                 return reject(
@@ -98,47 +150,14 @@ impl Cases {
             }
             Err(e) => return reject(RejectCode::Malformed, e.to_string()),
         };
-        let req = &message.request;
-        if req.requesting != member.jurisdiction || req.executing != self.inner.jurisdiction {
-            return reject(
-                RejectCode::Misaddressed,
-                format!(
-                    "request from {} to {} arrived from {} at {}",
-                    req.requesting, req.executing, member.jurisdiction, self.inner.jurisdiction
-                ),
-            );
-        }
-        if let Err(problems) = req.validate() {
-            return reject(RejectCode::Invalid, problems.to_string());
-        }
-        self.store_received(message, envelope).await
-    }
-
-    async fn store_received(
-        &self,
-        message: RequestMessage,
-        envelope: SignedEnvelope,
-    ) -> ExchangeResponse {
         let body_hash = envelope.body_hash();
-        let message_id = message.message_id;
-        let case_id = message.case_id;
-        // Two attempts of the same message may race; the store's guard lets one win and the
-        // other is answered from what the winner stored.
-        for _ in 0..50 {
-            if let Some(response) = self.replay_receipt(&message_id, &body_hash) {
-                return response;
-            }
-            let _guard = self.lock(&case_id).lock().await;
-            match self.get(&case_id) {
-                Ok(Some(existing)) if existing.message_id != Some(message_id) => {
-                    return reject(
-                        RejectCode::Malformed,
-                        format!("case id {case_id} is already in use by another message"),
-                    );
-                }
-                Ok(_) => {}
-                Err(e) => return reject(RejectCode::Unavailable, e.to_string()),
-            }
+        if let Some(response) = self.replay_receipt(&push.message_id, &body_hash) {
+            return response;
+        }
+        let message_id = push.message_id;
+        let case_id = push.case_id;
+        let mut attempts = 0;
+        loop {
             let receipt = Receipt {
                 message_id,
                 case_id,
@@ -150,48 +169,207 @@ impl Cases {
                 Ok(r) => r,
                 Err(e) => return reject(RejectCode::Unavailable, e.to_string()),
             };
-            let record = CaseRecord {
-                case_id,
-                role: Role::Executing,
-                counterparty: message.request.requesting.clone(),
-                state: CaseState::Received,
-                created_at: message.sent_at,
-                updated_at: Timestamp::now(),
-                request: message.request.clone(),
-                message_id: Some(message_id),
-                envelope: Some(envelope.clone()),
-                receipt: Some(receipt.clone()),
-                delivery: Delivery::default(),
-            };
-            let mut batch = Batch::new();
-            batch.require_absent(Cf::Inbox, message_key(&message_id));
-            batch.put(Cf::Inbox, message_key(&message_id), receipt.to_bytes());
-            batch.put(Cf::Cases, case_key(&case_id), record.encode());
-            match self.inner.store.commit(batch).await {
-                Ok(()) => {
-                    info!(case = %case_id, message = %message_id, from = %record.counterparty, "request received and receipted");
-                    return ExchangeResponse::Receipt(receipt);
+            let result = self
+                .ingest(
+                    &member,
+                    case_id,
+                    push.events.clone(),
+                    Some((message_id, &receipt)),
+                )
+                .await;
+            match result {
+                Ok(ingested) => {
+                    return ExchangeResponse::Receipt(Receipted {
+                        receipt,
+                        events: ingested.answer,
+                    });
                 }
-                Err(StoreError::Exists(_)) => {
+                Err(IngestError::Missing(n)) => {
+                    // The sender is ahead of us in this case: fetch what we lack from it.
+                    self.request_sync(member.peer_id);
+                    return IngestError::Missing(n).into_response();
+                }
+                Err(IngestError::Unavailable(why)) if why == GUARD_TAKEN && attempts < 50 => {
+                    // The same message is being stored by a concurrent attempt.
+                    attempts += 1;
                     tokio::time::sleep(Duration::from_millis(2)).await;
-                    continue;
+                    if let Some(response) = self.replay_receipt(&message_id, &body_hash) {
+                        return response;
+                    }
                 }
-                Err(e) => {
-                    return reject(
-                        RejectCode::Unavailable,
-                        format!("the executing node could not store the request, retry later: {e}"),
-                    );
-                }
+                Err(e) => return e.into_response(),
             }
         }
-        reject(RejectCode::Unavailable, "message is being processed; retry")
+    }
+
+    /// Verifies `events` of `case_id` from `member` and stores the new ones in one batch
+    /// (with `receipt` under the push's message id, when it came as a push). A new request
+    /// creates the case and this node's `received` event: returned to go back with the receipt
+    /// of a push, or pushed through the outbox when the events came by a pull.
+    pub(super) async fn ingest(
+        &self,
+        member: &Member,
+        case_id: CaseId,
+        events: Vec<SignedEnvelope>,
+        receipt: Option<(MessageId, &SignedEnvelope)>,
+    ) -> Result<Ingested, IngestError> {
+        let guard = self.lock(&case_id).lock().await;
+        let existing = self.get(&case_id)?;
+        let mut log = if existing.is_some() {
+            self.load_log(&case_id)?
+        } else {
+            CaseLog::new(case_id)
+        };
+        let first_new = log.len();
+        let mut fresh = Vec::new();
+        for envelope in events {
+            match log.insert(envelope.clone(), self.key_of()) {
+                Ok(Inserted::New(_)) => fresh.push(envelope),
+                Ok(Inserted::Duplicate(_)) => {}
+                Err(EventError::MissingLinks(ids)) => return Err(IngestError::Missing(ids.len())),
+                Err(e @ EventError::Envelope(_)) => {
+                    return Err(IngestError::Refused(
+                        RejectCode::BadSignature,
+                        e.to_string(),
+                    ));
+                }
+                Err(e @ EventError::UnknownAuthor(_)) => {
+                    return Err(IngestError::Refused(
+                        RejectCode::UnknownSigner,
+                        e.to_string(),
+                    ));
+                }
+                Err(e) => return Err(IngestError::Refused(RejectCode::Invalid, e.to_string())),
+            }
+        }
+        let view = log.view();
+        let (Some(requesting), Some(executing)) = (view.requesting.clone(), view.executing.clone())
+        else {
+            return Err(IngestError::Refused(
+                RejectCode::Malformed,
+                "no request (genesis event) for this case".into(),
+            ));
+        };
+        let me = &self.inner.jurisdiction;
+        let counterparty = if *me == executing {
+            requesting.clone()
+        } else if *me == requesting {
+            executing.clone()
+        } else {
+            return Err(IngestError::Refused(
+                RejectCode::Misaddressed,
+                format!("case between {requesting} and {executing} is not for {me}"),
+            ));
+        };
+        if counterparty != member.jurisdiction {
+            return Err(IngestError::Refused(
+                RejectCode::Misaddressed,
+                format!(
+                    "case with {counterparty} arrived from {}",
+                    member.jurisdiction
+                ),
+            ));
+        }
+        let mut batch = Batch::new();
+        let mut pushes = Vec::new();
+        let mut answer = Vec::new();
+        let mut record = match existing {
+            Some(record) => record,
+            None => {
+                let request = genesis_request(&log).ok_or_else(|| {
+                    IngestError::Refused(RejectCode::Malformed, "genesis without a request".into())
+                })?;
+                if let Err(problems) = request.validate() {
+                    return Err(IngestError::Refused(
+                        RejectCode::Invalid,
+                        problems.to_string(),
+                    ));
+                }
+                CaseRecord {
+                    case_id,
+                    role: if *me == executing {
+                        Role::Executing
+                    } else {
+                        Role::Requester
+                    },
+                    counterparty: counterparty.clone(),
+                    created_at: view.submitted_at.unwrap_or_else(Timestamp::now),
+                    updated_at: Timestamp::now(),
+                    request,
+                    genesis_message: receipt.map(|(id, _)| id),
+                    receipt: receipt.map(|(_, r)| r.clone()),
+                    delivery: Delivery::default(),
+                    log: LogSummary::default(),
+                }
+            }
+        };
+        // The executing side states, signed, that it holds the request.
+        if record.role == Role::Executing
+            && !view
+                .entries
+                .iter()
+                .any(|e| e.author == *me && e.kind == "received")
+        {
+            let event = log.next_event(me, EventKind::Received, Timestamp::now());
+            let envelope = self.sign(&event).map_err(IngestError::from)?;
+            self.insert_own(&mut log, envelope.clone())?;
+            fresh.push(envelope.clone());
+            if receipt.is_some() {
+                answer.push(envelope);
+            } else {
+                pushes.push(
+                    self.push_entry(
+                        case_id,
+                        &counterparty,
+                        vec![envelope],
+                        false,
+                        Timestamp::now(),
+                    )
+                    .map_err(IngestError::from)?,
+                );
+            }
+        }
+        if fresh.is_empty() && receipt.is_none() {
+            return Ok(Ingested::default());
+        }
+        for (i, envelope) in fresh.iter().enumerate() {
+            batch.put(
+                Cf::Events,
+                event_key(&case_id, first_new + i),
+                envelope.to_bytes(),
+            );
+        }
+        record.log = LogSummary::of(&log);
+        record.updated_at = Timestamp::now();
+        batch.put(Cf::Cases, case_key(&case_id), encode(&record));
+        for entry in &pushes {
+            batch.put(Cf::Outbox, message_key(&entry.message_id), encode(entry));
+        }
+        if let Some((message_id, receipt)) = receipt {
+            batch.require_absent(Cf::Inbox, message_key(&message_id));
+            batch.put(Cf::Inbox, message_key(&message_id), receipt.to_bytes());
+        }
+        match self.inner.store.commit(batch).await {
+            Ok(()) => {}
+            Err(StoreError::Exists(_)) => return Err(IngestError::Unavailable(GUARD_TAKEN.into())),
+            Err(e) => {
+                return Err(IngestError::Unavailable(format!(
+                    "could not store the events, retry later: {e}"
+                )));
+            }
+        }
+        drop(guard);
+        let new = fresh.len();
+        info!(case = %case_id, from = %member.jurisdiction, events = new, state = record.state_code(), "events stored");
+        self.dispatch(pushes).await;
+        Ok(Ingested { new, answer })
     }
 
     /// The receipt we already gave for `message_id`, if any.
     fn replay_receipt(
         &self,
         message_id: &MessageId,
-        body_hash: &comity_protocol::Hash32,
+        body_hash: &Hash32,
     ) -> Option<ExchangeResponse> {
         let stored = match self.inner.store.get(Cf::Inbox, &message_key(message_id)) {
             Ok(Some(bytes)) if !bytes.is_empty() => bytes,
@@ -212,7 +390,11 @@ impl Cases {
         match original {
             Ok(r) if r.body_hash == *body_hash => {
                 info!(message = %message_id, "duplicate message answered with its original receipt");
-                Some(ExchangeResponse::Receipt(receipt))
+                // What we wrote in answer the first time reaches the sender by its next pull.
+                Some(ExchangeResponse::Receipt(Receipted {
+                    receipt,
+                    events: Vec::new(),
+                }))
             }
             Ok(_) => Some(reject(
                 RejectCode::Malformed,
@@ -224,4 +406,26 @@ impl Cases {
             )),
         }
     }
+}
+
+/// What `ingest` stored.
+#[derive(Debug, Default)]
+pub(super) struct Ingested {
+    /// Events that were new to this node.
+    pub new: usize,
+    /// Events this node wrote in answer, to return with the receipt.
+    pub answer: Vec<SignedEnvelope>,
+}
+
+/// A concurrent attempt of the same message holds its inbox key.
+const GUARD_TAKEN: &str = "message is being stored by another attempt; retry";
+
+fn genesis_request(log: &CaseLog) -> Option<comity_protocol::AssistanceRequest> {
+    log.envelopes().into_iter().find_map(|envelope| {
+        let event: CaseEvent = from_cbor(&envelope.body, limits::MAX_REQUEST_FRAME).ok()?;
+        match event.kind {
+            EventKind::Submitted { request } => Some(*request),
+            _ => None,
+        }
+    })
 }

@@ -1,21 +1,25 @@
-//! Cases: the requests this node drafted, sent and received, and the exchange that moves them.
+//! Cases: the requests this node drafted, sent and received, their signed logs, and the
+//! exchange that replicates them.
 //!
-//! Owns the case records and the outbox. Every state change is one store batch, committed
-//! (synced) before it is acknowledged to an officer or a peer. This module logs identifiers
-//! and sizes only, never a request's contents or selectors.
+//! Every change to a case is a signed event appended to its log (`comity_protocol::caselog`)
+//! and pushed to the other party through the durable outbox, in one synced batch. Members that
+//! reconnect pull what they lack. This module logs identifiers and sizes only, never a
+//! request's contents or selectors.
 
 mod exchange;
 mod outbox;
 pub mod record;
+mod sync;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use comity_protocol::{
-    AssistanceRequest, CaseId, ExchangeRequest, Jurisdiction, MessageId, RequestMessage,
-    SignedEnvelope, Timestamp, ValidationErrors, to_canonical_cbor,
+    AssistanceRequest, CaseId, CaseLog, CaseState, EventKind, EventPush, ExchangeRequest, Inserted,
+    Jurisdiction, MessageId, Side, SignedEnvelope, Timestamp, ValidationErrors, to_canonical_cbor,
 };
+use ed25519_dalek::VerifyingKey;
 use tokio::sync::{mpsc, oneshot};
 use tracing::info;
 
@@ -24,7 +28,10 @@ use crate::network::{self, InboundRequest};
 use crate::roster::Roster;
 use crate::store::{Batch, Cf, Store, StoreError};
 pub use outbox::OutboxSettings;
-use record::{CaseRecord, CaseState, Delivery, OutboxEntry, Role, case_key, message_key};
+use record::{
+    CaseRecord, Delivery, LogSummary, OutboxEntry, Role, case_key, decode, encode, event_key,
+    events_prefix, message_key,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CaseError {
@@ -38,12 +45,16 @@ pub enum CaseError {
         bloc: String,
     },
     #[error("case {case} is {state}; only a draft can be sent")]
-    NotDraft { case: CaseId, state: CaseState },
+    NotDraft { case: CaseId, state: &'static str },
+    #[error("{0}")]
+    Refused(String),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
     Corrupt(#[from] record::CorruptRecord),
-    #[error("cannot encode the request: {0}")]
+    #[error("stored case log does not verify: {0}; the store may be damaged")]
+    Log(String),
+    #[error("cannot encode: {0}")]
     Encode(String),
 }
 
@@ -61,14 +72,19 @@ struct Inner {
     jurisdiction: Jurisdiction,
     network: network::Client,
     outbox: mpsc::Sender<OutboxEntry>,
-    /// Officers waiting for a case to leave `Submitted` (send with `wait`).
+    /// Officers waiting for a request's delivery to end (send with `wait`).
     waiters: Mutex<HashMap<CaseId, Vec<oneshot::Sender<()>>>>,
-    /// Serialises read-modify-write of one case record.
+    not_delivered_after: Duration,
+    /// Serialises read-modify-write of one case (its record and its log).
     locks: [tokio::sync::Mutex<()>; 64],
+    /// Members to pull from soon, for the sync worker (which takes the receiver).
+    sync_tx: mpsc::Sender<libp2p::PeerId>,
+    sync_rx: Mutex<Option<mpsc::Receiver<libp2p::PeerId>>>,
 }
 
 impl Cases {
-    /// Starts the case service: the outbox worker and the inbound exchange handler.
+    /// Starts the case service: the outbox worker, the inbound exchange handler and the
+    /// synchronisation of logs with members as they connect.
     pub fn start(
         store: Store,
         identity: NodeIdentity,
@@ -79,6 +95,7 @@ impl Cases {
         outbox_settings: OutboxSettings,
     ) -> Result<Self, CaseError> {
         let (outbox_tx, outbox_rx) = mpsc::channel(4096);
+        let (sync_tx, sync_rx) = mpsc::channel(256);
         let cases = Self {
             inner: Arc::new(Inner {
                 store,
@@ -88,7 +105,10 @@ impl Cases {
                 network,
                 outbox: outbox_tx,
                 waiters: Mutex::new(HashMap::new()),
+                not_delivered_after: outbox_settings.not_delivered_after,
                 locks: std::array::from_fn(|_| tokio::sync::Mutex::new(())),
+                sync_tx,
+                sync_rx: Mutex::new(Some(sync_rx)),
             }),
         };
         let pending = cases.outbox_entries()?;
@@ -100,6 +120,7 @@ impl Cases {
             outbox_rx,
         ));
         tokio::spawn(exchange::serve(cases.clone(), inbound));
+        tokio::spawn(sync::run(cases.clone()));
         Ok(cases)
     }
 
@@ -116,6 +137,16 @@ impl Cases {
         let mut h = std::collections::hash_map::DefaultHasher::new();
         case.hash(&mut h);
         &self.inner.locks[(h.finish() % 64) as usize]
+    }
+
+    /// Public keys of the bloc's members, for verifying events.
+    fn key_of(&self) -> impl Fn(&Jurisdiction) -> Option<VerifyingKey> + '_ {
+        |j| {
+            self.inner
+                .roster
+                .by_jurisdiction(j)
+                .and_then(|(_, key)| key.verifying_key().ok())
+        }
     }
 
     /// Checks a request and makes it a draft case (not yet stored).
@@ -148,14 +179,13 @@ impl Cases {
             case_id: CaseId::new(),
             role: Role::Requester,
             counterparty: request.executing.clone(),
-            state: CaseState::Draft,
             created_at: now,
             updated_at: now,
             request,
-            message_id: None,
-            envelope: None,
+            genesis_message: None,
             receipt: None,
             delivery: Delivery::default(),
+            log: LogSummary::default(),
         })
     }
 
@@ -163,13 +193,13 @@ impl Cases {
     pub async fn create_draft(&self, request: AssistanceRequest) -> Result<CaseRecord, CaseError> {
         let record = self.new_draft(request)?;
         let mut batch = Batch::new();
-        batch.put(Cf::Cases, case_key(&record.case_id), record.encode());
+        batch.put(Cf::Cases, case_key(&record.case_id), encode(&record));
         self.inner.store.commit(batch).await?;
         info!(case = %record.case_id, to = %record.counterparty, "draft created");
         Ok(record)
     }
 
-    /// Creates a case and sends it at once: draft, signature and outbox entry in one batch.
+    /// Creates a case and sends it at once: draft, genesis event and push in one batch.
     pub async fn create_and_send(
         &self,
         request: AssistanceRequest,
@@ -177,85 +207,198 @@ impl Cases {
     ) -> Result<CaseRecord, CaseError> {
         let mut record = self.new_draft(request)?;
         let waiter = wait.map(|_| self.register_waiter(record.case_id));
-        let entry = self.submit(&mut record)?;
-        self.persist(&record, &entry).await?;
-        self.dispatch(record.case_id, entry, wait.zip(waiter)).await
+        let mut batch = Batch::new();
+        let entry = self.submit(&mut record, &mut batch)?;
+        self.inner.store.commit(batch).await?;
+        self.dispatch(vec![entry]).await;
+        self.finish_wait(record.case_id, wait.zip(waiter)).await
     }
 
-    /// Signs a draft and queues it in the outbox, durably, in one batch. With `wait`, returns
-    /// once the executing side's receipt is verified and stored (or the wait runs out).
+    /// Signs a draft's request as the genesis of its log and queues it, durably, in one batch.
+    /// With `wait`, returns once the executing side's receipt is verified (or the wait ends).
     pub async fn send(
         &self,
         case_id: CaseId,
         wait: Option<Duration>,
     ) -> Result<CaseRecord, CaseError> {
-        let waiter = wait.map(|_| self.register_waiter(case_id));
-        let _guard = self.lock(&case_id).lock().await;
+        let guard = self.lock(&case_id).lock().await;
         let mut record = self.get(&case_id)?.ok_or(CaseError::NotFound(case_id))?;
-        if record.state != CaseState::Draft {
+        if record.role != Role::Requester || record.log.state.is_some() {
             return Err(CaseError::NotDraft {
                 case: case_id,
-                state: record.state,
+                state: record.state_code(),
             });
         }
-        let entry = self.submit(&mut record)?;
+        let waiter = wait.map(|_| self.register_waiter(case_id));
+        let mut batch = Batch::new();
+        let entry = self.submit(&mut record, &mut batch)?;
         // Still under the case lock: two officers sending the same draft cannot both succeed.
-        self.persist(&record, &entry).await?;
-        drop(_guard);
-        self.dispatch(case_id, entry, wait.zip(waiter)).await
+        self.inner.store.commit(batch).await?;
+        drop(guard);
+        self.dispatch(vec![entry]).await;
+        self.finish_wait(case_id, wait.zip(waiter)).await
     }
 
-    /// Signs the request of a draft: the case becomes `submitted` with the outbox entry that
-    /// will carry it. Nothing is stored yet.
-    fn submit(&self, record: &mut CaseRecord) -> Result<OutboxEntry, CaseError> {
-        let message = RequestMessage {
-            message_id: MessageId::new(),
-            case_id: record.case_id,
-            sent_at: Timestamp::now(),
-            request: record.request.clone(),
+    /// Adds the genesis event, the updated record and the push that carries it to `batch`.
+    fn submit(&self, record: &mut CaseRecord, batch: &mut Batch) -> Result<OutboxEntry, CaseError> {
+        let mut log = CaseLog::new(record.case_id);
+        let now = Timestamp::now();
+        let genesis = log.next_event(
+            &self.inner.jurisdiction,
+            EventKind::Submitted {
+                request: Box::new(record.request.clone()),
+            },
+            now,
+        );
+        let envelope = self.sign(&genesis)?;
+        self.insert_own(&mut log, envelope.clone())?;
+        batch.put(
+            Cf::Events,
+            event_key(&record.case_id, 0),
+            envelope.to_bytes(),
+        );
+        // The push is dated like the genesis it carries, so that it can be rebuilt exactly.
+        let entry = self.push_entry(
+            record.case_id,
+            &record.counterparty,
+            vec![envelope],
+            true,
+            now,
+        )?;
+        record.genesis_message = Some(entry.message_id);
+        record.delivery.queued_at = Some(now);
+        record.log = LogSummary::of(&log);
+        record.updated_at = now;
+        batch.put(Cf::Cases, case_key(&record.case_id), encode(&*record));
+        batch.put(Cf::Outbox, message_key(&entry.message_id), encode(&entry));
+        info!(case = %record.case_id, message = %entry.message_id, to = %entry.to, bytes = entry.frame.len(), "request queued");
+        Ok(entry)
+    }
+
+    /// An officer's step in a case: a signed event of this node, stored with its push to the
+    /// other party in one batch. Refused (nothing stored) unless this side may take the step
+    /// now; the error says why.
+    pub async fn act(&self, case_id: CaseId, kind: EventKind) -> Result<CaseRecord, CaseError> {
+        let guard = self.lock(&case_id).lock().await;
+        let mut record = self.get(&case_id)?.ok_or(CaseError::NotFound(case_id))?;
+        let mut log = self.load_log(&case_id)?;
+        if log.is_empty() {
+            return Err(CaseError::Refused(format!(
+                "case {case_id} is a draft: send it first (`comity request send {case_id}`)"
+            )));
+        }
+        let side = match record.role {
+            Role::Requester => Side::Requester,
+            Role::Executing => Side::Executing,
         };
-        let envelope = SignedEnvelope::sign(&message, self.inner.identity.signing_key())
+        let allowed = kind.allowed_author();
+        if allowed != Side::Either && allowed != side {
+            return Err(CaseError::Refused(format!(
+                "only the {} side may record `{}`; this node is the {} side of case {case_id}",
+                side_name(allowed),
+                kind.code(),
+                record.role
+            )));
+        }
+        let event = log.next_event(&self.inner.jurisdiction, kind, Timestamp::now());
+        let code = event.kind.code();
+        let envelope = self.sign(&event)?;
+        let id = self.insert_own(&mut log, envelope.clone())?;
+        if let Some(entry) = log.view().entries.iter().find(|e| e.id == id)
+            && !entry.applied
+        {
+            let why = entry.note.clone().unwrap_or_default();
+            return Err(CaseError::Refused(format!(
+                "`{code}` does not apply to case {case_id} now ({}): {why}",
+                record.state_code()
+            )));
+        }
+        let mut batch = Batch::new();
+        batch.put(
+            Cf::Events,
+            event_key(&case_id, log.len() - 1),
+            envelope.to_bytes(),
+        );
+        let entry = self.push_entry(
+            case_id,
+            &record.counterparty,
+            vec![envelope],
+            false,
+            Timestamp::now(),
+        )?;
+        record.log = LogSummary::of(&log);
+        record.updated_at = Timestamp::now();
+        batch.put(Cf::Cases, case_key(&case_id), encode(&record));
+        batch.put(Cf::Outbox, message_key(&entry.message_id), encode(&entry));
+        self.inner.store.commit(batch).await?;
+        drop(guard);
+        info!(case = %case_id, event = code, to = %record.counterparty, "event recorded");
+        self.dispatch(vec![entry]).await;
+        Ok(record)
+    }
+
+    fn sign(&self, event: &comity_protocol::CaseEvent) -> Result<SignedEnvelope, CaseError> {
+        SignedEnvelope::sign(event, self.inner.identity.signing_key())
+            .map_err(|e| CaseError::Encode(e.to_string()))
+    }
+
+    fn insert_own(
+        &self,
+        log: &mut CaseLog,
+        envelope: SignedEnvelope,
+    ) -> Result<comity_protocol::EventId, CaseError> {
+        match log.insert(envelope, self.key_of()) {
+            Ok(Inserted::New(id)) | Ok(Inserted::Duplicate(id)) => Ok(id),
+            Err(e) => Err(CaseError::Refused(e.to_string())),
+        }
+    }
+
+    /// A signed push of `events` to `to`, ready for the outbox.
+    fn push_entry(
+        &self,
+        case_id: CaseId,
+        to: &Jurisdiction,
+        events: Vec<SignedEnvelope>,
+        genesis: bool,
+        sent_at: Timestamp,
+    ) -> Result<OutboxEntry, CaseError> {
+        let count = events.len();
+        let push = EventPush {
+            message_id: MessageId::new(),
+            case_id,
+            sent_at,
+            events,
+        };
+        let envelope = SignedEnvelope::sign(&push, self.inner.identity.signing_key())
             .map_err(|e| CaseError::Encode(e.to_string()))?;
-        let frame = to_canonical_cbor(&ExchangeRequest::Submit(envelope.clone()))
+        let body_hash = envelope.body_hash();
+        let frame = to_canonical_cbor(&ExchangeRequest::Push(envelope))
             .map_err(|e| CaseError::Encode(e.to_string()))?;
-        record.state = CaseState::Submitted;
-        record.message_id = Some(message.message_id);
-        record.envelope = Some(envelope);
-        record.updated_at = message.sent_at;
         Ok(OutboxEntry {
-            message_id: message.message_id,
-            case_id: record.case_id,
-            to: record.counterparty.clone(),
-            body_hash: record
-                .envelope
-                .as_ref()
-                .map(|e| e.body_hash())
-                .expect("signed above"),
+            message_id: push.message_id,
+            case_id,
+            to: to.clone(),
+            body_hash,
+            genesis,
             frame,
-            queued_at: message.sent_at,
+            queued_at: push.sent_at,
+            events: count,
         })
     }
 
-    /// Stores a submitted case with its outbox entry, synced, in one batch.
-    async fn persist(&self, record: &CaseRecord, entry: &OutboxEntry) -> Result<(), CaseError> {
-        let mut batch = Batch::new();
-        batch.put(Cf::Cases, case_key(&record.case_id), record.encode());
-        batch.put(Cf::Outbox, message_key(&entry.message_id), entry.encode());
-        self.inner.store.commit(batch).await?;
-        info!(case = %record.case_id, message = %entry.message_id, to = %entry.to, bytes = entry.frame.len(), "request queued");
-        Ok(())
+    /// Hands stored outbox entries to the worker. They are durable: if the worker's queue is
+    /// gone the node is stopping, and the outbox is reloaded from the store at the next start.
+    async fn dispatch(&self, entries: Vec<OutboxEntry>) {
+        for entry in entries {
+            let _ = self.inner.outbox.send(entry).await;
+        }
     }
 
-    /// Hands a stored outbox entry to the worker and optionally waits for its delivery to end.
-    async fn dispatch(
+    async fn finish_wait(
         &self,
         case_id: CaseId,
-        entry: OutboxEntry,
         wait: Option<(Duration, oneshot::Receiver<()>)>,
     ) -> Result<CaseRecord, CaseError> {
-        // The entry is durable: if the worker's queue is gone the node is stopping, and the
-        // outbox is reloaded from the store at the next start.
-        let _ = self.inner.outbox.send(entry).await;
         if let Some((wait, waiter)) = wait {
             let _ = tokio::time::timeout(wait, waiter).await;
         }
@@ -264,13 +407,13 @@ impl Cases {
 
     fn register_waiter(&self, case_id: CaseId) -> oneshot::Receiver<()> {
         let (tx, rx) = oneshot::channel();
-        self.inner
-            .waiters
-            .lock()
-            .expect("waiters lock")
-            .entry(case_id)
-            .or_default()
-            .push(tx);
+        let mut waiters = self.inner.waiters.lock().expect("waiters lock");
+        // Waits that timed out left closed senders behind; drop them as we go.
+        waiters.retain(|_, list| {
+            list.retain(|w| !w.is_closed());
+            !list.is_empty()
+        });
+        waiters.entry(case_id).or_default().push(tx);
         rx
     }
 
@@ -290,9 +433,26 @@ impl Cases {
 
     pub fn get(&self, case_id: &CaseId) -> Result<Option<CaseRecord>, CaseError> {
         match self.inner.store.get(Cf::Cases, &case_key(case_id))? {
-            Some(bytes) => Ok(Some(CaseRecord::decode(&bytes)?)),
+            Some(bytes) => Ok(Some(decode(&bytes)?)),
             None => Ok(None),
         }
+    }
+
+    /// The case's signed log, rebuilt from the store (every signature checked again).
+    pub fn load_log(&self, case_id: &CaseId) -> Result<CaseLog, CaseError> {
+        let mut log = CaseLog::new(*case_id);
+        for (_, bytes) in self
+            .inner
+            .store
+            .scan_prefix(Cf::Events, &events_prefix(case_id))?
+        {
+            let envelope =
+                SignedEnvelope::from_bytes(&bytes, comity_protocol::limits::MAX_REQUEST_FRAME)
+                    .map_err(|e| CaseError::Log(e.to_string()))?;
+            log.insert(envelope, self.key_of())
+                .map_err(|e| CaseError::Log(e.to_string()))?;
+        }
+        Ok(log)
     }
 
     /// Every case, newest first.
@@ -302,8 +462,8 @@ impl Cases {
             .store
             .scan(Cf::Cases)?
             .iter()
-            .map(|(_, v)| CaseRecord::decode(v))
-            .collect::<Result<Vec<_>, _>>()?;
+            .map(|(_, v)| decode(v).map_err(CaseError::from))
+            .collect::<Result<Vec<CaseRecord>, _>>()?;
         cases.reverse();
         Ok(cases)
     }
@@ -312,12 +472,82 @@ impl Cases {
         Ok(self.inner.store.count(Cf::Outbox)?)
     }
 
+    /// Pushes not yet receipted, per member: the replication lag.
+    pub fn outbox_by_member(&self) -> Result<HashMap<Jurisdiction, (usize, usize)>, CaseError> {
+        let mut lag: HashMap<Jurisdiction, (usize, usize)> = HashMap::new();
+        for entry in self.outbox_entries()? {
+            let e = lag.entry(entry.to).or_default();
+            e.0 += 1;
+            e.1 += entry.events;
+        }
+        Ok(lag)
+    }
+
     fn outbox_entries(&self) -> Result<Vec<OutboxEntry>, CaseError> {
         self.inner
             .store
             .scan(Cf::Outbox)?
             .iter()
-            .map(|(_, v)| OutboxEntry::decode(v).map_err(CaseError::from))
+            .map(|(_, v)| decode(v).map_err(CaseError::from))
             .collect()
+    }
+}
+
+/// Where a case stands against the bloc's deadlines.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Due {
+    /// When the next step is due: a decision on a delivered request, or fulfilment of an
+    /// accepted one.
+    pub at: Option<Timestamp>,
+    /// `decision` or `fulfilment`, once past due.
+    pub overdue: Option<&'static str>,
+    /// Sent, without a receipt for longer than the configured time.
+    pub not_delivered: bool,
+}
+
+impl Cases {
+    pub fn due(&self, record: &CaseRecord, now: Timestamp) -> Due {
+        let deadline = self
+            .inner
+            .roster
+            .deadlines()
+            .for_urgency(record.request.urgency);
+        let mut due = Due::default();
+        let log = &record.log;
+        let (step, from) = match log.state {
+            Some(
+                CaseState::Submitted
+                | CaseState::Delivered
+                | CaseState::UnderReview
+                | CaseState::ClarificationRequested
+                | CaseState::Clarified,
+            ) => ("decision", log.delivered_at.or(log.submitted_at)),
+            Some(CaseState::Accepted | CaseState::PartiallyAccepted) => {
+                ("fulfilment", log.decided_at)
+            }
+            _ => ("", None),
+        };
+        if let Some(from) = from {
+            let at = from.saturating_add(deadline);
+            due.at = Some(at);
+            if now > at {
+                due.overdue = Some(step);
+            }
+        }
+        if record.role == Role::Requester
+            && record.receipt.is_none()
+            && let Some(queued) = record.delivery.queued_at
+        {
+            due.not_delivered = now > queued.saturating_add(self.inner.not_delivered_after);
+        }
+        due
+    }
+}
+
+fn side_name(side: Side) -> &'static str {
+    match side {
+        Side::Requester => "requesting",
+        Side::Executing => "executing",
+        Side::Either => "either",
     }
 }

@@ -9,7 +9,8 @@ use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 use comity_protocol::{
-    ExchangeResponse, MessageId, Receipt, RejectCode, SignedEnvelope, Timestamp, from_cbor, limits,
+    ExchangeResponse, MessageId, Receipt, Receipted, RejectCode, SignedEnvelope, Timestamp,
+    from_cbor, limits,
 };
 use libp2p::PeerId;
 use rand::Rng;
@@ -19,7 +20,8 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use super::Cases;
-use super::record::{CaseState, OutboxEntry, case_key, message_key};
+use super::record::{OutboxEntry, case_key, encode, message_key};
+use crate::roster::Member;
 use crate::store::{Batch, Cf};
 
 #[derive(Clone, Debug)]
@@ -27,6 +29,8 @@ pub struct OutboxSettings {
     pub initial_backoff: Duration,
     pub max_backoff: Duration,
     pub max_in_flight: usize,
+    /// A request without a receipt after this long is flagged "not delivered".
+    pub not_delivered_after: Duration,
 }
 
 enum Outcome {
@@ -158,14 +162,23 @@ impl Cases {
             Err(e) => return self.retry(entry, format!("unreadable response: {e}")).await,
         };
         match response {
-            ExchangeResponse::Receipt(receipt) => match check_receipt(&receipt, &key, entry) {
-                Ok(()) => self.delivered(entry, receipt).await,
-                Err(reason) => {
-                    warn!(message = %entry.message_id, to = %entry.to, %reason, "receipt refused");
-                    self.retry(entry, format!("invalid receipt: {reason}"))
-                        .await
+            ExchangeResponse::Receipt(Receipted { receipt, events }) => {
+                match check_receipt(&receipt, &key, entry) {
+                    Ok(()) => {
+                        let member = member.clone();
+                        self.delivered(entry, receipt, &member, events).await
+                    }
+                    Err(reason) => {
+                        warn!(message = %entry.message_id, to = %entry.to, %reason, "receipt refused");
+                        self.retry(entry, format!("invalid receipt: {reason}"))
+                            .await
+                    }
                 }
-            },
+            }
+            ExchangeResponse::Events(_) => {
+                self.retry(entry, "the peer answered a push with events".into())
+                    .await
+            }
             ExchangeResponse::Rejected(rejection) => match rejection.code {
                 RejectCode::Unavailable => self.retry(entry, rejection.detail).await,
                 code => {
@@ -177,41 +190,60 @@ impl Cases {
         }
     }
 
-    async fn delivered(&self, entry: &OutboxEntry, receipt: SignedEnvelope) -> Outcome {
+    async fn delivered(
+        &self,
+        entry: &OutboxEntry,
+        receipt: SignedEnvelope,
+        member: &Member,
+        answer: Vec<SignedEnvelope>,
+    ) -> Outcome {
         let _guard = self.lock(&entry.case_id).lock().await;
-        let mut record = match self.get(&entry.case_id) {
-            Ok(Some(r)) => r,
-            Ok(None) => return Outcome::Refused,
-            Err(e) => return Outcome::Retry(e.to_string()),
-        };
-        record.state = CaseState::Delivered;
-        record.receipt = Some(receipt);
-        record.updated_at = Timestamp::now();
-        record.delivery.attempts += 1;
-        record.delivery.last_attempt = Some(record.updated_at);
-        record.delivery.last_error = None;
         let mut batch = Batch::new();
-        batch.put(Cf::Cases, case_key(&entry.case_id), record.encode());
+        if entry.genesis {
+            // The receipt of the request itself is the requester's proof of delivery.
+            let mut record = match self.get(&entry.case_id) {
+                Ok(Some(r)) => r,
+                Ok(None) => return Outcome::Refused,
+                Err(e) => return Outcome::Retry(e.to_string()),
+            };
+            record.receipt = Some(receipt);
+            record.updated_at = Timestamp::now();
+            record.delivery.attempts += 1;
+            record.delivery.last_attempt = Some(record.updated_at);
+            record.delivery.last_error = None;
+            batch.put(Cf::Cases, case_key(&entry.case_id), encode(&record));
+        }
         batch.delete(Cf::Outbox, message_key(&entry.message_id));
         if let Err(e) = self.inner.store.commit(batch).await {
             return Outcome::Retry(e.to_string());
         }
-        info!(case = %entry.case_id, message = %entry.message_id, to = %entry.to, "delivered; receipt verified");
+        info!(case = %entry.case_id, message = %entry.message_id, to = %entry.to, events = entry.events, "delivered; receipt verified");
         drop(_guard);
-        self.wake_waiters(&entry.case_id);
+        if !answer.is_empty() {
+            // The receiver's answer (its `received` statement). If storing it fails, the next
+            // pull from that member brings it.
+            if let Err(e) = self.ingest(member, entry.case_id, answer, None).await {
+                debug!(case = %entry.case_id, reason = %e.describe(), "answer events not stored; a pull will bring them");
+            }
+        }
+        if entry.genesis {
+            self.wake_waiters(&entry.case_id);
+        }
         Outcome::Delivered
     }
 
     async fn refused(&self, entry: &OutboxEntry, reason: String) -> Outcome {
         let _guard = self.lock(&entry.case_id).lock().await;
         let mut batch = Batch::new();
-        if let Ok(Some(mut record)) = self.get(&entry.case_id) {
-            record.state = CaseState::Undeliverable;
+        if entry.genesis
+            && let Ok(Some(mut record)) = self.get(&entry.case_id)
+        {
             record.updated_at = Timestamp::now();
             record.delivery.attempts += 1;
             record.delivery.last_attempt = Some(record.updated_at);
-            record.delivery.last_error = Some(reason);
-            batch.put(Cf::Cases, case_key(&entry.case_id), record.encode());
+            record.delivery.last_error = Some(reason.clone());
+            record.delivery.refused = Some(reason);
+            batch.put(Cf::Cases, case_key(&entry.case_id), encode(&record));
         }
         batch.delete(Cf::Outbox, message_key(&entry.message_id));
         if let Err(e) = self.inner.store.commit(batch).await {
@@ -222,15 +254,19 @@ impl Cases {
         Outcome::Refused
     }
 
-    /// Records the failed attempt on the case so officers see why it is not delivered yet.
+    /// Records a failed attempt of a request's delivery on its case, so officers see why it
+    /// is not delivered yet.
     async fn retry(&self, entry: &OutboxEntry, reason: String) -> Outcome {
+        if !entry.genesis {
+            return Outcome::Retry(reason);
+        }
         let _guard = self.lock(&entry.case_id).lock().await;
         if let Ok(Some(mut record)) = self.get(&entry.case_id) {
             record.delivery.attempts += 1;
             record.delivery.last_attempt = Some(Timestamp::now());
             record.delivery.last_error = Some(reason.clone());
             let mut batch = Batch::new();
-            batch.put(Cf::Cases, case_key(&entry.case_id), record.encode());
+            batch.put(Cf::Cases, case_key(&entry.case_id), encode(&record));
             // Losing this bookkeeping in a crash is harmless: the entry itself is durable.
             let _ = self.inner.store.commit(batch).await;
         }

@@ -1,7 +1,14 @@
-//! The stored record of one case, on either side of the exchange.
+//! The stored record of one case on this node: the local bookkeeping around its signed log.
+//!
+//! The lifecycle is not stored here: it is the fold of the case log (`comity_protocol::caselog`),
+//! kept in the `events` column family. The record caches a summary of that fold, rewritten in
+//! the same batch as every event, so that listing cases needs no log replay.
+
+use std::collections::BTreeMap;
 
 use comity_protocol::{
-    AssistanceRequest, CaseId, Hash32, Jurisdiction, MessageId, SignedEnvelope, Timestamp,
+    AssistanceRequest, CaseId, CaseLog, CaseState, EventId, Hash32, Jurisdiction, MessageId,
+    SignedEnvelope, Timestamp,
 };
 use serde::{Deserialize, Serialize};
 
@@ -15,33 +22,6 @@ pub enum Role {
     Executing,
 }
 
-/// Where a case stands in the exchange.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum CaseState {
-    Draft,
-    /// Signed and queued in the outbox; not yet receipted by the executing side.
-    Submitted,
-    /// The executing side returned a valid signed receipt.
-    Delivered,
-    /// The executing side refused the message itself (not the request's merits).
-    Undeliverable,
-    /// Received from the requesting side and receipted.
-    Received,
-}
-
-impl std::fmt::Display for CaseState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            CaseState::Draft => "draft",
-            CaseState::Submitted => "submitted",
-            CaseState::Delivered => "delivered",
-            CaseState::Undeliverable => "undeliverable",
-            CaseState::Received => "received",
-        })
-    }
-}
-
 impl std::fmt::Display for Role {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
@@ -51,12 +31,48 @@ impl std::fmt::Display for Role {
     }
 }
 
-/// Delivery attempts of a submitted request (requester side).
+/// Delivery attempts of the request itself (requester side).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Delivery {
     pub attempts: u32,
+    pub queued_at: Option<Timestamp>,
     pub last_attempt: Option<Timestamp>,
     pub last_error: Option<String>,
+    /// The executing side refused the message itself (not the request's merits).
+    pub refused: Option<String>,
+}
+
+/// The fold of the case log, as of the last event stored.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogSummary {
+    /// `None` while the case is a draft (no log yet).
+    pub state: Option<CaseState>,
+    pub submitted_at: Option<Timestamp>,
+    pub delivered_at: Option<Timestamp>,
+    pub decided_at: Option<Timestamp>,
+    pub fulfilled_at: Option<Timestamp>,
+    pub closed_at: Option<Timestamp>,
+    pub events: usize,
+    pub heads: Vec<EventId>,
+    /// Per author, the highest contiguous sequence held: what a pull sends.
+    pub have: BTreeMap<Jurisdiction, u64>,
+}
+
+impl LogSummary {
+    pub fn of(log: &CaseLog) -> Self {
+        let view = log.view();
+        Self {
+            state: view.state,
+            submitted_at: view.submitted_at,
+            delivered_at: view.delivered_at,
+            decided_at: view.decided_at,
+            fulfilled_at: view.fulfilled_at,
+            closed_at: view.closed_at,
+            events: log.len(),
+            heads: view.heads,
+            have: log.version_vector(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -64,59 +80,56 @@ pub struct CaseRecord {
     pub case_id: CaseId,
     pub role: Role,
     pub counterparty: Jurisdiction,
-    pub state: CaseState,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
     pub request: AssistanceRequest,
-    /// The message that carries the request, once signed.
-    pub message_id: Option<MessageId>,
-    /// The signed request exactly as sent or received.
-    pub envelope: Option<SignedEnvelope>,
-    /// The executing side's signed receipt; both sides keep it.
+    /// The push that carried the request, and the counterparty's signed receipt of it.
+    pub genesis_message: Option<MessageId>,
     pub receipt: Option<SignedEnvelope>,
     #[serde(default)]
     pub delivery: Delivery,
+    #[serde(default)]
+    pub log: LogSummary,
+}
+
+impl CaseRecord {
+    /// `draft` before submission, else the lifecycle state of the log.
+    pub fn state_code(&self) -> &'static str {
+        match self.log.state {
+            None => "draft",
+            Some(state) => state.code(),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("stored case record is corrupt: {0}")]
+#[error("stored record is corrupt: {0}")]
 pub struct CorruptRecord(pub String);
 
-impl CaseRecord {
-    pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(1024);
-        ciborium::into_writer(self, &mut out).expect("case records always serialise");
-        out
-    }
-
-    pub fn decode(bytes: &[u8]) -> Result<Self, CorruptRecord> {
-        ciborium::from_reader(bytes).map_err(|e| CorruptRecord(e.to_string()))
-    }
+pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1024);
+    ciborium::into_writer(value, &mut out).expect("records always serialise");
+    out
 }
 
-/// A message waiting in the outbox for its signed receipt.
+pub fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, CorruptRecord> {
+    ciborium::from_reader(bytes).map_err(|e| CorruptRecord(e.to_string()))
+}
+
+/// A push waiting in the outbox for its signed receipt.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OutboxEntry {
     pub message_id: MessageId,
     pub case_id: CaseId,
     pub to: Jurisdiction,
-    /// BLAKE3 of the signed body: the receipt must name exactly this.
+    /// BLAKE3 of the signed push body: the receipt must name exactly this.
     pub body_hash: Hash32,
+    /// Whether this push carries the request itself (its receipt is the proof of delivery).
+    pub genesis: bool,
     /// The encoded `ExchangeRequest`, exactly as every attempt sends it.
     pub frame: Vec<u8>,
     pub queued_at: Timestamp,
-}
-
-impl OutboxEntry {
-    pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.frame.len() + 128);
-        ciborium::into_writer(self, &mut out).expect("outbox entries always serialise");
-        out
-    }
-
-    pub fn decode(bytes: &[u8]) -> Result<Self, CorruptRecord> {
-        ciborium::from_reader(bytes).map_err(|e| CorruptRecord(e.to_string()))
-    }
+    pub events: usize,
 }
 
 /// Store keys: the ULID text form, which sorts by creation time like the ULID itself.
@@ -126,4 +139,14 @@ pub fn case_key(id: &CaseId) -> Vec<u8> {
 
 pub fn message_key(id: &MessageId) -> Vec<u8> {
     id.to_string().into_bytes()
+}
+
+/// Events of a case, in the order they were stored (an order in which each event's links
+/// precede it, so the log can be rebuilt by inserting them in key order).
+pub fn event_key(case: &CaseId, index: usize) -> Vec<u8> {
+    format!("{case}/{index:08}").into_bytes()
+}
+
+pub fn events_prefix(case: &CaseId) -> Vec<u8> {
+    format!("{case}/").into_bytes()
 }

@@ -10,10 +10,10 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
-use comity_protocol::{CaseId, Jurisdiction};
+use comity_protocol::{CaseId, Decision, Jurisdiction, Timestamp};
 use libp2p::Multiaddr;
 
-use crate::admin::api::{AdminClient, NewRequest};
+use crate::admin::api::{Action, AdminClient, CaseFilter, NewRequest};
 use crate::config::{Config, LogFormat};
 use crate::init::{self, InitOptions};
 
@@ -123,14 +123,186 @@ pub enum RequestCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum CaseCommand {
-    /// Every case, newest first.
-    List(ReadArgs),
+    /// Cases, newest first, with their deadlines.
+    List {
+        /// Only cases in this state (draft, submitted, delivered, under-review, accepted, …).
+        #[arg(long)]
+        state: Option<String>,
+        /// Only cases past a decision or fulfilment deadline.
+        #[arg(long)]
+        overdue: bool,
+        #[command(flatten)]
+        read: ReadArgs,
+    },
     /// One case, with its receipt and whether the signatures verify.
     Show {
         id: CaseId,
         #[command(flatten)]
         read: ReadArgs,
     },
+    /// The case's signed log: every event, its author, time and whether it applied.
+    Log {
+        id: CaseId,
+        #[command(flatten)]
+        read: ReadArgs,
+    },
+    /// Executing side: accept, accept in part, or refuse.
+    Decide {
+        id: CaseId,
+        #[arg(long, group = "decision")]
+        accept: bool,
+        /// Accept in part; --reason says which part.
+        #[arg(long, group = "decision")]
+        partial: bool,
+        #[arg(long, group = "decision")]
+        refuse: bool,
+        /// The grounds of a refusal (repeatable), or the scope of a partial acceptance.
+        #[arg(long)]
+        reason: Vec<String>,
+        #[command(flatten)]
+        read: ReadArgs,
+    },
+    /// Executing side: ask a question (--question); requesting side: answer it (--answer).
+    Clarify {
+        id: CaseId,
+        #[arg(long, group = "text", required = true)]
+        question: Option<String>,
+        #[arg(long, group = "text")]
+        answer: Option<String>,
+        #[command(flatten)]
+        read: ReadArgs,
+    },
+    /// Requesting side: withdraw the request.
+    Withdraw {
+        id: CaseId,
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        read: ReadArgs,
+    },
+    /// Either side: close a case that is over (acknowledged, refused or withdrawn).
+    Close {
+        id: CaseId,
+        #[command(flatten)]
+        read: ReadArgs,
+    },
+    /// Executing side: record that the data were provided.
+    Fulfil {
+        id: CaseId,
+        #[arg(long, default_value = "")]
+        note: String,
+        #[command(flatten)]
+        read: ReadArgs,
+    },
+    /// Requesting side: acknowledge the evidence.
+    Acknowledge {
+        id: CaseId,
+        #[command(flatten)]
+        read: ReadArgs,
+    },
+    /// Preservation: preserve until a date, extend, or release.
+    Preserve {
+        id: CaseId,
+        /// Executing side: data preserved until this time (RFC 3339).
+        #[arg(long, group = "preservation", required = true)]
+        until: Option<Timestamp>,
+        /// Executing side: extend the preservation to this time.
+        #[arg(long, group = "preservation")]
+        extend_until: Option<Timestamp>,
+        /// Either side: the preservation is no longer needed.
+        #[arg(long, group = "preservation")]
+        release: bool,
+        #[command(flatten)]
+        read: ReadArgs,
+    },
+}
+
+impl CaseCommand {
+    /// The officer's step as an admin API action, for the commands that take one.
+    fn action(&self) -> anyhow::Result<Option<(CaseId, Action, &ReadArgs)>> {
+        Ok(Some(match self {
+            CaseCommand::Decide {
+                id,
+                accept,
+                partial,
+                refuse,
+                reason,
+                read,
+            } => {
+                let decision = if *accept {
+                    Decision::Accept
+                } else if *partial {
+                    Decision::Partial {
+                        scope: reason.join("; "),
+                    }
+                } else if *refuse {
+                    if reason.is_empty() {
+                        bail!("a refusal needs its grounds: add --reason (repeatable)");
+                    }
+                    Decision::Refuse {
+                        reasons: reason.clone(),
+                    }
+                } else {
+                    bail!("say --accept, --partial or --refuse");
+                };
+                (*id, Action::Decide { decision }, read)
+            }
+            CaseCommand::Clarify {
+                id,
+                question,
+                answer,
+                read,
+            } => match (question, answer) {
+                (Some(question), _) => (
+                    *id,
+                    Action::RequestClarification {
+                        question: question.clone(),
+                    },
+                    read,
+                ),
+                (None, Some(answer)) => (
+                    *id,
+                    Action::Clarify {
+                        answer: answer.clone(),
+                    },
+                    read,
+                ),
+                (None, None) => {
+                    bail!("give --question (executing side) or --answer (requesting side)")
+                }
+            },
+            CaseCommand::Withdraw { id, reason, read } => (
+                *id,
+                Action::Withdraw {
+                    reason: reason.clone(),
+                },
+                read,
+            ),
+            CaseCommand::Close { id, read } => (*id, Action::Close, read),
+            CaseCommand::Fulfil { id, note, read } => {
+                (*id, Action::Fulfil { note: note.clone() }, read)
+            }
+            CaseCommand::Acknowledge { id, read } => (*id, Action::Acknowledge, read),
+            CaseCommand::Preserve {
+                id,
+                until,
+                extend_until,
+                release,
+                read,
+            } => {
+                let action = match (until, extend_until, release) {
+                    (Some(until), _, _) => Action::Preserve { until: *until },
+                    (None, Some(until), _) => Action::ExtendPreservation { until: *until },
+                    (None, None, true) => Action::ReleasePreservation,
+                    _ => bail!("give --until, --extend-until or --release"),
+                };
+                (*id, action, read)
+            }
+            CaseCommand::List { .. } | CaseCommand::Show { .. } | CaseCommand::Log { .. } => {
+                return Ok(None);
+            }
+        }))
+    }
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -156,12 +328,28 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let cases = client(&read.connection)?.inbox().await?;
             output::case_list(&cases, read.json)
         }
-        Command::Case(CaseCommand::List(read)) => {
-            let cases = client(&read.connection)?.cases().await?;
+        Command::Case(CaseCommand::List {
+            state,
+            overdue,
+            read,
+        }) => {
+            let filter = CaseFilter { state, overdue };
+            let cases = client(&read.connection)?.cases_filtered(&filter).await?;
             output::case_list(&cases, read.json)
+        }
+        Command::Case(CaseCommand::Log { id, read }) => {
+            let log = client(&read.connection)?.log(id).await?;
+            output::case_log(&log, read.json)
         }
         Command::Case(CaseCommand::Show { id, read }) => {
             let case = client(&read.connection)?.case(id).await?;
+            output::case_detail(&case, read.json)
+        }
+        Command::Case(step) => {
+            let Some((id, action, read)) = step.action()? else {
+                unreachable!("read commands are matched above")
+            };
+            let case = client(&read.connection)?.act(id, &action).await?;
             output::case_detail(&case, read.json)
         }
         Command::Request(RequestCommand::Send { id, wait, read }) => {

@@ -3,7 +3,7 @@
 use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
 use serde::Serialize;
 
-use crate::admin::api::{CaseDetail, CaseSummary, PeerView, StatusView};
+use crate::admin::api::{CaseDetail, CaseSummary, LogView, PeerView, StatusView};
 
 fn json<T: Serialize>(value: &T) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
@@ -41,12 +41,19 @@ pub fn peers(peers: &[PeerView], as_json: bool) -> anyhow::Result<()> {
     if as_json {
         return json(&peers);
     }
-    let mut t = table(&["member", "name", "connected", "peer id"]);
+    let mut t = table(&[
+        "member",
+        "name",
+        "connected",
+        "lag (pushes/events)",
+        "peer id",
+    ]);
     for p in peers {
         t.add_row(vec![
             p.jurisdiction.to_string(),
             p.name.clone(),
             if p.connected { "yes" } else { "no" }.to_string(),
+            format!("{}/{}", p.pending_pushes, p.pending_events),
             p.peer_id.clone(),
         ]);
     }
@@ -70,17 +77,28 @@ pub fn case_list(cases: &[CaseSummary], as_json: bool) -> anyhow::Result<()> {
         "kind",
         "instrument",
         "urgency",
+        "due",
         "updated",
     ]);
     for c in cases {
+        let mut state = c.state.clone();
+        if c.not_delivered {
+            state.push_str(" (not delivered)");
+        }
+        let due = match (&c.due, &c.overdue) {
+            (Some(due), Some(what)) => format!("{what} OVERDUE since {due}"),
+            (Some(due), None) => due.to_string(),
+            _ => String::new(),
+        };
         t.add_row(vec![
             c.case_id.to_string(),
             c.role.to_string(),
             c.counterparty.to_string(),
-            c.state.to_string(),
+            state,
             c.kind.clone(),
             c.instrument.clone(),
             c.urgency.clone(),
+            due,
             c.updated_at.to_string(),
         ]);
     }
@@ -111,8 +129,26 @@ pub fn case_detail(c: &CaseDetail, as_json: bool) -> anyhow::Result<()> {
     if let Some(m) = c.message_id {
         println!("message       {m}");
     }
-    if let Some(valid) = c.request_signature_valid {
-        println!("request sig   {}", if valid { "valid" } else { "INVALID" });
+    println!(
+        "log           {} event(s), {} head(s)",
+        c.events,
+        c.heads.len()
+    );
+    if let Some(due) = c.summary.due {
+        println!(
+            "due           {due}{}",
+            c.summary
+                .overdue
+                .as_ref()
+                .map(|what| format!(" — {what} OVERDUE"))
+                .unwrap_or_default()
+        );
+    }
+    if c.summary.not_delivered {
+        println!("NOT DELIVERED still retrying");
+    }
+    if let Some(refused) = &c.delivery.refused {
+        println!("REFUSED       by {}: {refused}", s.counterparty);
     }
     if c.delivery.attempts > 0 || c.delivery.last_error.is_some() {
         println!(
@@ -148,4 +184,50 @@ pub fn case_detail(c: &CaseDetail, as_json: bool) -> anyhow::Result<()> {
         None => println!("receipt       none yet"),
     }
     Ok(())
+}
+
+pub fn case_log(log: &LogView, as_json: bool) -> anyhow::Result<()> {
+    if as_json {
+        return json(log);
+    }
+    let heads: Vec<String> = log.heads.iter().map(|h| short(&h.to_string())).collect();
+    println!(
+        "case {}: {} ({} event(s), head(s) {})",
+        log.case_id,
+        log.state.as_deref().unwrap_or("draft"),
+        log.entries.len(),
+        heads.join(", ")
+    );
+    let mut t = table(&[
+        "#",
+        "at",
+        "author",
+        "seq",
+        "event",
+        "signature",
+        "applied",
+        "event id",
+    ]);
+    for (i, e) in log.entries.iter().enumerate() {
+        t.add_row(vec![
+            (i + 1).to_string(),
+            e.at.to_string(),
+            e.author.to_string(),
+            e.seq.to_string(),
+            e.kind.clone(),
+            "verified".to_string(),
+            match &e.note {
+                None if e.applied => "yes".to_string(),
+                None => "no".to_string(),
+                Some(note) => format!("no: {note}"),
+            },
+            short(&e.id.to_string()),
+        ]);
+    }
+    println!("{t}");
+    Ok(())
+}
+
+fn short(hex: &str) -> String {
+    hex.chars().take(12).collect()
 }

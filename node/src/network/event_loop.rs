@@ -24,6 +24,8 @@ pub struct EventLoop {
     connected_tx: broadcast::Sender<PeerId>,
     pending: HashMap<OutboundRequestId, oneshot::Sender<Result<Vec<u8>, RequestError>>>,
     connected: HashSet<PeerId>,
+    /// Members whose link a fault injection cut: not redialled until restored.
+    cut: HashSet<PeerId>,
     listen: Vec<Multiaddr>,
     redial_interval: Duration,
 }
@@ -91,6 +93,7 @@ impl EventLoop {
             connected_tx,
             pending: HashMap::new(),
             connected: HashSet::new(),
+            cut: HashSet::new(),
             listen: Vec::new(),
             redial_interval: settings.redial_interval,
         })
@@ -123,7 +126,11 @@ impl EventLoop {
             .roster
             .members()
             .iter()
-            .filter(|m| m.peer_id != local && !self.connected.contains(&m.peer_id))
+            .filter(|m| {
+                m.peer_id != local
+                    && !self.connected.contains(&m.peer_id)
+                    && !self.cut.contains(&m.peer_id)
+            })
             .map(|m| (m.peer_id, m.addresses.clone()))
             .collect();
         for (peer, addresses) in missing {
@@ -157,6 +164,18 @@ impl EventLoop {
                     .is_err()
                 {
                     debug!("response not sent: the peer closed the stream");
+                }
+            }
+            Command::SetLink { peer, cut } => {
+                if cut {
+                    warn!(%peer, "fault injection: link cut");
+                    self.cut.insert(peer);
+                    self.swarm.behaviour_mut().allow.disallow_peer(peer);
+                } else {
+                    warn!(%peer, "fault injection: link restored");
+                    self.cut.remove(&peer);
+                    self.swarm.behaviour_mut().allow.allow_peer(peer);
+                    self.dial_missing_members();
                 }
             }
             Command::Status { reply } => {

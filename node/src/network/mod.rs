@@ -80,6 +80,8 @@ enum Command {
     Status {
         reply: oneshot::Sender<NetworkStatus>,
     },
+    /// Fault injection (testnets): cut or restore the link to a member.
+    SetLink { peer: PeerId, cut: bool },
 }
 
 /// The rest of the node's handle on the network.
@@ -112,6 +114,11 @@ impl Client {
         let (reply, rx) = oneshot::channel();
         self.commands.send(Command::Status { reply }).await.ok()?;
         rx.await.ok()
+    }
+
+    /// Cuts (closing its connections and refusing new ones) or restores the link to a peer.
+    pub async fn set_link(&self, peer: PeerId, cut: bool) {
+        let _ = self.commands.send(Command::SetLink { peer, cut }).await;
     }
 
     /// Peers as they (re)connect: the outbox retries their queue at once.

@@ -25,10 +25,12 @@ pub enum Cf {
     Inbox,
     /// officer name → hashed bearer token and role.
     Tokens,
+    /// case id / index → signed case event, append-only.
+    Events,
 }
 
 impl Cf {
-    pub const ALL: [Cf; 4] = [Cf::Cases, Cf::Outbox, Cf::Inbox, Cf::Tokens];
+    pub const ALL: [Cf; 5] = [Cf::Cases, Cf::Outbox, Cf::Inbox, Cf::Tokens, Cf::Events];
 
     fn name(self) -> &'static str {
         match self {
@@ -36,6 +38,7 @@ impl Cf {
             Cf::Outbox => "outbox",
             Cf::Inbox => "inbox",
             Cf::Tokens => "tokens",
+            Cf::Events => "events",
         }
     }
 }
@@ -179,6 +182,20 @@ impl Store {
             .collect()
     }
 
+    /// Every record of one kind whose key starts with `prefix`, in key order.
+    pub fn scan_prefix(&self, cf: Cf, prefix: &[u8]) -> Result<Vec<Record>, StoreError> {
+        let mode = IteratorMode::From(prefix, rocksdb::Direction::Forward);
+        let mut records = Vec::new();
+        for item in self.inner.db.iterator_cf(handle(&self.inner.db, cf), mode) {
+            let (k, v) = item.map_err(|e| StoreError::Read(e.to_string()))?;
+            if !k.starts_with(prefix) {
+                break;
+            }
+            records.push((k.into_vec(), v.into_vec()));
+        }
+        Ok(records)
+    }
+
     pub fn count(&self, cf: Cf) -> Result<usize, StoreError> {
         let mut n = 0;
         for item in self
@@ -226,6 +243,19 @@ mod tests {
         assert_eq!(store.get(Cf::Cases, b"c1").unwrap().unwrap(), b"case");
         assert_eq!(store.get(Cf::Cases, b"c2").unwrap(), None);
         assert_eq!(store.count(Cf::Cases).unwrap(), 1);
+
+        let mut events = Batch::new();
+        for key in ["a/1", "a/2", "ab/1", "b/1"] {
+            events.put(Cf::Events, key.as_bytes().to_vec(), b"e".to_vec());
+        }
+        store.commit(events).await.unwrap();
+        let keys: Vec<Vec<u8>> = store
+            .scan_prefix(Cf::Events, b"a/")
+            .unwrap()
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        assert_eq!(keys, vec![b"a/1".to_vec(), b"a/2".to_vec()]);
     }
 
     #[tokio::test]

@@ -4,7 +4,6 @@
 use std::time::{Duration, Instant};
 
 use comity_node::admin::api::{AdminClient, CaseDetail, NewRequest};
-use comity_node::cases::record::CaseState;
 use comity_protocol::{AssistanceRequest, CaseId, Jurisdiction};
 use comity_testnet::Bloc;
 use tempfile::TempDir;
@@ -42,7 +41,7 @@ pub async fn send(client: &AdminClient, from: &str, to: &str, wait: Option<u64>)
 pub async fn wait_for_state(
     client: &AdminClient,
     case: CaseId,
-    state: CaseState,
+    state: &str,
     timeout: Duration,
 ) -> CaseDetail {
     let deadline = Instant::now() + timeout;

@@ -1,0 +1,212 @@
+//! Anti-entropy: when a member (re)connects, or when a push names events we lack, pull from it
+//! every event of our shared cases that we do not hold. Together with the outbox this heals a
+//! lost message, a restart or a partition without an operator.
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::Duration;
+
+use comity_protocol::{
+    CaseEvent, CaseHave, CaseId, EventsPage, ExchangeRequest, ExchangeResponse, PullRequest,
+    SignedEnvelope, from_cbor, limits, to_canonical_cbor,
+};
+use libp2p::PeerId;
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
+
+use super::exchange::IngestError;
+use super::record::CaseRecord;
+use super::{CaseError, Cases};
+use crate::roster::Member;
+
+/// Bytes of events in one pull answer; the rest follows in the next page.
+const PAGE_BUDGET: usize = limits::MAX_RESPONSE_FRAME - (64 << 10);
+/// Pages pulled in one round before yielding to other work.
+const MAX_PAGES: usize = 256;
+
+pub(super) async fn run(cases: Cases) {
+    let mut connections = cases.inner.network.connections();
+    let mut requests = cases.sync_requests();
+    let mut running: HashSet<PeerId> = HashSet::new();
+    let (done_tx, mut done_rx) = mpsc::channel::<(PeerId, bool)>(64);
+    let mut again: HashSet<PeerId> = HashSet::new();
+    let mut failures: std::collections::HashMap<PeerId, u32> = Default::default();
+    loop {
+        let peer = tokio::select! {
+            peer = connections.recv() => match peer {
+                Ok(peer) => peer,
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(_) => break,
+            },
+            Some(peer) = requests.recv() => peer,
+            Some((peer, ok)) = done_rx.recv() => {
+                running.remove(&peer);
+                let asked_again = again.remove(&peer);
+                let failed = if ok { failures.remove(&peer); 0 } else {
+                    let n = failures.entry(peer).or_default();
+                    *n += 1;
+                    *n
+                };
+                // Asked again while running: go once more. Failed: retry a few times, then
+                // wait for the member's next connection.
+                if asked_again || (1..=3).contains(&failed) {
+                    let tx = cases.inner.sync_tx.clone();
+                    let pause = Duration::from_millis(if failed > 0 { 500 * u64::from(failed) } else { 20 });
+                    tokio::spawn(async move {
+                        tokio::time::sleep(pause).await;
+                        let _ = tx.try_send(peer);
+                    });
+                }
+                continue;
+            }
+        };
+        let Some((member, _)) = cases.inner.roster.by_peer(&peer) else {
+            continue;
+        };
+        if !running.insert(peer) {
+            again.insert(peer);
+            continue;
+        }
+        let member = member.clone();
+        let cases = cases.clone();
+        let done = done_tx.clone();
+        tokio::spawn(async move {
+            let ok = match cases.pull_from(&member).await {
+                Ok(n) => {
+                    if n > 0 {
+                        info!(member = %member.jurisdiction, events = n, "pulled missing events");
+                    }
+                    true
+                }
+                Err(e) => {
+                    debug!(member = %member.jurisdiction, error = %e, "pull failed; will retry");
+                    false
+                }
+            };
+            let _ = done.send((peer, ok)).await;
+        });
+    }
+}
+
+impl Cases {
+    /// Asks the sync worker to pull from `peer` soon.
+    pub(super) fn request_sync(&self, peer: PeerId) {
+        let _ = self.inner.sync_tx.try_send(peer);
+    }
+
+    fn sync_requests(&self) -> mpsc::Receiver<PeerId> {
+        self.inner
+            .sync_rx
+            .lock()
+            .expect("sync receiver lock")
+            .take()
+            .expect("one sync worker")
+    }
+
+    fn shared_with(&self, member: &Member) -> Result<Vec<CaseRecord>, CaseError> {
+        Ok(self
+            .list()?
+            .into_iter()
+            .filter(|r| r.counterparty == member.jurisdiction && r.log.state.is_some())
+            .collect())
+    }
+
+    /// Pulls, page by page, every event of our shared cases that `member` holds and we lack.
+    /// Returns how many new events were stored.
+    async fn pull_from(&self, member: &Member) -> Result<usize, String> {
+        let mut stored = 0;
+        for _ in 0..MAX_PAGES {
+            let cases = self
+                .shared_with(member)
+                .map_err(|e| e.to_string())?
+                .into_iter()
+                .map(|r| CaseHave {
+                    case_id: r.case_id,
+                    have: r.log.have,
+                })
+                .collect();
+            let frame = to_canonical_cbor(&ExchangeRequest::Pull(PullRequest { cases }))
+                .map_err(|e| e.to_string())?;
+            let response = self
+                .inner
+                .network
+                .request(member.peer_id, frame)
+                .await
+                .map_err(|e| e.to_string())?;
+            let page = match from_cbor::<ExchangeResponse>(&response, limits::MAX_RESPONSE_FRAME)
+                .map_err(|e| e.to_string())?
+            {
+                ExchangeResponse::Events(page) => page,
+                ExchangeResponse::Rejected(r) => return Err(r.to_string()),
+                ExchangeResponse::Receipt(_) => return Err("a receipt answered a pull".into()),
+            };
+            stored += self.ingest_page(member, page.events).await?;
+            if !page.more {
+                return Ok(stored);
+            }
+        }
+        Ok(stored)
+    }
+
+    async fn ingest_page(
+        &self,
+        member: &Member,
+        events: Vec<SignedEnvelope>,
+    ) -> Result<usize, String> {
+        let mut by_case: BTreeMap<CaseId, Vec<SignedEnvelope>> = BTreeMap::new();
+        for envelope in events {
+            // Only the case id is read here; `ingest` verifies everything.
+            let event: CaseEvent = from_cbor(&envelope.body, limits::MAX_REQUEST_FRAME)
+                .map_err(|e| format!("unreadable event in a pull answer: {e}"))?;
+            by_case.entry(event.case_id).or_default().push(envelope);
+        }
+        let mut stored = 0;
+        for (case_id, events) in by_case {
+            match self.ingest(member, case_id, events, None).await {
+                Ok(ingested) => stored += ingested.new,
+                Err(IngestError::Refused(code, why)) => {
+                    warn!(case = %case_id, member = %member.jurisdiction, %code, reason = %why, "refused pulled events; not applied");
+                }
+                Err(IngestError::Missing(n)) => {
+                    return Err(format!("{n} linked events still missing"));
+                }
+                Err(IngestError::Unavailable(why)) => return Err(why),
+            }
+        }
+        Ok(stored)
+    }
+
+    /// What `member` lacks of our shared cases, up to one page.
+    pub(super) fn answer_pull(
+        &self,
+        member: &Member,
+        pull: &PullRequest,
+    ) -> Result<EventsPage, CaseError> {
+        let have: BTreeMap<CaseId, &BTreeMap<comity_protocol::Jurisdiction, u64>> =
+            pull.cases.iter().map(|c| (c.case_id, &c.have)).collect();
+        let empty = BTreeMap::new();
+        let mut events = Vec::new();
+        let mut bytes = 0;
+        let mut more = false;
+        for record in self.shared_with(member)? {
+            let theirs = have.get(&record.case_id).copied().unwrap_or(&empty);
+            let behind = record
+                .log
+                .have
+                .iter()
+                .any(|(author, seq)| theirs.get(author).copied().unwrap_or(0) < *seq);
+            if !behind {
+                continue;
+            }
+            let log = self.load_log(&record.case_id)?;
+            let missing = log.events_after(theirs);
+            let size: usize = missing.iter().map(|e| e.body.len() + 160).sum();
+            if bytes + size > PAGE_BUDGET && !events.is_empty() {
+                more = true;
+                break;
+            }
+            bytes += size;
+            events.extend(missing);
+        }
+        Ok(EventsPage { events, more })
+    }
+}
