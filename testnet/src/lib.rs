@@ -127,6 +127,8 @@ impl Bloc {
             .await
             .with_context(|| format!("initialising {j}"))?;
             let mut config = comity_node::config::Config::load(&done.config_path)?;
+            // A testnet is where faults are injected (and only there).
+            config.testing.faults = true;
             adjust(&mut config);
             std::fs::write(&done.config_path, config.to_commented_toml())?;
             members.push(Member {
@@ -361,6 +363,89 @@ impl Bloc {
                 );
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Cuts (or restores) the link between two running members, on both sides.
+    pub async fn partition(&self, a: &str, b: &str, cut: bool) -> anyhow::Result<()> {
+        self.client(a)
+            .fault(self.node(b).jurisdiction.clone(), cut)
+            .await?;
+        self.client(b)
+            .fault(self.node(a).jurisdiction.clone(), cut)
+            .await?;
+        Ok(())
+    }
+
+    /// Cases whose two replicas differ (heads or state), over the running members, as
+    /// "case: FR … / DE …" lines. Empty when every shared case has converged.
+    pub async fn divergence(&self) -> anyhow::Result<Vec<String>> {
+        let running: Vec<&NodeInfo> = self.nodes.values().filter(|n| n.pid.is_some()).collect();
+        let mut lists = BTreeMap::new();
+        for node in &running {
+            let cases: BTreeMap<_, _> = node
+                .client()?
+                .cases()
+                .await?
+                .into_iter()
+                .map(|c| (c.case_id, c))
+                .collect();
+            lists.insert(node.jurisdiction.clone(), cases);
+        }
+        let mut differences = Vec::new();
+        for (me, cases) in &lists {
+            for case in cases.values() {
+                if case.state == "draft" || case.role != comity_node::cases::record::Role::Requester
+                {
+                    continue;
+                }
+                let Some(theirs) = lists.get(&case.counterparty) else {
+                    continue; // the other party is not running
+                };
+                match theirs.get(&case.case_id) {
+                    None => differences.push(format!(
+                        "{}: {me} {} / missing at {}",
+                        case.case_id, case.state, case.counterparty
+                    )),
+                    Some(other) if other.heads != case.heads || other.state != case.state => {
+                        differences.push(format!(
+                            "{}: {me} {} ({} events) / {} {} ({} events)",
+                            case.case_id,
+                            case.state,
+                            case.events,
+                            case.counterparty,
+                            other.state,
+                            other.events
+                        ))
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
+        Ok(differences)
+    }
+
+    /// Waits until every shared case has converged on the running members.
+    pub async fn wait_converged(&self, timeout: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let differences = self.divergence().await?;
+            if differences.is_empty() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "{} case(s) not converged after {timeout:?}, e.g. {}",
+                    differences.len(),
+                    differences
+                        .iter()
+                        .take(3)
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
 

@@ -83,6 +83,10 @@ pub struct CaseSummary {
     pub overdue: Option<String>,
     /// A sent request with no receipt after the configured time (still retried).
     pub not_delivered: bool,
+    /// Events in this node's replica of the log, and its heads: two replicas with the same
+    /// heads hold the same log.
+    pub events: usize,
+    pub heads: Vec<EventId>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -94,8 +98,6 @@ pub struct CaseDetail {
     pub request: AssistanceRequest,
     pub delivery: Delivery,
     pub decision: Option<Decision>,
-    pub events: usize,
-    pub heads: Vec<EventId>,
     /// The counterparty's signed receipt of the request, and whether it verifies.
     pub receipt: Option<ReceiptView>,
     /// The receipt exactly as received, for showing to a third party.

@@ -376,6 +376,8 @@ fn summary(state: &AdminState, record: &CaseRecord, now: Timestamp) -> CaseSumma
         due: due.at,
         overdue: due.overdue.map(str::to_owned),
         not_delivered: due.not_delivered,
+        events: record.log.events,
+        heads: record.log.heads.clone(),
     }
 }
 
@@ -396,9 +398,7 @@ fn detail(state: &AdminState, record: &CaseRecord) -> CaseDetail {
         message_id: record.genesis_message,
         request: record.request.clone(),
         delivery: record.delivery.clone(),
-        decision: None,
-        events: record.log.events,
-        heads: record.log.heads.clone(),
+        decision: record.log.decision.clone(),
         receipt,
         signed_receipt: record.receipt.clone(),
     }

@@ -7,8 +7,8 @@
 use std::collections::BTreeMap;
 
 use comity_protocol::{
-    AssistanceRequest, CaseId, CaseLog, CaseState, EventId, Hash32, Jurisdiction, MessageId,
-    SignedEnvelope, Timestamp,
+    AssistanceRequest, CaseId, CaseLog, CaseState, Decision, EventId, Hash32, Jurisdiction,
+    MessageId, SignedEnvelope, Timestamp,
 };
 use serde::{Deserialize, Serialize};
 
@@ -52,6 +52,7 @@ pub struct LogSummary {
     pub decided_at: Option<Timestamp>,
     pub fulfilled_at: Option<Timestamp>,
     pub closed_at: Option<Timestamp>,
+    pub decision: Option<Decision>,
     pub events: usize,
     pub heads: Vec<EventId>,
     /// Per author, the highest contiguous sequence held: what a pull sends.
@@ -68,6 +69,7 @@ impl LogSummary {
             decided_at: view.decided_at,
             fulfilled_at: view.fulfilled_at,
             closed_at: view.closed_at,
+            decision: view.decision,
             events: log.len(),
             heads: view.heads,
             have: log.version_vector(),

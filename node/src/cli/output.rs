@@ -131,9 +131,12 @@ pub fn case_detail(c: &CaseDetail, as_json: bool) -> anyhow::Result<()> {
     }
     println!(
         "log           {} event(s), {} head(s)",
-        c.events,
-        c.heads.len()
+        s.events,
+        s.heads.len()
     );
+    if let Some(decision) = &c.decision {
+        println!("decision      {}", describe_decision(decision));
+    }
     if let Some(due) = c.summary.due {
         println!(
             "due           {due}{}",
@@ -230,4 +233,13 @@ pub fn case_log(log: &LogView, as_json: bool) -> anyhow::Result<()> {
 
 fn short(hex: &str) -> String {
     hex.chars().take(12).collect()
+}
+
+fn describe_decision(decision: &comity_protocol::Decision) -> String {
+    use comity_protocol::Decision;
+    match decision {
+        Decision::Accept => "accepted".into(),
+        Decision::Partial { scope } => format!("accepted in part: {scope}"),
+        Decision::Refuse { reasons } => format!("refused: {}", reasons.join("; ")),
+    }
 }
