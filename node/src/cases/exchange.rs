@@ -227,6 +227,8 @@ impl Cases {
                 Ok(Inserted::New(_)) => fresh.push(envelope),
                 Ok(Inserted::Duplicate(_)) => {}
                 Err(EventError::MissingLinks(ids)) => return Err(IngestError::Missing(ids.len())),
+                // An event of a case whose request we have not received yet: pull it first.
+                Err(EventError::MissingGenesis { .. }) => return Err(IngestError::Missing(1)),
                 Err(e @ EventError::Envelope(_)) => {
                     return Err(IngestError::Refused(
                         RejectCode::BadSignature,
@@ -390,11 +392,10 @@ impl Cases {
         match original {
             Ok(r) if r.body_hash == *body_hash => {
                 info!(message = %message_id, "duplicate message answered with its original receipt");
-                // What we wrote in answer the first time reaches the sender by its next pull.
-                Some(ExchangeResponse::Receipt(Receipted {
-                    receipt,
-                    events: Vec::new(),
-                }))
+                // The first answer may have been lost with its stream: send our events of the
+                // case again (duplicates are harmless to the sender).
+                let events = self.own_events(&r.case_id).unwrap_or_default();
+                Some(ExchangeResponse::Receipt(Receipted { receipt, events }))
             }
             Ok(_) => Some(reject(
                 RejectCode::Malformed,
@@ -405,6 +406,22 @@ impl Cases {
                 format!("stored receipt unreadable: {e}"),
             )),
         }
+    }
+}
+
+impl Cases {
+    /// The events of a case that this node authored.
+    fn own_events(
+        &self,
+        case_id: &comity_protocol::CaseId,
+    ) -> Result<Vec<SignedEnvelope>, CaseError> {
+        let me = self.inner.identity.public_key();
+        Ok(self
+            .load_log(case_id)?
+            .envelopes()
+            .into_iter()
+            .filter(|e| e.signer == me)
+            .collect())
     }
 }
 

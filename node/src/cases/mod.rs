@@ -113,14 +113,18 @@ impl Cases {
         };
         let pending = cases.outbox_entries()?;
         info!(pending = pending.len(), "outbox loaded");
+        // Subscribed here, before any task runs, so that no connection goes unseen.
+        let outbox_connections = cases.inner.network.connections();
+        let sync_connections = cases.inner.network.connections();
         tokio::spawn(outbox::run(
             cases.clone(),
             outbox_settings,
             pending,
             outbox_rx,
+            outbox_connections,
         ));
         tokio::spawn(exchange::serve(cases.clone(), inbound));
-        tokio::spawn(sync::run(cases.clone()));
+        tokio::spawn(sync::run(cases.clone(), sync_connections));
         Ok(cases)
     }
 

@@ -50,8 +50,8 @@ pub(super) async fn run(
     settings: OutboxSettings,
     loaded: Vec<OutboxEntry>,
     mut queued: mpsc::Receiver<OutboxEntry>,
+    mut connections: tokio::sync::broadcast::Receiver<PeerId>,
 ) {
-    let mut connections = cases.inner.network.connections();
     let mut pending: HashMap<MessageId, Pending> = HashMap::new();
     let mut schedule: BTreeSet<(Instant, MessageId)> = BTreeSet::new();
     let mut in_flight: JoinSet<(MessageId, Outcome)> = JoinSet::new();

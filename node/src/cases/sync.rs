@@ -10,7 +10,7 @@ use comity_protocol::{
     SignedEnvelope, from_cbor, limits, to_canonical_cbor,
 };
 use libp2p::PeerId;
-use tokio::sync::mpsc;
+use tokio::sync::{broadcast, mpsc};
 use tracing::{debug, info, warn};
 
 use super::exchange::IngestError;
@@ -23,9 +23,13 @@ const PAGE_BUDGET: usize = limits::MAX_RESPONSE_FRAME - (64 << 10);
 /// Pages pulled in one round before yielding to other work.
 const MAX_PAGES: usize = 256;
 
-pub(super) async fn run(cases: Cases) {
-    let mut connections = cases.inner.network.connections();
+/// How often connected members are asked for anything missed without a reconnect (a push
+/// whose answer was lost, say).
+const ANTI_ENTROPY: Duration = Duration::from_secs(15);
+
+pub(super) async fn run(cases: Cases, mut connections: broadcast::Receiver<PeerId>) {
     let mut requests = cases.sync_requests();
+    let mut sweep = tokio::time::interval(ANTI_ENTROPY);
     let mut running: HashSet<PeerId> = HashSet::new();
     let (done_tx, mut done_rx) = mpsc::channel::<(PeerId, bool)>(64);
     let mut again: HashSet<PeerId> = HashSet::new();
@@ -34,10 +38,19 @@ pub(super) async fn run(cases: Cases) {
         let peer = tokio::select! {
             peer = connections.recv() => match peer {
                 Ok(peer) => peer,
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Lagged(_)) => continue,
                 Err(_) => break,
             },
             Some(peer) = requests.recv() => peer,
+            _ = sweep.tick() => {
+                // Also at start: members may have connected before this worker ran.
+                if let Some(status) = cases.inner.network.status().await {
+                    for peer in status.connected.iter().filter_map(|p| p.parse().ok()) {
+                        cases.request_sync(peer);
+                    }
+                }
+                continue;
+            }
             Some((peer, ok)) = done_rx.recv() => {
                 running.remove(&peer);
                 let asked_again = again.remove(&peer);
