@@ -1,4 +1,4 @@
-//! Crash safety: a workload of 200 cases between three real nodes while nodes are killed with
+//! Crash safety: a workload of 360 requests (at least 200 acknowledged) between three real nodes while nodes are killed with
 //! SIGKILL at random moments and restarted. Afterwards every acknowledged case exists on both
 //! parties, both replicas hold the same log (heads) and state, and nothing is duplicated.
 
@@ -13,7 +13,7 @@ use common::*;
 use rand::{Rng, SeedableRng};
 
 const ROUNDS: usize = 20;
-const CASES_PER_ROUND: usize = 14;
+const CASES_PER_ROUND: usize = 18;
 const MEMBERS: [&str; 3] = ["FR", "DE", "IT"];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -90,8 +90,9 @@ async fn acknowledged_cases_survive_sigkills_and_replicas_converge() {
         );
     }
     assert!(
-        acknowledged.len() >= ROUNDS * CASES_PER_ROUND / 2,
-        "the workload mostly ran"
+        acknowledged.len() >= 200,
+        "at least 200 cases acknowledged, got {}",
+        acknowledged.len()
     );
 
     bloc.wait_connected(Duration::from_secs(30)).await.unwrap();

@@ -1,5 +1,6 @@
 //! Benchmarks against real node processes, each beside a baseline measured in the same run.
 
+pub mod converge;
 pub mod echo;
 pub mod exchange;
 
