@@ -166,6 +166,16 @@ impl Bloc {
         Ok(bloc)
     }
 
+    /// Rewrites every member's roster with the bloc's `deadlines` (before the members start).
+    pub fn set_deadlines(&self, deadlines: comity_node::roster::Deadlines) -> anyhow::Result<()> {
+        for node in self.nodes.values() {
+            let path = node.dir.join("roster.toml");
+            let roster = Roster::load(&path)?.with_deadlines(deadlines);
+            std::fs::write(&path, roster.to_toml())?;
+        }
+        Ok(())
+    }
+
     /// Reloads a bloc saved by `create`/`start` (for `comity-testnet down`).
     pub fn open(dir: &Path) -> anyhow::Result<Self> {
         let path = dir.join(STATE_FILE);

@@ -257,3 +257,68 @@ async fn a_partition_heals_and_conflicting_steps_resolve_alike() {
     );
     assert_eq!(fr.status().await.unwrap().outbox_depth, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overdue_and_undelivered_requests_are_flagged_on_both_sides() {
+    let dir = tempfile::tempdir().unwrap();
+    let members = [j("FR"), j("DE")];
+    let mut bloc = comity_testnet::Bloc::create_with(dir.path(), &members, "testnet", |config| {
+        // Flag at once, so that the test need not wait for a real deadline.
+        config.outbox.not_delivered_after_secs = 0;
+    })
+    .await
+    .unwrap();
+    bloc.set_deadlines(comity_node::roster::Deadlines {
+        normal_hours: 0,
+        urgent_hours: 0,
+        emergency_hours: 0,
+    })
+    .unwrap();
+
+    // DE is down: the request is flagged not delivered, with the reason, and kept queued.
+    bloc.start("FR").unwrap();
+    bloc.wait_up("FR", CONNECT).await.unwrap();
+    let fr = bloc.client("FR");
+    let id = send(&fr, "FR", "DE", None).await.summary.case_id;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let queued = fr.case(id).await.unwrap();
+    assert!(queued.summary.not_delivered, "{:?}", queued.summary);
+    assert!(queued.delivery.last_error.is_some());
+
+    // Delivered, it waits for a decision past its (zero) deadline: overdue on both sides.
+    bloc.start("DE").unwrap();
+    wait_for_state(&fr, id, "delivered", CONNECT).await;
+    let de = bloc.client("DE");
+    wait_for_state(&de, id, "delivered", CONNECT).await;
+    let overdue = comity_node::admin::api::CaseFilter {
+        state: None,
+        overdue: true,
+    };
+    for client in [&fr, &de] {
+        let late = client.cases_filtered(&overdue).await.unwrap();
+        assert_eq!(late.len(), 1);
+        assert_eq!(late[0].overdue.as_deref(), Some("decision"));
+        assert!(!late[0].not_delivered);
+    }
+    act(
+        &de,
+        id,
+        Action::Decide {
+            decision: Decision::Accept,
+        },
+    )
+    .await;
+    wait_for_state(&fr, id, "accepted", SETTLE).await;
+    let late = fr.cases_filtered(&overdue).await.unwrap();
+    assert_eq!(late[0].overdue.as_deref(), Some("fulfilment"));
+    act(
+        &de,
+        id,
+        Action::Fulfil {
+            note: String::new(),
+        },
+    )
+    .await;
+    wait_for_state(&fr, id, "fulfilled", SETTLE).await;
+    assert!(fr.cases_filtered(&overdue).await.unwrap().is_empty());
+}

@@ -296,7 +296,7 @@ async fn inbox(State(state): State<AdminState>) -> Reply<Vec<CaseSummary>> {
 async fn case_log(State(state): State<AdminState>, Path(id): Path<String>) -> Reply<LogView> {
     let id = parse_case(&id)?;
     state.cases.get(&id)?.ok_or(CaseError::NotFound(id))?;
-    let log = state.cases.load_log(&id)?;
+    let log = state.cases.verify_log(&id)?;
     let view = log.view();
     Ok(Json(LogView {
         case_id: id,

@@ -263,3 +263,24 @@ fn wire_names_are_kebab_case() {
         "partially-accepted"
     );
 }
+
+#[test]
+fn a_log_restored_from_its_own_store_is_the_same_and_keeps_every_rule_but_the_signature() {
+    let mut r = Replica::submitted();
+    r.act("DE", EventKind::Received).unwrap();
+    r.act("DE", decided(Decision::Accept)).unwrap();
+    let mut restored = CaseLog::new(CASE);
+    for env in r.log.envelopes() {
+        assert!(matches!(restored.insert_stored(env), Ok(Inserted::New(_))));
+    }
+    assert_eq!(restored.view(), r.log.view());
+    assert_eq!(restored.heads(), r.log.heads());
+
+    // Out of causal order it is still refused: only the signature check is skipped.
+    let mut out_of_order = CaseLog::new(CASE);
+    let last = r.log.envelopes().pop().unwrap();
+    assert!(matches!(
+        out_of_order.insert_stored(last),
+        Err(EventError::MissingGenesis { .. })
+    ));
+}
