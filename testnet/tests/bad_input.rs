@@ -154,8 +154,20 @@ async fn malformed_forged_oversized_invalid_and_stranger_requests_are_refused() 
         "DE's log does not name the refused peer {stranger_id}"
     );
 
-    // Nothing was stored, and the node still serves a real request.
+    // Nothing was stored, every refusal was recorded, and the node still serves a request.
     assert!(de_client.cases().await.unwrap().is_empty());
+    let refusals = de_client.refusals().await.unwrap();
+    let codes: Vec<RejectCode> = refusals.iter().map(|r| r.code).collect();
+    for code in [
+        RejectCode::Malformed,
+        RejectCode::BadSignature,
+        RejectCode::UnknownSigner,
+        RejectCode::Invalid,
+        RejectCode::Misaddressed,
+    ] {
+        assert!(codes.contains(&code), "{code} not recorded: {codes:?}");
+    }
+    assert!(refusals.iter().all(|r| r.member == Some(j("FR"))));
     let case = send(&bloc.client("FR"), "FR", "DE", Some(20_000)).await;
     assert_eq!(case.summary.state, "delivered");
     assert_eq!(de_client.cases().await.unwrap().len(), 1);

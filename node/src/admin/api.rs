@@ -9,7 +9,7 @@ use comity_protocol::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::cases::record::{Delivery, Role};
+use crate::cases::record::{Delivery, Refusal, Role};
 
 pub const API_PREFIX: &str = "/v1";
 
@@ -333,6 +333,9 @@ impl AdminClient {
     }
     pub async fn act(&self, case: CaseId, action: &Action) -> Result<CaseDetail, ClientError> {
         self.post(&format!("/cases/{case}/act"), action).await
+    }
+    pub async fn refusals(&self) -> Result<Vec<Refusal>, ClientError> {
+        self.get("/refusals").await
     }
     pub async fn fault(
         &self,

@@ -18,7 +18,7 @@ use axum::{Json, Router};
 use comity_protocol::{CaseId, Timestamp};
 use tracing::{info, warn};
 
-use crate::cases::record::{CaseRecord, Role};
+use crate::cases::record::{CaseRecord, Refusal, Role};
 use crate::cases::{CaseError, Cases};
 use crate::network;
 use crate::store::Store;
@@ -104,6 +104,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/cases/{id}/log", get(case_log))
         .route("/cases/{id}/act", post(act))
         .route("/faults", post(fault))
+        .route("/refusals", get(refusals))
         .method_not_allowed_fallback(|| async {
             failure(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -317,6 +318,10 @@ async fn act(
         body.map_err(|e| failure(StatusCode::BAD_REQUEST, "bad-json", e.body_text()))?;
     let record = state.cases.act(id, action.into_event()).await?;
     Ok(Json(detail(&state, &record)))
+}
+
+async fn refusals(State(state): State<AdminState>) -> Reply<Vec<Refusal>> {
+    Ok(Json(state.cases.refusals()?))
 }
 
 async fn fault(

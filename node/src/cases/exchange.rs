@@ -18,7 +18,8 @@ use tokio::sync::{Semaphore, mpsc};
 use tracing::{info, warn};
 
 use super::record::{
-    CaseRecord, Delivery, LogSummary, Role, case_key, encode, event_key, message_key,
+    CaseRecord, Delivery, LogSummary, Refusal, Role, case_key, encode, event_key, message_key,
+    refusal_key,
 };
 use super::{CaseError, Cases};
 use crate::network::InboundRequest;
@@ -93,6 +94,12 @@ impl Cases {
     /// Handles one request frame from `peer`; always returns something to answer.
     pub(super) async fn receive(&self, peer: PeerId, frame: &[u8]) -> ExchangeResponse {
         let response = self.receive_inner(peer, frame).await;
+        if let ExchangeResponse::Rejected(r) = &response
+            && r.code != RejectCode::Unavailable
+        {
+            self.record_refusal(peer, case_of(frame), r.code, &r.detail)
+                .await;
+        }
         if let ExchangeResponse::Rejected(r) = &response {
             // Details of malformed or invalid requests may quote their contents (a selector
             // that fails validation): the requester gets them, the log only the code.
@@ -445,4 +452,56 @@ fn genesis_request(log: &CaseLog) -> Option<comity_protocol::AssistanceRequest> 
             _ => None,
         }
     })
+}
+
+/// The case a push is about, if the frame can be read that far (for the refusal record).
+fn case_of(frame: &[u8]) -> Option<CaseId> {
+    match from_cbor::<ExchangeRequest>(frame, limits::MAX_REQUEST_FRAME).ok()? {
+        ExchangeRequest::Push(envelope) => {
+            from_cbor::<EventPush>(&envelope.body, limits::MAX_REQUEST_FRAME)
+                .ok()
+                .map(|p| p.case_id)
+        }
+        ExchangeRequest::Pull(_) => None,
+    }
+}
+
+impl Cases {
+    /// Keeps a refusal (synced) so that operators and auditors can see what was refused from
+    /// whom and why; the refused message itself is not applied.
+    pub(super) async fn record_refusal(
+        &self,
+        peer: PeerId,
+        case_id: Option<CaseId>,
+        code: RejectCode,
+        reason: &str,
+    ) {
+        let refusal = Refusal {
+            at: Timestamp::now(),
+            peer: peer.to_string(),
+            member: self
+                .inner
+                .roster
+                .by_peer(&peer)
+                .map(|(m, _)| m.jurisdiction.clone()),
+            case_id,
+            code,
+            reason: reason.to_owned(),
+        };
+        let mut batch = Batch::new();
+        batch.put(Cf::Refusals, refusal_key(&refusal), encode(&refusal));
+        if let Err(e) = self.inner.store.commit(batch).await {
+            warn!(%peer, error = %e, "could not record a refusal");
+        }
+    }
+
+    /// Every refusal recorded, oldest first.
+    pub fn refusals(&self) -> Result<Vec<Refusal>, CaseError> {
+        self.inner
+            .store
+            .scan(Cf::Refusals)?
+            .iter()
+            .map(|(_, v)| super::record::decode(v).map_err(CaseError::from))
+            .collect()
+    }
 }

@@ -152,3 +152,19 @@ pub fn event_key(case: &CaseId, index: usize) -> Vec<u8> {
 pub fn events_prefix(case: &CaseId) -> Vec<u8> {
     format!("{case}/").into_bytes()
 }
+
+/// A message or event refused from a peer: never applied, kept for operators and auditors.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refusal {
+    pub at: Timestamp,
+    pub peer: String,
+    pub member: Option<Jurisdiction>,
+    pub case_id: Option<CaseId>,
+    pub code: comity_protocol::RejectCode,
+    pub reason: String,
+}
+
+pub fn refusal_key(refusal: &Refusal) -> Vec<u8> {
+    // Time first, so that a scan lists them in order; a random tail keeps keys unique.
+    format!("{:020}/{}", refusal.at.as_millis(), MessageId::new()).into_bytes()
+}

@@ -177,7 +177,9 @@ impl Cases {
             match self.ingest(member, case_id, events, None).await {
                 Ok(ingested) => stored += ingested.new,
                 Err(IngestError::Refused(code, why)) => {
-                    warn!(case = %case_id, member = %member.jurisdiction, %code, reason = %why, "refused pulled events; not applied");
+                    warn!(case = %case_id, member = %member.jurisdiction, %code, "refused pulled events; not applied");
+                    self.record_refusal(member.peer_id, Some(case_id), code, &why)
+                        .await;
                 }
                 Err(IngestError::Missing(n)) => {
                     return Err(format!("{n} linked events still missing"));

@@ -53,6 +53,8 @@ pub enum Command {
     Case(CaseCommand),
     /// Requests received from other jurisdictions.
     Inbox(ReadArgs),
+    /// Messages and events refused from peers, with the reason (never applied).
+    Refusals(ReadArgs),
 }
 
 #[derive(Debug, Args)]
@@ -323,6 +325,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Peers(read) => {
             let peers = client(&read.connection)?.peers().await?;
             output::peers(&peers, read.json)
+        }
+        Command::Refusals(read) => {
+            let refusals = client(&read.connection)?.refusals().await?;
+            output::refusals(&refusals, read.json)
         }
         Command::Inbox(read) => {
             let cases = client(&read.connection)?.inbox().await?;

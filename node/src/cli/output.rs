@@ -243,3 +243,29 @@ fn describe_decision(decision: &comity_protocol::Decision) -> String {
         Decision::Refuse { reasons } => format!("refused: {}", reasons.join("; ")),
     }
 }
+
+pub fn refusals(refusals: &[crate::cases::record::Refusal], as_json: bool) -> anyhow::Result<()> {
+    if as_json {
+        return json(&refusals);
+    }
+    if refusals.is_empty() {
+        println!("no refusals");
+        return Ok(());
+    }
+    let mut t = table(&["at", "member", "case", "code", "reason", "peer"]);
+    for r in refusals {
+        t.add_row(vec![
+            r.at.to_string(),
+            r.member
+                .as_ref()
+                .map(|m| m.to_string())
+                .unwrap_or_else(|| "(not a member)".into()),
+            r.case_id.map(|c| c.to_string()).unwrap_or_default(),
+            r.code.to_string(),
+            r.reason.clone(),
+            r.peer.clone(),
+        ]);
+    }
+    println!("{t}");
+    Ok(())
+}

@@ -27,10 +27,19 @@ pub enum Cf {
     Tokens,
     /// case id / index → signed case event, append-only.
     Events,
+    /// time / id → a message or event refused from a peer, with the reason.
+    Refusals,
 }
 
 impl Cf {
-    pub const ALL: [Cf; 5] = [Cf::Cases, Cf::Outbox, Cf::Inbox, Cf::Tokens, Cf::Events];
+    pub const ALL: [Cf; 6] = [
+        Cf::Cases,
+        Cf::Outbox,
+        Cf::Inbox,
+        Cf::Tokens,
+        Cf::Events,
+        Cf::Refusals,
+    ];
 
     fn name(self) -> &'static str {
         match self {
@@ -39,6 +48,7 @@ impl Cf {
             Cf::Inbox => "inbox",
             Cf::Tokens => "tokens",
             Cf::Events => "events",
+            Cf::Refusals => "refusals",
         }
     }
 }
