@@ -20,6 +20,7 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use super::Cases;
+use super::exchange::Delivered;
 use super::record::{OutboxEntry, case_key, encode, message_key};
 use crate::roster::Member;
 use crate::store::{Batch, Cf};
@@ -197,35 +198,42 @@ impl Cases {
         member: &Member,
         answer: Vec<SignedEnvelope>,
     ) -> Outcome {
-        let _guard = self.lock(&entry.case_id).lock().await;
-        let mut batch = Batch::new();
-        if entry.genesis {
-            // The receipt of the request itself is the requester's proof of delivery.
-            let mut record = match self.get(&entry.case_id) {
-                Ok(Some(r)) => r,
-                Ok(None) => return Outcome::Refused,
-                Err(e) => return Outcome::Retry(e.to_string()),
-            };
-            record.receipt = Some(receipt);
-            record.updated_at = Timestamp::now();
-            record.delivery.attempts += 1;
-            record.delivery.last_attempt = Some(record.updated_at);
-            record.delivery.last_error = None;
-            batch.put(Cf::Cases, case_key(&entry.case_id), encode(&record));
+        let done = Delivered {
+            entry,
+            receipt: &receipt,
+        };
+        if !answer.is_empty() {
+            // The receiver's answer (its `received` statement), stored with the receipt.
+            match self
+                .ingest(member, entry.case_id, answer, None, Some(done))
+                .await
+            {
+                Ok(_) => return self.finish_delivery(entry),
+                // Store the receipt alone; the next pull from that member brings the events.
+                Err(e) => {
+                    debug!(case = %entry.case_id, reason = %e.describe(), "answer events not stored with the receipt")
+                }
+            }
         }
-        batch.delete(Cf::Outbox, message_key(&entry.message_id));
+        let guard = self.lock(&entry.case_id).lock().await;
+        let mut batch = Batch::new();
+        match self.get(&entry.case_id) {
+            Ok(Some(mut record)) => {
+                done.apply(&mut record, &mut batch);
+                batch.put(Cf::Cases, case_key(&entry.case_id), encode(&record));
+            }
+            Ok(None) => done.apply_to_outbox(&mut batch),
+            Err(e) => return Outcome::Retry(e.to_string()),
+        }
         if let Err(e) = self.inner.store.commit(batch).await {
             return Outcome::Retry(e.to_string());
         }
+        drop(guard);
+        self.finish_delivery(entry)
+    }
+
+    fn finish_delivery(&self, entry: &OutboxEntry) -> Outcome {
         info!(case = %entry.case_id, message = %entry.message_id, to = %entry.to, events = entry.events, "delivered; receipt verified");
-        drop(_guard);
-        if !answer.is_empty() {
-            // The receiver's answer (its `received` statement). If storing it fails, the next
-            // pull from that member brings it.
-            if let Err(e) = self.ingest(member, entry.case_id, answer, None).await {
-                debug!(case = %entry.case_id, reason = %e.describe(), "answer events not stored; a pull will bring them");
-            }
-        }
         if entry.genesis {
             self.wake_waiters(&entry.case_id);
         }

@@ -174,7 +174,7 @@ impl Cases {
         }
         let mut stored = 0;
         for (case_id, events) in by_case {
-            match self.ingest(member, case_id, events, None).await {
+            match self.ingest(member, case_id, events, None, None).await {
                 Ok(ingested) => stored += ingested.new,
                 Err(IngestError::Refused(code, why)) => {
                     warn!(case = %case_id, member = %member.jurisdiction, %code, "refused pulled events; not applied");
