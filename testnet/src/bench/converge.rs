@@ -5,8 +5,8 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use comity_node::admin::api::{Action, AdminClient, NewRequest};
-use comity_protocol::{CaseId, Decision, ExchangeRequest, to_canonical_cbor};
+use comity_node::admin::api::{Action, AdminClient};
+use comity_protocol::{CaseId, Decision};
 use futures::StreamExt;
 use serde::Serialize;
 
@@ -42,17 +42,7 @@ pub struct ConvergeReport {
 }
 
 async fn create(client: &AdminClient, wait: Option<u64>) -> anyhow::Result<CaseId> {
-    let mut request = comity_protocol::examples::sample_request();
-    request.requesting = "FR".parse()?;
-    request.executing = "DE".parse()?;
-    let case = client
-        .create_request(&NewRequest {
-            request,
-            send: true,
-            wait_ms: wait,
-        })
-        .await?;
-    Ok(case.summary.case_id)
+    Ok(super::send_sample(client, wait).await?.summary.case_id)
 }
 
 /// Polls until both replicas of every case agree; returns how long it took.
@@ -146,7 +136,7 @@ pub async fn run(
     bloc.stop_all();
 
     log("baseline: bare libp2p echo, 64 in flight");
-    let frame_len = push_frame_len()?;
+    let frame_len = super::push_frame_len()?;
     let (peer, addr) = serve().await?;
     let echo = EchoClient::connect(peer, addr).await?;
     let frame = vec![0x5a; frame_len];
@@ -173,16 +163,4 @@ pub async fn run(
             .map(|n| n.get())
             .unwrap_or(1),
     })
-}
-
-fn push_frame_len() -> anyhow::Result<usize> {
-    let identity = comity_node::identity::NodeIdentity::from_seed([1u8; 32]);
-    let case_id = CaseId::new();
-    let genesis = crate::peer::genesis(
-        identity.signing_key(),
-        case_id,
-        comity_protocol::examples::sample_request(),
-    );
-    let push = crate::peer::signed_push(identity.signing_key(), case_id, vec![genesis]);
-    Ok(to_canonical_cbor(&ExchangeRequest::Push(push))?.len())
 }

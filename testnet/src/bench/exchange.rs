@@ -5,8 +5,7 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use comity_node::admin::api::{AdminClient, NewRequest};
-use comity_protocol::{ExchangeRequest, to_canonical_cbor};
+use comity_node::admin::api::AdminClient;
 use futures::StreamExt;
 use serde::Serialize;
 
@@ -79,16 +78,7 @@ where
 }
 
 async fn comity_request(client: &AdminClient) -> anyhow::Result<()> {
-    let mut request = comity_protocol::examples::sample_request();
-    request.requesting = "FR".parse()?;
-    request.executing = "DE".parse()?;
-    let case = client
-        .create_request(&NewRequest {
-            request,
-            send: true,
-            wait_ms: Some(30_000),
-        })
-        .await?;
+    let case = super::send_sample(client, Some(30_000)).await?;
     match case.receipt {
         Some(r) if r.signature_valid => Ok(()),
         _ => bail!(
@@ -97,19 +87,6 @@ async fn comity_request(client: &AdminClient) -> anyhow::Result<()> {
             case.summary.state
         ),
     }
-}
-
-/// The size of the frame a sample request travels in, so the baseline carries the same bytes.
-fn sample_frame_len() -> anyhow::Result<usize> {
-    let identity = comity_node::identity::NodeIdentity::from_seed([1u8; 32]);
-    let case_id = comity_protocol::CaseId::new();
-    let genesis = crate::peer::genesis(
-        identity.signing_key(),
-        case_id,
-        comity_protocol::examples::sample_request(),
-    );
-    let push = crate::peer::signed_push(identity.signing_key(), case_id, vec![genesis]);
-    Ok(to_canonical_cbor(&ExchangeRequest::Push(push))?.len())
 }
 
 pub async fn run(
@@ -144,7 +121,7 @@ pub async fn run(
     }
     bloc.stop_all();
 
-    let frame_bytes = sample_frame_len()?;
+    let frame_bytes = super::push_frame_len()?;
     let (peer, addr) = serve().await?;
     let echo = EchoClient::connect(peer, addr).await?;
     let frame = vec![0x5a; frame_bytes];
