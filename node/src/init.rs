@@ -4,10 +4,10 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use comity_protocol::{Jurisdiction, Timestamp};
+use comity_protocol::Jurisdiction;
 use libp2p::{Multiaddr, PeerId};
 
-use crate::admin::tokens::{self, Officer};
+use crate::admin::officers::{self, Role};
 use crate::config::Config;
 use crate::identity::NodeIdentity;
 use crate::roster::{Member, Roster, write_private};
@@ -74,17 +74,7 @@ pub async fn init(options: InitOptions) -> anyhow::Result<Initialized> {
         ),
     )?;
     let store = Store::open(&dir.join(&config.node.store_dir))?;
-    let token = tokens::generate();
-    tokens::register(
-        &store,
-        &token,
-        &Officer {
-            name: "admin".into(),
-            role: "admin".into(),
-            created_at: Timestamp::now(),
-        },
-    )
-    .await?;
+    let (_, token) = officers::add(&store, "admin", Role::Admin).await?;
     drop(store);
     if let Some(path) = &options.token_file {
         write_private(path, format!("{token}\n").as_bytes())

@@ -9,6 +9,7 @@ use comity_protocol::{
 };
 use serde::{Deserialize, Serialize};
 
+use super::officers::{Officer, Role as OfficerRole};
 use crate::cases::record::{Delivery, Refusal, Role};
 
 pub const API_PREFIX: &str = "/v1";
@@ -188,6 +189,38 @@ impl Action {
     }
 }
 
+impl Action {
+    /// The roles that may take this step.
+    pub fn roles(&self) -> &'static [OfficerRole] {
+        match self {
+            Action::Decide { .. }
+            | Action::RequestClarification { .. }
+            | Action::Fulfil { .. }
+            | Action::Preserve { .. }
+            | Action::ExtendPreservation { .. } => &[OfficerRole::Reviewer],
+            Action::Clarify { .. } | Action::Withdraw { .. } | Action::Acknowledge => {
+                &[OfficerRole::Requester]
+            }
+            Action::Close | Action::ReleasePreservation => {
+                &[OfficerRole::Requester, OfficerRole::Reviewer]
+            }
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct NewOfficer {
+    pub name: String,
+    pub role: OfficerRole,
+}
+
+/// A new officer and its token: shown this once, stored only hashed.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct NewOfficerToken {
+    pub officer: Officer,
+    pub token: String,
+}
+
 /// `POST /v1/faults` (testnets only): cut or restore the link to a member.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct FaultRequest {
@@ -333,6 +366,27 @@ impl AdminClient {
     }
     pub async fn act(&self, case: CaseId, action: &Action) -> Result<CaseDetail, ClientError> {
         self.post(&format!("/cases/{case}/act"), action).await
+    }
+    pub async fn add_officer(
+        &self,
+        name: &str,
+        role: OfficerRole,
+    ) -> Result<NewOfficerToken, ClientError> {
+        self.post(
+            "/officers",
+            &NewOfficer {
+                name: name.to_owned(),
+                role,
+            },
+        )
+        .await
+    }
+    pub async fn officers(&self) -> Result<Vec<Officer>, ClientError> {
+        self.get("/officers").await
+    }
+    pub async fn revoke_officer(&self, name: &str) -> Result<Officer, ClientError> {
+        self.post(&format!("/officers/{name}/revoke"), &serde_json::json!({}))
+            .await
     }
     pub async fn refusals(&self) -> Result<Vec<Refusal>, ClientError> {
         self.get("/refusals").await

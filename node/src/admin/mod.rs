@@ -4,7 +4,7 @@
 //! reason. Handlers stay thin: they translate between HTTP and the case service.
 
 pub mod api;
-pub mod tokens;
+pub mod officers;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -14,18 +14,19 @@ use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use comity_protocol::{CaseId, Timestamp};
 use tracing::{info, warn};
 
-use crate::cases::record::{CaseRecord, Refusal, Role};
+use crate::cases::record::{CaseRecord, Refusal, Role as CaseRole};
 use crate::cases::{CaseError, Cases};
 use crate::network;
 use crate::store::Store;
 use api::{
-    Action, ApiError, CaseDetail, CaseFilter, CaseSummary, FaultRequest, LogView, NewRequest,
-    PeerView, SendCase, StatusView,
+    Action, ApiError, CaseDetail, CaseFilter, CaseSummary, FaultRequest, LogView, NewOfficer,
+    NewOfficerToken, NewRequest, PeerView, SendCase, StatusView,
 };
+use officers::{Officer, Role};
 
 /// Longest an officer may ask to wait for a receipt in one call.
 const MAX_WAIT: Duration = Duration::from_secs(60);
@@ -105,6 +106,8 @@ pub fn router(state: AdminState) -> Router {
         .route("/cases/{id}/act", post(act))
         .route("/faults", post(fault))
         .route("/refusals", get(refusals))
+        .route("/officers", get(list_officers).post(add_officer))
+        .route("/officers/{name}/revoke", post(revoke_officer))
         .method_not_allowed_fallback(|| async {
             failure(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -160,8 +163,14 @@ async fn authenticate(State(state): State<AdminState>, request: Request, next: N
         )
         .into_response();
     };
-    match tokens::authenticate(&state.store, token) {
-        Ok(Some(_officer)) => next.run(request).await,
+    match officers::authenticate(&state.store, token) {
+        Ok(Some(officer)) => {
+            // Every call is attributed; paths hold identifiers only, never content.
+            info!(officer = %officer.name, role = %officer.role, method = %request.method(), path = %request.uri().path(), "admin call");
+            let mut request = request;
+            request.extensions_mut().insert(officer);
+            next.run(request).await
+        }
         Ok(None) => {
             warn!(path = %request.uri().path(), "admin call with an unknown token refused");
             failure(
@@ -232,9 +241,11 @@ fn wait(ms: Option<u64>) -> Option<Duration> {
 }
 
 async fn create_request(
+    Extension(officer): Extension<Officer>,
     State(state): State<AdminState>,
     body: Result<Json<NewRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<(StatusCode, Json<CaseDetail>), Failure> {
+    allow(&officer, &[Role::Requester])?;
     let Json(body) =
         body.map_err(|e| failure(StatusCode::BAD_REQUEST, "bad-json", e.body_text()))?;
     let record = if body.send {
@@ -249,10 +260,12 @@ async fn create_request(
 }
 
 async fn send_case(
+    Extension(officer): Extension<Officer>,
     State(state): State<AdminState>,
     Path(id): Path<String>,
     body: Result<Json<SendCase>, axum::extract::rejection::JsonRejection>,
 ) -> Reply<CaseDetail> {
+    allow(&officer, &[Role::Requester])?;
     use axum::extract::rejection::JsonRejection;
     let id = parse_case(&id)?;
     let wait_ms = match body {
@@ -266,9 +279,19 @@ async fn send_case(
 }
 
 async fn list_cases(
+    Extension(officer): Extension<Officer>,
     State(state): State<AdminState>,
     Query(filter): Query<CaseFilter>,
 ) -> Reply<Vec<CaseSummary>> {
+    allow(
+        &officer,
+        &[
+            Role::Requester,
+            Role::Approver,
+            Role::Reviewer,
+            Role::Auditor,
+        ],
+    )?;
     let now = Timestamp::now();
     let cases = state
         .cases
@@ -281,20 +304,37 @@ async fn list_cases(
     Ok(Json(cases))
 }
 
-async fn inbox(State(state): State<AdminState>) -> Reply<Vec<CaseSummary>> {
+async fn inbox(
+    Extension(officer): Extension<Officer>,
+    State(state): State<AdminState>,
+) -> Reply<Vec<CaseSummary>> {
+    allow(
+        &officer,
+        &[
+            Role::Requester,
+            Role::Approver,
+            Role::Reviewer,
+            Role::Auditor,
+        ],
+    )?;
     let now = Timestamp::now();
     Ok(Json(
         state
             .cases
             .list()?
             .iter()
-            .filter(|c| c.role == Role::Executing)
+            .filter(|c| c.role == CaseRole::Executing)
             .map(|c| summary(&state, c, now))
             .collect(),
     ))
 }
 
-async fn case_log(State(state): State<AdminState>, Path(id): Path<String>) -> Reply<LogView> {
+async fn case_log(
+    Extension(officer): Extension<Officer>,
+    State(state): State<AdminState>,
+    Path(id): Path<String>,
+) -> Reply<LogView> {
+    allow(&officer, &[Role::Requester, Role::Approver, Role::Reviewer])?;
     let id = parse_case(&id)?;
     state.cases.get(&id)?.ok_or(CaseError::NotFound(id))?;
     let log = state.cases.verify_log(&id)?;
@@ -309,6 +349,7 @@ async fn case_log(State(state): State<AdminState>, Path(id): Path<String>) -> Re
 }
 
 async fn act(
+    Extension(officer): Extension<Officer>,
     State(state): State<AdminState>,
     Path(id): Path<String>,
     body: Result<Json<Action>, axum::extract::rejection::JsonRejection>,
@@ -316,18 +357,25 @@ async fn act(
     let id = parse_case(&id)?;
     let Json(action) =
         body.map_err(|e| failure(StatusCode::BAD_REQUEST, "bad-json", e.body_text()))?;
+    allow(&officer, action.roles())?;
     let record = state.cases.act(id, action.into_event()).await?;
     Ok(Json(detail(&state, &record)))
 }
 
-async fn refusals(State(state): State<AdminState>) -> Reply<Vec<Refusal>> {
+async fn refusals(
+    Extension(officer): Extension<Officer>,
+    State(state): State<AdminState>,
+) -> Reply<Vec<Refusal>> {
+    allow(&officer, &[Role::Auditor])?;
     Ok(Json(state.cases.refusals()?))
 }
 
 async fn fault(
+    Extension(officer): Extension<Officer>,
     State(state): State<AdminState>,
     body: Result<Json<FaultRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Reply<serde_json::Value> {
+    allow(&officer, &[Role::Admin])?;
     if !state.faults {
         return Err(failure(
             StatusCode::FORBIDDEN,
@@ -350,7 +398,12 @@ async fn fault(
     ))
 }
 
-async fn show_case(State(state): State<AdminState>, Path(id): Path<String>) -> Reply<CaseDetail> {
+async fn show_case(
+    Extension(officer): Extension<Officer>,
+    State(state): State<AdminState>,
+    Path(id): Path<String>,
+) -> Reply<CaseDetail> {
+    allow(&officer, &[Role::Requester, Role::Approver, Role::Reviewer])?;
     let id = parse_case(&id)?;
     let record = state.cases.get(&id)?.ok_or(CaseError::NotFound(id))?;
     Ok(Json(detail(&state, &record)))
@@ -389,8 +442,8 @@ fn summary(state: &AdminState, record: &CaseRecord, now: Timestamp) -> CaseSumma
 fn detail(state: &AdminState, record: &CaseRecord) -> CaseDetail {
     let roster = state.cases.roster();
     let receipt_signer = match record.role {
-        Role::Requester => &record.counterparty,
-        Role::Executing => state.cases.jurisdiction(),
+        CaseRole::Requester => &record.counterparty,
+        CaseRole::Executing => state.cases.jurisdiction(),
     };
     let receipt = record.receipt.as_ref().map(|r| {
         api::receipt_view(
@@ -407,4 +460,75 @@ fn detail(state: &AdminState, record: &CaseRecord) -> CaseDetail {
         receipt,
         signed_receipt: record.receipt.clone(),
     }
+}
+
+/// 403 unless `officer` holds one of `roles`; the error names them.
+fn allow(officer: &Officer, roles: &[Role]) -> Result<(), Failure> {
+    officer.require(roles).map_err(|needed| {
+        let needed: Vec<String> = needed.iter().map(|r| format!("`{r}`")).collect();
+        warn!(officer = %officer.name, role = %officer.role, "admin call refused: role");
+        failure(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!(
+                "this needs the role {} (officer {} is `{}`)",
+                needed.join(" or "),
+                officer.name,
+                officer.role
+            ),
+        )
+    })
+}
+
+async fn list_officers(
+    Extension(officer): Extension<Officer>,
+    State(state): State<AdminState>,
+) -> Reply<Vec<Officer>> {
+    allow(&officer, &[Role::Admin])?;
+    Ok(Json(officers::list(&state.store).map_err(officer_failure)?))
+}
+
+async fn add_officer(
+    Extension(officer): Extension<Officer>,
+    State(state): State<AdminState>,
+    body: Result<Json<NewOfficer>, axum::extract::rejection::JsonRejection>,
+) -> Result<(StatusCode, Json<NewOfficerToken>), Failure> {
+    allow(&officer, &[Role::Admin])?;
+    let Json(body) =
+        body.map_err(|e| failure(StatusCode::BAD_REQUEST, "bad-json", e.body_text()))?;
+    let (added, token) = officers::add(&state.store, &body.name, body.role)
+        .await
+        .map_err(officer_failure)?;
+    info!(by = %officer.name, officer = %added.name, role = %added.role, "officer added");
+    Ok((
+        StatusCode::CREATED,
+        Json(NewOfficerToken {
+            officer: added,
+            token,
+        }),
+    ))
+}
+
+async fn revoke_officer(
+    Extension(officer): Extension<Officer>,
+    State(state): State<AdminState>,
+    Path(name): Path<String>,
+) -> Reply<Officer> {
+    allow(&officer, &[Role::Admin])?;
+    let revoked = officers::revoke(&state.store, &name)
+        .await
+        .map_err(officer_failure)?;
+    info!(by = %officer.name, officer = %revoked.name, "officer revoked");
+    Ok(Json(revoked))
+}
+
+fn officer_failure(e: officers::OfficerError) -> Failure {
+    use officers::OfficerError;
+    let status = match e {
+        OfficerError::Exists(_) => StatusCode::CONFLICT,
+        OfficerError::NotFound(_) => StatusCode::NOT_FOUND,
+        OfficerError::BadName(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        OfficerError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    failure(status, "officer", e.to_string())
 }

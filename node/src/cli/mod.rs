@@ -14,6 +14,7 @@ use comity_protocol::{CaseId, Decision, Jurisdiction, Timestamp};
 use libp2p::Multiaddr;
 
 use crate::admin::api::{Action, AdminClient, CaseFilter, NewRequest};
+use crate::admin::officers::Role;
 use crate::config::{Config, LogFormat};
 use crate::init::{self, InitOptions};
 
@@ -55,6 +56,32 @@ pub enum Command {
     Inbox(ReadArgs),
     /// Messages and events refused from peers, with the reason (never applied).
     Refusals(ReadArgs),
+    /// Officers and their roles (admin).
+    #[command(subcommand)]
+    Officer(OfficerCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OfficerCommand {
+    /// Create an officer with its own token (shown once, stored hashed).
+    Add {
+        name: String,
+        #[arg(long, value_enum)]
+        role: Role,
+        /// Also write the token to this file (mode 0600).
+        #[arg(long)]
+        token_file: Option<PathBuf>,
+        #[command(flatten)]
+        read: ReadArgs,
+    },
+    /// Every officer, with role and whether revoked.
+    List(ReadArgs),
+    /// Revoke an officer: its token stops working at once.
+    Revoke {
+        name: String,
+        #[command(flatten)]
+        read: ReadArgs,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -325,6 +352,46 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Peers(read) => {
             let peers = client(&read.connection)?.peers().await?;
             output::peers(&peers, read.json)
+        }
+        Command::Officer(OfficerCommand::Add {
+            name,
+            role,
+            token_file,
+            read,
+        }) => {
+            let added = client(&read.connection)?.add_officer(&name, role).await?;
+            if let Some(path) = &token_file {
+                crate::roster::write_private(path, format!("{}\n", added.token).as_bytes())
+                    .with_context(|| format!("cannot write the token file {}", path.display()))?;
+            }
+            if read.json {
+                return output::json(&added);
+            }
+            println!(
+                "Officer {} ({}) added.",
+                added.officer.name, added.officer.role
+            );
+            println!("Token (shown once; only its hash is stored):");
+            println!("  {}", added.token);
+            if let Some(path) = token_file {
+                println!("  also written to {} (mode 0600)", path.display());
+            }
+            Ok(())
+        }
+        Command::Officer(OfficerCommand::List(read)) => {
+            let officers = client(&read.connection)?.officers().await?;
+            output::officers(&officers, read.json)
+        }
+        Command::Officer(OfficerCommand::Revoke { name, read }) => {
+            let revoked = client(&read.connection)?.revoke_officer(&name).await?;
+            if read.json {
+                return output::json(&revoked);
+            }
+            println!(
+                "Officer {} revoked; its token no longer works.",
+                revoked.name
+            );
+            Ok(())
         }
         Command::Refusals(read) => {
             let refusals = client(&read.connection)?.refusals().await?;

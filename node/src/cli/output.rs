@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use crate::admin::api::{CaseDetail, CaseSummary, LogView, PeerView, StatusView};
 
-fn json<T: Serialize>(value: &T) -> anyhow::Result<()> {
+pub fn json<T: Serialize>(value: &T) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
 }
@@ -264,6 +264,23 @@ pub fn refusals(refusals: &[crate::cases::record::Refusal], as_json: bool) -> an
             r.code.to_string(),
             r.reason.clone(),
             r.peer.clone(),
+        ]);
+    }
+    println!("{t}");
+    Ok(())
+}
+
+pub fn officers(officers: &[crate::admin::officers::Officer], as_json: bool) -> anyhow::Result<()> {
+    if as_json {
+        return json(&officers);
+    }
+    let mut t = table(&["officer", "role", "created", "revoked"]);
+    for o in officers {
+        t.add_row(vec![
+            o.name.clone(),
+            o.role.to_string(),
+            o.created_at.to_string(),
+            o.revoked_at.map(|t| t.to_string()).unwrap_or_default(),
         ]);
     }
     println!("{t}");

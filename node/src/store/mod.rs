@@ -23,22 +23,25 @@ pub enum Cf {
     Outbox,
     /// message id → the receipt we gave for it: answers duplicates without reprocessing.
     Inbox,
-    /// officer name → hashed bearer token and role.
+    /// token hash → the officer it authenticates.
     Tokens,
     /// case id / index → signed case event, append-only.
     Events,
     /// time / id → a message or event refused from a peer, with the reason.
     Refusals,
+    /// officer name → officer (role, created, revoked) and its token's hash.
+    Officers,
 }
 
 impl Cf {
-    pub const ALL: [Cf; 6] = [
+    pub const ALL: [Cf; 7] = [
         Cf::Cases,
         Cf::Outbox,
         Cf::Inbox,
         Cf::Tokens,
         Cf::Events,
         Cf::Refusals,
+        Cf::Officers,
     ];
 
     fn name(self) -> &'static str {
@@ -49,6 +52,7 @@ impl Cf {
             Cf::Tokens => "tokens",
             Cf::Events => "events",
             Cf::Refusals => "refusals",
+            Cf::Officers => "officers",
         }
     }
 }

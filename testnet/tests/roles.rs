@@ -1,0 +1,196 @@
+//! Officers and roles: every admin endpoint with every role is either allowed or refused with
+//! a 403 that names the role it needs; a revoked officer's token stops working.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use comity_node::admin::officers::Role;
+use common::*;
+use reqwest::Method;
+use serde_json::json;
+
+struct Endpoint {
+    node: &'static str,
+    method: Method,
+    path: String,
+    body: Option<serde_json::Value>,
+    allowed: Vec<Role>,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_endpoint_checks_the_officers_role() {
+    let (_dir, mut bloc) = bloc(&["FR", "DE"]).await;
+    bloc.start_all().unwrap();
+    bloc.wait_connected(Duration::from_secs(30)).await.unwrap();
+    let (fr, de) = (bloc.client("FR"), bloc.client("DE"));
+
+    let mut tokens: BTreeMap<(&str, Role), String> = BTreeMap::new();
+    for (node, admin) in [("FR", &fr), ("DE", &de)] {
+        for role in Role::ALL {
+            let added = admin.add_officer(&format!("{role}-1"), role).await.unwrap();
+            assert_eq!(added.officer.role, role);
+            tokens.insert((node, role), added.token);
+        }
+    }
+    let sent = send(&fr, "FR", "DE", Some(20_000)).await.summary.case_id;
+    let draft = fr
+        .create_request(&comity_node::admin::api::NewRequest {
+            request: request("FR", "DE"),
+            send: false,
+            wait_ms: None,
+        })
+        .await
+        .unwrap()
+        .summary
+        .case_id;
+
+    use Role::*;
+    let readers = vec![Requester, Approver, Reviewer, Auditor, Admin];
+    let content = vec![Requester, Approver, Reviewer, Admin];
+    let endpoint = |node, method, path: String, body, allowed| Endpoint {
+        node,
+        method,
+        path,
+        body,
+        allowed,
+    };
+    let endpoints = vec![
+        endpoint(
+            "FR",
+            Method::GET,
+            "/v1/status".into(),
+            None,
+            readers.clone(),
+        ),
+        endpoint("FR", Method::GET, "/v1/peers".into(), None, readers.clone()),
+        endpoint("FR", Method::GET, "/v1/cases".into(), None, readers.clone()),
+        endpoint("DE", Method::GET, "/v1/inbox".into(), None, readers.clone()),
+        endpoint(
+            "FR",
+            Method::GET,
+            format!("/v1/cases/{sent}"),
+            None,
+            content.clone(),
+        ),
+        endpoint(
+            "FR",
+            Method::GET,
+            format!("/v1/cases/{sent}/log"),
+            None,
+            content.clone(),
+        ),
+        endpoint(
+            "FR",
+            Method::POST,
+            "/v1/requests".into(),
+            Some(json!({ "request": request("FR", "DE") })),
+            vec![Requester, Admin],
+        ),
+        endpoint(
+            "FR",
+            Method::POST,
+            format!("/v1/cases/{draft}/send"),
+            Some(json!({})),
+            vec![Requester, Admin],
+        ),
+        endpoint(
+            "DE",
+            Method::POST,
+            format!("/v1/cases/{sent}/act"),
+            Some(json!({"action": "request-clarification", "question": "which account?"})),
+            vec![Reviewer, Admin],
+        ),
+        endpoint(
+            "FR",
+            Method::POST,
+            format!("/v1/cases/{sent}/act"),
+            Some(json!({"action": "withdraw", "reason": "no longer needed"})),
+            vec![Requester, Admin],
+        ),
+        endpoint(
+            "DE",
+            Method::GET,
+            "/v1/refusals".into(),
+            None,
+            vec![Auditor, Admin],
+        ),
+        endpoint("FR", Method::GET, "/v1/officers".into(), None, vec![Admin]),
+        endpoint(
+            "FR",
+            Method::POST,
+            "/v1/officers".into(),
+            Some(json!({"name": "someone", "role": "auditor"})),
+            vec![Admin],
+        ),
+        endpoint(
+            "FR",
+            Method::POST,
+            "/v1/faults".into(),
+            Some(json!({"member": "DE", "cut": false})),
+            vec![Admin],
+        ),
+    ];
+
+    let http = reqwest::Client::new();
+    for e in &endpoints {
+        for role in Role::ALL {
+            let url = format!("{}{}", bloc.node(e.node).admin_url(), e.path);
+            let mut call = http
+                .request(e.method.clone(), &url)
+                .bearer_auth(&tokens[&(e.node, role)]);
+            if let Some(body) = &e.body {
+                call = call.json(body);
+            }
+            let response = call.send().await.unwrap();
+            let status = response.status().as_u16();
+            let body: serde_json::Value = response.json().await.unwrap_or_default();
+            if e.allowed.contains(&role) {
+                assert_ne!(status, 403, "{role} on {} {}: {body}", e.method, e.path);
+                assert_ne!(status, 401, "{role} on {} {}: {body}", e.method, e.path);
+            } else {
+                assert_eq!(
+                    status, 403,
+                    "{role} on {} {} should be refused: {body}",
+                    e.method, e.path
+                );
+                assert_eq!(body["error"], "forbidden");
+                let reason = body["reason"].as_str().unwrap();
+                for needed in e.allowed.iter().filter(|r| **r != Admin) {
+                    assert!(reason.contains(&format!("`{needed}`")), "{reason}");
+                }
+            }
+        }
+    }
+
+    // A revoked officer's token stops working at once.
+    let token = &tokens[&("FR", Requester)];
+    let url = format!("{}/v1/status", bloc.node("FR").admin_url());
+    assert_eq!(
+        http.get(&url)
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    fr.revoke_officer("requester-1").await.unwrap();
+    assert_eq!(
+        http.get(&url)
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    let listed = fr.officers().await.unwrap();
+    assert!(
+        listed
+            .iter()
+            .any(|o| o.name == "requester-1" && o.revoked_at.is_some())
+    );
+    assert!(listed.iter().any(|o| o.name == "admin" && o.role == Admin));
+}
