@@ -59,3 +59,19 @@ pub async fn wait_for_state(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// Polls until a node's outbox is empty (every push receipted); panics after `timeout`.
+pub async fn wait_outbox_empty(client: &AdminClient, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let depth = client.status().await.unwrap().outbox_depth;
+        if depth == 0 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "outbox still holds {depth} push(es) after {timeout:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
