@@ -37,6 +37,8 @@ pub struct Config {
     #[serde(default)]
     pub log: LogSection,
     #[serde(default)]
+    pub safeguards: SafeguardsSection,
+    #[serde(default)]
     pub testing: TestingSection,
     /// Directory the config was read from; relative paths are resolved against it.
     #[serde(skip)]
@@ -97,6 +99,23 @@ pub struct OutboxSection {
     /// A request still without a receipt after this long is shown as "not delivered" (it is
     /// still retried).
     pub not_delivered_after_secs: u64,
+}
+
+/// Safeguards this node applies beyond what the protocol requires.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SafeguardsSection {
+    /// Data categories whose disclosure needs an approver's approval before an officer other
+    /// than that approver fulfils the request (four-eyes on the executing side).
+    pub disclosure_approval: Vec<comity_protocol::DataCategory>,
+}
+
+impl Default for SafeguardsSection {
+    fn default() -> Self {
+        Self {
+            disclosure_approval: vec![comity_protocol::DataCategory::Content],
+        }
+    }
 }
 
 /// Switches for testnets only. Never turn them on in a production node.
@@ -205,6 +224,7 @@ impl Config {
             admin: AdminSection { listen: admin },
             outbox: OutboxSection::default(),
             log: LogSection::default(),
+            safeguards: SafeguardsSection::default(),
             testing: TestingSection::default(),
             base_dir: PathBuf::new(),
         }
@@ -299,6 +319,11 @@ not_delivered_after_secs = {nda}
 filter = "{filter}"
 format = "{format}"
 
+[safeguards]
+# Data categories whose disclosure needs an approver's approval, and a second officer to fulfil
+# (subscriber, user-identifying, traffic, content).
+disclosure_approval = [{categories}]
+
 [testing]
 # Testnets only: lets the admin API cut links to members to inject partitions.
 faults = {faults}
@@ -319,6 +344,13 @@ faults = {faults}
             mif = self.outbox.max_in_flight,
             nda = self.outbox.not_delivered_after_secs,
             faults = self.testing.faults,
+            categories = self
+                .safeguards
+                .disclosure_approval
+                .iter()
+                .map(|c| format!("\"{c}\""))
+                .collect::<Vec<_>>()
+                .join(", "),
             filter = self.log.filter,
             format = match self.log.format {
                 LogFormat::Text => "text",

@@ -71,6 +71,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             max_backoff: config.outbox.max_backoff(),
             max_in_flight: config.outbox.max_in_flight.max(1),
             not_delivered_after: Duration::from_secs(config.outbox.not_delivered_after_secs),
+            disclosure_approval: config.safeguards.disclosure_approval.clone(),
         },
     )?;
     let admin_task = tokio::spawn(admin::serve(

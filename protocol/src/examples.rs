@@ -54,3 +54,12 @@ fn jurisdiction(code: &str) -> Jurisdiction {
     code.parse()
         .expect("example jurisdictions are assigned codes")
 }
+
+/// An approval of [`sample_request`] by a second officer (four-eyes).
+pub fn sample_approval() -> crate::Approval {
+    crate::Approval {
+        drafted_by: "juge.martin".into(),
+        approved_by: "procureure.dubois".into(),
+        approved_at: Timestamp::from_millis(1_789_999_000_000),
+    }
+}

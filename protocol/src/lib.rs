@@ -19,8 +19,8 @@ pub mod validate;
 
 pub use canonical::{CodecError, from_canonical_cbor, from_cbor, is_canonical, to_canonical_cbor};
 pub use caselog::{
-    CaseEvent, CaseLog, CaseState, CaseView, Decision, EventError, EventId, EventKind, Inserted,
-    LogEntry, PolicyOutcome, Preservation, Side,
+    Approval, CaseEvent, CaseLog, CaseState, CaseView, Decision, EventError, EventId, EventKind,
+    Inserted, LogEntry, PolicyOutcome, Preservation, Side,
 };
 pub use envelope::{EnvelopeError, PublicKey, Signable, Signature64, SignedEnvelope};
 pub use ids::{ASSIGNED_ALPHA2, CaseId, Hash32, IdError, Jurisdiction, MessageId, Timestamp};

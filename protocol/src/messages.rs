@@ -192,6 +192,7 @@ mod tests {
             at: Timestamp::from_millis(1_790_000_000_000),
             kind: EventKind::Submitted {
                 request: Box::new(request),
+                approval: crate::examples::sample_approval(),
             },
         };
         SignedEnvelope::sign(&event, key).unwrap()

@@ -194,6 +194,7 @@ fn play(steps: &[Step]) -> (Party, Party) {
     req.act(
         EventKind::Submitted {
             request: Box::new(sample_request()),
+            approval: comity_protocol::examples::sample_approval(),
         },
         1_790_000_000_000,
     );
@@ -302,7 +303,13 @@ proptest! {
     ) {
         let mut req = Party { who: fr(), log: CaseLog::new(CASE) };
         let mut exe = Party { who: de(), log: CaseLog::new(CASE) };
-        req.act(EventKind::Submitted { request: Box::new(sample_request()) }, 1);
+        req.act(
+            EventKind::Submitted {
+                request: Box::new(sample_request()),
+                approval: comity_protocol::examples::sample_approval(),
+            },
+            1,
+        );
         exe.pull(&req.log, usize::MAX);
         exe.act(EventKind::Received, 2);
         exe.act(EventKind::Decided { decision: Decision::Accept }, 3);

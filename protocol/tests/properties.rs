@@ -108,7 +108,10 @@ proptest! {
             seq: 1,
             links: vec![],
             at: Timestamp::from_millis(1_790_000_000_000),
-            kind: EventKind::Submitted { request: Box::new(sample_request()) },
+            kind: EventKind::Submitted {
+                request: Box::new(sample_request()),
+                approval: comity_protocol::examples::sample_approval(),
+            },
         };
         let message = EventPush {
             message_id: MessageId::from_parts(1_790_000_000_000, 1),

@@ -31,6 +31,7 @@ fn genesis_event() -> CaseEvent {
         at: Timestamp::from_millis(1_790_000_000_000),
         kind: EventKind::Submitted {
             request: Box::new(sample_request()),
+            approval: comity_protocol::examples::sample_approval(),
         },
     }
 }
@@ -157,7 +158,7 @@ fn checked_in_vectors_decode_and_verify() {
     let event: CaseEvent = genesis.open(&requester).unwrap();
     assert_eq!(event, genesis_event());
     match &event.kind {
-        EventKind::Submitted { request } => assert_eq!(request.validate(), Ok(())),
+        EventKind::Submitted { request, .. } => assert_eq!(request.validate(), Ok(())),
         other => panic!("genesis is {other:?}"),
     }
 

@@ -40,6 +40,21 @@ pub fn comity_binary() -> anyhow::Result<PathBuf> {
     )
 }
 
+/// Sends a request the way officers must: drafted by `requester`, approved by `approver` (a
+/// second officer: four-eyes), then sent, optionally waiting up to `wait` for the receipt.
+pub async fn send_request(
+    requester: &AdminClient,
+    approver: &AdminClient,
+    request: comity_protocol::AssistanceRequest,
+    wait: Option<Duration>,
+) -> anyhow::Result<comity_node::admin::api::CaseDetail> {
+    let draft = requester
+        .create_request(&comity_node::admin::api::NewRequest { request })
+        .await?;
+    approver.approve(draft.summary.case_id).await?;
+    Ok(requester.send(draft.summary.case_id, wait).await?)
+}
+
 /// A free TCP port on loopback (bound and released; good enough for local testnets).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -56,6 +71,8 @@ pub struct NodeInfo {
     pub dir: PathBuf,
     pub config: PathBuf,
     pub token_file: PathBuf,
+    /// An officer with the `approver` role, for four-eyes approvals.
+    pub approver_token_file: PathBuf,
     pub admin: SocketAddr,
     pub p2p_port: u16,
     pub log: PathBuf,
@@ -74,6 +91,12 @@ impl NodeInfo {
 
     pub fn client(&self) -> anyhow::Result<AdminClient> {
         Ok(AdminClient::new(self.admin_url(), self.token()?))
+    }
+
+    /// The admin API as this member's approver officer.
+    pub fn approver(&self) -> anyhow::Result<AdminClient> {
+        let token = std::fs::read_to_string(&self.approver_token_file)?;
+        Ok(AdminClient::new(self.admin_url(), token.trim()))
     }
 }
 
@@ -126,6 +149,21 @@ impl Bloc {
             })
             .await
             .with_context(|| format!("initialising {j}"))?;
+            // Four-eyes needs a second officer: every testnet member gets an approver.
+            let approver_token_file = node_dir.join("approver.token");
+            {
+                let store = comity_node::store::Store::open(&node_dir.join("store"))?;
+                let (_, token) = comity_node::admin::officers::add(
+                    &store,
+                    "approver",
+                    comity_node::admin::officers::Role::Approver,
+                )
+                .await?;
+                comity_node::roster::write_private(
+                    &approver_token_file,
+                    format!("{token}\n").as_bytes(),
+                )?;
+            }
             let mut config = comity_node::config::Config::load(&done.config_path)?;
             // A testnet is where faults are injected (and only there).
             config.testing.faults = true;
@@ -144,6 +182,7 @@ impl Bloc {
                     dir: node_dir,
                     config: done.config_path,
                     token_file,
+                    approver_token_file,
                     admin,
                     p2p_port,
                     pid: None,
@@ -214,6 +253,12 @@ impl Bloc {
 
     pub fn client(&self, j: &str) -> AdminClient {
         self.node(j).client().expect("token file readable")
+    }
+
+    pub fn approver(&self, j: &str) -> AdminClient {
+        self.node(j)
+            .approver()
+            .expect("approver token file readable")
     }
 
     /// Starts one member's `comity run` process; its output goes to `node.log`.

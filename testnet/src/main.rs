@@ -247,7 +247,11 @@ async fn up(
             node.jurisdiction.to_string(),
             node.peer_id.clone(),
             node.admin_url(),
-            node.token_file.display().to_string(),
+            format!(
+                "{}\n{}",
+                node.token_file.display(),
+                node.approver_token_file.display()
+            ),
             node.config.display().to_string(),
         ]);
     }

@@ -94,6 +94,7 @@ pub fn genesis(
         at: Timestamp::now(),
         kind: EventKind::Submitted {
             request: Box::new(request),
+            approval: comity_protocol::examples::sample_approval(),
         },
     };
     SignedEnvelope::sign(&event, key).expect("events encode")

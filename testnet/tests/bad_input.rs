@@ -168,7 +168,7 @@ async fn malformed_forged_oversized_invalid_and_stranger_requests_are_refused() 
         assert!(codes.contains(&code), "{code} not recorded: {codes:?}");
     }
     assert!(refusals.iter().all(|r| r.member == Some(j("FR"))));
-    let case = send(&bloc.client("FR"), "FR", "DE", Some(20_000)).await;
+    let case = send(&bloc, "FR", "DE", Some(20_000)).await;
     assert_eq!(case.summary.state, "delivered");
     assert_eq!(de_client.cases().await.unwrap().len(), 1);
 }
@@ -205,11 +205,7 @@ async fn admin_api_refuses_missing_and_wrong_tokens_and_lists_invalid_fields() {
     invalid.language = "xx-long".into();
     let err = bloc
         .client("FR")
-        .create_request(&comity_node::admin::api::NewRequest {
-            request: invalid,
-            send: true,
-            wait_ms: None,
-        })
+        .create_request(&comity_node::admin::api::NewRequest { request: invalid })
         .await
         .unwrap_err();
     match err {

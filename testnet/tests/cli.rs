@@ -53,6 +53,26 @@ async fn request_from_a_file_is_sent_and_both_sides_show_it() {
     assert_eq!(draft["request"]["requesting"], "FR");
     let id = draft["case_id"].as_str().unwrap().to_owned();
 
+    // Sending needs a second officer's approval first (four-eyes).
+    let out = comity(&fr, &["request", "send", &id]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("four-eyes"));
+    let approver_token = bloc.node("FR").approver_token_file.clone();
+    let approved: serde_json::Value = serde_json::from_str(&ok(comity(
+        &fr,
+        &[
+            "request",
+            "approve",
+            &id,
+            "--json",
+            "--token-file",
+            approver_token.to_str().unwrap(),
+        ],
+    )))
+    .unwrap();
+    assert_eq!(approved["approval"]["approved_by"], "approver");
+    assert_eq!(approved["approval"]["drafted_by"], "admin");
+
     let sent: serde_json::Value = serde_json::from_str(&ok(comity(
         &fr,
         &["request", "send", &id, "--wait", "20", "--json"],

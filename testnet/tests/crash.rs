@@ -7,7 +7,7 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use comity_node::admin::api::{Action, NewRequest};
+use comity_node::admin::api::Action;
 use comity_protocol::{CaseId, Decision};
 use common::*;
 use rand::{Rng, SeedableRng};
@@ -43,16 +43,12 @@ async fn acknowledged_cases_survive_sigkills_and_replicas_converge() {
                     break to;
                 }
             };
-            let client = bloc.client(from);
+            let (client, approver) = (bloc.client(from), bloc.approver(from));
             work.push(tokio::spawn(async move {
-                let created = client
-                    .create_request(&NewRequest {
-                        request: request(from, to),
-                        send: true,
-                        wait_ms: None,
-                    })
-                    .await;
-                created.ok().map(|c| (c.summary.case_id, from, to))
+                // Drafted, approved by a second officer, sent: acknowledged when `send` answers.
+                let sent =
+                    comity_testnet::send_request(&client, &approver, request(from, to), None).await;
+                sent.ok().map(|c| (c.summary.case_id, from, to))
             }));
         }
         // Decisions on earlier cases, racing the kill too.

@@ -23,7 +23,7 @@ async fn fr_sends_to_de_which_stores_it_and_fr_verifies_the_receipt() {
     bloc.wait_connected(CONNECT).await.unwrap();
 
     let fr = bloc.client("FR");
-    let case = send(&fr, "FR", "DE", Some(20_000)).await;
+    let case = send(&bloc, "FR", "DE", Some(20_000)).await;
     assert_eq!(case.summary.state, "delivered", "{:?}", case.delivery);
     let receipt_view = case.receipt.as_ref().unwrap();
     assert!(receipt_view.signature_valid);
@@ -81,7 +81,7 @@ async fn a_request_to_a_node_that_is_down_is_delivered_exactly_once_when_it_star
     bloc.wait_up("FR", CONNECT).await.unwrap();
     let fr = bloc.client("FR");
 
-    let case = send(&fr, "FR", "DE", None).await;
+    let case = send(&bloc, "FR", "DE", None).await;
     let id = case.summary.case_id;
     assert_eq!(case.summary.state, "submitted");
     assert_eq!(fr.status().await.unwrap().outbox_depth, 1);

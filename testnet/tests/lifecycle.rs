@@ -37,7 +37,7 @@ async fn a_case_runs_its_lifecycle_with_identical_logs_on_both_sides() {
     let (fr, de) = (bloc.client("FR"), bloc.client("DE"));
 
     // Accepted, fulfilled, acknowledged, closed.
-    let id = send(&fr, "FR", "DE", Some(20_000)).await.summary.case_id;
+    let id = send(&bloc, "FR", "DE", Some(20_000)).await.summary.case_id;
     let why = refused(
         &fr,
         id,
@@ -97,7 +97,7 @@ async fn a_case_runs_its_lifecycle_with_identical_logs_on_both_sides() {
     );
 
     // Clarification, then refusal with reasons.
-    let id = send(&fr, "FR", "DE", Some(20_000)).await.summary.case_id;
+    let id = send(&bloc, "FR", "DE", Some(20_000)).await.summary.case_id;
     act(
         &de,
         id,
@@ -133,7 +133,7 @@ async fn a_case_runs_its_lifecycle_with_identical_logs_on_both_sides() {
     );
 
     // Withdrawn by the requester.
-    let id = send(&fr, "FR", "DE", Some(20_000)).await.summary.case_id;
+    let id = send(&bloc, "FR", "DE", Some(20_000)).await.summary.case_id;
     let delivered = fr.case(id).await.unwrap();
     assert_eq!(delivered.summary.overdue, None);
     assert!(
@@ -169,7 +169,7 @@ async fn a_partition_heals_and_conflicting_steps_resolve_alike() {
     bloc.wait_connected(CONNECT).await.unwrap();
     let (fr, de) = (bloc.client("FR"), bloc.client("DE"));
 
-    let crossing = send(&fr, "FR", "DE", Some(20_000)).await.summary.case_id;
+    let crossing = send(&bloc, "FR", "DE", Some(20_000)).await.summary.case_id;
     act(
         &de,
         crossing,
@@ -178,7 +178,7 @@ async fn a_partition_heals_and_conflicting_steps_resolve_alike() {
         },
     )
     .await;
-    let to_refuse = send(&fr, "FR", "DE", Some(20_000)).await.summary.case_id;
+    let to_refuse = send(&bloc, "FR", "DE", Some(20_000)).await.summary.case_id;
     wait_for_state(&fr, crossing, "accepted", SETTLE).await;
 
     bloc.partition("FR", "DE", true).await.unwrap();
@@ -210,8 +210,8 @@ async fn a_partition_heals_and_conflicting_steps_resolve_alike() {
         },
     )
     .await;
-    let queued = send(&fr, "FR", "DE", None).await.summary.case_id;
-    let to_it = send(&fr, "FR", "IT", Some(20_000)).await;
+    let queued = send(&bloc, "FR", "DE", None).await.summary.case_id;
+    let to_it = send(&bloc, "FR", "IT", Some(20_000)).await;
     assert_eq!(to_it.summary.state, "delivered");
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(fr.case(to_refuse).await.unwrap().summary.state, "delivered");
@@ -281,7 +281,7 @@ async fn overdue_and_undelivered_requests_are_flagged_on_both_sides() {
     bloc.start("FR").unwrap();
     bloc.wait_up("FR", CONNECT).await.unwrap();
     let fr = bloc.client("FR");
-    let id = send(&fr, "FR", "DE", None).await.summary.case_id;
+    let id = send(&bloc, "FR", "DE", None).await.summary.case_id;
     tokio::time::sleep(Duration::from_millis(800)).await;
     let queued = fr.case(id).await.unwrap();
     assert!(queued.summary.not_delivered, "{:?}", queued.summary);

@@ -34,12 +34,10 @@ async fn every_endpoint_checks_the_officers_role() {
             tokens.insert((node, role), added.token);
         }
     }
-    let sent = send(&fr, "FR", "DE", Some(20_000)).await.summary.case_id;
+    let sent = send(&bloc, "FR", "DE", Some(20_000)).await.summary.case_id;
     let draft = fr
         .create_request(&comity_node::admin::api::NewRequest {
             request: request("FR", "DE"),
-            send: false,
-            wait_ms: None,
         })
         .await
         .unwrap()
@@ -115,6 +113,14 @@ async fn every_endpoint_checks_the_officers_role() {
             "/v1/refusals".into(),
             None,
             vec![Auditor, Admin],
+        ),
+        // Approving is four-eyes: only the approver role, and an admin does not stand in.
+        endpoint(
+            "FR",
+            Method::POST,
+            format!("/v1/cases/{draft}/approve"),
+            Some(json!({})),
+            vec![Approver],
         ),
         endpoint("FR", Method::GET, "/v1/officers".into(), None, vec![Admin]),
         endpoint(

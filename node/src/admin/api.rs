@@ -41,12 +41,6 @@ pub struct PeerView {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct NewRequest {
     pub request: AssistanceRequest,
-    /// Sign and queue at once instead of leaving a draft.
-    #[serde(default)]
-    pub send: bool,
-    /// With `send`: wait up to this long for the verified receipt.
-    #[serde(default)]
-    pub wait_ms: Option<u64>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -99,6 +93,10 @@ pub struct CaseDetail {
     pub request: AssistanceRequest,
     pub delivery: Delivery,
     pub decision: Option<Decision>,
+    /// Four-eyes: who drafted and who approved the request (as the requesting node attests).
+    pub approval: Option<comity_protocol::Approval>,
+    /// Four-eyes on the executing side: who approved disclosing the data, and when.
+    pub disclosure_approval: Option<(String, Timestamp)>,
     /// The counterparty's signed receipt of the request, and whether it verifies.
     pub receipt: Option<ReceiptView>,
     /// The receipt exactly as received, for showing to a third party.
@@ -334,6 +332,10 @@ impl AdminClient {
     }
     pub async fn create_request(&self, body: &NewRequest) -> Result<CaseDetail, ClientError> {
         self.post("/requests", body).await
+    }
+    pub async fn approve(&self, case: CaseId) -> Result<CaseDetail, ClientError> {
+        self.post(&format!("/cases/{case}/approve"), &serde_json::json!({}))
+            .await
     }
     pub async fn send(
         &self,

@@ -104,6 +104,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/cases/{id}/send", post(send_case))
         .route("/cases/{id}/log", get(case_log))
         .route("/cases/{id}/act", post(act))
+        .route("/cases/{id}/approve", post(approve))
         .route("/faults", post(fault))
         .route("/refusals", get(refusals))
         .route("/officers", get(list_officers).post(add_officer))
@@ -248,14 +249,10 @@ async fn create_request(
     allow(&officer, &[Role::Requester])?;
     let Json(body) =
         body.map_err(|e| failure(StatusCode::BAD_REQUEST, "bad-json", e.body_text()))?;
-    let record = if body.send {
-        state
-            .cases
-            .create_and_send(body.request, wait(body.wait_ms))
-            .await?
-    } else {
-        state.cases.create_draft(body.request).await?
-    };
+    let record = state
+        .cases
+        .create_draft(body.request, &officer.name)
+        .await?;
     Ok((StatusCode::CREATED, Json(detail(&state, &record))))
 }
 
@@ -348,6 +345,29 @@ async fn case_log(
     }))
 }
 
+/// Four-eyes approval: of a draft (requesting side) or of a disclosure (executing side).
+/// Only officers who hold the `approver` role approve; an admin does not stand in for one.
+async fn approve(
+    Extension(officer): Extension<Officer>,
+    State(state): State<AdminState>,
+    Path(id): Path<String>,
+) -> Reply<CaseDetail> {
+    let id = parse_case(&id)?;
+    if officer.role != Role::Approver {
+        warn!(officer = %officer.name, role = %officer.role, case = %id, "approval refused: role");
+        return Err(failure(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!(
+                "approving needs the role `approver` (officer {} is `{}`); four-eyes needs an officer who holds it",
+                officer.name, officer.role
+            ),
+        ));
+    }
+    let record = state.cases.approve(id, &officer.name).await?;
+    Ok(Json(detail(&state, &record)))
+}
+
 async fn act(
     Extension(officer): Extension<Officer>,
     State(state): State<AdminState>,
@@ -358,7 +378,10 @@ async fn act(
     let Json(action) =
         body.map_err(|e| failure(StatusCode::BAD_REQUEST, "bad-json", e.body_text()))?;
     allow(&officer, action.roles())?;
-    let record = state.cases.act(id, action.into_event()).await?;
+    let record = state
+        .cases
+        .act(id, action.into_event(), &officer.name)
+        .await?;
     Ok(Json(detail(&state, &record)))
 }
 
@@ -457,6 +480,8 @@ fn detail(state: &AdminState, record: &CaseRecord) -> CaseDetail {
         request: record.request.clone(),
         delivery: record.delivery.clone(),
         decision: record.log.decision.clone(),
+        approval: record.approval.clone(),
+        disclosure_approval: record.disclosure_approval.clone(),
         receipt,
         signed_receipt: record.receipt.clone(),
     }

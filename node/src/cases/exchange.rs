@@ -311,6 +311,9 @@ impl Cases {
                     receipt: receipt.map(|(_, r)| r.clone()),
                     delivery: Delivery::default(),
                     log: LogSummary::default(),
+                    drafted_by: None,
+                    approval: genesis_approval(&log),
+                    disclosure_approval: None,
                 }
             }
         };
@@ -478,7 +481,7 @@ fn genesis_request(log: &CaseLog) -> Option<comity_protocol::AssistanceRequest> 
     log.envelopes().into_iter().find_map(|envelope| {
         let event: CaseEvent = from_cbor(&envelope.body, limits::MAX_REQUEST_FRAME).ok()?;
         match event.kind {
-            EventKind::Submitted { request } => Some(*request),
+            EventKind::Submitted { request, .. } => Some(*request),
             _ => None,
         }
     })
@@ -534,4 +537,14 @@ impl Cases {
             .map(|(_, v)| super::record::decode(v).map_err(CaseError::from))
             .collect()
     }
+}
+
+fn genesis_approval(log: &CaseLog) -> Option<comity_protocol::Approval> {
+    log.envelopes().into_iter().find_map(|envelope| {
+        let event: CaseEvent = from_cbor(&envelope.body, limits::MAX_REQUEST_FRAME).ok()?;
+        match event.kind {
+            EventKind::Submitted { approval, .. } => Some(approval),
+            _ => None,
+        }
+    })
 }

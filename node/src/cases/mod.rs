@@ -16,12 +16,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use comity_protocol::{
-    AssistanceRequest, CaseId, CaseLog, CaseState, EventKind, EventPush, ExchangeRequest, Inserted,
-    Jurisdiction, MessageId, Side, SignedEnvelope, Timestamp, ValidationErrors, to_canonical_cbor,
+    Approval, AssistanceRequest, CaseId, CaseLog, CaseState, DataCategory, EventKind, EventPush,
+    ExchangeRequest, Inserted, Jurisdiction, MessageId, Side, SignedEnvelope, Timestamp,
+    ValidationErrors, to_canonical_cbor,
 };
 use ed25519_dalek::VerifyingKey;
 use tokio::sync::{mpsc, oneshot};
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::identity::NodeIdentity;
 use crate::network::{self, InboundRequest};
@@ -75,6 +76,8 @@ struct Inner {
     /// Officers waiting for a request's delivery to end (send with `wait`).
     waiters: Mutex<HashMap<CaseId, Vec<oneshot::Sender<()>>>>,
     not_delivered_after: Duration,
+    /// Data categories whose disclosure needs a second officer's approval.
+    disclosure_approval: Vec<DataCategory>,
     /// Serialises read-modify-write of one case (its record and its log).
     locks: [tokio::sync::Mutex<()>; 64],
     /// Members to pull from soon, for the sync worker (which takes the receiver).
@@ -106,6 +109,7 @@ impl Cases {
                 outbox: outbox_tx,
                 waiters: Mutex::new(HashMap::new()),
                 not_delivered_after: outbox_settings.not_delivered_after,
+                disclosure_approval: outbox_settings.disclosure_approval.clone(),
                 locks: std::array::from_fn(|_| tokio::sync::Mutex::new(())),
                 sync_tx,
                 sync_rx: Mutex::new(Some(sync_rx)),
@@ -154,7 +158,11 @@ impl Cases {
     }
 
     /// Checks a request and makes it a draft case (not yet stored).
-    fn new_draft(&self, request: AssistanceRequest) -> Result<CaseRecord, CaseError> {
+    fn new_draft(
+        &self,
+        request: AssistanceRequest,
+        drafted_by: &str,
+    ) -> Result<CaseRecord, CaseError> {
         request.validate().map_err(CaseError::Invalid)?;
         if request.requesting != self.inner.jurisdiction {
             return Err(CaseError::Invalid(ValidationErrors(vec![
@@ -190,32 +198,79 @@ impl Cases {
             receipt: None,
             delivery: Delivery::default(),
             log: LogSummary::default(),
+            drafted_by: Some(drafted_by.to_owned()),
+            approval: None,
+            disclosure_approval: None,
         })
     }
 
-    /// Creates a draft from a validated request.
-    pub async fn create_draft(&self, request: AssistanceRequest) -> Result<CaseRecord, CaseError> {
-        let record = self.new_draft(request)?;
+    /// Creates a draft from a validated request, drafted by `officer`.
+    pub async fn create_draft(
+        &self,
+        request: AssistanceRequest,
+        officer: &str,
+    ) -> Result<CaseRecord, CaseError> {
+        let record = self.new_draft(request, officer)?;
         let mut batch = Batch::new();
         batch.put(Cf::Cases, case_key(&record.case_id), encode(&record));
         self.inner.store.commit(batch).await?;
-        info!(case = %record.case_id, to = %record.counterparty, "draft created");
+        info!(case = %record.case_id, to = %record.counterparty, officer, "draft created");
         Ok(record)
     }
 
-    /// Creates a case and sends it at once: draft, genesis event and push in one batch.
-    pub async fn create_and_send(
-        &self,
-        request: AssistanceRequest,
-        wait: Option<Duration>,
-    ) -> Result<CaseRecord, CaseError> {
-        let mut record = self.new_draft(request)?;
-        let waiter = wait.map(|_| self.register_waiter(record.case_id));
+    /// Four-eyes. On the requesting side: `approver` approves a draft that another officer
+    /// drafted; the approval travels in the signed request. On the executing side: `approver`
+    /// approves disclosing the data of a case (required before fulfilment for the categories
+    /// the node's safeguards name), and must not be the officer who then fulfils it.
+    /// Refused, and logged, when it would approve one's own draft or approve twice.
+    pub async fn approve(&self, case_id: CaseId, approver: &str) -> Result<CaseRecord, CaseError> {
+        let _guard = self.lock(&case_id).lock().await;
+        let mut record = self.get(&case_id)?.ok_or(CaseError::NotFound(case_id))?;
+        let now = Timestamp::now();
+        let refuse = |why: String| {
+            warn!(case = %case_id, officer = approver, reason = %why, "approval refused");
+            Err(CaseError::Refused(why))
+        };
+        match record.role {
+            Role::Requester => {
+                if record.log.state.is_some() {
+                    return refuse(format!(
+                        "case {case_id} was already sent; approvals are for drafts"
+                    ));
+                }
+                if let Some(existing) = &record.approval {
+                    return refuse(format!(
+                        "case {case_id} was already approved by {} at {}; an approval is given once",
+                        existing.approved_by, existing.approved_at
+                    ));
+                }
+                let drafted_by = record.drafted_by.clone().unwrap_or_default();
+                if drafted_by == approver {
+                    return refuse(format!(
+                        "four-eyes: {approver} drafted case {case_id} and cannot approve it; another approver must"
+                    ));
+                }
+                record.approval = Some(Approval {
+                    drafted_by,
+                    approved_by: approver.to_owned(),
+                    approved_at: now,
+                });
+            }
+            Role::Executing => {
+                if let Some((by, at)) = &record.disclosure_approval {
+                    return refuse(format!(
+                        "disclosure for case {case_id} was already approved by {by} at {at}; an approval is given once"
+                    ));
+                }
+                record.disclosure_approval = Some((approver.to_owned(), now));
+            }
+        }
+        record.updated_at = now;
         let mut batch = Batch::new();
-        let entry = self.submit(&mut record, &mut batch)?;
+        batch.put(Cf::Cases, case_key(&case_id), encode(&record));
         self.inner.store.commit(batch).await?;
-        self.dispatch(vec![entry]).await;
-        self.finish_wait(record.case_id, wait.zip(waiter)).await
+        info!(case = %case_id, officer = approver, role = %record.role, "approved");
+        Ok(record)
     }
 
     /// Signs a draft's request as the genesis of its log and queues it, durably, in one batch.
@@ -232,6 +287,12 @@ impl Cases {
                 case: case_id,
                 state: record.state_code(),
             });
+        }
+        if record.approval.is_none() {
+            warn!(case = %case_id, "send refused: not approved");
+            return Err(CaseError::Refused(format!(
+                "four-eyes: case {case_id} needs an approval by an approver other than its drafter before it is sent (`comity request approve {case_id}`)"
+            )));
         }
         let waiter = wait.map(|_| self.register_waiter(case_id));
         let mut batch = Batch::new();
@@ -251,6 +312,10 @@ impl Cases {
             &self.inner.jurisdiction,
             EventKind::Submitted {
                 request: Box::new(record.request.clone()),
+                approval: record
+                    .approval
+                    .clone()
+                    .ok_or_else(|| CaseError::Refused("four-eyes: not approved".into()))?,
             },
             now,
         );
@@ -282,9 +347,17 @@ impl Cases {
     /// An officer's step in a case: a signed event of this node, stored with its push to the
     /// other party in one batch. Refused (nothing stored) unless this side may take the step
     /// now; the error says why.
-    pub async fn act(&self, case_id: CaseId, kind: EventKind) -> Result<CaseRecord, CaseError> {
+    pub async fn act(
+        &self,
+        case_id: CaseId,
+        kind: EventKind,
+        officer: &str,
+    ) -> Result<CaseRecord, CaseError> {
         let guard = self.lock(&case_id).lock().await;
         let mut record = self.get(&case_id)?.ok_or(CaseError::NotFound(case_id))?;
+        if matches!(kind, EventKind::Fulfilled { .. }) {
+            self.check_disclosure_approval(&record, officer)?;
+        }
         let mut log = self.load_log(&case_id)?;
         if log.is_empty() {
             return Err(CaseError::Refused(format!(
@@ -339,6 +412,38 @@ impl Cases {
         info!(case = %case_id, event = code, to = %record.counterparty, "event recorded");
         self.dispatch(vec![entry]).await;
         Ok(record)
+    }
+
+    /// Four-eyes on disclosure: the categories the node's safeguards name need an approval by
+    /// an approver other than the officer who discloses.
+    fn check_disclosure_approval(
+        &self,
+        record: &CaseRecord,
+        officer: &str,
+    ) -> Result<(), CaseError> {
+        let sensitive: Vec<String> = record
+            .request
+            .data_categories
+            .iter()
+            .filter(|c| self.inner.disclosure_approval.contains(c))
+            .map(|c| c.to_string())
+            .collect();
+        if sensitive.is_empty() {
+            return Ok(());
+        }
+        let why = match &record.disclosure_approval {
+            None => format!(
+                "four-eyes: disclosing {} data needs an approver's approval first (`comity case approve {}`)",
+                sensitive.join(", "),
+                record.case_id
+            ),
+            Some((by, _)) if by == officer => format!(
+                "four-eyes: {officer} approved this disclosure and cannot also make it; another officer must fulfil"
+            ),
+            Some(_) => return Ok(()),
+        };
+        warn!(case = %record.case_id, officer, "fulfilment refused: disclosure not approved by another officer");
+        Err(CaseError::Refused(why))
     }
 
     fn sign(&self, event: &comity_protocol::CaseEvent) -> Result<SignedEnvelope, CaseError> {

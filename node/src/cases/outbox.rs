@@ -32,6 +32,8 @@ pub struct OutboxSettings {
     pub max_in_flight: usize,
     /// A request without a receipt after this long is flagged "not delivered".
     pub not_delivered_after: Duration,
+    /// Data categories whose disclosure needs a second officer's approval (four-eyes).
+    pub disclosure_approval: Vec<comity_protocol::DataCategory>,
 }
 
 enum Outcome {

@@ -92,6 +92,15 @@ pub struct CaseRecord {
     pub delivery: Delivery,
     #[serde(default)]
     pub log: LogSummary,
+    /// The officer who drafted the request (requesting side).
+    #[serde(default)]
+    pub drafted_by: Option<String>,
+    /// Four-eyes: the approval the request is sent with (requesting side).
+    #[serde(default)]
+    pub approval: Option<comity_protocol::Approval>,
+    /// Four-eyes on disclosure: who approved it, and when (executing side).
+    #[serde(default)]
+    pub disclosure_approval: Option<(String, Timestamp)>,
 }
 
 impl CaseRecord {

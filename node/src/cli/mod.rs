@@ -137,8 +137,14 @@ pub struct ReadArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum RequestCommand {
-    /// Draft a request from flags or from a TOML/JSON file; `--send` also signs and queues it.
+    /// Draft a request from flags or from a TOML/JSON file.
     New(Box<request::NewArgs>),
+    /// Approve a draft that another officer drafted (four-eyes; `approver` role).
+    Approve {
+        id: CaseId,
+        #[command(flatten)]
+        read: ReadArgs,
+    },
     /// Sign a draft and queue it for delivery.
     Send {
         id: CaseId,
@@ -211,6 +217,13 @@ pub enum CaseCommand {
     },
     /// Either side: close a case that is over (acknowledged, refused or withdrawn).
     Close {
+        id: CaseId,
+        #[command(flatten)]
+        read: ReadArgs,
+    },
+    /// Executing side: approve disclosing the case's data (four-eyes; `approver` role). The
+    /// officer who then fulfils must be another one.
+    Approve {
         id: CaseId,
         #[command(flatten)]
         read: ReadArgs,
@@ -327,7 +340,10 @@ impl CaseCommand {
                 };
                 (*id, action, read)
             }
-            CaseCommand::List { .. } | CaseCommand::Show { .. } | CaseCommand::Log { .. } => {
+            CaseCommand::List { .. }
+            | CaseCommand::Show { .. }
+            | CaseCommand::Log { .. }
+            | CaseCommand::Approve { .. } => {
                 return Ok(None);
             }
         }))
@@ -418,6 +434,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let case = client(&read.connection)?.case(id).await?;
             output::case_detail(&case, read.json)
         }
+        Command::Request(RequestCommand::Approve { id, read })
+        | Command::Case(CaseCommand::Approve { id, read }) => {
+            let case = client(&read.connection)?.approve(id).await?;
+            output::case_detail(&case, read.json)
+        }
         Command::Case(step) => {
             let Some((id, action, read)) = step.action()? else {
                 unreachable!("read commands are matched above")
@@ -435,13 +456,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let client = client(&args.read.connection)?;
             let jurisdiction = client.status().await?.jurisdiction;
             let request = request::build(&args, jurisdiction)?;
-            let case = client
-                .create_request(&NewRequest {
-                    request,
-                    send: args.send,
-                    wait_ms: args.wait.map(|s| s * 1000),
-                })
-                .await?;
+            let case = client.create_request(&NewRequest { request }).await?;
             output::case_detail(&case, args.read.json)
         }
     }

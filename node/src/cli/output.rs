@@ -147,6 +147,15 @@ pub fn case_detail(c: &CaseDetail, as_json: bool) -> anyhow::Result<()> {
                 .unwrap_or_default()
         );
     }
+    if let Some(a) = &c.approval {
+        println!(
+            "four-eyes     drafted by {}, approved by {} at {}",
+            a.drafted_by, a.approved_by, a.approved_at
+        );
+    }
+    if let Some((by, at)) = &c.disclosure_approval {
+        println!("disclosure    approved by {by} at {at}");
+    }
     if c.summary.not_delivered {
         println!("NOT DELIVERED still retrying");
     }

@@ -78,12 +78,6 @@ pub struct NewArgs {
     /// Ask the provider to delay notifying the user, with this reason.
     #[arg(long, value_name = "REASON")]
     pub delay_notification: Option<String>,
-    /// Sign and queue at once.
-    #[arg(long)]
-    pub send: bool,
-    /// With --send: wait up to this many seconds for the verified receipt.
-    #[arg(long, requires = "send")]
-    pub wait: Option<u64>,
     #[command(flatten)]
     pub read: ReadArgs,
 }

@@ -41,6 +41,32 @@ impl Signable for CaseEvent {
 
 /// What an event says happened. Each kind may be authored by one side only
 /// ([`EventKind::allowed_author`]), so that neither side can forge the other's steps.
+/// Four-eyes on the requesting side, as the requesting node attests it in the signed
+/// submission: the officer who drafted the request and the other officer who approved it
+/// (named as their node knows them), and when.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Approval {
+    pub drafted_by: String,
+    pub approved_by: String,
+    pub approved_at: Timestamp,
+}
+
+impl Approval {
+    fn problem(&self) -> Option<String> {
+        let name_ok = |n: &str| !n.trim().is_empty() && n.len() <= crate::limits::MAX_NAME;
+        if !name_ok(&self.drafted_by) || !name_ok(&self.approved_by) {
+            return Some("the approval must name its drafter and its approver".to_owned());
+        }
+        (self.drafted_by == self.approved_by).then(|| {
+            format!(
+                "the request was approved by its own drafter {:?}: four-eyes needs another officer",
+                self.drafted_by
+            )
+        })
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub enum EventKind {
@@ -49,6 +75,8 @@ pub enum EventKind {
     /// would otherwise take that much memory; the wire form is the same.
     Submitted {
         request: Box<AssistanceRequest>,
+        /// Four-eyes: who drafted it and which other officer approved it.
+        approval: Approval,
     },
     /// The executing side's signed statement that it received and stored the request.
     Received,
@@ -191,6 +219,7 @@ impl EventKind {
             })
         };
         match self {
+            EventKind::Submitted { approval, .. } => approval.problem(),
             EventKind::Decided {
                 decision: Decision::Refuse { reasons },
             } => {

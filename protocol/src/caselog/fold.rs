@@ -205,7 +205,7 @@ impl CaseLog {
             return Err(EventError::Malformed(problem));
         }
 
-        if let EventKind::Submitted { request } = &event.kind {
+        if let EventKind::Submitted { request, .. } = &event.kind {
             self.parties = Some((request.requesting.clone(), request.executing.clone()));
             self.genesis = Some(id);
         }
@@ -255,7 +255,7 @@ impl CaseLog {
             (EventKind::Submitted { .. }, Some(existing)) => {
                 Err(EventError::NotGenesis { existing })
             }
-            (EventKind::Submitted { request }, None) => {
+            (EventKind::Submitted { request, .. }, None) => {
                 if !event.links.is_empty() {
                     return Err(EventError::BadLinks("the submission has links"));
                 }

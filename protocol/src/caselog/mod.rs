@@ -54,7 +54,7 @@ mod state;
 #[cfg(test)]
 mod tests;
 
-pub use event::{CaseEvent, Decision, EventId, EventKind, PolicyOutcome, Side};
+pub use event::{Approval, CaseEvent, Decision, EventId, EventKind, PolicyOutcome, Side};
 pub use fold::{CaseLog, EventError, Inserted};
 pub use state::{CaseState, CaseView, LogEntry, Preservation};
 

@@ -144,7 +144,7 @@ impl CaseView {
             // The insert checks guarantee the genesis folds first; anything else here would
             // mean a broken invariant, which is reported rather than panicking.
             return match &event.kind {
-                EventKind::Submitted { request } => {
+                EventKind::Submitted { request, .. } => {
                     self.requesting = Some(request.requesting.clone());
                     self.executing = Some(request.executing.clone());
                     self.state = Some(S::Submitted);

@@ -11,6 +11,7 @@ use futures::StreamExt;
 use serde::Serialize;
 
 use super::echo::{EchoClient, serve};
+use super::{Drafts, approved_drafts};
 use crate::Bloc;
 
 #[derive(Clone, Debug)]
@@ -41,8 +42,10 @@ pub struct ConvergeReport {
     pub cores: usize,
 }
 
-async fn create(client: &AdminClient, wait: Option<u64>) -> anyhow::Result<CaseId> {
-    Ok(super::send_sample(client, wait).await?.summary.case_id)
+async fn send(client: &AdminClient, drafts: &Drafts, wait: Option<u64>) -> anyhow::Result<CaseId> {
+    let id = drafts.next()?;
+    client.send(id, wait.map(Duration::from_millis)).await?;
+    Ok(id)
 }
 
 /// Polls until both replicas of every case agree; returns how long it took.
@@ -80,10 +83,15 @@ pub async fn run(
         .context("starting the two nodes")?;
     let (fr, de) = (bloc.client("FR"), bloc.client("DE"));
     let half = options.pending / 2;
+    // Four-eyes happens before: drafts are approved outside the measured parts.
+    log("preparing approved drafts");
+    let drafts = Drafts::new(
+        approved_drafts(&fr, &bloc.approver("FR"), half * 2 + options.sustained).await?,
+    );
 
     log(&format!("creating {half} delivered cases"));
     let earlier: Vec<CaseId> = futures::stream::iter(0..half)
-        .map(|_| create(&fr, Some(30_000)))
+        .map(|_| send(&fr, &drafts, Some(30_000)))
         .buffer_unordered(32)
         .collect::<Vec<_>>()
         .await
@@ -99,7 +107,7 @@ pub async fn run(
         decision: Decision::Accept,
     };
     let new_cases = futures::stream::iter(0..half)
-        .map(|_| create(&fr, None))
+        .map(|_| send(&fr, &drafts, None))
         .buffer_unordered(32)
         .collect::<Vec<_>>();
     let decisions = futures::stream::iter(earlier.iter())
@@ -124,7 +132,7 @@ pub async fn run(
     ));
     let start = Instant::now();
     let created: Vec<anyhow::Result<CaseId>> = futures::stream::iter(0..options.sustained)
-        .map(|_| create(&fr, None))
+        .map(|_| send(&fr, &drafts, None))
         .buffer_unordered(64)
         .collect()
         .await;

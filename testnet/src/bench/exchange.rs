@@ -10,7 +10,7 @@ use futures::StreamExt;
 use serde::Serialize;
 
 use super::echo::{EchoClient, serve};
-use super::percentile_ms;
+use super::{Drafts, approved_drafts, percentile_ms};
 use crate::Bloc;
 
 #[derive(Clone, Debug)]
@@ -77,8 +77,10 @@ where
     Ok((latencies, elapsed))
 }
 
-async fn comity_request(client: &AdminClient) -> anyhow::Result<()> {
-    let case = super::send_sample(client, Some(30_000)).await?;
+/// The measured operation: send an approved draft and wait for the verified receipt.
+async fn comity_request(client: &AdminClient, drafts: &Drafts) -> anyhow::Result<()> {
+    let id = drafts.next()?;
+    let case = client.send(id, Some(Duration::from_secs(30))).await?;
     match case.receipt {
         Some(r) if r.signature_valid => Ok(()),
         _ => bail!(
@@ -102,12 +104,17 @@ pub async fn run(
         .await
         .context("starting the two nodes")?;
     let fr = bloc.client("FR");
+    let approver = bloc.approver("FR");
+    // Four-eyes happens before: drafts are approved outside the measured part.
+    let phases = 200 + options.sequential * 2 + options.per_level * 2;
+    log(&format!("preparing {phases} approved drafts"));
+    let drafts = Drafts::new(approved_drafts(&fr, &approver, phases).await?);
 
     log("warming up");
-    load(16, 200, || comity_request(&fr)).await?;
+    load(16, 200, || comity_request(&fr, &drafts)).await?;
 
     log("comity: sequential latency");
-    let (seq, _) = load(1, options.sequential, || comity_request(&fr)).await?;
+    let (seq, _) = load(1, options.sequential, || comity_request(&fr, &drafts)).await?;
     let mut rps = Vec::new();
     for level in [1usize, 16, 64] {
         log(&format!("comity: {level} in flight"));
@@ -116,7 +123,7 @@ pub async fn run(
         } else {
             options.per_level
         };
-        let (_, elapsed) = load(level, total, || comity_request(&fr)).await?;
+        let (_, elapsed) = load(level, total, || comity_request(&fr, &drafts)).await?;
         rps.push(total as f64 / elapsed.as_secs_f64());
     }
     bloc.stop_all();

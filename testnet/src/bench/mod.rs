@@ -15,23 +15,6 @@ pub fn percentile_ms(sorted: &[Duration], p: f64) -> f64 {
     sorted[rank.min(sorted.len() - 1)].as_secs_f64() * 1000.0
 }
 
-/// Sends the sample request from FR to DE through FR's admin API (`wait` for the receipt).
-pub(crate) async fn send_sample(
-    client: &comity_node::admin::api::AdminClient,
-    wait: Option<u64>,
-) -> anyhow::Result<comity_node::admin::api::CaseDetail> {
-    let mut request = comity_protocol::examples::sample_request();
-    request.requesting = "FR".parse()?;
-    request.executing = "DE".parse()?;
-    Ok(client
-        .create_request(&comity_node::admin::api::NewRequest {
-            request,
-            send: true,
-            wait_ms: wait,
-        })
-        .await?)
-}
-
 /// The size of the frame that carries a sample request, so that baselines carry the same bytes.
 pub(crate) fn push_frame_len() -> anyhow::Result<usize> {
     let identity = comity_node::identity::NodeIdentity::from_seed([1u8; 32]);
@@ -43,4 +26,50 @@ pub(crate) fn push_frame_len() -> anyhow::Result<usize> {
     );
     let push = crate::peer::signed_push(identity.signing_key(), case_id, vec![genesis]);
     Ok(comity_protocol::to_canonical_cbor(&comity_protocol::ExchangeRequest::Push(push))?.len())
+}
+
+/// `n` approved drafts of the sample request at FR (drafted by `client`, approved by
+/// `approver`), ready to be sent: what officers do before the benchmarked part.
+pub(crate) async fn approved_drafts(
+    client: &comity_node::admin::api::AdminClient,
+    approver: &comity_node::admin::api::AdminClient,
+    n: usize,
+) -> anyhow::Result<Vec<comity_protocol::CaseId>> {
+    use futures::StreamExt;
+    let mut request = comity_protocol::examples::sample_request();
+    request.requesting = "FR".parse()?;
+    request.executing = "DE".parse()?;
+    futures::stream::iter(0..n)
+        .map(|_| {
+            let request = request.clone();
+            async move {
+                let draft = client
+                    .create_request(&comity_node::admin::api::NewRequest { request })
+                    .await?;
+                approver.approve(draft.summary.case_id).await?;
+                anyhow::Ok(draft.summary.case_id)
+            }
+        })
+        .buffer_unordered(32)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect()
+}
+
+/// Hands out prepared case ids to concurrent senders.
+#[derive(Debug)]
+pub(crate) struct Drafts(std::sync::Mutex<Vec<comity_protocol::CaseId>>);
+
+impl Drafts {
+    pub(crate) fn new(ids: Vec<comity_protocol::CaseId>) -> Self {
+        Self(std::sync::Mutex::new(ids))
+    }
+    pub(crate) fn next(&self) -> anyhow::Result<comity_protocol::CaseId> {
+        self.0
+            .lock()
+            .expect("drafts lock")
+            .pop()
+            .ok_or_else(|| anyhow::anyhow!("ran out of prepared drafts"))
+    }
 }

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use comity_node::admin::api::{AdminClient, CaseDetail, NewRequest};
+use comity_node::admin::api::{AdminClient, CaseDetail};
 use comity_protocol::{AssistanceRequest, CaseId, Jurisdiction};
 use comity_testnet::Bloc;
 use tempfile::TempDir;
@@ -26,15 +26,17 @@ pub fn request(from: &str, to: &str) -> AssistanceRequest {
     request
 }
 
-pub async fn send(client: &AdminClient, from: &str, to: &str, wait: Option<u64>) -> CaseDetail {
-    client
-        .create_request(&NewRequest {
-            request: request(from, to),
-            send: true,
-            wait_ms: wait,
-        })
-        .await
-        .unwrap()
+/// Sends a request from `from` to `to` with four-eyes: drafted by the admin officer, approved
+/// by the member's approver officer, then sent (waiting `wait` ms for the receipt).
+pub async fn send(bloc: &Bloc, from: &str, to: &str, wait: Option<u64>) -> CaseDetail {
+    comity_testnet::send_request(
+        &bloc.client(from),
+        &bloc.approver(from),
+        request(from, to),
+        wait.map(Duration::from_millis),
+    )
+    .await
+    .unwrap()
 }
 
 /// Polls a case until it reaches `state`; panics with the last view after `timeout`.

@@ -284,3 +284,24 @@ fn a_log_restored_from_its_own_store_is_the_same_and_keeps_every_rule_but_the_si
         Err(EventError::MissingGenesis { .. })
     ));
 }
+
+#[test]
+fn a_request_approved_by_its_own_drafter_is_refused() {
+    let mut r = Replica::empty();
+    let env = r.build(
+        "FR",
+        EventKind::Submitted {
+            request: Box::new(sample_request()),
+            approval: Approval {
+                drafted_by: "anna".into(),
+                approved_by: "anna".into(),
+                approved_at: Timestamp::from_millis(1_790_000_000_000),
+            },
+        },
+    );
+    match r.log.insert(env, roster) {
+        Err(EventError::Malformed(why)) => assert!(why.contains("four-eyes"), "{why}"),
+        other => panic!("expected a four-eyes refusal, got {other:?}"),
+    }
+    assert!(r.log.is_empty());
+}

@@ -89,6 +89,7 @@ impl Replica {
 fn submitted() -> EventKind {
     EventKind::Submitted {
         request: Box::new(sample_request()),
+        approval: crate::examples::sample_approval(),
     }
 }
 
