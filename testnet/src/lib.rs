@@ -63,6 +63,9 @@ pub fn free_port() -> u16 {
         .expect("bind an ephemeral port on loopback")
 }
 
+/// The purpose testnet clients state when they read case content.
+pub const TESTNET_PURPOSE: &str = "testnet";
+
 /// One member of a local bloc, as saved in `testnet.json`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct NodeInfo {
@@ -89,14 +92,16 @@ impl NodeInfo {
         Ok(std::fs::read_to_string(&self.token_file)?.trim().to_owned())
     }
 
+    /// The admin API as this member's admin officer. Reads of case content state the purpose
+    /// "testnet", which the access log records.
     pub fn client(&self) -> anyhow::Result<AdminClient> {
-        Ok(AdminClient::new(self.admin_url(), self.token()?))
+        Ok(AdminClient::new(self.admin_url(), self.token()?).with_purpose(TESTNET_PURPOSE))
     }
 
     /// The admin API as this member's approver officer.
     pub fn approver(&self) -> anyhow::Result<AdminClient> {
         let token = std::fs::read_to_string(&self.approver_token_file)?;
-        Ok(AdminClient::new(self.admin_url(), token.trim()))
+        Ok(AdminClient::new(self.admin_url(), token.trim()).with_purpose(TESTNET_PURPOSE))
     }
 }
 

@@ -50,8 +50,26 @@ async fn request_from_a_file_is_sent_and_both_sides_show_it() {
     )))
     .unwrap();
     assert_eq!(draft["state"], "draft");
-    assert_eq!(draft["request"]["requesting"], "FR");
+    assert!(
+        draft["request"].is_null(),
+        "content only on a read with a purpose"
+    );
     let id = draft["case_id"].as_str().unwrap().to_owned();
+    let read: serde_json::Value = serde_json::from_str(&ok(comity(
+        &fr,
+        &[
+            "case",
+            "show",
+            &id,
+            "--json",
+            "--purpose",
+            "check the draft",
+        ],
+    )))
+    .unwrap();
+    assert_eq!(read["request"]["requesting"], "FR");
+    let out = comity(&fr, &["case", "show", &id]);
+    assert!(!out.status.success(), "a read without --purpose is refused");
 
     // Sending needs a second officer's approval first (four-eyes).
     let out = comity(&fr, &["request", "send", &id]);
@@ -81,12 +99,15 @@ async fn request_from_a_file_is_sent_and_both_sides_show_it() {
     assert_eq!(sent["state"], "delivered");
     assert_eq!(sent["receipt"]["signature_valid"], true);
 
-    let shown = ok(comity(&de, &["case", "show", &id]));
+    let shown = ok(comity(&de, &["case", "show", &id, "--purpose", "review"]));
     assert!(
         shown.contains("received") && shown.contains("FR -> DE"),
         "{shown}"
     );
-    let shown = ok(comity(&fr, &["case", "show", &id]));
+    let shown = ok(comity(
+        &fr,
+        &["case", "show", &id, "--purpose", "check delivery"],
+    ));
     assert!(shown.contains("signature   valid"), "{shown}");
 
     let inbox: serde_json::Value =

@@ -49,6 +49,20 @@ pub struct SendCase {
     pub wait_ms: Option<u64>,
 }
 
+/// The purpose an officer states to read case content (`?purpose=`).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct PurposeQuery {
+    #[serde(default)]
+    pub purpose: Option<String>,
+}
+
+/// `GET /v1/access-log?case=`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct AccessQuery {
+    #[serde(default)]
+    pub case: Option<String>,
+}
+
 /// Filters of `GET /v1/cases`.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct CaseFilter {
@@ -90,7 +104,9 @@ pub struct CaseDetail {
     pub summary: CaseSummary,
     /// The push that carried the request.
     pub message_id: Option<MessageId>,
-    pub request: AssistanceRequest,
+    /// The request's content: only in answer to a read that stated its purpose (which is
+    /// recorded in the access log), never in answers to actions.
+    pub request: Option<AssistanceRequest>,
     pub delivery: Delivery,
     pub decision: Option<Decision>,
     /// Four-eyes: who drafted and who approved the request (as the requesting node attests).
@@ -260,6 +276,8 @@ pub struct AdminClient {
     base: String,
     token: String,
     http: reqwest::Client,
+    /// The purpose stated when reading case content.
+    purpose: Option<String>,
 }
 
 impl AdminClient {
@@ -273,7 +291,26 @@ impl AdminClient {
             base: base.into().trim_end_matches('/').to_owned(),
             token: token.into(),
             http,
+            purpose: None,
         }
+    }
+
+    /// States the purpose recorded in the access log for every read of case content.
+    pub fn with_purpose(mut self, purpose: impl Into<String>) -> Self {
+        self.purpose = Some(purpose.into());
+        self
+    }
+
+    async fn get_content<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+    ) -> Result<T, ClientError> {
+        let url = format!("{}{API_PREFIX}{path}", self.base);
+        let mut request = self.http.get(url);
+        if let Some(purpose) = &self.purpose {
+            request = request.query(&[("purpose", purpose)]);
+        }
+        self.call(request, path).await
     }
 
     async fn call<T: serde::de::DeserializeOwned>(
@@ -363,8 +400,9 @@ impl AdminClient {
         }
         self.get(&format!("/cases?{}", query.join("&"))).await
     }
+    /// The signed log of a case (needs a purpose: see `with_purpose`).
     pub async fn log(&self, case: CaseId) -> Result<LogView, ClientError> {
-        self.get(&format!("/cases/{case}/log")).await
+        self.get_content(&format!("/cases/{case}/log")).await
     }
     pub async fn act(&self, case: CaseId, action: &Action) -> Result<CaseDetail, ClientError> {
         self.post(&format!("/cases/{case}/act"), action).await
@@ -403,8 +441,18 @@ impl AdminClient {
     pub async fn inbox(&self) -> Result<Vec<CaseSummary>, ClientError> {
         self.get("/inbox").await
     }
+    /// One case with its content (needs a purpose: see `with_purpose`).
     pub async fn case(&self, case: CaseId) -> Result<CaseDetail, ClientError> {
-        self.get(&format!("/cases/{case}")).await
+        self.get_content(&format!("/cases/{case}")).await
+    }
+    pub async fn access_log(
+        &self,
+        case: Option<CaseId>,
+    ) -> Result<Vec<super::access::AccessRecord>, ClientError> {
+        match case {
+            Some(case) => self.get(&format!("/access-log?case={case}")).await,
+            None => self.get("/access-log").await,
+        }
     }
 }
 

@@ -3,6 +3,7 @@
 //! Listens on loopback unless configured otherwise. Every error is JSON with a code and a
 //! reason. Handlers stay thin: they translate between HTTP and the case service.
 
+pub mod access;
 pub mod api;
 pub mod officers;
 
@@ -23,8 +24,8 @@ use crate::cases::{CaseError, Cases};
 use crate::network;
 use crate::store::Store;
 use api::{
-    Action, ApiError, CaseDetail, CaseFilter, CaseSummary, FaultRequest, LogView, NewOfficer,
-    NewOfficerToken, NewRequest, PeerView, SendCase, StatusView,
+    AccessQuery, Action, ApiError, CaseDetail, CaseFilter, CaseSummary, FaultRequest, LogView,
+    NewOfficer, NewOfficerToken, NewRequest, PeerView, PurposeQuery, SendCase, StatusView,
 };
 use officers::{Officer, Role};
 
@@ -107,6 +108,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/cases/{id}/approve", post(approve))
         .route("/faults", post(fault))
         .route("/refusals", get(refusals))
+        .route("/access-log", get(access_log))
         .route("/officers", get(list_officers).post(add_officer))
         .route("/officers/{name}/revoke", post(revoke_officer))
         .method_not_allowed_fallback(|| async {
@@ -330,10 +332,13 @@ async fn case_log(
     Extension(officer): Extension<Officer>,
     State(state): State<AdminState>,
     Path(id): Path<String>,
+    Query(query): Query<PurposeQuery>,
 ) -> Reply<LogView> {
     allow(&officer, &[Role::Requester, Role::Approver, Role::Reviewer])?;
     let id = parse_case(&id)?;
+    let purpose = stated_purpose(&query)?;
     state.cases.get(&id)?.ok_or(CaseError::NotFound(id))?;
+    record_access(&state, &officer, id, "log", purpose).await?;
     let log = state.cases.verify_log(&id)?;
     let view = log.view();
     Ok(Json(LogView {
@@ -425,11 +430,69 @@ async fn show_case(
     Extension(officer): Extension<Officer>,
     State(state): State<AdminState>,
     Path(id): Path<String>,
+    Query(query): Query<PurposeQuery>,
 ) -> Reply<CaseDetail> {
     allow(&officer, &[Role::Requester, Role::Approver, Role::Reviewer])?;
     let id = parse_case(&id)?;
+    let purpose = stated_purpose(&query)?;
     let record = state.cases.get(&id)?.ok_or(CaseError::NotFound(id))?;
-    Ok(Json(detail(&state, &record)))
+    record_access(&state, &officer, id, "case", purpose).await?;
+    let mut detail = detail(&state, &record);
+    detail.request = Some(record.request.clone());
+    Ok(Json(detail))
+}
+
+/// The purpose an officer states for reading case content: required, bounded.
+fn stated_purpose(query: &PurposeQuery) -> Result<&str, Failure> {
+    match query.purpose.as_deref().map(str::trim) {
+        Some(p) if !p.is_empty() && p.len() <= access::MAX_PURPOSE => Ok(p),
+        Some(p) if !p.is_empty() => Err(failure(
+            StatusCode::BAD_REQUEST,
+            "purpose",
+            format!(
+                "the purpose is {} bytes; keep it under {}",
+                p.len(),
+                access::MAX_PURPOSE
+            ),
+        )),
+        _ => Err(failure(
+            StatusCode::BAD_REQUEST,
+            "purpose",
+            "reading case content needs a stated purpose: add ?purpose=… (`--purpose` in the CLI); it is recorded in the access log",
+        )),
+    }
+}
+
+async fn record_access(
+    state: &AdminState,
+    officer: &Officer,
+    case: CaseId,
+    what: &str,
+    purpose: &str,
+) -> Result<(), Failure> {
+    access::record(&state.store, officer, case, what, purpose)
+        .await
+        .map_err(|e| {
+            // No record, no read.
+            failure(StatusCode::SERVICE_UNAVAILABLE, "store", e.to_string())
+        })?;
+    info!(officer = %officer.name, case = %case, what, "case content read (access logged)");
+    Ok(())
+}
+
+async fn access_log(
+    Extension(officer): Extension<Officer>,
+    State(state): State<AdminState>,
+    Query(query): Query<AccessQuery>,
+) -> Reply<Vec<access::AccessRecord>> {
+    allow(&officer, &[Role::Auditor])?;
+    let case = match &query.case {
+        Some(id) => Some(parse_case(id)?),
+        None => None,
+    };
+    Ok(Json(access::list(&state.store, case).map_err(|e| {
+        failure(StatusCode::SERVICE_UNAVAILABLE, "store", e.to_string())
+    })?))
 }
 
 fn parse_case(id: &str) -> Result<CaseId, Failure> {
@@ -477,7 +540,8 @@ fn detail(state: &AdminState, record: &CaseRecord) -> CaseDetail {
     CaseDetail {
         summary: summary(state, record, Timestamp::now()),
         message_id: record.genesis_message,
-        request: record.request.clone(),
+        // Content only where a purpose was stated and the read recorded (GET of one case).
+        request: None,
         delivery: record.delivery.clone(),
         decision: record.log.decision.clone(),
         approval: record.approval.clone(),

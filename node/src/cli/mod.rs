@@ -56,6 +56,14 @@ pub enum Command {
     Inbox(ReadArgs),
     /// Messages and events refused from peers, with the reason (never applied).
     Refusals(ReadArgs),
+    /// Every read of case content: officer, time, case, stated purpose (auditors).
+    AccessLog {
+        /// Only reads of this case.
+        #[arg(long)]
+        case: Option<CaseId>,
+        #[command(flatten)]
+        read: ReadArgs,
+    },
     /// Officers and their roles (admin).
     #[command(subcommand)]
     Officer(OfficerCommand),
@@ -169,15 +177,23 @@ pub enum CaseCommand {
         #[command(flatten)]
         read: ReadArgs,
     },
-    /// One case, with its receipt and whether the signatures verify.
+    /// One case with its content, receipt and whether the signatures verify. The read is
+    /// recorded in the access log with the purpose you state.
     Show {
         id: CaseId,
+        /// Why you read this case (recorded in the access log).
+        #[arg(long)]
+        purpose: String,
         #[command(flatten)]
         read: ReadArgs,
     },
-    /// The case's signed log: every event, its author, time and whether it applied.
+    /// The case's signed log: every event, its author, time and whether it applied. The read
+    /// is recorded in the access log with the purpose you state.
     Log {
         id: CaseId,
+        /// Why you read this log (recorded in the access log).
+        #[arg(long)]
+        purpose: String,
         #[command(flatten)]
         read: ReadArgs,
     },
@@ -409,6 +425,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::AccessLog { case, read } => {
+            let records = client(&read.connection)?.access_log(case).await?;
+            output::access_log(&records, read.json)
+        }
         Command::Refusals(read) => {
             let refusals = client(&read.connection)?.refusals().await?;
             output::refusals(&refusals, read.json)
@@ -426,12 +446,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let cases = client(&read.connection)?.cases_filtered(&filter).await?;
             output::case_list(&cases, read.json)
         }
-        Command::Case(CaseCommand::Log { id, read }) => {
-            let log = client(&read.connection)?.log(id).await?;
+        Command::Case(CaseCommand::Log { id, purpose, read }) => {
+            let log = client(&read.connection)?
+                .with_purpose(purpose)
+                .log(id)
+                .await?;
             output::case_log(&log, read.json)
         }
-        Command::Case(CaseCommand::Show { id, read }) => {
-            let case = client(&read.connection)?.case(id).await?;
+        Command::Case(CaseCommand::Show { id, purpose, read }) => {
+            let case = client(&read.connection)?
+                .with_purpose(purpose)
+                .case(id)
+                .await?;
             output::case_detail(&case, read.json)
         }
         Command::Request(RequestCommand::Approve { id, read })

@@ -111,19 +111,23 @@ pub fn case_detail(c: &CaseDetail, as_json: bool) -> anyhow::Result<()> {
         return json(c);
     }
     let s = &c.summary;
-    let r = &c.request;
     println!("case          {}", s.case_id);
     println!("role          {} (with {})", s.role, s.counterparty);
     println!("state         {}", s.state);
-    println!("route         {} -> {}", r.requesting, r.executing);
     println!(
         "instrument    {} / {} / {}",
         s.instrument, s.kind, s.urgency
     );
-    println!("offence       {}", r.offence.category);
-    let categories: Vec<String> = r.data_categories.iter().map(|d| d.to_string()).collect();
-    println!("data          {}", categories.join(", "));
-    println!("selectors     {}", r.selectors.len());
+    match &c.request {
+        Some(r) => {
+            println!("route         {} -> {}", r.requesting, r.executing);
+            println!("offence       {}", r.offence.category);
+            let categories: Vec<String> = r.data_categories.iter().map(|d| d.to_string()).collect();
+            println!("data          {}", categories.join(", "));
+            println!("selectors     {}", r.selectors.len());
+        }
+        None => println!("content       not shown (read it with `comity case show --purpose …`)"),
+    }
     println!("created       {}", s.created_at);
     println!("updated       {}", s.updated_at);
     if let Some(m) = c.message_id {
@@ -290,6 +294,32 @@ pub fn officers(officers: &[crate::admin::officers::Officer], as_json: bool) -> 
             o.role.to_string(),
             o.created_at.to_string(),
             o.revoked_at.map(|t| t.to_string()).unwrap_or_default(),
+        ]);
+    }
+    println!("{t}");
+    Ok(())
+}
+
+pub fn access_log(
+    records: &[crate::admin::access::AccessRecord],
+    as_json: bool,
+) -> anyhow::Result<()> {
+    if as_json {
+        return json(&records);
+    }
+    if records.is_empty() {
+        println!("no reads of case content recorded");
+        return Ok(());
+    }
+    let mut t = table(&["at", "officer", "role", "case", "read", "purpose"]);
+    for r in records {
+        t.add_row(vec![
+            r.at.to_string(),
+            r.officer.clone(),
+            r.role.to_string(),
+            r.case_id.to_string(),
+            r.what.clone(),
+            r.purpose.clone(),
         ]);
     }
     println!("{t}");

@@ -31,10 +31,12 @@ pub enum Cf {
     Refusals,
     /// officer name → officer (role, created, revoked) and its token's hash.
     Officers,
+    /// time / id → a read of case content: officer, case, stated purpose.
+    Access,
 }
 
 impl Cf {
-    pub const ALL: [Cf; 7] = [
+    pub const ALL: [Cf; 8] = [
         Cf::Cases,
         Cf::Outbox,
         Cf::Inbox,
@@ -42,6 +44,7 @@ impl Cf {
         Cf::Events,
         Cf::Refusals,
         Cf::Officers,
+        Cf::Access,
     ];
 
     fn name(self) -> &'static str {
@@ -53,6 +56,7 @@ impl Cf {
             Cf::Events => "events",
             Cf::Refusals => "refusals",
             Cf::Officers => "officers",
+            Cf::Access => "access",
         }
     }
 }
