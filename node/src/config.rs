@@ -60,6 +60,10 @@ pub struct NodeSection {
     /// The bloc roster: bloc id and members (jurisdiction, name, PeerId, addresses).
     #[serde(default = "defaults::roster_file")]
     pub roster: PathBuf,
+    /// This node's policy (agreements, refusal grounds, dual criminality, minimisation).
+    /// Incoming requests are checked against it on arrival; without the file, they are not.
+    #[serde(default = "defaults::policy_file")]
+    pub policy: PathBuf,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -154,6 +158,9 @@ mod defaults {
     pub fn roster_file() -> PathBuf {
         PathBuf::from("roster.toml")
     }
+    pub fn policy_file() -> PathBuf {
+        PathBuf::from("policy.toml")
+    }
 }
 
 impl Default for NetworkSection {
@@ -216,6 +223,7 @@ impl Config {
                 store_dir: defaults::store_dir(),
                 key_file: defaults::key_file(),
                 roster: defaults::roster_file(),
+                policy: defaults::policy_file(),
             },
             network: NetworkSection {
                 listen: vec![listen],
@@ -265,6 +273,9 @@ impl Config {
     pub fn roster_path(&self) -> PathBuf {
         self.resolve(&self.node.roster)
     }
+    pub fn policy_path(&self) -> PathBuf {
+        self.resolve(&self.node.policy)
+    }
 
     /// The config as a commented TOML file, as `comity init` writes it.
     pub fn to_commented_toml(&self) -> String {
@@ -288,6 +299,9 @@ key_file = "{key}"
 # Bloc roster: bloc id and members (jurisdiction, name, PeerId, addresses). Only members may
 # exchange requests with this node.
 roster = "{roster}"
+# This node's policy (see docs/examples/policy.toml); incoming requests are checked against it
+# on arrival. Without the file, they are not checked.
+policy = "{policy}"
 
 [network]
 # Where peers reach this node (TCP + Noise + Yamux).
@@ -332,6 +346,7 @@ faults = {faults}
             store = self.node.store_dir.display(),
             key = self.node.key_file.display(),
             roster = self.node.roster.display(),
+            policy = self.node.policy.display(),
             mdns = self.network.mdns,
             maxc = self.network.max_connections,
             maxpp = self.network.max_connections_per_peer,

@@ -36,6 +36,27 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             config.roster_path().display()
         ),
     }
+    let policy = match std::fs::read_to_string(config.policy_path()) {
+        Ok(text) => {
+            let policy = crate::policy::parse(&text).map_err(|problems| {
+                let list: Vec<String> = problems.iter().map(|p| format!("  {p}")).collect();
+                anyhow::anyhow!(
+                    "policy {} has problems:\n{}\n(check it with `comity policy check`)",
+                    config.policy_path().display(),
+                    list.join("\n")
+                )
+            })?;
+            for partner in policy.expired(comity_protocol::Timestamp::now()) {
+                tracing::warn!(%partner, "the agreement with this partner has expired: its requests will be refused");
+            }
+            Some(policy)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            info!(path = %config.policy_path().display(), "no policy file: incoming requests are not checked automatically");
+            None
+        }
+        Err(e) => bail!("cannot read policy {}: {e}", config.policy_path().display()),
+    };
     let store = Store::open(&config.store_path())?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = |mut rx: watch::Receiver<bool>| async move {
@@ -72,6 +93,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             max_in_flight: config.outbox.max_in_flight.max(1),
             not_delivered_after: Duration::from_secs(config.outbox.not_delivered_after_secs),
             disclosure_approval: config.safeguards.disclosure_approval.clone(),
+            policy,
         },
     )?;
     let admin_task = tokio::spawn(admin::serve(

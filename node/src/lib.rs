@@ -12,6 +12,7 @@ pub mod daemon;
 pub mod identity;
 pub mod init;
 pub mod network;
+pub mod policy;
 pub mod roster;
 pub mod store;
 pub mod telemetry;

@@ -117,6 +117,81 @@ fn run_refuses_a_roster_without_this_node() {
     assert!(stderr.contains("DE is not in the roster"), "{stderr}");
 }
 
+#[test]
+fn policy_check_names_the_line_and_field_of_every_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let good =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/examples/policy.toml");
+    let out = comity()
+        .args(["policy", "check"])
+        .arg(&good)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("valid"));
+
+    let bad = dir.path().join("policy.toml");
+    std::fs::write(
+        &bad,
+        "[[agreement]]\npartner = \"FR\"\ninstruments = [\"eu-epocc\"]\ndata_categories = [\"dna\"]\n",
+    )
+    .unwrap();
+    let out = comity()
+        .args(["policy", "check"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(":3: agreement[0].instruments[0]"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(":4: agreement[0].data_categories[0]"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("2 problem(s)"), "{stderr}");
+}
+
+#[test]
+fn run_refuses_a_broken_policy_naming_the_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = dir.path().join("de");
+    let ok = comity()
+        .args([
+            "init",
+            "--jurisdiction",
+            "DE",
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+            "--admin",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
+        .arg(&node)
+        .output()
+        .unwrap();
+    assert!(ok.status.success());
+    std::fs::write(
+        node.join("policy.toml"),
+        "refused_offences = [\"Political!\"]\n",
+    )
+    .unwrap();
+    let out = comity()
+        .args(["run", "-c"])
+        .arg(node.join("comity.toml"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("line 1: refused_offences[0]"), "{stderr}");
+}
+
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut files = Vec::new();
     for entry in std::fs::read_dir(dir).unwrap() {

@@ -317,29 +317,38 @@ impl Cases {
                 }
             }
         };
-        // The executing side states, signed, that it holds the request.
-        if record.role == Role::Executing
-            && !view
-                .entries
-                .iter()
-                .any(|e| e.author == *me && e.kind == "received")
-        {
-            let event = log.next_event(me, EventKind::Received, Timestamp::now());
-            let envelope = self.sign(&event).map_err(IngestError::from)?;
-            self.insert_own(&mut log, envelope.clone())?;
-            fresh.push(envelope.clone());
+        // The executing side states, signed, that it holds the request, and checks it
+        // against its policy at once: the requester sees both with the receipt.
+        let mut own = Vec::new();
+        let received = view
+            .entries
+            .iter()
+            .any(|e| e.author == *me && e.kind == "received");
+        if record.role == Role::Executing && !received {
+            let mut kinds = vec![EventKind::Received];
+            if let Some(policy) = &self.inner.policy {
+                let check = policy.check(&record.request, &counterparty, Timestamp::now());
+                info!(case = %case_id, outcome = crate::policy::outcome_code(check.outcome), rules = check.rules.len(), "policy checked");
+                kinds.push(EventKind::PolicyChecked {
+                    outcome: check.outcome,
+                    rules: check.event_rules(),
+                });
+            }
+            for kind in kinds {
+                let event = log.next_event(me, kind, Timestamp::now());
+                let envelope = self.sign(&event).map_err(IngestError::from)?;
+                self.insert_own(&mut log, envelope.clone())?;
+                fresh.push(envelope.clone());
+                own.push(envelope);
+            }
+        }
+        if !own.is_empty() {
             if receipt.is_some() {
-                answer.push(envelope);
+                answer.extend(own);
             } else {
                 pushes.push(
-                    self.push_entry(
-                        case_id,
-                        &counterparty,
-                        vec![envelope],
-                        false,
-                        Timestamp::now(),
-                    )
-                    .map_err(IngestError::from)?,
+                    self.push_entry(case_id, &counterparty, own, false, Timestamp::now())
+                        .map_err(IngestError::from)?,
                 );
             }
         }

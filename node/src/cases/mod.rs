@@ -78,6 +78,7 @@ struct Inner {
     not_delivered_after: Duration,
     /// Data categories whose disclosure needs a second officer's approval.
     disclosure_approval: Vec<DataCategory>,
+    policy: Option<crate::policy::Policy>,
     /// Serialises read-modify-write of one case (its record and its log).
     locks: [tokio::sync::Mutex<()>; 64],
     /// Members to pull from soon, for the sync worker (which takes the receiver).
@@ -110,6 +111,7 @@ impl Cases {
                 waiters: Mutex::new(HashMap::new()),
                 not_delivered_after: outbox_settings.not_delivered_after,
                 disclosure_approval: outbox_settings.disclosure_approval.clone(),
+                policy: outbox_settings.policy.clone(),
                 locks: std::array::from_fn(|_| tokio::sync::Mutex::new(())),
                 sync_tx,
                 sync_rx: Mutex::new(Some(sync_rx)),

@@ -34,6 +34,8 @@ pub struct OutboxSettings {
     pub not_delivered_after: Duration,
     /// Data categories whose disclosure needs a second officer's approval (four-eyes).
     pub disclosure_approval: Vec<comity_protocol::DataCategory>,
+    /// The node's policy, checked on every incoming request.
+    pub policy: Option<crate::policy::Policy>,
 }
 
 enum Outcome {

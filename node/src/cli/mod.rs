@@ -67,6 +67,24 @@ pub enum Command {
     /// Officers and their roles (admin).
     #[command(subcommand)]
     Officer(OfficerCommand),
+    /// This node's policy: check a file, or explain a case's check.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Check a policy file: every problem, with its field and line.
+    Check { file: PathBuf },
+    /// Which rules fired on a case's arrival, and why (reads the signed log).
+    Explain {
+        id: CaseId,
+        /// Why you read this case (recorded in the access log).
+        #[arg(long)]
+        purpose: String,
+        #[command(flatten)]
+        read: ReadArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -424,6 +442,42 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 revoked.name
             );
             Ok(())
+        }
+        Command::Policy(PolicyCommand::Check { file }) => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            match crate::policy::parse(&text) {
+                Ok(policy) => {
+                    println!(
+                        "{}: valid ({} agreement(s), {} refused offence categor(ies), dual criminality {})",
+                        file.display(),
+                        policy.agreements.len(),
+                        policy.refused_offences.len(),
+                        if policy.dual_criminality.is_some() {
+                            "checked"
+                        } else {
+                            "not checked"
+                        }
+                    );
+                    for partner in policy.expired(comity_protocol::Timestamp::now()) {
+                        println!("warning: the agreement with {partner} has expired");
+                    }
+                    Ok(())
+                }
+                Err(problems) => {
+                    for p in &problems {
+                        eprintln!("{}:{}: {}: {}", file.display(), p.line, p.field, p.problem);
+                    }
+                    bail!("{} problem(s) in {}", problems.len(), file.display())
+                }
+            }
+        }
+        Command::Policy(PolicyCommand::Explain { id, purpose, read }) => {
+            let log = client(&read.connection)?
+                .with_purpose(purpose)
+                .log(id)
+                .await?;
+            output::policy_explain(&log, read.json)
         }
         Command::AccessLog { case, read } => {
             let records = client(&read.connection)?.access_log(case).await?;

@@ -325,3 +325,42 @@ pub fn access_log(
     println!("{t}");
     Ok(())
 }
+
+/// The policy checks recorded in a case's log, with every rule that fired.
+pub fn policy_explain(log: &LogView, as_json: bool) -> anyhow::Result<()> {
+    use comity_protocol::{CaseEvent, EventKind, from_cbor, limits};
+    let checks: Vec<(String, String, Vec<String>)> = log
+        .envelopes
+        .iter()
+        .filter_map(|e| from_cbor::<CaseEvent>(&e.body, limits::MAX_REQUEST_FRAME).ok())
+        .filter_map(|event| match event.kind {
+            EventKind::PolicyChecked { outcome, rules } => Some((
+                event.author.to_string(),
+                crate::policy::outcome_code(outcome).to_owned(),
+                rules,
+            )),
+            _ => None,
+        })
+        .collect();
+    if as_json {
+        let value: Vec<serde_json::Value> = checks
+            .iter()
+            .map(|(by, outcome, rules)| serde_json::json!({"checked_by": by, "outcome": outcome, "rules": rules}))
+            .collect();
+        return json(&value);
+    }
+    if checks.is_empty() {
+        println!(
+            "case {}: no policy check recorded (the executing node has no policy, or has not received it yet)",
+            log.case_id
+        );
+        return Ok(());
+    }
+    for (by, outcome, rules) in checks {
+        println!("case {}: checked by {by}: {outcome}", log.case_id);
+        for rule in rules {
+            println!("  - {rule}");
+        }
+    }
+    Ok(())
+}

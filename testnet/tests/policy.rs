@@ -1,0 +1,83 @@
+//! Policy as data on arrival: every incoming request is checked against the executing node's
+//! policy, and the outcome with the rules that fired is a signed event the requester sees at
+//! once, with the receipt.
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+
+const DE_POLICY: &str = r#"
+refused_offences = ["political"]
+dual_criminality = ["fraud", "cybercrime"]
+
+[[agreement]]
+partner = "FR"
+instruments = ["eu-epoc"]
+data_categories = ["subscriber", "traffic"]
+expires = 2099-12-31
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn incoming_requests_are_checked_and_the_requester_sees_why() {
+    let (_dir, mut bloc) = bloc(&["FR", "DE", "IT"]).await;
+    std::fs::write(bloc.node("DE").dir.join("policy.toml"), DE_POLICY).unwrap();
+    bloc.start_all().unwrap();
+    bloc.wait_connected(Duration::from_secs(30)).await.unwrap();
+
+    // FR has an agreement: passed, and the case is under review at once on both sides.
+    let from_fr = send(&bloc, "FR", "DE", Some(20_000)).await;
+    assert_eq!(from_fr.summary.state, "under-review");
+    let log = bloc
+        .client("FR")
+        .log(from_fr.summary.case_id)
+        .await
+        .unwrap();
+    let kinds: Vec<&str> = log.entries.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(kinds, ["submitted", "received", "policy-checked"]);
+
+    // IT has none: refused by the rules (a reviewer still decides), and IT is told why.
+    let from_it = send(&bloc, "IT", "DE", Some(20_000)).await;
+    assert_eq!(from_it.summary.state, "under-review");
+    let out = Command::new(comity_testnet::comity_binary().unwrap())
+        .args([
+            "policy",
+            "explain",
+            &from_it.summary.case_id.to_string(),
+            "--purpose",
+            "why refused",
+            "-c",
+        ])
+        .arg(&bloc.node("IT").config)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let explained = String::from_utf8_lossy(&out.stdout);
+    assert!(explained.contains("checked by DE: refused"), "{explained}");
+    assert!(explained.contains("no agreement with IT"), "{explained}");
+    let out = Command::new(comity_testnet::comity_binary().unwrap())
+        .args([
+            "policy",
+            "explain",
+            &from_fr.summary.case_id.to_string(),
+            "--purpose",
+            "audit",
+            "-c",
+        ])
+        .arg(&bloc.node("FR").config)
+        .output()
+        .unwrap();
+    let explained = String::from_utf8_lossy(&out.stdout);
+    assert!(explained.contains("checked by DE: passed"), "{explained}");
+    assert!(
+        explained.contains("dual-criminality: fraud is an offence here too"),
+        "{explained}"
+    );
+    bloc.wait_converged(Duration::from_secs(20)).await.unwrap();
+}
