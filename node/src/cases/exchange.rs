@@ -27,7 +27,7 @@ use crate::roster::Member;
 use crate::store::{Batch, Cf, StoreError};
 
 /// Inbound requests handled at once; more wait in the network's bounded queue.
-const MAX_CONCURRENT: usize = 256;
+const MAX_CONCURRENT: usize = 64;
 
 pub(super) async fn serve(cases: Cases, mut inbound: mpsc::Receiver<InboundRequest>) {
     let permits = Arc::new(Semaphore::new(MAX_CONCURRENT));
@@ -157,6 +157,9 @@ impl Cases {
             }
             Err(e) => return reject(RejectCode::Malformed, e.to_string()),
         };
+        if push.events.is_empty() {
+            return reject(RejectCode::Malformed, "a push carries at least one event");
+        }
         let body_hash = envelope.body_hash();
         if let Some(response) = self.replay_receipt(&push.message_id, &body_hash) {
             return response;
@@ -238,11 +241,16 @@ impl Cases {
                 Err(EventError::MissingLinks(ids)) => return Err(IngestError::Missing(ids.len())),
                 // An event of a case whose request we have not received yet: pull it first.
                 Err(EventError::MissingGenesis { .. }) => return Err(IngestError::Missing(1)),
-                Err(e @ EventError::Envelope(_)) => {
+                Err(EventError::Envelope(comity_protocol::EnvelopeError::BadSignature)) => {
                     return Err(IngestError::Refused(
                         RejectCode::BadSignature,
-                        e.to_string(),
+                        "an event's signature does not verify with its author's roster key".into(),
                     ));
+                }
+                // Decoding errors may quote the body: code `malformed`, whose detail stays out
+                // of logs and refusal records.
+                Err(e @ EventError::Envelope(_)) => {
+                    return Err(IngestError::Refused(RejectCode::Malformed, e.to_string()));
                 }
                 Err(e @ EventError::UnknownAuthor(_)) => {
                     return Err(IngestError::Refused(
@@ -518,6 +526,15 @@ impl Cases {
         code: RejectCode,
         reason: &str,
     ) {
+        // Refusal records are read by auditors, who never see content: the details of
+        // malformed or invalid messages may quote it, so only field names are kept.
+        let reason = match code {
+            RejectCode::Malformed => {
+                "malformed (details withheld: they may quote the content)".to_owned()
+            }
+            RejectCode::Invalid => withheld_problems(reason),
+            _ => reason.to_owned(),
+        };
         let refusal = Refusal {
             at: Timestamp::now(),
             peer: peer.to_string(),
@@ -528,7 +545,7 @@ impl Cases {
                 .map(|(m, _)| m.jurisdiction.clone()),
             case_id,
             code,
-            reason: reason.to_owned(),
+            reason,
         };
         let mut batch = Batch::new();
         batch.put(Cf::Refusals, refusal_key(&refusal), encode(&refusal));
@@ -556,4 +573,21 @@ fn genesis_approval(log: &CaseLog) -> Option<comity_protocol::Approval> {
             _ => None,
         }
     })
+}
+
+/// `field: problem; field: problem` → the fields only (problems may quote content).
+fn withheld_problems(detail: &str) -> String {
+    let fields: Vec<&str> = detail
+        .split("; ")
+        .filter_map(|p| p.split_once(": ").map(|(field, _)| field.trim()))
+        .filter(|f| !f.is_empty() && !f.contains(' '))
+        .collect();
+    if fields.is_empty() {
+        "invalid (details withheld: they may quote the content)".to_owned()
+    } else {
+        format!(
+            "invalid fields: {} (details withheld: they may quote the content)",
+            fields.join(", ")
+        )
+    }
 }

@@ -360,6 +360,12 @@ impl Cases {
         if matches!(kind, EventKind::Fulfilled { .. }) {
             self.check_disclosure_approval(&record, officer)?;
         }
+        if let Some(refused) = &record.delivery.refused {
+            return Err(CaseError::Refused(format!(
+                "{} refused this request when it arrived ({refused}); nothing more can be sent on it",
+                record.counterparty
+            )));
+        }
         let mut log = self.load_log(&case_id)?;
         if log.is_empty() {
             return Err(CaseError::Refused(format!(

@@ -60,6 +60,7 @@ pub(super) async fn run(
     let mut pending: HashMap<MessageId, Pending> = HashMap::new();
     let mut schedule: BTreeSet<(Instant, MessageId)> = BTreeSet::new();
     let mut in_flight: JoinSet<(MessageId, Outcome)> = JoinSet::new();
+    let mut tasks: HashMap<tokio::task::Id, MessageId> = HashMap::new();
     let now = Instant::now();
     for entry in loaded {
         schedule.insert((now, entry.message_id));
@@ -86,7 +87,9 @@ pub(super) async fn run(
             let Some(p) = pending.get(&id) else { continue };
             let cases = cases.clone();
             let entry = p.entry.clone();
-            in_flight.spawn(async move { (entry.message_id, cases.deliver(&entry).await) });
+            let task =
+                in_flight.spawn(async move { (entry.message_id, cases.deliver(&entry).await) });
+            tasks.insert(task.id(), id);
         }
         let next_due = schedule.first().map(|(due, _)| *due);
         let can_start = in_flight.len() < settings.max_in_flight;
@@ -103,8 +106,18 @@ pub(super) async fn run(
                 schedule.insert((now, entry.message_id));
                 pending.insert(entry.message_id, Pending { entry, attempts: 0, due: now });
             }
-            Some(done) = in_flight.join_next(), if !in_flight.is_empty() => {
-                let Ok((id, outcome)) = done else { continue };
+            Some(done) = in_flight.join_next_with_id(), if !in_flight.is_empty() => {
+                let (id, outcome) = match done {
+                    Ok((task, (id, outcome))) => {
+                        tasks.remove(&task);
+                        (id, outcome)
+                    }
+                    // A delivery that panicked is retried like one that failed.
+                    Err(e) => match tasks.remove(&e.id()) {
+                        Some(id) => (id, Outcome::Retry(format!("delivery task failed: {e}"))),
+                        None => continue,
+                    },
+                };
                 match outcome {
                     Outcome::Delivered | Outcome::Refused => { pending.remove(&id); }
                     Outcome::Retry(reason) => {

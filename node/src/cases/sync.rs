@@ -119,7 +119,12 @@ impl Cases {
         Ok(self
             .list()?
             .into_iter()
-            .filter(|r| r.counterparty == member.jurisdiction && r.log.state.is_some())
+            // A request the member refused at the door is not offered again.
+            .filter(|r| {
+                r.counterparty == member.jurisdiction
+                    && r.log.state.is_some()
+                    && r.delivery.refused.is_none()
+            })
             .collect())
     }
 
@@ -213,14 +218,20 @@ impl Cases {
                 continue;
             }
             let log = self.load_log(&record.case_id)?;
-            let missing = log.events_after(theirs);
-            let size: usize = missing.iter().map(|e| e.body.len() + 160).sum();
-            if bytes + size > PAGE_BUDGET && !events.is_empty() {
-                more = true;
+            // In causal order, so a page may end inside a case: the asker inserts a prefix
+            // and asks again from there.
+            for event in log.events_after(theirs) {
+                let size = event.to_bytes().len() + 16;
+                if bytes + size > PAGE_BUDGET && !events.is_empty() {
+                    more = true;
+                    break;
+                }
+                bytes += size;
+                events.push(event);
+            }
+            if more {
                 break;
             }
-            bytes += size;
-            events.extend(missing);
         }
         Ok(EventsPage { events, more })
     }

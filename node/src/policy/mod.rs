@@ -76,9 +76,23 @@ pub struct PolicyCheck {
 impl PolicyCheck {
     /// The rules as the signed event carries them: `outcome rule: explanation`.
     pub fn event_rules(&self) -> Vec<String> {
+        // The event refuses texts over the protocol's limit; explanations are short, but a
+        // policy file is not ours to trust blindly.
+        let limit = comity_protocol::limits::MAX_TEXT;
         self.rules
             .iter()
-            .map(|r| format!("{} {}: {}", outcome_code(r.outcome), r.rule, r.explanation))
+            .map(|r| {
+                let mut line = format!("{} {}: {}", outcome_code(r.outcome), r.rule, r.explanation);
+                if line.len() > limit {
+                    let mut end = limit - 3;
+                    while !line.is_char_boundary(end) {
+                        end -= 1;
+                    }
+                    line.truncate(end);
+                    line.push_str("...");
+                }
+                line
+            })
             .collect()
     }
 }
