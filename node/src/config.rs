@@ -64,6 +64,13 @@ pub struct NodeSection {
     /// Incoming requests are checked against it on arrival; without the file, they are not.
     #[serde(default = "defaults::policy_file")]
     pub policy: PathBuf,
+    /// Master key wrapping the per-case data keys (mode 0600). Kept outside the store; back it
+    /// up offline: without it no case content can be read.
+    #[serde(default = "defaults::master_key")]
+    pub master_key: PathBuf,
+    /// Directory of per-case data keys (wrapped by the master key).
+    #[serde(default = "defaults::keys_dir")]
+    pub keys_dir: PathBuf,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -161,6 +168,12 @@ mod defaults {
     pub fn policy_file() -> PathBuf {
         PathBuf::from("policy.toml")
     }
+    pub fn master_key() -> PathBuf {
+        PathBuf::from("master.key")
+    }
+    pub fn keys_dir() -> PathBuf {
+        PathBuf::from("keys")
+    }
 }
 
 impl Default for NetworkSection {
@@ -224,6 +237,8 @@ impl Config {
                 key_file: defaults::key_file(),
                 roster: defaults::roster_file(),
                 policy: defaults::policy_file(),
+                master_key: defaults::master_key(),
+                keys_dir: defaults::keys_dir(),
             },
             network: NetworkSection {
                 listen: vec![listen],
@@ -276,6 +291,14 @@ impl Config {
     pub fn policy_path(&self) -> PathBuf {
         self.resolve(&self.node.policy)
     }
+    /// The master key that wraps the case keys (mode 0600; never in the store).
+    pub fn master_key_path(&self) -> PathBuf {
+        self.resolve(&self.node.master_key)
+    }
+    /// Per-case data keys, wrapped: deleting one destroys that case's content.
+    pub fn keys_path(&self) -> PathBuf {
+        self.resolve(&self.node.keys_dir)
+    }
 
     /// The config as a commented TOML file, as `comity init` writes it.
     pub fn to_commented_toml(&self) -> String {
@@ -302,6 +325,10 @@ roster = "{roster}"
 # This node's policy (see docs/examples/policy.toml); incoming requests are checked against it
 # on arrival. Without the file, they are not checked.
 policy = "{policy}"
+# Encryption at rest: the master key (0600, back it up offline) wraps one key per case, kept in
+# keys_dir; deleting a case's key destroys its content (retention).
+master_key = "{master_key}"
+keys_dir = "{keys_dir}"
 
 [network]
 # Where peers reach this node (TCP + Noise + Yamux).
@@ -347,6 +374,8 @@ faults = {faults}
             key = self.node.key_file.display(),
             roster = self.node.roster.display(),
             policy = self.node.policy.display(),
+            master_key = self.node.master_key.display(),
+            keys_dir = self.node.keys_dir.display(),
             mdns = self.network.mdns,
             maxc = self.network.max_connections,
             maxpp = self.network.max_connections_per_peer,

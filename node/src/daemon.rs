@@ -58,6 +58,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         Err(e) => bail!("cannot read policy {}: {e}", config.policy_path().display()),
     };
     let store = Store::open(&config.store_path())?;
+    let vault = crate::vault::Vault::open(&config.master_key_path(), &config.keys_path())?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
@@ -82,6 +83,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
     let cases = Cases::start(
         store.clone(),
+        vault,
         identity.clone(),
         roster.clone(),
         config.node.jurisdiction.clone(),

@@ -16,3 +16,4 @@ pub mod policy;
 pub mod roster;
 pub mod store;
 pub mod telemetry;
+pub mod vault;

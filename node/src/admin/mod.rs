@@ -88,6 +88,10 @@ impl From<CaseError> for Failure {
             | CaseError::Corrupt(_)
             | CaseError::Encode(_)
             | CaseError::Log(_) => failure(StatusCode::SERVICE_UNAVAILABLE, "store", e.to_string()),
+            CaseError::Vault(crate::vault::VaultError::Shredded(_)) => {
+                failure(StatusCode::GONE, "purged", e.to_string())
+            }
+            CaseError::Vault(_) => failure(StatusCode::SERVICE_UNAVAILABLE, "vault", e.to_string()),
         }
     }
 }
@@ -438,7 +442,7 @@ async fn show_case(
     let record = state.cases.get(&id)?.ok_or(CaseError::NotFound(id))?;
     record_access(&state, &officer, id, "case", purpose).await?;
     let mut detail = detail(&state, &record);
-    detail.request = Some(record.request.clone());
+    detail.request = record.request.clone();
     Ok(Json(detail))
 }
 
@@ -512,9 +516,9 @@ fn summary(state: &AdminState, record: &CaseRecord, now: Timestamp) -> CaseSumma
         role: record.role,
         counterparty: record.counterparty.clone(),
         state: record.state_code().to_owned(),
-        kind: record.request.kind.to_string(),
-        instrument: record.request.instrument.to_string(),
-        urgency: record.request.urgency.to_string(),
+        kind: record.summary.kind.to_string(),
+        instrument: record.summary.instrument.to_string(),
+        urgency: record.summary.urgency.to_string(),
         created_at: record.created_at,
         updated_at: record.updated_at,
         due: due.at,

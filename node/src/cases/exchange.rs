@@ -84,6 +84,12 @@ impl IngestError {
     }
 }
 
+impl From<crate::vault::VaultError> for IngestError {
+    fn from(e: crate::vault::VaultError) -> Self {
+        IngestError::Unavailable(e.to_string())
+    }
+}
+
 impl From<CaseError> for IngestError {
     fn from(e: CaseError) -> Self {
         IngestError::Unavailable(e.to_string())
@@ -314,7 +320,10 @@ impl Cases {
                     counterparty: counterparty.clone(),
                     created_at: view.submitted_at.unwrap_or_else(Timestamp::now),
                     updated_at: Timestamp::now(),
-                    request,
+                    summary: super::record::RequestSummary::of(&request),
+                    request: Some(request),
+                    sealed_request: Vec::new(),
+                    purged_at: None,
                     genesis_message: receipt.map(|(id, _)| id),
                     receipt: receipt.map(|(_, r)| r.clone()),
                     delivery: Delivery::default(),
@@ -335,7 +344,10 @@ impl Cases {
         if record.role == Role::Executing && !received {
             let mut kinds = vec![EventKind::Received];
             if let Some(policy) = &self.inner.policy {
-                let check = policy.check(&record.request, &counterparty, Timestamp::now());
+                let request = record.request.as_ref().ok_or_else(|| {
+                    IngestError::Unavailable("the request's content is not open".into())
+                })?;
+                let check = policy.check(request, &counterparty, Timestamp::now());
                 info!(case = %case_id, outcome = crate::policy::outcome_code(check.outcome), rules = check.rules.len(), "policy checked");
                 kinds.push(EventKind::PolicyChecked {
                     outcome: check.outcome,
@@ -367,7 +379,7 @@ impl Cases {
             batch.put(
                 Cf::Events,
                 event_key(&case_id, first_new + i),
-                envelope.to_bytes(),
+                self.inner.vault.seal(&case_id, &envelope.to_bytes())?,
             );
         }
         record.log = LogSummary::of(&log);
@@ -375,9 +387,13 @@ impl Cases {
         if let Some(delivered) = &delivered {
             delivered.apply(&mut record, &mut batch);
         }
-        batch.put(Cf::Cases, case_key(&case_id), encode(&record));
+        batch.put(Cf::Cases, case_key(&case_id), self.encode_record(&record)?);
         for entry in &pushes {
-            batch.put(Cf::Outbox, message_key(&entry.message_id), encode(entry));
+            batch.put(
+                Cf::Outbox,
+                message_key(&entry.message_id),
+                self.encode_outbox(entry)?,
+            );
         }
         if let Some((message_id, receipt)) = receipt {
             batch.require_absent(Cf::Inbox, message_key(&message_id));

@@ -57,6 +57,8 @@ pub enum CaseError {
     Log(String),
     #[error("cannot encode: {0}")]
     Encode(String),
+    #[error(transparent)]
+    Vault(#[from] crate::vault::VaultError),
 }
 
 /// The case service: a cheap, cloneable handle.
@@ -68,6 +70,8 @@ pub struct Cases {
 #[derive(Debug)]
 struct Inner {
     store: Store,
+    /// Case keys: content is sealed before it reaches the store.
+    vault: crate::vault::Vault,
     identity: NodeIdentity,
     roster: Arc<Roster>,
     jurisdiction: Jurisdiction,
@@ -91,6 +95,7 @@ impl Cases {
     /// synchronisation of logs with members as they connect.
     pub fn start(
         store: Store,
+        vault: crate::vault::Vault,
         identity: NodeIdentity,
         roster: Arc<Roster>,
         jurisdiction: Jurisdiction,
@@ -103,6 +108,7 @@ impl Cases {
         let cases = Self {
             inner: Arc::new(Inner {
                 store,
+                vault,
                 identity,
                 roster,
                 jurisdiction,
@@ -195,7 +201,10 @@ impl Cases {
             counterparty: request.executing.clone(),
             created_at: now,
             updated_at: now,
-            request,
+            summary: record::RequestSummary::of(&request),
+            request: Some(request),
+            sealed_request: Vec::new(),
+            purged_at: None,
             genesis_message: None,
             receipt: None,
             delivery: Delivery::default(),
@@ -214,7 +223,11 @@ impl Cases {
     ) -> Result<CaseRecord, CaseError> {
         let record = self.new_draft(request, officer)?;
         let mut batch = Batch::new();
-        batch.put(Cf::Cases, case_key(&record.case_id), encode(&record));
+        batch.put(
+            Cf::Cases,
+            case_key(&record.case_id),
+            self.encode_record(&record)?,
+        );
         self.inner.store.commit(batch).await?;
         info!(case = %record.case_id, to = %record.counterparty, officer, "draft created");
         Ok(record)
@@ -269,7 +282,7 @@ impl Cases {
         }
         record.updated_at = now;
         let mut batch = Batch::new();
-        batch.put(Cf::Cases, case_key(&case_id), encode(&record));
+        batch.put(Cf::Cases, case_key(&case_id), self.encode_record(&record)?);
         self.inner.store.commit(batch).await?;
         info!(case = %case_id, officer = approver, role = %record.role, "approved");
         Ok(record)
@@ -313,7 +326,12 @@ impl Cases {
         let genesis = log.next_event(
             &self.inner.jurisdiction,
             EventKind::Submitted {
-                request: Box::new(record.request.clone()),
+                request: Box::new(
+                    record
+                        .request
+                        .clone()
+                        .ok_or_else(|| CaseError::Refused("the draft's content is gone".into()))?,
+                ),
                 approval: record
                     .approval
                     .clone()
@@ -326,7 +344,9 @@ impl Cases {
         batch.put(
             Cf::Events,
             event_key(&record.case_id, 0),
-            envelope.to_bytes(),
+            self.inner
+                .vault
+                .seal(&record.case_id, &envelope.to_bytes())?,
         );
         // The push is dated like the genesis it carries, so that it can be rebuilt exactly.
         let entry = self.push_entry(
@@ -340,8 +360,16 @@ impl Cases {
         record.delivery.queued_at = Some(now);
         record.log = LogSummary::of(&log);
         record.updated_at = now;
-        batch.put(Cf::Cases, case_key(&record.case_id), encode(&*record));
-        batch.put(Cf::Outbox, message_key(&entry.message_id), encode(&entry));
+        batch.put(
+            Cf::Cases,
+            case_key(&record.case_id),
+            self.encode_record(record)?,
+        );
+        batch.put(
+            Cf::Outbox,
+            message_key(&entry.message_id),
+            self.encode_outbox(&entry)?,
+        );
         info!(case = %record.case_id, message = %entry.message_id, to = %entry.to, bytes = entry.frame.len(), "request queued");
         Ok(entry)
     }
@@ -402,7 +430,7 @@ impl Cases {
         batch.put(
             Cf::Events,
             event_key(&case_id, log.len() - 1),
-            envelope.to_bytes(),
+            self.inner.vault.seal(&case_id, &envelope.to_bytes())?,
         );
         let entry = self.push_entry(
             case_id,
@@ -413,8 +441,12 @@ impl Cases {
         )?;
         record.log = LogSummary::of(&log);
         record.updated_at = Timestamp::now();
-        batch.put(Cf::Cases, case_key(&case_id), encode(&record));
-        batch.put(Cf::Outbox, message_key(&entry.message_id), encode(&entry));
+        batch.put(Cf::Cases, case_key(&case_id), self.encode_record(&record)?);
+        batch.put(
+            Cf::Outbox,
+            message_key(&entry.message_id),
+            self.encode_outbox(&entry)?,
+        );
         self.inner.store.commit(batch).await?;
         drop(guard);
         info!(case = %case_id, event = code, to = %record.counterparty, "event recorded");
@@ -430,7 +462,7 @@ impl Cases {
         officer: &str,
     ) -> Result<(), CaseError> {
         let sensitive: Vec<String> = record
-            .request
+            .summary
             .data_categories
             .iter()
             .filter(|c| self.inner.disclosure_approval.contains(c))
@@ -500,6 +532,7 @@ impl Cases {
             body_hash,
             genesis,
             frame,
+            sealed: false,
             queued_at: push.sent_at,
             events: count,
         })
@@ -552,7 +585,7 @@ impl Cases {
 
     pub fn get(&self, case_id: &CaseId) -> Result<Option<CaseRecord>, CaseError> {
         match self.inner.store.get(Cf::Cases, &case_key(case_id))? {
-            Some(bytes) => Ok(Some(decode(&bytes)?)),
+            Some(bytes) => Ok(Some(self.decode_record(&bytes, true)?)),
             None => Ok(None),
         }
     }
@@ -575,7 +608,8 @@ impl Cases {
             .inner
             .store
             .scan_prefix(Cf::Events, &events_prefix(case_id))?;
-        for (_, bytes) in stored {
+        for (_, sealed) in stored {
+            let bytes = self.inner.vault.unseal(case_id, &sealed)?;
             let envelope =
                 SignedEnvelope::from_bytes(&bytes, comity_protocol::limits::MAX_REQUEST_FRAME)
                     .map_err(|e| CaseError::Log(e.to_string()))?;
@@ -596,7 +630,8 @@ impl Cases {
             .store
             .scan(Cf::Cases)?
             .iter()
-            .map(|(_, v)| decode(v).map_err(CaseError::from))
+            // Lists need no content: records are not opened.
+            .map(|(_, v)| self.decode_record(v, false))
             .collect::<Result<Vec<CaseRecord>, _>>()?;
         cases.reverse();
         Ok(cases)
@@ -617,13 +652,61 @@ impl Cases {
         Ok(lag)
     }
 
+    /// Queued pushes with their frames opened. Pushes of a case whose content was destroyed
+    /// cannot be sent any more and are left out.
     fn outbox_entries(&self) -> Result<Vec<OutboxEntry>, CaseError> {
-        self.inner
-            .store
-            .scan(Cf::Outbox)?
-            .iter()
-            .map(|(_, v)| decode(v).map_err(CaseError::from))
-            .collect()
+        let mut entries = Vec::new();
+        for (_, v) in self.inner.store.scan(Cf::Outbox)? {
+            let mut entry: OutboxEntry = decode(&v)?;
+            if entry.sealed {
+                match self.inner.vault.unseal(&entry.case_id, &entry.frame) {
+                    Ok(frame) => {
+                        entry.frame = frame;
+                        entry.sealed = false;
+                    }
+                    Err(crate::vault::VaultError::Shredded(_)) => continue,
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            entries.push(entry);
+        }
+        Ok(entries)
+    }
+
+    /// A case record as stored: its request sealed with the case's key.
+    fn encode_record(&self, record: &CaseRecord) -> Result<Vec<u8>, CaseError> {
+        let mut stored = record.clone();
+        if let Some(request) = &record.request {
+            stored.sealed_request = self.inner.vault.seal(&record.case_id, &encode(request))?;
+        }
+        Ok(encode(&stored))
+    }
+
+    /// A stored case record; with `open`, its request opened (absent once purged).
+    fn decode_record(&self, bytes: &[u8], open: bool) -> Result<CaseRecord, CaseError> {
+        let mut record: CaseRecord = decode(bytes)?;
+        if open && !record.sealed_request.is_empty() {
+            match self
+                .inner
+                .vault
+                .unseal(&record.case_id, &record.sealed_request)
+            {
+                Ok(plain) => record.request = Some(decode(&plain)?),
+                Err(crate::vault::VaultError::Shredded(_)) => record.request = None,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(record)
+    }
+
+    /// A queued push as stored: a frame carrying case content is sealed with the case's key.
+    fn encode_outbox(&self, entry: &OutboxEntry) -> Result<Vec<u8>, CaseError> {
+        let mut stored = entry.clone();
+        if !entry.sealed {
+            stored.frame = self.inner.vault.seal(&entry.case_id, &entry.frame)?;
+            stored.sealed = true;
+        }
+        Ok(encode(&stored))
     }
 }
 
@@ -645,7 +728,7 @@ impl Cases {
             .inner
             .roster
             .deadlines()
-            .for_urgency(record.request.urgency);
+            .for_urgency(record.summary.urgency);
         let mut due = Due::default();
         let log = &record.log;
         let (step, from) = match log.state {

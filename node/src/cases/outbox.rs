@@ -21,7 +21,7 @@ use tracing::{debug, info, warn};
 
 use super::Cases;
 use super::exchange::Delivered;
-use super::record::{OutboxEntry, case_key, encode, message_key};
+use super::record::{OutboxEntry, case_key, message_key};
 use crate::roster::Member;
 use crate::store::{Batch, Cf};
 
@@ -237,7 +237,10 @@ impl Cases {
         match self.get(&entry.case_id) {
             Ok(Some(mut record)) => {
                 done.apply(&mut record, &mut batch);
-                batch.put(Cf::Cases, case_key(&entry.case_id), encode(&record));
+                match self.encode_record(&record) {
+                    Ok(value) => batch.put(Cf::Cases, case_key(&entry.case_id), value),
+                    Err(e) => return Outcome::Retry(e.to_string()),
+                }
             }
             Ok(None) => done.apply_to_outbox(&mut batch),
             Err(e) => return Outcome::Retry(e.to_string()),
@@ -268,7 +271,10 @@ impl Cases {
             record.delivery.last_attempt = Some(record.updated_at);
             record.delivery.last_error = Some(reason.clone());
             record.delivery.refused = Some(reason);
-            batch.put(Cf::Cases, case_key(&entry.case_id), encode(&record));
+            match self.encode_record(&record) {
+                Ok(value) => batch.put(Cf::Cases, case_key(&entry.case_id), value),
+                Err(e) => return Outcome::Retry(e.to_string()),
+            }
         }
         batch.delete(Cf::Outbox, message_key(&entry.message_id));
         if let Err(e) = self.inner.store.commit(batch).await {
@@ -291,7 +297,10 @@ impl Cases {
             record.delivery.last_attempt = Some(Timestamp::now());
             record.delivery.last_error = Some(reason.clone());
             let mut batch = Batch::new();
-            batch.put(Cf::Cases, case_key(&entry.case_id), encode(&record));
+            match self.encode_record(&record) {
+                Ok(value) => batch.put(Cf::Cases, case_key(&entry.case_id), value),
+                Err(e) => return Outcome::Retry(e.to_string()),
+            }
             // Losing this bookkeeping in a crash is harmless: the entry itself is durable.
             let _ = self.inner.store.commit(batch).await;
         }

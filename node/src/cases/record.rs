@@ -31,6 +31,32 @@ impl std::fmt::Display for Role {
     }
 }
 
+/// The parts of a request that carry no personal data: kept in clear for lists and deadlines.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestSummary {
+    pub requesting: Jurisdiction,
+    pub executing: Jurisdiction,
+    pub instrument: comity_protocol::Instrument,
+    pub kind: comity_protocol::RequestKind,
+    pub urgency: comity_protocol::Urgency,
+    pub data_categories: Vec<comity_protocol::DataCategory>,
+    pub retention_days: u32,
+}
+
+impl RequestSummary {
+    pub fn of(request: &AssistanceRequest) -> Self {
+        Self {
+            requesting: request.requesting.clone(),
+            executing: request.executing.clone(),
+            instrument: request.instrument,
+            kind: request.kind,
+            urgency: request.urgency,
+            data_categories: request.data_categories.clone(),
+            retention_days: request.retention_days,
+        }
+    }
+}
+
 /// Delivery attempts of the request itself (requester side).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Delivery {
@@ -84,7 +110,18 @@ pub struct CaseRecord {
     pub counterparty: Jurisdiction,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
-    pub request: AssistanceRequest,
+    /// The request's content, opened from `sealed_request`; `None` once purged (or when the
+    /// record was read without opening it).
+    #[serde(skip)]
+    pub request: Option<AssistanceRequest>,
+    /// The request sealed with the case's key (see `vault`): what the store holds.
+    #[serde(default)]
+    pub sealed_request: Vec<u8>,
+    /// What lists and deadlines need of the request, without its content.
+    pub summary: RequestSummary,
+    /// When this node destroyed the case's content (crypto-shredding).
+    #[serde(default)]
+    pub purged_at: Option<Timestamp>,
     /// The push that carried the request, and the counterparty's signed receipt of it.
     pub genesis_message: Option<MessageId>,
     pub receipt: Option<SignedEnvelope>,
@@ -137,8 +174,11 @@ pub struct OutboxEntry {
     pub body_hash: Hash32,
     /// Whether this push carries the request itself (its receipt is the proof of delivery).
     pub genesis: bool,
-    /// The encoded `ExchangeRequest`, exactly as every attempt sends it.
+    /// The encoded `ExchangeRequest`, exactly as every attempt sends it. Sealed with the
+    /// case's key in the store when `sealed` (it carries case content).
     pub frame: Vec<u8>,
+    #[serde(default)]
+    pub sealed: bool,
     pub queued_at: Timestamp,
     pub events: usize,
 }
