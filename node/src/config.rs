@@ -119,12 +119,16 @@ pub struct SafeguardsSection {
     /// Data categories whose disclosure needs an approver's approval before an officer other
     /// than that approver fulfils the request (four-eyes on the executing side).
     pub disclosure_approval: Vec<comity_protocol::DataCategory>,
+    /// Seconds between looks for cases whose retention has ended (their content is then
+    /// destroyed).
+    pub retention_sweep_secs: u64,
 }
 
 impl Default for SafeguardsSection {
     fn default() -> Self {
         Self {
             disclosure_approval: vec![comity_protocol::DataCategory::Content],
+            retention_sweep_secs: 60,
         }
     }
 }
@@ -364,6 +368,8 @@ format = "{format}"
 # Data categories whose disclosure needs an approver's approval, and a second officer to fulfil
 # (subscriber, user-identifying, traffic, content).
 disclosure_approval = [{categories}]
+# Seconds between looks for cases whose retention has ended (their content is then destroyed).
+retention_sweep_secs = {sweep}
 
 [testing]
 # Testnets only: lets the admin API cut links to members to inject partitions.
@@ -388,6 +394,7 @@ faults = {faults}
             mif = self.outbox.max_in_flight,
             nda = self.outbox.not_delivered_after_secs,
             faults = self.testing.faults,
+            sweep = self.safeguards.retention_sweep_secs,
             categories = self
                 .safeguards
                 .disclosure_approval

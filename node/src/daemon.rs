@@ -9,7 +9,7 @@ use tokio::sync::watch;
 use tracing::info;
 
 use crate::admin::{self, AdminState};
-use crate::cases::{Cases, OutboxSettings};
+use crate::cases::{CaseSettings, Cases};
 use crate::config::Config;
 use crate::identity::NodeIdentity;
 use crate::network::{self, BehaviourConfig, NetworkSettings};
@@ -86,16 +86,16 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         vault,
         identity.clone(),
         roster.clone(),
-        config.node.jurisdiction.clone(),
         client.clone(),
         inbound,
-        OutboxSettings {
+        CaseSettings {
             initial_backoff: config.outbox.initial_backoff(),
             max_backoff: config.outbox.max_backoff(),
             max_in_flight: config.outbox.max_in_flight.max(1),
             not_delivered_after: Duration::from_secs(config.outbox.not_delivered_after_secs),
             disclosure_approval: config.safeguards.disclosure_approval.clone(),
             policy,
+            retention_sweep: Duration::from_secs(config.safeguards.retention_sweep_secs.max(1)),
         },
     )?;
     let admin_task = tokio::spawn(admin::serve(

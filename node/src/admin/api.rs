@@ -92,6 +92,10 @@ pub struct CaseSummary {
     pub overdue: Option<String>,
     /// A sent request with no receipt after the configured time (still retried).
     pub not_delivered: bool,
+    /// Until when the case's data may be kept (its content is destroyed then).
+    pub retention_until: Option<Timestamp>,
+    /// When this node destroyed the case's content.
+    pub purged_at: Option<Timestamp>,
     /// Events in this node's replica of the log, and its heads: two replicas with the same
     /// heads hold the same log.
     pub events: usize,
@@ -177,6 +181,8 @@ pub enum Action {
     },
     /// Either side: the preservation is no longer needed.
     ReleasePreservation,
+    /// Requesting side: destroy the case's content now, before its retention ends.
+    Purge,
 }
 
 impl Action {
@@ -199,6 +205,7 @@ impl Action {
             Action::Preserve { until } => EventKind::Preserved { until },
             Action::ExtendPreservation { until } => EventKind::PreservationExtended { until },
             Action::ReleasePreservation => EventKind::PreservationReleased,
+            Action::Purge => EventKind::Purged,
         }
     }
 }
@@ -212,9 +219,10 @@ impl Action {
             | Action::Fulfil { .. }
             | Action::Preserve { .. }
             | Action::ExtendPreservation { .. } => &[OfficerRole::Reviewer],
-            Action::Clarify { .. } | Action::Withdraw { .. } | Action::Acknowledge => {
-                &[OfficerRole::Requester]
-            }
+            Action::Clarify { .. }
+            | Action::Withdraw { .. }
+            | Action::Acknowledge
+            | Action::Purge => &[OfficerRole::Requester],
             Action::Close | Action::ReleasePreservation => {
                 &[OfficerRole::Requester, OfficerRole::Reviewer]
             }
@@ -427,6 +435,14 @@ impl AdminClient {
     pub async fn revoke_officer(&self, name: &str) -> Result<Officer, ClientError> {
         self.post(&format!("/officers/{name}/revoke"), &serde_json::json!({}))
             .await
+    }
+    /// Testnets only: moves the node's clock forward.
+    pub async fn advance_clock(&self, secs: u64) -> Result<serde_json::Value, ClientError> {
+        self.post(
+            "/faults/clock",
+            &serde_json::json!({ "advance_secs": secs }),
+        )
+        .await
     }
     pub async fn refusals(&self) -> Result<Vec<Refusal>, ClientError> {
         self.get("/refusals").await

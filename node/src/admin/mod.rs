@@ -111,6 +111,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/cases/{id}/act", post(act))
         .route("/cases/{id}/approve", post(approve))
         .route("/faults", post(fault))
+        .route("/faults/clock", post(advance_clock))
         .route("/refusals", get(refusals))
         .route("/access-log", get(access_log))
         .route("/officers", get(list_officers).post(add_officer))
@@ -295,7 +296,7 @@ async fn list_cases(
             Role::Auditor,
         ],
     )?;
-    let now = Timestamp::now();
+    let now = state.cases.now();
     let cases = state
         .cases
         .list()?
@@ -320,7 +321,7 @@ async fn inbox(
             Role::Auditor,
         ],
     )?;
-    let now = Timestamp::now();
+    let now = state.cases.now();
     Ok(Json(
         state
             .cases
@@ -400,6 +401,34 @@ async fn refusals(
 ) -> Reply<Vec<Refusal>> {
     allow(&officer, &[Role::Auditor])?;
     Ok(Json(state.cases.refusals()?))
+}
+
+/// Testnets only: moves the node's clock forward, to reach deadlines and retention.
+async fn advance_clock(
+    Extension(officer): Extension<Officer>,
+    State(state): State<AdminState>,
+    Json(body): Json<serde_json::Value>,
+) -> Reply<serde_json::Value> {
+    allow(&officer, &[Role::Admin])?;
+    if !state.faults {
+        return Err(failure(
+            StatusCode::FORBIDDEN,
+            "faults-disabled",
+            "fault injection is off; it is for testnets only ([testing] faults = true)",
+        ));
+    }
+    let secs = body["advance_secs"].as_u64().ok_or_else(|| {
+        failure(
+            StatusCode::BAD_REQUEST,
+            "bad-json",
+            "give {\"advance_secs\": N}",
+        )
+    })?;
+    state
+        .cases
+        .advance_clock(std::time::Duration::from_secs(secs));
+    warn!(secs, "fault injection: clock advanced");
+    Ok(Json(serde_json::json!({ "now": state.cases.now() })))
 }
 
 async fn fault(
@@ -524,6 +553,8 @@ fn summary(state: &AdminState, record: &CaseRecord, now: Timestamp) -> CaseSumma
         due: due.at,
         overdue: due.overdue.map(str::to_owned),
         not_delivered: due.not_delivered,
+        retention_until: state.cases.retention_until(record),
+        purged_at: record.purged_at,
         events: record.log.events,
         heads: record.log.heads.clone(),
     }
@@ -542,7 +573,7 @@ fn detail(state: &AdminState, record: &CaseRecord) -> CaseDetail {
         )
     });
     CaseDetail {
-        summary: summary(state, record, Timestamp::now()),
+        summary: summary(state, record, state.cases.now()),
         message_id: record.genesis_message,
         // Content only where a purpose was stated and the read recorded (GET of one case).
         request: None,

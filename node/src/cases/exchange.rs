@@ -233,6 +233,20 @@ impl Cases {
     ) -> Result<Ingested, IngestError> {
         let guard = self.lock(&case_id).lock().await;
         let existing = self.get(&case_id)?;
+        if existing.as_ref().is_some_and(|r| r.purged_at.is_some()) {
+            // Its content is destroyed here: nothing can be added; the push is receipted so
+            // that the sender stops, and nothing else is kept.
+            if let Some((message_id, receipt)) = receipt {
+                let mut batch = Batch::new();
+                batch.require_absent(Cf::Inbox, message_key(&message_id));
+                batch.put(Cf::Inbox, message_key(&message_id), receipt.to_bytes());
+                self.inner.store.commit(batch).await.map_err(|e| match e {
+                    StoreError::Exists(_) => IngestError::Unavailable(GUARD_TAKEN.into()),
+                    e => IngestError::Unavailable(e.to_string()),
+                })?;
+            }
+            return Ok(Ingested::default());
+        }
         let mut log = if existing.is_some() {
             self.load_log(&case_id)?
         } else {
@@ -384,6 +398,13 @@ impl Cases {
         }
         record.log = LogSummary::of(&log);
         record.updated_at = Timestamp::now();
+        // The requester destroyed the data at the end of its retention: so does this node.
+        let purging = log.view().purged_at.is_some() && record.purged_at.is_none();
+        if purging {
+            record.purged_at = Some(record.updated_at);
+            record.request = None;
+            record.sealed_request.clear();
+        }
         if let Some(delivered) = &delivered {
             delivered.apply(&mut record, &mut batch);
         }
@@ -407,6 +428,10 @@ impl Cases {
                     "could not store the events, retry later: {e}"
                 )));
             }
+        }
+        if purging {
+            self.inner.vault.shred(&case_id)?;
+            info!(case = %case_id, "case content destroyed after the requester's purge (key shredded)");
         }
         drop(guard);
         let new = fresh.len();

@@ -9,6 +9,7 @@
 mod exchange;
 mod outbox;
 pub mod record;
+mod retention;
 mod sync;
 
 use std::collections::HashMap;
@@ -28,7 +29,7 @@ use crate::identity::NodeIdentity;
 use crate::network::{self, InboundRequest};
 use crate::roster::Roster;
 use crate::store::{Batch, Cf, Store, StoreError};
-pub use outbox::OutboxSettings;
+pub use outbox::CaseSettings;
 use record::{
     CaseRecord, Delivery, LogSummary, OutboxEntry, Role, case_key, decode, encode, event_key,
     events_prefix, message_key,
@@ -80,6 +81,8 @@ struct Inner {
     /// Officers waiting for a request's delivery to end (send with `wait`).
     waiters: Mutex<HashMap<CaseId, Vec<oneshot::Sender<()>>>>,
     not_delivered_after: Duration,
+    clock_offset_ms: std::sync::atomic::AtomicI64,
+    retention_sweep: Duration,
     /// Data categories whose disclosure needs a second officer's approval.
     disclosure_approval: Vec<DataCategory>,
     policy: Option<crate::policy::Policy>,
@@ -98,11 +101,15 @@ impl Cases {
         vault: crate::vault::Vault,
         identity: NodeIdentity,
         roster: Arc<Roster>,
-        jurisdiction: Jurisdiction,
         network: network::Client,
         inbound: mpsc::Receiver<InboundRequest>,
-        outbox_settings: OutboxSettings,
+        settings: CaseSettings,
     ) -> Result<Self, CaseError> {
+        // Who we are is what the roster says of our key (the daemon has checked it is there).
+        let jurisdiction = roster
+            .by_peer(&identity.peer_id())
+            .map(|(member, _)| member.jurisdiction.clone())
+            .ok_or_else(|| CaseError::Refused("this node's key is not in the roster".into()))?;
         let (outbox_tx, outbox_rx) = mpsc::channel(4096);
         let (sync_tx, sync_rx) = mpsc::channel(256);
         let cases = Self {
@@ -115,9 +122,11 @@ impl Cases {
                 network,
                 outbox: outbox_tx,
                 waiters: Mutex::new(HashMap::new()),
-                not_delivered_after: outbox_settings.not_delivered_after,
-                disclosure_approval: outbox_settings.disclosure_approval.clone(),
-                policy: outbox_settings.policy.clone(),
+                not_delivered_after: settings.not_delivered_after,
+                clock_offset_ms: std::sync::atomic::AtomicI64::new(0),
+                retention_sweep: settings.retention_sweep,
+                disclosure_approval: settings.disclosure_approval.clone(),
+                policy: settings.policy.clone(),
                 locks: std::array::from_fn(|_| tokio::sync::Mutex::new(())),
                 sync_tx,
                 sync_rx: Mutex::new(Some(sync_rx)),
@@ -130,14 +139,49 @@ impl Cases {
         let sync_connections = cases.inner.network.connections();
         tokio::spawn(outbox::run(
             cases.clone(),
-            outbox_settings,
+            settings,
             pending,
             outbox_rx,
             outbox_connections,
         ));
         tokio::spawn(exchange::serve(cases.clone(), inbound));
         tokio::spawn(sync::run(cases.clone(), sync_connections));
+        tokio::spawn(retention::run(cases.clone()));
         Ok(cases)
+    }
+
+    /// The node's clock: the system clock, plus an offset that testnets may advance (to see
+    /// deadlines and retention without waiting).
+    pub fn now(&self) -> Timestamp {
+        let offset = self
+            .inner
+            .clock_offset_ms
+            .load(std::sync::atomic::Ordering::Relaxed);
+        Timestamp::from_millis(Timestamp::now().as_millis().saturating_add(offset))
+    }
+
+    /// Fault injection (testnets): moves the node's clock forward.
+    pub fn advance_clock(&self, by: Duration) {
+        self.inner.clock_offset_ms.fetch_add(
+            by.as_millis().min(i64::MAX as u128) as i64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+
+    /// Until when received data may be kept: the request's retention from its submission,
+    /// capped by this node's policy. Nobody can extend it.
+    pub fn retention_until(&self, record: &CaseRecord) -> Option<Timestamp> {
+        let start = record.log.submitted_at?;
+        let mut days = record.summary.retention_days;
+        if let Some(cap) = self
+            .inner
+            .policy
+            .as_ref()
+            .and_then(|p| p.default_retention_days)
+        {
+            days = days.min(cap);
+        }
+        Some(start.saturating_add(Duration::from_secs(u64::from(days) * 86_400)))
     }
 
     pub fn jurisdiction(&self) -> &Jurisdiction {
@@ -388,6 +432,11 @@ impl Cases {
         if matches!(kind, EventKind::Fulfilled { .. }) {
             self.check_disclosure_approval(&record, officer)?;
         }
+        if let Some(at) = record.purged_at {
+            return Err(CaseError::Refused(format!(
+                "case {case_id}'s content was destroyed at {at}; nothing more can be recorded on it"
+            )));
+        }
         if let Some(refused) = &record.delivery.refused {
             return Err(CaseError::Refused(format!(
                 "{} refused this request when it arrived ({refused}); nothing more can be sent on it",
@@ -413,6 +462,7 @@ impl Cases {
                 record.role
             )));
         }
+        let purging = matches!(kind, EventKind::Purged);
         let event = log.next_event(&self.inner.jurisdiction, kind, Timestamp::now());
         let code = event.kind.code();
         let envelope = self.sign(&event)?;
@@ -432,15 +482,21 @@ impl Cases {
             event_key(&case_id, log.len() - 1),
             self.inner.vault.seal(&case_id, &envelope.to_bytes())?,
         );
-        let entry = self.push_entry(
+        let mut entry = self.push_entry(
             case_id,
             &record.counterparty,
             vec![envelope],
             false,
             Timestamp::now(),
         )?;
+        entry.clear = purging;
         record.log = LogSummary::of(&log);
         record.updated_at = Timestamp::now();
+        if purging {
+            record.purged_at = Some(record.updated_at);
+            record.request = None;
+            record.sealed_request.clear();
+        }
         batch.put(Cf::Cases, case_key(&case_id), self.encode_record(&record)?);
         batch.put(
             Cf::Outbox,
@@ -448,6 +504,12 @@ impl Cases {
             self.encode_outbox(&entry)?,
         );
         self.inner.store.commit(batch).await?;
+        if purging {
+            // The record says purged first: a crash before this line is finished by the
+            // retention sweep, which shreds the keys of purged cases again.
+            self.inner.vault.shred(&case_id)?;
+            info!(case = %case_id, officer, "case content destroyed (key shredded)");
+        }
         drop(guard);
         info!(case = %case_id, event = code, to = %record.counterparty, "event recorded");
         self.dispatch(vec![entry]).await;
@@ -533,6 +595,7 @@ impl Cases {
             genesis,
             frame,
             sealed: false,
+            clear: false,
             queued_at: push.sent_at,
             events: count,
         })
@@ -702,7 +765,7 @@ impl Cases {
     /// A queued push as stored: a frame carrying case content is sealed with the case's key.
     fn encode_outbox(&self, entry: &OutboxEntry) -> Result<Vec<u8>, CaseError> {
         let mut stored = entry.clone();
-        if !entry.sealed {
+        if !entry.sealed && !entry.clear {
             stored.frame = self.inner.vault.seal(&entry.case_id, &entry.frame)?;
             stored.sealed = true;
         }

@@ -25,8 +25,9 @@ use super::record::{OutboxEntry, case_key, message_key};
 use crate::roster::Member;
 use crate::store::{Batch, Cf};
 
+/// How the case service runs: delivery, safeguards and policy.
 #[derive(Clone, Debug)]
-pub struct OutboxSettings {
+pub struct CaseSettings {
     pub initial_backoff: Duration,
     pub max_backoff: Duration,
     pub max_in_flight: usize,
@@ -36,6 +37,8 @@ pub struct OutboxSettings {
     pub disclosure_approval: Vec<comity_protocol::DataCategory>,
     /// The node's policy, checked on every incoming request.
     pub policy: Option<crate::policy::Policy>,
+    /// How often expired retention is looked for.
+    pub retention_sweep: Duration,
 }
 
 enum Outcome {
@@ -52,7 +55,7 @@ struct Pending {
 
 pub(super) async fn run(
     cases: Cases,
-    settings: OutboxSettings,
+    settings: CaseSettings,
     loaded: Vec<OutboxEntry>,
     mut queued: mpsc::Receiver<OutboxEntry>,
     mut connections: tokio::sync::broadcast::Receiver<PeerId>,
@@ -150,7 +153,7 @@ pub(super) async fn run(
     }
 }
 
-fn backoff(settings: &OutboxSettings, attempts: u32) -> Duration {
+fn backoff(settings: &CaseSettings, attempts: u32) -> Duration {
     let exp = settings
         .initial_backoff
         .saturating_mul(1u32 << attempts.saturating_sub(1).min(20));

@@ -179,6 +179,10 @@ pub struct OutboxEntry {
     pub frame: Vec<u8>,
     #[serde(default)]
     pub sealed: bool,
+    /// The frame carries no case content (a `purged` event): stored in clear, so that it can
+    /// still be delivered once the case's key is destroyed.
+    #[serde(default)]
+    pub clear: bool,
     pub queued_at: Timestamp,
     pub events: usize,
 }

@@ -124,6 +124,8 @@ impl Cases {
                 r.counterparty == member.jurisdiction
                     && r.log.state.is_some()
                     && r.delivery.refused.is_none()
+                    // A purged case's log is unreadable here: there is nothing to offer.
+                    && r.purged_at.is_none()
             })
             .collect())
     }

@@ -270,6 +270,13 @@ pub enum CaseCommand {
         #[command(flatten)]
         read: ReadArgs,
     },
+    /// Requesting side: destroy the case's content now (its key is shredded), before its
+    /// retention ends. A signed `purged` event tells the other side, which does the same.
+    Purge {
+        id: CaseId,
+        #[command(flatten)]
+        read: ReadArgs,
+    },
     /// Requesting side: acknowledge the evidence.
     Acknowledge {
         id: CaseId,
@@ -359,6 +366,7 @@ impl CaseCommand {
                 (*id, Action::Fulfil { note: note.clone() }, read)
             }
             CaseCommand::Acknowledge { id, read } => (*id, Action::Acknowledge, read),
+            CaseCommand::Purge { id, read } => (*id, Action::Purge, read),
             CaseCommand::Preserve {
                 id,
                 until,

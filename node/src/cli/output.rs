@@ -126,6 +126,7 @@ pub fn case_detail(c: &CaseDetail, as_json: bool) -> anyhow::Result<()> {
             println!("data          {}", categories.join(", "));
             println!("selectors     {}", r.selectors.len());
         }
+        None if s.purged_at.is_some() => println!("content       destroyed"),
         None => println!("content       not shown (read it with `comity case show --purpose …`)"),
     }
     println!("created       {}", s.created_at);
@@ -159,6 +160,13 @@ pub fn case_detail(c: &CaseDetail, as_json: bool) -> anyhow::Result<()> {
     }
     if let Some((by, at)) = &c.disclosure_approval {
         println!("disclosure    approved by {by} at {at}");
+    }
+    match (&s.purged_at, &s.retention_until) {
+        (Some(at), _) => println!("PURGED        content destroyed at {at}"),
+        (None, Some(until)) => {
+            println!("retention     until {until}, then the content is destroyed")
+        }
+        _ => {}
     }
     if c.summary.not_delivered {
         println!("NOT DELIVERED still retrying");

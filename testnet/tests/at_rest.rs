@@ -1,0 +1,150 @@
+//! Encryption at rest and retention that deletes: a distinctive selector never reaches the
+//! RocksDB files (SST, WAL) in clear on either node; when the retention ends the requester
+//! destroys the content, the `purged` event reaches the executing node, which does the same,
+//! and the sealed content no longer opens, even with the master key.
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use comity_node::admin::api::ClientError;
+use comity_node::cases::record::event_key;
+use comity_node::store::{Cf, Store};
+use comity_node::vault::{Vault, VaultError};
+use comity_protocol::Selector;
+use common::*;
+
+const DISTINCTIVE: &str = "zq7-distinctive-selector@example.org";
+
+fn files_containing(dir: &Path, needle: &[u8]) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            found.extend(files_containing(&path, needle));
+        } else if std::fs::read(&path)
+            .map(|bytes| bytes.windows(needle.len()).any(|w| w == needle))
+            .unwrap_or(false)
+        {
+            found.push(path.display().to_string());
+        }
+    }
+    found
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn content_is_sealed_at_rest_and_destroyed_when_retention_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut bloc =
+        comity_testnet::Bloc::create_with(dir.path(), &[j("FR"), j("DE")], "testnet", |c| {
+            c.safeguards.retention_sweep_secs = 1;
+        })
+        .await
+        .unwrap();
+    bloc.start_all().unwrap();
+    bloc.wait_connected(Duration::from_secs(30)).await.unwrap();
+    let (fr, de) = (bloc.client("FR"), bloc.client("DE"));
+
+    let mut request = request("FR", "DE");
+    request.selectors = vec![Selector::Email(DISTINCTIVE.into())];
+    request.retention_days = 30;
+    let sent = comity_testnet::send_request(
+        &fr,
+        &bloc.approver("FR"),
+        request,
+        Some(Duration::from_secs(20)),
+    )
+    .await
+    .unwrap();
+    let id = sent.summary.case_id;
+    assert_eq!(sent.summary.state, "delivered");
+    let until = sent.summary.retention_until.expect("a retention deadline");
+    let shown = de.case(id).await.unwrap();
+    assert_eq!(
+        shown.request.unwrap().selectors,
+        vec![Selector::Email(DISTINCTIVE.into())]
+    );
+
+    // Nothing on disk holds the selector in clear: not the stores (SST, WAL, MANIFEST), not
+    // the logs. Stopping flushes what RocksDB holds in memory.
+    bloc.stop_all();
+    for node in ["FR", "DE"] {
+        let found = files_containing(&bloc.node(node).dir, DISTINCTIVE.as_bytes());
+        assert!(
+            found.is_empty(),
+            "{node}: the selector is in clear in {found:?}"
+        );
+        assert!(
+            bloc.node(node)
+                .dir
+                .join("keys")
+                .join(format!("{id}.key"))
+                .exists()
+        );
+    }
+
+    // Past the retention, FR destroys the content; DE follows the signed `purged` event.
+    bloc.start_all().unwrap();
+    bloc.wait_connected(Duration::from_secs(30)).await.unwrap();
+    let (fr, de) = (bloc.client("FR"), bloc.client("DE"));
+    fr.advance_clock(31 * 86_400).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let purged = |cases: Vec<comity_node::admin::api::CaseSummary>| {
+            cases
+                .iter()
+                .any(|c| c.case_id == id && c.purged_at.is_some())
+        };
+        if purged(fr.cases().await.unwrap()) && purged(de.cases().await.unwrap()) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the case was not purged on both sides"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The deadline was the request's 30 days from its submission.
+    let kept = until.as_millis() - sent.summary.created_at.as_millis();
+    assert!(
+        (30 * 86_400_000..30 * 86_400_000 + 60_000).contains(&kept),
+        "{kept} ms"
+    );
+    for client in [&fr, &de] {
+        let case = client.case(id).await.unwrap();
+        assert!(case.request.is_none(), "the content is gone");
+        match client.log(id).await {
+            Err(ClientError::Api { status: 410, .. }) => {}
+            other => panic!("the log of a purged case is gone, got {other:?}"),
+        }
+    }
+    let log_kinds: Vec<String> = bloc
+        .log("DE")
+        .lines()
+        .filter(|l| l.contains(&id.to_string()))
+        .map(|l| l.to_owned())
+        .collect();
+    assert!(
+        log_kinds.iter().any(|l| l.contains("content destroyed")),
+        "{log_kinds:?}"
+    );
+
+    // Even with the master key, what the store still holds does not open: the key is gone.
+    bloc.stop_all();
+    for node in ["FR", "DE"] {
+        let dir = &bloc.node(node).dir;
+        assert!(!dir.join("keys").join(format!("{id}.key")).exists());
+        let store = Store::open(&dir.join("store")).unwrap();
+        let vault = Vault::open(&dir.join("master.key"), &dir.join("keys")).unwrap();
+        let sealed = store
+            .get(Cf::Events, &event_key(&id, 0))
+            .unwrap()
+            .expect("the sealed event is still stored");
+        assert!(matches!(
+            vault.unseal(&id, &sealed),
+            Err(VaultError::Shredded(_))
+        ));
+        assert!(files_containing(dir, DISTINCTIVE.as_bytes()).is_empty());
+    }
+}
