@@ -130,6 +130,25 @@ async fn content_is_sealed_at_rest_and_destroyed_when_retention_ends() {
         "{log_kinds:?}"
     );
 
+    // The `purged` event is on both replicas: the same heads and state on both sides.
+    bloc.wait_converged(Duration::from_secs(20)).await.unwrap();
+    let (fr_case, de_case) = (
+        fr.cases()
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|c| c.case_id == id)
+            .unwrap(),
+        de.cases()
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|c| c.case_id == id)
+            .unwrap(),
+    );
+    assert_eq!(fr_case.heads, de_case.heads);
+    assert_eq!(fr_case.events, de_case.events);
+
     // Even with the master key, what the store still holds does not open: the key is gone.
     bloc.stop_all();
     for node in ["FR", "DE"] {

@@ -114,6 +114,20 @@ async fn every_endpoint_checks_the_officers_role() {
             None,
             vec![Auditor, Admin],
         ),
+        endpoint(
+            "FR",
+            Method::GET,
+            "/v1/access-log".into(),
+            None,
+            vec![Auditor, Admin],
+        ),
+        endpoint(
+            "FR",
+            Method::POST,
+            "/v1/faults/clock".into(),
+            Some(json!({"advance_secs": 0})),
+            vec![Admin],
+        ),
         // Approving is four-eyes: only the approver role, and an admin does not stand in.
         endpoint(
             "FR",
