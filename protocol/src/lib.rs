@@ -13,6 +13,7 @@ pub mod envelope;
 pub mod examples;
 pub mod ids;
 pub mod messages;
+pub mod policy;
 pub mod request;
 pub mod selector;
 pub mod validate;

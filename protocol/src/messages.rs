@@ -87,6 +87,8 @@ pub enum ExchangeRequest {
     /// Ask for missing events; answered with an [`EventsPage`]. The asker is the connected,
     /// roster-admitted peer: the answer only ever holds cases it is party to.
     Pull(PullRequest),
+    /// Ask for the member's signed [`crate::policy::PolicySummary`], to pre-check a draft.
+    Policy,
 }
 
 /// The answer to an [`ExchangeRequest`].
@@ -99,6 +101,8 @@ pub enum ExchangeResponse {
     Rejected(Rejection),
     /// Events for a [`PullRequest`].
     Events(EventsPage),
+    /// The member's signed policy summary; `None` when it publishes none.
+    Policy(Option<SignedEnvelope>),
 }
 
 /// The answer to a push that was taken in.

@@ -27,6 +27,57 @@ async fn incoming_requests_are_checked_and_the_requester_sees_why() {
     bloc.start_all().unwrap();
     bloc.wait_connected(Duration::from_secs(30)).await.unwrap();
 
+    // Before sending, a draft is pre-checked against DE's signed, published policy.
+    let draft = |from: &str| {
+        let client = bloc.client(from);
+        let request = request(from, "DE");
+        async move {
+            client
+                .create_request(&comity_node::admin::api::NewRequest { request })
+                .await
+                .unwrap()
+                .summary
+                .case_id
+        }
+    };
+    let fr_draft = draft("FR").await;
+    let it_draft = draft("IT").await;
+    let fr_pre = bloc
+        .client("FR")
+        .precheck(fr_draft)
+        .await
+        .unwrap()
+        .expect("DE publishes its policy");
+    assert_eq!(fr_pre.issuer, j("DE"));
+    assert_eq!(fr_pre.check.outcome, comity_protocol::PolicyOutcome::Passed);
+    let it_pre = bloc.client("IT").precheck(it_draft).await.unwrap().unwrap();
+    assert_eq!(
+        it_pre.check.outcome,
+        comity_protocol::PolicyOutcome::Refused
+    );
+    assert!(
+        it_pre
+            .check
+            .event_rules()
+            .iter()
+            .any(|r| r.contains("no agreement with IT"))
+    );
+    // A member without a policy publishes none.
+    let to_fr = bloc
+        .client("DE")
+        .create_request(&comity_node::admin::api::NewRequest {
+            request: request("DE", "FR"),
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        bloc.client("DE")
+            .precheck(to_fr.summary.case_id)
+            .await
+            .unwrap(),
+        None
+    );
+
     // FR has an agreement: passed, and the case is under review at once on both sides.
     let from_fr = send(&bloc, "FR", "DE", Some(20_000)).await;
     assert_eq!(from_fr.summary.state, "under-review");

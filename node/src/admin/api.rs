@@ -378,6 +378,14 @@ impl AdminClient {
     pub async fn create_request(&self, body: &NewRequest) -> Result<CaseDetail, ClientError> {
         self.post("/requests", body).await
     }
+    /// The draft checked against the executing member's published policy (`None`: it
+    /// publishes none).
+    pub async fn precheck(
+        &self,
+        case: CaseId,
+    ) -> Result<Option<crate::cases::Precheck>, ClientError> {
+        self.get(&format!("/cases/{case}/precheck")).await
+    }
     pub async fn approve(&self, case: CaseId) -> Result<CaseDetail, ClientError> {
         self.post(&format!("/cases/{case}/approve"), &serde_json::json!({}))
             .await

@@ -110,6 +110,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/cases/{id}/log", get(case_log))
         .route("/cases/{id}/act", post(act))
         .route("/cases/{id}/approve", post(approve))
+        .route("/cases/{id}/precheck", get(precheck))
         .route("/faults", post(fault))
         .route("/faults/clock", post(advance_clock))
         .route("/refusals", get(refusals))
@@ -353,6 +354,17 @@ async fn case_log(
         entries: view.entries,
         envelopes: log.envelopes(),
     }))
+}
+
+/// A draft checked against the executing member's published policy.
+async fn precheck(
+    Extension(officer): Extension<Officer>,
+    State(state): State<AdminState>,
+    Path(id): Path<String>,
+) -> Reply<Option<crate::cases::Precheck>> {
+    allow(&officer, &[Role::Requester, Role::Approver])?;
+    let id = parse_case(&id)?;
+    Ok(Json(state.cases.precheck(id).await?))
 }
 
 /// Four-eyes approval: of a draft (requesting side) or of a disclosure (executing side).

@@ -139,6 +139,12 @@ impl Cases {
                     Err(e) => reject(RejectCode::Unavailable, e.to_string()),
                 };
             }
+            ExchangeRequest::Policy => {
+                return match self.signed_policy() {
+                    Ok(summary) => ExchangeResponse::Policy(summary),
+                    Err(e) => reject(RejectCode::Unavailable, e.to_string()),
+                };
+            }
         };
         if envelope.signer != *key {
             return reject(
@@ -553,7 +559,7 @@ fn case_of(frame: &[u8]) -> Option<CaseId> {
                 .ok()
                 .map(|p| p.case_id)
         }
-        ExchangeRequest::Pull(_) => None,
+        ExchangeRequest::Pull(_) | ExchangeRequest::Policy => None,
     }
 }
 

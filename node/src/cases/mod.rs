@@ -8,6 +8,7 @@
 
 mod exchange;
 mod outbox;
+mod precheck;
 pub mod record;
 mod retention;
 mod sync;
@@ -30,6 +31,7 @@ use crate::network::{self, InboundRequest};
 use crate::roster::Roster;
 use crate::store::{Batch, Cf, Store, StoreError};
 pub use outbox::CaseSettings;
+pub use precheck::Precheck;
 use record::{
     CaseRecord, Delivery, LogSummary, OutboxEntry, Role, case_key, decode, encode, event_key,
     events_prefix, message_key,
@@ -86,6 +88,8 @@ struct Inner {
     /// Data categories whose disclosure needs a second officer's approval.
     disclosure_approval: Vec<DataCategory>,
     policy: Option<crate::policy::Policy>,
+    /// Members' published policy summaries, verified, with when they were fetched.
+    summaries: Mutex<HashMap<Jurisdiction, (crate::policy::PolicySummary, std::time::Instant)>>,
     /// Serialises read-modify-write of one case (its record and its log).
     locks: [tokio::sync::Mutex<()>; 64],
     /// Members to pull from soon, for the sync worker (which takes the receiver).
@@ -127,6 +131,7 @@ impl Cases {
                 retention_sweep: settings.retention_sweep,
                 disclosure_approval: settings.disclosure_approval.clone(),
                 policy: settings.policy.clone(),
+                summaries: Mutex::new(HashMap::new()),
                 locks: std::array::from_fn(|_| tokio::sync::Mutex::new(())),
                 sync_tx,
                 sync_rx: Mutex::new(Some(sync_rx)),

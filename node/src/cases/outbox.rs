@@ -196,8 +196,8 @@ impl Cases {
                     }
                 }
             }
-            ExchangeResponse::Events(_) => {
-                self.retry(entry, "the peer answered a push with events".into())
+            ExchangeResponse::Events(_) | ExchangeResponse::Policy(_) => {
+                self.retry(entry, "the peer answered a push with something else".into())
                     .await
             }
             ExchangeResponse::Rejected(rejection) => match rejection.code {

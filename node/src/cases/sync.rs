@@ -157,7 +157,9 @@ impl Cases {
             {
                 ExchangeResponse::Events(page) => page,
                 ExchangeResponse::Rejected(r) => return Err(r.to_string()),
-                ExchangeResponse::Receipt(_) => return Err("a receipt answered a pull".into()),
+                ExchangeResponse::Receipt(_) | ExchangeResponse::Policy(_) => {
+                    return Err("the member answered a pull with something else".into());
+                }
             };
             stored += self.ingest_page(member, page.events).await?;
             if !page.more {

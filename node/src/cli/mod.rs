@@ -165,6 +165,12 @@ pub struct ReadArgs {
 pub enum RequestCommand {
     /// Draft a request from flags or from a TOML/JSON file.
     New(Box<request::NewArgs>),
+    /// Check a draft against the executing member's published policy, before it is sent.
+    Precheck {
+        id: CaseId,
+        #[command(flatten)]
+        read: ReadArgs,
+    },
     /// Approve a draft that another officer drafted (four-eyes; `approver` role).
     Approve {
         id: CaseId,
@@ -533,6 +539,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             let case = client(&read.connection)?.act(id, &action).await?;
             output::case_detail(&case, read.json)
+        }
+        Command::Request(RequestCommand::Precheck { id, read }) => {
+            let precheck = client(&read.connection)?.precheck(id).await?;
+            output::precheck(&precheck, read.json)
         }
         Command::Request(RequestCommand::Send { id, wait, read }) => {
             let case = client(&read.connection)?

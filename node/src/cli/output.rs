@@ -372,3 +372,23 @@ pub fn policy_explain(log: &LogView, as_json: bool) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+pub fn precheck(precheck: &Option<crate::cases::Precheck>, as_json: bool) -> anyhow::Result<()> {
+    if as_json {
+        return json(precheck);
+    }
+    let Some(p) = precheck else {
+        println!("the executing member publishes no policy: nothing to pre-check against");
+        return Ok(());
+    };
+    println!(
+        "{} would say: {} (its policy as signed at {})",
+        p.issuer,
+        crate::policy::outcome_code(p.check.outcome),
+        p.issued_at
+    );
+    for rule in p.check.event_rules() {
+        println!("  - {rule}");
+    }
+    Ok(())
+}
