@@ -128,6 +128,20 @@ async fn every_endpoint_checks_the_officers_role() {
             Some(json!({"advance_secs": 0})),
             vec![Admin],
         ),
+        endpoint(
+            "FR",
+            Method::GET,
+            format!("/v1/cases/{draft}/precheck"),
+            None,
+            vec![Requester, Approver, Admin],
+        ),
+        endpoint(
+            "FR",
+            Method::POST,
+            "/v1/officers/nobody/revoke".into(),
+            Some(json!({})),
+            vec![Admin],
+        ),
         // Approving is four-eyes: only the approver role, and an admin does not stand in.
         endpoint(
             "FR",
