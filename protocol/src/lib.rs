@@ -12,6 +12,7 @@ pub mod caselog;
 pub mod envelope;
 pub mod examples;
 pub mod ids;
+pub mod merkle;
 pub mod messages;
 pub mod policy;
 pub mod request;
