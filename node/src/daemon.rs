@@ -9,6 +9,7 @@ use tokio::sync::watch;
 use tracing::info;
 
 use crate::admin::{self, AdminState};
+use crate::cases::record::CaseRecord;
 use crate::cases::{CaseSettings, Cases};
 use crate::config::Config;
 use crate::identity::NodeIdentity;
@@ -58,7 +59,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         Err(e) => bail!("cannot read policy {}: {e}", config.policy_path().display()),
     };
     let store = Store::open(&config.store_path())?;
-    let vault = crate::vault::Vault::open(&config.master_key_path(), &config.keys_path())?;
+    // Keys that cases name are in use; any other key file is a spare.
+    let in_use = store
+        .scan(crate::store::Cf::Cases)?
+        .iter()
+        .filter_map(|(_, v)| crate::cases::record::decode::<CaseRecord>(v).ok())
+        .map(|record| record.key_id)
+        .collect();
+    let vault = crate::vault::Vault::open(&config.master_key_path(), &config.keys_path(), &in_use)?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;

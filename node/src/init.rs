@@ -75,10 +75,7 @@ pub async fn init(options: InitOptions) -> anyhow::Result<Initialized> {
     )?;
     // The master key that will wrap every case's data key: made now, so that operators can
     // back it up before the first case arrives.
-    crate::vault::Vault::open(
-        &dir.join(&config.node.master_key),
-        &dir.join(&config.node.keys_dir),
-    )?;
+    crate::vault::Vault::create_master_key(&dir.join(&config.node.master_key))?;
     let store = Store::open(&dir.join(&config.node.store_dir))?;
     let (_, token) = officers::add(&store, "admin", Role::Admin).await?;
     drop(store);

@@ -55,12 +55,21 @@ pub async fn send_request(
     Ok(requester.send(draft.summary.case_id, wait).await?)
 }
 
-/// A free TCP port on loopback (bound and released; good enough for local testnets).
+/// A free TCP port on loopback (bound and released), never one this process handed out
+/// before: blocs made at once by parallel tests must not pick the same port.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("bind an ephemeral port on loopback")
+    static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("bind an ephemeral port on loopback");
+        let mut handed_out = HANDED_OUT.lock().expect("ports lock");
+        if !handed_out.contains(&port) {
+            handed_out.push(port);
+            return port;
+        }
+    }
 }
 
 /// The purpose testnet clients state when they read case content.

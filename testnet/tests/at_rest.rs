@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use comity_node::admin::api::ClientError;
-use comity_node::cases::record::event_key;
+use comity_node::cases::record::{CaseRecord, case_key, decode, event_key};
 use comity_node::store::{Cf, Store};
 use comity_node::vault::{Vault, VaultError};
 use comity_protocol::Selector;
@@ -31,6 +31,16 @@ fn files_containing(dir: &Path, needle: &[u8]) -> Vec<String> {
         }
     }
     found
+}
+
+/// The id of a case's data key, read from a stopped node's store.
+fn key_id(dir: &Path, id: comity_protocol::CaseId) -> String {
+    let store = Store::open(&dir.join("store")).unwrap();
+    let bytes = store
+        .get(Cf::Cases, &case_key(&id))
+        .unwrap()
+        .expect("the case is stored");
+    decode::<CaseRecord>(&bytes).unwrap().key_id
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -75,11 +85,12 @@ async fn content_is_sealed_at_rest_and_destroyed_when_retention_ends() {
             found.is_empty(),
             "{node}: the selector is in clear in {found:?}"
         );
+        let key = key_id(&bloc.node(node).dir, id);
         assert!(
             bloc.node(node)
                 .dir
                 .join("keys")
-                .join(format!("{id}.key"))
+                .join(format!("{key}.key"))
                 .exists()
         );
     }
@@ -153,15 +164,19 @@ async fn content_is_sealed_at_rest_and_destroyed_when_retention_ends() {
     bloc.stop_all();
     for node in ["FR", "DE"] {
         let dir = &bloc.node(node).dir;
-        assert!(!dir.join("keys").join(format!("{id}.key")).exists());
-        let store = Store::open(&dir.join("store")).unwrap();
-        let vault = Vault::open(&dir.join("master.key"), &dir.join("keys")).unwrap();
-        let sealed = store
-            .get(Cf::Events, &event_key(&id, 0))
-            .unwrap()
-            .expect("the sealed event is still stored");
+        let key = key_id(dir, id);
+        assert!(!dir.join("keys").join(format!("{key}.key")).exists());
+        let sealed = {
+            let store = Store::open(&dir.join("store")).unwrap();
+            store
+                .get(Cf::Events, &event_key(&id, 0))
+                .unwrap()
+                .expect("the sealed event is still stored")
+        };
+        let in_use = [key.clone()].into();
+        let vault = Vault::open(&dir.join("master.key"), &dir.join("keys"), &in_use).unwrap();
         assert!(matches!(
-            vault.unseal(&id, &sealed),
+            vault.unseal(&key, &id, &sealed),
             Err(VaultError::Shredded(_))
         ));
         assert!(files_containing(dir, DISTINCTIVE.as_bytes()).is_empty());

@@ -344,6 +344,7 @@ impl Cases {
                     request: Some(request),
                     sealed_request: Vec::new(),
                     purged_at: None,
+                    key_id: self.inner.vault.new_key()?,
                     genesis_message: receipt.map(|(id, _)| id),
                     receipt: receipt.map(|(_, r)| r.clone()),
                     delivery: Delivery::default(),
@@ -387,8 +388,15 @@ impl Cases {
                 answer.extend(own);
             } else {
                 pushes.push(
-                    self.push_entry(case_id, &counterparty, own, false, Timestamp::now())
-                        .map_err(IngestError::from)?,
+                    self.push_entry(
+                        case_id,
+                        &counterparty,
+                        own,
+                        false,
+                        Timestamp::now(),
+                        &record.key_id,
+                    )
+                    .map_err(IngestError::from)?,
                 );
             }
         }
@@ -399,7 +407,9 @@ impl Cases {
             batch.put(
                 Cf::Events,
                 event_key(&case_id, first_new + i),
-                self.inner.vault.seal(&case_id, &envelope.to_bytes())?,
+                self.inner
+                    .vault
+                    .seal(&record.key_id, &case_id, &envelope.to_bytes())?,
             );
         }
         record.log = LogSummary::of(&log);
@@ -436,7 +446,7 @@ impl Cases {
             }
         }
         if purging {
-            self.inner.vault.shred(&case_id)?;
+            self.inner.vault.shred(&record.key_id)?;
             info!(case = %case_id, "case content destroyed after the requester's purge (key shredded)");
         }
         drop(guard);

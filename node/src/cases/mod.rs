@@ -254,6 +254,7 @@ impl Cases {
             request: Some(request),
             sealed_request: Vec::new(),
             purged_at: None,
+            key_id: self.inner.vault.new_key()?,
             genesis_message: None,
             receipt: None,
             delivery: Delivery::default(),
@@ -395,7 +396,7 @@ impl Cases {
             event_key(&record.case_id, 0),
             self.inner
                 .vault
-                .seal(&record.case_id, &envelope.to_bytes())?,
+                .seal(&record.key_id, &record.case_id, &envelope.to_bytes())?,
         );
         // The push is dated like the genesis it carries, so that it can be rebuilt exactly.
         let entry = self.push_entry(
@@ -404,6 +405,7 @@ impl Cases {
             vec![envelope],
             true,
             now,
+            &record.key_id,
         )?;
         record.genesis_message = Some(entry.message_id);
         record.delivery.queued_at = Some(now);
@@ -485,7 +487,9 @@ impl Cases {
         batch.put(
             Cf::Events,
             event_key(&case_id, log.len() - 1),
-            self.inner.vault.seal(&case_id, &envelope.to_bytes())?,
+            self.inner
+                .vault
+                .seal(&record.key_id, &case_id, &envelope.to_bytes())?,
         );
         let mut entry = self.push_entry(
             case_id,
@@ -493,6 +497,7 @@ impl Cases {
             vec![envelope],
             false,
             Timestamp::now(),
+            &record.key_id,
         )?;
         entry.clear = purging;
         record.log = LogSummary::of(&log);
@@ -512,7 +517,7 @@ impl Cases {
         if purging {
             // The record says purged first: a crash before this line is finished by the
             // retention sweep, which shreds the keys of purged cases again.
-            self.inner.vault.shred(&case_id)?;
+            self.inner.vault.shred(&record.key_id)?;
             info!(case = %case_id, officer, "case content destroyed (key shredded)");
         }
         drop(guard);
@@ -579,6 +584,7 @@ impl Cases {
         events: Vec<SignedEnvelope>,
         genesis: bool,
         sent_at: Timestamp,
+        key_id: &str,
     ) -> Result<OutboxEntry, CaseError> {
         let count = events.len();
         let push = EventPush {
@@ -601,6 +607,7 @@ impl Cases {
             frame,
             sealed: false,
             clear: false,
+            key_id: key_id.to_owned(),
             queued_at: push.sent_at,
             events: count,
         })
@@ -672,12 +679,16 @@ impl Cases {
 
     fn read_log(&self, case_id: &CaseId, verify: bool) -> Result<CaseLog, CaseError> {
         let mut log = CaseLog::new(*case_id);
+        let Some(record) = self.inner.store.get(Cf::Cases, &case_key(case_id))? else {
+            return Ok(log);
+        };
+        let key_id = self.decode_record(&record, false)?.key_id;
         let stored = self
             .inner
             .store
             .scan_prefix(Cf::Events, &events_prefix(case_id))?;
         for (_, sealed) in stored {
-            let bytes = self.inner.vault.unseal(case_id, &sealed)?;
+            let bytes = self.inner.vault.unseal(&key_id, case_id, &sealed)?;
             let envelope =
                 SignedEnvelope::from_bytes(&bytes, comity_protocol::limits::MAX_REQUEST_FRAME)
                     .map_err(|e| CaseError::Log(e.to_string()))?;
@@ -727,7 +738,11 @@ impl Cases {
         for (_, v) in self.inner.store.scan(Cf::Outbox)? {
             let mut entry: OutboxEntry = decode(&v)?;
             if entry.sealed {
-                match self.inner.vault.unseal(&entry.case_id, &entry.frame) {
+                match self
+                    .inner
+                    .vault
+                    .unseal(&entry.key_id, &entry.case_id, &entry.frame)
+                {
                     Ok(frame) => {
                         entry.frame = frame;
                         entry.sealed = false;
@@ -745,7 +760,10 @@ impl Cases {
     fn encode_record(&self, record: &CaseRecord) -> Result<Vec<u8>, CaseError> {
         let mut stored = record.clone();
         if let Some(request) = &record.request {
-            stored.sealed_request = self.inner.vault.seal(&record.case_id, &encode(request))?;
+            stored.sealed_request =
+                self.inner
+                    .vault
+                    .seal(&record.key_id, &record.case_id, &encode(request))?;
         }
         Ok(encode(&stored))
     }
@@ -757,7 +775,7 @@ impl Cases {
             match self
                 .inner
                 .vault
-                .unseal(&record.case_id, &record.sealed_request)
+                .unseal(&record.key_id, &record.case_id, &record.sealed_request)
             {
                 Ok(plain) => record.request = Some(decode(&plain)?),
                 Err(crate::vault::VaultError::Shredded(_)) => record.request = None,
@@ -771,7 +789,10 @@ impl Cases {
     fn encode_outbox(&self, entry: &OutboxEntry) -> Result<Vec<u8>, CaseError> {
         let mut stored = entry.clone();
         if !entry.sealed && !entry.clear {
-            stored.frame = self.inner.vault.seal(&entry.case_id, &entry.frame)?;
+            stored.frame = self
+                .inner
+                .vault
+                .seal(&entry.key_id, &entry.case_id, &entry.frame)?;
             stored.sealed = true;
         }
         Ok(encode(&stored))

@@ -122,6 +122,9 @@ pub struct CaseRecord {
     /// When this node destroyed the case's content (crypto-shredding).
     #[serde(default)]
     pub purged_at: Option<Timestamp>,
+    /// The case's data key in the vault (an id, not the key).
+    #[serde(default)]
+    pub key_id: String,
     /// The push that carried the request, and the counterparty's signed receipt of it.
     pub genesis_message: Option<MessageId>,
     pub receipt: Option<SignedEnvelope>,
@@ -183,6 +186,9 @@ pub struct OutboxEntry {
     /// still be delivered once the case's key is destroyed.
     #[serde(default)]
     pub clear: bool,
+    /// The case's data key, which a sealed frame opens with.
+    #[serde(default)]
+    pub key_id: String,
     pub queued_at: Timestamp,
     pub events: usize,
 }

@@ -23,7 +23,7 @@ pub(super) async fn run(cases: Cases) {
         for record in records {
             if record.purged_at.is_some() {
                 // Finish a purge a crash interrupted: the key must be gone.
-                if let Err(e) = cases.inner.vault.shred(&record.case_id) {
+                if let Err(e) = cases.inner.vault.shred(&record.key_id) {
                     warn!(case = %record.case_id, error = %e, "could not destroy a purged case's key");
                 }
                 continue;

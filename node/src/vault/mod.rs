@@ -4,8 +4,9 @@
 //! hold it in clear. Deleting a case's key file (crypto-shredding) makes that content
 //! unreadable for good, even with the master key: the key never was in RocksDB.
 //!
-//! Key files are written durably (temporary file, fsync, rename, fsync of the directory)
-//! before anything sealed with them is stored.
+//! Key files are written durably (fsync of each file, then of the directory) before they are
+//! handed out: a background thread keeps a pool of spare keys ready, so that a new case costs
+//! no fsync. A case's record names its key; key files no record names are spares.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -42,28 +43,57 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> VaultError + '_ {
 }
 
 pub struct Vault {
+    shared: std::sync::Arc<Shared>,
+}
+
+struct Shared {
     master: XChaCha20Poly1305,
     dir: PathBuf,
-    keys: Mutex<HashMap<CaseId, [u8; 32]>>,
+    keys: Mutex<HashMap<String, [u8; 32]>>,
+    /// Durable key files no case uses yet.
+    spare: Mutex<Vec<String>>,
+    stop: std::sync::atomic::AtomicBool,
 }
+
+/// Spare keys kept ready, and how many are made at once when the pool runs low.
+const POOL_LOW: usize = 64;
+const POOL_BATCH: usize = 128;
 
 impl std::fmt::Debug for Vault {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Vault")
-            .field("dir", &self.dir)
+            .field("dir", &self.shared.dir)
             .finish_non_exhaustive()
     }
 }
 
+impl Drop for Vault {
+    fn drop(&mut self) {
+        self.shared
+            .stop
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 impl Vault {
-    /// Opens the vault: the master key file (created, mode 0600, if missing) and the directory
-    /// of case keys.
-    pub fn open(master_path: &Path, dir: &Path) -> Result<Self, VaultError> {
-        use std::os::unix::fs::PermissionsExt;
-        if !master_path.exists() {
-            crate::roster::write_private(master_path, &rand::random::<[u8; 32]>())
-                .map_err(io(master_path))?;
+    /// Makes the master key file (mode 0600) if it does not exist: `comity init` does, so that
+    /// operators can back it up before the first case.
+    pub fn create_master_key(path: &Path) -> Result<(), VaultError> {
+        if !path.exists() {
+            crate::roster::write_private(path, &rand::random::<[u8; 32]>()).map_err(io(path))?;
         }
+        Ok(())
+    }
+
+    /// Opens the vault: the master key file (created, mode 0600, if missing) and the directory
+    /// of keys. `in_use` are the key ids cases name; every other key file is a spare.
+    pub fn open(
+        master_path: &Path,
+        dir: &Path,
+        in_use: &std::collections::HashSet<String>,
+    ) -> Result<Self, VaultError> {
+        use std::os::unix::fs::PermissionsExt;
+        Self::create_master_key(master_path)?;
         let mode = std::fs::metadata(master_path)
             .map_err(io(master_path))?
             .permissions()
@@ -86,40 +116,130 @@ impl Vault {
                 problem: format!("it holds {} bytes", bytes.len()),
             })?;
         std::fs::create_dir_all(dir).map_err(io(dir))?;
-        Ok(Self {
+        let mut spare = Vec::new();
+        for entry in std::fs::read_dir(dir).map_err(io(dir))? {
+            let entry = entry.map_err(io(dir))?;
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if name.ends_with(".tmp") {
+                // A key a crash interrupted before it was whole: never handed out.
+                let _ = std::fs::remove_file(entry.path());
+                continue;
+            }
+            let Some(id) = name.strip_suffix(".key") else {
+                continue;
+            };
+            if !in_use.contains(id) {
+                spare.push(id.to_owned());
+            }
+        }
+        let shared = std::sync::Arc::new(Shared {
             master: XChaCha20Poly1305::new(&master.into()),
             dir: dir.to_owned(),
             keys: Mutex::new(HashMap::new()),
-        })
+            spare: Mutex::new(spare),
+            stop: std::sync::atomic::AtomicBool::new(false),
+        });
+        let pool = shared.clone();
+        std::thread::Builder::new()
+            .name("vault-keys".into())
+            .spawn(move || {
+                while !pool.stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let low = pool.spare.lock().expect("vault lock").len() < POOL_LOW;
+                    if low && let Err(e) = pool.refill(POOL_BATCH) {
+                        tracing::warn!(error = %e, "could not make spare case keys");
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+            })
+            .map_err(io(dir))?;
+        Ok(Self { shared })
     }
 
-    fn key_path(&self, case: &CaseId) -> PathBuf {
-        self.dir.join(format!("{case}.key"))
+    /// A key for a new case: a spare if one is ready, else made now. Its id goes into the
+    /// case's record, in the same batch as anything sealed with it.
+    pub fn new_key(&self) -> Result<String, VaultError> {
+        if let Some(id) = self.shared.spare.lock().expect("vault lock").pop() {
+            return Ok(id);
+        }
+        self.shared.refill(1)?;
+        self.shared
+            .spare
+            .lock()
+            .expect("vault lock")
+            .pop()
+            .ok_or_else(|| VaultError::Io {
+                path: self.shared.dir.clone(),
+                source: std::io::Error::other("no key could be made"),
+            })
     }
 
-    /// The case's key: from the cache, its file, or (with `create`) made and stored durably.
-    fn key(&self, case: &CaseId, create: bool) -> Result<[u8; 32], VaultError> {
-        if let Some(key) = self.keys.lock().expect("vault lock").get(case) {
+    /// Seals `plaintext` of `case` with the key `key_id`.
+    pub fn seal(
+        &self,
+        key_id: &str,
+        case: &CaseId,
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, VaultError> {
+        self.shared.seal(key_id, case, plaintext)
+    }
+
+    /// Opens what `seal` sealed.
+    pub fn unseal(
+        &self,
+        key_id: &str,
+        case: &CaseId,
+        sealed: &[u8],
+    ) -> Result<Vec<u8>, VaultError> {
+        self.shared.unseal(key_id, case, sealed)
+    }
+
+    /// Destroys a key: everything sealed with it is unreadable from now on.
+    pub fn shred(&self, key_id: &str) -> Result<(), VaultError> {
+        self.shared.shred(key_id)
+    }
+}
+
+impl Shared {
+    /// Makes `n` durable key files and adds them to the spares.
+    fn refill(&self, n: usize) -> Result<(), VaultError> {
+        let mut made = Vec::with_capacity(n);
+        for _ in 0..n {
+            let id = hex::encode(rand::random::<[u8; 16]>());
+            let key: [u8; 32] = rand::random();
+            self.write_key(&id, &key)?;
+            made.push(id);
+        }
+        self.sync_dir()?;
+        self.spare.lock().expect("vault lock").extend(made);
+        Ok(())
+    }
+
+    fn key_path(&self, id: &str) -> PathBuf {
+        self.dir.join(format!("{id}.key"))
+    }
+
+    /// A key from the cache or its file.
+    fn key(&self, id: &str, case: &CaseId) -> Result<[u8; 32], VaultError> {
+        if let Some(key) = self.keys.lock().expect("vault lock").get(id) {
             return Ok(*key);
         }
-        let path = self.key_path(case);
+        let path = self.key_path(id);
         let key = match std::fs::read(&path) {
-            Ok(wrapped) => self.unwrap_key(case, &wrapped)?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && create => {
-                let key: [u8; 32] = rand::random();
-                self.store_key(case, &key)?;
-                key
-            }
+            Ok(wrapped) => self.unwrap_key(id, case, &wrapped)?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(VaultError::Shredded(*case));
             }
             Err(e) => return Err(io(&path)(e)),
         };
-        self.keys.lock().expect("vault lock").insert(*case, key);
+        self.keys
+            .lock()
+            .expect("vault lock")
+            .insert(id.to_owned(), key);
         Ok(key)
     }
 
-    fn store_key(&self, case: &CaseId, key: &[u8; 32]) -> Result<(), VaultError> {
+    fn write_key(&self, id: &str, key: &[u8; 32]) -> Result<(), VaultError> {
         let nonce: [u8; 24] = rand::random();
         let wrapped = self
             .master
@@ -127,27 +247,28 @@ impl Vault {
                 XNonce::from_slice(&nonce),
                 Payload {
                     msg: key,
-                    aad: case.to_string().as_bytes(),
+                    aad: id.as_bytes(),
                 },
             )
-            .map_err(|_| VaultError::Corrupt(*case))?;
-        let path = self.key_path(case);
-        let temporary = self.dir.join(format!(".{case}.key.new"));
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            let mut file = std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&temporary)
-                .map_err(io(&temporary))?;
-            file.write_all(&nonce).map_err(io(&temporary))?;
-            file.write_all(&wrapped).map_err(io(&temporary))?;
-            file.sync_all().map_err(io(&temporary))?;
-        }
-        std::fs::rename(&temporary, &path).map_err(io(&path))?;
-        self.sync_dir()
+            .map_err(|_| VaultError::Io {
+                path: self.dir.clone(),
+                source: std::io::Error::other("cannot wrap a key"),
+            })?;
+        // Written under a temporary name and renamed once synced: a file with a key's name is
+        // always whole, whatever moment a crash picks.
+        let temporary = self.dir.join(format!(".{id}.tmp"));
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&temporary)
+            .map_err(io(&temporary))?;
+        file.write_all(&nonce).map_err(io(&temporary))?;
+        file.write_all(&wrapped).map_err(io(&temporary))?;
+        file.sync_all().map_err(io(&temporary))?;
+        let path = self.key_path(id);
+        std::fs::rename(&temporary, &path).map_err(io(&path))
     }
 
     fn sync_dir(&self) -> Result<(), VaultError> {
@@ -156,7 +277,7 @@ impl Vault {
             .map_err(io(&self.dir))
     }
 
-    fn unwrap_key(&self, case: &CaseId, wrapped: &[u8]) -> Result<[u8; 32], VaultError> {
+    fn unwrap_key(&self, id: &str, case: &CaseId, wrapped: &[u8]) -> Result<[u8; 32], VaultError> {
         if wrapped.len() < 24 {
             return Err(VaultError::Corrupt(*case));
         }
@@ -167,7 +288,7 @@ impl Vault {
                 XNonce::from_slice(nonce),
                 Payload {
                     msg: ciphertext,
-                    aad: case.to_string().as_bytes(),
+                    aad: id.as_bytes(),
                 },
             )
             .map_err(|_| VaultError::Corrupt(*case))?;
@@ -176,9 +297,8 @@ impl Vault {
             .map_err(|_| VaultError::Corrupt(*case))
     }
 
-    /// Seals `plaintext` with the case's key (made on first use).
-    pub fn seal(&self, case: &CaseId, plaintext: &[u8]) -> Result<Vec<u8>, VaultError> {
-        let key = self.key(case, true)?;
+    fn seal(&self, id: &str, case: &CaseId, plaintext: &[u8]) -> Result<Vec<u8>, VaultError> {
+        let key = self.key(id, case)?;
         let cipher = XChaCha20Poly1305::new(&key.into());
         let nonce: [u8; 24] = rand::random();
         let aad = case.to_string();
@@ -198,12 +318,11 @@ impl Vault {
         Ok(sealed)
     }
 
-    /// Opens what `seal` sealed for this case.
-    pub fn unseal(&self, case: &CaseId, sealed: &[u8]) -> Result<Vec<u8>, VaultError> {
+    fn unseal(&self, id: &str, case: &CaseId, sealed: &[u8]) -> Result<Vec<u8>, VaultError> {
         if sealed.len() < 25 || sealed[0] != SEALED_V1 {
             return Err(VaultError::Corrupt(*case));
         }
-        let key = self.key(case, false)?;
+        let key = self.key(id, case)?;
         let cipher = XChaCha20Poly1305::new(&key.into());
         let aad = case.to_string();
         cipher
@@ -217,10 +336,9 @@ impl Vault {
             .map_err(|_| VaultError::Corrupt(*case))
     }
 
-    /// Destroys the case's key: everything sealed with it is unreadable from now on.
-    pub fn shred(&self, case: &CaseId) -> Result<(), VaultError> {
-        self.keys.lock().expect("vault lock").remove(case);
-        let path = self.key_path(case);
+    fn shred(&self, id: &str) -> Result<(), VaultError> {
+        self.keys.lock().expect("vault lock").remove(id);
+        let path = self.key_path(id);
         match std::fs::remove_file(&path) {
             Ok(()) => self.sync_dir(),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
@@ -232,41 +350,51 @@ impl Vault {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashSet;
 
     #[test]
     fn sealed_content_opens_until_shredded_and_never_after() {
         let dir = tempfile::tempdir().unwrap();
         let master = dir.path().join("master.key");
+        let keys = dir.path().join("keys");
         let case = CaseId::new();
-        let sealed = {
-            let vault = Vault::open(&master, &dir.path().join("keys")).unwrap();
-            let sealed = vault.seal(&case, b"selector alice@example.org").unwrap();
+        let (key_id, sealed) = {
+            let vault = Vault::open(&master, &keys, &HashSet::new()).unwrap();
+            let key_id = vault.new_key().unwrap();
+            let sealed = vault
+                .seal(&key_id, &case, b"selector alice@example.org")
+                .unwrap();
             assert!(!sealed.windows(5).any(|w| w == b"alice"));
             assert_eq!(
-                vault.unseal(&case, &sealed).unwrap(),
+                vault.unseal(&key_id, &case, &sealed).unwrap(),
                 b"selector alice@example.org"
             );
-            sealed
+            (key_id, sealed)
         };
-        // A fresh process with the same master key opens it; another case's key does not.
-        let vault = Vault::open(&master, &dir.path().join("keys")).unwrap();
+        // A fresh process with the same master key opens it; the key in use is not a spare.
+        let in_use: HashSet<String> = [key_id.clone()].into();
+        let vault = Vault::open(&master, &keys, &in_use).unwrap();
         assert_eq!(
-            vault.unseal(&case, &sealed).unwrap(),
+            vault.unseal(&key_id, &case, &sealed).unwrap(),
             b"selector alice@example.org"
         );
-        vault.seal(&CaseId::new(), b"other").unwrap();
+        for _ in 0..10 {
+            assert_ne!(
+                vault.new_key().unwrap(),
+                key_id,
+                "a key in use is never handed out again"
+            );
+        }
+        // Another case id does not open it (the case is authenticated data).
+        assert!(vault.unseal(&key_id, &CaseId::new(), &sealed).is_err());
+        vault.shred(&key_id).unwrap();
         assert!(matches!(
-            vault.unseal(&CaseId::new(), &sealed),
+            vault.unseal(&key_id, &case, &sealed),
             Err(VaultError::Shredded(_))
         ));
-        vault.shred(&case).unwrap();
+        let reopened = Vault::open(&master, &keys, &in_use).unwrap();
         assert!(matches!(
-            vault.unseal(&case, &sealed),
-            Err(VaultError::Shredded(_))
-        ));
-        let reopened = Vault::open(&master, &dir.path().join("keys")).unwrap();
-        assert!(matches!(
-            reopened.unseal(&case, &sealed),
+            reopened.unseal(&key_id, &case, &sealed),
             Err(VaultError::Shredded(_))
         ));
     }
