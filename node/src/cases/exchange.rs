@@ -27,7 +27,7 @@ use crate::roster::Member;
 use crate::store::{Batch, Cf, StoreError};
 
 /// Inbound requests handled at once; more wait in the network's bounded queue.
-const MAX_CONCURRENT: usize = 64;
+const MAX_CONCURRENT: usize = 128;
 
 pub(super) async fn serve(cases: Cases, mut inbound: mpsc::Receiver<InboundRequest>) {
     let permits = Arc::new(Semaphore::new(MAX_CONCURRENT));

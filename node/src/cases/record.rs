@@ -115,7 +115,7 @@ pub struct CaseRecord {
     #[serde(skip)]
     pub request: Option<AssistanceRequest>,
     /// The request sealed with the case's key (see `vault`): what the store holds.
-    #[serde(default)]
+    #[serde(default, with = "serde_bytes")]
     pub sealed_request: Vec<u8>,
     /// What lists and deadlines need of the request, without its content.
     pub summary: RequestSummary,
@@ -179,6 +179,7 @@ pub struct OutboxEntry {
     pub genesis: bool,
     /// The encoded `ExchangeRequest`, exactly as every attempt sends it. Sealed with the
     /// case's key in the store when `sealed` (it carries case content).
+    #[serde(with = "serde_bytes")]
     pub frame: Vec<u8>,
     #[serde(default)]
     pub sealed: bool,

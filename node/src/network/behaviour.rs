@@ -72,7 +72,7 @@ impl Behaviour {
             )],
             request_response::Config::default()
                 .with_request_timeout(config.request_timeout)
-                .with_max_concurrent_streams(64),
+                .with_max_concurrent_streams(256),
         );
 
         Ok(Self {

@@ -24,7 +24,7 @@ use crate::roster::Roster;
 
 /// Inbound requests waiting for the exchange service (frames of up to 1 MiB each). Past this a
 /// request is dropped, its stream resets, and the sender's outbox retries it.
-const INBOUND_QUEUE: usize = 128;
+const INBOUND_QUEUE: usize = 256;
 const COMMAND_QUEUE: usize = 1024;
 
 #[derive(Debug, thiserror::Error)]
