@@ -29,6 +29,16 @@ use api::{
 };
 use officers::{Officer, Role};
 
+/// Roles that may list cases (no content).
+const READERS: &[Role] = &[
+    Role::Requester,
+    Role::Approver,
+    Role::Reviewer,
+    Role::Auditor,
+];
+/// Roles that may read a case's content (with a stated purpose). Auditors may not.
+const CONTENT_READERS: &[Role] = &[Role::Requester, Role::Approver, Role::Reviewer];
+
 /// Longest an officer may ask to wait for a receipt in one call.
 const MAX_WAIT: Duration = Duration::from_secs(60);
 
@@ -288,15 +298,7 @@ async fn list_cases(
     State(state): State<AdminState>,
     Query(filter): Query<CaseFilter>,
 ) -> Reply<Vec<CaseSummary>> {
-    allow(
-        &officer,
-        &[
-            Role::Requester,
-            Role::Approver,
-            Role::Reviewer,
-            Role::Auditor,
-        ],
-    )?;
+    allow(&officer, READERS)?;
     let now = state.cases.now();
     let cases = state
         .cases
@@ -313,15 +315,7 @@ async fn inbox(
     Extension(officer): Extension<Officer>,
     State(state): State<AdminState>,
 ) -> Reply<Vec<CaseSummary>> {
-    allow(
-        &officer,
-        &[
-            Role::Requester,
-            Role::Approver,
-            Role::Reviewer,
-            Role::Auditor,
-        ],
-    )?;
+    allow(&officer, READERS)?;
     let now = state.cases.now();
     Ok(Json(
         state
@@ -340,7 +334,7 @@ async fn case_log(
     Path(id): Path<String>,
     Query(query): Query<PurposeQuery>,
 ) -> Reply<LogView> {
-    allow(&officer, &[Role::Requester, Role::Approver, Role::Reviewer])?;
+    allow(&officer, CONTENT_READERS)?;
     let id = parse_case(&id)?;
     let purpose = stated_purpose(&query)?;
     state.cases.get(&id)?.ok_or(CaseError::NotFound(id))?;
@@ -477,7 +471,7 @@ async fn show_case(
     Path(id): Path<String>,
     Query(query): Query<PurposeQuery>,
 ) -> Reply<CaseDetail> {
-    allow(&officer, &[Role::Requester, Role::Approver, Role::Reviewer])?;
+    allow(&officer, CONTENT_READERS)?;
     let id = parse_case(&id)?;
     let purpose = stated_purpose(&query)?;
     let record = state.cases.get(&id)?.ok_or(CaseError::NotFound(id))?;
