@@ -305,8 +305,9 @@ impl FromStr for Timestamp {
     }
 }
 
-/// A BLAKE3 hash, used to name message bodies (a receipt quotes the hash of what it received)
-/// and evidence. A byte string on the wire, lowercase hex in text.
+/// A 32-byte hash. BLAKE3 names message bodies (a receipt quotes the hash of what it
+/// received), events and evidence; Merkle proofs (`crate::merkle`) carry SHA-256 values, as RFC
+/// 9162 requires. A byte string on the wire, lowercase hex in text.
 #[derive(Copy, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct Hash32(#[serde(with = "crate::bytes::fixed")] pub [u8; 32]);

@@ -478,6 +478,7 @@ async fn show_case(
     record_access(&state, &officer, id, "case", purpose).await?;
     let mut detail = detail(&state, &record);
     detail.request = record.request.clone();
+    detail.decision = record.log.decision.clone();
     Ok(Json(detail))
 }
 
@@ -584,7 +585,8 @@ fn detail(state: &AdminState, record: &CaseRecord) -> CaseDetail {
         // Content only where a purpose was stated and the read recorded (GET of one case).
         request: None,
         delivery: record.delivery.clone(),
-        decision: record.log.decision.clone(),
+        // Decision texts are content too: only on a read that stated its purpose.
+        decision: None,
         approval: record.approval.clone(),
         disclosure_approval: record.disclosure_approval.clone(),
         receipt,
