@@ -39,6 +39,8 @@ pub struct Config {
     #[serde(default)]
     pub safeguards: SafeguardsSection,
     #[serde(default)]
+    pub audit: AuditSection,
+    #[serde(default)]
     pub testing: TestingSection,
     /// Directory the config was read from; relative paths are resolved against it.
     #[serde(skip)]
@@ -129,6 +131,22 @@ impl Default for SafeguardsSection {
         Self {
             disclosure_approval: vec![comity_protocol::DataCategory::Content],
             retention_sweep_secs: 60,
+        }
+    }
+}
+
+/// The audit log's checkpoints.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditSection {
+    /// Seconds between signed checkpoints of the audit log (when it grew).
+    pub checkpoint_secs: u64,
+}
+
+impl Default for AuditSection {
+    fn default() -> Self {
+        Self {
+            checkpoint_secs: 10,
         }
     }
 }
@@ -252,6 +270,7 @@ impl Config {
             outbox: OutboxSection::default(),
             log: LogSection::default(),
             safeguards: SafeguardsSection::default(),
+            audit: AuditSection::default(),
             testing: TestingSection::default(),
             base_dir: PathBuf::new(),
         }
@@ -371,6 +390,10 @@ disclosure_approval = [{categories}]
 # Seconds between looks for cases whose retention has ended (their content is then destroyed).
 retention_sweep_secs = {sweep}
 
+[audit]
+# Seconds between signed checkpoints of the audit log (when it grew).
+checkpoint_secs = {checkpoint}
+
 [testing]
 # Testnets only: lets the admin API cut links to members to inject partitions.
 faults = {faults}
@@ -395,6 +418,7 @@ faults = {faults}
             nda = self.outbox.not_delivered_after_secs,
             faults = self.testing.faults,
             sweep = self.safeguards.retention_sweep_secs,
+            checkpoint = self.audit.checkpoint_secs,
             categories = self
                 .safeguards
                 .disclosure_approval

@@ -106,6 +106,24 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             retention_sweep: Duration::from_secs(config.safeguards.retention_sweep_secs.max(1)),
         },
     )?;
+    // Signed checkpoints of the audit log, as it grows.
+    {
+        let (store, identity) = (store.clone(), identity.clone());
+        let jurisdiction = config.node.jurisdiction.clone();
+        let every = Duration::from_secs(config.audit.checkpoint_secs.max(1));
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                match crate::audit::checkpoint(&store, &jurisdiction, identity.signing_key()).await
+                {
+                    Ok(Some(c)) => tracing::debug!(size = c.tree_size, "audit checkpoint signed"),
+                    Ok(None) => {}
+                    Err(e) => tracing::warn!(error = %e, "audit checkpoint failed"),
+                }
+            }
+        });
+    }
     let admin_task = tokio::spawn(admin::serve(
         config.admin.listen,
         AdminState {

@@ -5,6 +5,7 @@
 //! typed client), `cli` (the officer and operator commands).
 
 pub mod admin;
+pub mod audit;
 pub mod cases;
 pub mod cli;
 pub mod config;

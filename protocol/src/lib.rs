@@ -6,6 +6,7 @@
 //! so that a second implementation can be checked against it with the golden vectors in
 //! `tests/vectors/`.
 
+pub mod audit;
 mod bytes;
 pub mod canonical;
 pub mod caselog;

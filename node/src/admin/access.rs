@@ -42,6 +42,14 @@ pub async fn record(
     let key = format!("{:020}/{}", record.at.as_millis(), MessageId::new());
     let mut batch = Batch::new();
     batch.put(Cf::Access, key.into_bytes(), value);
+    crate::audit::record(
+        &mut batch,
+        crate::audit::AuditWhat::Access {
+            officer: record.officer.clone(),
+            case_id,
+            read: record.what.clone(),
+        },
+    );
     store.commit(batch).await
 }
 

@@ -150,6 +150,14 @@ pub async fn add(store: &Store, name: &str, role: Role) -> Result<(Officer, Stri
     };
     batch.put(Cf::Officers, name.as_bytes().to_vec(), encode(&record));
     batch.put(Cf::Tokens, token_key(&token), encode(&officer));
+    crate::audit::record(
+        &mut batch,
+        crate::audit::AuditWhat::Officer {
+            officer: name.to_owned(),
+            role: role.to_string(),
+            change: "added".into(),
+        },
+    );
     match store.commit(batch).await {
         Ok(()) => Ok((officer, token)),
         Err(StoreError::Exists(_)) => Err(OfficerError::Exists(name.to_owned())),
@@ -178,6 +186,14 @@ pub async fn revoke(store: &Store, name: &str) -> Result<Officer, OfficerError> 
     let mut batch = Batch::new();
     batch.put(Cf::Officers, name.as_bytes().to_vec(), encode(&record));
     batch.delete(Cf::Tokens, record.token_hash.clone());
+    crate::audit::record(
+        &mut batch,
+        crate::audit::AuditWhat::Officer {
+            officer: name.to_owned(),
+            role: record.officer.role.to_string(),
+            change: "revoked".into(),
+        },
+    );
     store.commit(batch).await?;
     Ok(record.officer)
 }

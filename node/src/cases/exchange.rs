@@ -411,6 +411,7 @@ impl Cases {
                     .vault
                     .seal(&record.key_id, &case_id, &envelope.to_bytes())?,
             );
+            crate::audit::record_event(&mut batch, envelope);
         }
         record.log = LogSummary::of(&log);
         record.updated_at = Timestamp::now();
@@ -606,6 +607,14 @@ impl Cases {
         };
         let mut batch = Batch::new();
         batch.put(Cf::Refusals, refusal_key(&refusal), encode(&refusal));
+        crate::audit::record(
+            &mut batch,
+            crate::audit::AuditWhat::Refusal {
+                peer: refusal.peer.clone(),
+                code: refusal.code.to_string(),
+                case_id: refusal.case_id,
+            },
+        );
         if let Err(e) = self.inner.store.commit(batch).await {
             warn!(%peer, error = %e, "could not record a refusal");
         }

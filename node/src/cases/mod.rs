@@ -333,6 +333,13 @@ impl Cases {
         record.updated_at = now;
         let mut batch = Batch::new();
         batch.put(Cf::Cases, case_key(&case_id), self.encode_record(&record)?);
+        crate::audit::record(
+            &mut batch,
+            crate::audit::AuditWhat::Approval {
+                officer: approver.to_owned(),
+                case_id,
+            },
+        );
         self.inner.store.commit(batch).await?;
         info!(case = %case_id, officer = approver, role = %record.role, "approved");
         Ok(record)
@@ -398,6 +405,7 @@ impl Cases {
                 .vault
                 .seal(&record.key_id, &record.case_id, &envelope.to_bytes())?,
         );
+        crate::audit::record_event(batch, &envelope);
         // The push is dated like the genesis it carries, so that it can be rebuilt exactly.
         let entry = self.push_entry(
             record.case_id,
@@ -491,6 +499,7 @@ impl Cases {
                 .vault
                 .seal(&record.key_id, &case_id, &envelope.to_bytes())?,
         );
+        crate::audit::record_event(&mut batch, &envelope);
         let mut entry = self.push_entry(
             case_id,
             &record.counterparty,

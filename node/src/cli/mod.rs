@@ -70,6 +70,41 @@ pub enum Command {
     /// This node's policy: check a file, or explain a case's check.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// The audit log: verify it, prove an entry, prove two checkpoints consistent, check a
+    /// proof. Reads the store read-only: the node may keep running.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Recompute the whole log: every entry and every signed checkpoint.
+    Verify {
+        #[arg(short, long, env = "COMITY_CONFIG", default_value = "comity.toml")]
+        config: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print an inclusion proof of entry N against a signed checkpoint (JSON).
+    Prove {
+        entry: u64,
+        #[arg(short, long, env = "COMITY_CONFIG", default_value = "comity.toml")]
+        config: PathBuf,
+    },
+    /// Print a consistency proof between the checkpoints at two tree sizes (JSON).
+    Consistency {
+        old: u64,
+        new: u64,
+        #[arg(short, long, env = "COMITY_CONFIG", default_value = "comity.toml")]
+        config: PathBuf,
+    },
+    /// Check a proof printed by `prove` or `consistency`, offline, with the node's public key.
+    Check {
+        file: PathBuf,
+        /// The node's public key (hex), as its roster PeerId carries it (`comity status`).
+        #[arg(long)]
+        signer: comity_protocol::PublicKey,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -457,6 +492,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Audit(command) => audit(command),
         Command::Policy(PolicyCommand::Check { file }) => {
             let text = std::fs::read_to_string(&file)
                 .with_context(|| format!("cannot read {}", file.display()))?;
@@ -633,4 +669,81 @@ fn read_token(path: &Path) -> anyhow::Result<String> {
     }
     let token = std::fs::read_to_string(path)?;
     Ok(token.trim().to_owned())
+}
+
+fn audit(command: AuditCommand) -> anyhow::Result<()> {
+    use crate::audit;
+    let open =
+        |config: &Path| -> anyhow::Result<(crate::store::Store, ed25519_dalek::VerifyingKey)> {
+            let config = Config::load(config)?;
+            let identity = crate::identity::NodeIdentity::load(&config.key_path())?;
+            let store = crate::store::Store::open_read_only(&config.store_path())?;
+            Ok((store, identity.signing_key().verifying_key()))
+        };
+    match command {
+        AuditCommand::Verify { config, json } => {
+            let (store, key) = open(&config)?;
+            let report = audit::verify(&store, &key)?;
+            if json {
+                output::json(&report)?;
+            } else {
+                println!(
+                    "{} entries, {} signed checkpoint(s)",
+                    report.entries, report.checkpoints
+                );
+                for problem in &report.problems {
+                    println!("PROBLEM: {problem}");
+                }
+            }
+            if report.problems.is_empty() {
+                if !json {
+                    println!("the audit log verifies");
+                }
+                Ok(())
+            } else {
+                bail!(
+                    "the audit log does not verify: {} problem(s)",
+                    report.problems.len()
+                )
+            }
+        }
+        AuditCommand::Prove { entry, config } => {
+            let (store, _) = open(&config)?;
+            output::json(&audit::prove(&store, entry)?)
+        }
+        AuditCommand::Consistency { old, new, config } => {
+            let (store, _) = open(&config)?;
+            output::json(&audit::consistency(&store, old, new)?)
+        }
+        AuditCommand::Check { file, signer } => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            let key = signer
+                .verifying_key()
+                .map_err(|e| anyhow::anyhow!("--signer: {e}"))?;
+            if let Ok(proof) = serde_json::from_str::<audit::EntryProof>(&text) {
+                let checkpoint = audit::check_entry(&proof, &key)
+                    .map_err(|e| anyhow::anyhow!("the proof does not hold: {e}"))?;
+                println!(
+                    "entry {} is in {}'s audit log of {} entries, as signed at {}",
+                    proof.proof.index, checkpoint.log, checkpoint.tree_size, checkpoint.at
+                );
+                return Ok(());
+            }
+            let proof: audit::CheckpointConsistency =
+                serde_json::from_str(&text).with_context(|| {
+                    format!(
+                        "{} is neither an entry nor a consistency proof",
+                        file.display()
+                    )
+                })?;
+            let (old, new) = audit::check_consistency(&proof, &key)
+                .map_err(|e| anyhow::anyhow!("the proof does not hold: {e}"))?;
+            println!(
+                "{}'s log of {} entries (signed {}) is a prefix of its log of {} entries (signed {})",
+                new.log, old.tree_size, old.at, new.tree_size, new.at
+            );
+            Ok(())
+        }
+    }
 }

@@ -33,10 +33,16 @@ pub enum Cf {
     Officers,
     /// time / id → a read of case content: officer, case, stated purpose.
     Access,
+    /// index (big-endian u64) → audit entry, append-only.
+    Audit,
+    /// index → the entry's RFC 9162 leaf hash, to name an altered entry.
+    AuditLeaves,
+    /// tree size (big-endian u64) → signed checkpoint of the audit log.
+    Checkpoints,
 }
 
 impl Cf {
-    pub const ALL: [Cf; 8] = [
+    pub const ALL: [Cf; 11] = [
         Cf::Cases,
         Cf::Outbox,
         Cf::Inbox,
@@ -45,6 +51,9 @@ impl Cf {
         Cf::Refusals,
         Cf::Officers,
         Cf::Access,
+        Cf::Audit,
+        Cf::AuditLeaves,
+        Cf::Checkpoints,
     ];
 
     fn name(self) -> &'static str {
@@ -57,6 +66,9 @@ impl Cf {
             Cf::Refusals => "refusals",
             Cf::Officers => "officers",
             Cf::Access => "access",
+            Cf::Audit => "audit",
+            Cf::AuditLeaves => "audit-leaves",
+            Cf::Checkpoints => "checkpoints",
         }
     }
 }
@@ -94,6 +106,9 @@ pub struct Batch {
     /// The batch applies only if this key is absent (checked in the writer, so two
     /// concurrent batches guarded by the same key cannot both apply).
     guard: Option<(Cf, Vec<u8>)>,
+    /// Entries to append to the audit log; the writer numbers them, so that the log stays
+    /// gap-free and in commit order.
+    audit: Vec<Vec<u8>>,
 }
 
 impl Batch {
@@ -106,6 +121,11 @@ impl Batch {
     pub fn delete(&mut self, cf: Cf, key: impl Into<Vec<u8>>) {
         self.ops.push(Op::Delete(cf, key.into()));
     }
+    /// Appends an entry to the audit log in the same atomic write as the change it records.
+    pub fn audit(&mut self, entry: Vec<u8>) {
+        self.audit.push(entry);
+    }
+
     /// Makes the batch conditional on `key` being absent from `cf`.
     pub fn require_absent(&mut self, cf: Cf, key: impl Into<Vec<u8>>) {
         self.guard = Some((cf, key.into()));
@@ -161,6 +181,27 @@ impl Store {
                 db,
                 writer: Some(writer),
                 thread: Some(thread),
+                path: path.to_owned(),
+            }),
+        })
+    }
+
+    /// Opens a store read-only, beside a running node (for audits): it can read but never
+    /// commit.
+    pub fn open_read_only(path: &Path) -> Result<Self, StoreError> {
+        let options = Options::default();
+        let names = Cf::ALL.iter().map(|cf| cf.name());
+        let db = DB::open_cf_for_read_only(&options, path, names, false).map_err(|e| {
+            StoreError::Open {
+                path: path.to_owned(),
+                message: e.to_string(),
+            }
+        })?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                db: Arc::new(db),
+                writer: None,
+                thread: None,
                 path: path.to_owned(),
             }),
         })

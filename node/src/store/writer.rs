@@ -28,6 +28,7 @@ pub(super) fn spawn(db: Arc<DB>) -> (mpsc::Sender<Job>, std::thread::JoinHandle<
         .name("store-writer".into())
         .spawn(move || {
             let mut group = Vec::with_capacity(MAX_GROUP);
+            let mut next_audit = next_audit_index(&db);
             while let Some(first) = rx.blocking_recv() {
                 group.push(first);
                 while group.len() < MAX_GROUP {
@@ -36,7 +37,7 @@ pub(super) fn spawn(db: Arc<DB>) -> (mpsc::Sender<Job>, std::thread::JoinHandle<
                         Err(_) => break,
                     }
                 }
-                write_group(&db, &mut group);
+                write_group(&db, &mut group, &mut next_audit);
             }
             // All handles dropped: flush what RocksDB buffers before the thread ends.
             let _ = db.flush_wal(true);
@@ -45,7 +46,18 @@ pub(super) fn spawn(db: Arc<DB>) -> (mpsc::Sender<Job>, std::thread::JoinHandle<
     (tx, thread)
 }
 
-fn write_group(db: &DB, group: &mut Vec<Job>) {
+/// The index the next audit entry gets: one past the last stored.
+fn next_audit_index(db: &DB) -> u64 {
+    db.iterator_cf(handle(db, Cf::Audit), rocksdb::IteratorMode::End)
+        .next()
+        .and_then(|item| item.ok())
+        .and_then(|(key, _)| <[u8; 8]>::try_from(&key[..]).ok())
+        .map(|key| u64::from_be_bytes(key) + 1)
+        .unwrap_or(0)
+}
+
+fn write_group(db: &DB, group: &mut Vec<Job>, next_audit: &mut u64) {
+    let first_audit = *next_audit;
     let mut batch = WriteBatch::default();
     let mut accepted = Vec::with_capacity(group.len());
     let mut guarded: HashSet<(Cf, Vec<u8>)> = HashSet::new();
@@ -75,6 +87,16 @@ fn write_group(db: &DB, group: &mut Vec<Job>) {
                 Op::Delete(cf, k) => batch.delete_cf(handle(db, *cf), k),
             }
         }
+        for entry in &job.batch.audit {
+            let key = next_audit.to_be_bytes();
+            batch.put_cf(handle(db, Cf::Audit), key, entry);
+            batch.put_cf(
+                handle(db, Cf::AuditLeaves),
+                key,
+                comity_protocol::merkle::leaf_hash(entry),
+            );
+            *next_audit += 1;
+        }
         accepted.push(job.reply);
     }
     if accepted.is_empty() {
@@ -85,6 +107,10 @@ fn write_group(db: &DB, group: &mut Vec<Job>) {
     let result = db
         .write_opt(batch, &options)
         .map_err(|e| StoreError::Write(e.to_string()));
+    if result.is_err() {
+        // Nothing was written: the numbers are free again, and the log stays gap-free.
+        *next_audit = first_audit;
+    }
     for reply in accepted {
         let _ = reply.send(result.as_ref().map(|_| ()).map_err(clone_error));
     }

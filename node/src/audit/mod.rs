@@ -1,0 +1,331 @@
+//! The audit log: every case event, every read of case content, every officer and approval
+//! change, every refusal of a peer's message, in an append-only Merkle log (RFC 9162 hashing)
+//! that the node seals with signed checkpoints. Entries hold identifiers only, never content.
+//!
+//! Entries are appended by the store's writer in the same atomic write as the change they
+//! record (see `store::Batch::audit`). This module makes entries, signs checkpoints, and
+//! verifies a log and proves entries — from a store opened read-only, beside a running node,
+//! so that auditors need not stop it.
+
+use comity_protocol::audit::Checkpoint;
+use comity_protocol::merkle::{self, ConsistencyProof, InclusionProof};
+use comity_protocol::{
+    CaseEvent, CaseId, Hash32, Jurisdiction, SignedEnvelope, Timestamp, from_cbor, limits,
+    to_canonical_cbor,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::store::{Batch, Cf, Store, StoreError};
+
+/// What one audit entry records.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "what", rename_all = "kebab-case")]
+pub enum AuditWhat {
+    /// A case event stored (ours or a peer's).
+    CaseEvent {
+        case_id: CaseId,
+        event_id: Hash32,
+        author: Jurisdiction,
+        kind: String,
+    },
+    /// An officer read a case's content.
+    Access {
+        officer: String,
+        case_id: CaseId,
+        read: String,
+    },
+    /// An officer was added or revoked.
+    Officer {
+        officer: String,
+        role: String,
+        change: String,
+    },
+    /// An officer approved a draft or a disclosure (four-eyes).
+    Approval { officer: String, case_id: CaseId },
+    /// A peer's message or event was refused.
+    Refusal {
+        peer: String,
+        code: String,
+        case_id: Option<CaseId>,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub at: Timestamp,
+    #[serde(flatten)]
+    pub what: AuditWhat,
+}
+
+/// Adds an entry for `what` to `batch`.
+pub fn record(batch: &mut Batch, what: AuditWhat) {
+    let entry = AuditEntry {
+        at: Timestamp::now(),
+        what,
+    };
+    batch.audit(to_canonical_cbor(&entry).expect("audit entries encode"));
+}
+
+/// Adds an entry for a stored case event.
+pub fn record_event(batch: &mut Batch, envelope: &SignedEnvelope) {
+    if let Ok(event) = from_cbor::<CaseEvent>(&envelope.body, limits::MAX_REQUEST_FRAME) {
+        record(
+            batch,
+            AuditWhat::CaseEvent {
+                case_id: event.case_id,
+                event_id: Hash32::of(&envelope.to_bytes()),
+                author: event.author,
+                kind: event.kind.code().to_owned(),
+            },
+        );
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("no entry {0} in the audit log")]
+    NoEntry(u64),
+    #[error("no checkpoint covers entry {0} yet; wait for the next one")]
+    NotCheckpointed(u64),
+    #[error("no checkpoint at tree size {0}")]
+    NoCheckpoint(u64),
+    #[error("{0}")]
+    Proof(#[from] merkle::MerkleError),
+    #[error("cannot sign: {0}")]
+    Sign(String),
+}
+
+fn index_key(i: u64) -> [u8; 8] {
+    i.to_be_bytes()
+}
+
+/// Every leaf hash of the log, in order, as stored.
+fn leaves(store: &Store) -> Result<Vec<[u8; 32]>, AuditError> {
+    Ok(store
+        .scan(Cf::AuditLeaves)?
+        .into_iter()
+        .filter_map(|(_, v)| <[u8; 32]>::try_from(&v[..]).ok())
+        .collect())
+}
+
+fn checkpoints(store: &Store) -> Result<Vec<(u64, SignedEnvelope)>, AuditError> {
+    Ok(store
+        .scan(Cf::Checkpoints)?
+        .into_iter()
+        .filter_map(|(k, v)| {
+            let size = u64::from_be_bytes(<[u8; 8]>::try_from(&k[..]).ok()?);
+            let envelope = SignedEnvelope::from_bytes(&v, limits::MAX_RESPONSE_FRAME).ok()?;
+            Some((size, envelope))
+        })
+        .collect())
+}
+
+/// The tree sizes at which the log was checkpointed, oldest first.
+pub fn checkpoint_sizes(store: &Store) -> Result<Vec<u64>, AuditError> {
+    Ok(checkpoints(store)?
+        .into_iter()
+        .map(|(size, _)| size)
+        .collect())
+}
+
+/// Signs and stores a checkpoint of the log as it stands, if it grew since the last one.
+pub async fn checkpoint(
+    store: &Store,
+    log: &Jurisdiction,
+    key: &ed25519_dalek::SigningKey,
+) -> Result<Option<Checkpoint>, AuditError> {
+    let leaves = leaves(store)?;
+    let size = leaves.len() as u64;
+    let last = checkpoints(store)?.last().map(|(s, _)| *s);
+    if size == 0 || last == Some(size) {
+        return Ok(None);
+    }
+    let checkpoint = Checkpoint {
+        log: log.clone(),
+        tree_size: size,
+        root: Hash32(merkle::root(&leaves)),
+        at: Timestamp::now(),
+    };
+    let signed =
+        SignedEnvelope::sign(&checkpoint, key).map_err(|e| AuditError::Sign(e.to_string()))?;
+    let mut batch = Batch::new();
+    batch.put(Cf::Checkpoints, index_key(size).to_vec(), signed.to_bytes());
+    store.commit(batch).await?;
+    Ok(Some(checkpoint))
+}
+
+/// The outcome of verifying a whole log.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Verification {
+    pub entries: u64,
+    pub checkpoints: usize,
+    /// Every problem found, each naming the entry or checkpoint; empty when the log holds.
+    pub problems: Vec<String>,
+}
+
+/// Recomputes the whole log: every entry against its leaf hash, every checkpoint's signature
+/// (with `signer`, the node's public key) and root.
+pub fn verify(
+    store: &Store,
+    signer: &ed25519_dalek::VerifyingKey,
+) -> Result<Verification, AuditError> {
+    let mut report = Verification::default();
+    let entries = store.scan(Cf::Audit)?;
+    let leaves = store.scan(Cf::AuditLeaves)?;
+    report.entries = entries.len() as u64;
+    let mut hashes = Vec::with_capacity(entries.len());
+    for (i, (key, entry)) in entries.iter().enumerate() {
+        let index = <[u8; 8]>::try_from(&key[..])
+            .map(u64::from_be_bytes)
+            .unwrap_or(u64::MAX);
+        if index != i as u64 {
+            report
+                .problems
+                .push(format!("entry {i} is missing: the log jumps to {index}"));
+        }
+        let leaf = merkle::leaf_hash(entry);
+        match leaves.get(i).map(|(_, v)| v.as_slice()) {
+            Some(stored) if stored == leaf => {}
+            _ => report.problems.push(format!(
+                "entry {i} was altered: its bytes no longer hash to the leaf recorded when it was appended"
+            )),
+        }
+        if from_cbor::<AuditEntry>(entry, limits::MAX_REQUEST_FRAME).is_err() {
+            report
+                .problems
+                .push(format!("entry {i} does not decode as an audit entry"));
+        }
+        hashes.push(leaf);
+    }
+    for (size, envelope) in checkpoints(store)? {
+        report.checkpoints += 1;
+        match envelope.open::<Checkpoint>(signer) {
+            Err(e) => report.problems.push(format!(
+                "checkpoint at size {size}: signature does not verify ({e})"
+            )),
+            Ok(checkpoint) => {
+                if checkpoint.tree_size as usize > hashes.len() {
+                    report.problems.push(format!(
+                        "checkpoint at size {size} covers more entries than the log holds ({})",
+                        hashes.len()
+                    ));
+                } else if merkle::root(&hashes[..checkpoint.tree_size as usize])
+                    != checkpoint.root.0
+                {
+                    report.problems.push(format!(
+                        "checkpoint at size {size}: the log's first {size} entries no longer have the signed root; history was rewritten"
+                    ));
+                }
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// An inclusion proof of one entry, with the signed checkpoint it is proved against: enough
+/// for anyone with the node's public key to check it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct EntryProof {
+    #[serde(with = "hex_bytes")]
+    pub entry: Vec<u8>,
+    pub proof: InclusionProof,
+    pub checkpoint: SignedEnvelope,
+}
+
+/// Proves entry `index` against the first checkpoint that covers it.
+pub fn prove(store: &Store, index: u64) -> Result<EntryProof, AuditError> {
+    let entry = store
+        .get(Cf::Audit, &index_key(index))?
+        .ok_or(AuditError::NoEntry(index))?;
+    let (size, checkpoint) = checkpoints(store)?
+        .into_iter()
+        .find(|(size, _)| *size > index)
+        .ok_or(AuditError::NotCheckpointed(index))?;
+    let leaves = leaves(store)?;
+    let proof = InclusionProof::generate(&leaves[..size as usize], index)?;
+    Ok(EntryProof {
+        entry,
+        proof,
+        checkpoint,
+    })
+}
+
+/// A consistency proof between two checkpoints, with both signed checkpoints.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CheckpointConsistency {
+    pub proof: ConsistencyProof,
+    pub old: SignedEnvelope,
+    pub new: SignedEnvelope,
+}
+
+pub fn consistency(store: &Store, old: u64, new: u64) -> Result<CheckpointConsistency, AuditError> {
+    let all = checkpoints(store)?;
+    let find = |size: u64| {
+        all.iter()
+            .find(|(s, _)| *s == size)
+            .map(|(_, c)| c.clone())
+            .ok_or(AuditError::NoCheckpoint(size))
+    };
+    let (old_checkpoint, new_checkpoint) = (find(old)?, find(new)?);
+    let leaves = leaves(store)?;
+    let proof = ConsistencyProof::generate(&leaves[..new as usize], old)?;
+    Ok(CheckpointConsistency {
+        proof,
+        old: old_checkpoint,
+        new: new_checkpoint,
+    })
+}
+
+/// Checks an entry proof with the node's public key alone.
+pub fn check_entry(
+    proof: &EntryProof,
+    signer: &ed25519_dalek::VerifyingKey,
+) -> Result<Checkpoint, String> {
+    let checkpoint: Checkpoint = proof
+        .checkpoint
+        .open(signer)
+        .map_err(|e| format!("checkpoint: {e}"))?;
+    if proof.proof.tree_size != checkpoint.tree_size {
+        return Err("the proof is for another tree size than the checkpoint".into());
+    }
+    proof
+        .proof
+        .verify(&merkle::leaf_hash(&proof.entry), &checkpoint.root.0)
+        .map_err(|e| e.to_string())?;
+    Ok(checkpoint)
+}
+
+/// Checks a consistency proof with the node's public key alone.
+pub fn check_consistency(
+    proof: &CheckpointConsistency,
+    signer: &ed25519_dalek::VerifyingKey,
+) -> Result<(Checkpoint, Checkpoint), String> {
+    let old: Checkpoint = proof
+        .old
+        .open(signer)
+        .map_err(|e| format!("old checkpoint: {e}"))?;
+    let new: Checkpoint = proof
+        .new
+        .open(signer)
+        .map_err(|e| format!("new checkpoint: {e}"))?;
+    if (proof.proof.old_size, proof.proof.new_size) != (old.tree_size, new.tree_size) {
+        return Err("the proof is for other sizes than the checkpoints".into());
+    }
+    proof
+        .proof
+        .verify(&old.root.0, &new.root.0)
+        .map_err(|e| e.to_string())?;
+    Ok((old, new))
+}
+
+mod hex_bytes {
+    use serde::{Deserialize, Deserializer, Serializer};
+    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(bytes))
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        hex::decode(String::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
