@@ -14,6 +14,7 @@ pub mod identity;
 pub mod init;
 pub mod network;
 pub mod policy;
+pub mod report;
 pub mod roster;
 pub mod store;
 pub mod telemetry;

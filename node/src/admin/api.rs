@@ -56,6 +56,13 @@ pub struct PurposeQuery {
     pub purpose: Option<String>,
 }
 
+/// `GET /v1/reports/transparency?period=2026-Q3`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct ReportQuery {
+    #[serde(default)]
+    pub period: Option<String>,
+}
+
 /// `GET /v1/access-log?case=`.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct AccessQuery {
@@ -451,6 +458,15 @@ impl AdminClient {
             &serde_json::json!({ "advance_secs": secs }),
         )
         .await
+    }
+    pub async fn transparency(
+        &self,
+        period: Option<&str>,
+    ) -> Result<crate::report::Report, ClientError> {
+        match period {
+            Some(p) => self.get(&format!("/reports/transparency?period={p}")).await,
+            None => self.get("/reports/transparency").await,
+        }
     }
     pub async fn refusals(&self) -> Result<Vec<Refusal>, ClientError> {
         self.get("/refusals").await

@@ -125,6 +125,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/faults/clock", post(advance_clock))
         .route("/refusals", get(refusals))
         .route("/access-log", get(access_log))
+        .route("/reports/transparency", get(transparency))
         .route("/officers", get(list_officers).post(add_officer))
         .route("/officers/{name}/revoke", post(revoke_officer))
         .method_not_allowed_fallback(|| async {
@@ -518,6 +519,30 @@ async fn record_access(
         })?;
     info!(officer = %officer.name, case = %case, what, "case content read (access logged)");
     Ok(())
+}
+
+/// Aggregate statistics of a period, without personal data (auditors).
+async fn transparency(
+    Extension(officer): Extension<Officer>,
+    State(state): State<AdminState>,
+    Query(query): Query<api::ReportQuery>,
+) -> Reply<crate::report::Report> {
+    allow(&officer, &[Role::Auditor])?;
+    let period = match &query.period {
+        Some(p) => Some(
+            p.parse::<crate::report::Period>()
+                .map_err(|e| failure(StatusCode::BAD_REQUEST, "period", e))?,
+        ),
+        None => None,
+    };
+    let records = state.cases.list()?;
+    let now = state.cases.now();
+    Ok(Json(crate::report::compute(
+        state.cases.jurisdiction().as_str(),
+        &records,
+        period.as_ref(),
+        |r| state.cases.due(r, now).overdue.is_some(),
+    )))
 }
 
 async fn access_log(

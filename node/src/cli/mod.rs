@@ -74,6 +74,32 @@ pub enum Command {
     /// proof. Reads the store read-only: the node may keep running.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Reports without personal data (auditors).
+    #[command(subcommand)]
+    Report(ReportCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReportCommand {
+    /// Requests sent and received by partner, instrument, data category and outcome; time to
+    /// decision and to fulfilment; overdue cases; purges.
+    Transparency {
+        /// 2026, 2026-Q3 or 2026-11; every case when left out.
+        #[arg(long)]
+        period: Option<String>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: ReportFormat,
+        #[command(flatten)]
+        connection: Connection,
+    },
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum ReportFormat {
+    Table,
+    Json,
+    Csv,
+    Html,
 }
 
 #[derive(Debug, Subcommand)]
@@ -493,6 +519,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Audit(command) => audit(command),
+        Command::Report(ReportCommand::Transparency {
+            period,
+            format,
+            connection,
+        }) => {
+            let report = client(&connection)?.transparency(period.as_deref()).await?;
+            match format {
+                ReportFormat::Table => print!("{}", report.to_table()),
+                ReportFormat::Json => output::json(&report)?,
+                ReportFormat::Csv => print!("{}", report.to_csv()),
+                ReportFormat::Html => print!("{}", report.to_html()),
+            }
+            Ok(())
+        }
         Command::Policy(PolicyCommand::Check { file }) => {
             let text = std::fs::read_to_string(&file)
                 .with_context(|| format!("cannot read {}", file.display()))?;

@@ -1,0 +1,137 @@
+//! Transparency reports from a testnet workload match the workload's counts exactly.
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use comity_node::admin::api::{Action, AdminClient};
+use comity_node::admin::officers::Role;
+use comity_protocol::{DataCategory, Decision};
+use common::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_report_counts_what_happened() {
+    let (_dir, mut bloc) = bloc(&["FR", "DE", "IT"]).await;
+    bloc.start_all().unwrap();
+    bloc.wait_connected(Duration::from_secs(30)).await.unwrap();
+    let (fr, de) = (bloc.client("FR"), bloc.client("DE"));
+
+    // FR sends three requests to DE and one (traffic data too) to IT; DE accepts two and
+    // refuses one; FR withdraws nothing; IT decides nothing.
+    let mut to_de = Vec::new();
+    for _ in 0..3 {
+        to_de.push(send(&bloc, "FR", "DE", Some(20_000)).await.summary.case_id);
+    }
+    let mut traffic = request("FR", "IT");
+    traffic.instrument = comity_protocol::Instrument::MlatBilateral;
+    traffic.data_categories = vec![DataCategory::Subscriber, DataCategory::Traffic];
+    comity_testnet::send_request(
+        &fr,
+        &bloc.approver("FR"),
+        traffic,
+        Some(Duration::from_secs(20)),
+    )
+    .await
+    .unwrap();
+    for id in &to_de[..2] {
+        de.act(
+            *id,
+            &Action::Decide {
+                decision: Decision::Accept,
+            },
+        )
+        .await
+        .unwrap();
+    }
+    de.act(
+        to_de[2],
+        &Action::Decide {
+            decision: Decision::Refuse {
+                reasons: vec!["not proportionate".into()],
+            },
+        },
+    )
+    .await
+    .unwrap();
+    bloc.wait_converged(Duration::from_secs(20)).await.unwrap();
+
+    let url = bloc.node("FR").admin_url();
+    let auditor = AdminClient::new(
+        &url,
+        fr.add_officer("auditor", Role::Auditor)
+            .await
+            .unwrap()
+            .token,
+    );
+    let period = comity_protocol::Timestamp::now().to_string()[..7].to_owned(); // this month
+    let report = auditor.transparency(Some(&period)).await.unwrap();
+    assert_eq!((report.requests.sent, report.requests.received), (4, 0));
+    assert_eq!(report.by_partner["DE"].sent, 3);
+    assert_eq!(report.by_partner["IT"].sent, 1);
+    assert_eq!(report.by_instrument["eu-epoc"].sent, 3);
+    assert_eq!(report.by_instrument["mlat-bilateral"].sent, 1);
+    assert_eq!(report.by_data_category["subscriber"].sent, 4);
+    assert_eq!(report.by_data_category["traffic"].sent, 1);
+    assert_eq!(report.by_outcome["accepted"].sent, 2);
+    assert_eq!(report.by_outcome["refused"].sent, 1);
+    assert_eq!(report.by_outcome["pending"].sent, 1);
+    assert!(report.decision_hours_median.is_some());
+    assert_eq!((report.overdue, report.purges), (0, 0));
+
+    // DE sees the same three from its side; a period before the workload counts nothing.
+    let de_auditor = AdminClient::new(
+        bloc.node("DE").admin_url(),
+        de.add_officer("auditor", Role::Auditor)
+            .await
+            .unwrap()
+            .token,
+    );
+    let at_de = de_auditor.transparency(Some(&period)).await.unwrap();
+    assert_eq!((at_de.requests.sent, at_de.requests.received), (0, 3));
+    assert_eq!(at_de.by_outcome["accepted"].received, 2);
+    assert_eq!(
+        auditor
+            .transparency(Some("2020-Q1"))
+            .await
+            .unwrap()
+            .requests
+            .sent,
+        0
+    );
+
+    // The CLI's formats carry the same numbers.
+    let token = fr
+        .add_officer("auditor-cli", Role::Auditor)
+        .await
+        .unwrap()
+        .token;
+    for (format, needle) in [
+        ("csv", "partner,DE,3,0"),
+        ("html", "<td>DE</td><td>3</td>"),
+        ("table", "DE"),
+    ] {
+        let out = Command::new(comity_testnet::comity_binary().unwrap())
+            .args([
+                "report",
+                "transparency",
+                "--period",
+                &period,
+                "--format",
+                format,
+                "--token",
+                &token,
+                "-c",
+            ])
+            .arg(&bloc.node("FR").config)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains(needle), "{format}: {text}");
+    }
+}
