@@ -106,23 +106,36 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             retention_sweep: Duration::from_secs(config.safeguards.retention_sweep_secs.max(1)),
         },
     )?;
-    // Signed checkpoints of the audit log, as it grows.
+    // Signed checkpoints of the audit log, as it grows, announced to the bloc for witnessing;
+    // and the witnessing of the other members' checkpoints.
     {
-        let (store, identity) = (store.clone(), identity.clone());
+        let (log_store, log_identity, network) = (store.clone(), identity.clone(), client.clone());
         let jurisdiction = config.node.jurisdiction.clone();
         let every = Duration::from_secs(config.audit.checkpoint_secs.max(1));
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
             loop {
                 tick.tick().await;
-                match crate::audit::checkpoint(&store, &jurisdiction, identity.signing_key()).await
-                {
+                let signed =
+                    crate::audit::checkpoint(&log_store, &jurisdiction, log_identity.signing_key());
+                match signed.await {
                     Ok(Some(c)) => tracing::debug!(size = c.tree_size, "audit checkpoint signed"),
                     Ok(None) => {}
                     Err(e) => tracing::warn!(error = %e, "audit checkpoint failed"),
                 }
+                // The latest, every time: members that joined late or missed one catch up.
+                if let Ok(Some(latest)) = crate::audit::latest_checkpoint(&log_store) {
+                    network.publish(latest.to_bytes()).await;
+                }
             }
         });
+        tokio::spawn(crate::audit::witness::run(
+            store.clone(),
+            client.clone(),
+            roster.clone(),
+            identity.clone(),
+            config.node.jurisdiction.clone(),
+        ));
     }
     let admin_task = tokio::spawn(admin::serve(
         config.admin.listen,

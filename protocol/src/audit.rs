@@ -21,3 +21,19 @@ pub struct Checkpoint {
 impl Signable for Checkpoint {
     const DOMAIN: &'static str = "comity/checkpoint/v1";
 }
+
+/// A witness's countersignature of another member's checkpoint, made after checking that the
+/// checkpoint is consistent with the last one the witness had seen of that member.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cosignature {
+    pub log: Jurisdiction,
+    pub tree_size: u64,
+    pub root: Hash32,
+    pub witness: Jurisdiction,
+    pub at: Timestamp,
+}
+
+impl Signable for Cosignature {
+    const DOMAIN: &'static str = "comity/cosignature/v1";
+}

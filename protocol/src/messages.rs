@@ -89,6 +89,9 @@ pub enum ExchangeRequest {
     Pull(PullRequest),
     /// Ask for the member's signed [`crate::policy::PolicySummary`], to pre-check a draft.
     Policy,
+    /// Ask a member to prove that its audit log at checkpoint size `old` is a prefix of its
+    /// log at checkpoint size `new` (witnessing).
+    Consistency { old: u64, new: u64 },
 }
 
 /// The answer to an [`ExchangeRequest`].
@@ -103,6 +106,8 @@ pub enum ExchangeResponse {
     Events(EventsPage),
     /// The member's signed policy summary; `None` when it publishes none.
     Policy(Option<SignedEnvelope>),
+    /// A consistency proof between two of the member's checkpoints.
+    Consistency(crate::merkle::ConsistencyProof),
 }
 
 /// The answer to a push that was taken in.

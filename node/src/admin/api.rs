@@ -22,6 +22,12 @@ pub struct StatusView {
     pub listen_addrs: Vec<String>,
     pub members: Vec<PeerView>,
     pub outbox_depth: usize,
+    /// Members' latest checkpoints this node checked and cosigned: (member, size, when).
+    #[serde(default)]
+    pub witnessed: Vec<(String, u64, Timestamp)>,
+    /// Contradictions found in members' audit logs (evidence kept).
+    #[serde(default)]
+    pub audit_alerts: Vec<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

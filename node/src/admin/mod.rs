@@ -214,6 +214,11 @@ async fn status(State(state): State<AdminState>) -> Reply<StatusView> {
         listen_addrs: net.listen_addrs.clone(),
         members: peer_views(&state, &net),
         outbox_depth: state.cases.outbox_depth()?,
+        witnessed: crate::audit::witness::witnessed(&state.store),
+        audit_alerts: crate::audit::witness::evidence(&state.store)
+            .into_iter()
+            .map(|e| format!("{} at {}: {}", e.member, e.at, e.reason))
+            .collect(),
     }))
 }
 

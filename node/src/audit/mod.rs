@@ -17,6 +17,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::store::{Batch, Cf, Store, StoreError};
 
+pub mod witness;
+
 /// What one audit entry records.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "what", rename_all = "kebab-case")]
@@ -120,6 +122,11 @@ fn checkpoints(store: &Store) -> Result<Vec<(u64, SignedEnvelope)>, AuditError> 
             Some((size, envelope))
         })
         .collect())
+}
+
+/// The latest signed checkpoint, to publish to the bloc.
+pub fn latest_checkpoint(store: &Store) -> Result<Option<SignedEnvelope>, AuditError> {
+    Ok(checkpoints(store)?.pop().map(|(_, c)| c))
 }
 
 /// The tree sizes at which the log was checkpointed, oldest first.

@@ -145,6 +145,12 @@ impl Cases {
                     Err(e) => reject(RejectCode::Unavailable, e.to_string()),
                 };
             }
+            ExchangeRequest::Consistency { old, new } => {
+                return match crate::audit::consistency(&self.inner.store, old, new) {
+                    Ok(proof) => ExchangeResponse::Consistency(proof.proof),
+                    Err(e) => reject(RejectCode::Unavailable, e.to_string()),
+                };
+            }
         };
         if envelope.signer != *key {
             return reject(
@@ -570,7 +576,9 @@ fn case_of(frame: &[u8]) -> Option<CaseId> {
                 .ok()
                 .map(|p| p.case_id)
         }
-        ExchangeRequest::Pull(_) | ExchangeRequest::Policy => None,
+        ExchangeRequest::Pull(_)
+        | ExchangeRequest::Policy
+        | ExchangeRequest::Consistency { .. } => None,
     }
 }
 

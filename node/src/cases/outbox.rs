@@ -196,7 +196,9 @@ impl Cases {
                     }
                 }
             }
-            ExchangeResponse::Events(_) | ExchangeResponse::Policy(_) => {
+            ExchangeResponse::Events(_)
+            | ExchangeResponse::Policy(_)
+            | ExchangeResponse::Consistency(_) => {
                 self.retry(entry, "the peer answered a push with something else".into())
                     .await
             }

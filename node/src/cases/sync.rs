@@ -157,7 +157,9 @@ impl Cases {
             {
                 ExchangeResponse::Events(page) => page,
                 ExchangeResponse::Rejected(r) => return Err(r.to_string()),
-                ExchangeResponse::Receipt(_) | ExchangeResponse::Policy(_) => {
+                ExchangeResponse::Receipt(_)
+                | ExchangeResponse::Policy(_)
+                | ExchangeResponse::Consistency(_) => {
                     return Err("the member answered a pull with something else".into());
                 }
             };

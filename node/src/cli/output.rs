@@ -30,6 +30,12 @@ pub fn status(s: &StatusView, as_json: bool) -> anyhow::Result<()> {
         "outbox        {} message(s) awaiting a receipt",
         s.outbox_depth
     );
+    for (member, size, at) in &s.witnessed {
+        println!("witnessed     {member}: audit log of {size} entries, cosigned at {at}");
+    }
+    for alert in &s.audit_alerts {
+        println!("AUDIT ALERT   {alert}");
+    }
     if !s.members.is_empty() {
         println!();
         peers(&s.members, false)?;

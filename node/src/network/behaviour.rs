@@ -7,8 +7,8 @@ use std::time::Duration;
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::{
-    StreamProtocol, allow_block_list, connection_limits, identify, identity, kad, mdns, ping,
-    request_response,
+    StreamProtocol, allow_block_list, connection_limits, gossipsub, identify, identity, kad, mdns,
+    ping, request_response,
 };
 
 use super::codec::FrameCodec;
@@ -22,6 +22,8 @@ pub struct Behaviour {
     pub kad: kad::Behaviour<kad::store::MemoryStore>,
     pub mdns: Toggle<mdns::tokio::Behaviour>,
     pub exchange: request_response::Behaviour<FrameCodec>,
+    /// Bloc-wide announcements: members' signed audit checkpoints, for witnessing.
+    pub gossip: gossipsub::Behaviour,
 }
 
 #[derive(Debug, Clone)]
@@ -75,6 +77,18 @@ impl Behaviour {
                 .with_max_concurrent_streams(256),
         );
 
+        let gossip_config = gossipsub::ConfigBuilder::default()
+            .heartbeat_interval(Duration::from_secs(1))
+            .validation_mode(gossipsub::ValidationMode::Strict)
+            .max_transmit_size(64 << 10)
+            .build()
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
+        let gossip = gossipsub::Behaviour::new(
+            gossipsub::MessageAuthenticity::Signed(key.clone()),
+            gossip_config,
+        )
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
+
         Ok(Self {
             limits: connection_limits::Behaviour::new(limits),
             allow: allow_block_list::Behaviour::default(),
@@ -86,6 +100,7 @@ impl Behaviour {
             kad,
             mdns: mdns.into(),
             exchange,
+            gossip,
         })
     }
 }

@@ -8,7 +8,7 @@ use futures::StreamExt;
 use libp2p::request_response::{self, OutboundRequestId};
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{DialError, ListenError, SwarmEvent};
-use libp2p::{Multiaddr, PeerId, Swarm, identify, mdns, noise, tcp, yamux};
+use libp2p::{Multiaddr, PeerId, Swarm, gossipsub, identify, mdns, noise, tcp, yamux};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tracing::{debug, info, warn};
 
@@ -22,6 +22,8 @@ pub struct EventLoop {
     commands: mpsc::Receiver<Command>,
     inbound: mpsc::Sender<InboundRequest>,
     connected_tx: broadcast::Sender<PeerId>,
+    gossip_tx: broadcast::Sender<(PeerId, Vec<u8>)>,
+    topic: gossipsub::IdentTopic,
     pending: HashMap<OutboundRequestId, oneshot::Sender<Result<Vec<u8>, RequestError>>>,
     connected: HashSet<PeerId>,
     /// Members whose link a fault injection cut: not redialled until restored.
@@ -44,6 +46,7 @@ impl EventLoop {
         commands: mpsc::Receiver<Command>,
         inbound: mpsc::Sender<InboundRequest>,
         connected_tx: broadcast::Sender<PeerId>,
+        gossip_tx: broadcast::Sender<(PeerId, Vec<u8>)>,
     ) -> Result<Self, NetworkError> {
         let setup = |e: &dyn std::fmt::Display| NetworkError::Setup(e.to_string());
         let behaviour_config = settings.behaviour.clone();
@@ -77,6 +80,13 @@ impl EventLoop {
                     .add_address(&member.peer_id, addr.clone());
             }
         }
+        let topic =
+            gossipsub::IdentTopic::new(format!("/comity/{}/checkpoints/1", settings.roster.bloc()));
+        swarm
+            .behaviour_mut()
+            .gossip
+            .subscribe(&topic)
+            .map_err(|e| NetworkError::Setup(e.to_string()))?;
         for addr in &settings.listen {
             swarm
                 .listen_on(addr.clone())
@@ -91,6 +101,8 @@ impl EventLoop {
             commands,
             inbound,
             connected_tx,
+            gossip_tx,
+            topic,
             pending: HashMap::new(),
             connected: HashSet::new(),
             cut: HashSet::new(),
@@ -164,6 +176,16 @@ impl EventLoop {
                     .is_err()
                 {
                     debug!("response not sent: the peer closed the stream");
+                }
+            }
+            Command::Publish { data } => {
+                if let Err(e) = self
+                    .swarm
+                    .behaviour_mut()
+                    .gossip
+                    .publish(self.topic.clone(), data)
+                {
+                    debug!(error = %e, "nothing published");
                 }
             }
             Command::SetLink { peer, cut } => {
@@ -253,6 +275,14 @@ impl EventLoop {
     fn on_behaviour_event(&mut self, event: BehaviourEvent) {
         match event {
             BehaviourEvent::Exchange(event) => self.on_exchange_event(event),
+            BehaviourEvent::Gossip(gossipsub::Event::Message { message, .. }) => {
+                // Only members' messages count; the publisher's signature was checked.
+                if let Some(source) = message.source
+                    && self.roster.by_peer(&source).is_some()
+                {
+                    let _ = self.gossip_tx.send((source, message.data));
+                }
+            }
             // Learn members' current addresses; never strangers'.
             BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. })
                 if self.roster.by_peer(&peer_id).is_some() =>

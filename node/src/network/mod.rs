@@ -81,6 +81,8 @@ enum Command {
     Status {
         reply: oneshot::Sender<NetworkStatus>,
     },
+    /// Publish on the bloc's checkpoints topic.
+    Publish { data: Vec<u8> },
     /// Fault injection (testnets): cut or restore the link to a member.
     SetLink { peer: PeerId, cut: bool },
 }
@@ -90,6 +92,7 @@ enum Command {
 pub struct Client {
     commands: mpsc::Sender<Command>,
     connected: broadcast::Sender<PeerId>,
+    gossip: broadcast::Sender<(PeerId, Vec<u8>)>,
 }
 
 impl Client {
@@ -122,6 +125,17 @@ impl Client {
         let _ = self.commands.send(Command::SetLink { peer, cut }).await;
     }
 
+    /// Publishes `data` to the bloc on the checkpoints topic (best effort: a member that
+    /// misses it gets the next one).
+    pub async fn publish(&self, data: Vec<u8>) {
+        let _ = self.commands.send(Command::Publish { data }).await;
+    }
+
+    /// Messages published on the checkpoints topic, with their (signed) publisher.
+    pub fn gossip(&self) -> broadcast::Receiver<(PeerId, Vec<u8>)> {
+        self.gossip.subscribe()
+    }
+
     /// Peers as they (re)connect: the outbox retries their queue at once.
     pub fn connections(&self) -> broadcast::Receiver<PeerId> {
         self.connected.subscribe()
@@ -144,11 +158,19 @@ pub fn new(
     let (commands_tx, commands_rx) = mpsc::channel(COMMAND_QUEUE);
     let (inbound_tx, inbound_rx) = mpsc::channel(INBOUND_QUEUE);
     let (connected_tx, _) = broadcast::channel(256);
-    let event_loop = EventLoop::new(settings, commands_rx, inbound_tx, connected_tx.clone())?;
+    let (gossip_tx, _) = broadcast::channel(256);
+    let event_loop = EventLoop::new(
+        settings,
+        commands_rx,
+        inbound_tx,
+        connected_tx.clone(),
+        gossip_tx.clone(),
+    )?;
     Ok((
         Client {
             commands: commands_tx,
             connected: connected_tx,
+            gossip: gossip_tx,
         },
         event_loop,
         inbound_rx,

@@ -39,10 +39,14 @@ pub enum Cf {
     AuditLeaves,
     /// tree size (big-endian u64) → signed checkpoint of the audit log.
     Checkpoints,
+    /// member → its latest checkpoint we checked, with our cosignature.
+    Witness,
+    /// time / id → two signed checkpoints of a member that contradict each other.
+    WitnessEvidence,
 }
 
 impl Cf {
-    pub const ALL: [Cf; 11] = [
+    pub const ALL: [Cf; 13] = [
         Cf::Cases,
         Cf::Outbox,
         Cf::Inbox,
@@ -54,6 +58,8 @@ impl Cf {
         Cf::Audit,
         Cf::AuditLeaves,
         Cf::Checkpoints,
+        Cf::Witness,
+        Cf::WitnessEvidence,
     ];
 
     fn name(self) -> &'static str {
@@ -69,6 +75,8 @@ impl Cf {
             Cf::Audit => "audit",
             Cf::AuditLeaves => "audit-leaves",
             Cf::Checkpoints => "checkpoints",
+            Cf::Witness => "witness",
+            Cf::WitnessEvidence => "witness-evidence",
         }
     }
 }

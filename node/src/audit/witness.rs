@@ -1,0 +1,226 @@
+//! Witnessing: members publish their signed checkpoints on the bloc's gossip topic; each node
+//! checks every member's new checkpoint against the last one it saw of that member — same size,
+//! same root; larger size, a consistency proof the member must give — and countersigns it. A
+//! member whose history was rewritten, or who shows different logs to different peers, cannot
+//! give that proof: the two contradicting signed checkpoints are kept as evidence, and the
+//! alert is logged and shown by `comity status`.
+
+use comity_protocol::audit::{Checkpoint, Cosignature};
+use comity_protocol::merkle;
+use comity_protocol::{
+    ExchangeRequest, ExchangeResponse, Jurisdiction, MessageId, SignedEnvelope, Timestamp,
+    from_cbor, limits, to_canonical_cbor,
+};
+use serde::{Deserialize, Serialize};
+use tracing::{debug, info, warn};
+
+use crate::identity::NodeIdentity;
+use crate::network;
+use crate::roster::{Member, Roster};
+use crate::store::{Batch, Cf, Store};
+
+/// The latest checkpoint of a member that this node checked, with its countersignature.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Witnessed {
+    pub checkpoint: SignedEnvelope,
+    pub cosignature: SignedEnvelope,
+}
+
+/// Two signed checkpoints of one member that cannot both be true.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Evidence {
+    pub member: Jurisdiction,
+    pub at: Timestamp,
+    pub reason: String,
+    pub earlier: SignedEnvelope,
+    pub later: SignedEnvelope,
+}
+
+/// Every member's latest witnessed checkpoint: (member, tree size, when cosigned).
+pub fn witnessed(store: &Store) -> Vec<(String, u64, Timestamp)> {
+    store
+        .scan(Cf::Witness)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|(k, v)| {
+            let w: Witnessed = ciborium::from_reader(v.as_slice()).ok()?;
+            let c: Cosignature = from_cbor(&w.cosignature.body, limits::MAX_RESPONSE_FRAME).ok()?;
+            Some((String::from_utf8_lossy(k).into_owned(), c.tree_size, c.at))
+        })
+        .collect()
+}
+
+/// Every contradiction found.
+pub fn evidence(store: &Store) -> Vec<Evidence> {
+    store
+        .scan(Cf::WitnessEvidence)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|(_, v)| ciborium::from_reader(v.as_slice()).ok())
+        .collect()
+}
+
+pub async fn run(
+    store: Store,
+    network: network::Client,
+    roster: std::sync::Arc<Roster>,
+    identity: NodeIdentity,
+    me: Jurisdiction,
+) {
+    let mut gossip = network.gossip();
+    loop {
+        let (source, data) = match gossip.recv().await {
+            Ok(message) => message,
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+            Err(_) => break,
+        };
+        let Some((member, key)) = roster.by_peer(&source) else {
+            continue;
+        };
+        if member.jurisdiction == me {
+            continue;
+        }
+        let Ok(verifying) = key.verifying_key() else {
+            continue;
+        };
+        let Ok(envelope) = SignedEnvelope::from_bytes(&data, limits::MAX_RESPONSE_FRAME) else {
+            debug!(%source, "unreadable checkpoint message");
+            continue;
+        };
+        let checkpoint: Checkpoint = match envelope.open(&verifying) {
+            Ok(c) => c,
+            Err(e) => {
+                warn!(member = %member.jurisdiction, error = %e, "checkpoint refused: it does not verify");
+                continue;
+            }
+        };
+        if checkpoint.log != member.jurisdiction {
+            warn!(member = %member.jurisdiction, "checkpoint refused: it is of another member's log");
+            continue;
+        }
+        witness(
+            &store, &network, member, envelope, checkpoint, &identity, &me,
+        )
+        .await;
+    }
+}
+
+async fn witness(
+    store: &Store,
+    network: &network::Client,
+    member: &Member,
+    envelope: SignedEnvelope,
+    checkpoint: Checkpoint,
+    identity: &NodeIdentity,
+    me: &Jurisdiction,
+) {
+    let key = member.jurisdiction.as_str().as_bytes().to_vec();
+    let previous: Option<Witnessed> = store
+        .get(Cf::Witness, &key)
+        .ok()
+        .flatten()
+        .and_then(|v| ciborium::from_reader(v.as_slice()).ok());
+    if let Some(previous) = previous {
+        let Ok(earlier) =
+            from_cbor::<Checkpoint>(&previous.checkpoint.body, limits::MAX_RESPONSE_FRAME)
+        else {
+            return;
+        };
+        if checkpoint.tree_size < earlier.tree_size {
+            return; // an older announcement, already covered
+        }
+        if checkpoint.tree_size == earlier.tree_size {
+            if checkpoint.root != earlier.root {
+                alert(store, member, previous.checkpoint, envelope, "two checkpoints of the same size with different roots: a split view or a rewritten log").await;
+            }
+            return;
+        }
+        // Larger: the member must prove its new log extends the one we saw.
+        let request = ExchangeRequest::Consistency {
+            old: earlier.tree_size,
+            new: checkpoint.tree_size,
+        };
+        let Ok(frame) = to_canonical_cbor(&request) else {
+            return;
+        };
+        let answer = match network.request(member.peer_id, frame).await {
+            Ok(answer) => answer,
+            Err(e) => {
+                debug!(member = %member.jurisdiction, error = %e, "no consistency proof yet; will check the next checkpoint");
+                return;
+            }
+        };
+        let proof = match from_cbor::<ExchangeResponse>(&answer, limits::MAX_RESPONSE_FRAME) {
+            Ok(ExchangeResponse::Consistency(proof)) => proof,
+            _ => {
+                alert(
+                    store,
+                    member,
+                    previous.checkpoint,
+                    envelope,
+                    "the member gave no consistency proof between its checkpoints",
+                )
+                .await;
+                return;
+            }
+        };
+        let holds = proof.old_size == earlier.tree_size
+            && proof.new_size == checkpoint.tree_size
+            && merkle::verify_consistency(
+                earlier.tree_size,
+                checkpoint.tree_size,
+                &earlier.root.0,
+                &checkpoint.root.0,
+                &proof.path.iter().map(|h| h.0).collect::<Vec<_>>(),
+            )
+            .is_ok();
+        if !holds {
+            alert(store, member, previous.checkpoint, envelope, "the new checkpoint is not consistent with the one seen before: the log was rewritten").await;
+            return;
+        }
+    }
+    let cosignature = Cosignature {
+        log: checkpoint.log.clone(),
+        tree_size: checkpoint.tree_size,
+        root: checkpoint.root,
+        witness: me.clone(),
+        at: Timestamp::now(),
+    };
+    let Ok(cosignature) = SignedEnvelope::sign(&cosignature, identity.signing_key()) else {
+        return;
+    };
+    let witnessed = Witnessed {
+        checkpoint: envelope,
+        cosignature,
+    };
+    let mut value = Vec::new();
+    ciborium::into_writer(&witnessed, &mut value).expect("witness records encode");
+    let mut batch = Batch::new();
+    batch.put(Cf::Witness, key, value);
+    if store.commit(batch).await.is_ok() {
+        info!(member = %member.jurisdiction, size = checkpoint.tree_size, "checkpoint witnessed and cosigned");
+    }
+}
+
+async fn alert(
+    store: &Store,
+    member: &Member,
+    earlier: SignedEnvelope,
+    later: SignedEnvelope,
+    reason: &str,
+) {
+    warn!(member = %member.jurisdiction, reason, "AUDIT ALERT: a member's log contradicts what it showed before; evidence kept");
+    let evidence = Evidence {
+        member: member.jurisdiction.clone(),
+        at: Timestamp::now(),
+        reason: reason.to_owned(),
+        earlier,
+        later,
+    };
+    let mut value = Vec::new();
+    ciborium::into_writer(&evidence, &mut value).expect("evidence encodes");
+    let key = format!("{:020}/{}", evidence.at.as_millis(), MessageId::new());
+    let mut batch = Batch::new();
+    batch.put(Cf::WitnessEvidence, key.into_bytes(), value);
+    let _ = store.commit(batch).await;
+}
