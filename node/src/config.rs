@@ -141,12 +141,15 @@ impl Default for SafeguardsSection {
 pub struct AuditSection {
     /// Seconds between signed checkpoints of the audit log (when it grew).
     pub checkpoint_secs: u64,
+    /// Seconds between publications of this node's signed transparency reports to the bloc.
+    pub report_secs: u64,
 }
 
 impl Default for AuditSection {
     fn default() -> Self {
         Self {
             checkpoint_secs: 10,
+            report_secs: 60,
         }
     }
 }
@@ -393,6 +396,8 @@ retention_sweep_secs = {sweep}
 [audit]
 # Seconds between signed checkpoints of the audit log (when it grew).
 checkpoint_secs = {checkpoint}
+# Seconds between publications of this node's signed transparency reports to the bloc.
+report_secs = {report}
 
 [testing]
 # Testnets only: lets the admin API cut links to members to inject partitions.
@@ -419,6 +424,7 @@ faults = {faults}
             faults = self.testing.faults,
             sweep = self.safeguards.retention_sweep_secs,
             checkpoint = self.audit.checkpoint_secs,
+            report = self.audit.report_secs,
             categories = self
                 .safeguards
                 .disclosure_approval

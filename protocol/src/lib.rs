@@ -16,6 +16,7 @@ pub mod ids;
 pub mod merkle;
 pub mod messages;
 pub mod policy;
+pub mod report;
 pub mod request;
 pub mod selector;
 pub mod validate;

@@ -12,7 +12,13 @@ use common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_report_counts_what_happened() {
-    let (_dir, mut bloc) = bloc(&["FR", "DE", "IT"]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let members = [j("FR"), j("DE"), j("IT")];
+    let mut bloc = comity_testnet::Bloc::create_with(dir.path(), &members, "testnet", |c| {
+        c.audit.report_secs = 1;
+    })
+    .await
+    .unwrap();
     bloc.start_all().unwrap();
     bloc.wait_connected(Duration::from_secs(30)).await.unwrap();
     let (fr, de) = (bloc.client("FR"), bloc.client("DE"));
@@ -76,7 +82,7 @@ async fn the_report_counts_what_happened() {
     assert_eq!(report.by_outcome["accepted"].sent, 2);
     assert_eq!(report.by_outcome["refused"].sent, 1);
     assert_eq!(report.by_outcome["pending"].sent, 1);
-    assert!(report.decision_hours_median.is_some());
+    assert!(report.decision_minutes_median.is_some());
     assert_eq!((report.overdue, report.purges), (0, 0));
 
     // DE sees the same three from its side; a period before the workload counts nothing.
@@ -134,4 +140,31 @@ async fn the_report_counts_what_happened() {
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(text.contains(needle), "{format}: {text}");
     }
+
+    // Every member publishes its signed report for the period; FR keeps all three, and DE's
+    // as FR holds it is DE's own count.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let published = loop {
+        let reports = auditor.bloc_reports(&period).await.unwrap();
+        let complete = reports.len() == 3
+            && reports
+                .iter()
+                .any(|r| r.jurisdiction == "DE" && r.requests.received == 3);
+        if complete || std::time::Instant::now() > deadline {
+            break reports;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    let by_member: std::collections::BTreeMap<_, _> = published
+        .iter()
+        .map(|r| (r.jurisdiction.clone(), r))
+        .collect();
+    assert_eq!(
+        by_member.keys().cloned().collect::<Vec<_>>(),
+        ["DE", "FR", "IT"]
+    );
+    assert_eq!(by_member["DE"].by_outcome["accepted"].received, 2);
+    assert_eq!(by_member["FR"].requests.sent, 4);
+    assert_eq!(by_member["IT"].requests.received, 1);
+    assert!(auditor.bloc_reports("next year").await.is_err());
 }

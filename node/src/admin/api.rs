@@ -474,6 +474,13 @@ impl AdminClient {
             None => self.get("/reports/transparency").await,
         }
     }
+    /// The members' published transparency reports for `period` (`GET /v1/reports/bloc`).
+    pub async fn bloc_reports(
+        &self,
+        period: &str,
+    ) -> Result<Vec<crate::report::Report>, ClientError> {
+        self.get(&format!("/reports/bloc?period={period}")).await
+    }
     pub async fn refusals(&self) -> Result<Vec<Refusal>, ClientError> {
         self.get("/refusals").await
     }

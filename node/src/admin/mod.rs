@@ -126,6 +126,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/refusals", get(refusals))
         .route("/access-log", get(access_log))
         .route("/reports/transparency", get(transparency))
+        .route("/reports/bloc", get(bloc_reports))
         .route("/officers", get(list_officers).post(add_officer))
         .route("/officers/{name}/revoke", post(revoke_officer))
         .method_not_allowed_fallback(|| async {
@@ -548,6 +549,27 @@ async fn transparency(
         period.as_ref(),
         |r| state.cases.due(r, now).overdue.is_some(),
     )))
+}
+
+/// The signed transparency reports the bloc's members published for a period (ours included),
+/// one per member, each verified against the roster when it arrived (auditors).
+async fn bloc_reports(
+    Extension(officer): Extension<Officer>,
+    State(state): State<AdminState>,
+    Query(query): Query<api::ReportQuery>,
+) -> Reply<Vec<crate::report::Report>> {
+    allow(&officer, &[Role::Auditor])?;
+    let Some(period) = &query.period else {
+        return Err(failure(
+            StatusCode::BAD_REQUEST,
+            "period",
+            "say which period: ?period=2026, 2026-Q3 or 2026-11 (members publish the current month, quarter and year)",
+        ));
+    };
+    let period = period
+        .parse::<crate::report::Period>()
+        .map_err(|e| failure(StatusCode::BAD_REQUEST, "period", e))?;
+    Ok(Json(crate::report::collected(&state.store, &period.name)))
 }
 
 async fn access_log(

@@ -17,6 +17,7 @@ use crate::admin::api::{Action, AdminClient, CaseFilter, NewRequest};
 use crate::admin::officers::Role;
 use crate::config::{Config, LogFormat};
 use crate::init::{self, InitOptions};
+use crate::report::ReportFormats;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -87,6 +88,17 @@ pub enum ReportCommand {
         /// 2026, 2026-Q3 or 2026-11; every case when left out.
         #[arg(long)]
         period: Option<String>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: ReportFormat,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// The transparency reports every member of the bloc published for a period, signed by
+    /// that member and verified on arrival (this node's own included).
+    Bloc {
+        /// 2026, 2026-Q3 or 2026-11 (members publish the current month, quarter and year).
+        #[arg(long)]
+        period: String,
         #[arg(long, value_enum, default_value = "table")]
         format: ReportFormat,
         #[command(flatten)]
@@ -530,6 +542,50 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 ReportFormat::Json => output::json(&report)?,
                 ReportFormat::Csv => print!("{}", report.to_csv()),
                 ReportFormat::Html => print!("{}", report.to_html()),
+            }
+            Ok(())
+        }
+        Command::Report(ReportCommand::Bloc {
+            period,
+            format,
+            connection,
+        }) => {
+            let reports = client(&connection)?.bloc_reports(&period).await?;
+            if reports.is_empty() && !matches!(format, ReportFormat::Json) {
+                eprintln!("No member has published a report for {period} yet.");
+            }
+            match format {
+                ReportFormat::Json => output::json(&reports)?,
+                ReportFormat::Table => {
+                    for report in &reports {
+                        println!("{}", report.to_table());
+                    }
+                }
+                ReportFormat::Csv => {
+                    // One table: the member's jurisdiction leads each row.
+                    let mut first = true;
+                    for report in &reports {
+                        for (i, line) in report.to_csv().lines().enumerate() {
+                            if i == 0 {
+                                if first {
+                                    println!("member,{line}");
+                                    first = false;
+                                }
+                                continue;
+                            }
+                            println!("{},{line}", report.jurisdiction);
+                        }
+                    }
+                }
+                ReportFormat::Html => {
+                    print!(
+                        "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>Transparency reports, {period}</title></head><body>\n"
+                    );
+                    for report in &reports {
+                        print!("{}", crate::report::html_section(report));
+                    }
+                    println!("</body></html>");
+                }
             }
             Ok(())
         }

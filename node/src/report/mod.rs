@@ -2,89 +2,19 @@
 //! their logs' summaries, with no personal data — counts by partner, instrument, data category
 //! and outcome; time to decision and to fulfilment; overdue cases; purges.
 //!
-//! Pure: it reads case records handed to it and formats the result.
+//! Computing and formatting are pure; `publish` and `collect` move signed reports through the
+//! bloc's gossip topic, so that every member keeps every member's reports.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
+pub use comity_protocol::report::{Counts, Period, PublishedReport, Report};
 use comity_protocol::{Decision, Timestamp};
-use serde::{Deserialize, Serialize};
+
+use comity_protocol::{Jurisdiction, SignedEnvelope, limits};
 
 use crate::cases::record::{CaseRecord, Role};
-
-/// A reporting period: a year (`2026`), a quarter (`2026-Q3`) or a month (`2026-11`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Period {
-    pub name: String,
-    pub from: Timestamp,
-    pub to: Timestamp,
-}
-
-impl std::str::FromStr for Period {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        let bad = || format!("{s:?} is not a period: write 2026, 2026-Q3 or 2026-11");
-        let (year, rest) = s.split_once('-').map_or((s, None), |(y, r)| (y, Some(r)));
-        let year: i32 = year.parse().map_err(|_| bad())?;
-        let (first, months) = match rest {
-            None => (1, 12),
-            Some(q) if q.starts_with('Q') => {
-                let q: u8 = q[1..].parse().map_err(|_| bad())?;
-                if !(1..=4).contains(&q) {
-                    return Err(bad());
-                }
-                (3 * (q - 1) + 1, 3)
-            }
-            Some(m) => {
-                let m: u8 = m.parse().map_err(|_| bad())?;
-                if !(1..=12).contains(&m) {
-                    return Err(bad());
-                }
-                (m, 1)
-            }
-        };
-        let start = |y: i32, m: u8| -> Result<Timestamp, String> {
-            let (y, m) = if m > 12 { (y + 1, m - 12) } else { (y, m) };
-            format!("{y:04}-{m:02}-01T00:00:00Z")
-                .parse()
-                .map_err(|_| bad())
-        };
-        Ok(Period {
-            name: s.to_owned(),
-            from: start(year, first)?,
-            to: start(year, first + months)?,
-        })
-    }
-}
-
-/// Counts of requests, by side.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Counts {
-    pub sent: u64,
-    pub received: u64,
-}
-
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct Report {
-    pub jurisdiction: String,
-    pub period: Option<Period>,
-    /// Requests submitted in the period, sent and received.
-    pub requests: Counts,
-    pub by_partner: BTreeMap<String, Counts>,
-    pub by_instrument: BTreeMap<String, Counts>,
-    pub by_data_category: BTreeMap<String, Counts>,
-    /// `accepted`, `partially-accepted`, `refused`, `withdrawn`, `pending`.
-    pub by_outcome: BTreeMap<String, Counts>,
-    /// Hours from delivery to decision, and from decision to fulfilment.
-    pub decision_hours_median: Option<f64>,
-    pub decision_hours_p90: Option<f64>,
-    pub fulfilment_hours_median: Option<f64>,
-    pub fulfilment_hours_p90: Option<f64>,
-    /// Cases of the period past a deadline now.
-    pub overdue: u64,
-    /// Cases whose content this node destroyed in the period.
-    pub purges: u64,
-}
+use crate::store::{Batch, Cf, Store};
 
 fn bump(map: &mut BTreeMap<String, Counts>, key: String, role: Role) {
     let counts = map.entry(key).or_default();
@@ -94,12 +24,12 @@ fn bump(map: &mut BTreeMap<String, Counts>, key: String, role: Role) {
     }
 }
 
-fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
+fn percentile(sorted: &[u64], p: usize) -> Option<u64> {
     if sorted.is_empty() {
         return None;
     }
-    let rank = ((p / 100.0) * (sorted.len() as f64 - 1.0)).round() as usize;
-    Some((sorted[rank.min(sorted.len() - 1)] * 10.0).round() / 10.0)
+    let rank = (p * (sorted.len() - 1) + 50) / 100;
+    Some(sorted[rank.min(sorted.len() - 1)])
 }
 
 /// Computes the report of `records` submitted within `period`. `overdue` tells whether a case
@@ -149,90 +79,103 @@ pub fn compute(
             _ => "pending",
         };
         bump(&mut report.by_outcome, outcome.to_owned(), r.role);
-        let hours = |from: Option<Timestamp>, to: Option<Timestamp>| {
-            Some((to?.as_millis() - from?.as_millis()) as f64 / 3_600_000.0)
+        let minutes = |from: Option<Timestamp>, to: Option<Timestamp>| {
+            Some(((to?.as_millis() - from?.as_millis()).max(0) / 60_000) as u64)
         };
-        if let Some(h) = hours(r.log.delivered_at.or(r.log.submitted_at), r.log.decided_at) {
-            decision.push(h);
+        if let Some(m) = minutes(r.log.delivered_at.or(r.log.submitted_at), r.log.decided_at) {
+            decision.push(m);
         }
-        if let Some(h) = hours(r.log.decided_at, r.log.fulfilled_at) {
-            fulfilment.push(h);
+        if let Some(m) = minutes(r.log.decided_at, r.log.fulfilled_at) {
+            fulfilment.push(m);
         }
         if overdue(r) {
             report.overdue += 1;
         }
     }
-    decision.sort_by(f64::total_cmp);
-    fulfilment.sort_by(f64::total_cmp);
-    report.decision_hours_median = percentile(&decision, 50.0);
-    report.decision_hours_p90 = percentile(&decision, 90.0);
-    report.fulfilment_hours_median = percentile(&fulfilment, 50.0);
-    report.fulfilment_hours_p90 = percentile(&fulfilment, 90.0);
+    decision.sort_unstable();
+    fulfilment.sort_unstable();
+    report.decision_minutes_median = percentile(&decision, 50);
+    report.decision_minutes_p90 = percentile(&decision, 90);
+    report.fulfilment_minutes_median = percentile(&fulfilment, 50);
+    report.fulfilment_minutes_p90 = percentile(&fulfilment, 90);
     report
 }
 
-impl Report {
-    /// Every count as rows of (dimension, value, sent, received).
-    fn rows(&self) -> Vec<(&'static str, String, u64, u64)> {
-        let mut rows = vec![(
-            "total",
-            "requests".to_owned(),
-            self.requests.sent,
-            self.requests.received,
-        )];
-        for (dimension, map) in [
-            ("partner", &self.by_partner),
-            ("instrument", &self.by_instrument),
-            ("data-category", &self.by_data_category),
-            ("outcome", &self.by_outcome),
-        ] {
-            for (value, c) in map {
-                rows.push((dimension, value.clone(), c.sent, c.received));
-            }
+/// How reports are shown: a table, CSV or HTML.
+pub trait ReportFormats {
+    fn to_csv(&self) -> String;
+    fn to_table(&self) -> String;
+    fn to_html(&self) -> String;
+}
+
+/// Every count as rows of (dimension, value, sent, received).
+fn rows(report: &Report) -> Vec<(&'static str, String, u64, u64)> {
+    let mut rows = vec![(
+        "total",
+        "requests".to_owned(),
+        report.requests.sent,
+        report.requests.received,
+    )];
+    for (dimension, map) in [
+        ("partner", &report.by_partner),
+        ("instrument", &report.by_instrument),
+        ("data-category", &report.by_data_category),
+        ("outcome", &report.by_outcome),
+    ] {
+        for (value, c) in map {
+            rows.push((dimension, value.clone(), c.sent, c.received));
         }
-        rows
     }
+    rows
+}
 
-    fn figures(&self) -> Vec<(&'static str, String)> {
-        let hours = |h: Option<f64>| h.map(|h| format!("{h} h")).unwrap_or_else(|| "-".into());
-        vec![
-            (
-                "time to decision, median",
-                hours(self.decision_hours_median),
-            ),
-            (
-                "time to decision, 90th percentile",
-                hours(self.decision_hours_p90),
-            ),
-            (
-                "time to fulfilment, median",
-                hours(self.fulfilment_hours_median),
-            ),
-            (
-                "time to fulfilment, 90th percentile",
-                hours(self.fulfilment_hours_p90),
-            ),
-            ("overdue now", self.overdue.to_string()),
-            ("purges", self.purges.to_string()),
-        ]
-    }
+fn figures(report: &Report) -> Vec<(&'static str, String)> {
+    let minutes = |m: Option<u64>| m.map(|m| format!("{m} min")).unwrap_or_else(|| "-".into());
+    vec![
+        (
+            "time to decision, median",
+            minutes(report.decision_minutes_median),
+        ),
+        (
+            "time to decision, 90th percentile",
+            minutes(report.decision_minutes_p90),
+        ),
+        (
+            "time to fulfilment, median",
+            minutes(report.fulfilment_minutes_median),
+        ),
+        (
+            "time to fulfilment, 90th percentile",
+            minutes(report.fulfilment_minutes_p90),
+        ),
+        ("overdue now", report.overdue.to_string()),
+        ("purges", report.purges.to_string()),
+    ]
+}
 
-    pub fn to_csv(&self) -> String {
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+impl ReportFormats for Report {
+    fn to_csv(&self) -> String {
         let mut writer = csv::Writer::from_writer(Vec::new());
         let _ = writer.write_record(["dimension", "value", "sent", "received"]);
-        for (dimension, value, sent, received) in self.rows() {
+        for (dimension, value, sent, received) in rows(self) {
             let _ =
                 writer.write_record([dimension, &value, &sent.to_string(), &received.to_string()]);
         }
         String::from_utf8(writer.into_inner().unwrap_or_default()).unwrap_or_default()
     }
 
-    pub fn to_table(&self) -> String {
+    fn to_table(&self) -> String {
         let mut table = comfy_table::Table::new();
         table
             .load_preset(comfy_table::presets::UTF8_BORDERS_ONLY)
             .set_header(vec!["dimension", "value", "sent", "received"]);
-        for (dimension, value, sent, received) in self.rows() {
+        for (dimension, value, sent, received) in rows(self) {
             table.add_row(vec![
                 dimension.to_string(),
                 value,
@@ -248,46 +191,188 @@ impl Report {
                 .map(|p| format!(", {}", p.name))
                 .unwrap_or_default()
         );
-        for (name, value) in self.figures() {
+        for (name, value) in figures(self) {
             let _ = writeln!(out, "{name:<38} {value}");
         }
         out
     }
 
-    pub fn to_html(&self) -> String {
-        let escape = |s: &str| {
-            s.replace('&', "&amp;")
-                .replace('<', "&lt;")
-                .replace('>', "&gt;")
-        };
+    fn to_html(&self) -> String {
         let mut out = format!(
-            "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>Transparency report of {j}</title></head><body>\n<h1>Transparency report of {j}{p}</h1>\n<table>\n<tr><th>dimension</th><th>value</th><th>sent</th><th>received</th></tr>\n",
+            "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>Transparency report of {j}</title></head><body>\n{body}</body></html>\n",
             j = escape(&self.jurisdiction),
-            p = self
-                .period
-                .as_ref()
-                .map(|p| format!(", {}", escape(&p.name)))
-                .unwrap_or_default(),
+            body = html_section(self),
         );
-        for (dimension, value, sent, received) in self.rows() {
-            let _ = writeln!(
-                out,
-                "<tr><td>{dimension}</td><td>{}</td><td>{sent}</td><td>{received}</td></tr>",
-                escape(&value)
-            );
-        }
-        out.push_str("</table>\n<dl>\n");
-        for (name, value) in self.figures() {
-            let _ = writeln!(out, "<dt>{name}</dt><dd>{}</dd>", escape(&value));
-        }
-        out.push_str("</dl>\n</body></html>\n");
+        out.shrink_to_fit();
         out
+    }
+}
+
+/// One report as an HTML section (a table of counts and the figures), for pages that show
+/// several.
+pub fn html_section(report: &Report) -> String {
+    let mut out = format!(
+        "<h2>{j}{p}</h2>\n<table>\n<tr><th>dimension</th><th>value</th><th>sent</th><th>received</th></tr>\n",
+        j = escape(&report.jurisdiction),
+        p = report
+            .period
+            .as_ref()
+            .map(|p| format!(", {}", escape(&p.name)))
+            .unwrap_or_default(),
+    );
+    for (dimension, value, sent, received) in rows(report) {
+        let _ = writeln!(
+            out,
+            "<tr><td>{dimension}</td><td>{}</td><td>{sent}</td><td>{received}</td></tr>",
+            escape(&value)
+        );
+    }
+    out.push_str("</table>\n<dl>\n");
+    for (name, value) in figures(report) {
+        let _ = writeln!(out, "<dt>{name}</dt><dd>{}</dd>", escape(&value));
+    }
+    out.push_str("</dl>\n");
+    out
+}
+
+/// The periods a node publishes reports for: the current month, quarter and year.
+pub fn current_periods(now: Timestamp) -> Vec<Period> {
+    let text = now.to_string();
+    let (year, month) = (&text[..4], &text[5..7]);
+    let quarter = (month.parse::<u8>().unwrap_or(1) - 1) / 3 + 1;
+    [
+        format!("{year}-{month}"),
+        format!("{year}-Q{quarter}"),
+        year.to_owned(),
+    ]
+    .iter()
+    .filter_map(|p| p.parse().ok())
+    .collect()
+}
+
+fn report_key(period: &str, member: &Jurisdiction) -> Vec<u8> {
+    format!("{period}/{member}").into_bytes()
+}
+
+/// Keeps a member's signed report if it is newer than the one held.
+pub async fn collect(
+    store: &Store,
+    member: &Jurisdiction,
+    envelope: SignedEnvelope,
+    report: &PublishedReport,
+) -> Result<bool, crate::store::StoreError> {
+    // Only well-formed periods (whose name is their bounds) are kept under their name.
+    let Some(period) = &report.report.period else {
+        return Ok(false);
+    };
+    if period.name.parse::<Period>().ok().as_ref() != Some(period) {
+        return Ok(false);
+    }
+    let key = report_key(&period.name, member);
+    if let Some(held) = store.get(Cf::Reports, &key)?
+        && let Ok(held) = SignedEnvelope::from_bytes(&held, limits::MAX_RESPONSE_FRAME)
+        && let Ok(held) =
+            comity_protocol::from_cbor::<PublishedReport>(&held.body, limits::MAX_RESPONSE_FRAME)
+        && held.issued_at >= report.issued_at
+    {
+        return Ok(false);
+    }
+    let mut batch = Batch::new();
+    batch.put(Cf::Reports, key, envelope.to_bytes());
+    store.commit(batch).await?;
+    Ok(true)
+}
+
+/// The reports members published for `period` (already verified when collected).
+pub fn collected(store: &Store, period: &str) -> Vec<Report> {
+    store
+        .scan_prefix(Cf::Reports, format!("{period}/").as_bytes())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|(_, v)| SignedEnvelope::from_bytes(v, limits::MAX_RESPONSE_FRAME).ok())
+        .filter_map(|e| {
+            comity_protocol::from_cbor::<PublishedReport>(&e.body, limits::MAX_RESPONSE_FRAME).ok()
+        })
+        .map(|p| p.report)
+        .collect()
+}
+
+/// Keeps the members' reports published on the bloc's gossip topic.
+pub async fn run_collector(
+    store: Store,
+    network: crate::network::Client,
+    roster: std::sync::Arc<crate::roster::Roster>,
+) {
+    let mut gossip = network.gossip();
+    loop {
+        let (source, data) = match gossip.recv().await {
+            Ok(message) => message,
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+            Err(_) => break,
+        };
+        let Some((member, key)) = roster.by_peer(&source) else {
+            continue;
+        };
+        let Ok(envelope) = SignedEnvelope::from_bytes(&data, limits::MAX_RESPONSE_FRAME) else {
+            continue;
+        };
+        if envelope.domain != <PublishedReport as comity_protocol::Signable>::DOMAIN {
+            continue;
+        }
+        let Ok(verifying) = key.verifying_key() else {
+            continue;
+        };
+        let published: PublishedReport = match envelope.open(&verifying) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(member = %member.jurisdiction, error = %e, "report refused: it does not verify");
+                continue;
+            }
+        };
+        if published.issuer != member.jurisdiction {
+            continue;
+        }
+        if let Err(e) = collect(&store, &member.jurisdiction, envelope, &published).await {
+            tracing::warn!(error = %e, "could not keep a member's report");
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn published(period: Option<&str>, at: &str, sent: u64) -> (SignedEnvelope, PublishedReport) {
+        let mut report = compute("DE", &[], None, |_| false);
+        report.period = period.map(|p| p.parse().unwrap());
+        report.requests.sent = sent;
+        let published = PublishedReport {
+            issuer: "DE".parse().unwrap(),
+            issued_at: at.parse().unwrap(),
+            report,
+        };
+        let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+        (SignedEnvelope::sign(&published, &key).unwrap(), published)
+    }
+
+    #[tokio::test]
+    async fn the_newest_report_of_a_period_is_kept_and_malformed_periods_are_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db")).unwrap();
+        let de: Jurisdiction = "DE".parse().unwrap();
+        let (e, p) = published(Some("2026-11"), "2026-11-26T10:00:00Z", 5);
+        assert!(collect(&store, &de, e, &p).await.unwrap());
+        let (e, p) = published(Some("2026-11"), "2026-11-26T09:00:00Z", 1);
+        assert!(!collect(&store, &de, e, &p).await.unwrap(), "older");
+        let (e, p) = published(None, "2026-11-26T11:00:00Z", 1);
+        assert!(!collect(&store, &de, e, &p).await.unwrap(), "no period");
+        let (e, mut p) = published(Some("2026-11"), "2026-11-26T11:00:00Z", 1);
+        p.report.period.as_mut().unwrap().name = "2026-11/FR".into();
+        assert!(!collect(&store, &de, e, &p).await.unwrap(), "forged name");
+        let held = collected(&store, "2026-11");
+        assert_eq!((held.len(), held[0].requests.sent), (1, 5));
+        assert!(collected(&store, "2026-10").is_empty());
+    }
 
     #[test]
     fn periods_parse_to_their_bounds() {

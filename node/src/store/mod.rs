@@ -43,10 +43,12 @@ pub enum Cf {
     Witness,
     /// time / id → two signed checkpoints of a member that contradict each other.
     WitnessEvidence,
+    /// period / member → that member's latest signed transparency report for the period.
+    Reports,
 }
 
 impl Cf {
-    pub const ALL: [Cf; 13] = [
+    pub const ALL: [Cf; 14] = [
         Cf::Cases,
         Cf::Outbox,
         Cf::Inbox,
@@ -60,6 +62,7 @@ impl Cf {
         Cf::Checkpoints,
         Cf::Witness,
         Cf::WitnessEvidence,
+        Cf::Reports,
     ];
 
     fn name(self) -> &'static str {
@@ -77,6 +80,7 @@ impl Cf {
             Cf::Checkpoints => "checkpoints",
             Cf::Witness => "witness",
             Cf::WitnessEvidence => "witness-evidence",
+            Cf::Reports => "reports",
         }
     }
 }
