@@ -144,49 +144,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
     // This node's transparency reports for the current periods, signed and published to the
     // bloc (and kept, so that the bloc-wide view includes ours).
-    {
-        let (cases, store, identity, network) = (
-            cases.clone(),
-            store.clone(),
-            identity.clone(),
-            client.clone(),
-        );
-        let every = Duration::from_secs(config.audit.report_secs.max(1));
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            loop {
-                tick.tick().await;
-                let Ok(records) = cases.list() else { continue };
-                let now = cases.now();
-                for period in crate::report::current_periods(now) {
-                    let report = crate::report::compute(
-                        cases.jurisdiction().as_str(),
-                        &records,
-                        Some(&period),
-                        |r| cases.due(r, now).overdue.is_some(),
-                    );
-                    let published = comity_protocol::report::PublishedReport {
-                        issuer: cases.jurisdiction().clone(),
-                        issued_at: comity_protocol::Timestamp::now(),
-                        report,
-                    };
-                    let Ok(signed) =
-                        comity_protocol::SignedEnvelope::sign(&published, identity.signing_key())
-                    else {
-                        continue;
-                    };
-                    let _ = crate::report::collect(
-                        &store,
-                        cases.jurisdiction(),
-                        signed.clone(),
-                        &published,
-                    )
-                    .await;
-                    network.publish(signed.to_bytes()).await;
-                }
-            }
-        });
-    }
+    tokio::spawn(crate::report::run_publisher(
+        cases.clone(),
+        store.clone(),
+        identity.clone(),
+        client.clone(),
+        Duration::from_secs(config.audit.report_secs.max(1)),
+    ));
     let admin_task = tokio::spawn(admin::serve(
         config.admin.listen,
         AdminState {

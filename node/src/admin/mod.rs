@@ -541,14 +541,10 @@ async fn transparency(
         ),
         None => None,
     };
-    let records = state.cases.list()?;
-    let now = state.cases.now();
-    Ok(Json(crate::report::compute(
-        state.cases.jurisdiction().as_str(),
-        &records,
+    Ok(Json(crate::report::of_cases(
+        &state.cases,
         period.as_ref(),
-        |r| state.cases.due(r, now).overdue.is_some(),
-    )))
+    )?))
 }
 
 /// The signed transparency reports the bloc's members published for a period (ours included),

@@ -254,6 +254,58 @@ fn report_key(period: &str, member: &Jurisdiction) -> Vec<u8> {
     format!("{period}/{member}").into_bytes()
 }
 
+/// This node's report of its cases for `period` (every case when `None`).
+pub fn of_cases(
+    cases: &crate::cases::Cases,
+    period: Option<&Period>,
+) -> Result<Report, crate::cases::CaseError> {
+    let records = cases.list()?;
+    let now = cases.now();
+    Ok(compute(
+        cases.jurisdiction().as_str(),
+        &records,
+        period,
+        |r| cases.due(r, now).overdue.is_some(),
+    ))
+}
+
+/// Every `every`, signs this node's reports for the current periods, keeps them beside the
+/// members' and publishes them to the bloc.
+pub async fn run_publisher(
+    cases: crate::cases::Cases,
+    store: Store,
+    identity: crate::identity::NodeIdentity,
+    network: crate::network::Client,
+    every: std::time::Duration,
+) {
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        for period in current_periods(cases.now()) {
+            let report = match of_cases(&cases, Some(&period)) {
+                Ok(report) => report,
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not compute this node's report");
+                    break;
+                }
+            };
+            let published = PublishedReport {
+                issuer: cases.jurisdiction().clone(),
+                issued_at: Timestamp::now(),
+                report,
+            };
+            let Ok(signed) = SignedEnvelope::sign(&published, identity.signing_key()) else {
+                continue;
+            };
+            if let Err(e) = collect(&store, cases.jurisdiction(), signed.clone(), &published).await
+            {
+                tracing::warn!(error = %e, "could not keep this node's report");
+            }
+            network.publish(signed.to_bytes()).await;
+        }
+    }
+}
+
 /// Keeps a member's signed report if it is newer than the one held.
 pub async fn collect(
     store: &Store,
