@@ -67,6 +67,11 @@ async fn a_rewritten_log_is_caught_by_a_witness() {
         s.witnessed.iter().any(|(m, n, _)| m == "DE" && *n > size)
     })
     .await;
+    // The cosignature goes back: DE holds FR's, over its grown log.
+    status_until(&bloc, "DE", "receiving FR's cosignature", |s| {
+        s.cosigned_by.iter().any(|(w, n, _)| w == "FR" && *n > size)
+    })
+    .await;
     assert!(
         bloc.client("FR")
             .status()

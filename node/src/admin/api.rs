@@ -25,6 +25,9 @@ pub struct StatusView {
     /// Members' latest checkpoints this node checked and cosigned: (member, size, when).
     #[serde(default)]
     pub witnessed: Vec<(String, u64, Timestamp)>,
+    /// Members that cosigned this node's own audit log: (witness, tree size, when), the latest.
+    #[serde(default)]
+    pub cosigned_by: Vec<(String, u64, Timestamp)>,
     /// Contradictions found in members' audit logs (evidence kept).
     #[serde(default)]
     pub audit_alerts: Vec<String>,

@@ -216,6 +216,7 @@ async fn status(State(state): State<AdminState>) -> Reply<StatusView> {
         members: peer_views(&state, &net),
         outbox_depth: state.cases.outbox_depth()?,
         witnessed: crate::audit::witness::witnessed(&state.store),
+        cosigned_by: crate::audit::witness::cosigned_by(&state.store),
         audit_alerts: crate::audit::witness::evidence(&state.store)
             .into_iter()
             .map(|e| format!("{} at {}: {}", e.member, e.at, e.reason))

@@ -50,6 +50,20 @@ pub fn witnessed(store: &Store) -> Vec<(String, u64, Timestamp)> {
         .collect()
 }
 
+/// Who cosigned this node's own log: (witness, tree size, when cosigned), the latest of each.
+pub fn cosigned_by(store: &Store) -> Vec<(String, u64, Timestamp)> {
+    store
+        .scan(Cf::Cosignatures)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|(k, v)| {
+            let e = SignedEnvelope::from_bytes(v, limits::MAX_RESPONSE_FRAME).ok()?;
+            let c: Cosignature = from_cbor(&e.body, limits::MAX_RESPONSE_FRAME).ok()?;
+            Some((String::from_utf8_lossy(k).into_owned(), c.tree_size, c.at))
+        })
+        .collect()
+}
+
 /// Every contradiction found.
 pub fn evidence(store: &Store) -> Vec<Evidence> {
     store
@@ -84,9 +98,16 @@ pub async fn run(
             continue;
         };
         let Ok(envelope) = SignedEnvelope::from_bytes(&data, limits::MAX_RESPONSE_FRAME) else {
-            debug!(%source, "unreadable checkpoint message");
+            debug!(%source, "unreadable gossip message");
             continue;
         };
+        if envelope.domain == <Cosignature as comity_protocol::Signable>::DOMAIN {
+            keep_cosignature(&store, member, &verifying, envelope, &me).await;
+            continue;
+        }
+        if envelope.domain != <Checkpoint as comity_protocol::Signable>::DOMAIN {
+            continue; // another kind of bloc message (reports)
+        }
         let checkpoint: Checkpoint = match envelope.open(&verifying) {
             Ok(c) => c,
             Err(e) => {
@@ -189,6 +210,8 @@ async fn witness(
     let Ok(cosignature) = SignedEnvelope::sign(&cosignature, identity.signing_key()) else {
         return;
     };
+    // The member learns who vouches for its log: the cosignature goes back over the topic.
+    network.publish(cosignature.to_bytes()).await;
     let witnessed = Witnessed {
         checkpoint: envelope,
         cosignature,
@@ -199,6 +222,40 @@ async fn witness(
     batch.put(Cf::Witness, key, value);
     if store.commit(batch).await.is_ok() {
         info!(member = %member.jurisdiction, size = checkpoint.tree_size, "checkpoint witnessed and cosigned");
+    }
+}
+
+/// Keeps a member's cosignature of this node's own log, if it is of our log and newer than the
+/// one held from that witness.
+async fn keep_cosignature(
+    store: &Store,
+    witness: &Member,
+    key: &ed25519_dalek::VerifyingKey,
+    envelope: SignedEnvelope,
+    me: &Jurisdiction,
+) {
+    let cosignature: Cosignature = match envelope.open(key) {
+        Ok(c) => c,
+        Err(e) => {
+            warn!(member = %witness.jurisdiction, error = %e, "cosignature refused: it does not verify");
+            return;
+        }
+    };
+    if cosignature.log != *me || cosignature.witness != witness.jurisdiction {
+        return; // a cosignature of another member's log
+    }
+    let key = witness.jurisdiction.as_str().as_bytes().to_vec();
+    if let Ok(Some(held)) = store.get(Cf::Cosignatures, &key)
+        && let Ok(held) = SignedEnvelope::from_bytes(&held, limits::MAX_RESPONSE_FRAME)
+        && let Ok(held) = from_cbor::<Cosignature>(&held.body, limits::MAX_RESPONSE_FRAME)
+        && held.tree_size > cosignature.tree_size
+    {
+        return;
+    }
+    let mut batch = Batch::new();
+    batch.put(Cf::Cosignatures, key, envelope.to_bytes());
+    if store.commit(batch).await.is_ok() {
+        debug!(witness = %witness.jurisdiction, size = cosignature.tree_size, "our checkpoint cosigned");
     }
 }
 

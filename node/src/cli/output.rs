@@ -33,6 +33,9 @@ pub fn status(s: &StatusView, as_json: bool) -> anyhow::Result<()> {
     for (member, size, at) in &s.witnessed {
         println!("witnessed     {member}: audit log of {size} entries, cosigned at {at}");
     }
+    for (witness, size, at) in &s.cosigned_by {
+        println!("cosigned by   {witness}: our audit log of {size} entries, at {at}");
+    }
     for alert in &s.audit_alerts {
         println!("AUDIT ALERT   {alert}");
     }

@@ -45,10 +45,12 @@ pub enum Cf {
     WitnessEvidence,
     /// period / member → that member's latest signed transparency report for the period.
     Reports,
+    /// witness → the latest cosignature of this node's own checkpoints by that member.
+    Cosignatures,
 }
 
 impl Cf {
-    pub const ALL: [Cf; 14] = [
+    pub const ALL: [Cf; 15] = [
         Cf::Cases,
         Cf::Outbox,
         Cf::Inbox,
@@ -63,6 +65,7 @@ impl Cf {
         Cf::Witness,
         Cf::WitnessEvidence,
         Cf::Reports,
+        Cf::Cosignatures,
     ];
 
     fn name(self) -> &'static str {
@@ -81,6 +84,7 @@ impl Cf {
             Cf::Witness => "witness",
             Cf::WitnessEvidence => "witness-evidence",
             Cf::Reports => "reports",
+            Cf::Cosignatures => "cosignatures",
         }
     }
 }
