@@ -41,6 +41,8 @@ pub struct Config {
     #[serde(default)]
     pub audit: AuditSection,
     #[serde(default)]
+    pub dashboard: DashboardSection,
+    #[serde(default)]
     pub testing: TestingSection,
     /// Directory the config was read from; relative paths are resolved against it.
     #[serde(skip)]
@@ -152,6 +154,14 @@ impl Default for AuditSection {
             report_secs: 60,
         }
     }
+}
+
+/// The optional read-only dashboard: the bloc-wide statistics and every member's latest
+/// cosigned checkpoint, on a port of its own, without login. Off unless `listen` is set.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DashboardSection {
+    pub listen: Option<SocketAddr>,
 }
 
 /// Switches for testnets only. Never turn them on in a production node.
@@ -274,6 +284,7 @@ impl Config {
             log: LogSection::default(),
             safeguards: SafeguardsSection::default(),
             audit: AuditSection::default(),
+            dashboard: DashboardSection::default(),
             testing: TestingSection::default(),
             base_dir: PathBuf::new(),
         }
@@ -399,6 +410,11 @@ checkpoint_secs = {checkpoint}
 # Seconds between publications of this node's signed transparency reports to the bloc.
 report_secs = {report}
 
+[dashboard]
+# A read-only page of the bloc-wide statistics and cosigned checkpoints, without login, on a
+# port of its own. Off unless set; it shows no case content, but keep it off public networks.
+{dashboard}
+
 [testing]
 # Testnets only: lets the admin API cut links to members to inject partitions.
 faults = {faults}
@@ -425,6 +441,10 @@ faults = {faults}
             sweep = self.safeguards.retention_sweep_secs,
             checkpoint = self.audit.checkpoint_secs,
             report = self.audit.report_secs,
+            dashboard = match self.dashboard.listen {
+                Some(addr) => format!("listen = \"{addr}\""),
+                None => "# listen = \"127.0.0.1:7791\"".to_owned(),
+            },
             categories = self
                 .safeguards
                 .disclosure_approval

@@ -151,6 +151,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         client.clone(),
         Duration::from_secs(config.audit.report_secs.max(1)),
     ));
+    if let Some(listen) = config.dashboard.listen {
+        let dashboard = crate::dashboard::serve(listen, cases.clone(), store.clone());
+        tokio::spawn(async move {
+            if let Err(e) = dashboard.await {
+                tracing::error!(error = %e, "the dashboard stopped; the node goes on without it");
+            }
+        });
+    }
     let admin_task = tokio::spawn(admin::serve(
         config.admin.listen,
         AdminState {

@@ -10,6 +10,7 @@ pub mod cases;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod dashboard;
 pub mod identity;
 pub mod init;
 pub mod network;

@@ -153,7 +153,7 @@ fn figures(report: &Report) -> Vec<(&'static str, String)> {
     ]
 }
 
-fn escape(s: &str) -> String {
+pub(crate) fn escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
