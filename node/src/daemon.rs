@@ -37,8 +37,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             config.roster_path().display()
         ),
     }
+    let mut policy_hash = None;
     let policy = match std::fs::read_to_string(config.policy_path()) {
         Ok(text) => {
+            policy_hash = Some(comity_protocol::Hash32::of(text.as_bytes()));
             let policy = crate::policy::parse(&text).map_err(|problems| {
                 let list: Vec<String> = problems.iter().map(|p| format!("  {p}")).collect();
                 anyhow::anyhow!(
@@ -59,6 +61,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         Err(e) => bail!("cannot read policy {}: {e}", config.policy_path().display()),
     };
     let store = Store::open(&config.store_path())?;
+    if crate::audit::record_policy(&store, policy_hash).await? {
+        info!("the policy in force is recorded in the audit log");
+    }
     // Keys that cases name are in use; any other key file is a spare.
     let in_use = store
         .scan(crate::store::Cf::Cases)?

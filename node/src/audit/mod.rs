@@ -44,6 +44,9 @@ pub enum AuditWhat {
     },
     /// An officer approved a draft or a disclosure (four-eyes).
     Approval { officer: String, case_id: CaseId },
+    /// The node started with a policy other than the one recorded last (changed, added or
+    /// removed): the BLAKE3 hash of the `policy.toml` now in force, or none.
+    Policy { policy_hash: Option<Hash32> },
     /// A peer's message or event was refused.
     Refusal {
         peer: String,
@@ -66,6 +69,20 @@ pub fn record(batch: &mut Batch, what: AuditWhat) {
         what,
     };
     batch.audit(to_canonical_cbor(&entry).expect("audit entries encode"));
+}
+
+/// Records the policy in force if it is not the one recorded last. Returns whether it changed.
+pub async fn record_policy(store: &Store, policy_hash: Option<Hash32>) -> Result<bool, StoreError> {
+    const KEY: &[u8] = b"policy";
+    let value = policy_hash.map(|h| h.0.to_vec()).unwrap_or_default();
+    if store.get(Cf::Settings, KEY)?.as_deref() == Some(value.as_slice()) {
+        return Ok(false);
+    }
+    let mut batch = Batch::new();
+    record(&mut batch, AuditWhat::Policy { policy_hash });
+    batch.put(Cf::Settings, KEY.to_vec(), value);
+    store.commit(batch).await?;
+    Ok(true)
 }
 
 /// Adds an entry for a stored case event.
@@ -334,5 +351,26 @@ mod hex_bytes {
     }
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
         hex::decode(String::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_change_of_policy_is_an_audit_entry_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db")).unwrap();
+        let entries = |store: &Store| store.scan(Cf::Audit).unwrap().len();
+        let first = Some(Hash32::of(b"[agreements]"));
+        assert!(record_policy(&store, first).await.unwrap());
+        assert!(!record_policy(&store, first).await.unwrap(), "unchanged");
+        assert_eq!(entries(&store), 1);
+        let second = Some(Hash32::of(b"[agreements]\n# edited"));
+        assert!(record_policy(&store, second).await.unwrap());
+        assert!(record_policy(&store, None).await.unwrap(), "removed");
+        assert!(!record_policy(&store, None).await.unwrap());
+        assert_eq!(entries(&store), 3);
     }
 }

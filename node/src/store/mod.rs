@@ -47,10 +47,12 @@ pub enum Cf {
     Reports,
     /// witness → the latest cosignature of this node's own checkpoints by that member.
     Cosignatures,
+    /// name → what this node last recorded of its own settings (the policy in force).
+    Settings,
 }
 
 impl Cf {
-    pub const ALL: [Cf; 15] = [
+    pub const ALL: [Cf; 16] = [
         Cf::Cases,
         Cf::Outbox,
         Cf::Inbox,
@@ -66,6 +68,7 @@ impl Cf {
         Cf::WitnessEvidence,
         Cf::Reports,
         Cf::Cosignatures,
+        Cf::Settings,
     ];
 
     fn name(self) -> &'static str {
@@ -85,6 +88,7 @@ impl Cf {
             Cf::WitnessEvidence => "witness-evidence",
             Cf::Reports => "reports",
             Cf::Cosignatures => "cosignatures",
+            Cf::Settings => "settings",
         }
     }
 }
