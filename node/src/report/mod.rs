@@ -281,14 +281,22 @@ pub async fn run_publisher(
     let mut tick = tokio::time::interval(every);
     loop {
         tick.tick().await;
-        for period in current_periods(cases.now()) {
-            let report = match of_cases(&cases, Some(&period)) {
-                Ok(report) => report,
-                Err(e) => {
-                    tracing::warn!(error = %e, "could not compute this node's report");
-                    break;
-                }
-            };
+        // One read of the cases serves the three periods.
+        let records = match cases.list() {
+            Ok(records) => records,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not compute this node's reports");
+                continue;
+            }
+        };
+        let now = cases.now();
+        for period in current_periods(now) {
+            let report = compute(
+                cases.jurisdiction().as_str(),
+                &records,
+                Some(&period),
+                |r| cases.due(r, now).overdue.is_some(),
+            );
             let published = PublishedReport {
                 issuer: cases.jurisdiction().clone(),
                 issued_at: Timestamp::now(),
