@@ -182,6 +182,28 @@ impl Roster {
             .map(|&i| (&self.members[i], &self.keys[i]))
     }
 
+    /// A message on the bloc's gossip topic from `peer`, as the member who sent it, that
+    /// member's key and the envelope; `None` when the peer is not a member, its roster key is
+    /// unusable or the bytes are not an envelope. The envelope is not yet opened.
+    pub fn member_message(
+        &self,
+        peer: &PeerId,
+        data: &[u8],
+    ) -> Option<(
+        &Member,
+        ed25519_dalek::VerifyingKey,
+        comity_protocol::SignedEnvelope,
+    )> {
+        let (member, key) = self.by_peer(peer)?;
+        let key = key.verifying_key().ok()?;
+        let envelope = comity_protocol::SignedEnvelope::from_bytes(
+            data,
+            comity_protocol::limits::MAX_RESPONSE_FRAME,
+        )
+        .ok()?;
+        Some((member, key, envelope))
+    }
+
     pub fn by_jurisdiction(&self, j: &Jurisdiction) -> Option<(&Member, &PublicKey)> {
         self.by_jurisdiction
             .get(j)

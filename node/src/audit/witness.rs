@@ -88,19 +88,13 @@ pub async fn run(
             Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
             Err(_) => break,
         };
-        let Some((member, key)) = roster.by_peer(&source) else {
+        let Some((member, verifying, envelope)) = roster.member_message(&source, &data) else {
+            debug!(%source, "gossip message from a non-member, or unreadable");
             continue;
         };
         if member.jurisdiction == me {
             continue;
         }
-        let Ok(verifying) = key.verifying_key() else {
-            continue;
-        };
-        let Ok(envelope) = SignedEnvelope::from_bytes(&data, limits::MAX_RESPONSE_FRAME) else {
-            debug!(%source, "unreadable gossip message");
-            continue;
-        };
         if envelope.domain == <Cosignature as comity_protocol::Signable>::DOMAIN {
             keep_cosignature(&store, member, &verifying, envelope, &me).await;
             continue;

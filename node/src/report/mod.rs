@@ -370,18 +370,12 @@ pub async fn run_collector(
             Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
             Err(_) => break,
         };
-        let Some((member, key)) = roster.by_peer(&source) else {
-            continue;
-        };
-        let Ok(envelope) = SignedEnvelope::from_bytes(&data, limits::MAX_RESPONSE_FRAME) else {
+        let Some((member, verifying, envelope)) = roster.member_message(&source, &data) else {
             continue;
         };
         if envelope.domain != <PublishedReport as comity_protocol::Signable>::DOMAIN {
             continue;
         }
-        let Ok(verifying) = key.verifying_key() else {
-            continue;
-        };
         let published: PublishedReport = match envelope.open(&verifying) {
             Ok(p) => p,
             Err(e) => {
