@@ -51,7 +51,9 @@ pub(crate) mod vec {
                 human_readable: true,
             })
         } else {
-            deserializer.deserialize_bytes(BytesVisitor {
+            // `byte_buf`, not `bytes`: ciborium lends only byte strings that fit its 4 KiB
+            // scratch buffer and refuses longer ones as `bytes`.
+            deserializer.deserialize_byte_buf(BytesVisitor {
                 human_readable: false,
             })
         }

@@ -292,6 +292,14 @@ mod tests {
         let env = SignedEnvelope::sign(&message, &key).unwrap();
         let frame = to_canonical_cbor(&ExchangeRequest::Push(env.clone())).unwrap();
         assert!(frame.len() <= MAX_REQUEST_FRAME, "{} bytes", frame.len());
+        // And it decodes back: byte strings past ciborium's 4 KiB scratch buffer included.
+        let back: ExchangeRequest = crate::from_cbor(&frame, MAX_REQUEST_FRAME).unwrap();
+        let ExchangeRequest::Push(back) = back else {
+            panic!("not a push")
+        };
+        assert_eq!(back.body, env.body);
+        let opened: EventPush = back.open(&key.verifying_key()).unwrap();
+        assert_eq!(opened.events.len(), 1);
 
         let receipt = Receipt {
             message_id: message.message_id,
