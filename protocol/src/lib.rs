@@ -11,6 +11,7 @@ mod bytes;
 pub mod canonical;
 pub mod caselog;
 pub mod envelope;
+pub mod evidence;
 pub mod examples;
 pub mod ids;
 pub mod merkle;

@@ -104,6 +104,11 @@ pub enum EventKind {
     EvidenceAcknowledged {
         manifest_root: Option<Hash32>,
     },
+    /// The requesting node's statement that the package named by `manifest_root` arrived
+    /// whole: every chunk matched the signed manifest. Recorded by the node, not an officer.
+    EvidenceReceived {
+        manifest_root: Hash32,
+    },
     /// The requester withdraws the request. Beats any concurrent executing-side step.
     Withdrawn {
         reason: String,
@@ -177,6 +182,7 @@ impl EventKind {
             EventKind::Clarified { .. } => "clarified",
             EventKind::Fulfilled { .. } => "fulfilled",
             EventKind::EvidenceAcknowledged { .. } => "evidence-acknowledged",
+            EventKind::EvidenceReceived { .. } => "evidence-received",
             EventKind::Withdrawn { .. } => "withdrawn",
             EventKind::Closed => "closed",
             EventKind::Preserved { .. } => "preserved",
@@ -194,6 +200,7 @@ impl EventKind {
             EventKind::Submitted { .. }
             | EventKind::Clarified { .. }
             | EventKind::EvidenceAcknowledged { .. }
+            | EventKind::EvidenceReceived { .. }
             | EventKind::Withdrawn { .. }
             | EventKind::Purged => Side::Requester,
             EventKind::Received

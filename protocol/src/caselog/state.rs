@@ -96,6 +96,12 @@ pub struct CaseView {
     pub purged_at: Option<Timestamp>,
     pub decision: Option<Decision>,
     pub preservation: Option<Preservation>,
+    /// The evidence package the applied fulfilment named, if any.
+    #[serde(default)]
+    pub manifest_root: Option<crate::ids::Hash32>,
+    /// When the requester's node stated that this package arrived whole.
+    #[serde(default)]
+    pub evidence_received_at: Option<Timestamp>,
     /// Every event, in fold order.
     pub entries: Vec<LogEntry>,
     pub heads: Vec<EventId>,
@@ -116,6 +122,8 @@ impl CaseView {
             purged_at: None,
             decision: None,
             preservation: None,
+            manifest_root: None,
+            evidence_received_at: None,
             entries: Vec::new(),
             heads: Vec::new(),
         }
@@ -202,13 +210,25 @@ impl CaseView {
                 S::ClarificationRequested => self.state = Some(S::Clarified),
                 _ => return cannot("clarify"),
             },
-            EventKind::Fulfilled { .. } => match state {
+            EventKind::Fulfilled { manifest_root, .. } => match state {
                 S::Accepted | S::PartiallyAccepted => {
                     self.state = Some(S::Fulfilled);
                     self.fulfilled_at = Some(at);
+                    self.manifest_root = *manifest_root;
                 }
                 _ => return cannot("fulfil"),
             },
+            EventKind::EvidenceReceived { manifest_root } => {
+                if self.manifest_root != Some(*manifest_root) {
+                    return Err(format!(
+                        "package {manifest_root} is not the one the fulfilment named"
+                    ));
+                }
+                if self.evidence_received_at.is_some() {
+                    return Err("the package's arrival is already recorded".to_owned());
+                }
+                self.evidence_received_at = Some(at);
+            }
             EventKind::EvidenceAcknowledged { .. } => match state {
                 S::Fulfilled => self.state = Some(S::EvidenceAcknowledged),
                 _ => return cannot("acknowledge evidence on"),

@@ -317,3 +317,55 @@ fn sync_by_version_vector_brings_a_replica_up_to_date() {
     assert_eq!(b.log.view(), a.log.view());
     assert!(a.log.events_after(&a.log.version_vector()).is_empty());
 }
+
+#[test]
+fn evidence_received_applies_only_to_the_package_the_fulfilment_named() {
+    use CaseState as S;
+    let mut r = walk(vec![
+        ("DE", EventKind::Received, S::Delivered),
+        ("DE", decided(Decision::Accept), S::Accepted),
+        ("DE", fulfilled(), S::Fulfilled),
+    ]);
+    r.act(
+        "FR",
+        EventKind::EvidenceReceived {
+            manifest_root: Hash32::of(b"another package"),
+        },
+    )
+    .unwrap();
+    let entry = r.last_entry();
+    assert!(!entry.applied);
+    assert!(
+        entry
+            .note
+            .as_deref()
+            .unwrap()
+            .contains("not the one the fulfilment named")
+    );
+    r.act(
+        "FR",
+        EventKind::EvidenceReceived {
+            manifest_root: Hash32::of(b"manifest"),
+        },
+    )
+    .unwrap();
+    assert!(r.last_entry().applied);
+    let view = r.log.view();
+    assert_eq!(view.manifest_root, Some(Hash32::of(b"manifest")));
+    assert!(view.evidence_received_at.is_some());
+    assert_eq!(
+        view.state,
+        Some(S::Fulfilled),
+        "arrival is not acknowledgement"
+    );
+    // Only the requesting side states what it received.
+    assert!(
+        r.act(
+            "DE",
+            EventKind::EvidenceReceived {
+                manifest_root: Hash32::of(b"manifest"),
+            },
+        )
+        .is_err()
+    );
+}
