@@ -43,6 +43,8 @@ pub struct Config {
     #[serde(default)]
     pub dashboard: DashboardSection,
     #[serde(default)]
+    pub evidence: EvidenceSection,
+    #[serde(default)]
     pub testing: TestingSection,
     /// Directory the config was read from; relative paths are resolved against it.
     #[serde(skip)]
@@ -75,6 +77,13 @@ pub struct NodeSection {
     /// Directory of per-case data keys (wrapped by the master key).
     #[serde(default = "defaults::keys_dir")]
     pub keys_dir: PathBuf,
+    /// The X25519 key evidence for this jurisdiction is sealed to (mode 0600). Its public half
+    /// is this member's `sealing_key` in the roster.
+    #[serde(default = "defaults::sealing_key")]
+    pub sealing_key: PathBuf,
+    /// Evidence packages, sealed: being sent, being received and received.
+    #[serde(default = "defaults::evidence_dir")]
+    pub evidence_dir: PathBuf,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -164,6 +173,20 @@ pub struct DashboardSection {
     pub listen: Option<SocketAddr>,
 }
 
+/// Evidence transfers (the bloc's limits are in the roster's `[evidence]`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EvidenceSection {
+    /// Chunks of a package pulled at once from the sending member.
+    pub parallel: usize,
+}
+
+impl Default for EvidenceSection {
+    fn default() -> Self {
+        Self { parallel: 8 }
+    }
+}
+
 /// Switches for testnets only. Never turn them on in a production node.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -208,6 +231,12 @@ mod defaults {
     }
     pub fn keys_dir() -> PathBuf {
         PathBuf::from("keys")
+    }
+    pub fn sealing_key() -> PathBuf {
+        PathBuf::from("sealing.key")
+    }
+    pub fn evidence_dir() -> PathBuf {
+        PathBuf::from("evidence")
     }
 }
 
@@ -274,6 +303,8 @@ impl Config {
                 policy: defaults::policy_file(),
                 master_key: defaults::master_key(),
                 keys_dir: defaults::keys_dir(),
+                sealing_key: defaults::sealing_key(),
+                evidence_dir: defaults::evidence_dir(),
             },
             network: NetworkSection {
                 listen: vec![listen],
@@ -285,6 +316,7 @@ impl Config {
             safeguards: SafeguardsSection::default(),
             audit: AuditSection::default(),
             dashboard: DashboardSection::default(),
+            evidence: EvidenceSection::default(),
             testing: TestingSection::default(),
             base_dir: PathBuf::new(),
         }
@@ -336,6 +368,13 @@ impl Config {
     pub fn keys_path(&self) -> PathBuf {
         self.resolve(&self.node.keys_dir)
     }
+    /// The X25519 key evidence for this node is sealed to (mode 0600; never in the store).
+    pub fn sealing_key_path(&self) -> PathBuf {
+        self.resolve(&self.node.sealing_key)
+    }
+    pub fn evidence_path(&self) -> PathBuf {
+        self.resolve(&self.node.evidence_dir)
+    }
 
     /// The config as a commented TOML file, as `comity init` writes it.
     pub fn to_commented_toml(&self) -> String {
@@ -366,6 +405,10 @@ policy = "{policy}"
 # keys_dir; deleting a case's key destroys its content (retention).
 master_key = "{master_key}"
 keys_dir = "{keys_dir}"
+# Evidence: the key packages for this jurisdiction are sealed to (0600; its public half is this
+# member's sealing_key in the roster), and where packages are kept, sealed.
+sealing_key = "{sealing_key}"
+evidence_dir = "{evidence_dir}"
 
 [network]
 # Where peers reach this node (TCP + Noise + Yamux).
@@ -415,6 +458,10 @@ report_secs = {report}
 # port of its own. Off unless set; it shows no case content, but keep it off public networks.
 {dashboard}
 
+[evidence]
+# Chunks of a package pulled at once from the sending member.
+parallel = {parallel}
+
 [testing]
 # Testnets only: lets the admin API cut links to members to inject partitions.
 faults = {faults}
@@ -426,6 +473,9 @@ faults = {faults}
             policy = self.node.policy.display(),
             master_key = self.node.master_key.display(),
             keys_dir = self.node.keys_dir.display(),
+            sealing_key = self.node.sealing_key.display(),
+            evidence_dir = self.node.evidence_dir.display(),
+            parallel = self.evidence.parallel,
             mdns = self.network.mdns,
             maxc = self.network.max_connections,
             maxpp = self.network.max_connections_per_peer,

@@ -77,21 +77,22 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         let _ = rx.wait_for(|stop| *stop).await;
     };
 
-    let (client, event_loop, inbound) = network::new(NetworkSettings {
-        identity: identity.clone(),
-        roster: roster.clone(),
-        listen: config.network.listen.clone(),
-        behaviour: BehaviourConfig {
-            bloc: roster.bloc().to_owned(),
-            mdns: config.network.mdns,
-            max_connections: config.network.max_connections,
-            max_connections_per_peer: config.network.max_connections_per_peer,
-            max_pending_incoming: config.network.max_pending_incoming,
-            request_timeout: Duration::from_secs(config.network.request_timeout_secs.max(1)),
-            frames: Default::default(),
-        },
-        redial_interval: Duration::from_secs(config.network.redial_interval_secs.max(1)),
-    })?;
+    let (client, event_loop, network::Inbound { exchange, evidence }) =
+        network::new(NetworkSettings {
+            identity: identity.clone(),
+            roster: roster.clone(),
+            listen: config.network.listen.clone(),
+            behaviour: BehaviourConfig {
+                bloc: roster.bloc().to_owned(),
+                mdns: config.network.mdns,
+                max_connections: config.network.max_connections,
+                max_connections_per_peer: config.network.max_connections_per_peer,
+                max_pending_incoming: config.network.max_pending_incoming,
+                request_timeout: Duration::from_secs(config.network.request_timeout_secs.max(1)),
+                frames: Default::default(),
+            },
+            redial_interval: Duration::from_secs(config.network.redial_interval_secs.max(1)),
+        })?;
     let network_task = tokio::spawn(event_loop.run(stopped(stop_rx.clone())));
 
     let cases = Cases::start(
@@ -100,7 +101,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         identity.clone(),
         roster.clone(),
         client.clone(),
-        inbound,
+        exchange,
         CaseSettings {
             initial_backoff: config.outbox.initial_backoff(),
             max_backoff: config.outbox.max_backoff(),
@@ -110,6 +111,18 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             policy,
             retention_sweep: Duration::from_secs(config.safeguards.retention_sweep_secs.max(1)),
         },
+    )?;
+    let evidence = crate::evidence::Evidence::start(
+        crate::evidence::EvidenceSettings {
+            dir: config.evidence_path(),
+            sealing_key: config.sealing_key_path(),
+            parallel: config.evidence.parallel,
+        },
+        store.clone(),
+        cases.clone(),
+        client.clone(),
+        evidence,
+        identity.clone(),
     )?;
     // Signed checkpoints of the audit log, as it grows, announced to the bloc for witnessing;
     // and the witnessing of the other members' checkpoints.
@@ -168,6 +181,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         config.admin.listen,
         AdminState {
             cases,
+            evidence,
             store: store.clone(),
             network: client,
             faults: config.testing.faults,

@@ -53,6 +53,7 @@ pub async fn init(options: InitOptions) -> anyhow::Result<Initialized> {
         options.admin,
     );
     let identity = NodeIdentity::create(&dir.join(&config.node.key_file))?;
+    let sealing_key = crate::evidence::create_sealing_key(&dir.join(&config.node.sealing_key))?;
     let member = Member {
         jurisdiction: options.jurisdiction.clone(),
         name: options
@@ -61,6 +62,7 @@ pub async fn init(options: InitOptions) -> anyhow::Result<Initialized> {
             .unwrap_or_else(|| options.jurisdiction.to_string()),
         peer_id: identity.peer_id(),
         addresses: vec![options.listen.clone()],
+        sealing_key: Some(sealing_key),
     };
     // Until the bloc's roster replaces it, the node's roster lists only itself.
     let roster =

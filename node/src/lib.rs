@@ -1,7 +1,8 @@
 //! The Comity node: the daemon (`comity run`) and the library behind the `comity` CLI.
 //!
 //! Rooms: `network` (libp2p, the only owner of the swarm), `store` (RocksDB, the only importer
-//! of `rocksdb`), `cases` (requests, the exchange and the outbox), `admin` (HTTP API and its
+//! of `rocksdb`), `cases` (requests, the exchange and the outbox), `evidence` (sealed packages and
+//! their transfers), `admin` (HTTP API and its
 //! typed client), `cli` (the officer and operator commands).
 
 pub mod admin;
@@ -11,6 +12,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod dashboard;
+pub mod evidence;
 pub mod identity;
 pub mod init;
 pub mod network;

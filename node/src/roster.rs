@@ -31,6 +31,10 @@ pub struct Member {
     pub peer_id: PeerId,
     #[serde(default)]
     pub addresses: Vec<Multiaddr>,
+    /// The X25519 key evidence for this member is sealed to (`comity init` prints it).
+    /// Without it, no evidence can be delivered to this member.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealing_key: Option<comity_protocol::evidence::SealingKey>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -39,6 +43,8 @@ struct RosterFile {
     bloc: String,
     #[serde(default)]
     deadlines: Deadlines,
+    #[serde(default)]
+    evidence: EvidenceLimits,
     #[serde(default, rename = "member")]
     members: Vec<Member>,
 }
@@ -76,11 +82,57 @@ impl Deadlines {
     }
 }
 
+/// The bloc's limits on evidence packages: every member seals and accepts packages by them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EvidenceLimits {
+    /// Largest package (all files together), in bytes. Larger ones are refused before any
+    /// byte moves.
+    pub max_package_bytes: u64,
+    /// Bytes per chunk: a multiple of 32 KiB between 64 KiB and 8 MiB. A package has at most
+    /// 16,384 chunks, so `max_package_bytes / chunk_bytes` may not exceed that.
+    pub chunk_bytes: u32,
+}
+
+impl Default for EvidenceLimits {
+    fn default() -> Self {
+        Self {
+            max_package_bytes: 16 << 30,
+            chunk_bytes: 1 << 20,
+        }
+    }
+}
+
+impl EvidenceLimits {
+    fn problem(&self) -> Option<String> {
+        use comity_protocol::evidence::{
+            MAX_CHUNK_BYTES, MAX_CHUNKS, MIN_CHUNK_BYTES, RECORD_BYTES,
+        };
+        let chunk = self.chunk_bytes;
+        if !(MIN_CHUNK_BYTES..=MAX_CHUNK_BYTES).contains(&chunk)
+            || !(chunk as usize).is_multiple_of(RECORD_BYTES)
+        {
+            return Some(format!(
+                "[evidence] chunk_bytes = {chunk} must be a multiple of {RECORD_BYTES} between {MIN_CHUNK_BYTES} and {MAX_CHUNK_BYTES}"
+            ));
+        }
+        let chunks = comity_protocol::evidence::chunk_count(self.max_package_bytes, chunk);
+        if chunks > MAX_CHUNKS {
+            return Some(format!(
+                "[evidence] max_package_bytes = {} needs {chunks} chunks of {chunk} bytes; at most {MAX_CHUNKS} are allowed: raise chunk_bytes or lower the limit",
+                self.max_package_bytes
+            ));
+        }
+        None
+    }
+}
+
 /// A checked roster with lookups by PeerId and by jurisdiction.
 #[derive(Clone, Debug)]
 pub struct Roster {
     bloc: String,
     deadlines: Deadlines,
+    evidence: EvidenceLimits,
     members: Vec<Member>,
     keys: Vec<PublicKey>,
     by_peer: HashMap<PeerId, usize>,
@@ -126,6 +178,7 @@ impl Roster {
         Ok(Self {
             bloc,
             deadlines: Deadlines::default(),
+            evidence: EvidenceLimits::default(),
             members,
             keys,
             by_peer,
@@ -147,13 +200,19 @@ impl Roster {
 
     pub fn parse(text: &str) -> Result<Self, String> {
         let file: RosterFile = toml::from_str(text).map_err(|e| e.to_string())?;
-        Ok(Self::new(file.bloc, file.members)?.with_deadlines(file.deadlines))
+        if let Some(problem) = file.evidence.problem() {
+            return Err(problem);
+        }
+        Ok(Self::new(file.bloc, file.members)?
+            .with_deadlines(file.deadlines)
+            .with_evidence(file.evidence))
     }
 
     pub fn to_toml(&self) -> String {
         let file = RosterFile {
             bloc: self.bloc.clone(),
             deadlines: self.deadlines,
+            evidence: self.evidence,
             members: self.members.clone(),
         };
         toml::to_string_pretty(&file).expect("roster serialises")
@@ -166,6 +225,16 @@ impl Roster {
     pub fn with_deadlines(mut self, deadlines: Deadlines) -> Self {
         self.deadlines = deadlines;
         self
+    }
+
+    /// Sets the evidence limits (checked).
+    pub fn with_evidence(mut self, evidence: EvidenceLimits) -> Self {
+        self.evidence = evidence;
+        self
+    }
+
+    pub fn evidence(&self) -> &EvidenceLimits {
+        &self.evidence
     }
 
     pub fn deadlines(&self) -> &Deadlines {
@@ -248,9 +317,33 @@ mod tests {
                 name: j.into(),
                 peer_id: key.public().to_peer_id(),
                 addresses: vec!["/ip4/127.0.0.1/tcp/1".parse().unwrap()],
+                sealing_key: None,
             },
             key,
         )
+    }
+
+    #[test]
+    fn evidence_limits_round_trip_and_bad_ones_are_explained() {
+        let (fr, _) = member("FR");
+        let limits = EvidenceLimits {
+            max_package_bytes: 1 << 30,
+            chunk_bytes: 256 * 1024,
+        };
+        let roster = Roster::new("eu-test".into(), vec![fr])
+            .unwrap()
+            .with_evidence(limits);
+        let text = roster.to_toml();
+        assert_eq!(*Roster::parse(&text).unwrap().evidence(), limits);
+        let odd = text.replace("chunk_bytes = 262144", "chunk_bytes = 100000");
+        let err = Roster::parse(&odd).unwrap_err();
+        assert!(err.contains("multiple of 32768"), "{err}");
+        let huge = text.replace(
+            "max_package_bytes = 1073741824",
+            "max_package_bytes = 68719476736",
+        );
+        let err = Roster::parse(&huge).unwrap_err();
+        assert!(err.contains("raise chunk_bytes"), "{err}");
     }
 
     #[test]

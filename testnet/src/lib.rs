@@ -229,6 +229,20 @@ impl Bloc {
         Ok(())
     }
 
+    /// Rewrites every member's roster with the bloc's evidence `limits` (before the members
+    /// start).
+    pub fn set_evidence_limits(
+        &self,
+        limits: comity_node::roster::EvidenceLimits,
+    ) -> anyhow::Result<()> {
+        for node in self.nodes.values() {
+            let path = node.dir.join("roster.toml");
+            let roster = Roster::load(&path)?.with_evidence(limits);
+            std::fs::write(&path, roster.to_toml())?;
+        }
+        Ok(())
+    }
+
     /// Reloads a bloc saved by `create`/`start` (for `comity-testnet down`).
     pub fn open(dir: &Path) -> anyhow::Result<Self> {
         let path = dir.join(STATE_FILE);

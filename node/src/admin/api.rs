@@ -14,6 +14,29 @@ use crate::cases::record::{Delivery, Refusal, Role};
 
 pub const API_PREFIX: &str = "/v1";
 
+/// `POST /v1/cases/{id}/evidence`: the files of a package, announced before their bytes.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct NewEvidence {
+    pub files: Vec<crate::evidence::UploadFile>,
+    #[serde(default)]
+    pub note: String,
+}
+
+/// Where to send the announced files' bytes.
+pub type EvidenceUpload = crate::evidence::UploadTicket;
+
+/// A sealed package and the fulfilment that names it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct FulfilledView {
+    pub case: CaseDetail,
+    pub root: comity_protocol::Hash32,
+    pub total_bytes: u64,
+    pub sealed_bytes: u64,
+    pub chunks: u64,
+    /// Milliseconds the node took to receive and seal the bytes.
+    pub seal_ms: u64,
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct StatusView {
     pub jurisdiction: Jurisdiction,
@@ -294,6 +317,9 @@ fn describe(status: &u16, error: &ApiError) -> String {
     text
 }
 
+/// Longest an evidence upload or download may take (gigabytes on a slow disk).
+const STREAM_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+
 /// A typed client of one node's admin API.
 #[derive(Clone, Debug)]
 pub struct AdminClient {
@@ -383,6 +409,84 @@ impl AdminClient {
     ) -> Result<T, ClientError> {
         let url = format!("{}{API_PREFIX}{path}", self.base);
         self.call(self.http.post(url).json(body), path).await
+    }
+
+    /// Announces a package for `case`: refused (nothing sent) unless it may be delivered.
+    pub async fn begin_evidence(
+        &self,
+        case: CaseId,
+        body: &NewEvidence,
+    ) -> Result<EvidenceUpload, ClientError> {
+        self.post(&format!("/cases/{case}/evidence"), body).await
+    }
+
+    /// Sends the announced files' bytes (back to back) and waits for the sealed package.
+    pub async fn upload_evidence(
+        &self,
+        upload: &str,
+        body: reqwest::Body,
+    ) -> Result<FulfilledView, ClientError> {
+        let path = format!("/evidence/uploads/{upload}");
+        let url = format!("{}{API_PREFIX}{path}", self.base);
+        let request = self.http.put(url).timeout(STREAM_TIMEOUT).body(body);
+        self.call(request, &path).await
+    }
+
+    pub async fn evidence_status(
+        &self,
+        case: CaseId,
+    ) -> Result<crate::evidence::EvidenceStatus, ClientError> {
+        self.get(&format!("/cases/{case}/evidence/status")).await
+    }
+
+    /// The file table of a received package (content: needs a stated purpose).
+    pub async fn evidence_index(
+        &self,
+        case: CaseId,
+    ) -> Result<crate::evidence::PackageIndex, ClientError> {
+        self.get_content(&format!("/cases/{case}/evidence")).await
+    }
+
+    /// File `n` of a received package, as a response whose body streams its bytes.
+    pub async fn evidence_file(
+        &self,
+        case: CaseId,
+        n: usize,
+    ) -> Result<reqwest::Response, ClientError> {
+        let path = format!("/cases/{case}/evidence/files/{n}");
+        let url = format!("{}{API_PREFIX}{path}", self.base);
+        let mut request = self.http.get(url).timeout(STREAM_TIMEOUT);
+        if let Some(purpose) = &self.purpose {
+            request = request.query(&[("purpose", purpose)]);
+        }
+        let response =
+            request
+                .bearer_auth(&self.token)
+                .send()
+                .await
+                .map_err(|e| ClientError::Connect {
+                    url: format!("{}{}", self.base, path),
+                    message: e.to_string(),
+                })?;
+        if response.status().is_success() {
+            return Ok(response);
+        }
+        let status = response.status().as_u16();
+        let bytes = response.bytes().await.unwrap_or_default();
+        let error = serde_json::from_slice(&bytes).unwrap_or_else(|_| ApiError {
+            error: "http".into(),
+            reason: String::from_utf8_lossy(&bytes).into_owned(),
+            problems: vec![],
+        });
+        Err(ClientError::Api { status, error })
+    }
+
+    /// Testnets only: what the node does wrong when serving evidence.
+    pub async fn evidence_faults(
+        &self,
+        faults: &crate::evidence::EvidenceFaults,
+    ) -> Result<crate::evidence::EvidenceFaults, ClientError> {
+        self.post("/faults/evidence", faults).await
     }
 
     pub async fn status(&self) -> Result<StatusView, ClientError> {

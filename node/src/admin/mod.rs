@@ -5,6 +5,7 @@
 
 pub mod access;
 pub mod api;
+mod evidence;
 pub mod officers;
 
 use std::net::SocketAddr;
@@ -14,7 +15,7 @@ use axum::extract::{Path, Query, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{Extension, Json, Router};
 use comity_protocol::{CaseId, Timestamp};
 use tracing::{info, warn};
@@ -45,6 +46,7 @@ const MAX_WAIT: Duration = Duration::from_secs(60);
 #[derive(Clone, Debug)]
 pub struct AdminState {
     pub cases: Cases,
+    pub evidence: crate::evidence::Evidence,
     pub store: Store,
     pub network: network::Client,
     /// Whether `POST /v1/faults` is served (testnets only).
@@ -121,6 +123,17 @@ pub fn router(state: AdminState) -> Router {
         .route("/cases/{id}/act", post(act))
         .route("/cases/{id}/approve", post(approve))
         .route("/cases/{id}/precheck", get(precheck))
+        .route(
+            "/cases/{id}/evidence",
+            post(evidence::announce).get(evidence::index),
+        )
+        .route("/cases/{id}/evidence/status", get(evidence::status))
+        .route("/cases/{id}/evidence/files/{n}", get(evidence::file))
+        .route(
+            "/evidence/uploads/{upload}",
+            put(evidence::upload).layer(axum::extract::DefaultBodyLimit::disable()),
+        )
+        .route("/faults/evidence", post(evidence::faults))
         .route("/faults", post(fault))
         .route("/faults/clock", post(advance_clock))
         .route("/refusals", get(refusals))

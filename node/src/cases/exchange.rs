@@ -419,6 +419,7 @@ impl Cases {
             );
             crate::audit::record_event(&mut batch, envelope);
         }
+        let had_root = record.log.manifest_root.is_some();
         record.log = LogSummary::of(&log);
         record.updated_at = Timestamp::now();
         // The requester destroyed the data at the end of its retention: so does this node.
@@ -430,6 +431,13 @@ impl Cases {
         }
         if let Some(delivered) = &delivered {
             delivered.apply(&mut record, &mut batch);
+        }
+        // A fulfilment that names a package: its transfer is recorded with the event, so that
+        // it starts (or resumes after a crash) once this batch is stored.
+        let announced =
+            record.role == Role::Requester && record.log.manifest_root.is_some() && !had_root;
+        if announced && let Some(root) = record.log.manifest_root {
+            crate::evidence::announce(&mut batch, case_id, root, &counterparty);
         }
         batch.put(Cf::Cases, case_key(&case_id), self.encode_record(&record)?);
         for entry in &pushes {
@@ -457,6 +465,9 @@ impl Cases {
             info!(case = %case_id, "case content destroyed after the requester's purge (key shredded)");
         }
         drop(guard);
+        if record.log.manifest_root.is_some() {
+            self.inner.evidence_wake.notify_one();
+        }
         let new = fresh.len();
         info!(case = %case_id, from = %member.jurisdiction, events = new, state = record.state_code(), "events stored");
         self.dispatch(pushes).await;

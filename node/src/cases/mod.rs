@@ -95,6 +95,8 @@ struct Inner {
     /// Members to pull from soon, for the sync worker (which takes the receiver).
     sync_tx: mpsc::Sender<libp2p::PeerId>,
     sync_rx: Mutex<Option<mpsc::Receiver<libp2p::PeerId>>>,
+    /// Wakes the evidence service: a fulfilment named a package, or its arrival was confirmed.
+    evidence_wake: Arc<tokio::sync::Notify>,
 }
 
 impl Cases {
@@ -135,6 +137,7 @@ impl Cases {
                 locks: std::array::from_fn(|_| tokio::sync::Mutex::new(())),
                 sync_tx,
                 sync_rx: Mutex::new(Some(sync_rx)),
+                evidence_wake: Arc::new(tokio::sync::Notify::new()),
             }),
         };
         let pending = cases.outbox_entries()?;
@@ -187,6 +190,16 @@ impl Cases {
             days = days.min(cap);
         }
         Some(start.saturating_add(Duration::from_secs(u64::from(days) * 86_400)))
+    }
+
+    /// The case keys: evidence records are sealed with their case's key too.
+    pub fn vault(&self) -> &crate::vault::Vault {
+        &self.inner.vault
+    }
+
+    /// Notified when a stored event concerns an evidence package.
+    pub fn evidence_wake(&self) -> Arc<tokio::sync::Notify> {
+        self.inner.evidence_wake.clone()
     }
 
     pub fn jurisdiction(&self) -> &Jurisdiction {
@@ -537,7 +550,7 @@ impl Cases {
 
     /// Four-eyes on disclosure: the categories the node's safeguards name need an approval by
     /// an approver other than the officer who discloses.
-    fn check_disclosure_approval(
+    pub fn check_disclosure_approval(
         &self,
         record: &CaseRecord,
         officer: &str,

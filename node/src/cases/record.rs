@@ -83,6 +83,12 @@ pub struct LogSummary {
     pub heads: Vec<EventId>,
     /// Per author, the highest contiguous sequence held: what a pull sends.
     pub have: BTreeMap<Jurisdiction, u64>,
+    /// The evidence package the fulfilment named.
+    #[serde(default)]
+    pub manifest_root: Option<Hash32>,
+    /// When the requester's node stated that the package arrived whole.
+    #[serde(default)]
+    pub evidence_received_at: Option<Timestamp>,
 }
 
 impl LogSummary {
@@ -96,6 +102,8 @@ impl LogSummary {
             fulfilled_at: view.fulfilled_at,
             closed_at: view.closed_at,
             decision: view.decision,
+            manifest_root: view.manifest_root,
+            evidence_received_at: view.evidence_received_at,
             events: log.len(),
             heads: view.heads,
             have: log.version_vector(),

@@ -1,6 +1,7 @@
 //! The `comity` command line: operator commands (`init`, `run`) and officer commands, which
 //! are clients of the node's admin API. Read commands print tables, or JSON with `--json`.
 
+mod evidence;
 mod output;
 mod request;
 
@@ -78,6 +79,35 @@ pub enum Command {
     /// Reports without personal data (auditors).
     #[command(subcommand)]
     Report(ReportCommand),
+    /// Evidence packages: how far a transfer is, and opening a received one.
+    #[command(subcommand)]
+    Evidence(EvidenceCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EvidenceCommand {
+    /// Open a received package: every file is verified against the signed manifest and
+    /// written to --out only if all are intact. The read is recorded in the access log.
+    Fetch {
+        id: CaseId,
+        /// Directory to write the files into (created if missing; must not hold them yet).
+        #[arg(long)]
+        out: PathBuf,
+        /// Why you open this evidence (recorded in the access log).
+        #[arg(long)]
+        purpose: String,
+        #[command(flatten)]
+        read: ReadArgs,
+    },
+    /// Where a case's package stands: chunks verified, rate, ETA, last error.
+    Status {
+        id: CaseId,
+        /// Follow the transfer with a progress bar until it is complete.
+        #[arg(long)]
+        follow: bool,
+        #[command(flatten)]
+        read: ReadArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -341,11 +371,16 @@ pub enum CaseCommand {
         #[command(flatten)]
         read: ReadArgs,
     },
-    /// Executing side: record that the data were provided.
+    /// Executing side: deliver the evidence. With --evidence, the files are sealed to the
+    /// requesting jurisdiction, signed in a manifest, and pulled by its node; without, the
+    /// fulfilment only records that the data were provided another way.
     Fulfil {
         id: CaseId,
         #[arg(long, default_value = "")]
         note: String,
+        /// Files to deliver (repeatable, or several after one flag).
+        #[arg(long, num_args = 1..)]
+        evidence: Vec<PathBuf>,
         #[command(flatten)]
         read: ReadArgs,
     },
@@ -441,7 +476,7 @@ impl CaseCommand {
                 read,
             ),
             CaseCommand::Close { id, read } => (*id, Action::Close, read),
-            CaseCommand::Fulfil { id, note, read } => {
+            CaseCommand::Fulfil { id, note, read, .. } => {
                 (*id, Action::Fulfil { note: note.clone() }, read)
             }
             CaseCommand::Acknowledge { id, read } => (*id, Action::Acknowledge, read),
@@ -664,6 +699,26 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         | Command::Case(CaseCommand::Approve { id, read }) => {
             let case = client(&read.connection)?.approve(id).await?;
             output::case_detail(&case, read.json)
+        }
+        Command::Case(CaseCommand::Fulfil {
+            id,
+            note,
+            evidence: files,
+            read,
+        }) if !files.is_empty() => {
+            evidence::fulfil(&client(&read.connection)?, id, note, &files, read.json).await
+        }
+        Command::Evidence(EvidenceCommand::Fetch {
+            id,
+            out,
+            purpose,
+            read,
+        }) => {
+            let client = client(&read.connection)?.with_purpose(purpose);
+            evidence::fetch(&client, id, &out, read.json).await
+        }
+        Command::Evidence(EvidenceCommand::Status { id, follow, read }) => {
+            evidence::status(&client(&read.connection)?, id, follow, read.json).await
         }
         Command::Case(step) => {
             let Some((id, action, read)) = step.action()? else {

@@ -401,3 +401,68 @@ pub fn precheck(precheck: &Option<crate::cases::Precheck>, as_json: bool) -> any
     }
     Ok(())
 }
+
+pub fn evidence_status(s: &crate::evidence::EvidenceStatus) {
+    use crate::evidence::{Direction, PackageState};
+    use indicatif::HumanBytes;
+    let (direction, with) = match s.direction {
+        Direction::Outgoing => ("sent", "to"),
+        Direction::Incoming => ("received", "from"),
+    };
+    let state = match (s.direction, s.state) {
+        (Direction::Incoming, PackageState::Announced) => "announced (fetching the manifest)",
+        (Direction::Incoming, PackageState::Transferring) => "transferring",
+        (Direction::Incoming, PackageState::Complete) => "complete: every chunk verified",
+        (Direction::Outgoing, _) if s.received_confirmed => "delivered: the requester confirmed it",
+        (Direction::Outgoing, _) => "sealed, waiting for the requester to pull it",
+    };
+    println!("case          {}", s.case_id);
+    println!(
+        "package       {} ({direction} {with} {})",
+        s.root, s.counterparty
+    );
+    println!("state         {state}");
+    if s.chunks > 0 || s.state != PackageState::Announced {
+        let percent = if s.sealed_bytes == 0 {
+            100.0
+        } else {
+            s.bytes_verified as f64 * 100.0 / s.sealed_bytes as f64
+        };
+        println!(
+            "size          {} of evidence, {} sealed, {} chunk(s)",
+            HumanBytes(s.total_bytes),
+            HumanBytes(s.sealed_bytes),
+            s.chunks
+        );
+        if s.direction == Direction::Incoming {
+            println!(
+                "verified      {} of {} chunks, {} ({percent:.0}%)",
+                s.chunks_verified,
+                s.chunks,
+                HumanBytes(s.bytes_verified)
+            );
+        } else {
+            println!(
+                "served        {} chunk(s) since the node started",
+                s.chunks_served
+            );
+        }
+    }
+    if let Some(rate) = s.rate_bytes_per_s {
+        let eta = s
+            .eta_secs
+            .map(|e| format!(", ETA {e:.0} s"))
+            .unwrap_or_default();
+        println!("rate          {}/s{eta}", HumanBytes(rate as u64));
+    }
+    if let (Some(ms), Direction::Incoming) = (s.transfer_ms, s.direction) {
+        let mb = s.sealed_bytes as f64 / 1e6 / (ms as f64 / 1000.0).max(1e-3);
+        println!("transfer      {:.1} s ({mb:.0} MB/s)", ms as f64 / 1000.0);
+    }
+    if let Some(at) = s.completed_at {
+        println!("completed     {at}");
+    }
+    if let Some(error) = &s.last_error {
+        println!("last error    {error}");
+    }
+}

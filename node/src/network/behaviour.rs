@@ -22,6 +22,8 @@ pub struct Behaviour {
     pub kad: kad::Behaviour<kad::store::MemoryStore>,
     pub mdns: Toggle<mdns::tokio::Behaviour>,
     pub exchange: request_response::Behaviour<FrameCodec>,
+    /// Evidence transfers: the receiver pulls sealed chunks, several streams at once.
+    pub evidence: request_response::Behaviour<FrameCodec>,
     /// Bloc-wide announcements: members' signed audit checkpoints, for witnessing.
     pub gossip: gossipsub::Behaviour,
 }
@@ -77,6 +79,21 @@ impl Behaviour {
                 .with_max_concurrent_streams(256),
         );
 
+        let evidence = request_response::Behaviour::with_codec(
+            FrameCodec {
+                max_request: comity_protocol::evidence::MAX_EVIDENCE_REQUEST,
+                max_response: comity_protocol::evidence::MAX_EVIDENCE_RESPONSE,
+            },
+            [(
+                StreamProtocol::new(comity_protocol::evidence::EVIDENCE_PROTOCOL),
+                request_response::ProtocolSupport::Full,
+            )],
+            // A chunk of the largest size must fit in the timeout even on a slow link.
+            request_response::Config::default()
+                .with_request_timeout(config.request_timeout.max(Duration::from_secs(60)))
+                .with_max_concurrent_streams(64),
+        );
+
         let gossip_config = gossipsub::ConfigBuilder::default()
             .heartbeat_interval(Duration::from_secs(1))
             .validation_mode(gossipsub::ValidationMode::Strict)
@@ -100,6 +117,7 @@ impl Behaviour {
             kad,
             mdns: mdns.into(),
             exchange,
+            evidence,
             gossip,
         })
     }

@@ -21,10 +21,13 @@ pub struct EventLoop {
     roster: Arc<Roster>,
     commands: mpsc::Receiver<Command>,
     inbound: mpsc::Sender<InboundRequest>,
+    evidence_inbound: mpsc::Sender<InboundRequest>,
     connected_tx: broadcast::Sender<PeerId>,
     gossip_tx: broadcast::Sender<(PeerId, Vec<u8>)>,
     topic: gossipsub::IdentTopic,
     pending: HashMap<OutboundRequestId, oneshot::Sender<Result<Vec<u8>, RequestError>>>,
+    /// Evidence requests in flight (ids are per behaviour, hence a map of their own).
+    pending_evidence: HashMap<OutboundRequestId, oneshot::Sender<Result<Vec<u8>, RequestError>>>,
     connected: HashSet<PeerId>,
     /// Members whose link a fault injection cut: not redialled until restored.
     cut: HashSet<PeerId>,
@@ -45,6 +48,7 @@ impl EventLoop {
         settings: NetworkSettings,
         commands: mpsc::Receiver<Command>,
         inbound: mpsc::Sender<InboundRequest>,
+        evidence_inbound: mpsc::Sender<InboundRequest>,
         connected_tx: broadcast::Sender<PeerId>,
         gossip_tx: broadcast::Sender<(PeerId, Vec<u8>)>,
     ) -> Result<Self, NetworkError> {
@@ -100,10 +104,12 @@ impl EventLoop {
             roster: settings.roster,
             commands,
             inbound,
+            evidence_inbound,
             connected_tx,
             gossip_tx,
             topic,
             pending: HashMap::new(),
+            pending_evidence: HashMap::new(),
             connected: HashSet::new(),
             cut: HashSet::new(),
             listen: Vec::new(),
@@ -126,7 +132,7 @@ impl EventLoop {
                 _ = &mut shutdown => break,
             }
         }
-        for (_, reply) in self.pending.drain() {
+        for (_, reply) in self.pending.drain().chain(self.pending_evidence.drain()) {
             let _ = reply.send(Err(RequestError::Shutdown));
         }
         info!("network stopped");
@@ -176,6 +182,25 @@ impl EventLoop {
                     .is_err()
                 {
                     debug!("response not sent: the peer closed the stream");
+                }
+            }
+            Command::EvidenceRequest { peer, frame, reply } => {
+                let id = self
+                    .swarm
+                    .behaviour_mut()
+                    .evidence
+                    .send_request(&peer, frame);
+                self.pending_evidence.insert(id, reply);
+            }
+            Command::EvidenceRespond { channel, frame } => {
+                if self
+                    .swarm
+                    .behaviour_mut()
+                    .evidence
+                    .send_response(channel, frame)
+                    .is_err()
+                {
+                    debug!("evidence response not sent: the peer closed the stream");
                 }
             }
             Command::Publish { data } => {
@@ -274,7 +299,8 @@ impl EventLoop {
 
     fn on_behaviour_event(&mut self, event: BehaviourEvent) {
         match event {
-            BehaviourEvent::Exchange(event) => self.on_exchange_event(event),
+            BehaviourEvent::Exchange(event) => self.on_exchange_event(event, false),
+            BehaviourEvent::Evidence(event) => self.on_exchange_event(event, true),
             BehaviourEvent::Gossip(gossipsub::Event::Message { message, .. }) => {
                 // Only members' messages count; the publisher's signature was checked.
                 if let Some(source) = message.source
@@ -311,8 +337,19 @@ impl EventLoop {
         }
     }
 
-    fn on_exchange_event(&mut self, event: request_response::Event<Vec<u8>, Vec<u8>>) {
+    /// Events of the exchange protocol, or (`evidence`) of the evidence protocol: the same
+    /// frames, each to its own service and its own pending map.
+    fn on_exchange_event(
+        &mut self,
+        event: request_response::Event<Vec<u8>, Vec<u8>>,
+        evidence: bool,
+    ) {
         use request_response::{Event, InboundFailure, Message, OutboundFailure};
+        let (inbound_queue, pending) = if evidence {
+            (&self.evidence_inbound, &mut self.pending_evidence)
+        } else {
+            (&self.inbound, &mut self.pending)
+        };
         match event {
             Event::Message {
                 peer,
@@ -327,7 +364,7 @@ impl EventLoop {
                     frame: request,
                     channel,
                 };
-                if let Err(e) = self.inbound.try_send(inbound) {
+                if let Err(e) = inbound_queue.try_send(inbound) {
                     // Dropping the channel resets the stream; the sender's outbox retries.
                     warn!(%peer, "inbound queue full, request dropped for retry");
                     drop(e);
@@ -341,7 +378,7 @@ impl EventLoop {
                     },
                 ..
             } => {
-                if let Some(reply) = self.pending.remove(&request_id) {
+                if let Some(reply) = pending.remove(&request_id) {
                     let _ = reply.send(Ok(response));
                 }
             }
@@ -357,7 +394,7 @@ impl EventLoop {
                     OutboundFailure::UnsupportedProtocols => RequestError::UnsupportedProtocol,
                     OutboundFailure::Io(e) => RequestError::Io(e.to_string()),
                 };
-                if let Some(reply) = self.pending.remove(&request_id) {
+                if let Some(reply) = pending.remove(&request_id) {
                     let _ = reply.send(Err(error));
                 }
             }

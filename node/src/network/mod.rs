@@ -52,6 +52,9 @@ pub enum RequestError {
     Shutdown,
 }
 
+/// Inbound evidence requests waiting for the evidence service (small frames).
+const EVIDENCE_QUEUE: usize = 64;
+
 /// An exchange request from an admitted peer, with the channel to answer it on.
 #[derive(Debug)]
 pub struct InboundRequest {
@@ -80,6 +83,16 @@ enum Command {
     },
     Status {
         reply: oneshot::Sender<NetworkStatus>,
+    },
+    /// An evidence request (`/comity/evidence/1.0.0`).
+    EvidenceRequest {
+        peer: PeerId,
+        frame: Vec<u8>,
+        reply: oneshot::Sender<Result<Vec<u8>, RequestError>>,
+    },
+    EvidenceRespond {
+        channel: ResponseChannel<Vec<u8>>,
+        frame: Vec<u8>,
     },
     /// Publish on the bloc's checkpoints topic.
     Publish { data: Vec<u8> },
@@ -111,6 +124,28 @@ impl Client {
         let _ = self
             .commands
             .send(Command::Respond { channel, frame })
+            .await;
+    }
+
+    /// Sends one evidence request frame and waits for the response frame.
+    pub async fn evidence_request(
+        &self,
+        peer: PeerId,
+        frame: Vec<u8>,
+    ) -> Result<Vec<u8>, RequestError> {
+        let (reply, rx) = oneshot::channel();
+        self.commands
+            .send(Command::EvidenceRequest { peer, frame, reply })
+            .await
+            .map_err(|_| RequestError::Shutdown)?;
+        rx.await.map_err(|_| RequestError::Shutdown)?
+    }
+
+    pub async fn evidence_respond(&self, channel: ResponseChannel<Vec<u8>>, frame: Vec<u8>) {
+        // If the loop is gone the node is stopping; the receiver asks again later.
+        let _ = self
+            .commands
+            .send(Command::EvidenceRespond { channel, frame })
             .await;
     }
 
@@ -152,17 +187,25 @@ pub struct NetworkSettings {
     pub redial_interval: Duration,
 }
 
-pub fn new(
-    settings: NetworkSettings,
-) -> Result<(Client, EventLoop, mpsc::Receiver<InboundRequest>), NetworkError> {
+/// What peers ask of this node: exchange requests for the case service, evidence requests for
+/// the evidence service.
+#[derive(Debug)]
+pub struct Inbound {
+    pub exchange: mpsc::Receiver<InboundRequest>,
+    pub evidence: mpsc::Receiver<InboundRequest>,
+}
+
+pub fn new(settings: NetworkSettings) -> Result<(Client, EventLoop, Inbound), NetworkError> {
     let (commands_tx, commands_rx) = mpsc::channel(COMMAND_QUEUE);
     let (inbound_tx, inbound_rx) = mpsc::channel(INBOUND_QUEUE);
+    let (evidence_tx, evidence_rx) = mpsc::channel(EVIDENCE_QUEUE);
     let (connected_tx, _) = broadcast::channel(256);
     let (gossip_tx, _) = broadcast::channel(256);
     let event_loop = EventLoop::new(
         settings,
         commands_rx,
         inbound_tx,
+        evidence_tx,
         connected_tx.clone(),
         gossip_tx.clone(),
     )?;
@@ -173,6 +216,9 @@ pub fn new(
             gossip: gossip_tx,
         },
         event_loop,
-        inbound_rx,
+        Inbound {
+            exchange: inbound_rx,
+            evidence: evidence_rx,
+        },
     ))
 }

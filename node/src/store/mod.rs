@@ -49,10 +49,13 @@ pub enum Cf {
     Cosignatures,
     /// name → what this node last recorded of its own settings (the policy in force).
     Settings,
+    /// case id → the evidence package of the case on this node (sent or received) and how far
+    /// its transfer is.
+    Evidence,
 }
 
 impl Cf {
-    pub const ALL: [Cf; 16] = [
+    pub const ALL: [Cf; 17] = [
         Cf::Cases,
         Cf::Outbox,
         Cf::Inbox,
@@ -69,6 +72,7 @@ impl Cf {
         Cf::Reports,
         Cf::Cosignatures,
         Cf::Settings,
+        Cf::Evidence,
     ];
 
     fn name(self) -> &'static str {
@@ -89,6 +93,7 @@ impl Cf {
             Cf::Reports => "reports",
             Cf::Cosignatures => "cosignatures",
             Cf::Settings => "settings",
+            Cf::Evidence => "evidence",
         }
     }
 }

@@ -1,0 +1,628 @@
+//! Evidence delivery: the executing side seals an officer's files into a package, signs its
+//! manifest and records the fulfilment; the requesting side pulls the sealed chunks over
+//! `/comity/evidence/1.0.0`, checks each against the manifest, resumes after any interruption,
+//! records a signed `evidence-received`, and opens the package only for an authorised officer.
+//!
+//! Packages live as files under the evidence directory, sealed end to end to the requesting
+//! jurisdiction's sealing key: the sender cannot read what it queued, and the receiver keeps it
+//! sealed until an officer fetches it. Records in `Cf::Evidence` say where each transfer
+//! stands; the manifest in them is sealed with the case's data key, so purging the case makes
+//! the package unreadable even before its file is deleted. This module logs identifiers and
+//! sizes only, never file names or content.
+
+mod open;
+mod package;
+mod transfer;
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use comity_protocol::evidence::{EvidenceManifest, SealingKey};
+use comity_protocol::{CaseId, Hash32, Jurisdiction, SignedEnvelope, Timestamp};
+use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
+use tracing::{info, warn};
+
+use crate::cases::Cases;
+use crate::cases::record::{CaseRecord, Role, decode, encode};
+use crate::identity::NodeIdentity;
+use crate::network;
+use crate::roster::Roster;
+use crate::store::{Batch, Cf, Store, StoreError};
+
+pub use open::{FileStream, PackageIndex};
+pub use package::{Fulfilled, Upload, UploadFile, UploadTicket};
+
+#[derive(Debug, thiserror::Error)]
+pub enum EvidenceError {
+    #[error("no evidence package for case {0} on this node")]
+    NotFound(CaseId),
+    #[error("{0}")]
+    Refused(String),
+    #[error("{0}")]
+    TooLarge(String),
+    #[error(
+        "evidence for case {case} is not complete: {verified} of {total} chunks verified; `comity evidence status {case}` shows progress"
+    )]
+    Incomplete {
+        case: CaseId,
+        verified: u64,
+        total: u64,
+    },
+    #[error("the package is damaged: {0}; nothing was written out")]
+    Damaged(String),
+    #[error("evidence storage: {0}")]
+    Io(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Case(#[from] crate::cases::CaseError),
+    #[error(transparent)]
+    Vault(#[from] crate::vault::VaultError),
+}
+
+fn io(what: impl std::fmt::Display) -> impl FnOnce(std::io::Error) -> EvidenceError {
+    move |e| {
+        if e.raw_os_error() == Some(nix::libc::ENOSPC) {
+            EvidenceError::Io(format!(
+                "{what}: the disk is full; free space under the evidence directory and retry"
+            ))
+        } else {
+            EvidenceError::Io(format!("{what}: {e}"))
+        }
+    }
+}
+
+/// Which way a package goes on this node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Direction {
+    /// Sealed here, served to the requesting member.
+    Outgoing,
+    /// Announced by a fulfilment, pulled from the executing member.
+    Incoming,
+}
+
+/// Where a package stands on this node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PackageState {
+    /// Incoming: the fulfilment named it; the manifest is not fetched yet.
+    Announced,
+    /// Incoming: the manifest is checked and chunks are being pulled.
+    Transferring,
+    /// Incoming: every chunk verified and the file is durable. Outgoing: sealed and served.
+    Complete,
+}
+
+/// The stored record of a case's package (`Cf::Evidence`, keyed by case id).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PackageRecord {
+    pub case_id: CaseId,
+    pub direction: Direction,
+    pub root: Hash32,
+    /// The other member: the requester for an outgoing package, the executing side otherwise.
+    pub counterparty: Jurisdiction,
+    pub state: PackageState,
+    /// The signed manifest, sealed with the case's data key (absent until fetched).
+    #[serde(with = "serde_bytes", default)]
+    pub manifest: Vec<u8>,
+    pub total_bytes: u64,
+    pub sealed_bytes: u64,
+    pub chunks: u64,
+    pub chunk_size: u32,
+    pub created_at: Timestamp,
+    pub completed_at: Option<Timestamp>,
+    /// Milliseconds from the first chunk requested to the last verified (incoming).
+    pub transfer_ms: Option<u64>,
+    pub last_error: Option<String>,
+}
+
+/// What `comity evidence status` shows.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct EvidenceStatus {
+    pub case_id: CaseId,
+    pub direction: Direction,
+    pub root: Hash32,
+    pub counterparty: Jurisdiction,
+    pub state: PackageState,
+    pub total_bytes: u64,
+    pub sealed_bytes: u64,
+    pub chunks: u64,
+    /// Incoming: chunks verified and kept. Outgoing: equal to `chunks`.
+    pub chunks_verified: u64,
+    pub bytes_verified: u64,
+    /// Incoming: chunk responses received since this node started (resent ones included).
+    pub chunks_fetched: u64,
+    /// Outgoing: chunk responses served since this node started.
+    pub chunks_served: u64,
+    /// Bytes per second over the current transfer, when one is running.
+    pub rate_bytes_per_s: Option<f64>,
+    pub eta_secs: Option<f64>,
+    pub created_at: Timestamp,
+    pub completed_at: Option<Timestamp>,
+    pub transfer_ms: Option<u64>,
+    /// Outgoing: whether the requester's node stated that the package arrived whole.
+    pub received_confirmed: bool,
+    pub last_error: Option<String>,
+}
+
+/// Testnets only: what the sending side does wrong on purpose.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EvidenceFaults {
+    /// Flip a byte of this chunk when serving it.
+    pub tamper_chunk: Option<u64>,
+    /// Serve this chunk cut short.
+    pub truncate_chunk: Option<u64>,
+    /// Serve the manifest with a signature that does not verify.
+    pub forge_manifest: bool,
+    /// Wait this long before serving each chunk (to interrupt a transfer halfway).
+    pub delay_ms: Option<u64>,
+}
+
+/// Live progress of an incoming transfer (not stored: rebuilt from the file on restart).
+#[derive(Clone, Debug, Default)]
+struct Progress {
+    verified: u64,
+    bytes_verified: u64,
+    fetched: u64,
+    started: Option<Instant>,
+    bytes_at_start: u64,
+    /// Which chunks are verified, while this process pulls the package.
+    bitmap: Option<Vec<bool>>,
+}
+
+/// The evidence service: a cheap, cloneable handle.
+#[derive(Clone, Debug)]
+pub struct Evidence {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    store: Store,
+    cases: Cases,
+    network: network::Client,
+    roster: Arc<Roster>,
+    identity: NodeIdentity,
+    jurisdiction: Jurisdiction,
+    sealing_private: [u8; 32],
+    dir: PathBuf,
+    parallel: usize,
+    progress: Mutex<HashMap<CaseId, Progress>>,
+    served: Mutex<HashMap<CaseId, u64>>,
+    /// Incoming transfers running now: one task per case.
+    running: Mutex<HashSet<CaseId>>,
+    uploads: Mutex<HashMap<String, Upload>>,
+    faults: Mutex<EvidenceFaults>,
+    /// Wakes the transfer and cleanup loop (a fulfilment or a receipt arrived).
+    wake: Arc<Notify>,
+}
+
+/// Everything the evidence service needs to start.
+#[derive(Debug)]
+pub struct EvidenceSettings {
+    pub dir: PathBuf,
+    pub sealing_key: PathBuf,
+    pub parallel: usize,
+}
+
+impl Evidence {
+    pub fn start(
+        settings: EvidenceSettings,
+        store: Store,
+        cases: Cases,
+        network: network::Client,
+        inbound: tokio::sync::mpsc::Receiver<network::InboundRequest>,
+        identity: NodeIdentity,
+    ) -> Result<Self, EvidenceError> {
+        for sub in ["in", "out"] {
+            std::fs::create_dir_all(settings.dir.join(sub))
+                .map_err(io(format!("cannot create {}", settings.dir.display())))?;
+        }
+        let (sealing_private, public) = load_or_create_sealing_key(&settings.sealing_key)?;
+        let roster = Arc::new(cases.roster().clone());
+        let jurisdiction = cases.jurisdiction().clone();
+        match roster
+            .by_jurisdiction(&jurisdiction)
+            .and_then(|(m, _)| m.sealing_key)
+        {
+            Some(listed) if listed == public => {}
+            Some(listed) => warn!(
+                %listed, ours = %public,
+                "the roster lists another sealing key for this node: evidence sealed to it cannot be opened here; fix the roster or the sealing key file"
+            ),
+            None => warn!(
+                sealing_key = %public,
+                "the roster lists no sealing key for this node: no evidence can be delivered to it until the bloc adds `sealing_key` to its entry"
+            ),
+        }
+        let wake = cases.evidence_wake();
+        let evidence = Self {
+            inner: Arc::new(Inner {
+                store,
+                cases,
+                network,
+                roster,
+                identity,
+                jurisdiction,
+                sealing_private,
+                dir: settings.dir,
+                parallel: settings.parallel.clamp(1, 64),
+                progress: Mutex::new(HashMap::new()),
+                served: Mutex::new(HashMap::new()),
+                running: Mutex::new(HashSet::new()),
+                uploads: Mutex::new(HashMap::new()),
+                faults: Mutex::new(EvidenceFaults::default()),
+                wake,
+            }),
+        };
+        tokio::spawn(transfer::serve(evidence.clone(), inbound));
+        tokio::spawn(evidence.clone().run());
+        Ok(evidence)
+    }
+
+    /// Starts transfers of announced or interrupted packages, and tidies up: a sent package
+    /// whose arrival was confirmed, or any package of a purged case, is deleted.
+    async fn run(self) {
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = self.inner.wake.notified() => {}
+            }
+            if let Err(e) = self.sweep().await {
+                warn!(error = %e, "evidence sweep failed; retrying");
+            }
+        }
+    }
+
+    async fn sweep(&self) -> Result<(), EvidenceError> {
+        for record in self.records()? {
+            let case = self.inner.cases.get(&record.case_id)?;
+            let purged = case.as_ref().is_none_or(|c| c.purged_at.is_some());
+            if purged {
+                self.forget(&record, "its case was purged").await?;
+                continue;
+            }
+            let case = case.expect("checked");
+            match record.direction {
+                Direction::Outgoing => {
+                    // Confirmed, or never recorded (a crash between sealing and the event).
+                    let named = case.log.manifest_root == Some(record.root);
+                    let age = Timestamp::now().as_millis() - record.created_at.as_millis();
+                    let stale = !named && age > 600_000;
+                    if (named && case.log.evidence_received_at.is_some()) || stale {
+                        let why = if stale {
+                            "no fulfilment names it"
+                        } else {
+                            "the requester confirmed its arrival"
+                        };
+                        self.delete_file(&record)?;
+                        if stale {
+                            self.forget(&record, why).await?;
+                        } else {
+                            info!(case = %record.case_id, root = %record.root, "sent package deleted: {why}");
+                        }
+                    }
+                }
+                Direction::Incoming => {
+                    if record.state != PackageState::Complete {
+                        self.spawn_transfer(record.case_id);
+                    } else if case.log.evidence_received_at.is_none() {
+                        self.confirm(&record).await;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn spawn_transfer(&self, case_id: CaseId) {
+        if !self.inner.running.lock().expect("lock").insert(case_id) {
+            return;
+        }
+        let evidence = self.clone();
+        tokio::spawn(async move {
+            let result = transfer::pull(&evidence, case_id).await;
+            evidence
+                .inner
+                .running
+                .lock()
+                .expect("lock")
+                .remove(&case_id);
+            match result {
+                Ok(()) => {}
+                Err(e) => {
+                    warn!(case = %case_id, error = %e, "evidence transfer stopped; it resumes later");
+                    let _ = evidence.note_error(&case_id, &e.to_string()).await;
+                }
+            }
+        });
+    }
+
+    /// Records the signed `evidence-received` for a complete package (retried by the sweep
+    /// until it is in the log).
+    async fn confirm(&self, record: &PackageRecord) {
+        let kind = comity_protocol::EventKind::EvidenceReceived {
+            manifest_root: record.root,
+        };
+        match self.inner.cases.act(record.case_id, kind, "node").await {
+            Ok(_) => {
+                info!(case = %record.case_id, root = %record.root, "evidence received and confirmed to the sender")
+            }
+            Err(e) => {
+                warn!(case = %record.case_id, error = %e, "could not record evidence-received yet")
+            }
+        }
+    }
+
+    pub fn records(&self) -> Result<Vec<PackageRecord>, EvidenceError> {
+        Ok(self
+            .inner
+            .store
+            .scan(Cf::Evidence)?
+            .iter()
+            .filter_map(|(_, v)| decode::<PackageRecord>(v).ok())
+            .collect())
+    }
+
+    pub fn record(&self, case_id: &CaseId) -> Result<Option<PackageRecord>, EvidenceError> {
+        match self
+            .inner
+            .store
+            .get(Cf::Evidence, case_id.to_string().as_bytes())?
+        {
+            Some(bytes) => Ok(Some(decode(&bytes).map_err(crate::cases::CaseError::from)?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn put(&self, record: &PackageRecord) -> Result<(), EvidenceError> {
+        let mut batch = Batch::new();
+        batch.put(
+            Cf::Evidence,
+            record.case_id.to_string().into_bytes(),
+            encode(record),
+        );
+        Ok(self.inner.store.commit(batch).await?)
+    }
+
+    async fn note_error(&self, case_id: &CaseId, error: &str) -> Result<(), EvidenceError> {
+        if let Some(mut record) = self.record(case_id)? {
+            record.last_error = Some(error.to_owned());
+            self.put(&record).await?;
+        }
+        Ok(())
+    }
+
+    async fn forget(&self, record: &PackageRecord, why: &str) -> Result<(), EvidenceError> {
+        self.delete_file(record)?;
+        let mut batch = Batch::new();
+        batch.delete(Cf::Evidence, record.case_id.to_string().into_bytes());
+        self.inner.store.commit(batch).await?;
+        info!(case = %record.case_id, root = %record.root, "evidence package deleted: {why}");
+        Ok(())
+    }
+
+    fn delete_file(&self, record: &PackageRecord) -> Result<(), EvidenceError> {
+        for path in [
+            self.package_path(record.direction, &record.case_id, false),
+            self.package_path(record.direction, &record.case_id, true),
+        ] {
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io(format!("cannot delete {}", path.display()))(e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Where a package's sealed bytes live; `partial` while it is written or pulled.
+    fn package_path(&self, direction: Direction, case_id: &CaseId, partial: bool) -> PathBuf {
+        let sub = match direction {
+            Direction::Outgoing => "out",
+            Direction::Incoming => "in",
+        };
+        let ext = if partial { "part" } else { "sealed" };
+        self.inner.dir.join(sub).join(format!("{case_id}.{ext}"))
+    }
+
+    /// The stored manifest of a package, opened with the case's key and re-checked.
+    fn manifest(
+        &self,
+        record: &PackageRecord,
+        case: &CaseRecord,
+    ) -> Result<(SignedEnvelope, EvidenceManifest), EvidenceError> {
+        if record.manifest.is_empty() {
+            return Err(EvidenceError::Incomplete {
+                case: record.case_id,
+                verified: 0,
+                total: record.chunks,
+            });
+        }
+        let bytes =
+            self.inner
+                .cases
+                .vault()
+                .unseal(&case.key_id, &case.case_id, &record.manifest)?;
+        let envelope =
+            SignedEnvelope::from_bytes(&bytes, comity_protocol::limits::MAX_REQUEST_FRAME)
+                .map_err(|e| EvidenceError::Damaged(format!("stored manifest: {e}")))?;
+        let signer = match record.direction {
+            Direction::Outgoing => &self.inner.jurisdiction,
+            Direction::Incoming => &record.counterparty,
+        };
+        let key = self
+            .inner
+            .roster
+            .by_jurisdiction(signer)
+            .and_then(|(_, k)| k.verifying_key().ok())
+            .ok_or_else(|| EvidenceError::Refused(format!("{signer} has no usable roster key")))?;
+        let manifest = envelope
+            .open::<EvidenceManifest>(&key)
+            .map_err(|e| EvidenceError::Damaged(format!("stored manifest: {e}")))?;
+        Ok((envelope, manifest))
+    }
+
+    /// Where a case's package stands, for officers and operators.
+    pub fn status(&self, case_id: &CaseId) -> Result<EvidenceStatus, EvidenceError> {
+        let record = self
+            .record(case_id)?
+            .ok_or(EvidenceError::NotFound(*case_id))?;
+        let case = self.inner.cases.get(case_id)?;
+        let progress = self
+            .inner
+            .progress
+            .lock()
+            .expect("lock")
+            .get(case_id)
+            .cloned()
+            .unwrap_or_default();
+        let served = *self
+            .inner
+            .served
+            .lock()
+            .expect("lock")
+            .get(case_id)
+            .unwrap_or(&0);
+        let complete = record.state == PackageState::Complete;
+        let (verified, bytes_verified) = if complete {
+            (record.chunks, record.sealed_bytes)
+        } else {
+            (progress.verified, progress.bytes_verified)
+        };
+        let rate = progress
+            .started
+            .filter(|_| !complete)
+            .map(|at| at.elapsed().as_secs_f64())
+            .filter(|s| *s > 0.2)
+            .map(|s| (bytes_verified.saturating_sub(progress.bytes_at_start)) as f64 / s);
+        let eta = rate
+            .filter(|r| *r > 0.0)
+            .map(|r| record.sealed_bytes.saturating_sub(bytes_verified) as f64 / r);
+        Ok(EvidenceStatus {
+            case_id: *case_id,
+            direction: record.direction,
+            root: record.root,
+            counterparty: record.counterparty.clone(),
+            state: record.state,
+            total_bytes: record.total_bytes,
+            sealed_bytes: record.sealed_bytes,
+            chunks: record.chunks,
+            chunks_verified: verified,
+            bytes_verified,
+            chunks_fetched: progress.fetched,
+            chunks_served: served,
+            rate_bytes_per_s: rate,
+            eta_secs: eta,
+            created_at: record.created_at,
+            completed_at: record.completed_at,
+            transfer_ms: record.transfer_ms,
+            received_confirmed: case.is_some_and(|c| {
+                c.log.manifest_root == Some(record.root) && c.log.evidence_received_at.is_some()
+            }),
+            last_error: record.last_error,
+        })
+    }
+
+    /// Testnets only: sets what the sending side does wrong.
+    pub fn set_faults(&self, faults: EvidenceFaults) {
+        warn!(?faults, "fault injection: evidence serving");
+        *self.inner.faults.lock().expect("lock") = faults;
+    }
+
+    fn roster_key(&self, j: &Jurisdiction) -> Option<SealingKey> {
+        self.inner
+            .roster
+            .by_jurisdiction(j)
+            .and_then(|(m, _)| m.sealing_key)
+    }
+
+    fn case_for(&self, case_id: &CaseId, role: Role) -> Result<CaseRecord, EvidenceError> {
+        let case = self
+            .inner
+            .cases
+            .get(case_id)?
+            .ok_or(crate::cases::CaseError::NotFound(*case_id))?;
+        if case.role != role {
+            return Err(EvidenceError::Refused(format!(
+                "this node is the {} side of case {case_id}",
+                case.role
+            )));
+        }
+        Ok(case)
+    }
+}
+
+/// Puts the record of an announced package (a fulfilment naming `root` arrived) in `batch`,
+/// with the events that announce it: its transfer starts once the batch is stored.
+pub fn announce(batch: &mut Batch, case_id: CaseId, root: Hash32, from: &Jurisdiction) {
+    let record = PackageRecord {
+        case_id,
+        direction: Direction::Incoming,
+        root,
+        counterparty: from.clone(),
+        state: PackageState::Announced,
+        manifest: Vec::new(),
+        total_bytes: 0,
+        sealed_bytes: 0,
+        chunks: 0,
+        chunk_size: 0,
+        created_at: Timestamp::now(),
+        completed_at: None,
+        transfer_ms: None,
+        last_error: None,
+    };
+    batch.put(
+        Cf::Evidence,
+        case_id.to_string().into_bytes(),
+        encode(&record),
+    );
+}
+
+/// Makes a new sealing key file (0600) and returns its public half, for the roster.
+pub fn create_sealing_key(path: &Path) -> anyhow::Result<SealingKey> {
+    let (private, public) = comity_protocol::evidence::generate_sealing_key()?;
+    crate::roster::write_private(path, format!("{}\n", hex::encode(private)).as_bytes())
+        .map_err(|e| anyhow::anyhow!("cannot write the sealing key {}: {e}", path.display()))?;
+    Ok(SealingKey(public))
+}
+
+/// Reads the sealing key (refusing one readable by others), or makes it if this node was
+/// initialised before evidence existed.
+fn load_or_create_sealing_key(path: &Path) -> Result<([u8; 32], SealingKey), EvidenceError> {
+    use std::os::unix::fs::PermissionsExt;
+    let shown = path.display();
+    let meta = match std::fs::metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let public = create_sealing_key(path).map_err(|e| EvidenceError::Io(e.to_string()))?;
+            warn!(path = %shown, sealing_key = %public, "made a new sealing key: add it to this node's roster entry");
+            return load_or_create_sealing_key(path);
+        }
+        Err(e) => return Err(io(format!("cannot read {shown}"))(e)),
+    };
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(EvidenceError::Io(format!(
+            "sealing key {shown} is readable by others (mode {mode:o}); run `chmod 600 {shown}`"
+        )));
+    }
+    let text = std::fs::read_to_string(path).map_err(io(format!("cannot read {shown}")))?;
+    let bytes = hex::decode(text.trim())
+        .ok()
+        .and_then(|b| <[u8; 32]>::try_from(b).ok())
+        .ok_or_else(|| {
+            EvidenceError::Io(format!(
+                "sealing key {shown} is not 64 hex characters; restore it from backup"
+            ))
+        })?;
+    let public = comity_protocol::evidence::sealing_public_key(&bytes)
+        .map_err(|e| EvidenceError::Io(e.to_string()))?;
+    Ok((bytes, SealingKey(public)))
+}

@@ -1,0 +1,424 @@
+//! Sealing an officer's files into a package, as they are uploaded: the bytes are cut into
+//! chunks, each sealed and hashed on a blocking thread and appended to the package file, so
+//! memory holds a few chunks whatever the package size. Nothing is readable here afterwards:
+//! the package is sealed to the requesting jurisdiction.
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use comity_protocol::evidence::{
+    self as wire, EvidenceManifest, FileEntry, MAX_FILES, Sealer, chunk_count,
+};
+use comity_protocol::{CaseId, CaseState, EventKind, Hash32, SignedEnvelope, Timestamp};
+use futures::{Stream, StreamExt};
+use serde::{Deserialize, Serialize};
+use tracing::info;
+
+use super::{Direction, Evidence, EvidenceError, PackageRecord, PackageState, io};
+use crate::cases::record::{CaseRecord, Role};
+
+/// Uploads not finished after this long are dropped.
+const UPLOAD_TTL: Duration = Duration::from_secs(3600);
+/// Uploads waiting for their bytes at once.
+const MAX_UPLOADS: usize = 8;
+/// Sealed chunks queued for the sealing thread.
+const SEAL_QUEUE: usize = 4;
+
+/// One file an officer announces before sending its bytes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadFile {
+    pub name: String,
+    pub size: u64,
+    pub media_type: String,
+}
+
+/// An announced package waiting for its bytes.
+#[derive(Debug)]
+pub struct Upload {
+    case_id: CaseId,
+    files: Vec<UploadFile>,
+    note: String,
+    officer: String,
+    created: Instant,
+}
+
+/// What an officer is told when an upload is announced.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct UploadTicket {
+    pub upload: String,
+    pub total_bytes: u64,
+    pub chunk_bytes: u32,
+    pub chunks: u64,
+}
+
+/// The outcome of a sealed and recorded package.
+#[derive(Debug)]
+pub struct Fulfilled {
+    pub case: CaseRecord,
+    pub record: PackageRecord,
+}
+
+impl Evidence {
+    /// Checks that `officer` may fulfil `case_id` with these files now, and reserves an
+    /// upload for their bytes. Everything that can be refused is refused here, before any
+    /// byte is sent: state, four-eyes, names, the bloc's size limit, the recipient's key.
+    pub fn begin_upload(
+        &self,
+        case_id: CaseId,
+        files: Vec<UploadFile>,
+        note: String,
+        officer: &str,
+    ) -> Result<UploadTicket, EvidenceError> {
+        let case = self.case_for(&case_id, Role::Executing)?;
+        match case.log.state {
+            Some(CaseState::Accepted | CaseState::PartiallyAccepted) => {}
+            _ => {
+                return Err(EvidenceError::Refused(format!(
+                    "case {case_id} is {}; evidence is delivered on an accepted case",
+                    case.state_code()
+                )));
+            }
+        }
+        self.inner.cases.check_disclosure_approval(&case, officer)?;
+        if files.is_empty() || files.len() > MAX_FILES {
+            return Err(EvidenceError::Refused(format!(
+                "a package holds 1 to {MAX_FILES} files; {} given",
+                files.len()
+            )));
+        }
+        let mut names = std::collections::HashSet::new();
+        for file in &files {
+            if let Some(problem) = wire::file_name_problem(&file.name) {
+                return Err(EvidenceError::Refused(problem));
+            }
+            if !names.insert(file.name.as_str()) {
+                return Err(EvidenceError::Refused(format!(
+                    "file name {:?} appears twice; names in a package are unique",
+                    file.name
+                )));
+            }
+            let media_ok = !file.media_type.is_empty()
+                && file.media_type.len() <= 127
+                && file.media_type.contains('/')
+                && file.media_type.is_ascii();
+            if !media_ok {
+                return Err(EvidenceError::Refused(format!(
+                    "media type {:?} of {:?} is not a media type like application/pdf",
+                    file.media_type, file.name
+                )));
+            }
+        }
+        if note.len() > comity_protocol::limits::MAX_TEXT {
+            return Err(EvidenceError::Refused(format!(
+                "the note is {} bytes, over the limit of {}",
+                note.len(),
+                comity_protocol::limits::MAX_TEXT
+            )));
+        }
+        let limits = *self.inner.roster.evidence();
+        let total: u64 = files.iter().map(|f| f.size).sum();
+        if total > limits.max_package_bytes {
+            return Err(EvidenceError::TooLarge(format!(
+                "the package is {total} bytes ({} files), over the bloc's limit of {} bytes ([evidence] max_package_bytes in the roster); deliver it in parts or ask the bloc to raise the limit",
+                files.len(),
+                limits.max_package_bytes
+            )));
+        }
+        if self.roster_key(&case.counterparty).is_none() {
+            return Err(EvidenceError::Refused(format!(
+                "the roster lists no sealing key for {}: nothing can be sealed to it; ask the bloc to add `sealing_key` to its entry",
+                case.counterparty
+            )));
+        }
+        if let Some(existing) = self.record(&case_id)?
+            && case.log.manifest_root == Some(existing.root)
+        {
+            return Err(EvidenceError::Refused(format!(
+                "case {case_id} is already fulfilled with package {}",
+                existing.root
+            )));
+        }
+        let id = hex::encode(rand::random::<[u8; 16]>());
+        let mut uploads = self.inner.uploads.lock().expect("lock");
+        uploads.retain(|_, u| u.created.elapsed() < UPLOAD_TTL && u.case_id != case_id);
+        if uploads.len() >= MAX_UPLOADS {
+            return Err(EvidenceError::Refused(format!(
+                "{MAX_UPLOADS} uploads are already waiting; retry when one is done"
+            )));
+        }
+        uploads.insert(
+            id.clone(),
+            Upload {
+                case_id,
+                files,
+                note,
+                officer: officer.to_owned(),
+                created: Instant::now(),
+            },
+        );
+        info!(case = %case_id, bytes = total, "evidence upload announced");
+        Ok(UploadTicket {
+            upload: id,
+            total_bytes: total,
+            chunk_bytes: limits.chunk_bytes,
+            chunks: chunk_count(total, limits.chunk_bytes),
+        })
+    }
+
+    /// Receives the announced files' bytes (in order, back to back), seals them into the
+    /// package, signs its manifest and records the fulfilment that names it.
+    pub async fn upload<S, B, E>(
+        &self,
+        upload_id: &str,
+        officer: &str,
+        body: S,
+    ) -> Result<Fulfilled, EvidenceError>
+    where
+        S: Stream<Item = Result<B, E>> + Unpin,
+        B: AsRef<[u8]>,
+        E: std::fmt::Display,
+    {
+        let upload = {
+            let mut uploads = self.inner.uploads.lock().expect("lock");
+            match uploads.get(upload_id) {
+                Some(u) if u.officer == officer => uploads.remove(upload_id),
+                Some(_) => {
+                    return Err(EvidenceError::Refused(
+                        "this upload was announced by another officer".into(),
+                    ));
+                }
+                None => None,
+            }
+        }
+        .ok_or_else(|| {
+            EvidenceError::Refused(format!(
+                "no upload {upload_id}: it finished, expired, or was never announced; start again"
+            ))
+        })?;
+        let case_id = upload.case_id;
+        let case = self.case_for(&case_id, Role::Executing)?;
+        let recipient = self
+            .roster_key(&case.counterparty)
+            .ok_or_else(|| EvidenceError::Refused("the recipient has no sealing key".into()))?;
+        let chunk_size = self.inner.roster.evidence().chunk_bytes;
+        let prologue = wire::prologue(&case_id, &self.inner.jurisdiction, &case.counterparty);
+        let (sealer, handshake) = Sealer::new(
+            &recipient.0,
+            &self.inner.sealing_private,
+            &prologue,
+            chunk_size,
+        )
+        .map_err(|e| EvidenceError::Io(e.to_string()))?;
+        let partial = self.package_path(Direction::Outgoing, &case_id, true);
+        let file = std::fs::File::create(&partial)
+            .map_err(io(format!("cannot create {}", partial.display())))?;
+        let started = Instant::now();
+        let packed = match pack(sealer, file, &upload.files, chunk_size, body).await {
+            Ok(packed) => packed,
+            Err(e) => {
+                let _ = std::fs::remove_file(&partial);
+                return Err(e);
+            }
+        };
+        let files: Vec<FileEntry> = upload
+            .files
+            .iter()
+            .zip(&packed.file_hashes)
+            .map(|(f, hash)| FileEntry {
+                name: f.name.clone(),
+                size: f.size,
+                media_type: f.media_type.clone(),
+                blake3: *hash,
+            })
+            .collect();
+        let total: u64 = files.iter().map(|f| f.size).sum();
+        let manifest = EvidenceManifest {
+            case_id,
+            from: self.inner.jurisdiction.clone(),
+            to: case.counterparty.clone(),
+            created_at: Timestamp::now(),
+            chunk_size,
+            total_bytes: total,
+            file_count: files.len() as u32,
+            handshake,
+            sealed_index: packed
+                .sealer
+                .seal_index(&files)
+                .map_err(|e| EvidenceError::Io(e.to_string()))?,
+            chunks: packed.chunk_hashes,
+        };
+        if let Some(problem) = manifest.problem(u64::MAX, chunk_size) {
+            let _ = std::fs::remove_file(&partial);
+            return Err(EvidenceError::Refused(problem));
+        }
+        let envelope = SignedEnvelope::sign(&manifest, self.inner.identity.signing_key())
+            .map_err(|e| EvidenceError::Io(e.to_string()))?;
+        let root = EvidenceManifest::root(&envelope);
+        let finished = self.package_path(Direction::Outgoing, &case_id, false);
+        std::fs::rename(&partial, &finished)
+            .map_err(io(format!("cannot rename {}", partial.display())))?;
+        sync_dir(&finished)?;
+        let record = PackageRecord {
+            case_id,
+            direction: Direction::Outgoing,
+            root,
+            counterparty: case.counterparty.clone(),
+            state: PackageState::Complete,
+            manifest: self.inner.cases.vault().seal(
+                &case.key_id,
+                &case_id,
+                &envelope.to_bytes(),
+            )?,
+            total_bytes: total,
+            sealed_bytes: manifest.sealed_total(),
+            chunks: manifest.chunks.len() as u64,
+            chunk_size,
+            created_at: Timestamp::now(),
+            completed_at: Some(Timestamp::now()),
+            transfer_ms: Some(started.elapsed().as_millis() as u64),
+            last_error: None,
+        };
+        self.put(&record).await?;
+        let fulfilled = EventKind::Fulfilled {
+            manifest_root: Some(root),
+            note: upload.note,
+        };
+        match self.inner.cases.act(case_id, fulfilled, officer).await {
+            Ok(case) => {
+                info!(case = %case_id, %root, bytes = total, files = files.len(), chunks = record.chunks, ms = started.elapsed().as_millis() as u64, "evidence sealed; fulfilment recorded");
+                Ok(Fulfilled { case, record })
+            }
+            Err(e) => {
+                self.forget(&record, "its fulfilment was refused").await?;
+                Err(e.into())
+            }
+        }
+    }
+}
+
+struct Packed {
+    sealer: Sealer,
+    chunk_hashes: Vec<Hash32>,
+    file_hashes: Vec<Hash32>,
+}
+
+/// Cuts the body into chunks and hands them to a sealing thread, which hashes each file,
+/// seals and hashes each chunk and appends it to `file`, then makes it durable.
+async fn pack<S, B, E>(
+    sealer: Sealer,
+    file: std::fs::File,
+    files: &[UploadFile],
+    chunk_size: u32,
+    mut body: S,
+) -> Result<Packed, EvidenceError>
+where
+    S: Stream<Item = Result<B, E>> + Unpin,
+    B: AsRef<[u8]>,
+    E: std::fmt::Display,
+{
+    let declared: u64 = files.iter().map(|f| f.size).sum();
+    let sizes: Vec<u64> = files.iter().map(|f| f.size).collect();
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(SEAL_QUEUE);
+    let worker = tokio::task::spawn_blocking(move || {
+        let mut hashers: Vec<blake3::Hasher> =
+            sizes.iter().map(|_| blake3::Hasher::new()).collect();
+        let (mut current, mut left) = (0usize, sizes.first().copied().unwrap_or(0));
+        let mut chunk_hashes = Vec::new();
+        let mut sealed = Vec::new();
+        let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+        let mut index = 0u64;
+        while let Some(plain) = rx.blocking_recv() {
+            let mut rest = plain.as_slice();
+            while !rest.is_empty() {
+                while left == 0 && current + 1 < sizes.len() {
+                    current += 1;
+                    left = sizes[current];
+                }
+                let n = (left as usize).min(rest.len());
+                hashers[current].update(&rest[..n]);
+                left -= n as u64;
+                rest = &rest[n..];
+            }
+            sealer
+                .seal_chunk(index, &plain, &mut sealed)
+                .map_err(|e| EvidenceError::Io(e.to_string()))?;
+            chunk_hashes.push(Hash32(*blake3::hash(&sealed).as_bytes()));
+            out.write_all(&sealed)
+                .map_err(io("cannot write the package"))?;
+            index += 1;
+        }
+        let file = out
+            .into_inner()
+            .map_err(|e| io("cannot write the package")(e.into_error()))?;
+        file.sync_all().map_err(io("cannot sync the package"))?;
+        Ok::<_, EvidenceError>(Packed {
+            sealer,
+            chunk_hashes,
+            file_hashes: hashers
+                .iter()
+                .map(|h| Hash32(*h.finalize().as_bytes()))
+                .collect(),
+        })
+    });
+    let chunk = chunk_size as usize;
+    let mut buffer = Vec::with_capacity(chunk);
+    let mut received = 0u64;
+    let mut failure = None;
+    let mut worker_gone = false;
+    while !worker_gone && let Some(piece) = body.next().await {
+        let piece = match piece {
+            Ok(piece) => piece,
+            Err(e) => {
+                failure = Some(EvidenceError::Refused(format!(
+                    "the upload broke after {received} of {declared} bytes: {e}; nothing was recorded"
+                )));
+                break;
+            }
+        };
+        let mut piece = piece.as_ref();
+        received += piece.len() as u64;
+        if received > declared {
+            failure = Some(EvidenceError::Refused(format!(
+                "the upload is longer than the {declared} bytes announced; nothing was recorded"
+            )));
+            break;
+        }
+        while !piece.is_empty() {
+            let n = (chunk - buffer.len()).min(piece.len());
+            buffer.extend_from_slice(&piece[..n]);
+            piece = &piece[n..];
+            if buffer.len() == chunk {
+                let full = std::mem::replace(&mut buffer, Vec::with_capacity(chunk));
+                if tx.send(full).await.is_err() {
+                    // The sealing thread stopped (a full disk): its error is the answer.
+                    worker_gone = true;
+                    break;
+                }
+            }
+        }
+    }
+    if failure.is_none() && received < declared {
+        failure = Some(EvidenceError::Refused(format!(
+            "the upload ended after {received} of the {declared} bytes announced; nothing was recorded"
+        )));
+    }
+    if failure.is_none() && !buffer.is_empty() {
+        let _ = tx.send(buffer).await;
+    }
+    drop(tx);
+    let packed = worker
+        .await
+        .map_err(|e| EvidenceError::Io(format!("the sealing thread failed: {e}")))?;
+    match failure {
+        Some(e) => Err(e),
+        None => packed,
+    }
+}
+
+/// Makes a rename durable: syncs the directory holding `path`.
+pub(super) fn sync_dir(path: &std::path::Path) -> Result<(), EvidenceError> {
+    let dir = path.parent().unwrap_or(std::path::Path::new("."));
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io(format!("cannot sync {}", dir.display())))
+}

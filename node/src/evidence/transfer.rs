@@ -1,0 +1,538 @@
+//! `/comity/evidence/1.0.0`: the sending side serves the signed manifest and sealed chunks of
+//! its packages to the requesting member only; the receiving side pulls them, several at
+//! once, checks every chunk against the manifest before keeping it, and resumes from the
+//! chunks already on disk after a disconnect or a restart of either side.
+//!
+//! Resuming needs no bookkeeping that could disagree with the data: on restart the partial file
+//! is read back and every chunk whose bytes match the manifest's hash counts as received.
+
+use std::collections::HashMap;
+use std::os::unix::fs::FileExt;
+use std::sync::Arc;
+use std::time::Instant;
+
+use comity_protocol::evidence::{
+    self as wire, EvidenceManifest, EvidenceRequest, EvidenceResponse, MAX_EVIDENCE_REQUEST,
+    MAX_EVIDENCE_RESPONSE, Opener,
+};
+use comity_protocol::{CaseId, Hash32, Timestamp, from_cbor, to_canonical_cbor};
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use tracing::{debug, info, warn};
+
+use super::{Direction, Evidence, EvidenceError, PackageRecord, PackageState, Progress, io};
+use crate::cases::record::Role;
+use crate::network::InboundRequest;
+
+/// Times one chunk may fail its check before the transfer stops (and retries later).
+const MAX_BAD_CHUNK: u32 = 3;
+
+/// Answers evidence requests from members, each on its own task.
+pub(super) async fn serve(
+    evidence: Evidence,
+    mut inbound: tokio::sync::mpsc::Receiver<InboundRequest>,
+) {
+    while let Some(request) = inbound.recv().await {
+        let evidence = evidence.clone();
+        tokio::spawn(async move {
+            let response = evidence.answer(request.peer, &request.frame).await;
+            let frame = to_canonical_cbor(&response).unwrap_or_default();
+            evidence
+                .inner
+                .network
+                .evidence_respond(request.channel, frame)
+                .await;
+        });
+    }
+}
+
+fn refused(reason: impl Into<String>) -> EvidenceResponse {
+    EvidenceResponse::Refused {
+        reason: reason.into(),
+    }
+}
+
+impl Evidence {
+    async fn answer(&self, peer: libp2p::PeerId, frame: &[u8]) -> EvidenceResponse {
+        let Some((member, _)) = self.inner.roster.by_peer(&peer) else {
+            return refused("not a member of the bloc");
+        };
+        let request: EvidenceRequest = match from_cbor(frame, MAX_EVIDENCE_REQUEST) {
+            Ok(r) => r,
+            Err(_) => {
+                warn!(%peer, bytes = frame.len(), "malformed evidence request refused");
+                return refused("malformed evidence request");
+            }
+        };
+        let case_id = match &request {
+            EvidenceRequest::Manifest { case_id } | EvidenceRequest::Chunk { case_id, .. } => {
+                *case_id
+            }
+        };
+        let record = match self.record(&case_id) {
+            Ok(Some(r)) if r.direction == Direction::Outgoing => r,
+            Ok(_) => return refused(format!("no evidence package for case {case_id}")),
+            Err(e) => return refused(format!("cannot read the package now: {e}")),
+        };
+        if record.counterparty != member.jurisdiction {
+            warn!(case = %case_id, member = %member.jurisdiction, "evidence request from a member not party to the case refused");
+            return refused(format!(
+                "case {case_id} is not shared with {}",
+                member.jurisdiction
+            ));
+        }
+        let faults = self.inner.faults.lock().expect("lock").clone();
+        match request {
+            EvidenceRequest::Manifest { .. } => {
+                let case = match self.case_for(&case_id, Role::Executing) {
+                    Ok(c) => c,
+                    Err(e) => return refused(e.to_string()),
+                };
+                match self.manifest(&record, &case) {
+                    Ok((mut envelope, _)) => {
+                        if faults.forge_manifest {
+                            envelope.signature.0[0] ^= 1;
+                        }
+                        debug!(case = %case_id, "manifest served");
+                        EvidenceResponse::Manifest(envelope)
+                    }
+                    Err(e) => refused(e.to_string()),
+                }
+            }
+            EvidenceRequest::Chunk { root, index, .. } => {
+                if root != record.root {
+                    return refused(format!(
+                        "package {root} is not case {case_id}'s ({})",
+                        record.root
+                    ));
+                }
+                if index >= record.chunks {
+                    return refused(format!(
+                        "chunk {index} does not exist: the package has {}",
+                        record.chunks
+                    ));
+                }
+                if let Some(ms) = faults.delay_ms {
+                    tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+                }
+                let path = self.package_path(Direction::Outgoing, &case_id, false);
+                let offset = wire::sealed_offset(record.chunk_size, index);
+                let len = wire::sealed_len(wire::plain_len(
+                    record.total_bytes,
+                    record.chunk_size,
+                    index,
+                ));
+                let read = tokio::task::spawn_blocking(move || {
+                    let file = std::fs::File::open(&path)?;
+                    let mut buf = vec![0u8; len];
+                    file.read_exact_at(&mut buf, offset)?;
+                    Ok::<_, std::io::Error>(buf)
+                })
+                .await;
+                let mut bytes = match read {
+                    Ok(Ok(bytes)) => bytes,
+                    Ok(Err(e)) => {
+                        warn!(case = %case_id, index, error = %e, "cannot read a sealed chunk");
+                        return refused(format!("cannot read chunk {index} here: {e}"));
+                    }
+                    Err(e) => return refused(e.to_string()),
+                };
+                if faults.tamper_chunk == Some(index) {
+                    bytes[len / 2] ^= 0x40;
+                }
+                if faults.truncate_chunk == Some(index) {
+                    bytes.truncate(len / 2);
+                }
+                *self
+                    .inner
+                    .served
+                    .lock()
+                    .expect("lock")
+                    .entry(case_id)
+                    .or_default() += 1;
+                EvidenceResponse::Chunk(bytes)
+            }
+        }
+    }
+}
+
+/// Why a pulled chunk was not kept.
+enum ChunkFailure {
+    /// The sender's bytes do not match the manifest: retried a few times, then the transfer
+    /// stops with this reason.
+    Bad(u64, String),
+    /// The sender could not be asked or did not answer: the transfer resumes later.
+    Unreachable(String),
+    Local(EvidenceError),
+}
+
+/// Pulls the package of `case_id` to the end, or until something stops it (the sweep starts
+/// it again).
+pub(super) async fn pull(evidence: &Evidence, case_id: CaseId) -> Result<(), EvidenceError> {
+    let inner = &evidence.inner;
+    let Some(mut record) = evidence.record(&case_id)? else {
+        return Ok(());
+    };
+    if record.state == PackageState::Complete || record.direction != Direction::Incoming {
+        return Ok(());
+    }
+    let case = evidence.case_for(&case_id, Role::Requester)?;
+    let (member, key) = inner
+        .roster
+        .by_jurisdiction(&record.counterparty)
+        .ok_or_else(|| {
+            EvidenceError::Refused(format!("{} is not in the roster", record.counterparty))
+        })?;
+    let peer = member.peer_id;
+    let key = key
+        .verifying_key()
+        .map_err(|e| EvidenceError::Refused(e.to_string()))?;
+    let partial = evidence.package_path(Direction::Incoming, &case_id, true);
+
+    if record.state == PackageState::Announced {
+        let frame = to_canonical_cbor(&EvidenceRequest::Manifest { case_id })
+            .map_err(|e| EvidenceError::Io(e.to_string()))?;
+        let response = inner
+            .network
+            .evidence_request(peer, frame)
+            .await
+            .map_err(|e| {
+                EvidenceError::Io(format!(
+                    "cannot fetch the manifest from {}: {e}",
+                    record.counterparty
+                ))
+            })?;
+        let envelope = match from_cbor::<EvidenceResponse>(&response, MAX_EVIDENCE_RESPONSE) {
+            Ok(EvidenceResponse::Manifest(envelope)) => envelope,
+            Ok(EvidenceResponse::Refused { reason }) => {
+                return Err(EvidenceError::Refused(format!(
+                    "{} refused the manifest: {reason}",
+                    record.counterparty
+                )));
+            }
+            _ => {
+                return Err(EvidenceError::Refused(format!(
+                    "{} answered the manifest request with something else",
+                    record.counterparty
+                )));
+            }
+        };
+        let manifest = check_manifest(evidence, &record, &envelope, &key)?;
+        record.manifest = inner
+            .cases
+            .vault()
+            .seal(&case.key_id, &case_id, &envelope.to_bytes())?;
+        record.total_bytes = manifest.total_bytes;
+        record.sealed_bytes = manifest.sealed_total();
+        record.chunks = manifest.chunks.len() as u64;
+        record.chunk_size = manifest.chunk_size;
+        // Reserve the space now: a full disk is found before the first byte moves.
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .write(true)
+            .open(&partial)
+            .map_err(io(format!("cannot create {}", partial.display())))?;
+        if record.sealed_bytes > 0 {
+            nix::fcntl::posix_fallocate(
+                std::os::fd::AsRawFd::as_raw_fd(&file),
+                0,
+                record.sealed_bytes as i64,
+            )
+            .map_err(|e| {
+                io(format!(
+                    "cannot reserve {} bytes for the package",
+                    record.sealed_bytes
+                ))(std::io::Error::from(e))
+            })?;
+        }
+        record.state = PackageState::Transferring;
+        record.last_error = None;
+        evidence.put(&record).await?;
+        inner.progress.lock().expect("lock").insert(
+            case_id,
+            Progress {
+                bitmap: Some(vec![false; record.chunks as usize]),
+                ..Progress::default()
+            },
+        );
+        info!(case = %case_id, root = %record.root, bytes = record.total_bytes, chunks = record.chunks, "evidence manifest verified; pulling chunks");
+    }
+
+    let (_, manifest) = evidence.manifest(&record, &case)?;
+    let hashes = Arc::new(manifest.chunks.clone());
+    let have = verified_chunks(evidence, &record, &hashes, &partial).await?;
+    let missing: Vec<u64> = (0..record.chunks).filter(|i| !have[*i as usize]).collect();
+    {
+        let mut progress = inner.progress.lock().expect("lock");
+        let p = progress.entry(case_id).or_default();
+        p.verified = record.chunks - missing.len() as u64;
+        p.bytes_verified = (0..record.chunks)
+            .filter(|i| have[*i as usize])
+            .map(|i| manifest.sealed_chunk_len(i) as u64)
+            .sum();
+        p.started = Some(Instant::now());
+        p.bytes_at_start = p.bytes_verified;
+        p.bitmap = Some(have);
+    }
+    if !missing.is_empty() {
+        info!(case = %case_id, missing = missing.len(), of = record.chunks, "pulling evidence chunks");
+    }
+    let started = Instant::now();
+    let file = Arc::new(
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&partial)
+            .map_err(io(format!("cannot open {}", partial.display())))?,
+    );
+    let mut queue = missing.into_iter();
+    let mut in_flight = FuturesUnordered::new();
+    let mut bad: HashMap<u64, u32> = HashMap::new();
+    let mut retry: Vec<u64> = Vec::new();
+    loop {
+        while in_flight.len() < inner.parallel {
+            let Some(index) = retry.pop().or_else(|| queue.next()) else {
+                break;
+            };
+            in_flight.push(fetch_chunk(
+                evidence.clone(),
+                peer,
+                record.clone(),
+                index,
+                hashes.clone(),
+                file.clone(),
+            ));
+        }
+        let Some(outcome) = in_flight.next().await else {
+            break;
+        };
+        match outcome {
+            Ok((index, len)) => {
+                let mut progress = inner.progress.lock().expect("lock");
+                let p = progress.entry(case_id).or_default();
+                p.verified += 1;
+                p.fetched += 1;
+                p.bytes_verified += len as u64;
+                if let Some(bitmap) = &mut p.bitmap {
+                    bitmap[index as usize] = true;
+                }
+            }
+            Err(ChunkFailure::Bad(index, why)) => {
+                inner
+                    .progress
+                    .lock()
+                    .expect("lock")
+                    .entry(case_id)
+                    .or_default()
+                    .fetched += 1;
+                let count = bad.entry(index).or_default();
+                *count += 1;
+                warn!(case = %case_id, index, attempt = *count, "evidence chunk refused: it does not match the signed manifest");
+                if *count >= MAX_BAD_CHUNK {
+                    return Err(EvidenceError::Damaged(format!(
+                        "chunk {index} from {} was refused {MAX_BAD_CHUNK} times: {why}; the sender's copy is damaged or was tampered with",
+                        record.counterparty
+                    )));
+                }
+                retry.push(index);
+            }
+            Err(ChunkFailure::Unreachable(why)) => {
+                return Err(EvidenceError::Io(format!(
+                    "transfer from {} interrupted: {why}",
+                    record.counterparty
+                )));
+            }
+            Err(ChunkFailure::Local(e)) => return Err(e),
+        }
+    }
+
+    // Every chunk is here and verified: make it durable, then say so.
+    let final_path = evidence.package_path(Direction::Incoming, &case_id, false);
+    {
+        let file = file.clone();
+        tokio::task::spawn_blocking(move || file.sync_all())
+            .await
+            .map_err(|e| EvidenceError::Io(e.to_string()))?
+            .map_err(io("cannot sync the package"))?;
+    }
+    std::fs::rename(&partial, &final_path)
+        .map_err(io(format!("cannot rename {}", partial.display())))?;
+    super::package::sync_dir(&final_path)?;
+    let elapsed = started.elapsed();
+    record.state = PackageState::Complete;
+    record.completed_at = Some(Timestamp::now());
+    record.transfer_ms = Some(elapsed.as_millis() as u64);
+    record.last_error = None;
+    evidence.put(&record).await?;
+    let mb_per_s = record.sealed_bytes as f64 / 1e6 / elapsed.as_secs_f64().max(1e-3);
+    info!(case = %case_id, root = %record.root, bytes = record.sealed_bytes, ms = elapsed.as_millis() as u64, mb_per_s = format!("{mb_per_s:.0}"), "evidence package received whole");
+    inner.progress.lock().expect("lock").remove(&case_id);
+    evidence.confirm(&record).await;
+    Ok(())
+}
+
+/// Checks a fetched manifest before anything is pulled: the executing member's signature, the
+/// exact package the fulfilment named, this case and parties, the bloc's limits, and that it
+/// opens with this node's sealing key from the sender's roster sealing key.
+fn check_manifest(
+    evidence: &Evidence,
+    record: &PackageRecord,
+    envelope: &comity_protocol::SignedEnvelope,
+    key: &ed25519_dalek::VerifyingKey,
+) -> Result<EvidenceManifest, EvidenceError> {
+    let from = &record.counterparty;
+    let manifest = envelope.open::<EvidenceManifest>(key).map_err(|e| {
+        EvidenceError::Refused(format!(
+            "the manifest from {from} is refused: {e} (checked with {from}'s roster key)"
+        ))
+    })?;
+    let root = EvidenceManifest::root(envelope);
+    if root != record.root {
+        return Err(EvidenceError::Refused(format!(
+            "the manifest from {from} is refused: it is package {root}, not the {} the fulfilment named",
+            record.root
+        )));
+    }
+    let me = &evidence.inner.jurisdiction;
+    if manifest.case_id != record.case_id || &manifest.from != from || &manifest.to != me {
+        return Err(EvidenceError::Refused(format!(
+            "the manifest from {from} is refused: it is for case {} from {} to {}",
+            manifest.case_id, manifest.from, manifest.to
+        )));
+    }
+    let limits = evidence.inner.roster.evidence();
+    if let Some(problem) = manifest.problem(limits.max_package_bytes, limits.chunk_bytes) {
+        return Err(EvidenceError::TooLarge(format!(
+            "the manifest from {from} is refused before transfer: {problem}"
+        )));
+    }
+    let prologue = wire::prologue(&manifest.case_id, &manifest.from, &manifest.to);
+    let opener = Opener::new(
+        &evidence.inner.sealing_private,
+        &manifest.handshake,
+        &prologue,
+        manifest.chunk_size,
+    )
+    .map_err(|e| EvidenceError::Refused(format!("the package from {from} is refused: {e}")))?;
+    if evidence.roster_key(from).map(|k| k.0) != Some(*opener.sender()) {
+        return Err(EvidenceError::Refused(format!(
+            "the package from {from} is refused: it was not sealed with {from}'s roster sealing key"
+        )));
+    }
+    Ok(manifest)
+}
+
+/// Which chunks of the partial file already hold what the manifest says: the ones this
+/// process pulled, or, after a restart, the ones found on disk.
+async fn verified_chunks(
+    evidence: &Evidence,
+    record: &PackageRecord,
+    hashes: &Arc<Vec<Hash32>>,
+    partial: &std::path::Path,
+) -> Result<Vec<bool>, EvidenceError> {
+    if let Some(bitmap) = evidence
+        .inner
+        .progress
+        .lock()
+        .expect("lock")
+        .get(&record.case_id)
+        .and_then(|p| p.bitmap.clone())
+    {
+        return Ok(bitmap);
+    }
+    let (path, record, hashes) = (partial.to_owned(), record.clone(), hashes.clone());
+    let started = Instant::now();
+    let found = tokio::task::spawn_blocking(move || {
+        let file = std::fs::File::open(&path)?;
+        let mut buf = Vec::new();
+        let mut have = vec![false; record.chunks as usize];
+        for (i, slot) in have.iter_mut().enumerate() {
+            let i = i as u64;
+            let len = wire::sealed_len(wire::plain_len(record.total_bytes, record.chunk_size, i));
+            buf.resize(len, 0);
+            if file
+                .read_exact_at(&mut buf, wire::sealed_offset(record.chunk_size, i))
+                .is_ok()
+            {
+                *slot = Hash32(*blake3::hash(&buf).as_bytes()) == hashes[i as usize];
+            }
+        }
+        Ok::<_, std::io::Error>(have)
+    })
+    .await
+    .map_err(|e| EvidenceError::Io(e.to_string()))?;
+    let have = match found {
+        Ok(have) => have,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => vec![false; record.chunks as usize],
+        Err(e) => return Err(io("cannot read the partial package")(e)),
+    };
+    let count = have.iter().filter(|h| **h).count();
+    info!(case = %record.case_id, verified = count, of = record.chunks, ms = started.elapsed().as_millis() as u64, "resuming evidence transfer from the chunks on disk");
+    Ok(have)
+}
+
+/// Asks for one chunk, checks its length and hash against the manifest and writes it in
+/// place. Returns its index and length.
+async fn fetch_chunk(
+    evidence: Evidence,
+    peer: libp2p::PeerId,
+    record: PackageRecord,
+    index: u64,
+    hashes: Arc<Vec<Hash32>>,
+    file: Arc<std::fs::File>,
+) -> Result<(u64, usize), ChunkFailure> {
+    let frame = to_canonical_cbor(&EvidenceRequest::Chunk {
+        case_id: record.case_id,
+        root: record.root,
+        index,
+    })
+    .map_err(|e| ChunkFailure::Local(EvidenceError::Io(e.to_string())))?;
+    let response = evidence
+        .inner
+        .network
+        .evidence_request(peer, frame)
+        .await
+        .map_err(|e| ChunkFailure::Unreachable(e.to_string()))?;
+    let bytes = match from_cbor::<EvidenceResponse>(&response, MAX_EVIDENCE_RESPONSE) {
+        Ok(EvidenceResponse::Chunk(bytes)) => bytes,
+        Ok(EvidenceResponse::Refused { reason }) => {
+            return Err(ChunkFailure::Unreachable(format!(
+                "chunk {index} refused: {reason}"
+            )));
+        }
+        _ => {
+            return Err(ChunkFailure::Bad(
+                index,
+                format!("the answer for chunk {index} is not a chunk"),
+            ));
+        }
+    };
+    let expected = wire::sealed_len(wire::plain_len(
+        record.total_bytes,
+        record.chunk_size,
+        index,
+    ));
+    if bytes.len() != expected {
+        return Err(ChunkFailure::Bad(
+            index,
+            format!(
+                "chunk {index} is {} bytes, the manifest says {expected} (truncated)",
+                bytes.len()
+            ),
+        ));
+    }
+    let offset = wire::sealed_offset(record.chunk_size, index);
+    tokio::task::spawn_blocking(move || {
+        if Hash32(*blake3::hash(&bytes).as_bytes()) != hashes[index as usize] {
+            return Err(ChunkFailure::Bad(
+                index,
+                format!("chunk {index}'s BLAKE3 hash is not the manifest's (altered)"),
+            ));
+        }
+        file.write_all_at(&bytes, offset)
+            .map_err(|e| ChunkFailure::Local(io("cannot write the package")(e)))?;
+        Ok((index, bytes.len()))
+    })
+    .await
+    .map_err(|e| ChunkFailure::Local(EvidenceError::Io(e.to_string())))?
+}
