@@ -472,6 +472,64 @@ pub enum EvidenceResponse {
     },
 }
 
+/// The canonical encoding of `EvidenceResponse::Chunk` of `len` bytes, without copying them:
+/// the bytes are written straight after the header by `fill` (a read from the package file).
+/// Identical to `to_canonical_cbor(&EvidenceResponse::Chunk(bytes))`.
+pub fn chunk_frame<E>(
+    len: usize,
+    fill: impl FnOnce(&mut [u8]) -> Result<(), E>,
+) -> Result<Vec<u8>, E> {
+    let mut frame = Vec::with_capacity(CHUNK_TAG.len() + 9 + len);
+    frame.extend_from_slice(CHUNK_TAG);
+    let n = len as u64;
+    match n {
+        0..=23 => frame.push(0x40 | n as u8),
+        24..=0xff => frame.extend_from_slice(&[0x58, n as u8]),
+        0x100..=0xffff => {
+            frame.push(0x59);
+            frame.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        0x1_0000..=0xffff_ffff => {
+            frame.push(0x5a);
+            frame.extend_from_slice(&(n as u32).to_be_bytes());
+        }
+        _ => {
+            frame.push(0x5b);
+            frame.extend_from_slice(&n.to_be_bytes());
+        }
+    }
+    let start = frame.len();
+    frame.resize(start + len, 0);
+    fill(&mut frame[start..])?;
+    Ok(frame)
+}
+
+/// Where the sealed bytes of a chunk response lie in `frame`, when it is one (in canonical
+/// form, with nothing after it); `None` for any other response, to be decoded normally.
+pub fn chunk_in_frame(frame: &[u8]) -> Option<std::ops::Range<usize>> {
+    let rest = frame.strip_prefix(CHUNK_TAG)?;
+    let (&first, rest) = rest.split_first()?;
+    let (len, header) = match first {
+        0x40..=0x57 => (u64::from(first & 0x1f), 0),
+        0x58 => (u64::from(*rest.first()?), 1),
+        0x59 => (
+            u64::from(u16::from_be_bytes(rest.get(..2)?.try_into().ok()?)),
+            2,
+        ),
+        0x5a => (
+            u64::from(u32::from_be_bytes(rest.get(..4)?.try_into().ok()?)),
+            4,
+        ),
+        0x5b => (u64::from_be_bytes(rest.get(..8)?.try_into().ok()?), 8),
+        _ => return None,
+    };
+    let start = CHUNK_TAG.len() + 1 + header;
+    (frame.len() as u64 == start as u64 + len).then_some(start..frame.len())
+}
+
+/// `{"chunk": …}`: a one-entry map keyed by the variant's name, as serde tags it.
+const CHUNK_TAG: &[u8] = &[0xa1, 0x65, b'c', b'h', b'u', b'n', b'k'];
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -568,6 +626,37 @@ mod tests {
         assert_eq!(
             sealed_offset(chunk, 2),
             2 * sealed_len(chunk as usize) as u64
+        );
+    }
+
+    #[test]
+    fn chunk_frames_are_the_canonical_encoding_and_parse_back() {
+        for len in [0usize, 1, 23, 24, 255, 256, 65_535, 65_536, (1 << 20) + 512] {
+            let bytes: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+            let generic =
+                crate::to_canonical_cbor(&EvidenceResponse::Chunk(bytes.clone())).unwrap();
+            let fast = chunk_frame(len, |out| {
+                out.copy_from_slice(&bytes);
+                Ok::<_, ()>(())
+            })
+            .unwrap();
+            assert_eq!(fast, generic, "len {len}");
+            let range = chunk_in_frame(&fast).unwrap();
+            assert_eq!(&fast[range], &bytes[..]);
+            let decoded: EvidenceResponse = crate::from_cbor(&fast, usize::MAX).unwrap();
+            assert_eq!(decoded, EvidenceResponse::Chunk(bytes));
+        }
+        let refused = crate::to_canonical_cbor(&EvidenceResponse::Refused {
+            reason: "no".into(),
+        })
+        .unwrap();
+        assert!(chunk_in_frame(&refused).is_none());
+        let mut long = chunk_frame(10, |_| Ok::<_, ()>(())).unwrap();
+        long.push(0);
+        assert!(chunk_in_frame(&long).is_none(), "trailing bytes");
+        assert!(
+            chunk_in_frame(&long[..long.len() - 2]).is_none(),
+            "cut short"
         );
     }
 

@@ -229,6 +229,15 @@ impl Bloc {
         Ok(())
     }
 
+    /// The process id of a running member.
+    pub fn pid(&self, j: &str) -> anyhow::Result<u32> {
+        let key: Jurisdiction = j.parse()?;
+        self.nodes
+            .get(&key)
+            .and_then(|n| n.pid)
+            .ok_or_else(|| anyhow::anyhow!("{j} is not running"))
+    }
+
     /// Rewrites every member's roster with the bloc's evidence `limits` (before the members
     /// start).
     pub fn set_evidence_limits(

@@ -9,6 +9,7 @@ use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
 use comity_protocol::Jurisdiction;
 use comity_testnet::Bloc;
 use comity_testnet::bench::converge::{self, ConvergeOptions};
+use comity_testnet::bench::evidence::{self, EvidenceOptions};
 use comity_testnet::bench::exchange::{self, ExchangeOptions};
 
 #[derive(Debug, Parser)]
@@ -59,6 +60,20 @@ enum BenchCommand {
         /// Requests sent for the sustained throughput (two events each).
         #[arg(long, default_value_t = 1000)]
         sustained: usize,
+        /// Print one JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One evidence package between two real nodes: throughput and peak memory growth, vs
+    /// scp over loopback and a raw TCP copy of the same file.
+    Evidence {
+        /// Package size, e.g. 1GiB, 4GiB, 512MiB.
+        #[arg(long, default_value = "1GiB", value_parser = evidence::parse_size)]
+        size: u64,
+        /// Directory for the files (needs about four times the size free); a temporary
+        /// directory by default.
+        #[arg(long)]
+        dir: Option<PathBuf>,
         /// Print one JSON object instead of a table.
         #[arg(long)]
         json: bool,
@@ -136,6 +151,77 @@ async fn main() -> anyhow::Result<()> {
                     "≥ 2000 events/s".into(),
                 ]);
                 println!("{t}");
+            }
+            Ok(())
+        }
+        Command::Bench(BenchCommand::Evidence { size, dir, json }) => {
+            let report = evidence::run(&EvidenceOptions { size, dir }, &mut |step| {
+                if !json {
+                    eprintln!("… {step}");
+                }
+            })
+            .await?;
+            if json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                let mut t = Table::new();
+                t.load_preset(UTF8_BORDERS_ONLY)
+                    .set_header(vec!["measure", "value", "target"]);
+                let rows = [
+                    (
+                        "comity transfer",
+                        format!("{:.0} MB/s", report.mb_per_s),
+                        String::new(),
+                    ),
+                    (
+                        "scp (loopback, default cipher)",
+                        format!("{:.0} MB/s", report.scp_mb_per_s),
+                        String::new(),
+                    ),
+                    (
+                        "raw TCP copy (loopback)",
+                        format!("{:.0} MB/s", report.raw_tcp_mb_per_s),
+                        String::new(),
+                    ),
+                    (
+                        "ratio vs scp",
+                        format!("{:.2}", report.ratio_vs_scp),
+                        "≥ 1.5".into(),
+                    ),
+                    (
+                        "upload + sealing at the sender",
+                        format!("{:.0} MB/s", report.seal_mb_per_s),
+                        String::new(),
+                    ),
+                    (
+                        "end to end (upload start → received)",
+                        format!("{:.0} MB/s", report.end_to_end_mb_per_s),
+                        String::new(),
+                    ),
+                    (
+                        "opening for an officer",
+                        format!("{:.0} MB/s", report.fetch_mb_per_s),
+                        String::new(),
+                    ),
+                    (
+                        "peak RSS growth, sender",
+                        format!("{:.1} MiB", report.peak_rss_sender_mb),
+                        "≤ 64 MiB".into(),
+                    ),
+                    (
+                        "peak RSS growth, receiver",
+                        format!("{:.1} MiB", report.peak_rss_receiver_mb),
+                        "≤ 64 MiB".into(),
+                    ),
+                ];
+                for (name, value, target) in rows {
+                    t.add_row(vec![name.to_string(), value, target]);
+                }
+                println!("{t}");
+                println!(
+                    "{} bytes in chunks of {} bytes, {} cores",
+                    report.size_bytes, report.chunk_bytes, report.cores
+                );
             }
             Ok(())
         }

@@ -60,6 +60,7 @@ async fn malformed_forged_oversized_invalid_and_stranger_requests_are_refused() 
         FrameCodec {
             max_request: 8 << 20,
             max_response: limits::MAX_RESPONSE_FRAME,
+            response_capacity: 0,
         },
     )
     .await

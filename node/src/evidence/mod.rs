@@ -10,6 +10,7 @@
 //! the package unreadable even before its file is deleted. This module logs identifiers and
 //! sizes only, never file names or content.
 
+mod direct;
 mod open;
 mod package;
 mod transfer;

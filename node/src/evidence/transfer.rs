@@ -35,8 +35,10 @@ pub(super) async fn serve(
     while let Some(request) = inbound.recv().await {
         let evidence = evidence.clone();
         tokio::spawn(async move {
-            let response = evidence.answer(request.peer, &request.frame).await;
-            let frame = to_canonical_cbor(&response).unwrap_or_default();
+            let frame = match evidence.answer(request.peer, &request.frame).await {
+                Answer::Frame(frame) => frame,
+                Answer::Message(response) => to_canonical_cbor(&response).unwrap_or_default(),
+            };
             evidence
                 .inner
                 .network
@@ -46,14 +48,21 @@ pub(super) async fn serve(
     }
 }
 
-fn refused(reason: impl Into<String>) -> EvidenceResponse {
-    EvidenceResponse::Refused {
+/// A response to send: a chunk already encoded (its bytes read straight into the frame), or
+/// any other message.
+enum Answer {
+    Frame(Vec<u8>),
+    Message(EvidenceResponse),
+}
+
+fn refused(reason: impl Into<String>) -> Answer {
+    Answer::Message(EvidenceResponse::Refused {
         reason: reason.into(),
-    }
+    })
 }
 
 impl Evidence {
-    async fn answer(&self, peer: libp2p::PeerId, frame: &[u8]) -> EvidenceResponse {
+    async fn answer(&self, peer: libp2p::PeerId, frame: &[u8]) -> Answer {
         let Some((member, _)) = self.inner.roster.by_peer(&peer) else {
             return refused("not a member of the bloc");
         };
@@ -94,7 +103,7 @@ impl Evidence {
                             envelope.signature.0[0] ^= 1;
                         }
                         debug!(case = %case_id, "manifest served");
-                        EvidenceResponse::Manifest(envelope)
+                        Answer::Message(EvidenceResponse::Manifest(envelope))
                     }
                     Err(e) => refused(e.to_string()),
                 }
@@ -124,13 +133,11 @@ impl Evidence {
                 ));
                 let read = tokio::task::spawn_blocking(move || {
                     let file = std::fs::File::open(&path)?;
-                    let mut buf = vec![0u8; len];
-                    file.read_exact_at(&mut buf, offset)?;
-                    Ok::<_, std::io::Error>(buf)
+                    wire::chunk_frame(len, |out| file.read_exact_at(out, offset))
                 })
                 .await;
-                let mut bytes = match read {
-                    Ok(Ok(bytes)) => bytes,
+                let mut frame = match read {
+                    Ok(Ok(frame)) => frame,
                     Ok(Err(e)) => {
                         warn!(case = %case_id, index, error = %e, "cannot read a sealed chunk");
                         return refused(format!("cannot read chunk {index} here: {e}"));
@@ -138,10 +145,13 @@ impl Evidence {
                     Err(e) => return refused(e.to_string()),
                 };
                 if faults.tamper_chunk == Some(index) {
-                    bytes[len / 2] ^= 0x40;
+                    let at = frame.len() - len / 2;
+                    frame[at] ^= 0x40;
                 }
                 if faults.truncate_chunk == Some(index) {
-                    bytes.truncate(len / 2);
+                    let start = frame.len() - len;
+                    let cut = frame[start..start + len / 2].to_vec();
+                    frame = to_canonical_cbor(&EvidenceResponse::Chunk(cut)).unwrap_or_default();
                 }
                 *self
                     .inner
@@ -150,7 +160,7 @@ impl Evidence {
                     .expect("lock")
                     .entry(case_id)
                     .or_default() += 1;
-                EvidenceResponse::Chunk(bytes)
+                Answer::Frame(frame)
             }
         }
     }
@@ -280,9 +290,7 @@ pub(super) async fn pull(evidence: &Evidence, case_id: CaseId) -> Result<(), Evi
     }
     let started = Instant::now();
     let file = Arc::new(
-        std::fs::OpenOptions::new()
-            .write(true)
-            .open(&partial)
+        super::direct::PackageWriter::open(&partial)
             .map_err(io(format!("cannot open {}", partial.display())))?,
     );
     let mut queue = missing.into_iter();
@@ -350,7 +358,7 @@ pub(super) async fn pull(evidence: &Evidence, case_id: CaseId) -> Result<(), Evi
     let final_path = evidence.package_path(Direction::Incoming, &case_id, false);
     {
         let file = file.clone();
-        tokio::task::spawn_blocking(move || file.sync_all())
+        tokio::task::spawn_blocking(move || file.sync())
             .await
             .map_err(|e| EvidenceError::Io(e.to_string()))?
             .map_err(io("cannot sync the package"))?;
@@ -479,7 +487,7 @@ async fn fetch_chunk(
     record: PackageRecord,
     index: u64,
     hashes: Arc<Vec<Hash32>>,
-    file: Arc<std::fs::File>,
+    file: Arc<super::direct::PackageWriter>,
 ) -> Result<(u64, usize), ChunkFailure> {
     let frame = to_canonical_cbor(&EvidenceRequest::Chunk {
         case_id: record.case_id,
@@ -493,45 +501,52 @@ async fn fetch_chunk(
         .evidence_request(peer, frame)
         .await
         .map_err(|e| ChunkFailure::Unreachable(e.to_string()))?;
-    let bytes = match from_cbor::<EvidenceResponse>(&response, MAX_EVIDENCE_RESPONSE) {
-        Ok(EvidenceResponse::Chunk(bytes)) => bytes,
-        Ok(EvidenceResponse::Refused { reason }) => {
-            return Err(ChunkFailure::Unreachable(format!(
-                "chunk {index} refused: {reason}"
-            )));
-        }
-        _ => {
-            return Err(ChunkFailure::Bad(
-                index,
-                format!("the answer for chunk {index} is not a chunk"),
-            ));
-        }
+    // The common case, a chunk, is checked and written where it lies in the frame; anything
+    // else is decoded.
+    let (frame, range) = match wire::chunk_in_frame(&response) {
+        Some(range) => (response, range),
+        None => match from_cbor::<EvidenceResponse>(&response, MAX_EVIDENCE_RESPONSE) {
+            Ok(EvidenceResponse::Chunk(bytes)) => {
+                let range = 0..bytes.len();
+                (bytes, range)
+            }
+            Ok(EvidenceResponse::Refused { reason }) => {
+                return Err(ChunkFailure::Unreachable(format!(
+                    "chunk {index} refused: {reason}"
+                )));
+            }
+            _ => {
+                return Err(ChunkFailure::Bad(
+                    index,
+                    format!("the answer for chunk {index} is not a chunk"),
+                ));
+            }
+        },
     };
+    let len = range.len();
     let expected = wire::sealed_len(wire::plain_len(
         record.total_bytes,
         record.chunk_size,
         index,
     ));
-    if bytes.len() != expected {
+    if len != expected {
         return Err(ChunkFailure::Bad(
             index,
-            format!(
-                "chunk {index} is {} bytes, the manifest says {expected} (truncated)",
-                bytes.len()
-            ),
+            format!("chunk {index} is {len} bytes, the manifest says {expected} (truncated)"),
         ));
     }
     let offset = wire::sealed_offset(record.chunk_size, index);
     tokio::task::spawn_blocking(move || {
-        if Hash32(*blake3::hash(&bytes).as_bytes()) != hashes[index as usize] {
+        let bytes = &frame[range];
+        if Hash32(*blake3::hash(bytes).as_bytes()) != hashes[index as usize] {
             return Err(ChunkFailure::Bad(
                 index,
                 format!("chunk {index}'s BLAKE3 hash is not the manifest's (altered)"),
             ));
         }
-        file.write_all_at(&bytes, offset)
+        file.write_at(bytes, offset)
             .map_err(|e| ChunkFailure::Local(io("cannot write the package")(e)))?;
-        Ok((index, bytes.len()))
+        Ok((index, len))
     })
     .await
     .map_err(|e| ChunkFailure::Local(EvidenceError::Io(e.to_string())))?

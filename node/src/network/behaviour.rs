@@ -83,6 +83,8 @@ impl Behaviour {
             FrameCodec {
                 max_request: comity_protocol::evidence::MAX_EVIDENCE_REQUEST,
                 max_response: comity_protocol::evidence::MAX_EVIDENCE_RESPONSE,
+                // A chunk of the default size, sealed, in its frame.
+                response_capacity: (1 << 20) + (64 << 10),
             },
             [(
                 StreamProtocol::new(comity_protocol::evidence::EVIDENCE_PROTOCOL),

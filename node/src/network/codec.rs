@@ -14,6 +14,9 @@ use libp2p::request_response::Codec;
 pub struct FrameCodec {
     pub max_request: usize,
     pub max_response: usize,
+    /// Room reserved for a response before reading it: the usual size of a large response,
+    /// so that it is read without growing (and copying) its buffer again and again.
+    pub response_capacity: usize,
 }
 
 impl Default for FrameCodec {
@@ -21,12 +24,17 @@ impl Default for FrameCodec {
         Self {
             max_request: comity_protocol::limits::MAX_REQUEST_FRAME,
             max_response: comity_protocol::limits::MAX_RESPONSE_FRAME,
+            response_capacity: 0,
         }
     }
 }
 
-async fn read_frame<T: AsyncRead + Unpin + Send>(io: &mut T, max: usize) -> io::Result<Vec<u8>> {
-    let mut frame = Vec::new();
+async fn read_frame<T: AsyncRead + Unpin + Send>(
+    io: &mut T,
+    max: usize,
+    capacity: usize,
+) -> io::Result<Vec<u8>> {
+    let mut frame = Vec::with_capacity(capacity.min(max + 1));
     // Read one byte past the limit to tell "exactly at the limit" from "over it".
     io.take(max as u64 + 1).read_to_end(&mut frame).await?;
     if frame.len() > max {
@@ -72,14 +80,14 @@ impl Codec for FrameCodec {
     where
         T: AsyncRead + Unpin + Send,
     {
-        read_frame(io, self.max_request).await
+        read_frame(io, self.max_request, 0).await
     }
 
     async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Vec<u8>>
     where
         T: AsyncRead + Unpin + Send,
     {
-        read_frame(io, self.max_response).await
+        read_frame(io, self.max_response, self.response_capacity).await
     }
 
     async fn write_request<T>(
@@ -117,6 +125,7 @@ mod tests {
         let mut codec = FrameCodec {
             max_request: 8,
             max_response: 8,
+            response_capacity: 4,
         };
         let proto = StreamProtocol::new("/t");
         let ok = codec

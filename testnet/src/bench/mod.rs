@@ -2,6 +2,7 @@
 
 pub mod converge;
 pub mod echo;
+pub mod evidence;
 pub mod exchange;
 
 use std::time::Duration;

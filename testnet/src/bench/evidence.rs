@@ -1,0 +1,436 @@
+//! `comity-testnet bench evidence`: one evidence package of a given size delivered between two
+//! real nodes (sealed on upload at DE, pulled and verified chunk by chunk by FR), with the peak
+//! memory growth of both nodes; beside `scp` over loopback (OpenSSH with its default cipher, a
+//! server this bench starts on its own port with its own keys) and a raw TCP copy of the same
+//! file, in the same run.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use comity_node::admin::api::{Action, NewEvidence};
+use comity_node::evidence::{PackageState, UploadFile};
+use comity_node::roster::EvidenceLimits;
+use comity_protocol::Decision;
+use serde::Serialize;
+use tokio::io::AsyncWriteExt;
+
+use crate::Bloc;
+
+#[derive(Clone, Debug)]
+pub struct EvidenceOptions {
+    /// Bytes of evidence (one file).
+    pub size: u64,
+    /// Where the files go (a disk with room for about four times `size`).
+    pub dir: Option<PathBuf>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct EvidenceReport {
+    pub size_bytes: u64,
+    /// Evidence bytes per second of the transfer (FR's first chunk request to the last chunk
+    /// verified and written), in MB/s (10^6 bytes).
+    pub mb_per_s: f64,
+    /// Upload and sealing at DE (the officer's `fulfil --evidence`).
+    pub seal_mb_per_s: f64,
+    /// From the start of the upload to FR holding the whole verified package.
+    pub end_to_end_mb_per_s: f64,
+    /// Opening the received package for an officer (every chunk checked and decrypted).
+    pub fetch_mb_per_s: f64,
+    pub scp_mb_per_s: f64,
+    pub raw_tcp_mb_per_s: f64,
+    pub ratio_vs_scp: f64,
+    pub ratio_vs_raw_tcp: f64,
+    /// The larger of the two nodes' peak resident memory growth during upload and transfer.
+    pub peak_rss_mb: f64,
+    pub peak_rss_sender_mb: f64,
+    pub peak_rss_receiver_mb: f64,
+    pub chunk_bytes: u32,
+    pub cores: usize,
+}
+
+fn mb_per_s(bytes: u64, elapsed: Duration) -> f64 {
+    bytes as f64 / 1e6 / elapsed.as_secs_f64().max(1e-6)
+}
+
+/// Parses sizes like `1GiB`, `512MiB`, `4 GiB`, `1000000`.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim().replace(' ', "");
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size like 1GiB or 512MiB"))?;
+    let scale = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kib" | "k" => 1 << 10,
+        "mib" | "m" => 1 << 20,
+        "gib" | "g" => 1 << 30,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        _ => {
+            return Err(format!(
+                "unknown unit {unit:?} in {text:?}: use KiB, MiB or GiB"
+            ));
+        }
+    };
+    n.checked_mul(scale)
+        .ok_or_else(|| format!("{text:?} is too large"))
+}
+
+/// Writes `size` incompressible bytes (xorshift) to `path`.
+fn write_random(path: &Path, size: u64) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(path)?);
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut block = vec![0u8; 1 << 20];
+    let mut left = size;
+    while left > 0 {
+        for word in block.chunks_exact_mut(8) {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            word.copy_from_slice(&state.to_le_bytes());
+        }
+        let n = left.min(block.len() as u64) as usize;
+        out.write_all(&block[..n])?;
+        left -= n as u64;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// `VmRSS` and `VmHWM` of a process, in bytes.
+fn memory(pid: u32) -> anyhow::Result<(u64, u64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let field = |name: &str| -> anyhow::Result<u64> {
+        let line = status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .with_context(|| format!("no {name} for process {pid}"))?;
+        let kb: u64 = line
+            .split_whitespace()
+            .nth(1)
+            .context("malformed /proc status")?
+            .parse()?;
+        Ok(kb * 1024)
+    };
+    Ok((field("VmRSS:")?, field("VmHWM:")?))
+}
+
+/// Resets a process's peak RSS to its current RSS (Linux `clear_refs` 5).
+fn reset_peak(pid: u32) -> anyhow::Result<u64> {
+    std::fs::write(format!("/proc/{pid}/clear_refs"), "5")
+        .with_context(|| format!("cannot reset the peak RSS of process {pid}"))?;
+    Ok(memory(pid)?.0)
+}
+
+pub async fn run(
+    options: &EvidenceOptions,
+    log: &mut dyn FnMut(&str),
+) -> anyhow::Result<EvidenceReport> {
+    let work = match &options.dir {
+        Some(dir) => tempfile::tempdir_in(dir)?,
+        None => tempfile::tempdir()?,
+    };
+    let size = options.size;
+    let source = work.path().join("evidence.bin");
+    log(&format!("writing {size} random bytes"));
+    write_random(&source, size)?;
+    // A freshly booted VM pays for the first touch of each page of its RAM (seen here: the
+    // first 2 GiB written to the page cache at 0.7 GB/s, the next at 4.6 GB/s). Touch what the
+    // measurements below will hold at once (source, two copies and the two nodes' packages),
+    // so that every one of them, baselines included, writes to memory already used once.
+    log("warming the page cache");
+    let scratch = work.path().join("warm-up.bin");
+    write_random(&scratch, size.saturating_mul(3))?;
+    std::fs::remove_file(&scratch)?;
+
+    // Baselines first, on a cold start for each, the same file.
+    log("baseline: scp over loopback");
+    let scp = scp_copy(work.path(), &source).await?;
+    log("baseline: raw TCP copy over loopback");
+    let tcp = tcp_copy(&source, &work.path().join("tcp-copy.bin")).await?;
+
+    let limits = EvidenceLimits {
+        max_package_bytes: size.max(1 << 20),
+        ..EvidenceLimits::default()
+    };
+    let limits = EvidenceLimits {
+        chunk_bytes: limits.chunk_bytes.max(
+            (size.div_ceil(comity_protocol::evidence::MAX_CHUNKS) as u32)
+                .next_multiple_of(32 * 1024),
+        ),
+        ..limits
+    };
+    let mut bloc = Bloc::create(&work.path().join("bloc"), &["FR".parse()?, "DE".parse()?]).await?;
+    bloc.log_filter = "warn".into();
+    bloc.set_evidence_limits(limits)?;
+    bloc.start_all()?;
+    bloc.wait_connected(Duration::from_secs(30))
+        .await
+        .context("starting the two nodes")?;
+    let (fr, de) = (bloc.client("FR"), bloc.client("DE"));
+    let id = crate::send_request(
+        &fr,
+        &bloc.approver("FR"),
+        {
+            let mut r = comity_protocol::examples::sample_request();
+            r.requesting = "FR".parse()?;
+            r.executing = "DE".parse()?;
+            r
+        },
+        Some(Duration::from_secs(20)),
+    )
+    .await?
+    .summary
+    .case_id;
+    de.act(
+        id,
+        &Action::Decide {
+            decision: Decision::Accept,
+        },
+    )
+    .await?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while fr.case(id).await?.summary.state != "accepted" {
+        anyhow::ensure!(Instant::now() < deadline, "FR never saw the acceptance");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let (fr_pid, de_pid) = (bloc.pid("FR")?, bloc.pid("DE")?);
+    let fr_base = reset_peak(fr_pid)?;
+    let de_base = reset_peak(de_pid)?;
+    log("delivering the package");
+    let started = Instant::now();
+    let ticket = de
+        .begin_evidence(
+            id,
+            &NewEvidence {
+                files: vec![UploadFile {
+                    name: "evidence.bin".into(),
+                    size,
+                    media_type: "application/octet-stream".into(),
+                }],
+                note: String::new(),
+            },
+        )
+        .await?;
+    let file = tokio::fs::File::open(&source).await?;
+    let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(
+        file,
+        256 * 1024,
+    ));
+    let sealed = de.upload_evidence(&ticket.upload, body).await?;
+    let seal_time = started.elapsed();
+    log(&format!(
+        "sealed {} chunks in {:.1} s; FR pulls them",
+        sealed.chunks,
+        seal_time.as_secs_f64()
+    ));
+    let status = loop {
+        let s = fr.evidence_status(id).await;
+        if let Ok(s) = &s
+            && s.state == PackageState::Complete
+        {
+            break s.clone();
+        }
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(3600),
+            "the package did not arrive: {s:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let end_to_end = started.elapsed();
+    let (_, fr_peak) = memory(fr_pid)?;
+    let (_, de_peak) = memory(de_pid)?;
+    let transfer = Duration::from_millis(status.transfer_ms.unwrap_or(1).max(1));
+    log(&format!("transferred in {:.1} s", transfer.as_secs_f64()));
+    // DE's sealed copy is deleted once FR confirms: delete the source too to free the disk.
+    std::fs::remove_file(work.path().join("tcp-copy.bin")).ok();
+
+    log("opening the package for an officer");
+    let fetch_time = fetch(&fr, id, &work.path().join("fetched.bin"), size).await?;
+    bloc.stop_all();
+
+    let mb = mb_per_s(size, transfer);
+    let grow = |peak: u64, base: u64| peak.saturating_sub(base) as f64 / (1 << 20) as f64;
+    let sender = grow(de_peak, de_base);
+    let receiver = grow(fr_peak, fr_base);
+    Ok(EvidenceReport {
+        size_bytes: size,
+        mb_per_s: mb,
+        seal_mb_per_s: mb_per_s(size, seal_time),
+        end_to_end_mb_per_s: mb_per_s(size, end_to_end),
+        fetch_mb_per_s: mb_per_s(size, fetch_time),
+        scp_mb_per_s: mb_per_s(size, scp),
+        raw_tcp_mb_per_s: mb_per_s(size, tcp),
+        ratio_vs_scp: mb / mb_per_s(size, scp),
+        ratio_vs_raw_tcp: mb / mb_per_s(size, tcp),
+        peak_rss_mb: sender.max(receiver),
+        peak_rss_sender_mb: sender,
+        peak_rss_receiver_mb: receiver,
+        chunk_bytes: limits.chunk_bytes,
+        cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+    })
+}
+
+/// Streams the received file out of FR as an officer would, checking its size.
+async fn fetch(
+    client: &comity_node::admin::api::AdminClient,
+    id: comity_protocol::CaseId,
+    out: &Path,
+    size: u64,
+) -> anyhow::Result<Duration> {
+    use futures::StreamExt;
+    let started = Instant::now();
+    client.evidence_index(id).await?;
+    let response = client.evidence_file(id, 0).await?;
+    let mut file = tokio::fs::File::create(out).await?;
+    let mut body = response.bytes_stream();
+    let mut got = 0u64;
+    while let Some(piece) = body.next().await {
+        let piece = piece?;
+        got += piece.len() as u64;
+        file.write_all(&piece).await?;
+    }
+    file.flush().await?;
+    let elapsed = started.elapsed();
+    drop(file);
+    std::fs::remove_file(out).ok();
+    anyhow::ensure!(got == size, "fetched {got} bytes of {size}");
+    Ok(elapsed)
+}
+
+/// Copies `source` with scp to a server this function starts on loopback (its own host key,
+/// user key and port) and stops; returns the copy's duration.
+async fn scp_copy(work: &Path, source: &Path) -> anyhow::Result<Duration> {
+    let sshd = ["/usr/sbin/sshd", "/usr/bin/sshd"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+        .context("no sshd: install openssh-server (scripts/bootstrap does)")?;
+    let dir = work.join("ssh");
+    std::fs::create_dir_all(&dir)?;
+    for key in ["host_key", "user_key"] {
+        let status = std::process::Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+            .arg(dir.join(key))
+            .status()
+            .context("running ssh-keygen (openssh-client)")?;
+        anyhow::ensure!(status.success(), "ssh-keygen failed");
+    }
+    std::fs::copy(dir.join("user_key.pub"), dir.join("authorized_keys"))?;
+    // sshd refuses to start without its privilege separation directory.
+    std::fs::create_dir_all("/run/sshd").ok();
+    let port = crate::free_port();
+    let config = dir.join("sshd_config");
+    std::fs::write(
+        &config,
+        format!(
+            "Port {port}\nListenAddress 127.0.0.1\nHostKey {host}\nAuthorizedKeysFile {keys}\nPidFile {pid}\nStrictModes no\nUsePAM no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\nSubsystem sftp internal-sftp\n",
+            host = dir.join("host_key").display(),
+            keys = dir.join("authorized_keys").display(),
+            pid = dir.join("sshd.pid").display(),
+        ),
+    )?;
+    let mut server = tokio::process::Command::new(&sshd)
+        .args(["-D", "-e", "-f"])
+        .arg(&config)
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("starting {}", sshd.display()))?;
+    let target = work.join("scp-copy.bin");
+    let user = std::env::var("USER").unwrap_or_else(|_| "root".into());
+    let mut elapsed = None;
+    for _ in 0..50 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            let started = Instant::now();
+            let out = tokio::process::Command::new("scp")
+                .args(["-q", "-P", &port.to_string(), "-i"])
+                .arg(dir.join("user_key"))
+                .args([
+                    "-o",
+                    "StrictHostKeyChecking=no",
+                    "-o",
+                    "UserKnownHostsFile=/dev/null",
+                    "-o",
+                    "BatchMode=yes",
+                    "-o",
+                    "LogLevel=ERROR",
+                ])
+                .arg(source)
+                .arg(format!("{user}@127.0.0.1:{}", target.display()))
+                .output()
+                .await
+                .context("running scp (openssh-client)")?;
+            if !out.status.success() {
+                let _ = server.kill().await;
+                bail!("scp failed: {}", String::from_utf8_lossy(&out.stderr));
+            }
+            elapsed = Some(started.elapsed());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = server.kill().await;
+    let elapsed = elapsed.context("sshd did not start listening")?;
+    let copied = std::fs::metadata(&target)?.len();
+    std::fs::remove_file(&target).ok();
+    anyhow::ensure!(
+        copied == std::fs::metadata(source)?.len(),
+        "scp copied {copied} bytes"
+    );
+    Ok(elapsed)
+}
+
+/// Copies `source` to `target` through a loopback TCP connection, no encryption: two threads
+/// and `std::io::copy`, which lets the kernel move the bytes (sendfile/splice) where it can.
+async fn tcp_copy(source: &Path, target: &Path) -> anyhow::Result<Duration> {
+    let (source, target) = (source.to_owned(), target.to_owned());
+    tokio::task::spawn_blocking(move || {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let addr = listener.local_addr()?;
+        let receiver = std::thread::spawn(move || {
+            let (mut socket, _) = listener.accept()?;
+            let mut file = std::fs::File::create(&target)?;
+            let n = std::io::copy(&mut socket, &mut file)?;
+            anyhow::Ok(n)
+        });
+        let started = Instant::now();
+        let mut socket = std::net::TcpStream::connect(addr)?;
+        let mut file = std::fs::File::open(&source)?;
+        std::io::copy(&mut file, &mut socket)?;
+        socket.shutdown(std::net::Shutdown::Write)?;
+        let n = receiver
+            .join()
+            .map_err(|_| anyhow::anyhow!("receiver thread panicked"))??;
+        let elapsed = started.elapsed();
+        anyhow::ensure!(
+            n == std::fs::metadata(&source)?.len(),
+            "TCP copy moved {n} bytes"
+        );
+        Ok(elapsed)
+    })
+    .await?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_with_units() {
+        assert_eq!(parse_size("1GiB"), Ok(1 << 30));
+        assert_eq!(parse_size("4 GiB"), Ok(4 << 30));
+        assert_eq!(parse_size("512MiB"), Ok(512 << 20));
+        assert_eq!(parse_size("1000"), Ok(1000));
+        assert!(parse_size("1 parsec").is_err());
+        assert!(parse_size("GiB").is_err());
+    }
+}
