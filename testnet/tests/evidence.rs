@@ -221,6 +221,35 @@ async fn a_multi_file_package_arrives_sealed_and_opens_whole_for_an_officer() {
     assert!(status(&de, id).await.is_none());
     assert_eq!(de.case(id).await.unwrap().summary.state, "accepted");
 
+    // An upload that breaks halfway (the officer's machine dies): nothing is recorded or kept.
+    let ticket = de
+        .begin_evidence(
+            id,
+            &comity_node::admin::api::NewEvidence {
+                files: vec![comity_node::evidence::UploadFile {
+                    name: "partial.bin".into(),
+                    size: 4 << 20,
+                    media_type: "application/octet-stream".into(),
+                }],
+                note: String::new(),
+            },
+        )
+        .await
+        .unwrap();
+    let broken = futures::stream::iter(vec![
+        Ok(vec![1u8; 1 << 20]),
+        Err(std::io::Error::other("officer's machine died")),
+    ]);
+    assert!(
+        de.upload_evidence(&ticket.upload, reqwest::Body::wrap_stream(broken))
+            .await
+            .is_err()
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(status(&de, id).await.is_none());
+    assert!(files_under(&bloc.node("DE").dir.join("evidence")).is_empty());
+    assert_eq!(de.case(id).await.unwrap().summary.state, "accepted");
+
     let printed = fulfil(&bloc, id, &originals);
     assert!(
         printed.contains("fulfilled with evidence package"),
@@ -290,6 +319,22 @@ async fn a_multi_file_package_arrives_sealed_and_opens_whole_for_an_officer() {
         ],
     ));
     assert!(err.contains("already exists"), "{err}");
+
+    // Retention that deletes: once FR purges the case, both nodes delete the package.
+    fr.act(id, &Action::Purge).await.unwrap();
+    let deadline = Instant::now() + SETTLE;
+    loop {
+        let gone = status(&fr, id).await.is_none() && status(&de, id).await.is_none();
+        let files = files_under(&bloc.node("FR").dir.join("evidence"));
+        if gone && files.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still held after the purge: {files:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -150,6 +150,50 @@ async fn every_endpoint_checks_the_officers_role() {
             Some(json!({})),
             vec![Approver],
         ),
+        // Evidence: progress for any reader; opening for content readers; delivering for
+        // reviewers (refused for the case's state, but not for the role).
+        endpoint(
+            "FR",
+            Method::GET,
+            format!("/v1/cases/{sent}/evidence/status"),
+            None,
+            readers.clone(),
+        ),
+        endpoint(
+            "FR",
+            Method::GET,
+            format!("/v1/cases/{sent}/evidence?purpose=audit"),
+            None,
+            content.clone(),
+        ),
+        endpoint(
+            "FR",
+            Method::GET,
+            format!("/v1/cases/{sent}/evidence/files/0?purpose=audit"),
+            None,
+            content.clone(),
+        ),
+        endpoint(
+            "DE",
+            Method::POST,
+            format!("/v1/cases/{sent}/evidence"),
+            Some(json!({"files": [{"name": "a.pdf", "size": 1, "media_type": "application/pdf"}]})),
+            vec![Reviewer, Admin],
+        ),
+        endpoint(
+            "DE",
+            Method::PUT,
+            "/v1/evidence/uploads/none".into(),
+            None,
+            vec![Reviewer, Admin],
+        ),
+        endpoint(
+            "DE",
+            Method::POST,
+            "/v1/faults/evidence".into(),
+            Some(json!({})),
+            vec![Admin],
+        ),
         endpoint("FR", Method::GET, "/v1/officers".into(), None, vec![Admin]),
         endpoint(
             "FR",

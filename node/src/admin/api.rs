@@ -54,6 +54,11 @@ pub struct StatusView {
     /// Contradictions found in members' audit logs (evidence kept).
     #[serde(default)]
     pub audit_alerts: Vec<String>,
+    /// The key evidence for this node is sealed to, and whether the roster lists it.
+    #[serde(default)]
+    pub sealing_key: Option<String>,
+    #[serde(default)]
+    pub sealing_key_in_roster: bool,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -234,6 +234,11 @@ async fn status(State(state): State<AdminState>) -> Reply<StatusView> {
             .into_iter()
             .map(|e| format!("{} at {}: {}", e.member, e.at, e.reason))
             .collect(),
+        sealing_key: Some(state.evidence.sealing_key().to_string()),
+        sealing_key_in_roster: roster
+            .by_jurisdiction(state.cases.jurisdiction())
+            .and_then(|(m, _)| m.sealing_key)
+            == Some(state.evidence.sealing_key()),
     }))
 }
 

@@ -40,7 +40,7 @@ impl Progress {
             let bar = ProgressBar::new(total);
             bar.set_style(
                 ProgressStyle::with_template(
-                    "{msg:>10} [{bar:32}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}",
+                    "{msg:>9} [{wide_bar}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}",
                 )
                 .expect("static template")
                 .progress_chars("=> "),

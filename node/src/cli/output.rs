@@ -36,6 +36,14 @@ pub fn status(s: &StatusView, as_json: bool) -> anyhow::Result<()> {
     for (witness, size, at) in &s.cosigned_by {
         println!("cosigned by   {witness}: our audit log of {size} entries, at {at}");
     }
+    if let Some(key) = &s.sealing_key {
+        let listed = if s.sealing_key_in_roster {
+            "as the roster lists it"
+        } else {
+            "NOT in the roster: evidence cannot be delivered to this node"
+        };
+        println!("sealing key   {key} ({listed})");
+    }
     for alert in &s.audit_alerts {
         println!("AUDIT ALERT   {alert}");
     }

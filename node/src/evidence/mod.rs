@@ -176,6 +176,11 @@ struct Progress {
     bitmap: Option<Vec<bool>>,
 }
 
+/// First and longest wait before a stopped transfer is tried again (sooner when its sender
+/// reconnects).
+const RETRY_FIRST: Duration = Duration::from_secs(2);
+const RETRY_MAX: Duration = Duration::from_secs(120);
+
 /// The evidence service: a cheap, cloneable handle.
 #[derive(Clone, Debug)]
 pub struct Evidence {
@@ -191,12 +196,15 @@ struct Inner {
     identity: NodeIdentity,
     jurisdiction: Jurisdiction,
     sealing_private: [u8; 32],
+    sealing_public: SealingKey,
     dir: PathBuf,
     parallel: usize,
     progress: Mutex<HashMap<CaseId, Progress>>,
     served: Mutex<HashMap<CaseId, u64>>,
     /// Incoming transfers running now: one task per case.
     running: Mutex<HashSet<CaseId>>,
+    /// Transfers that stopped without progress: how many times in a row, and when to retry.
+    backoff: Mutex<HashMap<CaseId, (u32, Instant)>>,
     uploads: Mutex<HashMap<String, Upload>>,
     faults: Mutex<EvidenceFaults>,
     /// Wakes the transfer and cleanup loop (a fulfilment or a receipt arrived).
@@ -251,11 +259,13 @@ impl Evidence {
                 identity,
                 jurisdiction,
                 sealing_private,
+                sealing_public: public,
                 dir: settings.dir,
                 parallel: settings.parallel.clamp(1, 64),
                 progress: Mutex::new(HashMap::new()),
                 served: Mutex::new(HashMap::new()),
                 running: Mutex::new(HashSet::new()),
+                backoff: Mutex::new(HashMap::new()),
                 uploads: Mutex::new(HashMap::new()),
                 faults: Mutex::new(EvidenceFaults::default()),
                 wake,
@@ -270,10 +280,12 @@ impl Evidence {
     /// whose arrival was confirmed, or any package of a purged case, is deleted.
     async fn run(self) {
         let mut tick = tokio::time::interval(Duration::from_secs(5));
+        let mut connections = self.inner.network.connections();
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
                 _ = self.inner.wake.notified() => {}
+                Ok(peer) = connections.recv() => self.reconnected(peer),
             }
             if let Err(e) = self.sweep().await {
                 warn!(error = %e, "evidence sweep failed; retrying");
@@ -322,12 +334,49 @@ impl Evidence {
         Ok(())
     }
 
+    /// A member is back: transfers from it resume now, not at the end of their backoff.
+    fn reconnected(&self, peer: libp2p::PeerId) {
+        let Some((member, _)) = self.inner.roster.by_peer(&peer) else {
+            return;
+        };
+        let waiting: Vec<CaseId> = self
+            .records()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|r| r.counterparty == member.jurisdiction)
+            .map(|r| r.case_id)
+            .collect();
+        let mut backoff = self.inner.backoff.lock().expect("lock");
+        for case in waiting {
+            backoff.remove(&case);
+        }
+    }
+
     fn spawn_transfer(&self, case_id: CaseId) {
+        if self
+            .inner
+            .backoff
+            .lock()
+            .expect("lock")
+            .get(&case_id)
+            .is_some_and(|(_, at)| Instant::now() < *at)
+        {
+            return;
+        }
         if !self.inner.running.lock().expect("lock").insert(case_id) {
             return;
         }
         let evidence = self.clone();
         tokio::spawn(async move {
+            let verified = |e: &Evidence| {
+                e.inner
+                    .progress
+                    .lock()
+                    .expect("lock")
+                    .get(&case_id)
+                    .map_or(0, |p| p.verified)
+            };
+            let before = verified(&evidence);
             let result = transfer::pull(&evidence, case_id).await;
             evidence
                 .inner
@@ -336,9 +385,30 @@ impl Evidence {
                 .expect("lock")
                 .remove(&case_id);
             match result {
-                Ok(()) => {}
+                Ok(()) => {
+                    evidence
+                        .inner
+                        .backoff
+                        .lock()
+                        .expect("lock")
+                        .remove(&case_id);
+                }
                 Err(e) => {
-                    warn!(case = %case_id, error = %e, "evidence transfer stopped; it resumes later");
+                    // Retried sooner while it makes progress, later and later while it does not.
+                    let progressed = verified(&evidence) > before;
+                    let delay = {
+                        let mut backoff = evidence.inner.backoff.lock().expect("lock");
+                        let failures = match backoff.get(&case_id) {
+                            Some((n, _)) if !progressed => n + 1,
+                            _ => 1,
+                        };
+                        let delay = RETRY_FIRST
+                            .saturating_mul(1 << (failures - 1).min(6))
+                            .min(RETRY_MAX);
+                        backoff.insert(case_id, (failures, Instant::now() + delay));
+                        delay
+                    };
+                    warn!(case = %case_id, error = %e, retry_in_s = delay.as_secs(), "evidence transfer stopped; it resumes later");
                     let _ = evidence.note_error(&case_id, &e.to_string()).await;
                 }
             }
@@ -529,6 +599,11 @@ impl Evidence {
             }),
             last_error: record.last_error,
         })
+    }
+
+    /// The public key evidence for this node is sealed to.
+    pub fn sealing_key(&self) -> SealingKey {
+        self.inner.sealing_public
     }
 
     /// Testnets only: sets what the sending side does wrong.
