@@ -4,7 +4,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 use comity_node::admin::api::{Action, AdminClient, ClientError};
@@ -20,24 +20,6 @@ const SETTLE: Duration = Duration::from_secs(60);
 const CHUNK: u32 = 64 * 1024;
 /// The nodes' default number of chunks in flight.
 const PARALLEL: u64 = 8;
-
-fn comity(config: &Path, args: &[&str]) -> Output {
-    Command::new(comity_testnet::comity_binary().unwrap())
-        .args(args)
-        .arg("-c")
-        .arg(config)
-        .output()
-        .unwrap()
-}
-
-fn ok(out: Output) -> String {
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
 
 fn failed(out: Output) -> String {
     assert!(

@@ -322,6 +322,16 @@ fn describe(status: &u16, error: &ApiError) -> String {
     text
 }
 
+/// The error in a failed response: the API's JSON error, or the body as text.
+fn api_error(status: u16, body: &[u8]) -> ClientError {
+    let error = serde_json::from_slice(body).unwrap_or_else(|_| ApiError {
+        error: "http".into(),
+        reason: String::from_utf8_lossy(body).into_owned(),
+        problems: vec![],
+    });
+    ClientError::Api { status, error }
+}
+
 /// Longest an evidence upload or download may take (gigabytes on a slow disk).
 const STREAM_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 
@@ -390,15 +400,7 @@ impl AdminClient {
         if status.is_success() {
             serde_json::from_slice(&bytes).map_err(|e| ClientError::Protocol(e.to_string()))
         } else {
-            let error = serde_json::from_slice(&bytes).unwrap_or_else(|_| ApiError {
-                error: "http".into(),
-                reason: String::from_utf8_lossy(&bytes).into_owned(),
-                problems: vec![],
-            });
-            Err(ClientError::Api {
-                status: status.as_u16(),
-                error,
-            })
+            Err(api_error(status.as_u16(), &bytes))
         }
     }
 
@@ -478,12 +480,7 @@ impl AdminClient {
         }
         let status = response.status().as_u16();
         let bytes = response.bytes().await.unwrap_or_default();
-        let error = serde_json::from_slice(&bytes).unwrap_or_else(|_| ApiError {
-            error: "http".into(),
-            reason: String::from_utf8_lossy(&bytes).into_owned(),
-            problems: vec![],
-        });
-        Err(ClientError::Api { status, error })
+        Err(api_error(status, &bytes))
     }
 
     /// Testnets only: what the node does wrong when serving evidence.

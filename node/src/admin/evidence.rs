@@ -12,8 +12,8 @@ use futures::StreamExt;
 use super::api::{EvidenceUpload, FulfilledView, NewEvidence, PurposeQuery};
 use super::officers::{Officer, Role};
 use super::{
-    AdminState, CONTENT_READERS, Failure, READERS, Reply, allow, detail, failure, parse_case,
-    record_access, stated_purpose,
+    AdminState, CONTENT_READERS, Failure, READERS, Reply, allow, detail, failure, faults_enabled,
+    parse_case, record_access, stated_purpose,
 };
 use crate::evidence::{EvidenceError, EvidenceFaults, EvidenceStatus, PackageIndex};
 
@@ -144,13 +144,7 @@ pub(super) async fn faults(
     body: Result<Json<EvidenceFaults>, axum::extract::rejection::JsonRejection>,
 ) -> Reply<EvidenceFaults> {
     allow(&officer, &[Role::Admin])?;
-    if !state.faults {
-        return Err(failure(
-            StatusCode::FORBIDDEN,
-            "faults-disabled",
-            "fault injection is off; it is for testnets only ([testing] faults = true)",
-        ));
-    }
+    faults_enabled(&state)?;
     let Json(faults) =
         body.map_err(|e| failure(StatusCode::BAD_REQUEST, "bad-json", e.body_text()))?;
     state.evidence.set_faults(faults.clone());

@@ -442,13 +442,7 @@ async fn advance_clock(
     Json(body): Json<serde_json::Value>,
 ) -> Reply<serde_json::Value> {
     allow(&officer, &[Role::Admin])?;
-    if !state.faults {
-        return Err(failure(
-            StatusCode::FORBIDDEN,
-            "faults-disabled",
-            "fault injection is off; it is for testnets only ([testing] faults = true)",
-        ));
-    }
+    faults_enabled(&state)?;
     let secs = body["advance_secs"].as_u64().ok_or_else(|| {
         failure(
             StatusCode::BAD_REQUEST,
@@ -469,13 +463,7 @@ async fn fault(
     body: Result<Json<FaultRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Reply<serde_json::Value> {
     allow(&officer, &[Role::Admin])?;
-    if !state.faults {
-        return Err(failure(
-            StatusCode::FORBIDDEN,
-            "faults-disabled",
-            "fault injection is off; it is for testnets only ([testing] faults = true)",
-        ));
-    }
+    faults_enabled(&state)?;
     let Json(body) =
         body.map_err(|e| failure(StatusCode::BAD_REQUEST, "bad-json", e.body_text()))?;
     let Some((member, _)) = state.cases.roster().by_jurisdiction(&body.member) else {
@@ -662,6 +650,18 @@ fn detail(state: &AdminState, record: &CaseRecord) -> CaseDetail {
 }
 
 /// 403 unless `officer` holds one of `roles`; the error names them.
+/// Fault injection is served on testnets only.
+fn faults_enabled(state: &AdminState) -> Result<(), Failure> {
+    if state.faults {
+        return Ok(());
+    }
+    Err(failure(
+        StatusCode::FORBIDDEN,
+        "faults-disabled",
+        "fault injection is off; it is for testnets only ([testing] faults = true)",
+    ))
+}
+
 fn allow(officer: &Officer, roles: &[Role]) -> Result<(), Failure> {
     officer.require(roles).map_err(|needed| {
         let needed: Vec<String> = needed.iter().map(|r| format!("`{r}`")).collect();

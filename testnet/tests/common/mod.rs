@@ -77,3 +77,23 @@ pub async fn wait_outbox_empty(client: &AdminClient, timeout: Duration) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// Runs the `comity` CLI with `args` against the node whose config is `config`.
+pub fn comity(config: &std::path::Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(comity_testnet::comity_binary().unwrap())
+        .args(args)
+        .arg("-c")
+        .arg(config)
+        .output()
+        .unwrap()
+}
+
+/// The stdout of a CLI run that must succeed (its stderr otherwise).
+pub fn ok(out: std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
