@@ -254,6 +254,9 @@ async fn a_multi_file_package_arrives_sealed_and_opens_whole_for_an_officer() {
         "{log:?}"
     );
     wait_evidence(&de, id, "confirmed", |s| s.received_confirmed).await;
+    let detail = de.case(id).await.unwrap();
+    assert_eq!(detail.manifest_root, Some(sent.root));
+    assert!(detail.evidence_received_at.is_some());
     let out_dir = bloc.node("DE").dir.join("evidence/out");
     let deadline = Instant::now() + SETTLE;
     while !files_under(&out_dir).is_empty() {
@@ -301,6 +304,10 @@ async fn a_multi_file_package_arrives_sealed_and_opens_whole_for_an_officer() {
         ],
     ));
     assert!(err.contains("already exists"), "{err}");
+
+    // The officer acknowledges the evidence: the event names the package, on both sides.
+    fr.act(id, &Action::Acknowledge).await.unwrap();
+    wait_for_state(&de, id, "evidence-acknowledged", SETTLE).await;
 
     // Retention that deletes: once FR purges the case, both nodes delete the package.
     fr.act(id, &Action::Purge).await.unwrap();

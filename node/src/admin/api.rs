@@ -165,6 +165,12 @@ pub struct CaseDetail {
     pub receipt: Option<ReceiptView>,
     /// The receipt exactly as received, for showing to a third party.
     pub signed_receipt: Option<SignedEnvelope>,
+    /// The evidence package the fulfilment named, and when the requester's node stated that
+    /// it arrived whole.
+    #[serde(default)]
+    pub manifest_root: Option<comity_protocol::Hash32>,
+    #[serde(default)]
+    pub evidence_received_at: Option<Timestamp>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

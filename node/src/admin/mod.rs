@@ -420,10 +420,14 @@ async fn act(
     let Json(action) =
         body.map_err(|e| failure(StatusCode::BAD_REQUEST, "bad-json", e.body_text()))?;
     allow(&officer, action.roles())?;
-    let record = state
-        .cases
-        .act(id, action.into_event(), &officer.name)
-        .await?;
+    let mut event = action.into_event();
+    // An acknowledgement names the package the fulfilment delivered, when there is one.
+    if let comity_protocol::EventKind::EvidenceAcknowledged { manifest_root } = &mut event
+        && manifest_root.is_none()
+    {
+        *manifest_root = state.cases.get(&id)?.and_then(|c| c.log.manifest_root);
+    }
+    let record = state.cases.act(id, event, &officer.name).await?;
     Ok(Json(detail(&state, &record)))
 }
 
@@ -646,10 +650,11 @@ fn detail(state: &AdminState, record: &CaseRecord) -> CaseDetail {
         disclosure_approval: record.disclosure_approval.clone(),
         receipt,
         signed_receipt: record.receipt.clone(),
+        manifest_root: record.log.manifest_root,
+        evidence_received_at: record.log.evidence_received_at,
     }
 }
 
-/// 403 unless `officer` holds one of `roles`; the error names them.
 /// Fault injection is served on testnets only.
 fn faults_enabled(state: &AdminState) -> Result<(), Failure> {
     if state.faults {
@@ -662,6 +667,7 @@ fn faults_enabled(state: &AdminState) -> Result<(), Failure> {
     ))
 }
 
+/// 403 unless `officer` holds one of `roles`; the error names them.
 fn allow(officer: &Officer, roles: &[Role]) -> Result<(), Failure> {
     officer.require(roles).map_err(|needed| {
         let needed: Vec<String> = needed.iter().map(|r| format!("`{r}`")).collect();

@@ -175,6 +175,12 @@ pub fn case_detail(c: &CaseDetail, as_json: bool) -> anyhow::Result<()> {
             a.drafted_by, a.approved_by, a.approved_at
         );
     }
+    if let Some(root) = &c.manifest_root {
+        match c.evidence_received_at {
+            Some(at) => println!("evidence      package {root}, received whole at {at}"),
+            None => println!("evidence      package {root}, not yet received whole"),
+        }
+    }
     if let Some((by, at)) = &c.disclosure_approval {
         println!("disclosure    approved by {by} at {at}");
     }
