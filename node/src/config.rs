@@ -194,6 +194,9 @@ pub struct TestingSection {
     /// Lets the admin API cut and restore links to members (`POST /v1/faults`), so that
     /// partitions can be injected.
     pub faults: bool,
+    /// Lists at most this many cases in one pull (default 4096), so that tests exercise
+    /// pulls range by range without sharing thousands of cases.
+    pub cases_per_pull: Option<usize>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -465,6 +468,7 @@ parallel = {parallel}
 [testing]
 # Testnets only: lets the admin API cut links to members to inject partitions.
 faults = {faults}
+{pull}
 "#,
             jurisdiction = self.node.jurisdiction,
             store = self.node.store_dir.display(),
@@ -488,6 +492,10 @@ faults = {faults}
             mif = self.outbox.max_in_flight,
             nda = self.outbox.not_delivered_after_secs,
             faults = self.testing.faults,
+            pull = match self.testing.cases_per_pull {
+                Some(n) => format!("cases_per_pull = {n}"),
+                None => "# cases_per_pull = 4096".to_owned(),
+            },
             sweep = self.safeguards.retention_sweep_secs,
             checkpoint = self.audit.checkpoint_secs,
             report = self.audit.report_secs,

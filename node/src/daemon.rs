@@ -110,6 +110,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             disclosure_approval: config.safeguards.disclosure_approval.clone(),
             policy,
             retention_sweep: Duration::from_secs(config.safeguards.retention_sweep_secs.max(1)),
+            cases_per_pull: config
+                .testing
+                .cases_per_pull
+                .unwrap_or(crate::cases::CASES_PER_PULL),
         },
     )?;
     let evidence = crate::evidence::Evidence::start(

@@ -30,8 +30,8 @@ pub use caselog::{
 pub use envelope::{EnvelopeError, PublicKey, Signable, Signature64, SignedEnvelope};
 pub use ids::{ASSIGNED_ALPHA2, CaseId, Hash32, IdError, Jurisdiction, MessageId, Timestamp};
 pub use messages::{
-    CaseHave, EventPush, EventsPage, ExchangeRequest, ExchangeResponse, PullRequest, Receipt,
-    Receipted, RejectCode, Rejection,
+    CaseHave, CaseRange, EventPush, EventsPage, ExchangeRequest, ExchangeResponse, PullRequest,
+    Receipt, Receipted, RejectCode, Rejection,
 };
 pub use request::{
     AssistanceRequest, Authority, Confidentiality, DataCategory, Instrument, Offence, RequestKind,

@@ -44,11 +44,52 @@ pub struct CaseHave {
 }
 
 /// A request for the events the asking node lacks: of the cases it lists, those beyond what it
-/// has, and of every other case the two nodes share, all of them.
+/// has, and of every other case the two nodes share, all of them. With `range`, only the
+/// shared cases whose ids fall in it are considered: a node sharing more cases than one frame
+/// can list pulls range by range.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PullRequest {
     pub cases: Vec<CaseHave>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub range: Option<CaseRange>,
+}
+
+/// Case ids from `from` (inclusive) to `to` (exclusive); an open end has no bound.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaseRange {
+    pub from: Option<CaseId>,
+    pub to: Option<CaseId>,
+}
+
+impl CaseRange {
+    pub fn contains(&self, id: &CaseId) -> bool {
+        self.from.as_ref().is_none_or(|from| id >= from)
+            && self.to.as_ref().is_none_or(|to| id < to)
+    }
+
+    /// Ranges that cover every case id, each holding at most `per_range` of the sorted `ids`.
+    pub fn covering(ids: &[CaseId], per_range: usize) -> Vec<CaseRange> {
+        let per_range = per_range.max(1);
+        let starts: Vec<CaseId> = ids
+            .iter()
+            .skip(per_range)
+            .step_by(per_range)
+            .copied()
+            .collect();
+        let mut ranges = Vec::with_capacity(starts.len() + 1);
+        let mut from = None;
+        for start in starts {
+            ranges.push(CaseRange {
+                from,
+                to: Some(start),
+            });
+            from = Some(start);
+        }
+        ranges.push(CaseRange { from, to: None });
+        ranges
+    }
 }
 
 /// Events answering a [`PullRequest`]. `more` says the page was cut at the frame limit: pull
@@ -235,6 +276,7 @@ mod tests {
                 case_id: message.case_id,
                 have: [("FR".parse().unwrap(), 3)].into_iter().collect(),
             }],
+            range: None,
         });
         let bytes = to_canonical_cbor(&pull).unwrap();
         assert_eq!(
@@ -258,6 +300,38 @@ mod tests {
         );
         let unknown = serde_json::json!({"fetch": {}});
         assert!(serde_json::from_value::<ExchangeRequest>(unknown).is_err());
+    }
+
+    #[test]
+    fn case_ranges_partition_every_id_with_bounded_lists() {
+        let mut ids: Vec<CaseId> = (0..10).map(|_| CaseId::new()).collect();
+        ids.sort();
+        for per in [1, 3, 4, 10, 11] {
+            let ranges = CaseRange::covering(&ids, per);
+            for id in &ids {
+                assert_eq!(ranges.iter().filter(|r| r.contains(id)).count(), 1, "{per}");
+            }
+            for r in &ranges {
+                assert!(ids.iter().filter(|id| r.contains(id)).count() <= per);
+            }
+            assert!(ranges.first().unwrap().from.is_none());
+            assert!(ranges.last().unwrap().to.is_none());
+        }
+        // No shared case yet: one range, everything.
+        assert_eq!(
+            CaseRange::covering(&[], 5),
+            vec![CaseRange {
+                from: None,
+                to: None
+            }]
+        );
+        // The wire form of a pull without a range is what it was.
+        let plain = to_canonical_cbor(&PullRequest {
+            cases: vec![],
+            range: None,
+        })
+        .unwrap();
+        assert!(!plain.windows(5).any(|w| w == b"range"));
     }
 
     /// The limits must fit each other: the largest request validation allows, as a signed

@@ -25,7 +25,14 @@ async fn acknowledged_cases_survive_sigkills_and_replicas_converge() {
     eprintln!("crash test seed {seed} (set COMITY_CRASH_SEED to replay)");
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
 
-    let (_dir, mut bloc) = bloc(&MEMBERS).await;
+    // Pulls list at most 16 cases each: catching up after a kill goes range by range.
+    let dir = tempfile::tempdir().unwrap();
+    let jurisdictions: Vec<_> = MEMBERS.iter().map(|m| j(m)).collect();
+    let mut bloc = comity_testnet::Bloc::create_with(dir.path(), &jurisdictions, "testnet", |c| {
+        c.testing.cases_per_pull = Some(16)
+    })
+    .await
+    .unwrap();
     bloc.start_all().unwrap();
     bloc.wait_connected(Duration::from_secs(30)).await.unwrap();
 

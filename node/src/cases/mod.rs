@@ -36,6 +36,7 @@ use record::{
     CaseRecord, Delivery, LogSummary, OutboxEntry, Role, case_key, decode, encode, event_key,
     events_prefix, message_key,
 };
+pub use sync::CASES_PER_PULL;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CaseError {
@@ -97,6 +98,7 @@ struct Inner {
     sync_rx: Mutex<Option<mpsc::Receiver<libp2p::PeerId>>>,
     /// Wakes the evidence service: a fulfilment named a package, or its arrival was confirmed.
     evidence_wake: Arc<tokio::sync::Notify>,
+    cases_per_pull: usize,
 }
 
 impl Cases {
@@ -138,6 +140,7 @@ impl Cases {
                 sync_tx,
                 sync_rx: Mutex::new(Some(sync_rx)),
                 evidence_wake: Arc::new(tokio::sync::Notify::new()),
+                cases_per_pull: settings.cases_per_pull.max(1),
             }),
         };
         let pending = cases.outbox_entries()?;

@@ -39,6 +39,8 @@ pub struct CaseSettings {
     pub policy: Option<crate::policy::Policy>,
     /// How often expired retention is looked for.
     pub retention_sweep: Duration,
+    /// Most cases listed in one pull request; more are pulled range by range.
+    pub cases_per_pull: usize,
 }
 
 enum Outcome {

@@ -6,8 +6,8 @@ use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
 use comity_protocol::{
-    CaseEvent, CaseHave, CaseId, EventsPage, ExchangeRequest, ExchangeResponse, PullRequest,
-    SignedEnvelope, from_cbor, limits, to_canonical_cbor,
+    CaseEvent, CaseHave, CaseId, CaseRange, EventsPage, ExchangeRequest, ExchangeResponse,
+    PullRequest, SignedEnvelope, from_cbor, limits, to_canonical_cbor,
 };
 use libp2p::PeerId;
 use tokio::sync::{broadcast, mpsc};
@@ -22,6 +22,9 @@ use crate::roster::Member;
 const PAGE_BUDGET: usize = limits::MAX_RESPONSE_FRAME - (64 << 10);
 /// Pages pulled in one round before yielding to other work.
 const MAX_PAGES: usize = 256;
+/// Cases listed in one pull request (about 70 bytes each, well inside a request frame); more
+/// shared cases are pulled range by range.
+pub const CASES_PER_PULL: usize = 4096;
 
 /// How often connected members are asked for anything missed without a reconnect (a push
 /// whose answer was lost, say).
@@ -130,22 +133,49 @@ impl Cases {
             .collect())
     }
 
-    /// Pulls, page by page, every event of our shared cases that `member` holds and we lack.
+    /// Pulls, page by page, every event of our shared cases that `member` holds and we lack:
+    /// range by range of case ids when we share more cases than one request can list.
     /// Returns how many new events were stored.
     async fn pull_from(&self, member: &Member) -> Result<usize, String> {
+        let mut ids: Vec<CaseId> = self
+            .shared_with(member)
+            .map_err(|e| e.to_string())?
+            .iter()
+            .map(|r| r.case_id)
+            .collect();
+        ids.sort();
+        let ranges = CaseRange::covering(&ids, self.inner.cases_per_pull);
+        let whole = ranges.len() == 1;
+        let mut stored = 0;
+        for range in ranges {
+            stored += self.pull_range(member, (!whole).then_some(range)).await?;
+        }
+        Ok(stored)
+    }
+
+    async fn pull_range(&self, member: &Member, range: Option<CaseRange>) -> Result<usize, String> {
         let mut stored = 0;
         for _ in 0..MAX_PAGES {
             let cases = self
                 .shared_with(member)
                 .map_err(|e| e.to_string())?
                 .into_iter()
+                .filter(|r| {
+                    range
+                        .as_ref()
+                        .is_none_or(|range| range.contains(&r.case_id))
+                })
                 .map(|r| CaseHave {
                     case_id: r.case_id,
                     have: r.log.have,
                 })
                 .collect();
-            let frame = to_canonical_cbor(&ExchangeRequest::Pull(PullRequest { cases }))
-                .map_err(|e| e.to_string())?;
+            let request = PullRequest {
+                cases,
+                range: range.clone(),
+            };
+            let frame =
+                to_canonical_cbor(&ExchangeRequest::Pull(request)).map_err(|e| e.to_string())?;
             let response = self
                 .inner
                 .network
@@ -213,7 +243,11 @@ impl Cases {
         let mut events = Vec::new();
         let mut bytes = 0;
         let mut more = false;
+        let in_range = |id: &CaseId| pull.range.as_ref().is_none_or(|r| r.contains(id));
         for record in self.shared_with(member)? {
+            if !in_range(&record.case_id) {
+                continue;
+            }
             let theirs = have.get(&record.case_id).copied().unwrap_or(&empty);
             let behind = record
                 .log
