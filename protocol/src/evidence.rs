@@ -524,7 +524,7 @@ pub fn chunk_in_frame(frame: &[u8]) -> Option<std::ops::Range<usize>> {
         _ => return None,
     };
     let start = CHUNK_TAG.len() + 1 + header;
-    (frame.len() as u64 == start as u64 + len).then_some(start..frame.len())
+    (Some(frame.len() as u64) == (start as u64).checked_add(len)).then_some(start..frame.len())
 }
 
 /// `{"chunk": …}`: a one-entry map keyed by the variant's name, as serde tags it.

@@ -202,7 +202,6 @@ async fn a_multi_file_package_arrives_sealed_and_opens_whole_for_an_officer() {
     assert!(err.contains("over the bloc's limit"), "{err}");
     assert!(status(&de, id).await.is_none());
     assert_eq!(de.case(id).await.unwrap().summary.state, "accepted");
-
     // An upload that breaks halfway (the officer's machine dies): nothing is recorded or kept.
     let ticket = de
         .begin_evidence(
@@ -218,19 +217,47 @@ async fn a_multi_file_package_arrives_sealed_and_opens_whole_for_an_officer() {
         )
         .await
         .unwrap();
-    let broken = futures::stream::iter(vec![
-        Ok(vec![1u8; 1 << 20]),
-        Err(std::io::Error::other("officer's machine died")),
-    ]);
-    assert!(
-        de.upload_evidence(&ticket.upload, reqwest::Body::wrap_stream(broken))
-            .await
-            .is_err()
-    );
+    let (mut bytes, body) = futures::channel::mpsc::channel::<std::io::Result<Vec<u8>>>(4);
+    let upload = {
+        let de = de.clone();
+        tokio::spawn(async move {
+            de.upload_evidence(&ticket.upload, reqwest::Body::wrap_stream(body))
+                .await
+        })
+    };
+    use futures::SinkExt;
+    bytes.send(Ok(vec![1u8; 1 << 20])).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // While it uploads, no second package for the case can be announced.
+    let files = |names: &[&str]| comity_node::admin::api::NewEvidence {
+        files: names
+            .iter()
+            .map(|n| comity_node::evidence::UploadFile {
+                name: (*n).into(),
+                size: 1,
+                media_type: "application/pdf".into(),
+            })
+            .collect(),
+        note: String::new(),
+    };
+    let err = de.begin_evidence(id, &files(&["b.pdf"])).await.unwrap_err();
+    assert!(err.to_string().contains("being uploaded now"), "{err}");
+    bytes
+        .send(Err(std::io::Error::other("officer's machine died")))
+        .await
+        .unwrap();
+    assert!(upload.await.unwrap().is_err());
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(status(&de, id).await.is_none());
     assert!(files_under(&bloc.node("DE").dir.join("evidence")).is_empty());
     assert_eq!(de.case(id).await.unwrap().summary.state, "accepted");
+
+    // Names that differ only in letter case would collide on the officer's disk.
+    let err = de
+        .begin_evidence(id, &files(&["Report.pdf", "report.PDF"]))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("appears twice"), "{err}");
 
     let printed = fulfil(&bloc, id, &originals);
     assert!(
@@ -345,6 +372,14 @@ async fn a_transfer_resumes_after_either_side_is_killed_without_resending_verifi
     })
     .await;
     bloc.kill("FR").unwrap();
+    // As if FR had died after renaming its file but before recording it complete: on restart
+    // it takes the file back, checks every chunk and pulls only what is missing.
+    let inbox = bloc.node("FR").dir.join("evidence/in");
+    std::fs::rename(
+        inbox.join(format!("{id}.part")),
+        inbox.join(format!("{id}.sealed")),
+    )
+    .unwrap();
     bloc.start("FR").unwrap();
     bloc.wait_connected(CONNECT).await.unwrap();
     let done = complete(&bloc.client("FR"), id).await;
@@ -418,7 +453,7 @@ async fn damaged_packages_are_refused_and_nothing_partial_is_exposed() {
     assert_eq!(s.state, PackageState::Announced, "{s:?}");
     assert!(s.last_error.unwrap().contains("DE's roster key"));
     let err = failed(fetch("out"));
-    assert!(err.contains("not complete"), "{err}");
+    assert!(err.contains("manifest has not arrived"), "{err}");
 
     // A chunk cut short, then a chunk altered in transit: each refused, never kept.
     de.evidence_faults(&EvidenceFaults {

@@ -233,6 +233,19 @@ pub async fn fetch(
     json: bool,
 ) -> anyhow::Result<()> {
     let index = client.evidence_index(case).await?;
+    // The node checked the names; a second line of defence, since they become files here.
+    let mut names = std::collections::HashSet::new();
+    for file in &index.files {
+        if let Some(problem) = comity_protocol::evidence::file_name_problem(&file.name) {
+            bail!("the package is refused: {problem}; nothing was written");
+        }
+        if !names.insert(file.name.to_lowercase()) {
+            bail!(
+                "the package names {:?} twice; nothing was written",
+                file.name
+            );
+        }
+    }
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     for file in &index.files {
         let target = out.join(&file.name);

@@ -119,6 +119,9 @@ pub struct PackageRecord {
     /// Milliseconds from the first chunk requested to the last verified (incoming).
     pub transfer_ms: Option<u64>,
     pub last_error: Option<String>,
+    /// Outgoing: the sealed copy was deleted once the requester confirmed its arrival.
+    #[serde(default)]
+    pub delivered: bool,
 }
 
 /// What `comity evidence status` shows.
@@ -180,6 +183,8 @@ struct Progress {
 /// reconnects).
 const RETRY_FIRST: Duration = Duration::from_secs(2);
 const RETRY_MAX: Duration = Duration::from_secs(120);
+/// Age after which a package file no record names is deleted.
+const ORPHAN_AGE: Duration = Duration::from_secs(3600);
 
 /// The evidence service: a cheap, cloneable handle.
 #[derive(Clone, Debug)]
@@ -206,6 +211,11 @@ struct Inner {
     /// Transfers that stopped without progress: how many times in a row, and when to retry.
     backoff: Mutex<HashMap<CaseId, (u32, Instant)>>,
     uploads: Mutex<HashMap<String, Upload>>,
+    /// Cases whose package is being uploaded and sealed now: one at a time per case.
+    uploading: Mutex<HashSet<CaseId>>,
+    /// Sent packages as served (without their manifests), so that a chunk request does not
+    /// decode the stored record.
+    serving: Mutex<HashMap<CaseId, Arc<PackageRecord>>>,
     faults: Mutex<EvidenceFaults>,
     /// Wakes the transfer and cleanup loop (a fulfilment or a receipt arrived).
     wake: Arc<Notify>,
@@ -267,6 +277,8 @@ impl Evidence {
                 running: Mutex::new(HashSet::new()),
                 backoff: Mutex::new(HashMap::new()),
                 uploads: Mutex::new(HashMap::new()),
+                uploading: Mutex::new(HashSet::new()),
+                serving: Mutex::new(HashMap::new()),
                 faults: Mutex::new(EvidenceFaults::default()),
                 wake,
             }),
@@ -308,18 +320,15 @@ impl Evidence {
                     let named = case.log.manifest_root == Some(record.root);
                     let age = Timestamp::now().as_millis() - record.created_at.as_millis();
                     let stale = !named && age > 600_000;
-                    if (named && case.log.evidence_received_at.is_some()) || stale {
-                        let why = if stale {
-                            "no fulfilment names it"
-                        } else {
-                            "the requester confirmed its arrival"
-                        };
+                    if stale {
+                        self.forget(&record, "no fulfilment names it").await?;
+                    } else if named && case.log.evidence_received_at.is_some() && !record.delivered
+                    {
                         self.delete_file(&record)?;
-                        if stale {
-                            self.forget(&record, why).await?;
-                        } else {
-                            info!(case = %record.case_id, root = %record.root, "sent package deleted: {why}");
-                        }
+                        let mut record = record.clone();
+                        record.delivered = true;
+                        self.put(&record).await?;
+                        info!(case = %record.case_id, root = %record.root, "sent package deleted: the requester confirmed its arrival");
                     }
                 }
                 Direction::Incoming => {
@@ -328,6 +337,48 @@ impl Evidence {
                     } else if case.log.evidence_received_at.is_none() {
                         self.confirm(&record).await;
                     }
+                }
+            }
+        }
+        self.delete_orphans()
+    }
+
+    /// Deletes package files no record names (a crash between writing a file and recording
+    /// it, or after a purge), once they are an hour old and no upload is writing them.
+    fn delete_orphans(&self) -> Result<(), EvidenceError> {
+        let known: HashSet<String> = self
+            .records()?
+            .iter()
+            .map(|r| r.case_id.to_string())
+            .collect();
+        let uploading: HashSet<String> = self
+            .inner
+            .uploading
+            .lock()
+            .expect("lock")
+            .iter()
+            .map(|c| c.to_string())
+            .collect();
+        for sub in ["in", "out"] {
+            let Ok(entries) = std::fs::read_dir(self.inner.dir.join(sub)) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let case = name.split('.').next().unwrap_or_default().to_owned();
+                if known.contains(&case) || uploading.contains(&case) {
+                    continue;
+                }
+                let old = entry
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.elapsed().ok())
+                    .is_some_and(|age| age > ORPHAN_AGE);
+                if old {
+                    std::fs::remove_file(entry.path())
+                        .map_err(io(format!("cannot delete {}", entry.path().display())))?;
+                    info!(file = %name, "evidence file without a record deleted");
                 }
             }
         }
@@ -368,6 +419,8 @@ impl Evidence {
         }
         let evidence = self.clone();
         tokio::spawn(async move {
+            // Whatever happens to this task (a panic included), the case may run again.
+            let _running = Running(evidence.clone(), case_id);
             let verified = |e: &Evidence| {
                 e.inner
                     .progress
@@ -377,14 +430,7 @@ impl Evidence {
                     .map_or(0, |p| p.verified)
             };
             let before = verified(&evidence);
-            let result = transfer::pull(&evidence, case_id).await;
-            evidence
-                .inner
-                .running
-                .lock()
-                .expect("lock")
-                .remove(&case_id);
-            match result {
+            match transfer::pull(&evidence, case_id).await {
                 Ok(()) => {
                     evidence
                         .inner
@@ -409,6 +455,8 @@ impl Evidence {
                         delay
                     };
                     warn!(case = %case_id, error = %e, retry_in_s = delay.as_secs(), "evidence transfer stopped; it resumes later");
+                    // Before the case may run again, so that a new pull's record is not
+                    // overwritten by this one's.
                     let _ = evidence.note_error(&case_id, &e.to_string()).await;
                 }
             }
@@ -441,6 +489,27 @@ impl Evidence {
             .collect())
     }
 
+    /// A sent package's record as served: cached, without its manifest.
+    fn served(&self, case_id: &CaseId) -> Result<Option<Arc<PackageRecord>>, EvidenceError> {
+        if let Some(record) = self.inner.serving.lock().expect("lock").get(case_id) {
+            return Ok(Some(record.clone()));
+        }
+        let Some(mut record) = self.record(case_id)? else {
+            return Ok(None);
+        };
+        if record.direction != Direction::Outgoing {
+            return Ok(None);
+        }
+        record.manifest = Vec::new();
+        let record = Arc::new(record);
+        self.inner
+            .serving
+            .lock()
+            .expect("lock")
+            .insert(*case_id, record.clone());
+        Ok(Some(record))
+    }
+
     pub fn record(&self, case_id: &CaseId) -> Result<Option<PackageRecord>, EvidenceError> {
         match self
             .inner
@@ -471,6 +540,11 @@ impl Evidence {
     }
 
     async fn forget(&self, record: &PackageRecord, why: &str) -> Result<(), EvidenceError> {
+        self.inner
+            .serving
+            .lock()
+            .expect("lock")
+            .remove(&record.case_id);
         self.delete_file(record)?;
         let mut batch = Batch::new();
         batch.delete(Cf::Evidence, record.case_id.to_string().into_bytes());
@@ -635,6 +709,15 @@ impl Evidence {
     }
 }
 
+/// Marks a case's transfer as running until dropped.
+struct Running(Evidence, CaseId);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.inner.running.lock().expect("lock").remove(&self.1);
+    }
+}
+
 /// Puts the record of an announced package (a fulfilment naming `root` arrived) in `batch`,
 /// with the events that announce it: its transfer starts once the batch is stored.
 pub fn announce(batch: &mut Batch, case_id: CaseId, root: Hash32, from: &Jurisdiction) {
@@ -653,6 +736,7 @@ pub fn announce(batch: &mut Batch, case_id: CaseId, root: Hash32, from: &Jurisdi
         completed_at: None,
         transfer_ms: None,
         last_error: None,
+        delivered: false,
     };
     batch.put(
         Cf::Evidence,

@@ -46,6 +46,11 @@ impl Evidence {
             .record(case_id)?
             .filter(|r| r.direction == Direction::Incoming)
             .ok_or(EvidenceError::NotFound(*case_id))?;
+        if record.state == PackageState::Announced {
+            return Err(EvidenceError::Refused(format!(
+                "evidence for case {case_id} is announced but its manifest has not arrived yet; `comity evidence status {case_id}` shows why"
+            )));
+        }
         if record.state != PackageState::Complete {
             let verified = self
                 .inner
@@ -89,10 +94,29 @@ impl Evidence {
         let files = opener
             .open_index(&manifest.sealed_index)
             .map_err(|e| EvidenceError::Damaged(e.to_string()))?;
+        // The sender checked all this; a faulty or hostile one may not have, and these names
+        // become files in an officer's directory.
         if let Some(problem) = files.iter().find_map(|f| wire::file_name_problem(&f.name)) {
             return Err(EvidenceError::Damaged(problem));
         }
-        if files.iter().map(|f| f.size).sum::<u64>() != manifest.total_bytes {
+        let mut names = std::collections::HashSet::new();
+        if let Some(twice) = files.iter().find(|f| !names.insert(f.name.to_lowercase())) {
+            return Err(EvidenceError::Damaged(format!(
+                "the file table names {:?} twice",
+                twice.name
+            )));
+        }
+        if files.len() != manifest.file_count as usize {
+            return Err(EvidenceError::Damaged(format!(
+                "the file table lists {} files, the manifest says {}",
+                files.len(),
+                manifest.file_count
+            )));
+        }
+        let sum = files
+            .iter()
+            .try_fold(0u64, |sum, f| sum.checked_add(f.size));
+        if sum != Some(manifest.total_bytes) {
             return Err(EvidenceError::Damaged(
                 "the file sizes do not add up to the package size".into(),
             ));

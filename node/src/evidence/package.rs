@@ -91,9 +91,10 @@ impl Evidence {
             if let Some(problem) = wire::file_name_problem(&file.name) {
                 return Err(EvidenceError::Refused(problem));
             }
-            if !names.insert(file.name.as_str()) {
+            // Case-insensitively: the officer who opens it may be on such a filesystem.
+            if !names.insert(file.name.to_lowercase()) {
                 return Err(EvidenceError::Refused(format!(
-                    "file name {:?} appears twice; names in a package are unique",
+                    "file name {:?} appears twice (letter case aside); names in a package are unique",
                     file.name
                 )));
             }
@@ -115,8 +116,33 @@ impl Evidence {
                 comity_protocol::limits::MAX_TEXT
             )));
         }
+        // The file table is sealed into the manifest: check now that it will fit.
+        let table: Vec<FileEntry> = files
+            .iter()
+            .map(|f| FileEntry {
+                name: f.name.clone(),
+                size: f.size,
+                media_type: f.media_type.clone(),
+                blake3: Hash32([0; 32]),
+            })
+            .collect();
+        let table_len = comity_protocol::to_canonical_cbor(&table)
+            .map(|t| wire::sealed_len(t.len()))
+            .unwrap_or(usize::MAX);
+        if table_len > wire::MAX_INDEX_BYTES {
+            return Err(EvidenceError::Refused(format!(
+                "the list of {} files takes {table_len} bytes sealed, over the limit of {}: deliver fewer files per package, or shorter names",
+                files.len(),
+                wire::MAX_INDEX_BYTES
+            )));
+        }
         let limits = *self.inner.roster.evidence();
-        let total: u64 = files.iter().map(|f| f.size).sum();
+        let total = files
+            .iter()
+            .try_fold(0u64, |sum, f| sum.checked_add(f.size))
+            .ok_or_else(|| {
+                EvidenceError::TooLarge("the file sizes add up to more than 2^64 bytes".into())
+            })?;
         if total > limits.max_package_bytes {
             return Err(EvidenceError::TooLarge(format!(
                 "the package is {total} bytes ({} files), over the bloc's limit of {} bytes ([evidence] max_package_bytes in the roster); deliver it in parts or ask the bloc to raise the limit",
@@ -136,6 +162,17 @@ impl Evidence {
             return Err(EvidenceError::Refused(format!(
                 "case {case_id} is already fulfilled with package {}",
                 existing.root
+            )));
+        }
+        if self
+            .inner
+            .uploading
+            .lock()
+            .expect("lock")
+            .contains(&case_id)
+        {
+            return Err(EvidenceError::Refused(format!(
+                "evidence for case {case_id} is being uploaded now; wait for that upload to finish or fail"
             )));
         }
         let id = hex::encode(rand::random::<[u8; 16]>());
@@ -196,6 +233,12 @@ impl Evidence {
             ))
         })?;
         let case_id = upload.case_id;
+        if !self.inner.uploading.lock().expect("lock").insert(case_id) {
+            return Err(EvidenceError::Refused(format!(
+                "evidence for case {case_id} is being uploaded now; wait for that upload to finish or fail"
+            )));
+        }
+        let _uploading = Uploading(self.clone(), case_id);
         let case = self.case_for(&case_id, Role::Executing)?;
         let recipient = self
             .roster_key(&case.counterparty)
@@ -277,6 +320,7 @@ impl Evidence {
             completed_at: Some(Timestamp::now()),
             transfer_ms: Some(started.elapsed().as_millis() as u64),
             last_error: None,
+            delivered: false,
         };
         self.put(&record).await?;
         let fulfilled = EventKind::Fulfilled {
@@ -293,6 +337,15 @@ impl Evidence {
                 Err(e.into())
             }
         }
+    }
+}
+
+/// Marks a case's package as being uploaded until dropped.
+struct Uploading(Evidence, CaseId);
+
+impl Drop for Uploading {
+    fn drop(&mut self) {
+        self.0.inner.uploading.lock().expect("lock").remove(&self.1);
     }
 }
 
@@ -316,7 +369,7 @@ where
     B: AsRef<[u8]>,
     E: std::fmt::Display,
 {
-    let declared: u64 = files.iter().map(|f| f.size).sum();
+    let declared: u64 = files.iter().map(|f| f.size).sum(); // checked when announced
     let sizes: Vec<u64> = files.iter().map(|f| f.size).collect();
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(SEAL_QUEUE);
     let worker = tokio::task::spawn_blocking(move || {
@@ -396,6 +449,15 @@ where
                 }
             }
         }
+    }
+    if worker_gone {
+        // The sealing thread stopped (a full disk, say): its error is the answer.
+        drop(tx);
+        return match worker.await {
+            Ok(Err(e)) => Err(e),
+            Ok(Ok(_)) => Err(EvidenceError::Io("the sealing thread stopped early".into())),
+            Err(e) => Err(EvidenceError::Io(format!("the sealing thread failed: {e}"))),
+        };
     }
     if failure.is_none() && received < declared {
         failure = Some(EvidenceError::Refused(format!(

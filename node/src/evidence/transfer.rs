@@ -26,15 +26,23 @@ use crate::network::InboundRequest;
 
 /// Times one chunk may fail its check before the transfer stops (and retries later).
 const MAX_BAD_CHUNK: u32 = 3;
+/// Evidence requests answered at once; more wait in the network's bounded queue. Each holds
+/// one chunk in memory.
+const MAX_SERVING: usize = 32;
 
 /// Answers evidence requests from members, each on its own task.
 pub(super) async fn serve(
     evidence: Evidence,
     mut inbound: tokio::sync::mpsc::Receiver<InboundRequest>,
 ) {
+    let permits = Arc::new(tokio::sync::Semaphore::new(MAX_SERVING));
     while let Some(request) = inbound.recv().await {
+        let Ok(permit) = permits.clone().acquire_owned().await else {
+            return;
+        };
         let evidence = evidence.clone();
         tokio::spawn(async move {
+            let _permit = permit;
             let frame = match evidence.answer(request.peer, &request.frame).await {
                 Answer::Frame(frame) => frame,
                 Answer::Message(response) => to_canonical_cbor(&response).unwrap_or_default(),
@@ -78,9 +86,9 @@ impl Evidence {
                 *case_id
             }
         };
-        let record = match self.record(&case_id) {
-            Ok(Some(r)) if r.direction == Direction::Outgoing => r,
-            Ok(_) => return refused(format!("no evidence package for case {case_id}")),
+        let record = match self.served(&case_id) {
+            Ok(Some(r)) => r,
+            Ok(None) => return refused(format!("no evidence package for case {case_id}")),
             Err(e) => return refused(format!("cannot read the package now: {e}")),
         };
         if record.counterparty != member.jurisdiction {
@@ -97,7 +105,12 @@ impl Evidence {
                     Ok(c) => c,
                     Err(e) => return refused(e.to_string()),
                 };
-                match self.manifest(&record, &case) {
+                let full = match self.record(&case_id) {
+                    Ok(Some(r)) => r,
+                    Ok(None) => return refused(format!("no evidence package for case {case_id}")),
+                    Err(e) => return refused(format!("cannot read the package now: {e}")),
+                };
+                match self.manifest(&full, &case) {
                     Ok((mut envelope, _)) => {
                         if faults.forge_manifest {
                             envelope.signature.0[0] ^= 1;
@@ -236,26 +249,7 @@ pub(super) async fn pull(evidence: &Evidence, case_id: CaseId) -> Result<(), Evi
         record.sealed_bytes = manifest.sealed_total();
         record.chunks = manifest.chunks.len() as u64;
         record.chunk_size = manifest.chunk_size;
-        // Reserve the space now: a full disk is found before the first byte moves.
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(true)
-            .write(true)
-            .open(&partial)
-            .map_err(io(format!("cannot create {}", partial.display())))?;
-        if record.sealed_bytes > 0 {
-            nix::fcntl::posix_fallocate(
-                std::os::fd::AsRawFd::as_raw_fd(&file),
-                0,
-                record.sealed_bytes as i64,
-            )
-            .map_err(|e| {
-                io(format!(
-                    "cannot reserve {} bytes for the package",
-                    record.sealed_bytes
-                ))(std::io::Error::from(e))
-            })?;
-        }
+        reserve(&partial, record.sealed_bytes)?;
         record.state = PackageState::Transferring;
         record.last_error = None;
         evidence.put(&record).await?;
@@ -269,6 +263,18 @@ pub(super) async fn pull(evidence: &Evidence, case_id: CaseId) -> Result<(), Evi
         info!(case = %case_id, root = %record.root, bytes = record.total_bytes, chunks = record.chunks, "evidence manifest verified; pulling chunks");
     }
 
+    // A crash between renaming the finished file and recording it: take it back as partial
+    // (every chunk is verified again below). A partial file that went missing is made again.
+    let final_path = evidence.package_path(Direction::Incoming, &case_id, false);
+    if !partial.exists() {
+        if final_path.exists() {
+            std::fs::rename(&final_path, &partial)
+                .map_err(io(format!("cannot rename {}", final_path.display())))?;
+        } else {
+            reserve(&partial, record.sealed_bytes)?;
+            inner.progress.lock().expect("lock").remove(&case_id);
+        }
+    }
     let (_, manifest) = evidence.manifest(&record, &case)?;
     let hashes = Arc::new(manifest.chunks.clone());
     let have = verified_chunks(evidence, &record, &hashes, &partial).await?;
@@ -297,11 +303,18 @@ pub(super) async fn pull(evidence: &Evidence, case_id: CaseId) -> Result<(), Evi
     let mut in_flight = FuturesUnordered::new();
     let mut bad: HashMap<u64, u32> = HashMap::new();
     let mut retry: Vec<u64> = Vec::new();
+    // The last chunk, when short, is written through the page cache; it shares a page with
+    // the chunk before it, so it goes alone, after every other chunk is written.
+    let last = record.chunks.checked_sub(1);
     loop {
         while in_flight.len() < inner.parallel {
             let Some(index) = retry.pop().or_else(|| queue.next()) else {
                 break;
             };
+            if Some(index) == last && !in_flight.is_empty() {
+                retry.push(index);
+                break;
+            }
             in_flight.push(fetch_chunk(
                 evidence.clone(),
                 peer,
@@ -355,7 +368,6 @@ pub(super) async fn pull(evidence: &Evidence, case_id: CaseId) -> Result<(), Evi
     }
 
     // Every chunk is here and verified: make it durable, then say so.
-    let final_path = evidence.package_path(Direction::Incoming, &case_id, false);
     {
         let file = file.clone();
         tokio::task::spawn_blocking(move || file.sync())
@@ -376,6 +388,24 @@ pub(super) async fn pull(evidence: &Evidence, case_id: CaseId) -> Result<(), Evi
     info!(case = %case_id, root = %record.root, bytes = record.sealed_bytes, ms = elapsed.as_millis() as u64, mb_per_s = format!("{mb_per_s:.0}"), "evidence package received whole");
     inner.progress.lock().expect("lock").remove(&case_id);
     evidence.confirm(&record).await;
+    Ok(())
+}
+
+/// Creates the partial package file with its whole size reserved, so that a full disk is found
+/// before the first byte moves.
+fn reserve(partial: &std::path::Path, bytes: u64) -> Result<(), EvidenceError> {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .open(partial)
+        .map_err(io(format!("cannot create {}", partial.display())))?;
+    if bytes > 0 {
+        nix::fcntl::posix_fallocate(std::os::fd::AsRawFd::as_raw_fd(&file), 0, bytes as i64)
+            .map_err(|e| {
+                io(format!("cannot reserve {bytes} bytes for the package"))(std::io::Error::from(e))
+            })?;
+    }
     Ok(())
 }
 
@@ -410,9 +440,12 @@ fn check_manifest(
     }
     let limits = evidence.inner.roster.evidence();
     if let Some(problem) = manifest.problem(limits.max_package_bytes, limits.chunk_bytes) {
-        return Err(EvidenceError::TooLarge(format!(
-            "the manifest from {from} is refused before transfer: {problem}"
-        )));
+        let why = format!("the manifest from {from} is refused before transfer: {problem}");
+        return Err(if manifest.total_bytes > limits.max_package_bytes {
+            EvidenceError::TooLarge(why)
+        } else {
+            EvidenceError::Refused(why)
+        });
     }
     let prologue = wire::prologue(&manifest.case_id, &manifest.from, &manifest.to);
     let opener = Opener::new(
