@@ -479,29 +479,43 @@ pub fn chunk_frame<E>(
     len: usize,
     fill: impl FnOnce(&mut [u8]) -> Result<(), E>,
 ) -> Result<Vec<u8>, E> {
-    let mut frame = Vec::with_capacity(CHUNK_TAG.len() + 9 + len);
-    frame.extend_from_slice(CHUNK_TAG);
+    chunk_frame_in(Vec::new(), len, fill)
+}
+
+/// As [`chunk_frame`], in `buffer`'s memory (its initialised bytes are reused as they are, so
+/// a recycled buffer needs no zeroing).
+pub fn chunk_frame_in<E>(
+    mut buffer: Vec<u8>,
+    len: usize,
+    fill: impl FnOnce(&mut [u8]) -> Result<(), E>,
+) -> Result<Vec<u8>, E> {
+    let mut header = Vec::with_capacity(CHUNK_TAG.len() + 9);
+    header.extend_from_slice(CHUNK_TAG);
     let n = len as u64;
     match n {
-        0..=23 => frame.push(0x40 | n as u8),
-        24..=0xff => frame.extend_from_slice(&[0x58, n as u8]),
+        0..=23 => header.push(0x40 | n as u8),
+        24..=0xff => header.extend_from_slice(&[0x58, n as u8]),
         0x100..=0xffff => {
-            frame.push(0x59);
-            frame.extend_from_slice(&(n as u16).to_be_bytes());
+            header.push(0x59);
+            header.extend_from_slice(&(n as u16).to_be_bytes());
         }
         0x1_0000..=0xffff_ffff => {
-            frame.push(0x5a);
-            frame.extend_from_slice(&(n as u32).to_be_bytes());
+            header.push(0x5a);
+            header.extend_from_slice(&(n as u32).to_be_bytes());
         }
         _ => {
-            frame.push(0x5b);
-            frame.extend_from_slice(&n.to_be_bytes());
+            header.push(0x5b);
+            header.extend_from_slice(&n.to_be_bytes());
         }
     }
-    let start = frame.len();
-    frame.resize(start + len, 0);
-    fill(&mut frame[start..])?;
-    Ok(frame)
+    let total = header.len() + len;
+    if buffer.len() < total {
+        buffer.resize(total, 0);
+    }
+    buffer[..header.len()].copy_from_slice(&header);
+    fill(&mut buffer[header.len()..total])?;
+    buffer.truncate(total);
+    Ok(buffer)
 }
 
 /// Where the sealed bytes of a chunk response lie in `frame`, when it is one (in canonical
@@ -641,6 +655,12 @@ mod tests {
             })
             .unwrap();
             assert_eq!(fast, generic, "len {len}");
+            let reused = chunk_frame_in(vec![9u8; 3 << 20], len, |out| {
+                out.copy_from_slice(&bytes);
+                Ok::<_, ()>(())
+            })
+            .unwrap();
+            assert_eq!(reused, generic, "len {len}, in a used buffer");
             let range = chunk_in_frame(&fast).unwrap();
             assert_eq!(&fast[range], &bytes[..]);
             let decoded: EvidenceResponse = crate::from_cbor(&fast, usize::MAX).unwrap();

@@ -146,7 +146,8 @@ impl Evidence {
                 ));
                 let read = tokio::task::spawn_blocking(move || {
                     let file = std::fs::File::open(&path)?;
-                    wire::chunk_frame(len, |out| file.read_exact_at(out, offset))
+                    let buffer = crate::network::codec::buffer(0);
+                    wire::chunk_frame_in(buffer, len, |out| file.read_exact_at(out, offset))
                 })
                 .await;
                 let mut frame = match read {
@@ -579,6 +580,7 @@ async fn fetch_chunk(
         }
         file.write_at(bytes, offset)
             .map_err(|e| ChunkFailure::Local(io("cannot write the package")(e)))?;
+        crate::network::codec::recycle(frame);
         Ok((index, len))
     })
     .await

@@ -5,6 +5,7 @@
 //! message can be answered with a reason instead of a silently reset stream.
 
 use std::io;
+use std::sync::Mutex;
 
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use libp2p::StreamProtocol;
@@ -29,14 +30,68 @@ impl Default for FrameCodec {
     }
 }
 
+/// Large response buffers given back by their readers (evidence chunks), reused for the next
+/// responses: a fresh megabyte from the allocator costs page faults and zeroing every time.
+static SPARE: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
+/// Spare buffers kept at most (a few chunks' worth of memory).
+const MAX_SPARE: usize = 16;
+/// Smallest buffer worth keeping.
+const MIN_SPARE: usize = 256 << 10;
+
+/// Gives a frame's buffer back for reuse once its bytes are no longer needed.
+pub fn recycle(mut frame: Vec<u8>) {
+    if frame.capacity() < MIN_SPARE {
+        return;
+    }
+    // Kept initialised to its capacity, so that the next read needs no zeroing.
+    frame.resize(frame.capacity(), 0);
+    let mut spare = SPARE.lock().expect("spare buffers lock");
+    if spare.len() < MAX_SPARE {
+        spare.push(frame);
+    }
+}
+
+/// A buffer of at least `len` initialised bytes: a spare one if there is one.
+pub fn buffer(len: usize) -> Vec<u8> {
+    let spare = SPARE.lock().expect("spare buffers lock").pop();
+    match spare {
+        Some(buf) if buf.len() >= len => buf,
+        _ => vec![0u8; len],
+    }
+}
+
 async fn read_frame<T: AsyncRead + Unpin + Send>(
     io: &mut T,
     max: usize,
     capacity: usize,
 ) -> io::Result<Vec<u8>> {
-    let mut frame = Vec::with_capacity(capacity.min(max + 1));
-    // Read one byte past the limit to tell "exactly at the limit" from "over it".
-    io.take(max as u64 + 1).read_to_end(&mut frame).await?;
+    let frame = if capacity == 0 {
+        let mut frame = Vec::new();
+        // Read one byte past the limit to tell "exactly at the limit" from "over it".
+        io.take(max as u64 + 1).read_to_end(&mut frame).await?;
+        frame
+    } else {
+        // Into an initialised buffer, reused when possible; it grows up to one byte past the
+        // limit, to tell "exactly at the limit" from "over it".
+        let mut frame = buffer(capacity.min(max + 1));
+        let mut filled = 0;
+        loop {
+            if filled == frame.len() {
+                let grown = (frame.len() * 2).min(max + 1);
+                if grown == frame.len() {
+                    break;
+                }
+                frame.resize(grown, 0);
+            }
+            let n = io.read(&mut frame[filled..]).await?;
+            if n == 0 {
+                break;
+            }
+            filled += n;
+        }
+        frame.truncate(filled);
+        frame
+    };
     if frame.len() > max {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
@@ -111,7 +166,9 @@ impl Codec for FrameCodec {
     where
         T: AsyncWrite + Unpin + Send,
     {
-        write_frame(io, &res, self.max_response).await
+        let written = write_frame(io, &res, self.max_response).await;
+        recycle(res);
+        written
     }
 }
 
@@ -143,5 +200,34 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(empty.kind(), io::ErrorKind::UnexpectedEof);
+    }
+
+    #[tokio::test]
+    async fn reused_buffers_hold_only_the_new_frame() {
+        let mut codec = FrameCodec {
+            max_request: 8,
+            max_response: 1 << 20,
+            response_capacity: 1 << 20,
+        };
+        let proto = StreamProtocol::new("/t");
+        // Buffers full of an old chunk's bytes, given back for reuse.
+        for _ in 0..3 {
+            recycle(vec![0xAAu8; 1 << 20]);
+        }
+        let frame = codec
+            .read_response(&proto, &mut Cursor::new(b"new frame".to_vec()))
+            .await
+            .unwrap();
+        assert_eq!(frame, b"new frame");
+        let full = codec
+            .read_response(&proto, &mut Cursor::new(vec![7u8; 1 << 20]))
+            .await
+            .unwrap();
+        assert!(full.len() == 1 << 20 && full.iter().all(|b| *b == 7));
+        let over = codec
+            .read_response(&proto, &mut Cursor::new(vec![7u8; (1 << 20) + 1]))
+            .await
+            .unwrap_err();
+        assert!(over.to_string().contains("limit"));
     }
 }
