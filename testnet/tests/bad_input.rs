@@ -73,6 +73,24 @@ async fn malformed_forged_oversized_invalid_and_stranger_requests_are_refused() 
         .unwrap();
     let (code, detail) = rejection(from_cbor(&answer, limits::MAX_RESPONSE_FRAME).unwrap());
     assert_eq!(code, RejectCode::Malformed, "{detail}");
+    // The same bad frame again is refused again, but recorded once: a faulty member cannot
+    // grow the refusal and audit logs without end.
+    for _ in 0..3 {
+        let again = sender
+            .send_frame(de.peer_id, b"\xff\x00 not cbor".to_vec())
+            .await
+            .unwrap();
+        let (code, _) = rejection(from_cbor(&again, limits::MAX_RESPONSE_FRAME).unwrap());
+        assert_eq!(code, RejectCode::Malformed);
+    }
+    let malformed = de_client
+        .refusals()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.code == RejectCode::Malformed)
+        .count();
+    assert_eq!(malformed, 1, "repeats of one refusal are recorded once");
 
     // 2. An oversized frame: the stream is refused, the node lives on.
     let oversized = vec![0u8; limits::MAX_REQUEST_FRAME + 1];

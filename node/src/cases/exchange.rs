@@ -26,6 +26,11 @@ use crate::network::InboundRequest;
 use crate::roster::Member;
 use crate::store::{Batch, Cf, StoreError};
 
+/// A refusal identical to one recorded less than this long ago is not recorded again.
+const REFUSAL_REPEAT_WINDOW: Duration = Duration::from_secs(3600);
+/// Distinct recent refusals remembered for that.
+const MAX_RECENT_REFUSALS: usize = 10_000;
+
 /// Inbound requests handled at once; more wait in the network's bounded queue.
 const MAX_CONCURRENT: usize = 128;
 
@@ -612,6 +617,27 @@ impl Cases {
             RejectCode::Invalid => withheld_problems(reason),
             _ => reason.to_owned(),
         };
+        // The same refusal again (an invalid event offered by every pull, say) is recorded
+        // once per window, so that a faulty member cannot grow the log without end.
+        {
+            let mut recent = self.inner.recent_refusals.lock().expect("refusals lock");
+            let key = (peer, case_id, code, reason.clone());
+            let now = std::time::Instant::now();
+            if recent
+                .get(&key)
+                .is_some_and(|at| now.duration_since(*at) < REFUSAL_REPEAT_WINDOW)
+            {
+                tracing::debug!(%peer, %code, "refusal already recorded in this window");
+                return;
+            }
+            if recent.len() >= MAX_RECENT_REFUSALS {
+                recent.retain(|_, at| now.duration_since(*at) < REFUSAL_REPEAT_WINDOW);
+                if recent.len() >= MAX_RECENT_REFUSALS {
+                    recent.clear();
+                }
+            }
+            recent.insert(key, now);
+        }
         let refusal = Refusal {
             at: Timestamp::now(),
             peer: peer.to_string(),

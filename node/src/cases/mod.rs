@@ -65,6 +65,14 @@ pub enum CaseError {
     Vault(#[from] crate::vault::VaultError),
 }
 
+/// What makes two refusals the same: who, which case, which code, which reason.
+type RefusalKey = (
+    libp2p::PeerId,
+    Option<CaseId>,
+    comity_protocol::RejectCode,
+    String,
+);
+
 /// The case service: a cheap, cloneable handle.
 #[derive(Clone, Debug)]
 pub struct Cases {
@@ -99,6 +107,8 @@ struct Inner {
     /// Wakes the evidence service: a fulfilment named a package, or its arrival was confirmed.
     evidence_wake: Arc<tokio::sync::Notify>,
     cases_per_pull: usize,
+    /// Refusals recorded lately, by peer, case, code and reason: repeats are not recorded.
+    recent_refusals: Mutex<HashMap<RefusalKey, std::time::Instant>>,
 }
 
 impl Cases {
@@ -141,6 +151,7 @@ impl Cases {
                 sync_rx: Mutex::new(Some(sync_rx)),
                 evidence_wake: Arc::new(tokio::sync::Notify::new()),
                 cases_per_pull: settings.cases_per_pull.max(1),
+                recent_refusals: Mutex::new(HashMap::new()),
             }),
         };
         let pending = cases.outbox_entries()?;
