@@ -80,6 +80,49 @@ async fn a_rewritten_log_is_caught_by_a_witness() {
             .audit_alerts
             .is_empty()
     );
+    // A proof of one of DE's entries carries FR's cosignature of the checkpoint it is proved
+    // against, which anyone can check offline.
+    let out = comity(&bloc.node("DE").config, &["audit", "prove", "0"]);
+    let proof_file = dir.path().join("proof.json");
+    std::fs::write(&proof_file, ok(out)).unwrap();
+    let de_key = comity_node::identity::NodeIdentity::load(&bloc.node("DE").dir.join("node.key"))
+        .unwrap()
+        .public_key()
+        .to_string();
+    let fr_key = comity_node::identity::NodeIdentity::load(&bloc.node("FR").dir.join("node.key"))
+        .unwrap()
+        .public_key()
+        .to_string();
+    let check = |file: &std::path::Path| {
+        std::process::Command::new(comity_testnet::comity_binary().unwrap())
+            .args([
+                "audit",
+                "check",
+                file.to_str().unwrap(),
+                "--signer",
+                &de_key,
+            ])
+            .output()
+            .unwrap()
+    };
+    let checked = ok(check(&proof_file));
+    assert!(
+        checked.contains("cosigned by FR") && checked.contains(&fr_key),
+        "{checked}"
+    );
+    // A cosignature altered in the proof makes the whole proof fail.
+    let mut proof: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&proof_file).unwrap()).unwrap();
+    let signature = proof["cosignatures"][0]["signature"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let flipped = if signature.starts_with('0') { "1" } else { "0" };
+    proof["cosignatures"][0]["signature"] = format!("{flipped}{}", &signature[1..]).into();
+    std::fs::write(&proof_file, proof.to_string()).unwrap();
+    let out = check(&proof_file);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cosignature"));
 
     // DE rewrites its history: one entry changed, its leaf and checkpoints redone to match.
     bloc.stop("DE").unwrap();

@@ -7,7 +7,7 @@
 //! verifies a log and proves entries — from a store opened read-only, beside a running node,
 //! so that auditors need not stop it.
 
-use comity_protocol::audit::Checkpoint;
+use comity_protocol::audit::{Checkpoint, Cosignature};
 use comity_protocol::merkle::{self, ConsistencyProof, InclusionProof};
 use comity_protocol::{
     CaseEvent, CaseId, Hash32, Jurisdiction, SignedEnvelope, Timestamp, from_cbor, limits,
@@ -249,30 +249,66 @@ pub fn verify(
 }
 
 /// An inclusion proof of one entry, with the signed checkpoint it is proved against: enough
-/// for anyone with the node's public key to check it.
+/// for anyone with the node's public key to check it. With the other members' cosignatures of
+/// that checkpoint, when it has some: they vouch that the node showed them the same log.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct EntryProof {
     #[serde(with = "hex_bytes")]
     pub entry: Vec<u8>,
     pub proof: InclusionProof,
     pub checkpoint: SignedEnvelope,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cosignatures: Vec<SignedEnvelope>,
 }
 
-/// Proves entry `index` against the first checkpoint that covers it.
+/// Proves entry `index` against the checkpoint covering it that the most witnesses cosigned
+/// (of the latest cosignature kept from each), else against the first that covers it.
 pub fn prove(store: &Store, index: u64) -> Result<EntryProof, AuditError> {
     let entry = store
         .get(Cf::Audit, &index_key(index))?
         .ok_or(AuditError::NoEntry(index))?;
-    let (size, checkpoint) = checkpoints(store)?
+    let all = checkpoints(store)?;
+    let roots: std::collections::BTreeMap<u64, Hash32> = all
+        .iter()
+        .filter_map(|(size, c)| {
+            let c: Checkpoint = from_cbor(&c.body, limits::MAX_RESPONSE_FRAME).ok()?;
+            Some((*size, c.root))
+        })
+        .collect();
+    // Cosignatures kept (the latest of each witness) that match one of our checkpoints.
+    let cosigned: Vec<(u64, SignedEnvelope)> = store
+        .scan(Cf::Cosignatures)?
         .into_iter()
-        .find(|(size, _)| *size > index)
-        .ok_or(AuditError::NotCheckpointed(index))?;
+        .filter_map(|(_, v)| {
+            let envelope = SignedEnvelope::from_bytes(&v, limits::MAX_RESPONSE_FRAME).ok()?;
+            let c: Cosignature = from_cbor(&envelope.body, limits::MAX_RESPONSE_FRAME).ok()?;
+            (roots.get(&c.tree_size) == Some(&c.root)).then_some((c.tree_size, envelope))
+        })
+        .collect();
+    let best = roots
+        .keys()
+        .filter(|size| **size > index)
+        .map(|size| (cosigned.iter().filter(|(s, _)| s == size).count(), *size))
+        .filter(|(count, _)| *count > 0)
+        // Most cosignatures, then the smallest tree.
+        .max_by_key(|(count, size)| (*count, std::cmp::Reverse(*size)))
+        .map(|(_, size)| size);
+    let (size, checkpoint) = match best {
+        Some(size) => all.into_iter().find(|(s, _)| *s == size),
+        None => all.into_iter().find(|(size, _)| *size > index),
+    }
+    .ok_or(AuditError::NotCheckpointed(index))?;
     let leaves = leaves(store)?;
     let proof = InclusionProof::generate(&leaves[..size as usize], index)?;
     Ok(EntryProof {
         entry,
         proof,
         checkpoint,
+        cosignatures: cosigned
+            .into_iter()
+            .filter(|(s, _)| *s == size)
+            .map(|(_, c)| c)
+            .collect(),
     })
 }
 
@@ -306,7 +342,7 @@ pub fn consistency(store: &Store, old: u64, new: u64) -> Result<CheckpointConsis
 pub fn check_entry(
     proof: &EntryProof,
     signer: &ed25519_dalek::VerifyingKey,
-) -> Result<Checkpoint, String> {
+) -> Result<(Checkpoint, Vec<(Cosignature, comity_protocol::PublicKey)>), String> {
     let checkpoint: Checkpoint = proof
         .checkpoint
         .open(signer)
@@ -318,7 +354,29 @@ pub fn check_entry(
         .proof
         .verify(&merkle::leaf_hash(&proof.entry), &checkpoint.root.0)
         .map_err(|e| e.to_string())?;
-    Ok(checkpoint)
+    // Each cosignature must be signed by its stated key and be of this very checkpoint; whose
+    // key it is, the reader checks against the bloc roster.
+    let mut cosigners = Vec::new();
+    for envelope in &proof.cosignatures {
+        let key = envelope
+            .signer
+            .verifying_key()
+            .map_err(|e| format!("cosignature: {e}"))?;
+        let c: Cosignature = envelope
+            .open(&key)
+            .map_err(|e| format!("cosignature: {e}"))?;
+        if c.log != checkpoint.log
+            || c.tree_size != checkpoint.tree_size
+            || c.root != checkpoint.root
+        {
+            return Err(format!(
+                "the cosignature by {} is of another checkpoint ({} entries)",
+                c.witness, c.tree_size
+            ));
+        }
+        cosigners.push((c, envelope.signer));
+    }
+    Ok((checkpoint, cosigners))
 }
 
 /// Checks a consistency proof with the node's public key alone.

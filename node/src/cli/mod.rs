@@ -873,12 +873,18 @@ fn audit(command: AuditCommand) -> anyhow::Result<()> {
                 .verifying_key()
                 .map_err(|e| anyhow::anyhow!("--signer: {e}"))?;
             if let Ok(proof) = serde_json::from_str::<audit::EntryProof>(&text) {
-                let checkpoint = audit::check_entry(&proof, &key)
+                let (checkpoint, cosigners) = audit::check_entry(&proof, &key)
                     .map_err(|e| anyhow::anyhow!("the proof does not hold: {e}"))?;
                 println!(
                     "entry {} is in {}'s audit log of {} entries, as signed at {}",
                     proof.proof.index, checkpoint.log, checkpoint.tree_size, checkpoint.at
                 );
+                for (c, key) in &cosigners {
+                    println!(
+                        "cosigned by {} at {} with key {key} (check it against the bloc roster)",
+                        c.witness, c.at
+                    );
+                }
                 return Ok(());
             }
             let proof: audit::CheckpointConsistency =
