@@ -40,6 +40,7 @@ fn init_creates_a_private_node_directory_and_refuses_to_run_twice() {
     assert!(stdout.contains("PeerId"));
     assert_eq!(mode(&node.join("node.key")), 0o600);
     assert_eq!(mode(&node.join("master.key")), 0o600);
+    assert_eq!(mode(&node.join("sealing.key")), 0o600);
     assert_eq!(mode(&token_file), 0o600);
     assert_eq!(mode(&node), 0o700);
     let config = std::fs::read_to_string(node.join("comity.toml")).unwrap();

@@ -764,6 +764,9 @@ async fn init_node(args: InitArgs) -> anyhow::Result<()> {
         args.data_dir.display()
     );
     println!("  PeerId       {}", done.peer_id);
+    if let Some(key) = &done.member.sealing_key {
+        println!("  sealing key  {key} (evidence for this jurisdiction is sealed to it)");
+    }
     println!("  config       {}", done.config_path.display());
     println!(
         "  roster entry {}",

@@ -786,3 +786,31 @@ fn load_or_create_sealing_key(path: &Path) -> Result<([u8; 32], SealingKey), Evi
         .map_err(|e| EvidenceError::Io(e.to_string()))?;
     Ok((bytes, SealingKey(public)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn sealing_key_is_made_once_kept_private_and_refused_when_exposed_or_damaged() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sealing.key");
+        let (private, public) = load_or_create_sealing_key(&path).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert_eq!(
+            load_or_create_sealing_key(&path).unwrap(),
+            (private, public)
+        );
+
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let err = load_or_create_sealing_key(&path).unwrap_err().to_string();
+        assert!(err.contains("chmod 600"), "{err}");
+
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::fs::write(&path, "not a key\n").unwrap();
+        let err = load_or_create_sealing_key(&path).unwrap_err().to_string();
+        assert!(err.contains("restore it from backup"), "{err}");
+    }
+}
