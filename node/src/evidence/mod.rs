@@ -11,17 +11,19 @@
 //! sizes only, never file names or content.
 
 mod direct;
+mod keys;
 mod open;
 mod package;
+pub mod record;
 mod transfer;
 
 use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use comity_protocol::evidence::{EvidenceManifest, SealingKey};
-use comity_protocol::{CaseId, Hash32, Jurisdiction, SignedEnvelope, Timestamp};
+use comity_protocol::{CaseId, Jurisdiction, SignedEnvelope, Timestamp};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 use tracing::{info, warn};
@@ -33,8 +35,11 @@ use crate::network;
 use crate::roster::Roster;
 use crate::store::{Batch, Cf, Store, StoreError};
 
+pub use keys::create_sealing_key;
+use keys::load_or_create_sealing_key;
 pub use open::{FileStream, PackageIndex};
 pub use package::{Fulfilled, Upload, UploadFile, UploadTicket};
+pub use record::{Direction, EvidenceStatus, PackageRecord, PackageState, announce};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EvidenceError {
@@ -74,83 +79,6 @@ fn io(what: impl std::fmt::Display) -> impl FnOnce(std::io::Error) -> EvidenceEr
             EvidenceError::Io(format!("{what}: {e}"))
         }
     }
-}
-
-/// Which way a package goes on this node.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Direction {
-    /// Sealed here, served to the requesting member.
-    Outgoing,
-    /// Announced by a fulfilment, pulled from the executing member.
-    Incoming,
-}
-
-/// Where a package stands on this node.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum PackageState {
-    /// Incoming: the fulfilment named it; the manifest is not fetched yet.
-    Announced,
-    /// Incoming: the manifest is checked and chunks are being pulled.
-    Transferring,
-    /// Incoming: every chunk verified and the file is durable. Outgoing: sealed and served.
-    Complete,
-}
-
-/// The stored record of a case's package (`Cf::Evidence`, keyed by case id).
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct PackageRecord {
-    pub case_id: CaseId,
-    pub direction: Direction,
-    pub root: Hash32,
-    /// The other member: the requester for an outgoing package, the executing side otherwise.
-    pub counterparty: Jurisdiction,
-    pub state: PackageState,
-    /// The signed manifest, sealed with the case's data key (absent until fetched).
-    #[serde(with = "serde_bytes", default)]
-    pub manifest: Vec<u8>,
-    pub total_bytes: u64,
-    pub sealed_bytes: u64,
-    pub chunks: u64,
-    pub chunk_size: u32,
-    pub created_at: Timestamp,
-    pub completed_at: Option<Timestamp>,
-    /// Milliseconds from the first chunk requested to the last verified (incoming).
-    pub transfer_ms: Option<u64>,
-    pub last_error: Option<String>,
-    /// Outgoing: the sealed copy was deleted once the requester confirmed its arrival.
-    #[serde(default)]
-    pub delivered: bool,
-}
-
-/// What `comity evidence status` shows.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct EvidenceStatus {
-    pub case_id: CaseId,
-    pub direction: Direction,
-    pub root: Hash32,
-    pub counterparty: Jurisdiction,
-    pub state: PackageState,
-    pub total_bytes: u64,
-    pub sealed_bytes: u64,
-    pub chunks: u64,
-    /// Incoming: chunks verified and kept. Outgoing: equal to `chunks`.
-    pub chunks_verified: u64,
-    pub bytes_verified: u64,
-    /// Incoming: chunk responses received since this node started (resent ones included).
-    pub chunks_fetched: u64,
-    /// Outgoing: chunk responses served since this node started.
-    pub chunks_served: u64,
-    /// Bytes per second over the current transfer, when one is running.
-    pub rate_bytes_per_s: Option<f64>,
-    pub eta_secs: Option<f64>,
-    pub created_at: Timestamp,
-    pub completed_at: Option<Timestamp>,
-    pub transfer_ms: Option<u64>,
-    /// Outgoing: whether the requester's node stated that the package arrived whole.
-    pub received_confirmed: bool,
-    pub last_error: Option<String>,
 }
 
 /// Testnets only: what the sending side does wrong on purpose.
@@ -715,102 +643,5 @@ struct Running(Evidence, CaseId);
 impl Drop for Running {
     fn drop(&mut self) {
         self.0.inner.running.lock().expect("lock").remove(&self.1);
-    }
-}
-
-/// Puts the record of an announced package (a fulfilment naming `root` arrived) in `batch`,
-/// with the events that announce it: its transfer starts once the batch is stored.
-pub fn announce(batch: &mut Batch, case_id: CaseId, root: Hash32, from: &Jurisdiction) {
-    let record = PackageRecord {
-        case_id,
-        direction: Direction::Incoming,
-        root,
-        counterparty: from.clone(),
-        state: PackageState::Announced,
-        manifest: Vec::new(),
-        total_bytes: 0,
-        sealed_bytes: 0,
-        chunks: 0,
-        chunk_size: 0,
-        created_at: Timestamp::now(),
-        completed_at: None,
-        transfer_ms: None,
-        last_error: None,
-        delivered: false,
-    };
-    batch.put(
-        Cf::Evidence,
-        case_id.to_string().into_bytes(),
-        encode(&record),
-    );
-}
-
-/// Makes a new sealing key file (0600) and returns its public half, for the roster.
-pub fn create_sealing_key(path: &Path) -> anyhow::Result<SealingKey> {
-    let (private, public) = comity_protocol::evidence::generate_sealing_key()?;
-    crate::roster::write_private(path, format!("{}\n", hex::encode(private)).as_bytes())
-        .map_err(|e| anyhow::anyhow!("cannot write the sealing key {}: {e}", path.display()))?;
-    Ok(SealingKey(public))
-}
-
-/// Reads the sealing key (refusing one readable by others), or makes it if this node was
-/// initialised before evidence existed.
-fn load_or_create_sealing_key(path: &Path) -> Result<([u8; 32], SealingKey), EvidenceError> {
-    use std::os::unix::fs::PermissionsExt;
-    let shown = path.display();
-    let meta = match std::fs::metadata(path) {
-        Ok(meta) => meta,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let public = create_sealing_key(path).map_err(|e| EvidenceError::Io(e.to_string()))?;
-            warn!(path = %shown, sealing_key = %public, "made a new sealing key: add it to this node's roster entry");
-            return load_or_create_sealing_key(path);
-        }
-        Err(e) => return Err(io(format!("cannot read {shown}"))(e)),
-    };
-    let mode = meta.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
-        return Err(EvidenceError::Io(format!(
-            "sealing key {shown} is readable by others (mode {mode:o}); run `chmod 600 {shown}`"
-        )));
-    }
-    let text = std::fs::read_to_string(path).map_err(io(format!("cannot read {shown}")))?;
-    let bytes = hex::decode(text.trim())
-        .ok()
-        .and_then(|b| <[u8; 32]>::try_from(b).ok())
-        .ok_or_else(|| {
-            EvidenceError::Io(format!(
-                "sealing key {shown} is not 64 hex characters; restore it from backup"
-            ))
-        })?;
-    let public = comity_protocol::evidence::sealing_public_key(&bytes)
-        .map_err(|e| EvidenceError::Io(e.to_string()))?;
-    Ok((bytes, SealingKey(public)))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::os::unix::fs::PermissionsExt;
-
-    #[test]
-    fn sealing_key_is_made_once_kept_private_and_refused_when_exposed_or_damaged() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("sealing.key");
-        let (private, public) = load_or_create_sealing_key(&path).unwrap();
-        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode, 0o600);
-        assert_eq!(
-            load_or_create_sealing_key(&path).unwrap(),
-            (private, public)
-        );
-
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-        let err = load_or_create_sealing_key(&path).unwrap_err().to_string();
-        assert!(err.contains("chmod 600"), "{err}");
-
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-        std::fs::write(&path, "not a key\n").unwrap();
-        let err = load_or_create_sealing_key(&path).unwrap_err().to_string();
-        assert!(err.contains("restore it from backup"), "{err}");
     }
 }

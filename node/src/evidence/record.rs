@@ -1,0 +1,112 @@
+//! What a node stores of each case's evidence package (`Cf::Evidence`, keyed by case id), and
+//! what it shows of it. The manifest inside is sealed with the case's key.
+
+use comity_protocol::{CaseId, Hash32, Jurisdiction, Timestamp};
+use serde::{Deserialize, Serialize};
+
+use crate::cases::record::encode;
+use crate::store::{Batch, Cf};
+
+/// Which way a package goes on this node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Direction {
+    /// Sealed here, served to the requesting member.
+    Outgoing,
+    /// Announced by a fulfilment, pulled from the executing member.
+    Incoming,
+}
+
+/// Where a package stands on this node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PackageState {
+    /// Incoming: the fulfilment named it; the manifest is not fetched yet.
+    Announced,
+    /// Incoming: the manifest is checked and chunks are being pulled.
+    Transferring,
+    /// Incoming: every chunk verified and the file is durable. Outgoing: sealed and served.
+    Complete,
+}
+
+/// The stored record of a case's package (`Cf::Evidence`, keyed by case id).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PackageRecord {
+    pub case_id: CaseId,
+    pub direction: Direction,
+    pub root: Hash32,
+    /// The other member: the requester for an outgoing package, the executing side otherwise.
+    pub counterparty: Jurisdiction,
+    pub state: PackageState,
+    /// The signed manifest, sealed with the case's data key (absent until fetched).
+    #[serde(with = "serde_bytes", default)]
+    pub manifest: Vec<u8>,
+    pub total_bytes: u64,
+    pub sealed_bytes: u64,
+    pub chunks: u64,
+    pub chunk_size: u32,
+    pub created_at: Timestamp,
+    pub completed_at: Option<Timestamp>,
+    /// Milliseconds from the first chunk requested to the last verified (incoming).
+    pub transfer_ms: Option<u64>,
+    pub last_error: Option<String>,
+    /// Outgoing: the sealed copy was deleted once the requester confirmed its arrival.
+    #[serde(default)]
+    pub delivered: bool,
+}
+
+/// What `comity evidence status` shows.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct EvidenceStatus {
+    pub case_id: CaseId,
+    pub direction: Direction,
+    pub root: Hash32,
+    pub counterparty: Jurisdiction,
+    pub state: PackageState,
+    pub total_bytes: u64,
+    pub sealed_bytes: u64,
+    pub chunks: u64,
+    /// Incoming: chunks verified and kept. Outgoing: equal to `chunks`.
+    pub chunks_verified: u64,
+    pub bytes_verified: u64,
+    /// Incoming: chunk responses received since this node started (resent ones included).
+    pub chunks_fetched: u64,
+    /// Outgoing: chunk responses served since this node started.
+    pub chunks_served: u64,
+    /// Bytes per second over the current transfer, when one is running.
+    pub rate_bytes_per_s: Option<f64>,
+    pub eta_secs: Option<f64>,
+    pub created_at: Timestamp,
+    pub completed_at: Option<Timestamp>,
+    pub transfer_ms: Option<u64>,
+    /// Outgoing: whether the requester's node stated that the package arrived whole.
+    pub received_confirmed: bool,
+    pub last_error: Option<String>,
+}
+
+/// Puts the record of an announced package (a fulfilment naming `root` arrived) in `batch`,
+/// with the events that announce it: its transfer starts once the batch is stored.
+pub fn announce(batch: &mut Batch, case_id: CaseId, root: Hash32, from: &Jurisdiction) {
+    let record = PackageRecord {
+        case_id,
+        direction: Direction::Incoming,
+        root,
+        counterparty: from.clone(),
+        state: PackageState::Announced,
+        manifest: Vec::new(),
+        total_bytes: 0,
+        sealed_bytes: 0,
+        chunks: 0,
+        chunk_size: 0,
+        created_at: Timestamp::now(),
+        completed_at: None,
+        transfer_ms: None,
+        last_error: None,
+        delivered: false,
+    };
+    batch.put(
+        Cf::Evidence,
+        case_id.to_string().into_bytes(),
+        encode(&record),
+    );
+}
