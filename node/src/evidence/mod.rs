@@ -413,22 +413,23 @@ impl Evidence {
             .store
             .scan(Cf::Evidence)?
             .iter()
+            // Manifests are kept beside the records, under `CASE/manifest`.
+            .filter(|(k, _)| !k.contains(&b'/'))
             .filter_map(|(_, v)| decode::<PackageRecord>(v).ok())
             .collect())
     }
 
-    /// A sent package's record as served: cached, without its manifest.
+    /// A sent package's record as served: cached.
     fn served(&self, case_id: &CaseId) -> Result<Option<Arc<PackageRecord>>, EvidenceError> {
         if let Some(record) = self.inner.serving.lock().expect("lock").get(case_id) {
             return Ok(Some(record.clone()));
         }
-        let Some(mut record) = self.record(case_id)? else {
+        let Some(record) = self.record(case_id)? else {
             return Ok(None);
         };
         if record.direction != Direction::Outgoing {
             return Ok(None);
         }
-        record.manifest = Vec::new();
         let record = Arc::new(record);
         self.inner
             .serving
@@ -459,6 +460,23 @@ impl Evidence {
         Ok(self.inner.store.commit(batch).await?)
     }
 
+    /// Stores a record with the package's signed manifest (sealed with the case's key), which
+    /// is kept under a key of its own: sweeps and lists read records, never manifests.
+    async fn put_with_manifest(
+        &self,
+        record: &PackageRecord,
+        sealed_manifest: Vec<u8>,
+    ) -> Result<(), EvidenceError> {
+        let mut batch = Batch::new();
+        batch.put(
+            Cf::Evidence,
+            record.case_id.to_string().into_bytes(),
+            encode(record),
+        );
+        batch.put(Cf::Evidence, manifest_key(&record.case_id), sealed_manifest);
+        Ok(self.inner.store.commit(batch).await?)
+    }
+
     async fn note_error(&self, case_id: &CaseId, error: &str) -> Result<(), EvidenceError> {
         if let Some(mut record) = self.record(case_id)? {
             record.last_error = Some(error.to_owned());
@@ -476,6 +494,7 @@ impl Evidence {
         self.delete_file(record)?;
         let mut batch = Batch::new();
         batch.delete(Cf::Evidence, record.case_id.to_string().into_bytes());
+        batch.delete(Cf::Evidence, manifest_key(&record.case_id));
         self.inner.store.commit(batch).await?;
         info!(case = %record.case_id, root = %record.root, "evidence package deleted: {why}");
         Ok(())
@@ -511,18 +530,22 @@ impl Evidence {
         record: &PackageRecord,
         case: &CaseRecord,
     ) -> Result<(SignedEnvelope, EvidenceManifest), EvidenceError> {
-        if record.manifest.is_empty() {
+        let Some(sealed) = self
+            .inner
+            .store
+            .get(Cf::Evidence, &manifest_key(&record.case_id))?
+        else {
             return Err(EvidenceError::Incomplete {
                 case: record.case_id,
                 verified: 0,
                 total: record.chunks,
             });
-        }
-        let bytes =
-            self.inner
-                .cases
-                .vault()
-                .unseal(&case.key_id, &case.case_id, &record.manifest)?;
+        };
+        let bytes = self
+            .inner
+            .cases
+            .vault()
+            .unseal(&case.key_id, &case.case_id, &sealed)?;
         let envelope =
             SignedEnvelope::from_bytes(&bytes, comity_protocol::limits::MAX_REQUEST_FRAME)
                 .map_err(|e| EvidenceError::Damaged(format!("stored manifest: {e}")))?;
@@ -635,6 +658,11 @@ impl Evidence {
         }
         Ok(case)
     }
+}
+
+/// Where a package's sealed manifest is kept in `Cf::Evidence`, beside its record.
+fn manifest_key(case_id: &CaseId) -> Vec<u8> {
+    format!("{case_id}/manifest").into_bytes()
 }
 
 /// Marks a case's transfer as running until dropped.

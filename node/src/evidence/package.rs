@@ -307,11 +307,6 @@ impl Evidence {
             root,
             counterparty: case.counterparty.clone(),
             state: PackageState::Complete,
-            manifest: self.inner.cases.vault().seal(
-                &case.key_id,
-                &case_id,
-                &envelope.to_bytes(),
-            )?,
             total_bytes: total,
             sealed_bytes: manifest.sealed_total(),
             chunks: manifest.chunks.len() as u64,
@@ -322,7 +317,12 @@ impl Evidence {
             last_error: None,
             delivered: false,
         };
-        self.put(&record).await?;
+        let sealed_manifest =
+            self.inner
+                .cases
+                .vault()
+                .seal(&case.key_id, &case_id, &envelope.to_bytes())?;
+        self.put_with_manifest(&record, sealed_manifest).await?;
         let fulfilled = EventKind::Fulfilled {
             manifest_root: Some(root),
             note: upload.note,

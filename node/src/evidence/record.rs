@@ -1,5 +1,5 @@
 //! What a node stores of each case's evidence package (`Cf::Evidence`, keyed by case id), and
-//! what it shows of it. The manifest inside is sealed with the case's key.
+//! what it shows of it. Its signed manifest is kept beside it, sealed with the case's key.
 
 use comity_protocol::{CaseId, Hash32, Jurisdiction, Timestamp};
 use serde::{Deserialize, Serialize};
@@ -38,9 +38,6 @@ pub struct PackageRecord {
     /// The other member: the requester for an outgoing package, the executing side otherwise.
     pub counterparty: Jurisdiction,
     pub state: PackageState,
-    /// The signed manifest, sealed with the case's data key (absent until fetched).
-    #[serde(with = "serde_bytes", default)]
-    pub manifest: Vec<u8>,
     pub total_bytes: u64,
     pub sealed_bytes: u64,
     pub chunks: u64,
@@ -93,7 +90,6 @@ pub fn announce(batch: &mut Batch, case_id: CaseId, root: Hash32, from: &Jurisdi
         root,
         counterparty: from.clone(),
         state: PackageState::Announced,
-        manifest: Vec::new(),
         total_bytes: 0,
         sealed_bytes: 0,
         chunks: 0,

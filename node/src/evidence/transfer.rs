@@ -105,12 +105,7 @@ impl Evidence {
                     Ok(c) => c,
                     Err(e) => return refused(e.to_string()),
                 };
-                let full = match self.record(&case_id) {
-                    Ok(Some(r)) => r,
-                    Ok(None) => return refused(format!("no evidence package for case {case_id}")),
-                    Err(e) => return refused(format!("cannot read the package now: {e}")),
-                };
-                match self.manifest(&full, &case) {
+                match self.manifest(&record, &case) {
                     Ok((mut envelope, _)) => {
                         if faults.forge_manifest {
                             envelope.signature.0[0] ^= 1;
@@ -242,10 +237,11 @@ pub(super) async fn pull(evidence: &Evidence, case_id: CaseId) -> Result<(), Evi
             }
         };
         let manifest = check_manifest(evidence, &record, &envelope, &key)?;
-        record.manifest = inner
-            .cases
-            .vault()
-            .seal(&case.key_id, &case_id, &envelope.to_bytes())?;
+        let sealed_manifest =
+            inner
+                .cases
+                .vault()
+                .seal(&case.key_id, &case_id, &envelope.to_bytes())?;
         record.total_bytes = manifest.total_bytes;
         record.sealed_bytes = manifest.sealed_total();
         record.chunks = manifest.chunks.len() as u64;
@@ -253,7 +249,7 @@ pub(super) async fn pull(evidence: &Evidence, case_id: CaseId) -> Result<(), Evi
         reserve(&partial, record.sealed_bytes)?;
         record.state = PackageState::Transferring;
         record.last_error = None;
-        evidence.put(&record).await?;
+        evidence.put_with_manifest(&record, sealed_manifest).await?;
         inner.progress.lock().expect("lock").insert(
             case_id,
             Progress {
