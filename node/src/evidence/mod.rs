@@ -234,7 +234,9 @@ impl Evidence {
     }
 
     async fn sweep(&self) -> Result<(), EvidenceError> {
-        for record in self.records()? {
+        let records = self.records()?;
+        let known: HashSet<String> = records.iter().map(|r| r.case_id.to_string()).collect();
+        for record in records {
             let case = self.inner.cases.get(&record.case_id)?;
             let purged = case.as_ref().is_none_or(|c| c.purged_at.is_some());
             if purged {
@@ -268,17 +270,12 @@ impl Evidence {
                 }
             }
         }
-        self.delete_orphans()
+        self.delete_orphans(&known)
     }
 
     /// Deletes package files no record names (a crash between writing a file and recording
     /// it, or after a purge), once they are an hour old and no upload is writing them.
-    fn delete_orphans(&self) -> Result<(), EvidenceError> {
-        let known: HashSet<String> = self
-            .records()?
-            .iter()
-            .map(|r| r.case_id.to_string())
-            .collect();
+    fn delete_orphans(&self, known: &HashSet<String>) -> Result<(), EvidenceError> {
         let uploading: HashSet<String> = self
             .inner
             .uploading
