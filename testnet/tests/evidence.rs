@@ -124,6 +124,14 @@ async fn wait_evidence(
     }
 }
 
+/// Polls until the transfer's last error says `why`.
+async fn refused_with(client: &AdminClient, id: CaseId, why: &str) -> EvidenceStatus {
+    wait_evidence(client, id, &format!("a refusal saying {why:?}"), |s| {
+        s.last_error.as_deref().is_some_and(|e| e.contains(why))
+    })
+    .await
+}
+
 async fn complete(client: &AdminClient, id: CaseId) -> EvidenceStatus {
     wait_evidence(client, id, "complete", |s| {
         s.state == PackageState::Complete
@@ -444,12 +452,7 @@ async fn damaged_packages_are_refused_and_nothing_partial_is_exposed() {
     .await
     .unwrap();
     fulfil(&bloc, id, &files);
-    let s = wait_evidence(&fr, id, "forged manifest refused", |s| {
-        s.last_error
-            .as_deref()
-            .is_some_and(|e| e.contains("signature"))
-    })
-    .await;
+    let s = refused_with(&fr, id, "signature").await;
     assert_eq!(s.state, PackageState::Announced, "{s:?}");
     assert!(s.last_error.unwrap().contains("DE's roster key"));
     let err = failed(fetch("out"));
@@ -462,12 +465,7 @@ async fn damaged_packages_are_refused_and_nothing_partial_is_exposed() {
     })
     .await
     .unwrap();
-    let s = wait_evidence(&fr, id, "truncated chunk refused", |s| {
-        s.last_error
-            .as_deref()
-            .is_some_and(|e| e.contains("truncated"))
-    })
-    .await;
+    let s = refused_with(&fr, id, "truncated").await;
     assert!(s.chunks_verified < s.chunks, "{s:?}");
     de.evidence_faults(&EvidenceFaults {
         tamper_chunk: Some(3),
@@ -475,12 +473,7 @@ async fn damaged_packages_are_refused_and_nothing_partial_is_exposed() {
     })
     .await
     .unwrap();
-    let s = wait_evidence(&fr, id, "altered chunk refused", |s| {
-        s.last_error
-            .as_deref()
-            .is_some_and(|e| e.contains("(altered)"))
-    })
-    .await;
+    let s = refused_with(&fr, id, "(altered)").await;
     assert!(s.chunks_verified < s.chunks, "{s:?}");
     assert!(s.last_error.unwrap().contains("tampered with"));
     let err = failed(fetch("out"));
