@@ -344,12 +344,23 @@ async fn a_multi_file_package_arrives_sealed_and_opens_whole_for_an_officer() {
     fr.act(id, &Action::Acknowledge).await.unwrap();
     wait_for_state(&de, id, "evidence-acknowledged", SETTLE).await;
 
+    // A package of one empty file: no chunk at all, still sealed, named and opened whole.
+    let empty_case = accepted_case(&bloc).await;
+    let empty = write_files(&dir.path().join("empty"), &[("nothing-found.txt", 0)]);
+    fulfil(&bloc, empty_case, &empty);
+    let got = complete(&fr, empty_case).await;
+    assert_eq!((got.chunks, got.total_bytes), (0, 0));
+    fetch_and_compare(&bloc, empty_case, &dir.path().join("out-empty"), &empty);
+
     // Retention that deletes: once FR purges the case, both nodes delete the package.
     fr.act(id, &Action::Purge).await.unwrap();
     let deadline = Instant::now() + SETTLE;
     loop {
         let gone = status(&fr, id).await.is_none() && status(&de, id).await.is_none();
-        let files = files_under(&bloc.node("FR").dir.join("evidence"));
+        let files: Vec<PathBuf> = files_under(&bloc.node("FR").dir.join("evidence"))
+            .into_iter()
+            .filter(|f| f.to_string_lossy().contains(&id.to_string()))
+            .collect();
         if gone && files.is_empty() {
             break;
         }
