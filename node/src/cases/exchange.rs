@@ -271,10 +271,14 @@ impl Cases {
         };
         let first_new = log.len();
         let mut fresh = Vec::new();
+        let mut pushed = Vec::new();
         for envelope in events {
             match log.insert(envelope.clone(), self.key_of()) {
-                Ok(Inserted::New(_)) => fresh.push(envelope),
-                Ok(Inserted::Duplicate(_)) => {}
+                Ok(Inserted::New(id)) => {
+                    pushed.push(id);
+                    fresh.push(envelope)
+                }
+                Ok(Inserted::Duplicate(id)) => pushed.push(id),
                 Err(EventError::MissingLinks(ids)) => return Err(IngestError::Missing(ids.len())),
                 // An event of a case whose request we have not received yet: pull it first.
                 Err(EventError::MissingGenesis { .. }) => return Err(IngestError::Missing(1)),
@@ -329,8 +333,21 @@ impl Cases {
         let mut batch = Batch::new();
         let mut pushes = Vec::new();
         let mut answer = Vec::new();
+        // The push that carries the request is the one whose receipt proves its delivery; a
+        // pull may have brought the request first, so the record may exist without it.
+        let carries_genesis = view.entries.first().is_some_and(|g| pushed.contains(&g.id));
         let mut record = match existing {
-            Some(record) => record,
+            Some(mut record) => {
+                if record.role == Role::Executing
+                    && record.receipt.is_none()
+                    && carries_genesis
+                    && let Some((message_id, signed)) = receipt
+                {
+                    record.genesis_message = Some(message_id);
+                    record.receipt = Some(signed.clone());
+                }
+                record
+            }
             None => {
                 let request = genesis_request(&log).ok_or_else(|| {
                     IngestError::Refused(RejectCode::Malformed, "genesis without a request".into())
