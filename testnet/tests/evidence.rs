@@ -139,9 +139,9 @@ async fn complete(client: &AdminClient, id: CaseId) -> EvidenceStatus {
     .await
 }
 
-/// Fetches with the CLI into `out` and checks every file is byte for byte the original.
-fn fetch_and_compare(bloc: &Bloc, id: CaseId, out: &Path, originals: &[PathBuf]) -> String {
-    let printed = ok(comity(
+/// `comity evidence fetch` at FR.
+fn fetch_cli(bloc: &Bloc, id: CaseId, out: &Path, purpose: &str) -> Output {
+    comity(
         &bloc.node("FR").config,
         &[
             "evidence",
@@ -150,9 +150,14 @@ fn fetch_and_compare(bloc: &Bloc, id: CaseId, out: &Path, originals: &[PathBuf])
             "--out",
             out.to_str().unwrap(),
             "--purpose",
-            "prosecution file 2026/117",
+            purpose,
         ],
-    ));
+    )
+}
+
+/// Fetches with the CLI into `out` and checks every file is byte for byte the original.
+fn fetch_and_compare(bloc: &Bloc, id: CaseId, out: &Path, originals: &[PathBuf]) -> String {
+    let printed = ok(fetch_cli(bloc, id, out, "prosecution file 2026/117"));
     for original in originals {
         let name = original.file_name().unwrap();
         assert_eq!(
@@ -326,18 +331,7 @@ async fn a_multi_file_package_arrives_sealed_and_opens_whole_for_an_officer() {
         "{access:?}"
     );
     // Fetching again into the same directory would overwrite: refused.
-    let err = failed(comity(
-        &bloc.node("FR").config,
-        &[
-            "evidence",
-            "fetch",
-            &id.to_string(),
-            "--out",
-            out.to_str().unwrap(),
-            "--purpose",
-            "again",
-        ],
-    ));
+    let err = failed(fetch_cli(&bloc, id, &out, "again"));
     assert!(err.contains("already exists"), "{err}");
 
     // The officer acknowledges the evidence: the event names the package, on both sides.
@@ -440,20 +434,7 @@ async fn damaged_packages_are_refused_and_nothing_partial_is_exposed() {
     let (fr, de) = (bloc.client("FR"), bloc.client("DE"));
     let files = write_files(&dir.path().join("files"), &[("mailbox.mbox", 1 << 20)]);
     let id = accepted_case(&bloc).await;
-    let fetch = |out: &str| {
-        comity(
-            &bloc.node("FR").config,
-            &[
-                "evidence",
-                "fetch",
-                &id.to_string(),
-                "--out",
-                dir.path().join(out).to_str().unwrap(),
-                "--purpose",
-                "review",
-            ],
-        )
-    };
+    let fetch = |out: &str| fetch_cli(&bloc, id, &dir.path().join(out), "review");
 
     // A manifest whose signature does not verify with DE's roster key.
     de.evidence_faults(&EvidenceFaults {
