@@ -146,10 +146,18 @@ async fn the_report_counts_what_happened() {
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     let published = loop {
         let reports = auditor.bloc_reports(&period).await.unwrap();
+        // Each member publishes on its own timer: wait until every one has published since
+        // the workload, not just the first.
         let complete = reports.len() == 3
             && reports
                 .iter()
-                .any(|r| r.jurisdiction == "DE" && r.requests.received == 3);
+                .any(|r| r.jurisdiction == "DE" && r.requests.received == 3)
+            && reports
+                .iter()
+                .any(|r| r.jurisdiction == "IT" && r.requests.received == 1)
+            && reports
+                .iter()
+                .any(|r| r.jurisdiction == "FR" && r.requests.sent == 4);
         if complete || std::time::Instant::now() > deadline {
             break reports;
         }
