@@ -1,46 +1,86 @@
-//! Signed envelopes: a canonical CBOR body, who signed it, and an Ed25519 signature.
+//! Signed objects: COSE (RFC 9052), so that anyone can check them later with any COSE library.
 //!
 //! Signatures are made at the application level, independent of the transport (libp2p's
 //! Noise authenticates a session, not a message), so that a request or a receipt can be shown
 //! to a third party long after the connection is gone: non-repudiation of origin and of
-//! receipt. The signature covers `domain || 0x00 || body`; the domain separates message types
-//! so that a signature over one kind of body can never be replayed as another.
+//! receipt. Every object one party signs is a tagged `COSE_Sign1` (tag 18):
+//!
+//! ```text
+//! 18([ protected: bstr .cbor { 1: -8 (EdDSA), 3: "application/comity.<kind>.v1+cbor", 4: kid },
+//!      unprotected: {},
+//!      payload: bstr (the canonical CBOR body),
+//!      signature: bstr (Ed25519 over Sig_structure ["Signature1", protected, h'', payload]) ])
+//! ```
+//!
+//! The content type names the kind of object inside the signed protected header, so a
+//! signature over one kind can never be passed off as another; the key id is the signer's
+//! 32-byte Ed25519 public key. Objects that several parties sign use [`MultiSigned`], a
+//! `COSE_Sign` (tag 98) with one signature per signer.
+//!
+//! Each object has exactly one accepted byte form: decoding re-encodes what it read and
+//! refuses anything that differs (other header parameters, non-shortest lengths, another
+//! order), so an event's id and a checkpoint's leaf — hashes of the exact bytes — are stable.
 
 use crate::canonical::{CodecError, from_cbor, is_canonical, to_canonical_cbor};
 use crate::ids::{Hash32, IdError, parse_hex};
 use crate::limits::MAX_REQUEST_FRAME;
+use coset::{
+    CoseSign, CoseSign1, CoseSignature, Header, HeaderBuilder, ProtectedHeader,
+    TaggedCborSerializable, iana,
+};
 use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::collections::BTreeSet;
 use std::fmt;
 use std::str::FromStr;
 use thiserror::Error;
 
-/// A message type that travels in a [`SignedEnvelope`].
+/// CBOR tag of a `COSE_Sign1` (RFC 9052 §4.2).
+pub const COSE_SIGN1_TAG: u64 = 18;
+/// CBOR tag of a `COSE_Sign` (RFC 9052 §4.1).
+pub const COSE_SIGN_TAG: u64 = 98;
+
+/// A kind of object that is signed.
 pub trait Signable: Serialize + DeserializeOwned {
-    /// Domain-separation string, e.g. `comity/request/v1`. Must be unique per type and must
-    /// change whenever the body's meaning changes.
-    const DOMAIN: &'static str;
+    /// Media type naming the kind, e.g. `application/comity.event.v1+cbor`, carried as the
+    /// COSE content type in the signed protected header. Unique per type; it must change
+    /// whenever the body's meaning changes.
+    const CONTENT_TYPE: &'static str;
 }
 
-/// Why an envelope was not accepted.
+/// Why a signed object was not accepted. Each variant names the check that failed.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum EnvelopeError {
+    #[error("object is {len} bytes, over the limit of {max}; the sender must split or shorten it")]
+    TooLarge { len: usize, max: usize },
     #[error(
-        "envelope format version {found} is not supported (this node speaks version {supported}); upgrade the older node"
+        "not a Comity COSE object ({0}); it may come from an older node (before COSE signatures): upgrade it"
     )]
-    UnsupportedVersion { found: u16, supported: u16 },
-    #[error("envelope holds a {found:?} message where a {expected:?} message was expected")]
-    WrongDomain { expected: String, found: String },
-    #[error("envelope is signed by {found}, not by the expected key {expected}")]
+    Malformed(String),
+    #[error("signature algorithm is not EdDSA (COSE alg -8); Comity signs with Ed25519 only")]
+    UnsupportedAlgorithm,
+    #[error("the protected header names no content type, so the kind of object is unknown")]
+    MissingContentType,
+    #[error("the key id is not a 32-byte Ed25519 public key")]
+    BadKeyId,
+    #[error("object is a {found:?} where a {expected:?} was expected")]
+    WrongContentType { expected: String, found: String },
+    #[error("object is signed by {found}, not by the expected key {expected}")]
     UnexpectedSigner {
         expected: PublicKey,
         found: PublicKey,
     },
-    #[error("signature does not verify: the body was altered or was not signed by the stated key")]
+    #[error(
+        "signature does not verify: the object was altered or was not signed by the stated key"
+    )]
     BadSignature,
-    #[error("envelope body is not canonical CBOR; the signer must encode it deterministically")]
+    #[error(
+        "object is not in its one canonical encoding (RFC 8949 §4.2 deterministic CBOR, exactly the headers Comity signs); the signer must encode it deterministically"
+    )]
     NonCanonical,
+    #[error("only {valid} valid signatures from listed keys, {threshold} needed")]
+    BelowThreshold { valid: usize, threshold: usize },
     #[error(transparent)]
     Codec(#[from] CodecError),
     #[error("public key is not a valid Ed25519 point")]
@@ -102,56 +142,111 @@ macro_rules! hex_text {
 hex_text!(PublicKey, "public key");
 hex_text!(Signature64, "signature");
 
-/// A signed message. `body` is the canonical CBOR of a [`Signable`] value, kept as bytes so
-/// that the signature can be checked again later on exactly what was signed.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// A `COSE_Sign1`: one signer's signed object. `body` is the canonical CBOR of a [`Signable`]
+/// value, kept as bytes so that the signature can be checked again later on exactly what was
+/// signed. The fields are the whole object: its bytes ([`SignedEnvelope::to_bytes`]) are a
+/// function of them.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SignedEnvelope {
-    pub version: u16,
-    pub domain: String,
+    /// The media type naming the kind of object ([`Signable::CONTENT_TYPE`]).
+    pub content_type: String,
+    /// The key id: who signed.
     pub signer: PublicKey,
-    #[serde(with = "crate::bytes::vec")]
     pub body: Vec<u8>,
     pub signature: Signature64,
 }
 
-/// The bytes a signature covers.
-fn signed_message(domain: &str, body: &[u8]) -> Vec<u8> {
-    let mut m = Vec::with_capacity(domain.len() + 1 + body.len());
-    m.extend_from_slice(domain.as_bytes());
-    m.push(0);
-    m.extend_from_slice(body);
-    m
+/// The protected header of a one-signer object: algorithm, content type, key id.
+fn sign1_protected(content_type: &str, signer: &PublicKey) -> ProtectedHeader {
+    ProtectedHeader {
+        original_data: None,
+        header: HeaderBuilder::new()
+            .algorithm(iana::Algorithm::EdDSA)
+            .content_type(content_type.to_owned())
+            .key_id(signer.0.to_vec())
+            .build(),
+    }
+}
+
+/// The bytes an Ed25519 signature of a `COSE_Sign1` covers (RFC 9052 §4.4 `Sig_structure`).
+fn sign1_tbs(content_type: &str, signer: &PublicKey, body: &[u8]) -> Vec<u8> {
+    coset::sig_structure_data(
+        coset::SignatureContext::CoseSign1,
+        sign1_protected(content_type, signer),
+        None,
+        &[],
+        body,
+    )
+}
+
+fn verify_ed25519(
+    signer: &PublicKey,
+    message: &[u8],
+    signature: &Signature64,
+) -> Result<(), EnvelopeError> {
+    let key = signer.verifying_key()?;
+    let signature = ed25519_dalek::Signature::from_bytes(&signature.0);
+    key.verify_strict(message, &signature)
+        .map_err(|_| EnvelopeError::BadSignature)
+}
+
+/// Algorithm, content type and key id of a parsed header, each checked.
+fn header_parts(header: &Header) -> Result<(Option<String>, PublicKey), EnvelopeError> {
+    if header.alg != Some(coset::Algorithm::Assigned(iana::Algorithm::EdDSA)) {
+        return Err(EnvelopeError::UnsupportedAlgorithm);
+    }
+    let content_type = match &header.content_type {
+        Some(coset::ContentType::Text(text)) => Some(text.clone()),
+        Some(_) => return Err(EnvelopeError::MissingContentType),
+        None => None,
+    };
+    let kid: [u8; 32] = header
+        .key_id
+        .as_slice()
+        .try_into()
+        .map_err(|_| EnvelopeError::BadKeyId)?;
+    Ok((content_type, PublicKey(kid)))
+}
+
+fn check_len(bytes: &[u8], max: usize) -> Result<(), EnvelopeError> {
+    if bytes.len() > max {
+        return Err(EnvelopeError::TooLarge {
+            len: bytes.len(),
+            max,
+        });
+    }
+    Ok(())
+}
+
+fn signature64(bytes: &[u8]) -> Result<Signature64, EnvelopeError> {
+    bytes
+        .try_into()
+        .map(Signature64)
+        .map_err(|_| EnvelopeError::Malformed(format!("a {}-byte signature", bytes.len())))
 }
 
 impl SignedEnvelope {
     /// Encodes `body` canonically and signs it with `key`.
     pub fn sign<T: Signable>(body: &T, key: &SigningKey) -> Result<Self, CodecError> {
         let body = to_canonical_cbor(body)?;
-        let signature = key.sign(&signed_message(T::DOMAIN, &body));
+        let signer = PublicKey::from(&key.verifying_key());
+        let signature = key.sign(&sign1_tbs(T::CONTENT_TYPE, &signer, &body));
         Ok(Self {
-            version: crate::FORMAT_VERSION,
-            domain: T::DOMAIN.to_owned(),
-            signer: PublicKey::from(&key.verifying_key()),
+            content_type: T::CONTENT_TYPE.to_owned(),
+            signer,
             body,
             signature: Signature64(signature.to_bytes()),
         })
     }
 
-    /// Checks everything and decodes the body: the format version, that the body is a `T`,
-    /// that `expected_signer` signed it (strict verification, which refuses weak keys and
-    /// malleable signatures), and that the body is canonical.
+    /// Checks everything and decodes the body: that the body is a `T`, that `expected_signer`
+    /// signed it (strict verification, which refuses weak keys and malleable signatures), and
+    /// that the body is canonical. The one path by which every signed kind is accepted.
     pub fn open<T: Signable>(&self, expected_signer: &VerifyingKey) -> Result<T, EnvelopeError> {
-        if self.version != crate::FORMAT_VERSION {
-            return Err(EnvelopeError::UnsupportedVersion {
-                found: self.version,
-                supported: crate::FORMAT_VERSION,
-            });
-        }
-        if self.domain != T::DOMAIN {
-            return Err(EnvelopeError::WrongDomain {
-                expected: T::DOMAIN.to_owned(),
-                found: self.domain.clone(),
+        if self.content_type != T::CONTENT_TYPE {
+            return Err(EnvelopeError::WrongContentType {
+                expected: T::CONTENT_TYPE.to_owned(),
+                found: self.content_type.clone(),
             });
         }
         let expected = PublicKey::from(expected_signer);
@@ -168,142 +263,251 @@ impl SignedEnvelope {
         Ok(from_cbor(&self.body, MAX_REQUEST_FRAME)?)
     }
 
-    /// Checks the signature against the envelope's own `signer` and `domain`, without
-    /// decoding the body. Useful to archive or forward an envelope; to act on one, use
+    /// Checks the signature against the object's own key id and content type, without
+    /// decoding the body. Useful to archive or forward an object; to act on one, use
     /// [`SignedEnvelope::open`] with the key the roster expects.
     pub fn verify_signature(&self) -> Result<(), EnvelopeError> {
-        let key = self.signer.verifying_key()?;
-        let signature = ed25519_dalek::Signature::from_bytes(&self.signature.0);
-        key.verify_strict(&signed_message(&self.domain, &self.body), &signature)
-            .map_err(|_| EnvelopeError::BadSignature)
+        verify_ed25519(
+            &self.signer,
+            &sign1_tbs(&self.content_type, &self.signer, &self.body),
+            &self.signature,
+        )
     }
 
-    /// BLAKE3 of the body bytes: what a receipt quotes to say what was received.
+    /// BLAKE3 of the body bytes (the COSE payload): what a receipt quotes to say what was
+    /// received.
     pub fn body_hash(&self) -> Hash32 {
         Hash32::of(&self.body)
     }
 
-    /// Canonical CBOR of the whole envelope, as sent on the wire and stored.
+    /// The tagged `COSE_Sign1`, as sent on the wire, stored and hashed.
     pub fn to_bytes(&self) -> Vec<u8> {
-        to_canonical_cbor(self).expect("an envelope has no floats and no duplicate keys")
+        CoseSign1 {
+            protected: sign1_protected(&self.content_type, &self.signer),
+            unprotected: Header::default(),
+            payload: Some(self.body.clone()),
+            signature: self.signature.0.to_vec(),
+        }
+        .to_tagged_vec()
+        .expect("a COSE_Sign1 of byte strings and a text always encodes")
     }
 
-    /// Decodes an envelope, refusing more than `max_len` bytes. Does not check the signature.
-    pub fn from_bytes(bytes: &[u8], max_len: usize) -> Result<Self, CodecError> {
-        from_cbor(bytes, max_len)
+    /// Decodes a tagged `COSE_Sign1`, refusing more than `max_len` bytes (before parsing
+    /// anything) and any byte form other than the one [`SignedEnvelope::to_bytes`] gives.
+    /// Does not check the signature.
+    pub fn from_bytes(bytes: &[u8], max_len: usize) -> Result<Self, EnvelopeError> {
+        check_len(bytes, max_len)?;
+        let cose = CoseSign1::from_tagged_slice(bytes)
+            .map_err(|e| EnvelopeError::Malformed(format!("not a tagged COSE_Sign1: {e}")))?;
+        let (content_type, signer) = header_parts(&cose.protected.header)?;
+        let envelope = Self {
+            content_type: content_type.ok_or(EnvelopeError::MissingContentType)?,
+            signer,
+            body: cose
+                .payload
+                .ok_or_else(|| EnvelopeError::Malformed("a detached payload".into()))?,
+            signature: signature64(&cose.signature)?,
+        };
+        if envelope.to_bytes() != bytes {
+            return Err(EnvelopeError::NonCanonical);
+        }
+        Ok(envelope)
+    }
+}
+
+/// In CBOR, an object travels inside other messages as a byte string holding its exact COSE
+/// bytes (`bstr .cbor COSE_Sign1_Tagged`), so that it can be hashed and re-checked as signed.
+/// In JSON (the admin API) it is shown as its content type, signer and COSE bytes in hex.
+impl Serialize for SignedEnvelope {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        if serializer.is_human_readable() {
+            JsonView {
+                content_type: self.content_type.clone(),
+                signer: self.signer,
+                cose: hex::encode(self.to_bytes()),
+            }
+            .serialize(serializer)
+        } else {
+            serializer.serialize_bytes(&self.to_bytes())
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for SignedEnvelope {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        if deserializer.is_human_readable() {
+            let view = JsonView::deserialize(deserializer)?;
+            let bytes = hex::decode(&view.cose).map_err(D::Error::custom)?;
+            let envelope =
+                SignedEnvelope::from_bytes(&bytes, MAX_REQUEST_FRAME).map_err(D::Error::custom)?;
+            if envelope.content_type != view.content_type || envelope.signer != view.signer {
+                return Err(D::Error::custom(
+                    "content_type or signer differs from the COSE object's own",
+                ));
+            }
+            Ok(envelope)
+        } else {
+            let bytes = crate::bytes::vec::deserialize(deserializer)?;
+            SignedEnvelope::from_bytes(&bytes, MAX_REQUEST_FRAME).map_err(D::Error::custom)
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JsonView {
+    content_type: String,
+    signer: PublicKey,
+    cose: String,
+}
+
+/// A `COSE_Sign`: one object signed by several parties (the bloc configuration), one
+/// signature each. The body's protected header carries the content type; each signature's
+/// protected header carries the algorithm and the signer's key id. Signatures are kept sorted
+/// by key id, one per key, so the object has one byte form whatever order they were added in.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MultiSigned {
+    pub content_type: String,
+    pub body: Vec<u8>,
+    /// Signatures by key id, sorted and unique.
+    pub signatures: Vec<(PublicKey, Signature64)>,
+}
+
+fn sign_body_protected(content_type: &str) -> ProtectedHeader {
+    ProtectedHeader {
+        original_data: None,
+        header: HeaderBuilder::new()
+            .content_type(content_type.to_owned())
+            .build(),
+    }
+}
+
+fn signer_protected(signer: &PublicKey) -> ProtectedHeader {
+    ProtectedHeader {
+        original_data: None,
+        header: HeaderBuilder::new()
+            .algorithm(iana::Algorithm::EdDSA)
+            .key_id(signer.0.to_vec())
+            .build(),
+    }
+}
+
+impl MultiSigned {
+    /// Encodes `body` canonically, with no signature yet.
+    pub fn new<T: Signable>(body: &T) -> Result<Self, CodecError> {
+        Ok(Self {
+            content_type: T::CONTENT_TYPE.to_owned(),
+            body: to_canonical_cbor(body)?,
+            signatures: Vec::new(),
+        })
+    }
+
+    /// The bytes one signer's signature covers (`Sig_structure` with context "Signature").
+    fn tbs(&self, signer: &PublicKey) -> Vec<u8> {
+        coset::sig_structure_data(
+            coset::SignatureContext::CoseSignature,
+            sign_body_protected(&self.content_type),
+            Some(signer_protected(signer)),
+            &[],
+            &self.body,
+        )
+    }
+
+    /// Adds (or replaces) `key`'s signature.
+    pub fn add_signature(&mut self, key: &SigningKey) {
+        let signer = PublicKey::from(&key.verifying_key());
+        let signature = Signature64(key.sign(&self.tbs(&signer)).to_bytes());
+        match self.signatures.binary_search_by(|(k, _)| k.cmp(&signer)) {
+            Ok(at) => self.signatures[at].1 = signature,
+            Err(at) => self.signatures.insert(at, (signer, signature)),
+        }
+    }
+
+    /// Checks that the object is a `T` and that at least `threshold` distinct keys of
+    /// `allowed` signed it, then decodes the body. A signature by a key not in `allowed` is
+    /// ignored (it vouches for nothing); a signature by a listed key that does not verify is
+    /// an error (the object was altered).
+    pub fn open<T: Signable>(
+        &self,
+        allowed: &BTreeSet<PublicKey>,
+        threshold: usize,
+    ) -> Result<(T, Vec<PublicKey>), EnvelopeError> {
+        if self.content_type != T::CONTENT_TYPE {
+            return Err(EnvelopeError::WrongContentType {
+                expected: T::CONTENT_TYPE.to_owned(),
+                found: self.content_type.clone(),
+            });
+        }
+        let mut signers = Vec::new();
+        for (key, signature) in &self.signatures {
+            if allowed.contains(key) {
+                verify_ed25519(key, &self.tbs(key), signature)?;
+                signers.push(*key);
+            }
+        }
+        if signers.len() < threshold.max(1) {
+            return Err(EnvelopeError::BelowThreshold {
+                valid: signers.len(),
+                threshold: threshold.max(1),
+            });
+        }
+        if !is_canonical(&self.body) {
+            return Err(EnvelopeError::NonCanonical);
+        }
+        Ok((from_cbor(&self.body, MAX_REQUEST_FRAME)?, signers))
+    }
+
+    /// The tagged `COSE_Sign`.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        CoseSign {
+            protected: sign_body_protected(&self.content_type),
+            unprotected: Header::default(),
+            payload: Some(self.body.clone()),
+            signatures: self
+                .signatures
+                .iter()
+                .map(|(key, signature)| CoseSignature {
+                    protected: signer_protected(key),
+                    unprotected: Header::default(),
+                    signature: signature.0.to_vec(),
+                })
+                .collect(),
+        }
+        .to_tagged_vec()
+        .expect("a COSE_Sign of byte strings and a text always encodes")
+    }
+
+    /// Decodes a tagged `COSE_Sign` in its one canonical form. Does not check signatures.
+    pub fn from_bytes(bytes: &[u8], max_len: usize) -> Result<Self, EnvelopeError> {
+        check_len(bytes, max_len)?;
+        let cose = CoseSign::from_tagged_slice(bytes)
+            .map_err(|e| EnvelopeError::Malformed(format!("not a tagged COSE_Sign: {e}")))?;
+        let content_type = match &cose.protected.header.content_type {
+            Some(coset::ContentType::Text(text)) => text.clone(),
+            _ => return Err(EnvelopeError::MissingContentType),
+        };
+        let signatures = cose
+            .signatures
+            .iter()
+            .map(|s| {
+                let (_, key) = header_parts(&s.protected.header)?;
+                Ok((key, signature64(&s.signature)?))
+            })
+            .collect::<Result<Vec<_>, EnvelopeError>>()?;
+        let object = Self {
+            content_type,
+            body: cose
+                .payload
+                .ok_or_else(|| EnvelopeError::Malformed("a detached payload".into()))?,
+            signatures,
+        };
+        if !object.signatures.is_sorted_by(|a, b| a.0 < b.0) || object.to_bytes() != bytes {
+            return Err(EnvelopeError::NonCanonical);
+        }
+        Ok(object)
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use serde::{Deserialize, Serialize};
-
-    #[derive(Debug, PartialEq, Serialize, Deserialize)]
-    struct Note {
-        text: String,
-    }
-    impl Signable for Note {
-        const DOMAIN: &'static str = "comity/test-note/v1";
-    }
-
-    #[derive(Debug, PartialEq, Serialize, Deserialize)]
-    struct OtherNote {
-        text: String,
-    }
-    impl Signable for OtherNote {
-        const DOMAIN: &'static str = "comity/test-other/v1";
-    }
-
-    fn key(seed: u8) -> SigningKey {
-        SigningKey::from_bytes(&[seed; 32])
-    }
-
-    fn note() -> Note {
-        Note {
-            text: "hello".into(),
-        }
-    }
-
-    #[test]
-    fn sign_then_open() {
-        let k = key(1);
-        let env = SignedEnvelope::sign(&note(), &k).unwrap();
-        assert_eq!(env.open::<Note>(&k.verifying_key()).unwrap(), note());
-        let again = SignedEnvelope::from_bytes(&env.to_bytes(), 1024).unwrap();
-        assert_eq!(again, env);
-        assert_eq!(env.body_hash(), Hash32::of(&env.body));
-    }
-
-    #[test]
-    fn each_check_has_its_error() {
-        let k = key(1);
-        let env = SignedEnvelope::sign(&note(), &k).unwrap();
-        let vk = k.verifying_key();
-
-        let mut v = env.clone();
-        v.version = 2;
-        assert!(matches!(
-            v.open::<Note>(&vk),
-            Err(EnvelopeError::UnsupportedVersion { found: 2, .. })
-        ));
-
-        assert!(matches!(
-            env.open::<OtherNote>(&vk),
-            Err(EnvelopeError::WrongDomain { .. })
-        ));
-
-        let other = key(2).verifying_key();
-        assert!(matches!(
-            env.open::<Note>(&other),
-            Err(EnvelopeError::UnexpectedSigner { .. })
-        ));
-
-        // Relabelling the domain breaks the signature: domains are signed.
-        let mut relabelled = env.clone();
-        relabelled.domain = OtherNote::DOMAIN.into();
-        assert_eq!(
-            relabelled.open::<OtherNote>(&vk),
-            Err(EnvelopeError::BadSignature)
-        );
-
-        // A validly signed but non-canonical body is refused.
-        let body = vec![0xa1, 0x64, b't', b'e', b'x', b't', 0x78, 0x01, b'x'];
-        let sig = k.sign(&signed_message(Note::DOMAIN, &body));
-        let loose = SignedEnvelope {
-            body,
-            signature: Signature64(sig.to_bytes()),
-            ..env.clone()
-        };
-        assert_eq!(loose.open::<Note>(&vk), Err(EnvelopeError::NonCanonical));
-    }
-
-    #[test]
-    fn wire_form_uses_byte_strings() {
-        let env = SignedEnvelope::sign(&note(), &key(1)).unwrap();
-        let value: ciborium::Value = crate::from_cbor(&env.to_bytes(), 1024).unwrap();
-        for (k, v) in value.as_map().unwrap() {
-            match k.as_text().unwrap() {
-                "signer" => assert_eq!(v.as_bytes().map(Vec::len), Some(32)),
-                "signature" => assert_eq!(v.as_bytes().map(Vec::len), Some(64)),
-                "body" => assert!(v.is_bytes()),
-                _ => {}
-            }
-        }
-        let json = serde_json::to_value(&env).unwrap();
-        assert_eq!(json["signer"], serde_json::json!(env.signer.to_string()));
-    }
-
-    #[test]
-    fn key_text_round_trips() {
-        let pk = PublicKey::from(&key(3).verifying_key());
-        assert_eq!(pk.to_string().parse::<PublicKey>().unwrap(), pk);
-        assert!("zz".parse::<PublicKey>().is_err());
-        // Not every 32 bytes are a point; find one that is not and check BadKey.
-        let bad = (0u8..=255)
-            .map(|b| PublicKey([b; 32]))
-            .find(|k| VerifyingKey::from_bytes(&k.0).is_err())
-            .expect("some constant byte pattern is not a curve point");
-        assert_eq!(bad.verifying_key(), Err(EnvelopeError::BadKey));
-    }
-}
+mod tests;

@@ -1,6 +1,6 @@
 //! Evidence packages: how the executing side seals files to the requesting jurisdiction, how
 //! the package is cut into chunks that can be checked one by one in transit, and the messages
-//! of the `/comity/evidence/1.0.0` transfer protocol.
+//! of the `/comity/evidence/2.0.0` transfer protocol.
 //!
 //! The files of a package are concatenated in order and cut into chunks of `chunk_size`
 //! bytes. Each chunk is sealed end to end with a one-way Noise handshake (`X`: the sender's
@@ -19,7 +19,7 @@ use crate::envelope::{Signable, SignedEnvelope};
 use crate::ids::{CaseId, Hash32, Jurisdiction, Timestamp};
 
 /// libp2p protocol name of evidence transfers.
-pub const EVIDENCE_PROTOCOL: &str = "/comity/evidence/1.0.0";
+pub const EVIDENCE_PROTOCOL: &str = "/comity/evidence/2.0.0";
 
 /// The Noise pattern a package is sealed with: one-way, sender authenticated.
 pub const NOISE_PATTERN: &str = "Noise_X_25519_ChaChaPoly_SHA256";
@@ -101,7 +101,7 @@ pub struct EvidenceManifest {
 }
 
 impl Signable for EvidenceManifest {
-    const DOMAIN: &'static str = "comity/evidence-manifest/v1";
+    const CONTENT_TYPE: &'static str = "application/comity.evidence-manifest.v1+cbor";
 }
 
 /// Why a package could not be sealed, opened or accepted.

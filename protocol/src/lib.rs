@@ -27,7 +27,7 @@ pub use caselog::{
     Approval, CaseEvent, CaseLog, CaseState, CaseView, Decision, EventError, EventId, EventKind,
     Inserted, LogEntry, PolicyOutcome, Preservation, Side,
 };
-pub use envelope::{EnvelopeError, PublicKey, Signable, Signature64, SignedEnvelope};
+pub use envelope::{EnvelopeError, MultiSigned, PublicKey, Signable, Signature64, SignedEnvelope};
 pub use ids::{ASSIGNED_ALPHA2, CaseId, Hash32, IdError, Jurisdiction, MessageId, Timestamp};
 pub use messages::{
     CaseHave, CaseRange, EventPush, EventsPage, ExchangeRequest, ExchangeResponse, PullRequest,
@@ -40,12 +40,10 @@ pub use request::{
 pub use selector::{Selector, SelectorError};
 pub use validate::{FieldProblem, ValidationErrors};
 
-/// Version of the envelope format. A node refuses envelopes of any other version rather than
-/// guess at their meaning: a signature is only evidence if both sides read the same bytes.
-pub const FORMAT_VERSION: u16 = 1;
-
-/// libp2p protocol name of the request/response exchange between two nodes.
-pub const EXCHANGE_PROTOCOL: &str = "/comity/exchange/1.0.0";
+/// libp2p protocol name of the request/response exchange between two nodes. Version 2 carries
+/// COSE-signed objects; a node of version 1 (the earlier project-specific envelope) finds no
+/// common protocol and is refused by multistream-select before a byte of a message moves.
+pub const EXCHANGE_PROTOCOL: &str = "/comity/exchange/2.0.0";
 
 /// Kademlia protocol name for one bloc. Namespacing by bloc keeps the DHTs of different blocs
 /// apart even if their nodes happen to meet (as Forest does with `/fil/kad/{network}/...`).

@@ -1,5 +1,5 @@
 //! Messages between nodes: the signed bodies (an event push, a receipt) and the wire types of
-//! the `/comity/exchange/1.0.0` request/response protocol that carries them.
+//! the `/comity/exchange/2.0.0` request/response protocol that carries them.
 //!
 //! Everything that travels between two nodes about a case is a case event (see
 //! [`crate::caselog`]); the genesis event carries the assistance request itself. Events travel
@@ -32,7 +32,7 @@ pub struct EventPush {
 }
 
 impl Signable for EventPush {
-    const DOMAIN: &'static str = "comity/push/v1";
+    const CONTENT_TYPE: &'static str = "application/comity.push.v1+cbor";
 }
 
 /// What a replica of one case already holds: per author, the highest contiguous sequence.
@@ -116,7 +116,7 @@ pub struct Receipt {
 }
 
 impl Signable for Receipt {
-    const DOMAIN: &'static str = "comity/receipt/v1";
+    const CONTENT_TYPE: &'static str = "application/comity.receipt.v1+cbor";
 }
 
 /// What one node asks of another over the exchange protocol.

@@ -280,5 +280,5 @@ pub struct PolicySummary {
 }
 
 impl Signable for PolicySummary {
-    const DOMAIN: &'static str = "comity/policy/v1";
+    const CONTENT_TYPE: &'static str = "application/comity.policy.v1+cbor";
 }

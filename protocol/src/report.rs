@@ -93,5 +93,5 @@ pub struct PublishedReport {
 }
 
 impl Signable for PublishedReport {
-    const DOMAIN: &'static str = "comity/report/v1";
+    const CONTENT_TYPE: &'static str = "application/comity.report.v1+cbor";
 }

@@ -113,12 +113,13 @@ async fn a_rewritten_log_is_caught_by_a_witness() {
     // A cosignature altered in the proof makes the whole proof fail.
     let mut proof: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&proof_file).unwrap()).unwrap();
-    let signature = proof["cosignatures"][0]["signature"]
+    // The COSE bytes end with the signature: change its last hex digit.
+    let cose = proof["cosignatures"][0]["cose"]
         .as_str()
         .unwrap()
         .to_owned();
-    let flipped = if signature.starts_with('0') { "1" } else { "0" };
-    proof["cosignatures"][0]["signature"] = format!("{flipped}{}", &signature[1..]).into();
+    let flipped = if cose.ends_with('0') { "1" } else { "0" };
+    proof["cosignatures"][0]["cose"] = format!("{}{flipped}", &cose[..cose.len() - 1]).into();
     std::fs::write(&proof_file, proof.to_string()).unwrap();
     let out = check(&proof_file);
     assert!(!out.status.success());

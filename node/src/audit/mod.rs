@@ -17,50 +17,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::store::{Batch, Cf, Store, StoreError};
 
+pub use comity_protocol::audit::{
+    AuditEntry, AuditWhat, CheckpointConsistency, EntryProof, check_consistency, check_entry,
+};
+
 pub mod witness;
-
-/// What one audit entry records.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "what", rename_all = "kebab-case")]
-pub enum AuditWhat {
-    /// A case event stored (ours or a peer's).
-    CaseEvent {
-        case_id: CaseId,
-        event_id: Hash32,
-        author: Jurisdiction,
-        kind: String,
-    },
-    /// An officer read a case's content.
-    Access {
-        officer: String,
-        case_id: CaseId,
-        read: String,
-    },
-    /// An officer was added or revoked.
-    Officer {
-        officer: String,
-        role: String,
-        change: String,
-    },
-    /// An officer approved a draft or a disclosure (four-eyes).
-    Approval { officer: String, case_id: CaseId },
-    /// The node started with a policy other than the one recorded last (changed, added or
-    /// removed): the BLAKE3 hash of the `policy.toml` now in force, or none.
-    Policy { policy_hash: Option<Hash32> },
-    /// A peer's message or event was refused.
-    Refusal {
-        peer: String,
-        code: String,
-        case_id: Option<CaseId>,
-    },
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AuditEntry {
-    pub at: Timestamp,
-    #[serde(flatten)]
-    pub what: AuditWhat,
-}
 
 /// Adds an entry for `what` to `batch`.
 pub fn record(batch: &mut Batch, what: AuditWhat) {
@@ -248,19 +209,6 @@ pub fn verify(
     Ok(report)
 }
 
-/// An inclusion proof of one entry, with the signed checkpoint it is proved against: enough
-/// for anyone with the node's public key to check it. With the other members' cosignatures of
-/// that checkpoint, when it has some: they vouch that the node showed them the same log.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct EntryProof {
-    #[serde(with = "hex_bytes")]
-    pub entry: Vec<u8>,
-    pub proof: InclusionProof,
-    pub checkpoint: SignedEnvelope,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub cosignatures: Vec<SignedEnvelope>,
-}
-
 /// Proves entry `index` against the checkpoint covering it that the most witnesses cosigned
 /// (of the latest cosignature kept from each), else against the first that covers it.
 pub fn prove(store: &Store, index: u64) -> Result<EntryProof, AuditError> {
@@ -312,14 +260,6 @@ pub fn prove(store: &Store, index: u64) -> Result<EntryProof, AuditError> {
     })
 }
 
-/// A consistency proof between two checkpoints, with both signed checkpoints.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct CheckpointConsistency {
-    pub proof: ConsistencyProof,
-    pub old: SignedEnvelope,
-    pub new: SignedEnvelope,
-}
-
 pub fn consistency(store: &Store, old: u64, new: u64) -> Result<CheckpointConsistency, AuditError> {
     let all = checkpoints(store)?;
     let find = |size: u64| {
@@ -336,80 +276,6 @@ pub fn consistency(store: &Store, old: u64, new: u64) -> Result<CheckpointConsis
         old: old_checkpoint,
         new: new_checkpoint,
     })
-}
-
-/// Checks an entry proof with the node's public key alone.
-pub fn check_entry(
-    proof: &EntryProof,
-    signer: &ed25519_dalek::VerifyingKey,
-) -> Result<(Checkpoint, Vec<(Cosignature, comity_protocol::PublicKey)>), String> {
-    let checkpoint: Checkpoint = proof
-        .checkpoint
-        .open(signer)
-        .map_err(|e| format!("checkpoint: {e}"))?;
-    if proof.proof.tree_size != checkpoint.tree_size {
-        return Err("the proof is for another tree size than the checkpoint".into());
-    }
-    proof
-        .proof
-        .verify(&merkle::leaf_hash(&proof.entry), &checkpoint.root.0)
-        .map_err(|e| e.to_string())?;
-    // Each cosignature must be signed by its stated key and be of this very checkpoint; whose
-    // key it is, the reader checks against the bloc roster.
-    let mut cosigners = Vec::new();
-    for envelope in &proof.cosignatures {
-        let key = envelope
-            .signer
-            .verifying_key()
-            .map_err(|e| format!("cosignature: {e}"))?;
-        let c: Cosignature = envelope
-            .open(&key)
-            .map_err(|e| format!("cosignature: {e}"))?;
-        if c.log != checkpoint.log
-            || c.tree_size != checkpoint.tree_size
-            || c.root != checkpoint.root
-        {
-            return Err(format!(
-                "the cosignature by {} is of another checkpoint ({} entries)",
-                c.witness, c.tree_size
-            ));
-        }
-        cosigners.push((c, envelope.signer));
-    }
-    Ok((checkpoint, cosigners))
-}
-
-/// Checks a consistency proof with the node's public key alone.
-pub fn check_consistency(
-    proof: &CheckpointConsistency,
-    signer: &ed25519_dalek::VerifyingKey,
-) -> Result<(Checkpoint, Checkpoint), String> {
-    let old: Checkpoint = proof
-        .old
-        .open(signer)
-        .map_err(|e| format!("old checkpoint: {e}"))?;
-    let new: Checkpoint = proof
-        .new
-        .open(signer)
-        .map_err(|e| format!("new checkpoint: {e}"))?;
-    if (proof.proof.old_size, proof.proof.new_size) != (old.tree_size, new.tree_size) {
-        return Err("the proof is for other sizes than the checkpoints".into());
-    }
-    proof
-        .proof
-        .verify(&old.root.0, &new.root.0)
-        .map_err(|e| e.to_string())?;
-    Ok((old, new))
-}
-
-mod hex_bytes {
-    use serde::{Deserialize, Deserializer, Serializer};
-    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&hex::encode(bytes))
-    }
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
-        hex::decode(String::deserialize(d)?).map_err(serde::de::Error::custom)
-    }
 }
 
 #[cfg(test)]

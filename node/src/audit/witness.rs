@@ -95,11 +95,11 @@ pub async fn run(
         if member.jurisdiction == me {
             continue;
         }
-        if envelope.domain == <Cosignature as comity_protocol::Signable>::DOMAIN {
+        if envelope.content_type == <Cosignature as comity_protocol::Signable>::CONTENT_TYPE {
             keep_cosignature(&store, member, &verifying, envelope, &me).await;
             continue;
         }
-        if envelope.domain != <Checkpoint as comity_protocol::Signable>::DOMAIN {
+        if envelope.content_type != <Checkpoint as comity_protocol::Signable>::CONTENT_TYPE {
             continue; // another kind of bloc message (reports)
         }
         let checkpoint: Checkpoint = match envelope.open(&verifying) {

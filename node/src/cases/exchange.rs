@@ -1,4 +1,4 @@
-//! The receiving side of `/comity/exchange/1.0.0`: pushes of case events, and pulls.
+//! The receiving side of `/comity/exchange/2.0.0`: pushes of case events, and pulls.
 //!
 //! A push is answered with a signed receipt only after its events (and, for a new request,
 //! the case and this node's `received` event) are synced to disk together; a message id seen

@@ -1,6 +1,6 @@
 //! Evidence delivery: the executing side seals an officer's files into a package, signs its
 //! manifest and records the fulfilment; the requesting side pulls the sealed chunks over
-//! `/comity/evidence/1.0.0`, checks each against the manifest, resumes after any interruption,
+//! `/comity/evidence/2.0.0`, checks each against the manifest, resumes after any interruption,
 //! records a signed `evidence-received`, and opens the package only for an authorised officer.
 //!
 //! Packages live as files under the evidence directory, sealed end to end to the requesting

@@ -1,4 +1,4 @@
-//! `/comity/evidence/1.0.0`: the sending side serves the signed manifest and sealed chunks of
+//! `/comity/evidence/2.0.0`: the sending side serves the signed manifest and sealed chunks of
 //! its packages to the requesting member only; the receiving side pulls them, several at
 //! once, checks every chunk against the manifest before keeping it, and resumes from the
 //! chunks already on disk after a disconnect or a restart of either side.

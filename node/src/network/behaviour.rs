@@ -112,7 +112,7 @@ impl Behaviour {
             limits: connection_limits::Behaviour::new(limits),
             allow: allow_block_list::Behaviour::default(),
             identify: identify::Behaviour::new(identify::Config::new(
-                format!("/comity/{}/1.0.0", config.bloc),
+                format!("/comity/{}/2.0.0", config.bloc),
                 key.public(),
             )),
             ping: ping::Behaviour::default(),

@@ -1,4 +1,4 @@
-//! The `/comity/exchange/1.0.0` stream codec: one request frame, one response frame, each the
+//! The `/comity/exchange/2.0.0` stream codec: one request frame, one response frame, each the
 //! whole rest of its half-stream, each refused past an explicit size limit.
 //!
 //! Frames stay raw bytes here: the exchange service decodes and verifies them, so a malformed

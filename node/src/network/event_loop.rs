@@ -85,7 +85,7 @@ impl EventLoop {
             }
         }
         let topic =
-            gossipsub::IdentTopic::new(format!("/comity/{}/checkpoints/1", settings.roster.bloc()));
+            gossipsub::IdentTopic::new(format!("/comity/{}/checkpoints/2", settings.roster.bloc()));
         swarm
             .behaviour_mut()
             .gossip

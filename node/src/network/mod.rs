@@ -84,7 +84,7 @@ enum Command {
     Status {
         reply: oneshot::Sender<NetworkStatus>,
     },
-    /// An evidence request (`/comity/evidence/1.0.0`).
+    /// An evidence request (`/comity/evidence/2.0.0`).
     EvidenceRequest {
         peer: PeerId,
         frame: Vec<u8>,

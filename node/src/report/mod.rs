@@ -373,7 +373,7 @@ pub async fn run_collector(
         let Some((member, verifying, envelope)) = roster.member_message(&source, &data) else {
             continue;
         };
-        if envelope.domain != <PublishedReport as comity_protocol::Signable>::DOMAIN {
+        if envelope.content_type != <PublishedReport as comity_protocol::Signable>::CONTENT_TYPE {
             continue;
         }
         let published: PublishedReport = match envelope.open(&verifying) {

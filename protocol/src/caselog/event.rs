@@ -2,7 +2,7 @@
 //! side may say it ([`Side`]).
 //!
 //! These are wire types: their canonical CBOR is signed and hashed into an [`EventId`], so a
-//! field or variant can be added only under a new [`CaseEvent::DOMAIN`].
+//! field or variant can be added only under a new [`CaseEvent::CONTENT_TYPE`].
 
 use crate::envelope::Signable;
 use crate::ids::{CaseId, Hash32, Jurisdiction, Timestamp};
@@ -36,7 +36,7 @@ pub struct CaseEvent {
 }
 
 impl Signable for CaseEvent {
-    const DOMAIN: &'static str = "comity/event/v1";
+    const CONTENT_TYPE: &'static str = "application/comity.event.v1+cbor";
 }
 
 /// What an event says happened. Each kind may be authored by one side only

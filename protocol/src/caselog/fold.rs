@@ -166,10 +166,10 @@ impl CaseLog {
     /// Never use it for an event that came from anywhere but this node's own store.
     pub fn insert_stored(&mut self, envelope: SignedEnvelope) -> Result<Inserted, EventError> {
         self.insert_with(envelope, |envelope| {
-            if envelope.domain != CaseEvent::DOMAIN {
-                return Err(EnvelopeError::WrongDomain {
-                    expected: CaseEvent::DOMAIN.to_owned(),
-                    found: envelope.domain.clone(),
+            if envelope.content_type != CaseEvent::CONTENT_TYPE {
+                return Err(EnvelopeError::WrongContentType {
+                    expected: CaseEvent::CONTENT_TYPE.to_owned(),
+                    found: envelope.content_type.clone(),
                 }
                 .into());
             }
@@ -229,10 +229,10 @@ impl CaseLog {
         envelope: &SignedEnvelope,
         key_of: impl Fn(&Jurisdiction) -> Option<VerifyingKey>,
     ) -> Result<CaseEvent, EventError> {
-        if envelope.domain != CaseEvent::DOMAIN {
-            return Err(EnvelopeError::WrongDomain {
-                expected: CaseEvent::DOMAIN.to_owned(),
-                found: envelope.domain.clone(),
+        if envelope.content_type != CaseEvent::CONTENT_TYPE {
+            return Err(EnvelopeError::WrongContentType {
+                expected: CaseEvent::CONTENT_TYPE.to_owned(),
+                found: envelope.content_type.clone(),
             }
             .into());
         }

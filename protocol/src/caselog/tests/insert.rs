@@ -71,7 +71,7 @@ fn refuses_bad_signatures_and_unknown_authors() {
     let env = SignedEnvelope::sign(&receipt, &key(&j("DE"))).unwrap();
     assert!(matches!(
         r.insert(env),
-        Err(EventError::Envelope(EnvelopeError::WrongDomain { .. }))
+        Err(EventError::Envelope(EnvelopeError::WrongContentType { .. }))
     ));
     assert_eq!(r.log.len(), 1);
 }
