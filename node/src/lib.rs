@@ -13,6 +13,7 @@ pub mod config;
 pub mod daemon;
 pub mod dashboard;
 pub mod evidence;
+pub mod export;
 pub mod identity;
 pub mod init;
 pub mod network;

@@ -458,6 +458,15 @@ impl MultiSigned {
         Ok((from_cbor(&self.body, MAX_REQUEST_FRAME)?, signers))
     }
 
+    /// Each signature checked against its own key id, whoever that is: for showing an object
+    /// to someone who will judge the keys themselves. To act on one, use [`MultiSigned::open`].
+    pub fn verify_signatures(&self) -> Vec<(PublicKey, Result<(), EnvelopeError>)> {
+        self.signatures
+            .iter()
+            .map(|(key, signature)| (*key, verify_ed25519(key, &self.tbs(key), signature)))
+            .collect()
+    }
+
     /// The tagged `COSE_Sign`.
     pub fn to_bytes(&self) -> Vec<u8> {
         CoseSign {

@@ -7,6 +7,7 @@
 //! `tests/vectors/`.
 
 pub mod audit;
+pub mod bundle;
 mod bytes;
 pub mod canonical;
 pub mod caselog;

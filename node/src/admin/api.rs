@@ -466,9 +466,29 @@ impl AdminClient {
         case: CaseId,
         n: usize,
     ) -> Result<reqwest::Response, ClientError> {
-        let path = format!("/cases/{case}/evidence/files/{n}");
+        self.stream(&format!("/cases/{case}/evidence/files/{n}"), &[])
+            .await
+    }
+
+    /// The case as a signed, self-contained bundle (`application/cbor-seq`), streamed.
+    pub async fn export(
+        &self,
+        case: CaseId,
+        with_evidence: bool,
+    ) -> Result<reqwest::Response, ClientError> {
+        let with = if with_evidence { "true" } else { "false" };
+        self.stream(&format!("/cases/{case}/export"), &[("with_evidence", with)])
+            .await
+    }
+
+    /// A GET whose answer is streamed rather than decoded (with the stated purpose, if any).
+    async fn stream(
+        &self,
+        path: &str,
+        query: &[(&str, &str)],
+    ) -> Result<reqwest::Response, ClientError> {
         let url = format!("{}{API_PREFIX}{path}", self.base);
-        let mut request = self.http.get(url).timeout(STREAM_TIMEOUT);
+        let mut request = self.http.get(url).timeout(STREAM_TIMEOUT).query(query);
         if let Some(purpose) = &self.purpose {
             request = request.query(&[("purpose", purpose)]);
         }

@@ -6,6 +6,7 @@
 pub mod access;
 pub mod api;
 mod evidence;
+mod export;
 pub mod officers;
 
 use std::net::SocketAddr;
@@ -120,6 +121,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/cases/{id}", get(show_case))
         .route("/cases/{id}/send", post(send_case))
         .route("/cases/{id}/log", get(case_log))
+        .route("/cases/{id}/export", get(export::export))
         .route("/cases/{id}/act", post(act))
         .route("/cases/{id}/approve", post(approve))
         .route("/cases/{id}/precheck", get(precheck))

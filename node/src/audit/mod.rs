@@ -212,9 +212,23 @@ pub fn verify(
 /// Proves entry `index` against the checkpoint covering it that the most witnesses cosigned
 /// (of the latest cosignature kept from each), else against the first that covers it.
 pub fn prove(store: &Store, index: u64) -> Result<EntryProof, AuditError> {
-    let entry = store
-        .get(Cf::Audit, &index_key(index))?
-        .ok_or(AuditError::NoEntry(index))?;
+    Ok(prove_all(store, &[index])?.remove(0))
+}
+
+/// Proves several entries against one checkpoint: the one covering them all that the most
+/// witnesses cosigned, else the first that covers them all. One read of the log for all.
+pub fn prove_all(store: &Store, indices: &[u64]) -> Result<Vec<EntryProof>, AuditError> {
+    let Some(&last) = indices.iter().max() else {
+        return Ok(Vec::new());
+    };
+    let entries = indices
+        .iter()
+        .map(|i| {
+            store
+                .get(Cf::Audit, &index_key(*i))?
+                .ok_or(AuditError::NoEntry(*i))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let all = checkpoints(store)?;
     let roots: std::collections::BTreeMap<u64, Hash32> = all
         .iter()
@@ -235,7 +249,7 @@ pub fn prove(store: &Store, index: u64) -> Result<EntryProof, AuditError> {
         .collect();
     let best = roots
         .keys()
-        .filter(|size| **size > index)
+        .filter(|size| **size > last)
         .map(|size| (cosigned.iter().filter(|(s, _)| s == size).count(), *size))
         .filter(|(count, _)| *count > 0)
         // Most cosignatures, then the smallest tree.
@@ -243,21 +257,53 @@ pub fn prove(store: &Store, index: u64) -> Result<EntryProof, AuditError> {
         .map(|(_, size)| size);
     let (size, checkpoint) = match best {
         Some(size) => all.into_iter().find(|(s, _)| *s == size),
-        None => all.into_iter().find(|(size, _)| *size > index),
+        None => all.into_iter().find(|(size, _)| *size > last),
     }
-    .ok_or(AuditError::NotCheckpointed(index))?;
+    .ok_or(AuditError::NotCheckpointed(last))?;
     let leaves = leaves(store)?;
-    let proof = InclusionProof::generate(&leaves[..size as usize], index)?;
-    Ok(EntryProof {
-        entry,
-        proof,
-        checkpoint,
-        cosignatures: cosigned
-            .into_iter()
-            .filter(|(s, _)| *s == size)
-            .map(|(_, c)| c)
-            .collect(),
-    })
+    let cosignatures: Vec<SignedEnvelope> = cosigned
+        .into_iter()
+        .filter(|(s, _)| *s == size)
+        .map(|(_, c)| c)
+        .collect();
+    indices
+        .iter()
+        .zip(entries)
+        .map(|(index, entry)| {
+            Ok(EntryProof {
+                entry,
+                proof: InclusionProof::generate(&leaves[..size as usize], *index)?,
+                checkpoint: checkpoint.clone(),
+                cosignatures: cosignatures.clone(),
+            })
+        })
+        .collect()
+}
+
+/// The audit entry indices of `case_id`'s stored events, by event id.
+pub fn case_event_entries(
+    store: &Store,
+    case_id: &CaseId,
+) -> Result<std::collections::BTreeMap<Hash32, u64>, AuditError> {
+    // A scan of the whole log: exports are rare, and the log keeps no index by case.
+    Ok(store
+        .scan(Cf::Audit)?
+        .into_iter()
+        .filter_map(|(k, v)| {
+            let index = u64::from_be_bytes(<[u8; 8]>::try_from(&k[..]).ok()?);
+            match from_cbor::<AuditEntry>(&v, limits::MAX_REQUEST_FRAME)
+                .ok()?
+                .what
+            {
+                AuditWhat::CaseEvent {
+                    case_id: c,
+                    event_id,
+                    ..
+                } if c == *case_id => Some((event_id, index)),
+                _ => None,
+            }
+        })
+        .collect())
 }
 
 pub fn consistency(store: &Store, old: u64, new: u64) -> Result<CheckpointConsistency, AuditError> {

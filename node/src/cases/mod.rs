@@ -594,6 +594,15 @@ impl Cases {
         Err(CaseError::Refused(why))
     }
 
+    /// Signs any object as this node (a case bundle's header, say).
+    pub fn sign_object<T: comity_protocol::Signable>(
+        &self,
+        body: &T,
+    ) -> Result<SignedEnvelope, CaseError> {
+        SignedEnvelope::sign(body, self.inner.identity.signing_key())
+            .map_err(|e| CaseError::Encode(e.to_string()))
+    }
+
     fn sign(&self, event: &comity_protocol::CaseEvent) -> Result<SignedEnvelope, CaseError> {
         SignedEnvelope::sign(event, self.inner.identity.signing_key())
             .map_err(|e| CaseError::Encode(e.to_string()))

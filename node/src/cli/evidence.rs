@@ -23,7 +23,7 @@ use crate::evidence::{EvidenceStatus, PackageState, UploadFile};
 const PLAIN_EVERY: Duration = Duration::from_secs(2);
 
 /// Progress of a byte count towards a total.
-struct Progress {
+pub(super) struct Progress {
     bar: Option<ProgressBar>,
     plain: bool,
     label: String,
@@ -34,7 +34,7 @@ struct Progress {
 }
 
 impl Progress {
-    fn new(label: &str, total: u64, json: bool) -> Self {
+    pub(super) fn new(label: &str, total: u64, json: bool) -> Self {
         let terminal = std::io::stderr().is_terminal();
         let bar = (!json && terminal).then(|| {
             let bar = ProgressBar::new(total);
@@ -69,7 +69,7 @@ impl Progress {
         }
     }
 
-    fn inc(&mut self, n: u64) {
+    pub(super) fn inc(&mut self, n: u64) {
         self.set(self.done + n);
     }
 
@@ -98,7 +98,7 @@ impl Progress {
         )
     }
 
-    fn finish(self) {
+    pub(super) fn finish(self) {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
         } else if self.plain {

@@ -2,6 +2,7 @@
 //! are clients of the node's admin API. Read commands print tables, or JSON with `--json`.
 
 mod evidence;
+mod export;
 mod output;
 mod request;
 
@@ -324,6 +325,28 @@ pub enum CaseCommand {
         #[command(flatten)]
         read: ReadArgs,
     },
+    /// The case as one self-contained, signed bundle for a court or an auditor: every signed
+    /// event, the receipt, the evidence manifest, an audit-log proof of every event with the
+    /// other members' cosignatures, and the keys to check them. `comity-verify bundle FILE`
+    /// checks it anywhere, offline. The read is recorded in the access log.
+    Export {
+        id: CaseId,
+        /// Where to write the bundle (refused if it exists).
+        #[arg(long)]
+        out: PathBuf,
+        /// Why you export this case (recorded in the access log).
+        #[arg(long)]
+        purpose: String,
+        /// Also carry the sealed evidence chunks (still sealed to the requesting member).
+        #[arg(long)]
+        with_evidence: bool,
+        /// How long to wait for the audit log's next signed checkpoint if the case's latest
+        /// events are not under one yet.
+        #[arg(long, default_value_t = 60)]
+        wait: u64,
+        #[command(flatten)]
+        connection: Connection,
+    },
     /// Executing side: accept, accept in part, or refuse.
     Decide {
         id: CaseId,
@@ -499,6 +522,7 @@ impl CaseCommand {
             CaseCommand::List { .. }
             | CaseCommand::Show { .. }
             | CaseCommand::Log { .. }
+            | CaseCommand::Export { .. }
             | CaseCommand::Approve { .. } => {
                 return Ok(None);
             }
@@ -680,6 +704,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let filter = CaseFilter { state, overdue };
             let cases = client(&read.connection)?.cases_filtered(&filter).await?;
             output::case_list(&cases, read.json)
+        }
+        Command::Case(CaseCommand::Export {
+            id,
+            out,
+            purpose,
+            with_evidence,
+            wait,
+            connection,
+        }) => {
+            let client = client(&connection)?.with_purpose(purpose);
+            export::run(&client, id, &out, with_evidence, Duration::from_secs(wait)).await
         }
         Command::Case(CaseCommand::Log { id, purpose, read }) => {
             let log = client(&read.connection)?

@@ -511,6 +511,31 @@ impl Evidence {
         Ok(())
     }
 
+    /// What a case bundle carries of a case's package: its signed manifest (checked again)
+    /// and, when this node still holds the whole sealed package, the file of sealed chunks.
+    /// `None` when no manifest is held yet.
+    pub fn for_export(
+        &self,
+        case_id: &CaseId,
+    ) -> Result<Option<(SignedEnvelope, EvidenceManifest, Option<PathBuf>)>, EvidenceError> {
+        let Some(record) = self.record(case_id)? else {
+            return Ok(None);
+        };
+        let case = self
+            .inner
+            .cases
+            .get(case_id)?
+            .ok_or(crate::cases::CaseError::NotFound(*case_id))?;
+        let (envelope, manifest) = match self.manifest(&record, &case) {
+            Ok(found) => found,
+            Err(EvidenceError::Incomplete { .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let whole = record.state == PackageState::Complete && !record.delivered;
+        let path = whole.then(|| self.package_path(record.direction, case_id, false));
+        Ok(Some((envelope, manifest, path)))
+    }
+
     /// Where a package's sealed bytes live; `partial` while it is written or pulled.
     fn package_path(&self, direction: Direction, case_id: &CaseId, partial: bool) -> PathBuf {
         let sub = match direction {
