@@ -27,12 +27,16 @@ pub async fn run(
         );
     }
     let started = Instant::now();
+    let mut told = false;
     let response = loop {
         match client.export(case, with_evidence).await {
             Err(ClientError::Api { status: 409, error })
                 if error.error == "not-checkpointed" && started.elapsed() < wait =>
             {
-                eprintln!("waiting for the audit log's next signed checkpoint…");
+                if !told {
+                    eprintln!("waiting for the audit log's next signed checkpoint…");
+                    told = true;
+                }
                 tokio::time::sleep(Duration::from_secs(2)).await;
             }
             other => break other?,
