@@ -7,7 +7,7 @@
 
 use std::path::PathBuf;
 
-use comity_protocol::bundle::{BundleHeader, BundleMember, Part, PartKind, encode_part};
+use comity_protocol::bundle::{BundleHeader, BundleMember, Part, PartKind, encode_part, part_head};
 use comity_protocol::evidence::EvidenceManifest;
 use comity_protocol::{CaseId, Hash32, Timestamp, to_canonical_cbor};
 
@@ -55,7 +55,7 @@ impl Bundle {
         let chunks = self.evidence.as_ref().map_or(0, |e| {
             e.chunk_lens
                 .iter()
-                .map(|n| encode_part_head_len(*n) + *n as u64)
+                .map(|n| (part_head(*n as u64).len() + *n) as u64)
                 .sum()
         });
         self.items.len() as u64 + chunks
@@ -63,16 +63,6 @@ impl Bundle {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
-    }
-}
-
-fn encode_part_head_len(n: usize) -> u64 {
-    match n {
-        0..=23 => 1,
-        24..=0xff => 2,
-        0x100..=0xffff => 3,
-        0x1_0000..=0xffff_ffff => 5,
-        _ => 9,
     }
 }
 

@@ -109,26 +109,21 @@ impl Part {
     }
 }
 
+/// The head of the CBOR byte string that holds a part of `len` bytes (RFC 8949 §3.1, shortest
+/// form).
+pub fn part_head(len: u64) -> Vec<u8> {
+    match len {
+        0..=23 => vec![0x40 | len as u8],
+        24..=0xff => vec![0x58, len as u8],
+        0x100..=0xffff => [&[0x59][..], &(len as u16).to_be_bytes()].concat(),
+        0x1_0000..=0xffff_ffff => [&[0x5a][..], &(len as u32).to_be_bytes()].concat(),
+        _ => [&[0x5b][..], &len.to_be_bytes()].concat(),
+    }
+}
+
 /// Encodes one part as the CBOR byte string that holds it in the sequence.
 pub fn encode_part(bytes: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(bytes.len() + 9);
-    let len = bytes.len() as u64;
-    match len {
-        0..=23 => out.push(0x40 | len as u8),
-        24..=0xff => out.extend_from_slice(&[0x58, len as u8]),
-        0x100..=0xffff => {
-            out.push(0x59);
-            out.extend_from_slice(&(len as u16).to_be_bytes());
-        }
-        0x1_0000..=0xffff_ffff => {
-            out.push(0x5a);
-            out.extend_from_slice(&(len as u32).to_be_bytes());
-        }
-        _ => {
-            out.push(0x5b);
-            out.extend_from_slice(&len.to_be_bytes());
-        }
-    }
+    let mut out = part_head(bytes.len() as u64);
     out.extend_from_slice(bytes);
     out
 }
