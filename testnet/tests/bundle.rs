@@ -143,7 +143,8 @@ async fn an_exported_case_verifies_offline_and_any_change_is_named() {
     .await
     .unwrap();
     wait_for_state(&fr, id, "accepted", SETTLE).await;
-    let files = write_evidence(&dir.path().join("files"));
+    let keep = tempfile::tempdir().unwrap();
+    let files = write_evidence(&keep.path().join("files"));
     let mut args = vec![
         "case".to_owned(),
         "fulfil".into(),
@@ -172,7 +173,6 @@ async fn an_exported_case_verifies_offline_and_any_change_is_named() {
     wait_for_state(&de, id, "closed", SETTLE).await;
 
     // Export from FR, with the sealed evidence; a second export to the same file is refused.
-    let keep = tempfile::tempdir().unwrap();
     let bundle = keep.path().join("case.bundle");
     let fr_config = bloc.node("FR").config.clone();
     let printed = ok(comity(
@@ -250,6 +250,13 @@ async fn an_exported_case_verifies_offline_and_any_change_is_named() {
     .signing_key()
     .clone();
 
+    // The requesting member's sealing key, which a court would be handed to open the evidence,
+    // and DE's, which does not open it.
+    let fr_sealing = keep.path().join("fr-sealing.key");
+    std::fs::copy(bloc.node("FR").dir.join("sealing.key"), &fr_sealing).unwrap();
+    let de_sealing = keep.path().join("de-sealing.key");
+    std::fs::copy(bloc.node("DE").dir.join("sealing.key"), &de_sealing).unwrap();
+
     // Nothing of the bloc remains: both nodes stopped, their directories deleted.
     bloc.stop_all();
     drop(bloc);
@@ -291,6 +298,45 @@ async fn an_exported_case_verifies_offline_and_any_change_is_named() {
     );
     let (ok_, _) = verify_json(&bundle, &["--case", &id.to_string()]);
     assert!(ok_);
+
+    // With the requester's sealing key, the evidence opens whole, every file as uploaded.
+    let opened = keep.path().join("opened");
+    let out = verify(&[
+        "bundle",
+        bundle.to_str().unwrap(),
+        "--open-evidence",
+        opened.to_str().unwrap(),
+        "--sealing-key",
+        fr_sealing.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for original in &files {
+        let name = original.file_name().unwrap();
+        assert_eq!(
+            std::fs::read(opened.join(name)).unwrap(),
+            std::fs::read(original).unwrap(),
+            "{name:?}"
+        );
+    }
+    let refused = verify(&[
+        "bundle",
+        bundle.to_str().unwrap(),
+        "--open-evidence",
+        keep.path().join("not-opened").to_str().unwrap(),
+        "--sealing-key",
+        de_sealing.to_str().unwrap(),
+    ]);
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("does not open the package"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    assert!(!keep.path().join("not-opened").exists());
 
     // The events and the receipt a real node signed verify with pycose too.
     let bytes = std::fs::read(&bundle).unwrap();

@@ -15,6 +15,7 @@ use comity_protocol::audit::{CheckpointConsistency, EntryProof, check_consistenc
 use comity_protocol::bundle::{BundleReport, MAX_PART, Verifier, part_len};
 use comity_protocol::{CaseId, MultiSigned, PublicKey, SignedEnvelope, limits};
 
+mod evidence;
 mod report;
 
 #[derive(Debug, Parser)]
@@ -46,6 +47,14 @@ enum Command {
         /// The case the bundle must be of (refused if it is another's).
         #[arg(long)]
         case: Option<CaseId>,
+        /// Once the bundle verifies, open its sealed evidence into this new directory
+        /// (needs --sealing-key; the bundle must have been exported --with-evidence).
+        #[arg(long, requires = "sealing_key")]
+        open_evidence: Option<PathBuf>,
+        /// The requesting member's sealing key file (64 hex characters), which the evidence
+        /// is sealed to.
+        #[arg(long)]
+        sealing_key: Option<PathBuf>,
     },
     /// One signed object (COSE_Sign1 or COSE_Sign, raw bytes or hex): its kind, signers,
     /// whether each signature verifies against its key id, and its body.
@@ -82,10 +91,28 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
             html,
             show_content,
             case,
+            open_evidence,
+            sealing_key,
         } => {
             let mut report = verify_bundle(&file, show_content)?;
             if let Some(case) = case {
                 report.require_case(case);
+            }
+            if let (Some(out), Some(key)) = (&open_evidence, &sealing_key) {
+                if !report.ok() {
+                    anyhow::bail!(
+                        "the bundle does not verify, so its evidence is not opened: {}",
+                        report
+                            .first_failure()
+                            .and_then(|c| c.problem.clone())
+                            .unwrap_or_default()
+                    );
+                }
+                for (name, size) in evidence::open(&file, key, out)? {
+                    eprintln!(
+                        "opened {name} ({size} bytes): matches the signed manifest's file table"
+                    );
+                }
             }
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
