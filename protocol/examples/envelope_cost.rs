@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use comity_protocol::caselog::{CaseEvent, EventKind};
 use comity_protocol::{
-    CaseId, PublicKey, Signable, Signature64, SignedEnvelope, Timestamp, from_cbor, is_canonical,
+    CaseId, PublicKey, Signature64, SignedEnvelope, Timestamp, from_cbor, is_canonical,
     to_canonical_cbor,
 };
 use ed25519_dalek::{Signer, SigningKey};
