@@ -187,6 +187,9 @@ pub struct BundleReport {
     /// Witnesses whose cosignature of the proving checkpoint verified, by jurisdiction.
     pub cosigners: Vec<Jurisdiction>,
     pub evidence_chunks: u64,
+    /// The keys the bundle relies on, as its header lists them: a reader compares them with
+    /// the bloc's roster.
+    pub keys: Vec<BundleMember>,
     pub checks: Vec<Check>,
     /// The request itself: only when asked for (it holds personal data).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -309,6 +312,7 @@ impl Verifier {
         self.report.exported_by = Some(header.exported_by.clone());
         self.report.exported_at = Some(header.exported_at);
         self.report.state_recorded = header.state.clone();
+        self.report.keys = header.members.clone();
         let exporter = self.keys.get(&header.exported_by).copied();
         let signed = match exporter {
             None => Err(format!(

@@ -125,6 +125,21 @@ pub fn text(r: &BundleReport) -> String {
             }
         }
     }
+    if !r.keys.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nKeys relied on (compare them with the bloc's roster):"
+        );
+        for k in &r.keys {
+            let _ = writeln!(
+                out,
+                "  {:<3} {:<24} {}",
+                k.jurisdiction.to_string(),
+                k.name,
+                k.signing_key
+            );
+        }
+    }
     if let Some(content) = &r.content {
         let _ = writeln!(
             out,
@@ -196,6 +211,16 @@ pub fn html(r: &BundleReport) -> String {
             if c.ok { "✓" } else { "✗" },
             escape(&c.what),
             escape(c.problem.as_deref().unwrap_or(""))
+        );
+    }
+    out.push_str("</table>\n<h2>Keys relied on</h2>\n<table>\n");
+    for k in &r.keys {
+        let _ = writeln!(
+            out,
+            "<tr><td>{}</td><td>{}</td><td><code>{}</code></td></tr>",
+            escape(&k.jurisdiction.to_string()),
+            escape(&k.name),
+            k.signing_key
         );
     }
     out.push_str("</table>\n");
