@@ -4,7 +4,8 @@
 //! bytes from the inputs described in `tests/vectors/README.md`. If these tests fail after a
 //! change, the change altered the wire format: either undo it, or regenerate the vectors
 //! deliberately with `COMITY_WRITE_VECTORS=1 cargo test -p comity-protocol --test vectors`
-//! (and bump the format version or the message domain if old peers can no longer agree).
+//! (that run writes the files and fails on purpose; run the tests again without it to check
+//! them) (and bump the format version or the message domain if old peers can no longer agree).
 
 use comity_protocol::examples::sample_request;
 use comity_protocol::limits::{MAX_REQUEST_FRAME, MAX_RESPONSE_FRAME};
@@ -111,9 +112,18 @@ is BLAKE3 of its whole envelope's bytes.\n\n\
     )
 }
 
+fn writing_vectors() -> bool {
+    std::env::var_os("COMITY_WRITE_VECTORS").is_some_and(|v| v == "1")
+}
+
+/// Writing the vectors checks nothing, so a run that writes them fails: the files are
+/// regenerated, and only a second run without `COMITY_WRITE_VECTORS` can pass.
+const WROTE: &str = "COMITY_WRITE_VECTORS=1: the vectors were rewritten and nothing was checked; \
+    review the diff under protocol/tests/vectors/, then run the test again without it";
+
 fn check_or_write(name: &str, expected: &[u8]) {
     let path = vectors_dir().join(name);
-    if std::env::var_os("COMITY_WRITE_VECTORS").is_some_and(|v| v == "1") {
+    if writing_vectors() {
         std::fs::create_dir_all(vectors_dir()).unwrap();
         std::fs::write(&path, expected).unwrap();
         return;
@@ -142,13 +152,14 @@ fn envelopes_match_the_checked_in_vectors() {
     check_or_write("push_envelope.cbor", &push.to_bytes());
     check_or_write("receipt_envelope.cbor", &receipt.to_bytes());
     check_or_write("README.md", readme(&genesis, &push, &receipt).as_bytes());
+    assert!(!writing_vectors(), "{WROTE}");
 }
 
 #[test]
 fn checked_in_vectors_decode_and_verify() {
-    if std::env::var_os("COMITY_WRITE_VECTORS").is_some_and(|v| v == "1") {
-        return; // The files are being rewritten concurrently by the other test.
-    }
+    // The files may be being rewritten by the other test right now: fail rather than read them
+    // half written or pass without reading them.
+    assert!(!writing_vectors(), "{WROTE}");
     let read = |name: &str| std::fs::read(vectors_dir().join(name)).unwrap();
     let requester = SigningKey::from_bytes(&REQUESTER_SEED).verifying_key();
     let receiver = SigningKey::from_bytes(&RECEIVER_SEED).verifying_key();
