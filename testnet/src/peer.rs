@@ -11,9 +11,9 @@ use comity_node::network::codec::FrameCodec;
 use comity_node::network::{self, BehaviourConfig, NetworkSettings, RequestError};
 use comity_node::roster::{Member, Roster};
 use comity_protocol::{
-    AssistanceRequest, CaseEvent, CaseId, EventKind, EventPush, ExchangeRequest, ExchangeResponse,
-    Hash32, Jurisdiction, MessageId, Receipt, Receipted, RejectCode, Rejection, SignedEnvelope,
-    Timestamp, from_cbor, limits, to_canonical_cbor,
+    AssistanceRequest, CaseEvent, CaseId, EventKind, EventPush, EventsPage, ExchangeRequest,
+    ExchangeResponse, Hash32, Jurisdiction, MessageId, Receipt, Receipted, RejectCode, Rejection,
+    SignedEnvelope, Timestamp, from_cbor, limits, to_canonical_cbor,
 };
 use libp2p::{Multiaddr, PeerId};
 use tokio::sync::watch;
@@ -105,6 +105,22 @@ impl RawPeer {
         self.client.request(peer, frame).await
     }
 
+    /// Sends an evidence request (`/comity/evidence/1.0.0`) and decodes the answer.
+    pub async fn evidence(
+        &self,
+        peer: PeerId,
+        request: &comity_protocol::evidence::EvidenceRequest,
+    ) -> anyhow::Result<comity_protocol::evidence::EvidenceResponse> {
+        let response = self
+            .client
+            .evidence_request(peer, to_canonical_cbor(request)?)
+            .await?;
+        Ok(from_cbor(
+            &response,
+            comity_protocol::evidence::MAX_EVIDENCE_RESPONSE,
+        )?)
+    }
+
     /// Sends a signed push and decodes the answer.
     pub async fn push(
         &self,
@@ -132,6 +148,8 @@ pub enum Lie {
     WrongBodyHash,
     /// A rejection with this code (nothing stored).
     Refuse(RejectCode),
+    /// Pushes are answered `Unavailable`; every pull gets these events, whatever they are.
+    Serve(Vec<SignedEnvelope>),
 }
 
 impl Lie {
@@ -148,8 +166,16 @@ impl Lie {
                 detail: detail.into(),
             })
         };
-        let envelope = match from_cbor::<ExchangeRequest>(frame, limits::MAX_REQUEST_FRAME) {
-            Ok(ExchangeRequest::Push(envelope)) => envelope,
+        let request = from_cbor::<ExchangeRequest>(frame, limits::MAX_REQUEST_FRAME);
+        let envelope = match (self, request) {
+            (Lie::Serve(events), Ok(ExchangeRequest::Pull(_))) => {
+                return ExchangeResponse::Events(EventsPage {
+                    events: events.clone(),
+                    more: false,
+                });
+            }
+            (Lie::Serve(_), _) => return unavailable("this peer only answers pulls"),
+            (_, Ok(ExchangeRequest::Push(envelope))) => envelope,
             _ => return unavailable("a lying receiver answers pushes only"),
         };
         let Ok(push) = envelope.open::<EventPush>(sender) else {
@@ -174,6 +200,7 @@ impl Lie {
                     detail: "refused by a lying receiver".into(),
                 });
             }
+            Lie::Serve(_) => unreachable!("answered above"),
         };
         ExchangeResponse::Receipt(Receipted {
             receipt: signed.expect("receipts encode"),
