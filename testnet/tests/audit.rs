@@ -34,6 +34,28 @@ fn sizes(dir: &Path) -> Vec<u64> {
     audit::checkpoint_sizes(&Store::open_read_only(&dir.join("store")).unwrap()).unwrap()
 }
 
+/// Entries in a node's audit log now.
+fn entries(dir: &Path) -> u64 {
+    let store = Store::open_read_only(&dir.join("store")).unwrap();
+    store.scan(Cf::AuditLeaves).unwrap().len() as u64
+}
+
+/// Polls until the node's latest signed checkpoint covers at least `size` entries; its size.
+async fn wait_checkpoint(dir: &Path, size: u64) -> u64 {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(at) = sizes(dir).last().filter(|s| **s >= size) {
+            return *at;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no checkpoint of {size} entries: {:?}",
+            sizes(dir)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_audit_log_verifies_proves_and_names_an_altered_entry() {
     let dir = tempfile::tempdir().unwrap();
@@ -58,8 +80,7 @@ async fn the_audit_log_verifies_proves_and_names_an_altered_entry() {
 
     let id = send(&bloc, "FR", "DE", Some(20_000)).await.summary.case_id;
     bloc.client("DE").case(id).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(2500)).await;
-    let first = *sizes(&de_dir).last().expect("a checkpoint");
+    let first = wait_checkpoint(&de_dir, entries(&de_dir)).await;
     bloc.client("DE")
         .act(
             id,
@@ -69,8 +90,8 @@ async fn the_audit_log_verifies_proves_and_names_an_altered_entry() {
         )
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(2500)).await;
-    let latest = *sizes(&de_dir).last().unwrap();
+    // The decision was audited, and a later checkpoint covers it.
+    let latest = wait_checkpoint(&de_dir, entries(&de_dir)).await;
     assert!(latest > first, "the log grew: {first} → {latest}");
 
     // Beside the running node: the whole log verifies.

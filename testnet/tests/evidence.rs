@@ -240,7 +240,8 @@ async fn a_multi_file_package_arrives_sealed_and_opens_whole_for_an_officer() {
     };
     use futures::SinkExt;
     bytes.send(Ok(vec![1u8; 1 << 20])).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let case = id.to_string();
+    wait_for_log(&bloc, "DE", &["evidence upload receiving", &case], SETTLE).await;
     // While it uploads, no second package for the case can be announced.
     let files = |names: &[&str]| comity_node::admin::api::NewEvidence {
         files: names
@@ -259,8 +260,10 @@ async fn a_multi_file_package_arrives_sealed_and_opens_whole_for_an_officer() {
         .send(Err(std::io::Error::other("officer's machine died")))
         .await
         .unwrap();
+    // The client's own stream failed, so its error says nothing about DE: DE's log says
+    // that DE saw the upload break and dropped what it had sealed.
     assert!(upload.await.unwrap().is_err());
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    wait_for_log(&bloc, "DE", &["evidence upload failed", &case], SETTLE).await;
     assert!(status(&de, id).await.is_none());
     assert!(files_under(&bloc.node("DE").dir.join("evidence")).is_empty());
     assert_eq!(de.case(id).await.unwrap().summary.state, "accepted");
@@ -396,7 +399,14 @@ async fn a_transfer_resumes_after_either_side_is_killed_without_resending_verifi
     bloc.start("FR").unwrap();
     bloc.wait_connected(CONNECT).await.unwrap();
     let done = complete(&bloc.client("FR"), id).await;
-    assert_eq!(done.chunks_verified, chunks);
+    // After its restart FR asked only for what it did not find on disk, in one pull.
+    assert_eq!(done.pulls, 1, "{done:?}");
+    assert!(
+        done.chunks_fetched + before.chunks_verified <= chunks,
+        "FR fetched {} chunks after its restart, for {chunks} of which it had {} verified",
+        done.chunks_fetched,
+        before.chunks_verified
+    );
     let served = status(&bloc.client("DE"), id).await.unwrap().chunks_served;
     assert!(
         served <= chunks + PARALLEL,
@@ -414,14 +424,19 @@ async fn a_transfer_resumes_after_either_side_is_killed_without_resending_verifi
     })
     .await;
     bloc.kill("DE").unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let stalled = status(&bloc.client("FR"), id).await.unwrap();
-    assert!(stalled.state != PackageState::Complete);
+    let stalled = refused_with(&bloc.client("FR"), id, "interrupted").await;
+    assert_ne!(stalled.state, PackageState::Complete, "{stalled:?}");
+    assert!(stalled.chunks_verified < chunks, "{stalled:?}");
     bloc.start("DE").unwrap();
     bloc.wait_connected(CONNECT).await.unwrap();
     let done = complete(&bloc.client("FR"), id).await;
+    // Kept once complete: the chunks FR pulled over both pulls, the verified ones not again.
     assert!(
-        done.chunks_fetched <= chunks + PARALLEL,
+        done.pulls >= 2,
+        "the transfer was never interrupted: {done:?}"
+    );
+    assert!(
+        done.chunks_fetched >= chunks && done.chunks_fetched <= chunks + PARALLEL,
         "FR fetched {} chunk responses for {chunks}",
         done.chunks_fetched
     );

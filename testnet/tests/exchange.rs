@@ -86,15 +86,22 @@ async fn a_request_to_a_node_that_is_down_is_delivered_exactly_once_when_it_star
     assert_eq!(case.summary.state, "submitted");
     assert_eq!(fr.status().await.unwrap().outbox_depth, 1);
 
-    // It stays queued, with the reason, across a crash of the sender.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let queued = fr.case(id).await.unwrap();
+    // It stays queued, with the reason, across a crash of the sender: once FR has tried and
+    // failed at least once.
+    let deadline = std::time::Instant::now() + CONNECT;
+    let queued = loop {
+        let queued = fr.case(id).await.unwrap();
+        if queued.delivery.attempts >= 1 && queued.delivery.last_error.is_some() {
+            break queued;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "FR never tried: {:?}",
+            queued.delivery
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     assert_eq!(queued.summary.state, "submitted");
-    assert!(
-        queued.delivery.attempts >= 1 && queued.delivery.last_error.is_some(),
-        "{:?}",
-        queued.delivery
-    );
     bloc.kill("FR").unwrap();
     bloc.start("FR").unwrap();
     bloc.wait_up("FR", CONNECT).await.unwrap();
@@ -112,6 +119,14 @@ async fn a_request_to_a_node_that_is_down_is_delivered_exactly_once_when_it_star
     assert_eq!(fr.status().await.unwrap().outbox_depth, 0);
     let de = bloc.client("DE");
     assert_eq!(de.cases().await.unwrap().len(), 1);
+    // Processed once: DE stated once that it holds the request.
+    let processed_once = |log: &comity_node::admin::api::LogView| {
+        let kinds: Vec<&str> = log.entries.iter().map(|e| e.kind.as_str()).collect();
+        let notes: Vec<_> = log.entries.iter().map(|e| &e.note).collect();
+        assert_eq!(kinds, ["submitted", "received"], "notes: {notes:?}");
+    };
+    let de_log = de.log(id).await.unwrap();
+    processed_once(&de_log);
 
     // A resend of the same message gets the original receipt and is not processed again.
     let fr_identity = NodeIdentity::load(&bloc.node("FR").dir.join("node.key")).unwrap();
@@ -143,7 +158,17 @@ async fn a_request_to_a_node_that_is_down_is_delivered_exactly_once_when_it_star
         ExchangeResponse::Rejected(r) => assert_eq!(r.code, RejectCode::Malformed),
         other => panic!("a reused message id with other content must be refused, got {other:?}"),
     }
+    // Neither the resend nor the altered copy changed DE's case: same log, same heads, the
+    // original receipt.
     assert_eq!(de.cases().await.unwrap().len(), 1);
+    let after = de.log(id).await.unwrap();
+    processed_once(&after);
+    assert_eq!(after.heads, de_log.heads);
+    assert_eq!(after.envelopes, de_log.envelopes);
+    assert_eq!(
+        de.case(id).await.unwrap().signed_receipt,
+        delivered.signed_receipt
+    );
     assert!(
         bloc.log("DE")
             .contains("duplicate message answered with its original receipt")

@@ -213,20 +213,26 @@ async fn a_partition_heals_and_conflicting_steps_resolve_alike() {
     let queued = send(&bloc, "FR", "DE", None).await.summary.case_id;
     let to_it = send(&bloc, "FR", "IT", Some(20_000)).await;
     assert_eq!(to_it.summary.state, "delivered");
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // FR holds its two steps for DE (the withdrawal and the new request) and is cut off:
+    // the positive sign that the partition holds, before looking at what did not cross it.
+    let deadline = std::time::Instant::now() + SETTLE;
+    loop {
+        let lag = fr.status().await.unwrap();
+        let de_lag = lag
+            .members
+            .iter()
+            .find(|m| m.jurisdiction == j("DE"))
+            .unwrap()
+            .clone();
+        if !de_lag.connected && de_lag.pending_events >= 2 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{de_lag:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     assert_eq!(fr.case(to_refuse).await.unwrap().summary.state, "delivered");
     assert_eq!(fr.case(crossing).await.unwrap().summary.state, "withdrawn");
     assert_eq!(de.case(crossing).await.unwrap().summary.state, "fulfilled");
-    let lag = fr.status().await.unwrap();
-    let de_lag = lag
-        .members
-        .iter()
-        .find(|m| m.jurisdiction == j("DE"))
-        .unwrap();
-    assert!(
-        !de_lag.connected && de_lag.pending_events >= 2,
-        "{de_lag:?}"
-    );
 
     bloc.partition("FR", "DE", false).await.unwrap();
     bloc.wait_converged(Duration::from_secs(30)).await.unwrap();
@@ -282,10 +288,21 @@ async fn overdue_and_undelivered_requests_are_flagged_on_both_sides() {
     bloc.wait_up("FR", CONNECT).await.unwrap();
     let fr = bloc.client("FR");
     let id = send(&bloc, "FR", "DE", None).await.summary.case_id;
-    tokio::time::sleep(Duration::from_millis(800)).await;
-    let queued = fr.case(id).await.unwrap();
+    let deadline = std::time::Instant::now() + CONNECT;
+    let queued = loop {
+        let queued = fr.case(id).await.unwrap();
+        if queued.delivery.last_error.is_some() {
+            break queued;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "FR never tried: {:?}",
+            queued.delivery
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     assert!(queued.summary.not_delivered, "{:?}", queued.summary);
-    assert!(queued.delivery.last_error.is_some());
+    assert_eq!(queued.summary.state, "submitted");
 
     // Delivered, it waits for a decision past its (zero) deadline: overdue on both sides.
     bloc.start("DE").unwrap();

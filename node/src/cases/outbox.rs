@@ -340,3 +340,47 @@ fn check_receipt(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> CaseSettings {
+        CaseSettings {
+            initial_backoff: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(60),
+            max_in_flight: 1,
+            not_delivered_after: Duration::from_secs(60),
+            disclosure_approval: vec![],
+            policy: None,
+            retention_sweep: Duration::from_secs(60),
+            cases_per_pull: 1,
+        }
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_its_cap_with_jitter_of_a_fifth_either_way() {
+        let settings = settings();
+        for attempts in 0..40u32 {
+            // The schedule, written out: 0.5 s, 0.5 s, 1 s, 2 s, … 32 s, then capped at 60 s.
+            let nominal = match attempts {
+                0 | 1 => Duration::from_millis(500),
+                2..=7 => Duration::from_millis(500 << (attempts - 1)),
+                _ => Duration::from_secs(60),
+            };
+            let samples: Vec<Duration> = (0..200).map(|_| backoff(&settings, attempts)).collect();
+            for s in &samples {
+                assert!(
+                    *s >= nominal.mul_f64(0.8) && *s <= nominal.mul_f64(1.2),
+                    "attempt {attempts}: {s:?} outside 0.8–1.2 × {nominal:?}"
+                );
+            }
+            // Jittered: 200 draws spread over most of the ±20% band, not one value.
+            let (lo, hi) = (samples.iter().min().unwrap(), samples.iter().max().unwrap());
+            assert!(
+                (*hi - *lo) > nominal.mul_f64(0.25),
+                "attempt {attempts}: draws between {lo:?} and {hi:?} are not jittered"
+            );
+        }
+    }
+}

@@ -101,6 +101,9 @@ struct Progress {
     verified: u64,
     bytes_verified: u64,
     fetched: u64,
+    /// Pulls that reached the chunks, and when the first of them started.
+    pulls: u32,
+    first_started: Option<Instant>,
     started: Option<Instant>,
     bytes_at_start: u64,
     /// Which chunks are verified, while this process pulls the package.
@@ -609,10 +612,20 @@ impl Evidence {
             .get(case_id)
             .unwrap_or(&0);
         let complete = record.state == PackageState::Complete;
-        let (verified, bytes_verified) = if complete {
-            (record.chunks, record.sealed_bytes)
+        let (verified, bytes_verified, fetched, pulls) = if complete {
+            (
+                record.chunks,
+                record.sealed_bytes,
+                record.chunks_fetched,
+                record.pulls,
+            )
         } else {
-            (progress.verified, progress.bytes_verified)
+            (
+                progress.verified,
+                progress.bytes_verified,
+                progress.fetched,
+                progress.pulls,
+            )
         };
         let rate = progress
             .started
@@ -634,7 +647,8 @@ impl Evidence {
             chunks: record.chunks,
             chunks_verified: verified,
             bytes_verified,
-            chunks_fetched: progress.fetched,
+            chunks_fetched: fetched,
+            pulls,
             chunks_served: served,
             rate_bytes_per_s: rate,
             eta_secs: eta,

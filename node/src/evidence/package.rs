@@ -12,7 +12,7 @@ use comity_protocol::evidence::{
 use comity_protocol::{CaseId, CaseState, EventKind, Hash32, SignedEnvelope, Timestamp};
 use futures::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
-use tracing::info;
+use tracing::{info, warn};
 
 use super::{Direction, Evidence, EvidenceError, PackageRecord, PackageState, io};
 use crate::cases::record::{CaseRecord, Role};
@@ -239,6 +239,7 @@ impl Evidence {
             )));
         }
         let _uploading = Uploading(self.clone(), case_id);
+        info!(case = %case_id, "evidence upload receiving");
         let case = self.case_for(&case_id, Role::Executing)?;
         let recipient = self
             .roster_key(&case.counterparty)
@@ -260,6 +261,7 @@ impl Evidence {
             Ok(packed) => packed,
             Err(e) => {
                 let _ = std::fs::remove_file(&partial);
+                warn!(case = %case_id, error = %e, "evidence upload failed; its partial package is deleted");
                 return Err(e);
             }
         };
@@ -316,6 +318,8 @@ impl Evidence {
             transfer_ms: Some(started.elapsed().as_millis() as u64),
             last_error: None,
             delivered: false,
+            chunks_fetched: 0,
+            pulls: 0,
         };
         let sealed_manifest =
             self.inner

@@ -44,12 +44,19 @@ pub struct PackageRecord {
     pub chunk_size: u32,
     pub created_at: Timestamp,
     pub completed_at: Option<Timestamp>,
-    /// Milliseconds from the first chunk requested to the last verified (incoming).
+    /// Incoming: milliseconds from the first chunk requested to the last verified, over every
+    /// attempt this process made (after a restart, from the restart's first request).
     pub transfer_ms: Option<u64>,
     pub last_error: Option<String>,
     /// Outgoing: the sealed copy was deleted once the requester confirmed its arrival.
     #[serde(default)]
     pub delivered: bool,
+    /// Incoming, once complete: chunk responses received to complete it since this node last
+    /// started (resent ones included), and the pulls that took (1 when nothing interrupted it).
+    #[serde(default)]
+    pub chunks_fetched: u64,
+    #[serde(default)]
+    pub pulls: u32,
 }
 
 /// What `comity evidence status` shows.
@@ -66,8 +73,13 @@ pub struct EvidenceStatus {
     /// Incoming: chunks verified and kept. Outgoing: equal to `chunks`.
     pub chunks_verified: u64,
     pub bytes_verified: u64,
-    /// Incoming: chunk responses received since this node started (resent ones included).
+    /// Incoming: chunk responses received since this node started (resent ones included);
+    /// once complete, those it took to complete the package.
     pub chunks_fetched: u64,
+    /// Incoming: pulls started since this node started (each resumption is one more); once
+    /// complete, those it took.
+    #[serde(default)]
+    pub pulls: u32,
     /// Outgoing: chunk responses served since this node started.
     pub chunks_served: u64,
     /// Bytes per second over the current transfer, when one is running.
@@ -99,6 +111,8 @@ pub fn announce(batch: &mut Batch, case_id: CaseId, root: Hash32, from: &Jurisdi
         transfer_ms: None,
         last_error: None,
         delivered: false,
+        chunks_fetched: 0,
+        pulls: 0,
     };
     batch.put(
         Cf::Evidence,

@@ -285,13 +285,14 @@ pub(super) async fn pull(evidence: &Evidence, case_id: CaseId) -> Result<(), Evi
             .map(|i| manifest.sealed_chunk_len(i) as u64)
             .sum();
         p.started = Some(Instant::now());
+        p.first_started.get_or_insert_with(Instant::now);
+        p.pulls += 1;
         p.bytes_at_start = p.bytes_verified;
         p.bitmap = Some(have);
     }
     if !missing.is_empty() {
         info!(case = %case_id, missing = missing.len(), of = record.chunks, "pulling evidence chunks");
     }
-    let started = Instant::now();
     let file = Arc::new(
         super::direct::PackageWriter::open(&partial)
             .map_err(io(format!("cannot open {}", partial.display())))?,
@@ -375,14 +376,22 @@ pub(super) async fn pull(evidence: &Evidence, case_id: CaseId) -> Result<(), Evi
     std::fs::rename(&partial, &final_path)
         .map_err(io(format!("cannot rename {}", partial.display())))?;
     super::package::sync_dir(&final_path)?;
-    let elapsed = started.elapsed();
+    // The whole transfer, every attempt of this process, and what it took.
+    let (elapsed, fetched, pulls) = {
+        let progress = inner.progress.lock().expect("lock");
+        let p = progress.get(&case_id).cloned().unwrap_or_default();
+        let elapsed = p.first_started.map(|at| at.elapsed()).unwrap_or_default();
+        (elapsed, p.fetched, p.pulls)
+    };
     record.state = PackageState::Complete;
     record.completed_at = Some(Timestamp::now());
     record.transfer_ms = Some(elapsed.as_millis() as u64);
+    record.chunks_fetched = fetched;
+    record.pulls = pulls;
     record.last_error = None;
     evidence.put(&record).await?;
     let mb_per_s = record.sealed_bytes as f64 / 1e6 / elapsed.as_secs_f64().max(1e-3);
-    info!(case = %case_id, root = %record.root, bytes = record.sealed_bytes, ms = elapsed.as_millis() as u64, mb_per_s = format!("{mb_per_s:.0}"), "evidence package received whole");
+    info!(case = %case_id, root = %record.root, bytes = record.sealed_bytes, ms = elapsed.as_millis() as u64, pulls, mb_per_s = format!("{mb_per_s:.0}"), "evidence package received whole");
     inner.progress.lock().expect("lock").remove(&case_id);
     evidence.confirm(&record).await;
     Ok(())

@@ -16,6 +16,25 @@ pub fn percentile_ms(sorted: &[Duration], p: f64) -> f64 {
     sorted[rank.min(sorted.len() - 1)].as_secs_f64() * 1000.0
 }
 
+/// Fails, naming the field, if any figure of `report` is missing: NaN or infinite (which JSON
+/// would print as `null`), as a percentile of no sample or a rate over no time would be.
+pub(crate) fn every_figure_present(report: &impl serde::Serialize) -> anyhow::Result<()> {
+    fn walk(path: &str, value: &serde_json::Value) -> anyhow::Result<()> {
+        match value {
+            serde_json::Value::Null => anyhow::bail!("the benchmark measured no {path}"),
+            serde_json::Value::Object(map) => map
+                .iter()
+                .try_for_each(|(k, v)| walk(&format!("{path}.{k}"), v)),
+            serde_json::Value::Array(items) => items
+                .iter()
+                .enumerate()
+                .try_for_each(|(i, v)| walk(&format!("{path}[{i}]"), v)),
+            _ => Ok(()),
+        }
+    }
+    walk("report", &serde_json::to_value(report)?)
+}
+
 /// The size of the frame that carries a sample request, so that baselines carry the same bytes.
 pub(crate) fn push_frame_len() -> anyhow::Result<usize> {
     let identity = comity_node::identity::NodeIdentity::from_seed([1u8; 32]);
@@ -72,5 +91,37 @@ impl Drafts {
             .expect("drafts lock")
             .pop()
             .ok_or_else(|| anyhow::anyhow!("ran out of prepared drafts"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[derive(serde::Serialize)]
+    struct Figures {
+        rate: f64,
+        runs: [f64; 2],
+    }
+
+    #[test]
+    fn a_missing_figure_fails_the_benchmark_and_is_named() {
+        let whole = Figures {
+            rate: 412.0,
+            runs: [400.0, 424.0],
+        };
+        assert!(super::every_figure_present(&whole).is_ok());
+        let nan = Figures {
+            rate: f64::NAN,
+            runs: [400.0, 424.0],
+        };
+        let err = super::every_figure_present(&nan).unwrap_err().to_string();
+        assert!(err.contains("report.rate"), "{err}");
+        let infinite = Figures {
+            rate: 1.0,
+            runs: [400.0, f64::INFINITY],
+        };
+        let err = super::every_figure_present(&infinite)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("report.runs[1]"), "{err}");
     }
 }

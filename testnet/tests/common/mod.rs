@@ -97,3 +97,20 @@ pub fn ok(out: std::process::Output) -> String {
     );
     String::from_utf8(out.stdout).unwrap()
 }
+
+/// Polls a node's log until a line holds every one of `needles`; panics after `timeout`.
+/// The positive signal that something happened, where a sleep could only hope it had.
+pub async fn wait_for_log(bloc: &Bloc, member: &str, needles: &[&str], timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let log = bloc.log(member);
+        if log.lines().any(|l| needles.iter().all(|n| l.contains(n))) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{member}'s log has no line with {needles:?} after {timeout:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -1,0 +1,137 @@
+//! Evidence goes to the requesting party only, and only sealed with the sender's roster key:
+//! a third member asking DE for the package of an FR→DE case is refused, and FR refuses a
+//! package that DE sealed with a key other than the one the roster lists for DE.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use comity_node::admin::api::{Action, AdminClient, ClientError};
+use comity_node::evidence::{EvidenceStatus, PackageState};
+use comity_node::identity::NodeIdentity;
+use comity_node::roster::Roster;
+use comity_protocol::evidence::{EvidenceRequest, EvidenceResponse};
+use comity_protocol::{CaseId, Decision};
+use comity_testnet::Bloc;
+use comity_testnet::peer::RawPeer;
+use common::*;
+
+const SETTLE: Duration = Duration::from_secs(60);
+
+async fn accepted_case(bloc: &Bloc) -> CaseId {
+    let id = send(bloc, "FR", "DE", Some(20_000)).await.summary.case_id;
+    bloc.client("DE")
+        .act(
+            id,
+            &Action::Decide {
+                decision: Decision::Accept,
+            },
+        )
+        .await
+        .unwrap();
+    wait_for_state(&bloc.client("FR"), id, "accepted", SETTLE).await;
+    id
+}
+
+fn fulfil(bloc: &Bloc, dir: &std::path::Path, id: CaseId) {
+    let file = dir.join(format!("records-{id}.csv"));
+    std::fs::write(&file, vec![7u8; 200_000]).unwrap();
+    ok(comity(
+        &bloc.node("DE").config,
+        &[
+            "case",
+            "fulfil",
+            &id.to_string(),
+            "--evidence",
+            file.to_str().unwrap(),
+        ],
+    ));
+}
+
+async fn fr_status(client: &AdminClient, id: CaseId) -> Option<EvidenceStatus> {
+    match client.evidence_status(id).await {
+        Ok(s) => Some(s),
+        Err(ClientError::Api { status: 404, .. }) => None,
+        Err(e) => panic!("evidence status: {e}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_requester_is_served_and_only_a_package_sealed_with_the_roster_key_is_taken() {
+    let (dir, mut bloc) = bloc(&["FR", "DE", "IT"]).await;
+    bloc.start_all().unwrap();
+    bloc.wait_connected(Duration::from_secs(30)).await.unwrap();
+    let (fr, de) = (bloc.client("FR"), bloc.client("DE"));
+
+    // A delivered package of an FR→DE case: IT, a member but not a party, asks DE for it.
+    let id = accepted_case(&bloc).await;
+    fulfil(&bloc, dir.path(), id);
+    let done = {
+        let deadline = Instant::now() + SETTLE;
+        loop {
+            if let Some(s) = fr_status(&fr, id).await
+                && s.state == PackageState::Complete
+            {
+                break s;
+            }
+            assert!(Instant::now() < deadline, "FR never completed the package");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    let it_dir = bloc.node("IT").dir.clone();
+    let it = NodeIdentity::load(&it_dir.join("node.key")).unwrap();
+    let de_member = Roster::load(&it_dir.join("roster.toml"))
+        .unwrap()
+        .by_jurisdiction(&j("DE"))
+        .unwrap()
+        .0
+        .clone();
+    let served_before = de.evidence_status(id).await.unwrap().chunks_served;
+    let nosy = RawPeer::start(it, &de_member).await.unwrap();
+    for request in [
+        EvidenceRequest::Manifest { case_id: id },
+        EvidenceRequest::Chunk {
+            case_id: id,
+            root: done.root,
+            index: 0,
+        },
+    ] {
+        match nosy.evidence(de_member.peer_id, &request).await.unwrap() {
+            EvidenceResponse::Refused { reason } => {
+                assert!(reason.contains("not shared with IT"), "{reason}")
+            }
+            other => panic!("IT was served {:?}", std::mem::discriminant(&other)),
+        }
+    }
+    assert_eq!(
+        de.evidence_status(id).await.unwrap().chunks_served,
+        served_before,
+        "DE served IT a chunk"
+    );
+
+    // DE's sealing key is replaced by one the roster does not list: FR refuses the package
+    // before pulling a chunk.
+    bloc.kill("DE").unwrap();
+    let key = bloc.node("DE").dir.join("sealing.key");
+    std::fs::remove_file(&key).unwrap();
+    comity_node::evidence::create_sealing_key(&key).unwrap();
+    bloc.start("DE").unwrap();
+    bloc.wait_connected(Duration::from_secs(30)).await.unwrap();
+    let id = accepted_case(&bloc).await;
+    fulfil(&bloc, dir.path(), id);
+    let deadline = Instant::now() + SETTLE;
+    let refused = loop {
+        let s = fr_status(&fr, id).await;
+        if let Some(s) = &s
+            && s.last_error
+                .as_deref()
+                .is_some_and(|e| e.contains("roster sealing key"))
+        {
+            break s.clone();
+        }
+        assert!(Instant::now() < deadline, "FR did not refuse it: {s:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(refused.state, PackageState::Announced, "{refused:?}");
+    assert_eq!(refused.chunks_verified, 0);
+}

@@ -1,0 +1,68 @@
+//! The requesting node keeps received data no longer than its own policy allows, whatever the
+//! request asked for: a request asking 30 days at a node whose policy says 2 is purged after
+//! 2 (on both sides, the executing side following the signed `purged` event).
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use comity_node::admin::api::CaseSummary;
+use common::*;
+
+const DAY_MS: i64 = 86_400_000;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_is_capped_by_the_requesters_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut bloc =
+        comity_testnet::Bloc::create_with(dir.path(), &[j("FR"), j("DE")], "testnet", |c| {
+            c.safeguards.retention_sweep_secs = 1;
+        })
+        .await
+        .unwrap();
+    std::fs::write(
+        bloc.node("FR").dir.join("policy.toml"),
+        "default_retention_days = 2\n",
+    )
+    .unwrap();
+    bloc.start_all().unwrap();
+    bloc.wait_connected(Duration::from_secs(30)).await.unwrap();
+    let (fr, de) = (bloc.client("FR"), bloc.client("DE"));
+
+    let mut asked = request("FR", "DE");
+    asked.retention_days = 30;
+    let sent = comity_testnet::send_request(
+        &fr,
+        &bloc.approver("FR"),
+        asked,
+        Some(Duration::from_secs(20)),
+    )
+    .await
+    .unwrap();
+    let id = sent.summary.case_id;
+    let until = sent.summary.retention_until.expect("a retention deadline");
+    let kept = until.as_millis() - sent.summary.created_at.as_millis();
+    assert!(
+        (2 * DAY_MS..2 * DAY_MS + 60_000).contains(&kept),
+        "kept {kept} ms, not the policy's 2 days"
+    );
+
+    // Three days on, well before the 30 asked for, the content is gone on both sides.
+    fr.advance_clock(3 * 86_400).await.unwrap();
+    let purged = |cases: Vec<CaseSummary>| {
+        cases
+            .iter()
+            .any(|c| c.case_id == id && c.purged_at.is_some())
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !(purged(fr.cases().await.unwrap()) && purged(de.cases().await.unwrap())) {
+        assert!(
+            Instant::now() < deadline,
+            "not purged after the policy's 2 days"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for client in [&fr, &de] {
+        assert!(client.case(id).await.unwrap().request.is_none());
+    }
+}
