@@ -112,13 +112,7 @@ impl Part {
 /// The head of the CBOR byte string that holds a part of `len` bytes (RFC 8949 §3.1, shortest
 /// form).
 pub fn part_head(len: u64) -> Vec<u8> {
-    match len {
-        0..=23 => vec![0x40 | len as u8],
-        24..=0xff => vec![0x58, len as u8],
-        0x100..=0xffff => [&[0x59][..], &(len as u16).to_be_bytes()].concat(),
-        0x1_0000..=0xffff_ffff => [&[0x5a][..], &(len as u32).to_be_bytes()].concat(),
-        _ => [&[0x5b][..], &len.to_be_bytes()].concat(),
-    }
+    crate::canonical::bstr_head(len as usize)
 }
 
 /// Encodes one part as the CBOR byte string that holds it in the sequence.

@@ -76,6 +76,18 @@ pub fn from_canonical_cbor<T: DeserializeOwned>(
     from_cbor(bytes, max_len)
 }
 
+/// The head of a definite-length byte string of `len` bytes, in shortest form (RFC 8949 §3.1).
+pub fn bstr_head(len: usize) -> Vec<u8> {
+    let len = len as u64;
+    match len {
+        0..=23 => vec![0x40 | len as u8],
+        24..=0xff => vec![0x58, len as u8],
+        0x100..=0xffff => [&[0x59][..], &(len as u16).to_be_bytes()].concat(),
+        0x1_0000..=0xffff_ffff => [&[0x5a][..], &(len as u32).to_be_bytes()].concat(),
+        _ => [&[0x5b][..], &len.to_be_bytes()].concat(),
+    }
+}
+
 /// Whether `bytes` is exactly one CBOR item in core deterministic encoding, without floats.
 pub fn is_canonical(bytes: &[u8]) -> bool {
     let Ok(value) = from_cbor::<Value>(bytes, usize::MAX) else {
