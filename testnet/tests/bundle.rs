@@ -13,7 +13,7 @@ use std::time::Duration;
 use comity_node::admin::api::Action;
 use comity_node::roster::EvidenceLimits;
 use comity_protocol::bundle::{BundleHeader, PartKind, encode_part, part_len};
-use comity_protocol::{Decision, SignedEnvelope, from_cbor};
+use comity_protocol::{SignedEnvelope, from_cbor};
 use common::*;
 
 const CONNECT: Duration = Duration::from_secs(30);
@@ -133,29 +133,10 @@ async fn an_exported_case_verifies_offline_and_any_change_is_named() {
     let (fr, de) = (bloc.client("FR"), bloc.client("DE"));
 
     // The whole lifecycle, with evidence.
-    let id = send(&bloc, "FR", "DE", Some(20_000)).await.summary.case_id;
-    de.act(
-        id,
-        &Action::Decide {
-            decision: Decision::Accept,
-        },
-    )
-    .await
-    .unwrap();
-    wait_for_state(&fr, id, "accepted", SETTLE).await;
+    let id = accepted_case(&bloc).await;
     let keep = tempfile::tempdir().unwrap();
     let files = write_evidence(&keep.path().join("files"));
-    let mut args = vec![
-        "case".to_owned(),
-        "fulfil".into(),
-        id.to_string(),
-        "--note".into(),
-        "records attached".into(),
-        "--evidence".into(),
-    ];
-    args.extend(files.iter().map(|f| f.to_str().unwrap().to_owned()));
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    ok(comity(&bloc.node("DE").config, &args));
+    fulfil_with_evidence(&bloc, id, &files);
     let deadline = std::time::Instant::now() + SETTLE;
     while !fr
         .log(id)

@@ -7,10 +7,10 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use comity_node::admin::api::{Action, AdminClient, ClientError};
+use comity_node::admin::api::{Action, AdminClient};
 use comity_node::evidence::{EvidenceFaults, EvidenceStatus, PackageState};
 use comity_node::roster::EvidenceLimits;
-use comity_protocol::{CaseId, Decision};
+use comity_protocol::CaseId;
 use comity_testnet::Bloc;
 use common::*;
 
@@ -42,22 +42,6 @@ async fn evidence_bloc(max_package: u64) -> (tempfile::TempDir, Bloc) {
     (dir, bloc)
 }
 
-/// A request FR→DE that DE accepted.
-async fn accepted_case(bloc: &Bloc) -> CaseId {
-    let id = send(bloc, "FR", "DE", Some(20_000)).await.summary.case_id;
-    bloc.client("DE")
-        .act(
-            id,
-            &Action::Decide {
-                decision: Decision::Accept,
-            },
-        )
-        .await
-        .unwrap();
-    wait_for_state(&bloc.client("FR"), id, "accepted", SETTLE).await;
-    id
-}
-
 /// Files of pseudo-random bytes (incompressible, distinct), with a marker at the start.
 fn write_files(dir: &Path, sizes: &[(&str, usize)]) -> Vec<PathBuf> {
     std::fs::create_dir_all(dir).unwrap();
@@ -82,28 +66,6 @@ fn write_files(dir: &Path, sizes: &[(&str, usize)]) -> Vec<PathBuf> {
         .collect()
 }
 
-fn fulfil(bloc: &Bloc, id: CaseId, files: &[PathBuf]) -> String {
-    let mut args = vec![
-        "case".to_owned(),
-        "fulfil".into(),
-        id.to_string(),
-        "--note".into(),
-        "records attached".into(),
-        "--evidence".into(),
-    ];
-    args.extend(files.iter().map(|f| f.to_str().unwrap().to_owned()));
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    ok(comity(&bloc.node("DE").config, &args))
-}
-
-async fn status(client: &AdminClient, id: CaseId) -> Option<EvidenceStatus> {
-    match client.evidence_status(id).await {
-        Ok(s) => Some(s),
-        Err(ClientError::Api { status: 404, .. }) => None,
-        Err(e) => panic!("evidence status: {e}"),
-    }
-}
-
 /// Polls FR's view of the package until `done` holds; panics with the last view on timeout.
 async fn wait_evidence(
     client: &AdminClient,
@@ -113,7 +75,7 @@ async fn wait_evidence(
 ) -> EvidenceStatus {
     let deadline = Instant::now() + SETTLE;
     loop {
-        let s = status(client, id).await;
+        let s = evidence_status(client, id).await;
         if let Some(s) = &s
             && done(s)
         {
@@ -213,7 +175,7 @@ async fn a_multi_file_package_arrives_sealed_and_opens_whole_for_an_officer() {
         ],
     ));
     assert!(err.contains("over the bloc's limit"), "{err}");
-    assert!(status(&de, id).await.is_none());
+    assert!(evidence_status(&de, id).await.is_none());
     assert_eq!(de.case(id).await.unwrap().summary.state, "accepted");
     // An upload that breaks halfway (the officer's machine dies): nothing is recorded or kept.
     let ticket = de
@@ -264,7 +226,7 @@ async fn a_multi_file_package_arrives_sealed_and_opens_whole_for_an_officer() {
     // that DE saw the upload break and dropped what it had sealed.
     assert!(upload.await.unwrap().is_err());
     wait_for_log(&bloc, "DE", &["evidence upload failed", &case], SETTLE).await;
-    assert!(status(&de, id).await.is_none());
+    assert!(evidence_status(&de, id).await.is_none());
     assert!(files_under(&bloc.node("DE").dir.join("evidence")).is_empty());
     assert_eq!(de.case(id).await.unwrap().summary.state, "accepted");
 
@@ -275,12 +237,12 @@ async fn a_multi_file_package_arrives_sealed_and_opens_whole_for_an_officer() {
         .unwrap_err();
     assert!(err.to_string().contains("appears twice"), "{err}");
 
-    let printed = fulfil(&bloc, id, &originals);
+    let printed = fulfil_with_evidence(&bloc, id, &originals);
     assert!(
         printed.contains("fulfilled with evidence package"),
         "{printed}"
     );
-    let sent = status(&de, id).await.unwrap();
+    let sent = evidence_status(&de, id).await.unwrap();
     assert_eq!(sent.total_bytes, 1_570_000);
     assert_eq!(sent.chunks, 1_570_000u64.div_ceil(u64::from(CHUNK)));
 
@@ -344,7 +306,7 @@ async fn a_multi_file_package_arrives_sealed_and_opens_whole_for_an_officer() {
     // A package of one empty file: no chunk at all, still sealed, named and opened whole.
     let empty_case = accepted_case(&bloc).await;
     let empty = write_files(&dir.path().join("empty"), &[("nothing-found.txt", 0)]);
-    fulfil(&bloc, empty_case, &empty);
+    fulfil_with_evidence(&bloc, empty_case, &empty);
     let got = complete(&fr, empty_case).await;
     assert_eq!((got.chunks, got.total_bytes), (0, 0));
     fetch_and_compare(&bloc, empty_case, &dir.path().join("out-empty"), &empty);
@@ -353,7 +315,8 @@ async fn a_multi_file_package_arrives_sealed_and_opens_whole_for_an_officer() {
     fr.act(id, &Action::Purge).await.unwrap();
     let deadline = Instant::now() + SETTLE;
     loop {
-        let gone = status(&fr, id).await.is_none() && status(&de, id).await.is_none();
+        let gone =
+            evidence_status(&fr, id).await.is_none() && evidence_status(&de, id).await.is_none();
         let files: Vec<PathBuf> = files_under(&bloc.node("FR").dir.join("evidence"))
             .into_iter()
             .filter(|f| f.to_string_lossy().contains(&id.to_string()))
@@ -382,7 +345,7 @@ async fn a_transfer_resumes_after_either_side_is_killed_without_resending_verifi
     // The receiver is killed halfway, restarts, and finds its verified chunks on disk.
     let id = accepted_case(&bloc).await;
     bloc.client("DE").evidence_faults(&slow).await.unwrap();
-    fulfil(&bloc, id, &files);
+    fulfil_with_evidence(&bloc, id, &files);
     let before = wait_evidence(&bloc.client("FR"), id, "a quarter", |s| {
         s.chunks_verified >= chunks / 4
     })
@@ -407,7 +370,10 @@ async fn a_transfer_resumes_after_either_side_is_killed_without_resending_verifi
         done.chunks_fetched,
         before.chunks_verified
     );
-    let served = status(&bloc.client("DE"), id).await.unwrap().chunks_served;
+    let served = evidence_status(&bloc.client("DE"), id)
+        .await
+        .unwrap()
+        .chunks_served;
     assert!(
         served <= chunks + PARALLEL,
         "DE served {served} chunks for {chunks} (FR had {} verified when killed)",
@@ -418,7 +384,7 @@ async fn a_transfer_resumes_after_either_side_is_killed_without_resending_verifi
     // The sender is killed halfway; the receiver resumes when it is back.
     let id = accepted_case(&bloc).await;
     bloc.client("DE").evidence_faults(&slow).await.unwrap();
-    fulfil(&bloc, id, &files);
+    fulfil_with_evidence(&bloc, id, &files);
     wait_evidence(&bloc.client("FR"), id, "a quarter", |s| {
         s.chunks_verified >= chunks / 4
     })
@@ -458,7 +424,7 @@ async fn damaged_packages_are_refused_and_nothing_partial_is_exposed() {
     })
     .await
     .unwrap();
-    fulfil(&bloc, id, &files);
+    fulfil_with_evidence(&bloc, id, &files);
     let s = refused_with(&fr, id, "signature").await;
     assert_eq!(s.state, PackageState::Announced, "{s:?}");
     assert!(s.last_error.unwrap().contains("DE's roster key"));

@@ -5,55 +5,21 @@
 mod common;
 
 use std::time::{Duration, Instant};
-
-use comity_node::admin::api::{Action, AdminClient, ClientError};
-use comity_node::evidence::{EvidenceStatus, PackageState};
+use comity_node::evidence::PackageState;
 use comity_node::identity::NodeIdentity;
 use comity_node::roster::Roster;
+use comity_protocol::CaseId;
 use comity_protocol::evidence::{EvidenceRequest, EvidenceResponse};
-use comity_protocol::{CaseId, Decision};
 use comity_testnet::Bloc;
 use comity_testnet::peer::RawPeer;
 use common::*;
 
 const SETTLE: Duration = Duration::from_secs(60);
 
-async fn accepted_case(bloc: &Bloc) -> CaseId {
-    let id = send(bloc, "FR", "DE", Some(20_000)).await.summary.case_id;
-    bloc.client("DE")
-        .act(
-            id,
-            &Action::Decide {
-                decision: Decision::Accept,
-            },
-        )
-        .await
-        .unwrap();
-    wait_for_state(&bloc.client("FR"), id, "accepted", SETTLE).await;
-    id
-}
-
 fn fulfil(bloc: &Bloc, dir: &std::path::Path, id: CaseId) {
     let file = dir.join(format!("records-{id}.csv"));
     std::fs::write(&file, vec![7u8; 200_000]).unwrap();
-    ok(comity(
-        &bloc.node("DE").config,
-        &[
-            "case",
-            "fulfil",
-            &id.to_string(),
-            "--evidence",
-            file.to_str().unwrap(),
-        ],
-    ));
-}
-
-async fn fr_status(client: &AdminClient, id: CaseId) -> Option<EvidenceStatus> {
-    match client.evidence_status(id).await {
-        Ok(s) => Some(s),
-        Err(ClientError::Api { status: 404, .. }) => None,
-        Err(e) => panic!("evidence status: {e}"),
-    }
+    fulfil_with_evidence(bloc, id, &[file]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -69,7 +35,7 @@ async fn only_the_requester_is_served_and_only_a_package_sealed_with_the_roster_
     let done = {
         let deadline = Instant::now() + SETTLE;
         loop {
-            if let Some(s) = fr_status(&fr, id).await
+            if let Some(s) = evidence_status(&fr, id).await
                 && s.state == PackageState::Complete
             {
                 break s;
@@ -121,7 +87,7 @@ async fn only_the_requester_is_served_and_only_a_package_sealed_with_the_roster_
     fulfil(&bloc, dir.path(), id);
     let deadline = Instant::now() + SETTLE;
     let refused = loop {
-        let s = fr_status(&fr, id).await;
+        let s = evidence_status(&fr, id).await;
         if let Some(s) = &s
             && s.last_error
                 .as_deref()

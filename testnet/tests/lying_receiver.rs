@@ -8,13 +8,9 @@ mod common;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
 use comity_node::admin::api::{AdminClient, CaseDetail};
-use comity_node::identity::NodeIdentity;
-use comity_node::roster::Roster;
 use comity_protocol::{CaseId, RejectCode};
-use comity_testnet::Bloc;
-use comity_testnet::peer::{Lie, RawPeer};
+use comity_testnet::peer::Lie;
 use common::*;
 
 const CONNECT: Duration = Duration::from_secs(30);
@@ -59,20 +55,6 @@ fn undelivered(case: &CaseDetail) {
     assert!(case.delivery.refused.is_none(), "{:?}", case.delivery);
 }
 
-/// A peer with DE's identity listening at DE's address, lying to FR as `lie` says.
-async fn liar(bloc: &Bloc, lie: Arc<Mutex<Lie>>) -> RawPeer {
-    let de = bloc.node("DE");
-    let identity = NodeIdentity::load(&de.dir.join("node.key")).unwrap();
-    let roster = Roster::load(&bloc.node("FR").dir.join("roster.toml")).unwrap();
-    let fr = roster.by_jurisdiction(&j("FR")).unwrap().0.clone();
-    let listen = format!("/ip4/127.0.0.1/tcp/{}", de.p2p_port)
-        .parse()
-        .unwrap();
-    RawPeer::lying_receiver(identity, j("DE"), listen, &fr, lie)
-        .await
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_requester_counts_only_a_receipt_that_verifies_for_exactly_what_it_sent() {
     let (_dir, mut bloc) = bloc(&["FR", "DE"]).await;
@@ -84,7 +66,7 @@ async fn a_requester_counts_only_a_receipt_that_verifies_for_exactly_what_it_sen
     let lie = Arc::new(Mutex::new(Lie::ForeignSignature(
         ed25519_dalek::SigningKey::from_bytes(&[3; 32]),
     )));
-    let raw = liar(&bloc, lie.clone()).await;
+    let raw = lying_de(&bloc, lie.clone()).await;
     let forged = send(&bloc, "FR", "DE", None).await.summary.case_id;
     let case = error_says(&fr, forged, "invalid receipt").await;
     undelivered(&case);
@@ -113,7 +95,7 @@ async fn a_requester_counts_only_a_receipt_that_verifies_for_exactly_what_it_sen
     // A refusal of the message itself: final, not retried, and shown to the officer.
     bloc.kill("DE").unwrap();
     *lie.lock().unwrap() = Lie::Refuse(RejectCode::Invalid);
-    let _raw = liar(&bloc, lie.clone()).await;
+    let _raw = lying_de(&bloc, lie.clone()).await;
     let refused = send(&bloc, "FR", "DE", None).await.summary.case_id;
     let case = wait_case(&fr, refused, "a refusal", |c| c.delivery.refused.is_some()).await;
     let why = case.delivery.refused.clone().unwrap();

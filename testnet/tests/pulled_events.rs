@@ -7,31 +7,16 @@ mod common;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
 use comity_node::admin::api::AdminClient;
 use comity_node::identity::NodeIdentity;
-use comity_node::roster::Roster;
 use comity_protocol::{
     CaseId, CaseLog, Decision, EventKind, RejectCode, SignedEnvelope, Timestamp,
 };
-use comity_testnet::Bloc;
-use comity_testnet::peer::{Lie, RawPeer};
+
+use comity_testnet::peer::Lie;
 use common::*;
 
 const CONNECT: Duration = Duration::from_secs(30);
-
-async fn liar(bloc: &Bloc, lie: Arc<Mutex<Lie>>) -> RawPeer {
-    let de = bloc.node("DE");
-    let identity = NodeIdentity::load(&de.dir.join("node.key")).unwrap();
-    let roster = Roster::load(&bloc.node("FR").dir.join("roster.toml")).unwrap();
-    let fr = roster.by_jurisdiction(&j("FR")).unwrap().0.clone();
-    let listen = format!("/ip4/127.0.0.1/tcp/{}", de.p2p_port)
-        .parse()
-        .unwrap();
-    RawPeer::lying_receiver(identity, j("DE"), listen, &fr, lie)
-        .await
-        .unwrap()
-}
 
 /// Polls FR's refusals until one for `case` has `code`, from DE.
 async fn refused(fr: &AdminClient, case: CaseId, code: RejectCode) {
@@ -82,7 +67,7 @@ async fn pulled_events_that_are_forged_or_misattributed_are_refused_and_not_appl
     let mut forged = SignedEnvelope::sign(&decide, &stranger).unwrap();
     forged.signer = de_key.public_key();
     let lie = Arc::new(Mutex::new(Lie::Serve(vec![forged])));
-    let raw = liar(&bloc, lie.clone()).await;
+    let raw = lying_de(&bloc, lie.clone()).await;
     refused(&fr, id, RejectCode::BadSignature).await;
     drop(raw);
 
@@ -96,7 +81,7 @@ async fn pulled_events_that_are_forged_or_misattributed_are_refused_and_not_appl
     );
     let misattributed = SignedEnvelope::sign(&withdraw, de_key.signing_key()).unwrap();
     *lie.lock().unwrap() = Lie::Serve(vec![misattributed]);
-    let _raw = liar(&bloc, lie.clone()).await;
+    let _raw = lying_de(&bloc, lie.clone()).await;
     // (The refusal's reason is withheld from the list: it may quote the content.)
     refused(&fr, id, RejectCode::Invalid).await;
 

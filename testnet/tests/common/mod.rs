@@ -114,3 +114,64 @@ pub async fn wait_for_log(bloc: &Bloc, member: &str, needles: &[&str], timeout: 
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// A request FR→DE that DE accepted, once FR has seen the acceptance.
+pub async fn accepted_case(bloc: &Bloc) -> CaseId {
+    let id = send(bloc, "FR", "DE", Some(20_000)).await.summary.case_id;
+    bloc.client("DE")
+        .act(
+            id,
+            &comity_node::admin::api::Action::Decide {
+                decision: comity_protocol::Decision::Accept,
+            },
+        )
+        .await
+        .unwrap();
+    wait_for_state(&bloc.client("FR"), id, "accepted", Duration::from_secs(60)).await;
+    id
+}
+
+/// DE fulfils case `id` with `files` as evidence, through the CLI; its stdout.
+pub fn fulfil_with_evidence(bloc: &Bloc, id: CaseId, files: &[std::path::PathBuf]) -> String {
+    let mut args = vec![
+        "case".to_owned(),
+        "fulfil".into(),
+        id.to_string(),
+        "--note".into(),
+        "records attached".into(),
+        "--evidence".into(),
+    ];
+    args.extend(files.iter().map(|f| f.to_str().unwrap().to_owned()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    ok(comity(&bloc.node("DE").config, &args))
+}
+
+/// Where a case's evidence package stands on a node; `None` while it has none (404).
+pub async fn evidence_status(
+    client: &AdminClient,
+    id: CaseId,
+) -> Option<comity_node::evidence::EvidenceStatus> {
+    match client.evidence_status(id).await {
+        Ok(s) => Some(s),
+        Err(comity_node::admin::api::ClientError::Api { status: 404, .. }) => None,
+        Err(e) => panic!("evidence status: {e}"),
+    }
+}
+
+/// A peer with DE's identity listening at DE's address (DE stopped), lying to FR as `lie` says.
+pub async fn lying_de(
+    bloc: &Bloc,
+    lie: std::sync::Arc<std::sync::Mutex<comity_testnet::peer::Lie>>,
+) -> comity_testnet::peer::RawPeer {
+    let de = bloc.node("DE");
+    let identity = comity_node::identity::NodeIdentity::load(&de.dir.join("node.key")).unwrap();
+    let roster =
+        comity_node::roster::Roster::load(&bloc.node("FR").dir.join("roster.toml")).unwrap();
+    let fr = roster.by_jurisdiction(&j("FR")).unwrap().0.clone();
+    let listen = format!("/ip4/127.0.0.1/tcp/{}", de.p2p_port)
+        .parse()
+        .unwrap();
+    comity_testnet::peer::RawPeer::lying_receiver(identity, j("DE"), listen, &fr, lie)
+        .await
+        .unwrap()
+}
