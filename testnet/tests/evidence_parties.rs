@@ -5,6 +5,7 @@
 mod common;
 
 use std::time::{Duration, Instant};
+
 use comity_node::evidence::PackageState;
 use comity_node::identity::NodeIdentity;
 use comity_node::roster::Roster;

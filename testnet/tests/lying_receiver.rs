@@ -8,6 +8,7 @@ mod common;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
 use comity_node::admin::api::{AdminClient, CaseDetail};
 use comity_protocol::{CaseId, RejectCode};
 use comity_testnet::peer::Lie;

@@ -7,12 +7,12 @@ mod common;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
 use comity_node::admin::api::AdminClient;
 use comity_node::identity::NodeIdentity;
 use comity_protocol::{
     CaseId, CaseLog, Decision, EventKind, RejectCode, SignedEnvelope, Timestamp,
 };
-
 use comity_testnet::peer::Lie;
 use common::*;
 
