@@ -357,6 +357,24 @@ pub fn collected(store: &Store, period: &str) -> Vec<Report> {
         .collect()
 }
 
+/// Whether a report that `signer` signed speaks of `signer` alone: a member publishes its own
+/// figures, never another's (neither as the issuer nor as the report's jurisdiction).
+fn attributed_to(signer: &Jurisdiction, published: &PublishedReport) -> Result<(), String> {
+    if published.issuer != *signer {
+        return Err(format!(
+            "signed by {signer} but issued in the name of {}",
+            published.issuer
+        ));
+    }
+    if published.report.jurisdiction != signer.to_string() {
+        return Err(format!(
+            "signed by {signer} but gives the figures of {:?}",
+            published.report.jurisdiction
+        ));
+    }
+    Ok(())
+}
+
 /// Keeps the members' reports published on the bloc's gossip topic.
 pub async fn run_collector(
     store: Store,
@@ -383,7 +401,8 @@ pub async fn run_collector(
                 continue;
             }
         };
-        if published.issuer != member.jurisdiction {
+        if let Err(why) = attributed_to(&member.jurisdiction, &published) {
+            tracing::warn!(member = %member.jurisdiction, %why, "report refused");
             continue;
         }
         if let Err(e) = collect(&store, &member.jurisdiction, envelope, &published).await {
@@ -407,6 +426,27 @@ mod tests {
         };
         let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
         (SignedEnvelope::sign(&published, &key).unwrap(), published)
+    }
+
+    #[test]
+    fn a_report_must_speak_of_its_signer_alone() {
+        let de: Jurisdiction = "DE".parse().unwrap();
+        let fr: Jurisdiction = "FR".parse().unwrap();
+        let (_, own) = published(Some("2026-11"), "2026-11-26T10:00:00Z", 5);
+        assert_eq!(attributed_to(&de, &own), Ok(()));
+        // Published by FR in DE's name, or by DE with FR's figures: refused.
+        assert!(
+            attributed_to(&fr, &own)
+                .unwrap_err()
+                .contains("in the name of DE")
+        );
+        let mut figures_of_fr = own.clone();
+        figures_of_fr.report.jurisdiction = "FR".into();
+        assert!(
+            attributed_to(&de, &figures_of_fr)
+                .unwrap_err()
+                .contains("figures of \"FR\"")
+        );
     }
 
     #[tokio::test]
