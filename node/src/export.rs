@@ -7,7 +7,8 @@
 
 use std::path::PathBuf;
 
-use comity_protocol::bundle::{BundleHeader, BundleMember, Part, PartKind, encode_part, part_head};
+use comity_protocol::bundle::{BundleHeader, BundleMember, Part, PartKind, encode_part};
+use comity_protocol::canonical::bstr_head;
 use comity_protocol::evidence::EvidenceManifest;
 use comity_protocol::{CaseId, Hash32, Timestamp, to_canonical_cbor};
 
@@ -55,7 +56,7 @@ impl Bundle {
         let chunks = self.evidence.as_ref().map_or(0, |e| {
             e.chunk_lens
                 .iter()
-                .map(|n| (part_head(*n as u64).len() + *n) as u64)
+                .map(|n| (bstr_head(*n).len() + *n) as u64)
                 .sum()
         });
         self.items.len() as u64 + chunks

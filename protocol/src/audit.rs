@@ -147,6 +147,33 @@ pub fn check_entry(
     Ok((checkpoint, cosigners))
 }
 
+/// What a checked entry proof establishes, one statement a line, for printing.
+pub fn entry_statements(
+    proof: &EntryProof,
+    checkpoint: &Checkpoint,
+    cosigners: &[(Cosignature, crate::PublicKey)],
+) -> Vec<String> {
+    let mut lines = vec![format!(
+        "entry {} is in {}'s audit log of {} entries, as signed at {}",
+        proof.proof.index, checkpoint.log, checkpoint.tree_size, checkpoint.at
+    )];
+    lines.extend(cosigners.iter().map(|(c, key)| {
+        format!(
+            "cosigned by {} at {} with key {key} (check it against the bloc roster)",
+            c.witness, c.at
+        )
+    }));
+    lines
+}
+
+/// What a checked consistency proof establishes, for printing.
+pub fn consistency_statement(old: &Checkpoint, new: &Checkpoint) -> String {
+    format!(
+        "{}'s log of {} entries (signed {}) is a prefix of its log of {} entries (signed {})",
+        new.log, old.tree_size, old.at, new.tree_size, new.at
+    )
+}
+
 /// Checks a consistency proof with the node's public key alone.
 pub fn check_consistency(
     proof: &CheckpointConsistency,

@@ -109,15 +109,9 @@ impl Part {
     }
 }
 
-/// The head of the CBOR byte string that holds a part of `len` bytes (RFC 8949 §3.1, shortest
-/// form).
-pub fn part_head(len: u64) -> Vec<u8> {
-    crate::canonical::bstr_head(len as usize)
-}
-
 /// Encodes one part as the CBOR byte string that holds it in the sequence.
 pub fn encode_part(bytes: &[u8]) -> Vec<u8> {
-    let mut out = part_head(bytes.len() as u64);
+    let mut out = crate::canonical::bstr_head(bytes.len());
     out.extend_from_slice(bytes);
     out
 }

@@ -13,7 +13,7 @@ use std::time::Duration;
 use comity_node::admin::api::Action;
 use comity_node::roster::EvidenceLimits;
 use comity_protocol::bundle::{BundleHeader, PartKind, encode_part, part_len};
-use comity_protocol::{SignedEnvelope, from_cbor};
+use comity_protocol::{CaseId, SignedEnvelope, from_cbor};
 use common::*;
 
 const CONNECT: Duration = Duration::from_secs(30);
@@ -62,6 +62,24 @@ fn first_failure(report: &serde_json::Value) -> String {
         .find(|c| c["ok"] == false)
         .map(|c| format!("{} — {}", c["what"], c["problem"]))
         .unwrap_or_default()
+}
+
+/// `comity case export` at the node whose config is `config`.
+fn export(config: &Path, id: CaseId, out: &Path, purpose: &str, with_evidence: bool) -> Output {
+    let id = id.to_string();
+    let mut args = vec![
+        "case",
+        "export",
+        &id,
+        "--out",
+        out.to_str().unwrap(),
+        "--purpose",
+        purpose,
+    ];
+    if with_evidence {
+        args.push("--with-evidence");
+    }
+    comity(config, &args)
 }
 
 /// Where each item of the bundle sits: (offset of its bytes, length).
@@ -156,32 +174,9 @@ async fn an_exported_case_verifies_offline_and_any_change_is_named() {
     // Export from FR, with the sealed evidence; a second export to the same file is refused.
     let bundle = keep.path().join("case.bundle");
     let fr_config = bloc.node("FR").config.clone();
-    let printed = ok(comity(
-        &fr_config,
-        &[
-            "case",
-            "export",
-            &id.to_string(),
-            "--out",
-            bundle.to_str().unwrap(),
-            "--purpose",
-            "court file 2026/117",
-            "--with-evidence",
-        ],
-    ));
+    let printed = ok(export(&fr_config, id, &bundle, "court file 2026/117", true));
     assert!(printed.contains("comity-verify bundle"), "{printed}");
-    let again = comity(
-        &fr_config,
-        &[
-            "case",
-            "export",
-            &id.to_string(),
-            "--out",
-            bundle.to_str().unwrap(),
-            "--purpose",
-            "again",
-        ],
-    );
+    let again = export(&fr_config, id, &bundle, "again", false);
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
     use std::os::unix::fs::PermissionsExt;
@@ -199,18 +194,12 @@ async fn an_exported_case_verifies_offline_and_any_change_is_named() {
         "{access:?}"
     );
     // DE deleted its sealed copy once FR confirmed: it cannot export the evidence itself.
-    let refused = comity(
+    let refused = export(
         &bloc.node("DE").config,
-        &[
-            "case",
-            "export",
-            &id.to_string(),
-            "--out",
-            keep.path().join("de.bundle").to_str().unwrap(),
-            "--purpose",
-            "audit",
-            "--with-evidence",
-        ],
+        id,
+        &keep.path().join("de.bundle"),
+        "audit",
+        true,
     );
     assert!(!refused.status.success());
     assert!(

@@ -88,19 +88,10 @@ async fn a_request_to_a_node_that_is_down_is_delivered_exactly_once_when_it_star
 
     // It stays queued, with the reason, across a crash of the sender: once FR has tried and
     // failed at least once.
-    let deadline = std::time::Instant::now() + CONNECT;
-    let queued = loop {
-        let queued = fr.case(id).await.unwrap();
-        if queued.delivery.attempts >= 1 && queued.delivery.last_error.is_some() {
-            break queued;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "FR never tried: {:?}",
-            queued.delivery
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let queued = wait_case(&fr, id, "FR trying", |c| {
+        c.delivery.attempts >= 1 && c.delivery.last_error.is_some()
+    })
+    .await;
     assert_eq!(queued.summary.state, "submitted");
     bloc.kill("FR").unwrap();
     bloc.start("FR").unwrap();

@@ -288,19 +288,7 @@ async fn overdue_and_undelivered_requests_are_flagged_on_both_sides() {
     bloc.wait_up("FR", CONNECT).await.unwrap();
     let fr = bloc.client("FR");
     let id = send(&bloc, "FR", "DE", None).await.summary.case_id;
-    let deadline = std::time::Instant::now() + CONNECT;
-    let queued = loop {
-        let queued = fr.case(id).await.unwrap();
-        if queued.delivery.last_error.is_some() {
-            break queued;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "FR never tried: {:?}",
-            queued.delivery
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let queued = wait_case(&fr, id, "FR trying", |c| c.delivery.last_error.is_some()).await;
     assert!(queued.summary.not_delivered, "{:?}", queued.summary);
     assert_eq!(queued.summary.state, "submitted");
 

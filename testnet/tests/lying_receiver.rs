@@ -7,7 +7,7 @@
 mod common;
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use comity_node::admin::api::{AdminClient, CaseDetail};
 use comity_protocol::{CaseId, RejectCode};
@@ -15,29 +15,6 @@ use comity_testnet::peer::Lie;
 use common::*;
 
 const CONNECT: Duration = Duration::from_secs(30);
-
-/// Polls FR's view of a case until `done` holds; panics with the last view after a while.
-async fn wait_case(
-    client: &AdminClient,
-    id: CaseId,
-    what: &str,
-    done: impl Fn(&CaseDetail) -> bool,
-) -> CaseDetail {
-    let deadline = Instant::now() + CONNECT;
-    loop {
-        let case = client.case(id).await.unwrap();
-        if done(&case) {
-            return case;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what}: still {} {:?}",
-            case.summary.state,
-            case.delivery
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 async fn error_says(client: &AdminClient, id: CaseId, needle: &str) -> CaseDetail {
     wait_case(client, id, &format!("an error saying {needle:?}"), |c| {

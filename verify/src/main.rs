@@ -11,7 +11,10 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use comity_protocol::audit::{CheckpointConsistency, EntryProof, check_consistency, check_entry};
+use comity_protocol::audit::{
+    CheckpointConsistency, EntryProof, check_consistency, check_entry, consistency_statement,
+    entry_statements,
+};
 use comity_protocol::bundle::{BundleReport, MAX_PART, Verifier, part_len};
 use comity_protocol::{CaseId, MultiSigned, PublicKey, SignedEnvelope, limits};
 
@@ -282,15 +285,8 @@ fn proof(path: &Path, signer: &PublicKey) -> anyhow::Result<bool> {
     if let Ok(proof) = serde_json::from_str::<EntryProof>(&text) {
         return Ok(match check_entry(&proof, &key) {
             Ok((checkpoint, cosigners)) => {
-                println!(
-                    "✓ entry {} is in {}'s audit log of {} entries, as signed at {}",
-                    proof.proof.index, checkpoint.log, checkpoint.tree_size, checkpoint.at
-                );
-                for (c, key) in &cosigners {
-                    println!(
-                        "✓ cosigned by {} at {} with key {key} (check it against the bloc roster)",
-                        c.witness, c.at
-                    );
+                for line in entry_statements(&proof, &checkpoint, &cosigners) {
+                    println!("✓ {line}");
                 }
                 true
             }
@@ -308,10 +304,7 @@ fn proof(path: &Path, signer: &PublicKey) -> anyhow::Result<bool> {
     })?;
     Ok(match check_consistency(&proof, &key) {
         Ok((old, new)) => {
-            println!(
-                "✓ {}'s log of {} entries (signed {}) is a prefix of its log of {} entries (signed {})",
-                new.log, old.tree_size, old.at, new.tree_size, new.at
-            );
+            println!("✓ {}", consistency_statement(&old, &new));
             true
         }
         Err(e) => {

@@ -19,6 +19,7 @@ use crate::store::{Batch, Cf, Store, StoreError};
 
 pub use comity_protocol::audit::{
     AuditEntry, AuditWhat, CheckpointConsistency, EntryProof, check_consistency, check_entry,
+    consistency_statement, entry_statements,
 };
 
 pub mod witness;

@@ -913,15 +913,8 @@ fn audit(command: AuditCommand) -> anyhow::Result<()> {
             if let Ok(proof) = serde_json::from_str::<audit::EntryProof>(&text) {
                 let (checkpoint, cosigners) = audit::check_entry(&proof, &key)
                     .map_err(|e| anyhow::anyhow!("the proof does not hold: {e}"))?;
-                println!(
-                    "entry {} is in {}'s audit log of {} entries, as signed at {}",
-                    proof.proof.index, checkpoint.log, checkpoint.tree_size, checkpoint.at
-                );
-                for (c, key) in &cosigners {
-                    println!(
-                        "cosigned by {} at {} with key {key} (check it against the bloc roster)",
-                        c.witness, c.at
-                    );
+                for line in audit::entry_statements(&proof, &checkpoint, &cosigners) {
+                    println!("{line}");
                 }
                 return Ok(());
             }
@@ -934,10 +927,7 @@ fn audit(command: AuditCommand) -> anyhow::Result<()> {
                 })?;
             let (old, new) = audit::check_consistency(&proof, &key)
                 .map_err(|e| anyhow::anyhow!("the proof does not hold: {e}"))?;
-            println!(
-                "{}'s log of {} entries (signed {}) is a prefix of its log of {} entries (signed {})",
-                new.log, old.tree_size, old.at, new.tree_size, new.at
-            );
+            println!("{}", audit::consistency_statement(&old, &new));
             Ok(())
         }
     }

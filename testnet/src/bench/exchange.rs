@@ -94,7 +94,12 @@ where
 async fn comity_request(client: &AdminClient, drafts: &Drafts) -> anyhow::Result<()> {
     let id = drafts.next()?;
     let case = client.send(id, Some(Duration::from_secs(30))).await?;
-    match case.receipt {
+    verified(&case)
+}
+
+/// Whether the case came back with a receipt that verified.
+fn verified(case: &comity_node::admin::api::CaseDetail) -> anyhow::Result<()> {
+    match &case.receipt {
         Some(r) if r.signature_valid => Ok(()),
         _ => bail!(
             "case {} has no verified receipt after the wait ({})",
@@ -111,14 +116,7 @@ async fn officer_path(client: &AdminClient, approver: &AdminClient) -> anyhow::R
     request.executing = "DE".parse()?;
     let case =
         crate::send_request(client, approver, request, Some(Duration::from_secs(30))).await?;
-    match case.receipt {
-        Some(r) if r.signature_valid => Ok(()),
-        _ => bail!(
-            "case {} has no verified receipt after the wait ({})",
-            case.summary.case_id,
-            case.summary.state
-        ),
-    }
+    verified(&case)
 }
 
 pub async fn run(

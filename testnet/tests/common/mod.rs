@@ -62,6 +62,29 @@ pub async fn wait_for_state(
     }
 }
 
+/// Polls a node's view of a case until `done` holds; panics with the last view after 30 s.
+pub async fn wait_case(
+    client: &AdminClient,
+    id: CaseId,
+    what: &str,
+    done: impl Fn(&CaseDetail) -> bool,
+) -> CaseDetail {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let case = client.case(id).await.unwrap();
+        if done(&case) {
+            return case;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: still {} {:?}",
+            case.summary.state,
+            case.delivery
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Polls until a node's outbox is empty (every push receipted); panics after `timeout`.
 pub async fn wait_outbox_empty(client: &AdminClient, timeout: Duration) {
     let deadline = Instant::now() + timeout;
