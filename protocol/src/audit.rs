@@ -70,6 +70,19 @@ pub enum AuditWhat {
     /// The node started with a policy other than the one recorded last (changed, added or
     /// removed): the BLAKE3 hash of the `policy.toml` now in force, or none.
     Policy { policy_hash: Option<Hash32> },
+    /// A version of the bloc configuration applied on this node.
+    BlocConfig {
+        version: u64,
+        hash: Hash32,
+        signers: Vec<Jurisdiction>,
+    },
+    /// An officer proposed or signed a version of the bloc configuration.
+    BlocVote {
+        officer: String,
+        version: u64,
+        hash: Hash32,
+        action: String,
+    },
     /// A peer's message or event was refused.
     Refusal {
         peer: String,

@@ -38,6 +38,11 @@ pub struct BundleMember {
     pub jurisdiction: Jurisdiction,
     pub name: String,
     pub signing_key: PublicKey,
+    /// How the key stood when the bundle was made, when it is no longer the member's current
+    /// key: e.g. "signed by a key later revoked (version 4)". A member is listed once per key
+    /// that signed something in the bundle.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 /// What kind of object a part holds.
@@ -223,7 +228,7 @@ impl BundleReport {
 pub struct Verifier {
     report: BundleReport,
     header: Option<BundleHeader>,
-    keys: BTreeMap<Jurisdiction, VerifyingKey>,
+    keys: BTreeMap<Jurisdiction, Vec<VerifyingKey>>,
     exporter: Option<VerifyingKey>,
     log: Option<CaseLog>,
     events: Vec<SignedEnvelope>,
@@ -293,7 +298,10 @@ impl Verifier {
         };
         for member in &header.members {
             if let Ok(key) = member.signing_key.verifying_key() {
-                self.keys.insert(member.jurisdiction.clone(), key);
+                self.keys
+                    .entry(member.jurisdiction.clone())
+                    .or_default()
+                    .push(key);
             }
         }
         self.report.case_id = Some(header.case_id);
@@ -301,7 +309,7 @@ impl Verifier {
         self.report.exported_at = Some(header.exported_at);
         self.report.state_recorded = header.state.clone();
         self.report.keys = header.members.clone();
-        let exporter = self.keys.get(&header.exported_by).copied();
+        let exporter = self.listed_key(&header.exported_by, &envelope.signer);
         let signed = match exporter {
             None => Err(format!(
                 "the bundle lists no key for its exporter {}; it cannot be attributed",
@@ -403,8 +411,23 @@ impl Verifier {
         }
     }
 
-    fn key_of(&self) -> impl Fn(&Jurisdiction) -> Option<VerifyingKey> + '_ {
-        |j| self.keys.get(j).copied()
+    /// `signer`, if the header lists it as one of `j`'s keys.
+    fn listed_key(&self, j: &Jurisdiction, signer: &PublicKey) -> Option<VerifyingKey> {
+        self.keys
+            .get(j)?
+            .iter()
+            .find(|k| k.as_bytes() == &signer.0)
+            .copied()
+    }
+
+    fn key_of(
+        &self,
+    ) -> impl Fn(&CaseEvent, &PublicKey) -> Result<VerifyingKey, crate::caselog::KeyProblem> + '_
+    {
+        |event, signer| {
+            self.listed_key(&event.author, signer)
+                .ok_or(crate::caselog::KeyProblem::NotAMember)
+        }
     }
 
     fn event(&mut self, bytes: &[u8]) {
@@ -427,9 +450,10 @@ impl Verifier {
         self.report.check(what, outcome.map(|_| ()));
     }
 
-    fn executing_key(&self) -> Option<(Jurisdiction, VerifyingKey)> {
+    /// The executing member and `signer` as its key, if the header lists it.
+    fn executing_key(&self, signer: &PublicKey) -> Option<(Jurisdiction, VerifyingKey)> {
         let executing = self.log.as_ref()?.view().executing?;
-        let key = self.keys.get(&executing).copied()?;
+        let key = self.listed_key(&executing, signer)?;
         Some((executing, key))
     }
 
@@ -447,8 +471,8 @@ impl Verifier {
             .map_err(|e| e.to_string())
             .and_then(|envelope| {
                 let (executing, key) = self
-                    .executing_key()
-                    .ok_or("no key of the executing member to check it with")?;
+                    .executing_key(&envelope.signer)
+                    .ok_or("not signed by a key the header lists for the executing member")?;
                 let manifest = envelope
                     .open::<EvidenceManifest>(&key)
                     .map_err(|e| format!("not signed by {executing}: {e}"))?;
@@ -583,8 +607,8 @@ impl Verifier {
         };
         let outcome = (|| {
             let (executing, key) = self
-                .executing_key()
-                .ok_or("no key of the executing member to check it with")?;
+                .executing_key(&receipt.signer)
+                .ok_or("not signed by a key the header lists for the executing member")?;
             let body: Receipt = receipt
                 .open(&key)
                 .map_err(|e| format!("not signed by {executing}: {e}"))?;

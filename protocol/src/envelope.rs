@@ -452,6 +452,12 @@ impl MultiSigned {
     pub fn add_signature(&mut self, key: &SigningKey) {
         let signer = PublicKey::from(&key.verifying_key());
         let signature = Signature64(key.sign(&self.tbs(&signer)).to_bytes());
+        self.insert_signature(signer, signature);
+    }
+
+    /// Adds a signature made elsewhere (unchecked here: `open` and `verify_signatures` check
+    /// it), keeping the order and one per key.
+    pub fn insert_signature(&mut self, signer: PublicKey, signature: Signature64) {
         match self.signatures.binary_search_by(|(k, _)| k.cmp(&signer)) {
             Ok(at) => self.signatures[at].1 = signature,
             Err(at) => self.signatures.insert(at, (signer, signature)),

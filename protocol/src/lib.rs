@@ -7,6 +7,7 @@
 //! `tests/vectors/`.
 
 pub mod audit;
+pub mod bloc;
 pub mod bundle;
 mod bytes;
 pub mod canonical;
@@ -31,8 +32,8 @@ pub use caselog::{
 pub use envelope::{EnvelopeError, MultiSigned, PublicKey, Signable, Signature64, SignedEnvelope};
 pub use ids::{ASSIGNED_ALPHA2, CaseId, Hash32, IdError, Jurisdiction, MessageId, Timestamp};
 pub use messages::{
-    CaseHave, CaseRange, EventPush, EventsPage, ExchangeRequest, ExchangeResponse, PullRequest,
-    Receipt, Receipted, RejectCode, Rejection,
+    BlocPage, CaseHave, CaseRange, EventPush, EventsPage, ExchangeRequest, ExchangeResponse,
+    PullRequest, Receipt, Receipted, RejectCode, Rejection,
 };
 pub use request::{
     AssistanceRequest, Authority, Confidentiality, DataCategory, Instrument, Offence, RequestKind,

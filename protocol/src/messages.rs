@@ -133,6 +133,9 @@ pub enum ExchangeRequest {
     /// Ask a member to prove that its audit log at checkpoint size `old` is a prefix of its
     /// log at checkpoint size `new` (witnessing).
     Consistency { old: u64, new: u64 },
+    /// Ask for the bloc configurations after version `have`, and the open proposals
+    /// (answered with a [`BlocPage`]).
+    Bloc { have: u64 },
 }
 
 /// The answer to an [`ExchangeRequest`].
@@ -149,6 +152,22 @@ pub enum ExchangeResponse {
     Policy(Option<SignedEnvelope>),
     /// A consistency proof between two of the member's checkpoints.
     Consistency(crate::merkle::ConsistencyProof),
+    /// Bloc configurations for a [`ExchangeRequest::Bloc`].
+    Bloc(BlocPage),
+}
+
+/// Bloc configurations a member holds beyond the asker's version, oldest first, and the
+/// proposals it holds for the next one. Each is a `COSE_Sign` ([`crate::MultiSigned`]) that
+/// the asker verifies from its own trust anchor; nothing here is trusted as sent.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BlocPage {
+    /// The answering member's current version and its hash.
+    pub head: Option<(u64, crate::Hash32)>,
+    pub configs: Vec<serde_bytes::ByteBuf>,
+    pub proposals: Vec<serde_bytes::ByteBuf>,
+    /// More configurations follow: ask again from the last one.
+    pub more: bool,
 }
 
 /// The answer to a push that was taken in.

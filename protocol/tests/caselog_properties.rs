@@ -32,8 +32,14 @@ fn key(who: &Jurisdiction) -> SigningKey {
     SigningKey::from_bytes(&[if *who == fr() { 1 } else { 2 }; 32])
 }
 
-fn roster(who: &Jurisdiction) -> Option<VerifyingKey> {
-    (*who == fr() || *who == de()).then(|| key(who).verifying_key())
+fn roster(
+    event: &comity_protocol::CaseEvent,
+    _signer: &comity_protocol::PublicKey,
+) -> Result<VerifyingKey, comity_protocol::caselog::KeyProblem> {
+    let who = &event.author;
+    (*who == fr() || *who == de())
+        .then(|| key(who).verifying_key())
+        .ok_or(comity_protocol::caselog::KeyProblem::NotAMember)
 }
 
 /// One party's node: its own replica of the case.

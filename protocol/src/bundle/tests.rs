@@ -71,6 +71,7 @@ fn a_header_signed_by_another_key_than_the_exporters_is_refused() {
             jurisdiction: "DE".parse().unwrap(),
             name: "Germany".into(),
             signing_key: PublicKey::from(&exporter.verifying_key()),
+            note: None,
         }],
         parts: vec![],
     };

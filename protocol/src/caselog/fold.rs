@@ -7,7 +7,7 @@
 use super::MAX_EVENTS;
 use super::event::{CaseEvent, EventId, EventKind, Side};
 use super::state::CaseView;
-use crate::envelope::{EnvelopeError, Signable, SignedEnvelope};
+use crate::envelope::{EnvelopeError, PublicKey, Signable, SignedEnvelope};
 use crate::from_cbor;
 use crate::ids::{CaseId, Hash32, Jurisdiction, Timestamp};
 use crate::limits::MAX_REQUEST_FRAME;
@@ -24,6 +24,16 @@ pub enum Inserted {
 }
 
 /// Why an event was refused. A refused event is not stored and changes nothing.
+/// Why the caller's key lookup gives no key for an event's signer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyProblem {
+    /// The author is not a member (or has no key at all).
+    NotAMember,
+    /// The author is a member, but this key may not sign this event (unknown, retired
+    /// before the event, revoked).
+    Refused(String),
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum EventError {
     #[error("event envelope refused: {0}")]
@@ -32,6 +42,11 @@ pub enum EventError {
         "event author {0} is not a party to this case or has no key in the roster; only the requesting and executing jurisdictions may write to a case"
     )]
     UnknownAuthor(Jurisdiction),
+    #[error("event by {author} refused: {reason}")]
+    Key {
+        author: Jurisdiction,
+        reason: String,
+    },
     #[error("event belongs to case {found}, not to case {expected}; route it to its own case")]
     WrongCase { expected: CaseId, found: CaseId },
     #[error("a {kind} event may be written only by {side}, and {author} is not it")]
@@ -156,7 +171,7 @@ impl CaseLog {
     pub fn insert(
         &mut self,
         envelope: SignedEnvelope,
-        key_of: impl Fn(&Jurisdiction) -> Option<VerifyingKey>,
+        key_of: impl Fn(&CaseEvent, &PublicKey) -> Result<VerifyingKey, KeyProblem>,
     ) -> Result<Inserted, EventError> {
         self.insert_with(envelope, |envelope| Self::open(envelope, key_of))
     }
@@ -227,7 +242,7 @@ impl CaseLog {
     /// Checks the domain, reads the author, and verifies the signature with the author's key.
     fn open(
         envelope: &SignedEnvelope,
-        key_of: impl Fn(&Jurisdiction) -> Option<VerifyingKey>,
+        key_of: impl Fn(&CaseEvent, &PublicKey) -> Result<VerifyingKey, KeyProblem>,
     ) -> Result<CaseEvent, EventError> {
         if envelope.content_type != CaseEvent::CONTENT_TYPE {
             return Err(EnvelopeError::WrongContentType {
@@ -240,7 +255,13 @@ impl CaseLog {
         // nothing read from it is trusted until `open` has checked the signature.
         let claimed: CaseEvent =
             from_cbor(&envelope.body, MAX_REQUEST_FRAME).map_err(EnvelopeError::from)?;
-        let key = key_of(&claimed.author).ok_or(EventError::UnknownAuthor(claimed.author))?;
+        let key = key_of(&claimed, &envelope.signer).map_err(|problem| match problem {
+            KeyProblem::NotAMember => EventError::UnknownAuthor(claimed.author.clone()),
+            KeyProblem::Refused(reason) => EventError::Key {
+                author: claimed.author.clone(),
+                reason,
+            },
+        })?;
         Ok(envelope.open::<CaseEvent>(&key)?)
     }
 

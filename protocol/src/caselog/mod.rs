@@ -55,7 +55,7 @@ mod state;
 mod tests;
 
 pub use event::{Approval, CaseEvent, Decision, EventId, EventKind, PolicyOutcome, Side};
-pub use fold::{CaseLog, EventError, Inserted};
+pub use fold::{CaseLog, EventError, Inserted, KeyProblem};
 pub use state::{CaseState, CaseView, LogEntry, Preservation};
 
 /// Most events one case may hold. A real case has tens; the cap bounds what a misbehaving

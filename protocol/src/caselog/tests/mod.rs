@@ -25,8 +25,11 @@ fn key(who: &Jurisdiction) -> SigningKey {
     SigningKey::from_bytes(&[seed; 32])
 }
 
-fn roster(who: &Jurisdiction) -> Option<VerifyingKey> {
-    matches!(who.as_str(), "FR" | "DE" | "GB").then(|| key(who).verifying_key())
+fn roster(event: &CaseEvent, _signer: &crate::PublicKey) -> Result<VerifyingKey, KeyProblem> {
+    let who = &event.author;
+    matches!(who.as_str(), "FR" | "DE" | "GB")
+        .then(|| key(who).verifying_key())
+        .ok_or(KeyProblem::NotAMember)
 }
 
 const CASE: CaseId = CaseId::from_parts(1_790_000_000_000, 7);
