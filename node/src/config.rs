@@ -45,6 +45,8 @@ pub struct Config {
     #[serde(default)]
     pub evidence: EvidenceSection,
     #[serde(default)]
+    pub bloc: BlocSection,
+    #[serde(default)]
     pub testing: TestingSection,
     /// Directory the config was read from; relative paths are resolved against it.
     #[serde(skip)]
@@ -60,12 +62,14 @@ pub struct NodeSection {
     /// Where the RocksDB store lives.
     #[serde(default = "defaults::store_dir")]
     pub store_dir: PathBuf,
-    /// The node's Ed25519 identity key (mode 0600): its PeerId and its signatures.
+    /// The node's Ed25519 transport key (mode 0600): its PeerId, for Noise handshakes.
     #[serde(default = "defaults::key_file")]
     pub key_file: PathBuf,
-    /// The bloc roster: bloc id and members (jurisdiction, name, PeerId, addresses).
-    #[serde(default = "defaults::roster_file")]
-    pub roster: PathBuf,
+    /// The node's application signing key (mode 0600): events, receipts, checkpoints, its
+    /// votes on the bloc configuration. The bloc configuration lists it; it rotates with
+    /// `comity bloc propose --rotate-key signing`.
+    #[serde(default = "defaults::signing_key_file")]
+    pub signing_key_file: PathBuf,
     /// This node's policy (agreements, refusal grounds, dual criminality, minimisation).
     /// Incoming requests are checked against it on arrival; without the file, they are not.
     #[serde(default = "defaults::policy_file")]
@@ -84,6 +88,37 @@ pub struct NodeSection {
     /// Evidence packages, sealed: being sent, being received and received.
     #[serde(default = "defaults::evidence_dir")]
     pub evidence_dir: PathBuf,
+}
+
+/// The bloc this node belongs to: what it trusts, and where it first finds members.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BlocSection {
+    /// The bloc id.
+    pub id: String,
+    /// The bloc's trust anchor: the hash of its genesis configuration, handed over out of
+    /// band. The node trusts only configurations chained to it.
+    pub anchor: Option<comity_protocol::Hash32>,
+    /// A genesis configuration to start from (founders); must hash to `anchor` when both are
+    /// set.
+    pub genesis: PathBuf,
+    /// Members to reach first (multiaddrs ending in /p2p/PEERID), to pull the configuration
+    /// chain from when this node holds none yet.
+    pub bootstrap: Vec<Multiaddr>,
+    /// Seconds between re-announcements of the current version and open proposals.
+    pub announce_secs: u64,
+}
+
+impl Default for BlocSection {
+    fn default() -> Self {
+        Self {
+            id: String::new(),
+            anchor: None,
+            genesis: PathBuf::from("genesis.cbor"),
+            bootstrap: Vec::new(),
+            announce_secs: 30,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -223,8 +258,8 @@ mod defaults {
     pub fn key_file() -> PathBuf {
         PathBuf::from("node.key")
     }
-    pub fn roster_file() -> PathBuf {
-        PathBuf::from("roster.toml")
+    pub fn signing_key_file() -> PathBuf {
+        PathBuf::from("signing.key")
     }
     pub fn policy_file() -> PathBuf {
         PathBuf::from("policy.toml")
@@ -302,7 +337,7 @@ impl Config {
                 jurisdiction,
                 store_dir: defaults::store_dir(),
                 key_file: defaults::key_file(),
-                roster: defaults::roster_file(),
+                signing_key_file: defaults::signing_key_file(),
                 policy: defaults::policy_file(),
                 master_key: defaults::master_key(),
                 keys_dir: defaults::keys_dir(),
@@ -320,6 +355,7 @@ impl Config {
             audit: AuditSection::default(),
             dashboard: DashboardSection::default(),
             evidence: EvidenceSection::default(),
+            bloc: BlocSection::default(),
             testing: TestingSection::default(),
             base_dir: PathBuf::new(),
         }
@@ -357,8 +393,11 @@ impl Config {
     pub fn key_path(&self) -> PathBuf {
         self.resolve(&self.node.key_file)
     }
-    pub fn roster_path(&self) -> PathBuf {
-        self.resolve(&self.node.roster)
+    pub fn signing_key_path(&self) -> PathBuf {
+        self.resolve(&self.node.signing_key_file)
+    }
+    pub fn genesis_path(&self) -> PathBuf {
+        self.resolve(&self.bloc.genesis)
     }
     pub fn policy_path(&self) -> PathBuf {
         self.resolve(&self.node.policy)
@@ -396,11 +435,11 @@ impl Config {
 jurisdiction = "{jurisdiction}"
 # RocksDB store directory.
 store_dir = "{store}"
-# Ed25519 identity key (mode 0600). Its public half is this node's PeerId; keep a backup offline.
+# Ed25519 transport key (mode 0600). Its public half is this node's PeerId; keep a backup offline.
 key_file = "{key}"
-# Bloc roster: bloc id and members (jurisdiction, name, PeerId, addresses). Only members may
-# exchange requests with this node.
-roster = "{roster}"
+# Ed25519 application signing key (mode 0600): what this member signs with. The bloc
+# configuration lists it; rotate it with `comity bloc propose --rotate-key signing`.
+signing_key_file = "{signing_key}"
 # This node's policy (see docs/examples/policy.toml); incoming requests are checked against it
 # on arrival. Without the file, they are not checked.
 policy = "{policy}"
@@ -465,6 +504,19 @@ report_secs = {report}
 # Chunks of a package pulled at once from the sending member.
 parallel = {parallel}
 
+[bloc]
+# The bloc this node belongs to.
+id = "{bloc_id}"
+# The bloc's trust anchor: the hash of its genesis configuration, received out of band. Only
+# configurations chained to it are trusted. A founder may leave it unset and start from the
+# genesis file below (the node then adopts that genesis's hash as its anchor).
+{anchor}
+genesis = "{genesis}"
+# Members to reach first (multiaddrs with /p2p/PEERID), to pull the configuration from.
+bootstrap = [{bootstrap}]
+# Seconds between re-announcements of the current version and open proposals.
+announce_secs = {announce}
+
 [testing]
 # Testnets only: lets the admin API cut links to members to inject partitions.
 faults = {faults}
@@ -473,7 +525,21 @@ faults = {faults}
             jurisdiction = self.node.jurisdiction,
             store = self.node.store_dir.display(),
             key = self.node.key_file.display(),
-            roster = self.node.roster.display(),
+            signing_key = self.node.signing_key_file.display(),
+            bloc_id = self.bloc.id,
+            anchor = match &self.bloc.anchor {
+                Some(a) => format!("anchor = \"{a}\""),
+                None => "# anchor = \"<hash of the genesis>\"".to_owned(),
+            },
+            genesis = self.bloc.genesis.display(),
+            bootstrap = self
+                .bloc
+                .bootstrap
+                .iter()
+                .map(|a| format!("\"{a}\""))
+                .collect::<Vec<_>>()
+                .join(", "),
+            announce = self.bloc.announce_secs,
             policy = self.node.policy.display(),
             master_key = self.node.master_key.display(),
             keys_dir = self.node.keys_dir.display(),

@@ -1,7 +1,6 @@
 //! `comity run`: wires the store, the network, the case service and the admin API, and stops
 //! them in order on SIGINT or SIGTERM.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -9,33 +8,18 @@ use tokio::sync::watch;
 use tracing::info;
 
 use crate::admin::{self, AdminState};
+use crate::bloc::{Governance, GovernanceSettings};
 use crate::cases::record::CaseRecord;
 use crate::cases::{CaseSettings, Cases};
 use crate::config::Config;
 use crate::identity::NodeIdentity;
 use crate::network::{self, BehaviourConfig, NetworkSettings};
-use crate::roster::Roster;
 use crate::store::Store;
 
 pub async fn run(config: Config) -> anyhow::Result<()> {
-    let identity = NodeIdentity::load(&config.key_path())?;
-    let roster = Arc::new(Roster::load(&config.roster_path())?);
+    let identity = NodeIdentity::load(&config.key_path(), &config.signing_key_path())?;
     if config.testing.faults {
         tracing::warn!("fault injection is enabled ([testing] faults): testnets only");
-    }
-    match roster.by_jurisdiction(&config.node.jurisdiction) {
-        Some((member, _)) if member.peer_id == identity.peer_id() => {}
-        Some((member, _)) => bail!(
-            "the roster lists {} under PeerId {}, but this node's key is {}; wrong key file or roster?",
-            config.node.jurisdiction,
-            member.peer_id,
-            identity.peer_id()
-        ),
-        None => bail!(
-            "{} is not in the roster {}; add this node's entry (member.toml) to the bloc roster",
-            config.node.jurisdiction,
-            config.roster_path().display()
-        ),
     }
     let mut policy_hash = None;
     let policy = match std::fs::read_to_string(config.policy_path()) {
@@ -72,6 +56,22 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .map(|record| record.key_id)
         .collect();
     let vault = crate::vault::Vault::open(&config.master_key_path(), &config.keys_path(), &in_use)?;
+    let governance = Governance::open(
+        store.clone(),
+        identity.clone(),
+        config.node.jurisdiction.clone(),
+        GovernanceSettings {
+            bloc_id: config.bloc.id.clone(),
+            anchor: config.bloc.anchor,
+            genesis: config.genesis_path(),
+            bootstrap: config.bloc.bootstrap.clone(),
+            signing_key: config.signing_key_path(),
+            transport_key: config.key_path(),
+            announce: Duration::from_secs(config.bloc.announce_secs.max(1)),
+        },
+    )?;
+    governance.persist_start().await?;
+    let roster = governance.roster();
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
@@ -80,7 +80,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let (client, event_loop, network::Inbound { exchange, evidence }) =
         network::new(NetworkSettings {
             identity: identity.clone(),
-            roster: roster.clone(),
+            membership: governance.membership(),
+            bootstrap: crate::bloc::bootstrap_peers(&config.bloc.bootstrap),
             listen: config.network.listen.clone(),
             behaviour: BehaviourConfig {
                 bloc: roster.bloc().to_owned(),
@@ -94,12 +95,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             redial_interval: Duration::from_secs(config.network.redial_interval_secs.max(1)),
         })?;
     let network_task = tokio::spawn(event_loop.run(stopped(stop_rx.clone())));
+    governance.start(client.clone());
 
     let cases = Cases::start(
         store.clone(),
         vault,
         identity.clone(),
-        roster.clone(),
+        governance.clone(),
         client.clone(),
         exchange,
         CaseSettings {
@@ -138,8 +140,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             let mut tick = tokio::time::interval(every);
             loop {
                 tick.tick().await;
-                let signed =
-                    crate::audit::checkpoint(&log_store, &jurisdiction, log_identity.signing_key());
+                let key = log_identity.signing_key();
+                let signed = crate::audit::checkpoint(&log_store, &jurisdiction, &key);
                 match signed.await {
                     Ok(Some(c)) => tracing::debug!(size = c.tree_size, "audit checkpoint signed"),
                     Ok(None) => {}
@@ -154,12 +156,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         tokio::spawn(crate::report::run_collector(
             store.clone(),
             client.clone(),
-            roster.clone(),
+            governance.membership(),
         ));
         tokio::spawn(crate::audit::witness::run(
             store.clone(),
             client.clone(),
-            roster.clone(),
+            governance.membership(),
             identity.clone(),
             config.node.jurisdiction.clone(),
         ));
@@ -196,6 +198,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         jurisdiction = %config.node.jurisdiction,
         peer_id = %identity.peer_id(),
         bloc = roster.bloc(),
+        version = roster.version(),
         members = roster.members().len(),
         "node started"
     );

@@ -126,19 +126,32 @@ pub fn build(
         ));
     }
 
+    // Every key the case's parties have had, with how it stands now: events signed before a
+    // rotation still check with the key of their time, and a revoked key is said to be one.
     let roster = cases.roster();
+    let view = log.view();
+    let parties = [view.requesting.clone(), view.executing.clone()];
     let members = roster
-        .members()
-        .iter()
-        .filter_map(|m| {
-            let (_, key) = roster.by_jurisdiction(&m.jurisdiction)?;
-            Some(BundleMember {
-                jurisdiction: m.jurisdiction.clone(),
-                name: m.name.clone(),
-                signing_key: *key,
-            })
+        .config()
+        .map(|config| {
+            config
+                .members
+                .iter()
+                .filter(|m| parties.iter().any(|p| p.as_ref() == Some(&m.jurisdiction)))
+                .flat_map(|m| {
+                    m.signing_keys.iter().map(|k| BundleMember {
+                        jurisdiction: m.jurisdiction.clone(),
+                        name: m.name.clone(),
+                        signing_key: k.key,
+                        note: match config.note(&m.jurisdiction, &k.key) {
+                            Some(comity_protocol::bloc::KeyNote::Current) | None => None,
+                            Some(note) => Some(note.to_string()),
+                        },
+                    })
+                })
+                .collect()
         })
-        .collect();
+        .unwrap_or_default();
     let header = BundleHeader {
         case_id,
         exported_by: cases.jurisdiction().clone(),

@@ -1,16 +1,16 @@
-//! `comity init`: a new node directory with its key, config, roster and store.
+//! `comity init`: a new node directory with its keys, config, signed member card and store.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use comity_protocol::Jurisdiction;
+use comity_protocol::{Hash32, Jurisdiction, PublicKey};
 use libp2p::{Multiaddr, PeerId};
 
 use crate::admin::officers::{self, Role};
 use crate::config::Config;
 use crate::identity::NodeIdentity;
-use crate::roster::{Member, Roster, write_private};
+use crate::roster::write_private;
 use crate::store::Store;
 
 pub const CONFIG_FILE: &str = "comity.toml";
@@ -24,6 +24,10 @@ pub struct InitOptions {
     pub admin: SocketAddr,
     pub name: Option<String>,
     pub bloc: String,
+    /// The bloc's trust anchor, when joining an existing bloc.
+    pub anchor: Option<Hash32>,
+    /// Members to reach first, when joining (multiaddrs with /p2p/PEERID).
+    pub bootstrap: Vec<Multiaddr>,
     /// Write the first admin token to this file (0600) instead of only returning it.
     pub token_file: Option<PathBuf>,
 }
@@ -31,8 +35,12 @@ pub struct InitOptions {
 #[derive(Clone, Debug)]
 pub struct Initialized {
     pub config_path: PathBuf,
+    pub jurisdiction: Jurisdiction,
     pub peer_id: PeerId,
-    pub member: Member,
+    pub signing_key: PublicKey,
+    pub sealing_key: comity_protocol::evidence::SealingKey,
+    /// The signed card to send to the bloc.
+    pub member_file: PathBuf,
     /// The first admin token, in clear: shown once, stored only hashed.
     pub token: String,
 }
@@ -46,35 +54,44 @@ pub async fn init(options: InitOptions) -> anyhow::Result<Initialized> {
             config_path.display()
         );
     }
+    if options.anchor.is_some() && options.bootstrap.is_empty() {
+        bail!(
+            "joining a bloc by its anchor needs at least one --bootstrap MULTIADDR/p2p/PEERID of a member"
+        );
+    }
+    if let Some(bad) = options
+        .bootstrap
+        .iter()
+        .find(|a| crate::bloc::bootstrap_peers(std::slice::from_ref(a)).is_empty())
+    {
+        bail!(
+            "bootstrap address {bad} names no peer: end it with /p2p/PEERID (the member's PeerId)"
+        );
+    }
     create_private_dir(dir)?;
-    let config = Config::new(
+    let mut config = Config::new(
         options.jurisdiction.clone(),
         options.listen.clone(),
         options.admin,
     );
-    let identity = NodeIdentity::create(&dir.join(&config.node.key_file))?;
+    config.bloc.id = options.bloc.clone();
+    config.bloc.anchor = options.anchor;
+    config.bloc.bootstrap = options.bootstrap.clone();
+    let identity = NodeIdentity::create(dir)?;
     let sealing_key = crate::evidence::create_sealing_key(&dir.join(&config.node.sealing_key))?;
-    let member = Member {
-        jurisdiction: options.jurisdiction.clone(),
-        name: options
-            .name
-            .clone()
-            .unwrap_or_else(|| options.jurisdiction.to_string()),
-        peer_id: identity.peer_id(),
-        addresses: vec![options.listen.clone()],
-        sealing_key: Some(sealing_key),
-    };
-    // Until the bloc's roster replaces it, the node's roster lists only itself.
-    let roster =
-        Roster::new(options.bloc.clone(), vec![member.clone()]).map_err(|e| anyhow::anyhow!(e))?;
-    std::fs::write(dir.join(&config.node.roster), roster.to_toml())?;
-    std::fs::write(
-        dir.join(MEMBER_FILE),
-        format!(
-            "# This node's entry for the bloc roster: send it to the bloc's roster keeper.\n{}",
-            roster.to_toml()
-        ),
-    )?;
+    let name = options
+        .name
+        .clone()
+        .unwrap_or_else(|| options.jurisdiction.to_string());
+    let (_, text) = crate::bloc::files::member_file(
+        &identity,
+        &options.bloc,
+        &options.jurisdiction,
+        &name,
+        &[options.listen.to_string()],
+        Some(sealing_key),
+    );
+    std::fs::write(dir.join(MEMBER_FILE), text)?;
     // The master key that will wrap every case's data key: made now, so that operators can
     // back it up before the first case arrives.
     crate::vault::Vault::create_master_key(&dir.join(&config.node.master_key))?;
@@ -88,8 +105,11 @@ pub async fn init(options: InitOptions) -> anyhow::Result<Initialized> {
     std::fs::write(&config_path, config.to_commented_toml())?;
     Ok(Initialized {
         config_path,
+        jurisdiction: options.jurisdiction,
         peer_id: identity.peer_id(),
-        member,
+        signing_key: identity.public_key(),
+        sealing_key,
+        member_file: dir.join(MEMBER_FILE),
         token,
     })
 }

@@ -7,6 +7,7 @@
 
 pub mod admin;
 pub mod audit;
+pub mod bloc;
 pub mod cases;
 pub mod cli;
 pub mod config;

@@ -90,7 +90,7 @@ fn bad_jurisdiction_and_missing_daemon_are_explained() {
 }
 
 #[test]
-fn run_refuses_a_roster_without_this_node() {
+fn run_refuses_to_start_without_a_bloc_configuration() {
     let dir = tempfile::tempdir().unwrap();
     let node = dir.path().join("de");
     let ok = comity()
@@ -108,7 +108,7 @@ fn run_refuses_a_roster_without_this_node() {
         .output()
         .unwrap();
     assert!(ok.status.success());
-    std::fs::write(node.join("roster.toml"), "bloc = \"eu\"\n").unwrap();
+    // No genesis and no anchor: the node says how to found or join a bloc.
     let out = comity()
         .args(["run", "-c"])
         .arg(node.join("comity.toml"))
@@ -116,7 +116,19 @@ fn run_refuses_a_roster_without_this_node() {
         .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("DE is not in the roster"), "{stderr}");
+    assert!(stderr.contains("no bloc configuration"), "{stderr}");
+    assert!(stderr.contains("--bloc-anchor"), "{stderr}");
+
+    // A genesis file that is not one: refused with the file named.
+    std::fs::write(node.join("genesis.cbor"), b"not a configuration").unwrap();
+    let out = comity()
+        .args(["run", "-c"])
+        .arg(node.join("comity.toml"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("genesis.cbor"), "{stderr}");
 }
 
 #[test]

@@ -1,8 +1,10 @@
 //! Local Comity blocs made of real `comity run` processes on 127.0.0.1.
 //!
 //! Used by `comity-testnet up/down`, the demo, the benchmarks and the integration tests. A
-//! [`Bloc`] generates every member's key, config and token, writes one shared roster, and
-//! starts, stops or kills member processes on demand (fault injection).
+//! [`Bloc`] generates every member's keys, config and token, forms the bloc through a genesis
+//! that every member signs (as founders do), and starts, stops or kills member processes on
+//! demand (fault injection). Members join and keys rotate through governance, as in a real
+//! bloc: [`Bloc::prepare_member`], [`Bloc::propose`], [`Bloc::sign`].
 
 pub mod bench;
 pub mod peer;
@@ -16,9 +18,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use comity_node::admin::api::AdminClient;
+use comity_node::bloc::{ProposalView, ProposeRequest};
 use comity_node::init::{InitOptions, init};
-use comity_node::roster::{Member, Roster};
 use comity_protocol::Jurisdiction;
+use comity_protocol::bloc::{Rules, Settings, Threshold};
 use serde::{Deserialize, Serialize};
 
 /// The `comity` binary to start: `$COMITY_BIN`, else the one built beside this program.
@@ -70,6 +73,17 @@ pub fn free_port() -> u16 {
             return port;
         }
     }
+}
+
+/// The roster of a member's genesis (`genesis.cbor` in its directory): the bloc as it was
+/// formed, for tests that play a member by hand.
+pub fn genesis_roster(node_dir: &Path) -> anyhow::Result<comity_node::roster::Roster> {
+    let signed = comity_node::bloc::files::read_config(&node_dir.join("genesis.cbor"))?;
+    let anchor = comity_protocol::bloc::config_hash(&signed);
+    let verified = comity_protocol::bloc::verify_genesis(&signed, &anchor)?;
+    Ok(comity_node::roster::Roster::from_config(
+        std::sync::Arc::new(verified),
+    ))
 }
 
 /// The purpose testnet clients state when they read case content.
@@ -124,6 +138,11 @@ pub struct Bloc {
     binary: PathBuf,
     /// Extra `RUST_LOG` for the nodes, e.g. "comity_node=debug".
     pub log_filter: String,
+    /// The governance rules and settings of the genesis.
+    pub rules: Rules,
+    pub settings: Settings,
+    /// The bloc's trust anchor (the genesis hash).
+    pub anchor: Option<comity_protocol::Hash32>,
 }
 
 const STATE_FILE: &str = "testnet.json";
@@ -144,7 +163,6 @@ impl Bloc {
     ) -> anyhow::Result<Self> {
         std::fs::create_dir_all(dir)?;
         let mut nodes = BTreeMap::new();
-        let mut members = Vec::new();
         for j in jurisdictions {
             let node_dir = dir.join(j.as_str());
             let p2p_port = free_port();
@@ -159,6 +177,8 @@ impl Bloc {
                 admin,
                 name: None,
                 bloc: bloc_id.to_owned(),
+                anchor: None,
+                bootstrap: Vec::new(),
                 token_file: Some(token_file.clone()),
             })
             .await
@@ -182,11 +202,8 @@ impl Bloc {
             // A testnet is where faults are injected (and only there).
             config.testing.faults = true;
             adjust(&mut config);
+            config.bloc.announce_secs = 2;
             std::fs::write(&done.config_path, config.to_commented_toml())?;
-            members.push(Member {
-                name: j.to_string(),
-                ..done.member.clone()
-            });
             nodes.insert(
                 j.clone(),
                 NodeInfo {
@@ -203,30 +220,163 @@ impl Bloc {
                 },
             );
         }
-        let roster = Roster::new(bloc_id.to_owned(), members).map_err(|e| anyhow::anyhow!(e))?;
-        for node in nodes.values() {
-            std::fs::write(node.dir.join("roster.toml"), roster.to_toml())?;
-        }
-        let bloc = Self {
+        let mut bloc = Self {
             dir: dir.to_owned(),
             bloc_id: bloc_id.to_owned(),
             nodes,
             children: BTreeMap::new(),
             binary: comity_binary()?,
             log_filter: "info".into(),
+            rules: Rules::default(),
+            settings: Settings::default(),
+            anchor: None,
         };
+        bloc.form_genesis()?;
         bloc.save()?;
         Ok(bloc)
     }
 
-    /// Rewrites every member's roster with the bloc's `deadlines` (before the members start).
-    pub fn set_deadlines(&self, deadlines: comity_node::roster::Deadlines) -> anyhow::Result<()> {
+    /// Forms the bloc's genesis as founders do: from every member's signed card, signed by
+    /// every member's own key, assembled; written beside each member's config with the anchor
+    /// set. Done again (before the members first start) when the rules or settings change.
+    pub fn form_genesis(&mut self) -> anyhow::Result<()> {
+        use comity_node::bloc::files;
+        let cards = self
+            .nodes
+            .values()
+            .map(|n| std::fs::read_to_string(n.dir.join(comity_node::init::MEMBER_FILE)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let blank = files::genesis(&self.bloc_id, &cards, self.rules, self.settings)?;
+        let copies = self
+            .nodes
+            .values()
+            .map(|n| {
+                let identity = comity_node::identity::NodeIdentity::load_dir(&n.dir)?;
+                let mut copy = blank.clone();
+                files::sign_genesis(&mut copy, &identity)?;
+                Ok(copy)
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let (genesis, anchor) = files::assemble(&copies)?;
         for node in self.nodes.values() {
-            let path = node.dir.join("roster.toml");
-            let roster = Roster::load(&path)?.with_deadlines(deadlines);
-            std::fs::write(&path, roster.to_toml())?;
+            let mut config = comity_node::config::Config::load(&node.config)?;
+            config.bloc.anchor = Some(anchor);
+            std::fs::write(&node.config, config.to_commented_toml())?;
+            std::fs::write(node.dir.join("genesis.cbor"), genesis.to_bytes())?;
         }
+        self.anchor = Some(anchor);
         Ok(())
+    }
+
+    /// The share of members that must sign each next version (before the members start).
+    pub fn set_threshold(&mut self, threshold: Threshold) -> anyhow::Result<()> {
+        self.rules.threshold = threshold;
+        self.form_genesis()
+    }
+
+    /// Sets the bloc's `deadlines` in its genesis (before the members start).
+    pub fn set_deadlines(
+        &mut self,
+        deadlines: comity_node::roster::Deadlines,
+    ) -> anyhow::Result<()> {
+        self.settings.deadlines = deadlines;
+        self.form_genesis()
+    }
+
+    /// Prepares a new member that joins the running bloc by its anchor, as a new country
+    /// would: its own directory, keys and token, bootstrapping from `via`. Returns its signed
+    /// `member.toml`, which a member proposes adding; start it with [`Bloc::start`].
+    pub async fn prepare_member(&mut self, j: &str, via: &str) -> anyhow::Result<String> {
+        let jurisdiction: Jurisdiction = j.parse()?;
+        let via = self.node(via).clone();
+        let anchor = self
+            .anchor
+            .ok_or_else(|| anyhow::anyhow!("the bloc has no genesis yet"))?;
+        let node_dir = self.dir.join(j);
+        let p2p_port = free_port();
+        let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse()?;
+        let token_file = node_dir.join("admin.token");
+        std::fs::create_dir_all(&node_dir)?;
+        let bootstrap =
+            format!("/ip4/127.0.0.1/tcp/{}/p2p/{}", via.p2p_port, via.peer_id).parse()?;
+        let done = init(InitOptions {
+            jurisdiction: jurisdiction.clone(),
+            data_dir: node_dir.clone(),
+            listen: format!("/ip4/127.0.0.1/tcp/{p2p_port}").parse()?,
+            admin,
+            name: None,
+            bloc: self.bloc_id.clone(),
+            anchor: Some(anchor),
+            bootstrap: vec![bootstrap],
+            token_file: Some(token_file.clone()),
+        })
+        .await?;
+        let approver_token_file = node_dir.join("approver.token");
+        {
+            let store = comity_node::store::Store::open(&node_dir.join("store"))?;
+            let (_, token) = comity_node::admin::officers::add(
+                &store,
+                "approver",
+                comity_node::admin::officers::Role::Approver,
+            )
+            .await?;
+            comity_node::roster::write_private(
+                &approver_token_file,
+                format!("{token}\n").as_bytes(),
+            )?;
+        }
+        let mut config = comity_node::config::Config::load(&done.config_path)?;
+        config.testing.faults = true;
+        config.bloc.announce_secs = 2;
+        std::fs::write(&done.config_path, config.to_commented_toml())?;
+        self.nodes.insert(
+            jurisdiction.clone(),
+            NodeInfo {
+                jurisdiction,
+                peer_id: done.peer_id.to_string(),
+                log: node_dir.join("node.log"),
+                dir: node_dir,
+                config: done.config_path,
+                token_file,
+                approver_token_file,
+                admin,
+                p2p_port,
+                pid: None,
+            },
+        );
+        self.save()?;
+        Ok(std::fs::read_to_string(&done.member_file)?)
+    }
+
+    /// Proposes the next bloc configuration through member `j`'s governor (its admin).
+    pub async fn propose(&self, j: &str, request: &ProposeRequest) -> anyhow::Result<ProposalView> {
+        Ok(self.client(j).bloc_propose(request).await?)
+    }
+
+    /// Member `j` signs the open proposal for `which` (a version, or a hash prefix).
+    pub async fn sign(&self, j: &str, which: &str) -> anyhow::Result<ProposalView> {
+        Ok(self.client(j).bloc_sign(which).await?)
+    }
+
+    /// Waits until member `j` holds bloc configuration `version`.
+    pub async fn wait_version(
+        &self,
+        j: &str,
+        version: u64,
+        timeout: Duration,
+    ) -> anyhow::Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(status) = self.client(j).bloc_status().await
+                && status.version >= Some(version)
+            {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("{j} did not reach bloc configuration version {version} within {timeout:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     /// The process id of a running member.
@@ -238,18 +388,13 @@ impl Bloc {
             .ok_or_else(|| anyhow::anyhow!("{j} is not running"))
     }
 
-    /// Rewrites every member's roster with the bloc's evidence `limits` (before the members
-    /// start).
+    /// Sets the bloc's evidence `limits` in its genesis (before the members start).
     pub fn set_evidence_limits(
-        &self,
+        &mut self,
         limits: comity_node::roster::EvidenceLimits,
     ) -> anyhow::Result<()> {
-        for node in self.nodes.values() {
-            let path = node.dir.join("roster.toml");
-            let roster = Roster::load(&path)?.with_evidence(limits);
-            std::fs::write(&path, roster.to_toml())?;
-        }
-        Ok(())
+        self.settings.evidence = limits;
+        self.form_genesis()
     }
 
     /// Reloads a bloc saved by `create`/`start` (for `comity-testnet down`).
@@ -268,6 +413,9 @@ impl Bloc {
             children: BTreeMap::new(),
             binary: comity_binary().unwrap_or_else(|_| PathBuf::from("comity")),
             log_filter: "info".into(),
+            rules: Rules::default(),
+            settings: Settings::default(),
+            anchor: None,
         })
     }
 

@@ -53,11 +53,10 @@ impl RawPeer {
         me: Jurisdiction,
         listen: Multiaddr,
         sender: &Member,
+        sender_key: &comity_protocol::PublicKey,
         lie: Arc<Mutex<Lie>>,
     ) -> anyhow::Result<Self> {
-        let sender_key = comity_node::roster::member_key(&sender.peer_id)
-            .ok_or_else(|| anyhow::anyhow!("{} has no Ed25519 peer id", sender.jurisdiction))?
-            .verifying_key()?;
+        let sender_key = sender_key.verifying_key()?;
         let (client, event_loop, mut inbound) =
             Self::network(identity.clone(), sender, listen, FrameCodec::default())?;
         let (stop, mut stopped) = watch::channel(false);
@@ -82,11 +81,17 @@ impl RawPeer {
         listen: Multiaddr,
         frames: FrameCodec,
     ) -> anyhow::Result<(network::Client, network::EventLoop, network::Inbound)> {
-        let roster =
-            Roster::new("raw".into(), vec![target.clone()]).map_err(|e| anyhow::anyhow!(e))?;
+        // A raw peer holds no bloc configuration: it knows `target` as a bootstrap peer,
+        // which it admits and dials.
+        let address = target
+            .addresses
+            .first()
+            .cloned()
+            .ok_or_else(|| anyhow::anyhow!("{} has no address", target.jurisdiction))?;
         Ok(network::new(NetworkSettings {
             identity,
-            roster: Arc::new(roster),
+            membership: comity_node::roster::Membership::fixed(Roster::empty("raw")),
+            bootstrap: vec![(target.peer_id, address)],
             listen: vec![listen],
             behaviour: BehaviourConfig {
                 bloc: "raw".into(),
@@ -192,7 +197,7 @@ impl Lie {
             Lie::ForeignSignature(key) => SignedEnvelope::sign(&receipt, key),
             Lie::WrongBodyHash => {
                 receipt.body_hash = Hash32([0x42; 32]);
-                SignedEnvelope::sign(&receipt, identity.signing_key())
+                SignedEnvelope::sign(&receipt, &identity.signing_key())
             }
             Lie::Refuse(code) => {
                 return ExchangeResponse::Rejected(Rejection {

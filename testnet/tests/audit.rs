@@ -69,11 +69,11 @@ async fn the_audit_log_verifies_proves_and_names_an_altered_entry() {
     bloc.wait_connected(Duration::from_secs(30)).await.unwrap();
     let de_dir = bloc.node("DE").dir.clone();
     let de_config = bloc.node("DE").config.to_string_lossy().into_owned();
-    let de_key = NodeIdentity::load(&de_dir.join("node.key"))
+    let de_key = NodeIdentity::load_dir(&de_dir)
         .unwrap()
         .public_key()
         .to_string();
-    let fr_key = NodeIdentity::load(&bloc.node("FR").dir.join("node.key"))
+    let fr_key = NodeIdentity::load_dir(&bloc.node("FR").dir)
         .unwrap()
         .public_key()
         .to_string();

@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 use comity_node::admin::officers::Role;
 use comity_node::audit::{AuditEntry, AuditWhat};
 use comity_node::identity::NodeIdentity;
-use comity_node::roster::Roster;
 use comity_node::store::{Cf, Store};
 use comity_protocol::{CaseId, RejectCode, from_cbor};
 use comity_testnet::Bloc;
@@ -65,8 +64,8 @@ async fn every_event_read_officer_change_approval_and_refusal_is_audited() {
 
     // A push whose signature does not verify, from FR's connection: DE refuses it.
     let fr_dir = bloc.node("FR").dir.clone();
-    let fr_key = NodeIdentity::load(&fr_dir.join("node.key")).unwrap();
-    let de = Roster::load(&fr_dir.join("roster.toml"))
+    let fr_key = NodeIdentity::load_dir(&fr_dir).unwrap();
+    let de = comity_testnet::genesis_roster(&fr_dir)
         .unwrap()
         .by_jurisdiction(&j("DE"))
         .unwrap()
@@ -75,10 +74,10 @@ async fn every_event_read_officer_change_approval_and_refusal_is_audited() {
     let forger = NodeIdentity::generate();
     let refused_case = CaseId::new();
     let mut forged = signed_push(
-        forger.signing_key(),
+        &forger.signing_key(),
         refused_case,
         vec![genesis(
-            fr_key.signing_key(),
+            &fr_key.signing_key(),
             refused_case,
             request("FR", "DE"),
         )],

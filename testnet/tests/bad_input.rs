@@ -8,7 +8,7 @@ use std::time::Duration;
 use comity_node::identity::NodeIdentity;
 use comity_node::network::RequestError;
 use comity_node::network::codec::FrameCodec;
-use comity_node::roster::{Member, Roster};
+use comity_node::roster::Member;
 use comity_protocol::{
     CaseId, CaseLog, Decision, EventKind, ExchangeResponse, RejectCode, SignedEnvelope, Timestamp,
     from_cbor, limits,
@@ -21,9 +21,9 @@ const CONNECT: Duration = Duration::from_secs(30);
 
 fn members(bloc: &Bloc) -> (NodeIdentity, Member) {
     let fr = bloc.node("FR");
-    let roster = Roster::load(&fr.dir.join("roster.toml")).unwrap();
+    let roster = comity_testnet::genesis_roster(&fr.dir).unwrap();
     let de = roster.by_jurisdiction(&j("DE")).unwrap().0.clone();
-    (NodeIdentity::load(&fr.dir.join("node.key")).unwrap(), de)
+    (NodeIdentity::load_dir(&fr.dir).unwrap(), de)
 }
 
 /// A push of a new case's genesis carrying `request`: events signed by `author`, the push by
@@ -34,8 +34,8 @@ fn new_case(
     request: comity_protocol::AssistanceRequest,
 ) -> SignedEnvelope {
     let case_id = CaseId::new();
-    let genesis = genesis(author.signing_key(), case_id, request);
-    signed_push(sender.signing_key(), case_id, vec![genesis])
+    let genesis = genesis(&author.signing_key(), case_id, request);
+    signed_push(&sender.signing_key(), case_id, vec![genesis])
 }
 
 fn rejection(response: ExchangeResponse) -> (RejectCode, String) {
@@ -113,9 +113,9 @@ async fn malformed_forged_oversized_invalid_and_stranger_requests_are_refused() 
 
     // 5. A well-signed push whose event is forged: the request claims FR but another key
     //    signed it.
-    let mut forged_event = genesis(forger.signing_key(), CaseId::new(), request("FR", "DE"));
+    let mut forged_event = genesis(&forger.signing_key(), CaseId::new(), request("FR", "DE"));
     forged_event.signer = fr.public_key();
-    let push = signed_push(fr.signing_key(), CaseId::new(), vec![forged_event]);
+    let push = signed_push(&fr.signing_key(), CaseId::new(), vec![forged_event]);
     let (code, detail) = rejection(sender.push(de.peer_id, &push).await.unwrap());
     assert_eq!(code, RejectCode::BadSignature, "{detail}");
 
@@ -146,10 +146,10 @@ async fn malformed_forged_oversized_invalid_and_stranger_requests_are_refused() 
 
     // 8. An event from the wrong side: FR "decides" its own request.
     let case_id = CaseId::new();
-    let first = genesis(fr.signing_key(), case_id, request("FR", "DE"));
+    let first = genesis(&fr.signing_key(), case_id, request("FR", "DE"));
     let mut log = CaseLog::new(case_id);
     let fr_key = fr.signing_key().verifying_key();
-    log.insert(first.clone(), |_| Some(fr_key)).unwrap();
+    log.insert(first.clone(), |_, _| Ok(fr_key)).unwrap();
     let decide = log.next_event(
         &j("FR"),
         EventKind::Decided {
@@ -157,8 +157,8 @@ async fn malformed_forged_oversized_invalid_and_stranger_requests_are_refused() 
         },
         Timestamp::now(),
     );
-    let decide = SignedEnvelope::sign(&decide, fr.signing_key()).unwrap();
-    let push = signed_push(fr.signing_key(), case_id, vec![first, decide]);
+    let decide = SignedEnvelope::sign(&decide, &fr.signing_key()).unwrap();
+    let push = signed_push(&fr.signing_key(), case_id, vec![first, decide]);
     let (code, detail) = rejection(sender.push(de.peer_id, &push).await.unwrap());
     assert_eq!(code, RejectCode::Invalid);
     assert!(detail.contains("executing"), "{detail}");

@@ -211,13 +211,13 @@ async fn an_exported_case_verifies_offline_and_any_change_is_named() {
     let other = send(&bloc, "FR", "DE", Some(20_000)).await.summary.case_id;
 
     // FR's signing key, to forge a header below as a careless exporter would.
-    let fr_key = comity_node::identity::NodeIdentity::load(
-        &comity_node::config::Config::load(&fr_config)
-            .unwrap()
-            .key_path(),
+    let fr_config = comity_node::config::Config::load(&fr_config).unwrap();
+    let fr_key = (*comity_node::identity::NodeIdentity::load(
+        &fr_config.key_path(),
+        &fr_config.signing_key_path(),
     )
     .unwrap()
-    .signing_key()
+    .signing_key())
     .clone();
 
     // The requesting member's sealing key, which a court would be handed to open the evidence,

@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 
 use comity_node::evidence::PackageState;
 use comity_node::identity::NodeIdentity;
-use comity_node::roster::Roster;
 use comity_protocol::CaseId;
 use comity_protocol::evidence::{EvidenceRequest, EvidenceResponse};
 use comity_testnet::Bloc;
@@ -46,8 +45,8 @@ async fn only_the_requester_is_served_and_only_a_package_sealed_with_the_roster_
         }
     };
     let it_dir = bloc.node("IT").dir.clone();
-    let it = NodeIdentity::load(&it_dir.join("node.key")).unwrap();
-    let de_member = Roster::load(&it_dir.join("roster.toml"))
+    let it = NodeIdentity::load_dir(&it_dir).unwrap();
+    let de_member = comity_testnet::genesis_roster(&it_dir)
         .unwrap()
         .by_jurisdiction(&j("DE"))
         .unwrap()

@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use comity_node::cases::record::Role;
 use comity_node::identity::NodeIdentity;
-use comity_node::roster::member_key;
 use comity_protocol::{
     EventPush, ExchangeResponse, Receipt, RejectCode, SignedEnvelope, Timestamp,
 };
@@ -28,17 +27,24 @@ async fn fr_sends_to_de_which_stores_it_and_fr_verifies_the_receipt() {
     let receipt_view = case.receipt.as_ref().unwrap();
     assert!(receipt_view.signature_valid);
 
-    // Verify DE's receipt independently, with DE's key as the roster carries it.
-    let de_peer = bloc.node("DE").peer_id.parse().unwrap();
-    let de_key = member_key(&de_peer).unwrap().verifying_key().unwrap();
+    // Verify DE's receipt independently, with DE's signing key as the bloc's genesis lists it.
+    let roster = comity_testnet::genesis_roster(&bloc.node("FR").dir).unwrap();
+    let de_key = roster
+        .by_jurisdiction(&j("DE"))
+        .unwrap()
+        .1
+        .verifying_key()
+        .unwrap();
     let signed_receipt = case.signed_receipt.clone().unwrap();
     let receipt: Receipt = signed_receipt.open(&de_key).unwrap();
     assert_eq!(receipt.receiver, j("DE"));
     assert_eq!(receipt.case_id, case.summary.case_id);
     assert_eq!(Some(receipt.message_id), case.message_id);
     // ...and FR's key does not verify it.
-    let fr_key = member_key(&bloc.node("FR").peer_id.parse().unwrap())
+    let fr_key = roster
+        .by_jurisdiction(&j("FR"))
         .unwrap()
+        .1
         .verifying_key()
         .unwrap();
     assert!(signed_receipt.open::<Receipt>(&fr_key).is_err());
@@ -120,9 +126,8 @@ async fn a_request_to_a_node_that_is_down_is_delivered_exactly_once_when_it_star
     processed_once(&de_log);
 
     // A resend of the same message gets the original receipt and is not processed again.
-    let fr_identity = NodeIdentity::load(&bloc.node("FR").dir.join("node.key")).unwrap();
-    let roster =
-        comity_node::roster::Roster::load(&bloc.node("FR").dir.join("roster.toml")).unwrap();
+    let fr_identity = NodeIdentity::load_dir(&bloc.node("FR").dir).unwrap();
+    let roster = comity_testnet::genesis_roster(&bloc.node("FR").dir).unwrap();
     let de_member = roster.by_jurisdiction(&j("DE")).unwrap().0.clone();
     let replayer = RawPeer::start(fr_identity.clone(), &de_member)
         .await
@@ -135,7 +140,7 @@ async fn a_request_to_a_node_that_is_down_is_delivered_exactly_once_when_it_star
         sent_at: fr_log.entries[0].at,
         events: vec![fr_log.envelopes[0].clone()],
     };
-    let resent = SignedEnvelope::sign(&push, fr_identity.signing_key()).unwrap();
+    let resent = SignedEnvelope::sign(&push, &fr_identity.signing_key()).unwrap();
     match replayer.push(de_member.peer_id, &resent).await.unwrap() {
         ExchangeResponse::Receipt(answer) => {
             assert_eq!(Some(answer.receipt), delivered.signed_receipt)
@@ -144,7 +149,7 @@ async fn a_request_to_a_node_that_is_down_is_delivered_exactly_once_when_it_star
     }
     // The same message id with other content is refused, not processed.
     push.sent_at = Timestamp::from_millis(push.sent_at.as_millis() + 1);
-    let altered = SignedEnvelope::sign(&push, fr_identity.signing_key()).unwrap();
+    let altered = SignedEnvelope::sign(&push, &fr_identity.signing_key()).unwrap();
     match replayer.push(de_member.peer_id, &altered).await.unwrap() {
         ExchangeResponse::Rejected(r) => assert_eq!(r.code, RejectCode::Malformed),
         other => panic!("a reused message id with other content must be refused, got {other:?}"),

@@ -9,7 +9,6 @@ use std::time::Duration;
 use comity_node::admin::api::{Action, AdminClient, ClientError, NewRequest};
 use comity_node::admin::officers::Role;
 use comity_node::identity::NodeIdentity;
-use comity_node::roster::Roster;
 use comity_protocol::{
     Approval, CaseEvent, CaseId, DataCategory, Decision, EventKind, ExchangeResponse, Instrument,
     RejectCode, SignedEnvelope, Timestamp,
@@ -114,8 +113,8 @@ async fn every_four_eyes_bypass_is_refused_and_logged() {
     // A requesting node that forges four-eyes (its drafter approving its own request) is
     // refused by the executing node.
     let fr_dir = bloc.node("FR").dir.clone();
-    let fr_key = NodeIdentity::load(&fr_dir.join("node.key")).unwrap();
-    let de = Roster::load(&fr_dir.join("roster.toml"))
+    let fr_key = NodeIdentity::load_dir(&fr_dir).unwrap();
+    let de = comity_testnet::genesis_roster(&fr_dir)
         .unwrap()
         .by_jurisdiction(&j("DE"))
         .unwrap()
@@ -138,11 +137,11 @@ async fn every_four_eyes_bypass_is_refused_and_logged() {
             },
         },
     };
-    let genesis = SignedEnvelope::sign(&genesis, fr_key.signing_key()).unwrap();
+    let genesis = SignedEnvelope::sign(&genesis, &fr_key.signing_key()).unwrap();
     match raw
         .push(
             de.peer_id,
-            &signed_push(fr_key.signing_key(), case_id, vec![genesis]),
+            &signed_push(&fr_key.signing_key(), case_id, vec![genesis]),
         )
         .await
         .unwrap()

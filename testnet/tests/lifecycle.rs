@@ -276,10 +276,11 @@ async fn overdue_and_undelivered_requests_are_flagged_on_both_sides() {
     })
     .await
     .unwrap();
+    // The shortest deadlines a bloc may set; both clocks are moved past them below.
     bloc.set_deadlines(comity_node::roster::Deadlines {
-        normal_hours: 0,
-        urgent_hours: 0,
-        emergency_hours: 0,
+        normal_hours: 1,
+        urgent_hours: 1,
+        emergency_hours: 1,
     })
     .unwrap();
 
@@ -292,11 +293,14 @@ async fn overdue_and_undelivered_requests_are_flagged_on_both_sides() {
     assert!(queued.summary.not_delivered, "{:?}", queued.summary);
     assert_eq!(queued.summary.state, "submitted");
 
-    // Delivered, it waits for a decision past its (zero) deadline: overdue on both sides.
+    // Delivered, it waits for a decision past its one-hour deadline: overdue on both sides.
     bloc.start("DE").unwrap();
     wait_for_state(&fr, id, "delivered", CONNECT).await;
     let de = bloc.client("DE");
     wait_for_state(&de, id, "delivered", CONNECT).await;
+    for client in [&fr, &de] {
+        client.advance_clock(2 * 3600).await.unwrap();
+    }
     let overdue = comity_node::admin::api::CaseFilter {
         state: None,
         overdue: true,
@@ -316,6 +320,7 @@ async fn overdue_and_undelivered_requests_are_flagged_on_both_sides() {
     )
     .await;
     wait_for_state(&fr, id, "accepted", SETTLE).await;
+    fr.advance_clock(2 * 3600).await.unwrap();
     let late = fr.cases_filtered(&overdue).await.unwrap();
     assert_eq!(late[0].overdue.as_deref(), Some("fulfilment"));
     act(

@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 
 use comity_node::identity::NodeIdentity;
 use comity_node::network::codec::FrameCodec;
-use comity_node::roster::Roster;
 use common::*;
 use futures::StreamExt;
 use libp2p::multiaddr::Protocol;
@@ -25,11 +24,11 @@ async fn a_peer_speaking_the_old_exchange_protocol_is_refused_by_negotiation() {
     // A member's identity (FR's), so that the allow-list admits the connection: the refusal
     // below is about the protocol version, not about who is asking.
     let fr = bloc.node("FR");
-    let identity = NodeIdentity::load(&fr.dir.join("node.key")).unwrap();
-    let roster = Roster::load(&fr.dir.join("roster.toml")).unwrap();
+    let identity = NodeIdentity::load_dir(&fr.dir).unwrap();
+    let roster = comity_testnet::genesis_roster(&fr.dir).unwrap();
     let de = roster.by_jurisdiction(&j("DE")).unwrap().0.clone();
 
-    let mut swarm = libp2p::SwarmBuilder::with_existing_identity(identity.keypair().clone())
+    let mut swarm = libp2p::SwarmBuilder::with_existing_identity(identity.keypair())
         .with_tokio()
         .with_tcp(
             tcp::Config::default(),

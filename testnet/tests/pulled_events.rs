@@ -62,7 +62,7 @@ async fn pulled_events_that_are_forged_or_misattributed_are_refused_and_not_appl
         Timestamp::now(),
     );
     // Signed with another key, but naming DE's as its signer.
-    let de_key = NodeIdentity::load(&bloc.node("DE").dir.join("node.key")).unwrap();
+    let de_key = NodeIdentity::load_dir(&bloc.node("DE").dir).unwrap();
     let stranger = ed25519_dalek::SigningKey::from_bytes(&[5; 32]);
     let mut forged = SignedEnvelope::sign(&decide, &stranger).unwrap();
     forged.signer = de_key.public_key();
@@ -79,7 +79,7 @@ async fn pulled_events_that_are_forged_or_misattributed_are_refused_and_not_appl
         },
         Timestamp::now(),
     );
-    let misattributed = SignedEnvelope::sign(&withdraw, de_key.signing_key()).unwrap();
+    let misattributed = SignedEnvelope::sign(&withdraw, &de_key.signing_key()).unwrap();
     *lie.lock().unwrap() = Lie::Serve(vec![misattributed]);
     let _raw = lying_de(&bloc, lie.clone()).await;
     // (The refusal's reason is withheld from the list: it may quote the content.)

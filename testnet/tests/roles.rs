@@ -47,6 +47,7 @@ async fn every_endpoint_checks_the_officers_role() {
         .case_id;
 
     use Role::*;
+    let everyone = Role::ALL.to_vec();
     let readers = vec![Requester, Approver, Reviewer, Auditor, Admin];
     let content = vec![Requester, Approver, Reviewer, Admin];
     let endpoint = |node, method, path: String, body, allowed| Endpoint {
@@ -62,9 +63,60 @@ async fn every_endpoint_checks_the_officers_role() {
             Method::GET,
             "/v1/status".into(),
             None,
-            readers.clone(),
+            everyone.clone(),
         ),
-        endpoint("FR", Method::GET, "/v1/peers".into(), None, readers.clone()),
+        endpoint(
+            "FR",
+            Method::GET,
+            "/v1/peers".into(),
+            None,
+            everyone.clone(),
+        ),
+        // The bloc configuration holds no personal data: every officer may read it; only a
+        // governor (or an admin) speaks for the member in its governance.
+        endpoint("FR", Method::GET, "/v1/bloc".into(), None, everyone.clone()),
+        endpoint(
+            "FR",
+            Method::GET,
+            "/v1/bloc/history".into(),
+            None,
+            everyone.clone(),
+        ),
+        endpoint(
+            "FR",
+            Method::GET,
+            "/v1/bloc/versions/1".into(),
+            None,
+            everyone.clone(),
+        ),
+        endpoint(
+            "FR",
+            Method::GET,
+            "/v1/bloc/proposals".into(),
+            None,
+            everyone.clone(),
+        ),
+        endpoint(
+            "FR",
+            Method::POST,
+            "/v1/bloc/proposals".into(),
+            Some(json!({ "renew": true })),
+            vec![Governor, Admin],
+        ),
+        endpoint(
+            "FR",
+            Method::POST,
+            "/v1/bloc/sign?which=99".into(),
+            Some(json!({})),
+            vec![Governor, Admin],
+        ),
+        endpoint(
+            "FR",
+            Method::POST,
+            "/v1/bloc/import".into(),
+            Some(json!({ "cose": "00" })),
+            vec![Governor, Admin],
+        ),
         endpoint("FR", Method::GET, "/v1/cases".into(), None, readers.clone()),
         endpoint("DE", Method::GET, "/v1/inbox".into(), None, readers.clone()),
         endpoint(

@@ -85,11 +85,11 @@ async fn a_rewritten_log_is_caught_by_a_witness() {
     let out = comity(&bloc.node("DE").config, &["audit", "prove", "0"]);
     let proof_file = dir.path().join("proof.json");
     std::fs::write(&proof_file, ok(out)).unwrap();
-    let de_key = comity_node::identity::NodeIdentity::load(&bloc.node("DE").dir.join("node.key"))
+    let de_key = comity_node::identity::NodeIdentity::load_dir(&bloc.node("DE").dir)
         .unwrap()
         .public_key()
         .to_string();
-    let fr_key = comity_node::identity::NodeIdentity::load(&bloc.node("FR").dir.join("node.key"))
+    let fr_key = comity_node::identity::NodeIdentity::load_dir(&bloc.node("FR").dir)
         .unwrap()
         .public_key()
         .to_string();

@@ -180,6 +180,10 @@ pub struct ReceiptView {
     /// Why the receipt does not verify, if it does not.
     pub problem: Option<String>,
     pub receipt: Option<Receipt>,
+    /// Set when the key that signed it is no longer the receiver's current key: e.g.
+    /// "signed by a key later revoked (version 4)".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_note: Option<String>,
 }
 
 /// A case's signed log, in fold order. Every event shown was verified against its author's
@@ -192,6 +196,10 @@ pub struct LogView {
     pub entries: Vec<LogEntry>,
     /// The events themselves, as signed, in the same order.
     pub envelopes: Vec<SignedEnvelope>,
+    /// For each event, in the same order: how its signing key stands now when it is no
+    /// longer its author's current key ("signed by a key later revoked (version 4)").
+    #[serde(default)]
+    pub key_notes: Vec<Option<String>>,
 }
 
 /// An officer's step in a case (`POST /v1/cases/{id}/act`).
@@ -517,6 +525,42 @@ impl AdminClient {
         self.post("/faults/evidence", faults).await
     }
 
+    pub async fn bloc_status(&self) -> Result<crate::bloc::BlocStatus, ClientError> {
+        self.get("/bloc").await
+    }
+    /// Hands the node a configuration received out of band (verified like any other).
+    pub async fn bloc_import(&self, cose: &[u8]) -> Result<serde_json::Value, ClientError> {
+        self.post(
+            "/bloc/import",
+            &serde_json::json!({ "cose": hex::encode(cose) }),
+        )
+        .await
+    }
+    pub async fn bloc_history(&self) -> Result<Vec<crate::bloc::VersionView>, ClientError> {
+        self.get("/bloc/history").await
+    }
+    pub async fn bloc_version(&self, n: u64) -> Result<crate::bloc::VersionView, ClientError> {
+        self.get(&format!("/bloc/versions/{n}")).await
+    }
+    pub async fn bloc_proposals(&self) -> Result<Vec<crate::bloc::ProposalView>, ClientError> {
+        self.get("/bloc/proposals").await
+    }
+    pub async fn bloc_propose(
+        &self,
+        body: &crate::bloc::ProposeRequest,
+    ) -> Result<crate::bloc::ProposalView, ClientError> {
+        self.post("/bloc/proposals", body).await
+    }
+    /// Signs the open proposal named by its version or (a prefix of) its hash.
+    pub async fn bloc_sign(&self, which: &str) -> Result<crate::bloc::ProposalView, ClientError> {
+        let which: String = which
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric())
+            .collect();
+        self.post(&format!("/bloc/sign?which={which}"), &serde_json::json!({}))
+            .await
+    }
+
     pub async fn status(&self) -> Result<StatusView, ClientError> {
         self.get("/status").await
     }
@@ -648,14 +692,19 @@ impl AdminClient {
 pub fn receipt_view(
     receipt: &SignedEnvelope,
     key: Option<&comity_protocol::PublicKey>,
+    key_note: Option<String>,
 ) -> ReceiptView {
     let signer = receipt.signer.to_string();
     let Some(key) = key else {
         return ReceiptView {
             signer,
             signature_valid: false,
-            problem: Some("the receipt's signer is not in the roster".into()),
+            problem: Some(
+                "the receipt's signer is not a key the bloc configuration gives its receiver"
+                    .into(),
+            ),
             receipt: None,
+            key_note,
         };
     };
     match key
@@ -668,12 +717,14 @@ pub fn receipt_view(
             signature_valid: true,
             problem: None,
             receipt: Some(body),
+            key_note,
         },
         Err(problem) => ReceiptView {
             signer,
             signature_valid: false,
             problem: Some(problem),
             receipt: None,
+            key_note,
         },
     }
 }

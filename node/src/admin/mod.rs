@@ -5,6 +5,7 @@
 
 pub mod access;
 pub mod api;
+mod bloc;
 mod evidence;
 mod export;
 pub mod officers;
@@ -144,6 +145,12 @@ pub fn router(state: AdminState) -> Router {
         .route("/reports/bloc", get(bloc_reports))
         .route("/officers", get(list_officers).post(add_officer))
         .route("/officers/{name}/revoke", post(revoke_officer))
+        .route("/bloc", get(bloc::status))
+        .route("/bloc/history", get(bloc::history))
+        .route("/bloc/versions/{n}", get(bloc::version))
+        .route("/bloc/proposals", get(bloc::proposals).post(bloc::propose))
+        .route("/bloc/sign", post(bloc::sign))
+        .route("/bloc/import", post(bloc::import))
         .method_not_allowed_fallback(|| async {
             failure(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -369,12 +376,27 @@ async fn case_log(
     record_access(&state, &officer, id, "log", purpose).await?;
     let log = state.cases.verify_log(&id)?;
     let view = log.view();
+    let roster = state.cases.roster();
+    let envelopes = log.envelopes();
+    let key_notes = envelopes
+        .iter()
+        .map(|e| {
+            let event: comity_protocol::CaseEvent =
+                comity_protocol::from_cbor(&e.body, comity_protocol::limits::MAX_REQUEST_FRAME)
+                    .ok()?;
+            roster
+                .note(&event.author, &e.signer)
+                .filter(|n| *n != comity_protocol::bloc::KeyNote::Current)
+                .map(|n| n.to_string())
+        })
+        .collect();
     Ok(Json(LogView {
         case_id: id,
         state: view.state.map(|s| s.code().to_owned()),
         heads: view.heads,
         entries: view.entries,
-        envelopes: log.envelopes(),
+        envelopes,
+        key_notes,
     }))
 }
 
@@ -472,7 +494,8 @@ async fn fault(
     faults_enabled(&state)?;
     let Json(body) =
         body.map_err(|e| failure(StatusCode::BAD_REQUEST, "bad-json", e.body_text()))?;
-    let Some((member, _)) = state.cases.roster().by_jurisdiction(&body.member) else {
+    let roster = state.cases.roster();
+    let Some((member, _)) = roster.by_jurisdiction(&body.member) else {
         return Err(failure(
             StatusCode::NOT_FOUND,
             "unknown-member",
@@ -634,10 +657,15 @@ fn detail(state: &AdminState, record: &CaseRecord) -> CaseDetail {
         CaseRole::Requester => &record.counterparty,
         CaseRole::Executing => state.cases.jurisdiction(),
     };
+    // A receipt checks with the key that signed it, if that was ever the receiver's (a key
+    // rotated or revoked since still reads, with a note).
     let receipt = record.receipt.as_ref().map(|r| {
+        let note = roster.note(receipt_signer, &r.signer);
         api::receipt_view(
             r,
-            roster.by_jurisdiction(receipt_signer).map(|(_, key)| key),
+            note.map(|_| &r.signer),
+            note.filter(|n| *n != comity_protocol::bloc::KeyNote::Current)
+                .map(|n| n.to_string()),
         )
     });
     CaseDetail {

@@ -34,16 +34,20 @@ pub enum Role {
     Reviewer,
     /// Reads refusals, access logs and statistics; never case content.
     Auditor,
+    /// Speaks for this member in the bloc's governance: proposes and signs new versions of
+    /// the bloc configuration.
+    Governor,
     /// Operates the node: officers, faults, and every officer's actions.
     Admin,
 }
 
 impl Role {
-    pub const ALL: [Role; 5] = [
+    pub const ALL: [Role; 6] = [
         Role::Requester,
         Role::Approver,
         Role::Reviewer,
         Role::Auditor,
+        Role::Governor,
         Role::Admin,
     ];
 
@@ -53,6 +57,7 @@ impl Role {
             Role::Approver => "approver",
             Role::Reviewer => "reviewer",
             Role::Auditor => "auditor",
+            Role::Governor => "governor",
             Role::Admin => "admin",
         }
     }

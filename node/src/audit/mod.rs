@@ -76,6 +76,8 @@ pub enum AuditError {
     Proof(#[from] merkle::MerkleError),
     #[error("cannot sign: {0}")]
     Sign(String),
+    #[error("no signing key to check the checkpoints with")]
+    NoKey,
 }
 
 fn index_key(i: u64) -> [u8; 8] {
@@ -152,10 +154,11 @@ pub struct Verification {
 }
 
 /// Recomputes the whole log: every entry against its leaf hash, every checkpoint's signature
-/// (with `signer`, the node's public key) and root.
+/// (with one of `signers`, the node's signing keys over time: a checkpoint signed before a
+/// rotation verifies with the key of its time) and root.
 pub fn verify(
     store: &Store,
-    signer: &ed25519_dalek::VerifyingKey,
+    signers: &[ed25519_dalek::VerifyingKey],
 ) -> Result<Verification, AuditError> {
     let mut report = Verification::default();
     let entries = store.scan(Cf::Audit)?;
@@ -187,6 +190,11 @@ pub fn verify(
     }
     for (size, envelope) in checkpoints(store)? {
         report.checkpoints += 1;
+        let signer = signers
+            .iter()
+            .find(|k| k.as_bytes() == &envelope.signer.0)
+            .or(signers.last())
+            .ok_or(AuditError::NoKey)?;
         match envelope.open::<Checkpoint>(signer) {
             Err(e) => report.problems.push(format!(
                 "checkpoint at size {size}: signature does not verify ({e})"

@@ -16,7 +16,7 @@ use tracing::{debug, info, warn};
 
 use crate::identity::NodeIdentity;
 use crate::network;
-use crate::roster::{Member, Roster};
+use crate::roster::Member;
 use crate::store::{Batch, Cf, Store};
 
 /// The latest checkpoint of a member that this node checked, with its countersignature.
@@ -77,7 +77,7 @@ pub fn evidence(store: &Store) -> Vec<Evidence> {
 pub async fn run(
     store: Store,
     network: network::Client,
-    roster: std::sync::Arc<Roster>,
+    membership: crate::roster::Membership,
     identity: NodeIdentity,
     me: Jurisdiction,
 ) {
@@ -88,6 +88,7 @@ pub async fn run(
             Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
             Err(_) => break,
         };
+        let roster = membership.current();
         let Some((member, verifying, envelope)) = roster.member_message(&source, &data) else {
             debug!(%source, "gossip message from a non-member, or unreadable");
             continue;
@@ -201,7 +202,7 @@ async fn witness(
         witness: me.clone(),
         at: Timestamp::now(),
     };
-    let Ok(cosignature) = SignedEnvelope::sign(&cosignature, identity.signing_key()) else {
+    let Ok(cosignature) = SignedEnvelope::sign(&cosignature, &identity.signing_key()) else {
         return;
     };
     // The member learns who vouches for its log: the cosignature goes back over the topic.

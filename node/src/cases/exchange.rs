@@ -124,7 +124,8 @@ impl Cases {
     }
 
     async fn receive_inner(&self, peer: PeerId, frame: &[u8]) -> ExchangeResponse {
-        let Some((member, key)) = self.inner.roster.by_peer(&peer) else {
+        let roster = self.roster();
+        let Some((member, _)) = roster.by_peer(&peer) else {
             // The allow-list refuses such connections; this is the second lock on the door.
             return reject(
                 RejectCode::UnknownSigner,
@@ -156,17 +157,25 @@ impl Cases {
                     Err(e) => reject(RejectCode::Unavailable, e.to_string()),
                 };
             }
+            ExchangeRequest::Bloc { have } => {
+                return ExchangeResponse::Bloc(self.inner.governance.answer_pull(have).await);
+            }
         };
-        if envelope.signer != *key {
+        // The push must be signed by a key of the member at the other end of the connection:
+        // its current key, or a key it retired after the push was made.
+        if roster
+            .note(&member.jurisdiction, &envelope.signer)
+            .is_none()
+        {
             return reject(
                 RejectCode::UnknownSigner,
                 format!(
-                    "push signed by {}, but the connection is from {} ({peer})",
+                    "push signed by {}, which is not a key of {} ({peer})",
                     envelope.signer, member.jurisdiction
                 ),
             );
         }
-        let verifying = match key.verifying_key() {
+        let verifying = match envelope.signer.verifying_key() {
             Ok(k) => k,
             Err(e) => return reject(RejectCode::UnknownSigner, e.to_string()),
         };
@@ -180,6 +189,9 @@ impl Cases {
             }
             Err(e) => return reject(RejectCode::Malformed, e.to_string()),
         };
+        if let Err(e) = roster.accepts(&member.jurisdiction, &envelope.signer, push.sent_at) {
+            return reject(RejectCode::UnknownSigner, format!("push refused: {e}"));
+        }
         if push.events.is_empty() {
             return reject(RejectCode::Malformed, "a push carries at least one event");
         }
@@ -198,7 +210,7 @@ impl Cases {
                 receiver: self.inner.jurisdiction.clone(),
                 received_at: Timestamp::now(),
             };
-            let receipt = match SignedEnvelope::sign(&receipt, self.inner.identity.signing_key()) {
+            let receipt = match SignedEnvelope::sign(&receipt, &self.inner.identity.signing_key()) {
                 Ok(r) => r,
                 Err(e) => return reject(RejectCode::Unavailable, e.to_string()),
             };
@@ -270,10 +282,11 @@ impl Cases {
             CaseLog::new(case_id)
         };
         let first_new = log.len();
+        let roster = self.roster();
         let mut fresh = Vec::new();
         let mut pushed = Vec::new();
         for envelope in events {
-            match log.insert(envelope.clone(), self.key_of()) {
+            match log.insert(envelope.clone(), Self::key_of(&roster)) {
                 Ok(Inserted::New(id)) => {
                     pushed.push(id);
                     fresh.push(envelope)
@@ -293,7 +306,7 @@ impl Cases {
                 Err(e @ EventError::Envelope(_)) => {
                     return Err(IngestError::Refused(RejectCode::Malformed, e.to_string()));
                 }
-                Err(e @ EventError::UnknownAuthor(_)) => {
+                Err(e @ (EventError::UnknownAuthor(_) | EventError::Key { .. })) => {
                     return Err(IngestError::Refused(
                         RejectCode::UnknownSigner,
                         e.to_string(),
@@ -611,7 +624,8 @@ fn case_of(frame: &[u8]) -> Option<CaseId> {
         }
         ExchangeRequest::Pull(_)
         | ExchangeRequest::Policy
-        | ExchangeRequest::Consistency { .. } => None,
+        | ExchangeRequest::Consistency { .. }
+        | ExchangeRequest::Bloc { .. } => None,
     }
 }
 
@@ -660,7 +674,8 @@ impl Cases {
             peer: peer.to_string(),
             member: self
                 .inner
-                .roster
+                .governance
+                .roster()
                 .by_peer(&peer)
                 .map(|(m, _)| m.jurisdiction.clone()),
             case_id,

@@ -17,15 +17,18 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use comity_protocol::caselog::KeyProblem;
 use comity_protocol::{
     Approval, AssistanceRequest, CaseId, CaseLog, CaseState, DataCategory, EventKind, EventPush,
     ExchangeRequest, Inserted, Jurisdiction, MessageId, Side, SignedEnvelope, Timestamp,
     ValidationErrors, to_canonical_cbor,
 };
+use comity_protocol::{CaseEvent, PublicKey};
 use ed25519_dalek::VerifyingKey;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
 
+use crate::bloc::Governance;
 use crate::identity::NodeIdentity;
 use crate::network::{self, InboundRequest};
 use crate::roster::Roster;
@@ -85,14 +88,13 @@ struct Inner {
     /// Case keys: content is sealed before it reaches the store.
     vault: crate::vault::Vault,
     identity: NodeIdentity,
-    roster: Arc<Roster>,
+    governance: Governance,
     jurisdiction: Jurisdiction,
     network: network::Client,
     outbox: mpsc::Sender<OutboxEntry>,
     /// Officers waiting for a request's delivery to end (send with `wait`).
     waiters: Mutex<HashMap<CaseId, Vec<oneshot::Sender<()>>>>,
     not_delivered_after: Duration,
-    clock_offset_ms: std::sync::atomic::AtomicI64,
     retention_sweep: Duration,
     /// Data categories whose disclosure needs a second officer's approval.
     disclosure_approval: Vec<DataCategory>,
@@ -118,16 +120,12 @@ impl Cases {
         store: Store,
         vault: crate::vault::Vault,
         identity: NodeIdentity,
-        roster: Arc<Roster>,
+        governance: Governance,
         network: network::Client,
         inbound: mpsc::Receiver<InboundRequest>,
         settings: CaseSettings,
     ) -> Result<Self, CaseError> {
-        // Who we are is what the roster says of our key (the daemon has checked it is there).
-        let jurisdiction = roster
-            .by_peer(&identity.peer_id())
-            .map(|(member, _)| member.jurisdiction.clone())
-            .ok_or_else(|| CaseError::Refused("this node's key is not in the roster".into()))?;
+        let jurisdiction = governance.jurisdiction().clone();
         let (outbox_tx, outbox_rx) = mpsc::channel(4096);
         let (sync_tx, sync_rx) = mpsc::channel(256);
         let cases = Self {
@@ -135,13 +133,12 @@ impl Cases {
                 store,
                 vault,
                 identity,
-                roster,
+                governance,
                 jurisdiction,
                 network,
                 outbox: outbox_tx,
                 waiters: Mutex::new(HashMap::new()),
                 not_delivered_after: settings.not_delivered_after,
-                clock_offset_ms: std::sync::atomic::AtomicI64::new(0),
                 retention_sweep: settings.retention_sweep,
                 disclosure_approval: settings.disclosure_approval.clone(),
                 policy: settings.policy.clone(),
@@ -174,20 +171,14 @@ impl Cases {
 
     /// The node's clock: the system clock, plus an offset that testnets may advance (to see
     /// deadlines and retention without waiting).
+    /// (The governance service keeps the one clock: bloc expiry and case deadlines agree.)
     pub fn now(&self) -> Timestamp {
-        let offset = self
-            .inner
-            .clock_offset_ms
-            .load(std::sync::atomic::Ordering::Relaxed);
-        Timestamp::from_millis(Timestamp::now().as_millis().saturating_add(offset))
+        self.inner.governance.now()
     }
 
     /// Fault injection (testnets): moves the node's clock forward.
     pub fn advance_clock(&self, by: Duration) {
-        self.inner.clock_offset_ms.fetch_add(
-            by.as_millis().min(i64::MAX as u128) as i64,
-            std::sync::atomic::Ordering::Relaxed,
-        );
+        self.inner.governance.advance_clock(by);
     }
 
     /// Until when received data may be kept: the request's retention from its submission,
@@ -220,8 +211,13 @@ impl Cases {
         &self.inner.jurisdiction
     }
 
-    pub fn roster(&self) -> &Roster {
-        &self.inner.roster
+    /// The roster now (it changes when a new bloc configuration applies).
+    pub fn roster(&self) -> Arc<Roster> {
+        self.inner.governance.roster()
+    }
+
+    pub fn governance(&self) -> &Governance {
+        &self.inner.governance
     }
 
     fn lock(&self, case: &CaseId) -> &tokio::sync::Mutex<()> {
@@ -231,13 +227,33 @@ impl Cases {
         &self.inner.locks[(h.finish() % 64) as usize]
     }
 
-    /// Public keys of the bloc's members, for verifying events.
-    fn key_of(&self) -> impl Fn(&Jurisdiction) -> Option<VerifyingKey> + '_ {
-        |j| {
-            self.inner
-                .roster
-                .by_jurisdiction(j)
-                .and_then(|(_, key)| key.verifying_key().ok())
+    /// The key an event's signer may use for a new event: the author's current key, or a
+    /// retired one if the event predates the retirement; never a revoked one.
+    fn key_of(
+        roster: &Roster,
+    ) -> impl Fn(&CaseEvent, &PublicKey) -> Result<VerifyingKey, KeyProblem> + '_ {
+        |event, signer| {
+            use comity_protocol::bloc::KeyRefusal;
+            match roster.accepts(&event.author, signer, event.at) {
+                Ok(()) => signer
+                    .verifying_key()
+                    .map_err(|e| KeyProblem::Refused(e.to_string())),
+                Err(KeyRefusal::NotAMember(_)) => Err(KeyProblem::NotAMember),
+                Err(e) => Err(KeyProblem::Refused(e.to_string())),
+            }
+        }
+    }
+
+    /// The key an event held here was signed with, if it was ever its author's (checked
+    /// when it arrived; a key retired or revoked since still reads, with a note).
+    fn held_key_of(
+        roster: &Roster,
+    ) -> impl Fn(&CaseEvent, &PublicKey) -> Result<VerifyingKey, KeyProblem> + '_ {
+        |event, signer| match roster.note(&event.author, signer) {
+            Some(_) => signer
+                .verifying_key()
+                .map_err(|e| KeyProblem::Refused(e.to_string())),
+            None => Err(KeyProblem::NotAMember),
         }
     }
 
@@ -248,6 +264,10 @@ impl Cases {
         drafted_by: &str,
     ) -> Result<CaseRecord, CaseError> {
         request.validate().map_err(CaseError::Invalid)?;
+        self.inner
+            .governance
+            .may_start_requests()
+            .map_err(CaseError::Refused)?;
         if request.requesting != self.inner.jurisdiction {
             return Err(CaseError::Invalid(ValidationErrors(vec![
                 comity_protocol::FieldProblem {
@@ -261,13 +281,14 @@ impl Cases {
         }
         if self
             .inner
-            .roster
+            .governance
+            .roster()
             .by_jurisdiction(&request.executing)
             .is_none()
         {
             return Err(CaseError::UnknownMember {
                 counterparty: request.executing.clone(),
-                bloc: self.inner.roster.bloc().to_owned(),
+                bloc: self.inner.governance.roster().bloc().to_owned(),
             });
         }
         let now = Timestamp::now();
@@ -392,6 +413,10 @@ impl Cases {
             return Err(CaseError::Refused(format!(
                 "four-eyes: case {case_id} needs an approval by an approver other than its drafter before it is sent (`comity request approve {case_id}`)"
             )));
+        }
+        if let Err(reason) = self.inner.governance.may_start_requests() {
+            warn!(case = %case_id, "send refused: the bloc configuration does not allow new requests");
+            return Err(CaseError::Refused(reason));
         }
         let waiter = wait.map(|_| self.register_waiter(case_id));
         let mut batch = Batch::new();
@@ -599,12 +624,12 @@ impl Cases {
         &self,
         body: &T,
     ) -> Result<SignedEnvelope, CaseError> {
-        SignedEnvelope::sign(body, self.inner.identity.signing_key())
+        SignedEnvelope::sign(body, &self.inner.identity.signing_key())
             .map_err(|e| CaseError::Encode(e.to_string()))
     }
 
     fn sign(&self, event: &comity_protocol::CaseEvent) -> Result<SignedEnvelope, CaseError> {
-        SignedEnvelope::sign(event, self.inner.identity.signing_key())
+        SignedEnvelope::sign(event, &self.inner.identity.signing_key())
             .map_err(|e| CaseError::Encode(e.to_string()))
     }
 
@@ -638,7 +663,7 @@ impl Cases {
             sent_at,
             events,
         };
-        let envelope = SignedEnvelope::sign(&push, self.inner.identity.signing_key())
+        let envelope = SignedEnvelope::sign(&push, &self.inner.identity.signing_key())
             .map_err(|e| CaseError::Encode(e.to_string()))?;
         let body_hash = envelope.body_hash();
         let frame = to_canonical_cbor(&ExchangeRequest::Push(envelope))
@@ -728,6 +753,7 @@ impl Cases {
             return Ok(log);
         };
         let key_id = self.decode_record(&record, false)?.key_id;
+        let roster = self.roster();
         let stored = self
             .inner
             .store
@@ -738,7 +764,7 @@ impl Cases {
                 SignedEnvelope::from_bytes(&bytes, comity_protocol::limits::MAX_REQUEST_FRAME)
                     .map_err(|e| CaseError::Log(e.to_string()))?;
             let inserted = if verify {
-                log.insert(envelope, self.key_of())
+                log.insert(envelope, Self::held_key_of(&roster))
             } else {
                 log.insert_stored(envelope)
             };
@@ -860,7 +886,8 @@ impl Cases {
     pub fn due(&self, record: &CaseRecord, now: Timestamp) -> Due {
         let deadline = self
             .inner
-            .roster
+            .governance
+            .roster()
             .deadlines()
             .for_urgency(record.summary.urgency);
         let mut due = Due::default();

@@ -139,7 +139,7 @@ pub(super) async fn run(
                 // A member (re)connected: whatever waits for it is due now.
                 let now = Instant::now();
                 let jurisdiction = match peer {
-                    Ok(peer) => cases.inner.roster.by_peer(&peer).map(|(m, _)| m.jurisdiction.clone()),
+                    Ok(peer) => cases.inner.governance.roster().by_peer(&peer).map(|(m, _)| m.jurisdiction.clone()),
                     Err(_) => None,
                 };
                 for (id, p) in pending.iter_mut() {
@@ -168,7 +168,8 @@ fn backoff(settings: &CaseSettings, attempts: u32) -> Duration {
 impl Cases {
     /// One delivery attempt of one outbox entry.
     async fn deliver(&self, entry: &OutboxEntry) -> Outcome {
-        let Some((member, key)) = self.inner.roster.by_jurisdiction(&entry.to) else {
+        let roster = self.roster();
+        let Some((member, key)) = roster.by_jurisdiction(&entry.to) else {
             warn!(case = %entry.case_id, to = %entry.to, "recipient is no longer in the roster; not retried");
             return self
                 .refused(entry, format!("{} is no longer in the roster", entry.to))
@@ -200,7 +201,8 @@ impl Cases {
             }
             ExchangeResponse::Events(_)
             | ExchangeResponse::Policy(_)
-            | ExchangeResponse::Consistency(_) => {
+            | ExchangeResponse::Consistency(_)
+            | ExchangeResponse::Bloc(_) => {
                 self.retry(entry, "the peer answered a push with something else".into())
                     .await
             }

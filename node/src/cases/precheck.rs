@@ -36,7 +36,7 @@ impl Cases {
             issued_at: Timestamp::now(),
             policy: policy.clone(),
         };
-        SignedEnvelope::sign(&summary, self.inner.identity.signing_key())
+        SignedEnvelope::sign(&summary, &self.inner.identity.signing_key())
             .map(Some)
             .map_err(|e| CaseError::Encode(e.to_string()))
     }
@@ -70,13 +70,14 @@ impl Cases {
         }
         let Some((peer, key)) = self
             .inner
-            .roster
+            .governance
+            .roster()
             .by_jurisdiction(member)
             .map(|(m, k)| (m.peer_id, *k))
         else {
             return Err(CaseError::UnknownMember {
                 counterparty: member.clone(),
-                bloc: self.inner.roster.bloc().to_owned(),
+                bloc: self.inner.governance.roster().bloc().to_owned(),
             });
         };
         let unavailable = |why: String| {

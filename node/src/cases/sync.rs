@@ -75,7 +75,8 @@ pub(super) async fn run(cases: Cases, mut connections: broadcast::Receiver<PeerI
                 continue;
             }
         };
-        let Some((member, _)) = cases.inner.roster.by_peer(&peer) else {
+        let roster = cases.roster();
+        let Some((member, _)) = roster.by_peer(&peer) else {
             continue;
         };
         if !running.insert(peer) {
@@ -189,7 +190,8 @@ impl Cases {
                 ExchangeResponse::Rejected(r) => return Err(r.to_string()),
                 ExchangeResponse::Receipt(_)
                 | ExchangeResponse::Policy(_)
-                | ExchangeResponse::Consistency(_) => {
+                | ExchangeResponse::Consistency(_)
+                | ExchangeResponse::Bloc(_) => {
                     return Err("the member answered a pull with something else".into());
                 }
             };

@@ -1,6 +1,7 @@
 //! The `comity` command line: operator commands (`init`, `run`) and officer commands, which
 //! are clients of the node's admin API. Read commands print tables, or JSON with `--json`.
 
+mod bloc;
 mod evidence;
 mod export;
 mod output;
@@ -83,6 +84,10 @@ pub enum Command {
     /// Evidence packages: how far a transfer is, and opening a received one.
     #[command(subcommand)]
     Evidence(EvidenceCommand),
+    /// The bloc configuration: who is a member, with which keys and rules; form a bloc,
+    /// propose and sign changes.
+    #[command(subcommand)]
+    Bloc(bloc::BlocCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -231,9 +236,16 @@ pub struct InitArgs {
     /// Human name of the member, for the roster (defaults to the jurisdiction code).
     #[arg(long)]
     pub name: Option<String>,
-    /// Bloc id, as in the bloc roster.
+    /// Bloc id.
     #[arg(long, default_value = "local")]
     pub bloc: String,
+    /// Join an existing bloc: the hash of its genesis (its trust anchor), received out of
+    /// band from the bloc. The node trusts only configurations chained to it.
+    #[arg(long, value_name = "HASH")]
+    pub bloc_anchor: Option<comity_protocol::Hash32>,
+    /// When joining: a member to pull the configuration from, as /ip4/…/tcp/…/p2p/PEERID.
+    #[arg(long, value_name = "MULTIADDR")]
+    pub bootstrap: Vec<Multiaddr>,
     /// Write the first admin token to this file (mode 0600) as well as showing it.
     #[arg(long)]
     pub token_file: Option<PathBuf>,
@@ -545,6 +557,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let status = client(&read.connection)?.status().await?;
             output::status(&status, read.json)
         }
+        Command::Bloc(command) => bloc::run(command).await,
         Command::Peers(read) => {
             let peers = client(&read.connection)?.peers().await?;
             output::peers(&peers, read.json)
@@ -790,22 +803,26 @@ async fn init_node(args: InitArgs) -> anyhow::Result<()> {
         admin: args.admin,
         name: args.name,
         bloc: args.bloc,
+        anchor: args.bloc_anchor,
+        bootstrap: args.bootstrap,
         token_file: args.token_file.clone(),
     })
     .await?;
     println!(
         "Initialised {} in {}",
-        done.member.jurisdiction,
+        done.jurisdiction,
         args.data_dir.display()
     );
     println!("  PeerId       {}", done.peer_id);
-    if let Some(key) = &done.member.sealing_key {
-        println!("  sealing key  {key} (evidence for this jurisdiction is sealed to it)");
-    }
+    println!("  signing key  {}", done.signing_key);
+    println!(
+        "  sealing key  {} (evidence for this jurisdiction is sealed to it)",
+        done.sealing_key
+    );
     println!("  config       {}", done.config_path.display());
     println!(
-        "  roster entry {}",
-        args.data_dir.join(init::MEMBER_FILE).display()
+        "  member card  {} (signed; send it to the bloc)",
+        done.member_file.display()
     );
     println!();
     println!("Admin token (shown once; only its hash is stored):");
@@ -814,10 +831,17 @@ async fn init_node(args: InitArgs) -> anyhow::Result<()> {
         println!("  also written to {} (mode 0600)", path.display());
     }
     println!();
-    println!(
-        "Next: put the bloc roster in place, then `comity run -c {}`",
-        done.config_path.display()
-    );
+    if args.bloc_anchor.is_some() {
+        println!(
+            "Next: `comity run -c {}`; once a member's proposal adding this card applies, the node pulls and verifies the bloc's configuration by itself",
+            done.config_path.display()
+        );
+    } else {
+        println!(
+            "Next: found the bloc with the other founders (`comity bloc genesis`, `sign-genesis`, `assemble`), put genesis.cbor beside {}, then `comity run`",
+            done.config_path.display()
+        );
+    }
     Ok(())
 }
 
@@ -863,11 +887,17 @@ fn read_token(path: &Path) -> anyhow::Result<String> {
 fn audit(command: AuditCommand) -> anyhow::Result<()> {
     use crate::audit;
     let open =
-        |config: &Path| -> anyhow::Result<(crate::store::Store, ed25519_dalek::VerifyingKey)> {
+        |config: &Path| -> anyhow::Result<(crate::store::Store, Vec<ed25519_dalek::VerifyingKey>)> {
             let config = Config::load(config)?;
-            let identity = crate::identity::NodeIdentity::load(&config.key_path())?;
+            let identity = crate::identity::NodeIdentity::load(
+                &config.key_path(),
+                &config.signing_key_path(),
+            )?;
             let store = crate::store::Store::open_read_only(&config.store_path())?;
-            Ok((store, identity.signing_key().verifying_key()))
+            // Every signing key this node has had, as its bloc configuration records them.
+            let mut keys = crate::bloc::own_keys(&store, &config.node.jurisdiction)?;
+            keys.push(identity.signing_key().verifying_key());
+            Ok((store, keys))
         };
     match command {
         AuditCommand::Verify { config, json } => {

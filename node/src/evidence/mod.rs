@@ -32,7 +32,6 @@ use crate::cases::Cases;
 use crate::cases::record::{CaseRecord, Role, decode, encode};
 use crate::identity::NodeIdentity;
 use crate::network;
-use crate::roster::Roster;
 use crate::store::{Batch, Cf, Store, StoreError};
 
 pub use keys::create_sealing_key;
@@ -128,7 +127,7 @@ struct Inner {
     store: Store,
     cases: Cases,
     network: network::Client,
-    roster: Arc<Roster>,
+    membership: crate::roster::Membership,
     identity: NodeIdentity,
     jurisdiction: Jurisdiction,
     sealing_private: [u8; 32],
@@ -174,20 +173,21 @@ impl Evidence {
                 .map_err(io(format!("cannot create {}", settings.dir.display())))?;
         }
         let (sealing_private, public) = load_or_create_sealing_key(&settings.sealing_key)?;
-        let roster = Arc::new(cases.roster().clone());
+        let membership = cases.governance().membership();
         let jurisdiction = cases.jurisdiction().clone();
-        match roster
+        match membership
+            .current()
             .by_jurisdiction(&jurisdiction)
             .and_then(|(m, _)| m.sealing_key)
         {
             Some(listed) if listed == public => {}
             Some(listed) => warn!(
                 %listed, ours = %public,
-                "the roster lists another sealing key for this node: evidence sealed to it cannot be opened here; fix the roster or the sealing key file"
+                "the bloc configuration lists another sealing key for this node: evidence sealed to it cannot be opened here; propose a new card (`comity bloc propose`) or restore the sealing key file"
             ),
             None => warn!(
                 sealing_key = %public,
-                "the roster lists no sealing key for this node: no evidence can be delivered to it until the bloc adds `sealing_key` to its entry"
+                "the bloc configuration lists no sealing key for this node: no evidence can be delivered to it until its card with `sealing_key` is applied"
             ),
         }
         let wake = cases.evidence_wake();
@@ -196,7 +196,7 @@ impl Evidence {
                 store,
                 cases,
                 network,
-                roster,
+                membership,
                 identity,
                 jurisdiction,
                 sealing_private,
@@ -315,7 +315,8 @@ impl Evidence {
 
     /// A member is back: transfers from it resume now, not at the end of their backoff.
     fn reconnected(&self, peer: libp2p::PeerId) {
-        let Some((member, _)) = self.inner.roster.by_peer(&peer) else {
+        let roster = self.inner.membership.current();
+        let Some((member, _)) = roster.by_peer(&peer) else {
             return;
         };
         let waiting: Vec<CaseId> = self
@@ -578,12 +579,20 @@ impl Evidence {
             Direction::Outgoing => &self.inner.jurisdiction,
             Direction::Incoming => &record.counterparty,
         };
+        // Checked when it arrived: it reads with the key that signed it, if that was ever the
+        // signer's (rotated or revoked since, it still reads).
         let key = self
             .inner
-            .roster
-            .by_jurisdiction(signer)
-            .and_then(|(_, k)| k.verifying_key().ok())
-            .ok_or_else(|| EvidenceError::Refused(format!("{signer} has no usable roster key")))?;
+            .membership
+            .current()
+            .note(signer, &envelope.signer)
+            .and_then(|_| envelope.signer.verifying_key().ok())
+            .ok_or_else(|| {
+                EvidenceError::Refused(format!(
+                    "the stored manifest is signed by {}, which was never {signer}'s key",
+                    envelope.signer
+                ))
+            })?;
         let manifest = envelope
             .open::<EvidenceManifest>(&key)
             .map_err(|e| EvidenceError::Damaged(format!("stored manifest: {e}")))?;
@@ -675,7 +684,8 @@ impl Evidence {
 
     fn roster_key(&self, j: &Jurisdiction) -> Option<SealingKey> {
         self.inner
-            .roster
+            .membership
+            .current()
             .by_jurisdiction(j)
             .and_then(|(m, _)| m.sealing_key)
     }

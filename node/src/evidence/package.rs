@@ -136,7 +136,7 @@ impl Evidence {
                 wire::MAX_INDEX_BYTES
             )));
         }
-        let limits = *self.inner.roster.evidence();
+        let limits = self.inner.membership.current().evidence();
         let total = files
             .iter()
             .try_fold(0u64, |sum, f| sum.checked_add(f.size))
@@ -244,7 +244,7 @@ impl Evidence {
         let recipient = self
             .roster_key(&case.counterparty)
             .ok_or_else(|| EvidenceError::Refused("the recipient has no sealing key".into()))?;
-        let chunk_size = self.inner.roster.evidence().chunk_bytes;
+        let chunk_size = self.inner.membership.current().evidence().chunk_bytes;
         let prologue = wire::prologue(&case_id, &self.inner.jurisdiction, &case.counterparty);
         let (sealer, handshake) = Sealer::new(
             &recipient.0,
@@ -296,7 +296,7 @@ impl Evidence {
             let _ = std::fs::remove_file(&partial);
             return Err(EvidenceError::Refused(problem));
         }
-        let envelope = SignedEnvelope::sign(&manifest, self.inner.identity.signing_key())
+        let envelope = SignedEnvelope::sign(&manifest, &self.inner.identity.signing_key())
             .map_err(|e| EvidenceError::Io(e.to_string()))?;
         let root = EvidenceManifest::root(&envelope);
         let finished = self.package_path(Direction::Outgoing, &case_id, false);

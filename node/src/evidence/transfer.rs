@@ -71,7 +71,8 @@ fn refused(reason: impl Into<String>) -> Answer {
 
 impl Evidence {
     async fn answer(&self, peer: libp2p::PeerId, frame: &[u8]) -> Answer {
-        let Some((member, _)) = self.inner.roster.by_peer(&peer) else {
+        let roster = self.inner.membership.current();
+        let Some((member, _)) = roster.by_peer(&peer) else {
             return refused("not a member of the bloc");
         };
         let request: EvidenceRequest = match from_cbor(frame, MAX_EVIDENCE_REQUEST) {
@@ -196,16 +197,16 @@ pub(super) async fn pull(evidence: &Evidence, case_id: CaseId) -> Result<(), Evi
         return Ok(());
     }
     let case = evidence.case_for(&case_id, Role::Requester)?;
-    let (member, key) = inner
-        .roster
+    let roster = inner.membership.current();
+    let (member, _) = roster
         .by_jurisdiction(&record.counterparty)
         .ok_or_else(|| {
-            EvidenceError::Refused(format!("{} is not in the roster", record.counterparty))
+            EvidenceError::Refused(format!(
+                "{} is not an admitted member of the bloc",
+                record.counterparty
+            ))
         })?;
     let peer = member.peer_id;
-    let key = key
-        .verifying_key()
-        .map_err(|e| EvidenceError::Refused(e.to_string()))?;
     let partial = evidence.package_path(Direction::Incoming, &case_id, true);
 
     if record.state == PackageState::Announced {
@@ -236,7 +237,7 @@ pub(super) async fn pull(evidence: &Evidence, case_id: CaseId) -> Result<(), Evi
                 )));
             }
         };
-        let manifest = check_manifest(evidence, &record, &envelope, &key)?;
+        let manifest = check_manifest(evidence, &record, &envelope, &roster)?;
         let sealed_manifest =
             inner
                 .cases
@@ -422,10 +423,29 @@ fn check_manifest(
     evidence: &Evidence,
     record: &PackageRecord,
     envelope: &comity_protocol::SignedEnvelope,
-    key: &ed25519_dalek::VerifyingKey,
+    roster: &crate::roster::Roster,
 ) -> Result<EvidenceManifest, EvidenceError> {
     let from = &record.counterparty;
-    let manifest = envelope.open::<EvidenceManifest>(key).map_err(|e| {
+    // The manifest was made when the package was sealed, perhaps before a rotation: any key
+    // of the sender that was not revoked checks it (the fulfilment that names its root was
+    // checked under the key rules when it arrived).
+    let key = match roster.note(from, &envelope.signer) {
+        Some(comity_protocol::bloc::KeyNote::Revoked(change)) => {
+            return Err(EvidenceError::Refused(format!(
+                "the manifest from {from} is refused: signed by a key revoked in version {}",
+                change.version
+            )));
+        }
+        Some(_) => envelope.signer.verifying_key().ok(),
+        None => None,
+    };
+    let key = key.ok_or_else(|| {
+        EvidenceError::Refused(format!(
+            "the manifest from {from} is refused: signed by {}, which is not {from}'s roster key",
+            envelope.signer
+        ))
+    })?;
+    let manifest = envelope.open::<EvidenceManifest>(&key).map_err(|e| {
         EvidenceError::Refused(format!(
             "the manifest from {from} is refused: {e} (checked with {from}'s roster key)"
         ))
@@ -444,7 +464,7 @@ fn check_manifest(
             manifest.case_id, manifest.from, manifest.to
         )));
     }
-    let limits = evidence.inner.roster.evidence();
+    let limits = evidence.inner.membership.current().evidence();
     if let Some(problem) = manifest.problem(limits.max_package_bytes, limits.chunk_bytes) {
         let why = format!("the manifest from {from} is refused before transfer: {problem}");
         return Err(if manifest.total_bytes > limits.max_package_bytes {

@@ -15,16 +15,24 @@ use tracing::{debug, info, warn};
 use super::behaviour::{Behaviour, BehaviourEvent};
 use super::{Command, InboundRequest, NetworkError, NetworkSettings, NetworkStatus, RequestError};
 use crate::roster::Roster;
+use tokio::sync::watch;
+
+/// Where messages of one gossip topic go, with their publisher.
+type Gossip = broadcast::Sender<(PeerId, Vec<u8>)>;
 
 pub struct EventLoop {
     swarm: Swarm<Behaviour>,
     roster: Arc<Roster>,
+    membership: watch::Receiver<Arc<Roster>>,
+    bootstrap: Vec<(PeerId, Multiaddr)>,
     commands: mpsc::Receiver<Command>,
     inbound: mpsc::Sender<InboundRequest>,
     evidence_inbound: mpsc::Sender<InboundRequest>,
     connected_tx: broadcast::Sender<PeerId>,
     gossip_tx: broadcast::Sender<(PeerId, Vec<u8>)>,
+    governance_tx: broadcast::Sender<(PeerId, Vec<u8>)>,
     topic: gossipsub::IdentTopic,
+    governance_topic: gossipsub::IdentTopic,
     pending: HashMap<OutboundRequestId, oneshot::Sender<Result<Vec<u8>, RequestError>>>,
     /// Evidence requests in flight (ids are per behaviour, hence a map of their own).
     pending_evidence: HashMap<OutboundRequestId, oneshot::Sender<Result<Vec<u8>, RequestError>>>,
@@ -32,6 +40,9 @@ pub struct EventLoop {
     /// Members whose link a fault injection cut: not redialled until restored.
     cut: HashSet<PeerId>,
     listen: Vec<Multiaddr>,
+    /// What the swarm was built from, to build it again under a new transport key.
+    listen_config: Vec<Multiaddr>,
+    behaviour: super::BehaviourConfig,
     redial_interval: Duration,
 }
 
@@ -43,78 +54,172 @@ impl std::fmt::Debug for EventLoop {
     }
 }
 
+/// A swarm with `keypair` as its identity, subscribed to `topics`, listening on `listen`.
+fn build_swarm(
+    keypair: libp2p::identity::Keypair,
+    behaviour: &super::BehaviourConfig,
+    topics: &[&gossipsub::IdentTopic],
+    listen: &[Multiaddr],
+) -> Result<Swarm<Behaviour>, NetworkError> {
+    let setup = |e: &dyn std::fmt::Display| NetworkError::Setup(e.to_string());
+    let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .map_err(|e| setup(&e))?
+        .with_behaviour(|key| {
+            Behaviour::new(key, behaviour)
+                .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
+        })
+        .map_err(|e| setup(&e))?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(3600)))
+        .build();
+    for t in topics {
+        swarm
+            .behaviour_mut()
+            .gossip
+            .subscribe(t)
+            .map_err(|e| NetworkError::Setup(e.to_string()))?;
+    }
+    for addr in listen {
+        swarm
+            .listen_on(addr.clone())
+            .map_err(|e| NetworkError::Listen {
+                addr: addr.clone(),
+                message: e.to_string(),
+            })?;
+    }
+    Ok(swarm)
+}
+
 impl EventLoop {
+    /// Starts the network again under a new transport key (a rotation applied): requests in
+    /// flight fail (their outboxes retry), connections and listeners close, and the new
+    /// identity listens on the same addresses and dials the members.
+    fn rekey(&mut self, keypair: libp2p::identity::Keypair) {
+        let topics = [&self.topic, &self.governance_topic];
+        // The old swarm must release its ports before the new one listens.
+        let quiet = match build_swarm(keypair.clone(), &self.behaviour, &topics, &[]) {
+            Ok(s) => s,
+            Err(e) => {
+                warn!(error = %e, "cannot start the network under the new transport key; keeping the old one");
+                return;
+            }
+        };
+        drop(std::mem::replace(&mut self.swarm, quiet));
+        for (_, reply) in self.pending.drain().chain(self.pending_evidence.drain()) {
+            let _ = reply.send(Err(RequestError::ConnectionClosed));
+        }
+        self.connected.clear();
+        self.listen.clear();
+        for addr in &self.listen_config {
+            if let Err(e) = self.swarm.listen_on(addr.clone()) {
+                warn!(%addr, error = %e, "cannot listen under the new transport key");
+            }
+        }
+        info!(peer_id = %self.swarm.local_peer_id(), "network started again under the new transport key");
+        // A fresh allow-list: every member is admitted and dialled again.
+        let empty = Arc::new(Roster::empty(self.roster.bloc()));
+        let roster = std::mem::replace(&mut self.roster, empty);
+        self.apply_roster(roster);
+    }
+
     pub(super) fn new(
         settings: NetworkSettings,
         commands: mpsc::Receiver<Command>,
         inbound: mpsc::Sender<InboundRequest>,
         evidence_inbound: mpsc::Sender<InboundRequest>,
         connected_tx: broadcast::Sender<PeerId>,
-        gossip_tx: broadcast::Sender<(PeerId, Vec<u8>)>,
+        (gossip_tx, governance_tx): (Gossip, Gossip),
     ) -> Result<Self, NetworkError> {
-        let setup = |e: &dyn std::fmt::Display| NetworkError::Setup(e.to_string());
-        let behaviour_config = settings.behaviour.clone();
-        let mut swarm =
-            libp2p::SwarmBuilder::with_existing_identity(settings.identity.keypair().clone())
-                .with_tokio()
-                .with_tcp(
-                    tcp::Config::default().nodelay(true),
-                    noise::Config::new,
-                    yamux::Config::default,
-                )
-                .map_err(|e| setup(&e))?
-                .with_behaviour(|key| {
-                    Behaviour::new(key, &behaviour_config)
-                        .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
-                })
-                .map_err(|e| setup(&e))?
-                .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(3600)))
-                .build();
-
-        let local = *swarm.local_peer_id();
-        for member in settings.roster.members() {
-            if member.peer_id == local {
-                continue;
-            }
-            swarm.behaviour_mut().allow.allow_peer(member.peer_id);
-            for addr in &member.addresses {
-                swarm
-                    .behaviour_mut()
-                    .kad
-                    .add_address(&member.peer_id, addr.clone());
-            }
-        }
-        let topic =
-            gossipsub::IdentTopic::new(format!("/comity/{}/checkpoints/2", settings.roster.bloc()));
-        swarm
-            .behaviour_mut()
-            .gossip
-            .subscribe(&topic)
-            .map_err(|e| NetworkError::Setup(e.to_string()))?;
-        for addr in &settings.listen {
-            swarm
-                .listen_on(addr.clone())
-                .map_err(|e| NetworkError::Listen {
-                    addr: addr.clone(),
-                    message: e.to_string(),
-                })?;
-        }
-        Ok(Self {
+        let roster = settings.membership.current();
+        let topic = gossipsub::IdentTopic::new(format!("/comity/{}/checkpoints/2", roster.bloc()));
+        let governance_topic =
+            gossipsub::IdentTopic::new(format!("/comity/{}/bloc/1", roster.bloc()));
+        let swarm = build_swarm(
+            settings.identity.keypair(),
+            &settings.behaviour,
+            &[&topic, &governance_topic],
+            &settings.listen,
+        )?;
+        let mut event_loop = Self {
             swarm,
-            roster: settings.roster,
+            roster: Arc::new(Roster::empty(roster.bloc())),
+            membership: settings.membership.watch(),
+            bootstrap: settings.bootstrap,
             commands,
             inbound,
             evidence_inbound,
             connected_tx,
             gossip_tx,
+            governance_tx,
             topic,
+            governance_topic,
             pending: HashMap::new(),
             pending_evidence: HashMap::new(),
             connected: HashSet::new(),
             cut: HashSet::new(),
             listen: Vec::new(),
+            listen_config: settings.listen,
+            behaviour: settings.behaviour,
             redial_interval: settings.redial_interval,
-        })
+        };
+        event_loop.apply_roster(roster);
+        Ok(event_loop)
+    }
+
+    /// Makes the allow-list, the known addresses and the dials follow a new roster: new
+    /// members are admitted and dialled, members no longer admitted are disconnected and
+    /// refused. While the node holds no configuration, its bootstrap peers are admitted so
+    /// that it can pull the chain.
+    fn apply_roster(&mut self, roster: Arc<Roster>) {
+        let local = *self.swarm.local_peer_id();
+        let joining = roster.config().is_none();
+        let before: HashSet<PeerId> = self
+            .roster
+            .members()
+            .iter()
+            .map(|m| m.peer_id)
+            .chain(self.bootstrap.iter().map(|(p, _)| *p))
+            .collect();
+        let mut now: HashSet<PeerId> = roster.members().iter().map(|m| m.peer_id).collect();
+        if joining {
+            now.extend(self.bootstrap.iter().map(|(p, _)| *p));
+        }
+        now.remove(&local);
+        for member in roster.members() {
+            for addr in &member.addresses {
+                self.swarm
+                    .behaviour_mut()
+                    .kad
+                    .add_address(&member.peer_id, addr.clone());
+            }
+        }
+        for (peer, addr) in &self.bootstrap {
+            self.swarm
+                .behaviour_mut()
+                .kad
+                .add_address(peer, addr.clone());
+        }
+        for peer in &now {
+            if !self.cut.contains(peer) {
+                self.swarm.behaviour_mut().allow.allow_peer(*peer);
+            }
+        }
+        for peer in before.difference(&now) {
+            if *peer == local {
+                continue;
+            }
+            info!(%peer, "no longer a member: disconnected and refused");
+            self.swarm.behaviour_mut().allow.disallow_peer(*peer);
+            let _ = self.swarm.disconnect_peer_id(*peer);
+            self.connected.remove(peer);
+        }
+        self.roster = roster;
+        self.dial_missing_members();
     }
 
     /// Runs until `shutdown` resolves or every client handle is dropped.
@@ -129,6 +234,12 @@ impl EventLoop {
                     None => break,
                 },
                 _ = redial.tick() => self.dial_missing_members(),
+                changed = self.membership.changed() => {
+                    if changed.is_ok() {
+                        let roster = self.membership.borrow_and_update().clone();
+                        self.apply_roster(roster);
+                    }
+                }
                 _ = &mut shutdown => break,
             }
         }
@@ -140,16 +251,21 @@ impl EventLoop {
 
     fn dial_missing_members(&mut self) {
         let local = *self.swarm.local_peer_id();
+        let joining = self.roster.config().is_none();
         let missing: Vec<_> = self
             .roster
             .members()
             .iter()
-            .filter(|m| {
-                m.peer_id != local
-                    && !self.connected.contains(&m.peer_id)
-                    && !self.cut.contains(&m.peer_id)
-            })
             .map(|m| (m.peer_id, m.addresses.clone()))
+            .chain(
+                self.bootstrap
+                    .iter()
+                    .filter(|_| joining)
+                    .map(|(p, a)| (*p, vec![a.clone()])),
+            )
+            .filter(|(peer, _)| {
+                *peer != local && !self.connected.contains(peer) && !self.cut.contains(peer)
+            })
             .collect();
         for (peer, addresses) in missing {
             let opts = DialOpts::peer_id(peer)
@@ -201,6 +317,17 @@ impl EventLoop {
                     .is_err()
                 {
                     debug!("evidence response not sent: the peer closed the stream");
+                }
+            }
+            Command::Rekey { keypair } => self.rekey(keypair),
+            Command::PublishGovernance { data } => {
+                if let Err(e) = self
+                    .swarm
+                    .behaviour_mut()
+                    .gossip
+                    .publish(self.governance_topic.clone(), data)
+                {
+                    debug!(error = %e, "nothing published on the governance topic");
                 }
             }
             Command::Publish { data } => {
@@ -303,9 +430,17 @@ impl EventLoop {
             BehaviourEvent::Evidence(event) => self.on_exchange_event(event, true),
             BehaviourEvent::Gossip(gossipsub::Event::Message { message, .. }) => {
                 // Only members' messages count; the publisher's signature was checked.
-                if let Some(source) = message.source
-                    && self.roster.by_peer(&source).is_some()
-                {
+                let Some(source) = message.source else {
+                    return;
+                };
+                let member = self.roster.by_peer(&source).is_some();
+                if message.topic == self.governance_topic.hash() {
+                    let joining = self.roster.config().is_none()
+                        && self.bootstrap.iter().any(|(p, _)| *p == source);
+                    if member || joining {
+                        let _ = self.governance_tx.send((source, message.data));
+                    }
+                } else if member {
                     let _ = self.gossip_tx.send((source, message.data));
                 }
             }

@@ -9,7 +9,6 @@ mod behaviour;
 pub mod codec;
 mod event_loop;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use libp2p::request_response::ResponseChannel;
@@ -20,7 +19,7 @@ pub use behaviour::BehaviourConfig;
 pub use event_loop::EventLoop;
 
 use crate::identity::NodeIdentity;
-use crate::roster::Roster;
+use crate::roster::Membership;
 
 /// Inbound requests waiting for the exchange service (frames of up to 1 MiB each). Past this a
 /// request is dropped, its stream resets, and the sender's outbox retries it.
@@ -96,6 +95,10 @@ enum Command {
     },
     /// Publish on the bloc's checkpoints topic.
     Publish { data: Vec<u8> },
+    /// Publish on the bloc's governance topic.
+    PublishGovernance { data: Vec<u8> },
+    /// Start the network again under a new transport key.
+    Rekey { keypair: libp2p::identity::Keypair },
     /// Fault injection (testnets): cut or restore the link to a member.
     SetLink { peer: PeerId, cut: bool },
 }
@@ -106,6 +109,7 @@ pub struct Client {
     commands: mpsc::Sender<Command>,
     connected: broadcast::Sender<PeerId>,
     gossip: broadcast::Sender<(PeerId, Vec<u8>)>,
+    governance: broadcast::Sender<(PeerId, Vec<u8>)>,
 }
 
 impl Client {
@@ -166,6 +170,25 @@ impl Client {
         let _ = self.commands.send(Command::Publish { data }).await;
     }
 
+    /// Starts the network again under a new transport key (this node's rotation applied).
+    pub async fn rekey(&self, keypair: libp2p::identity::Keypair) {
+        let _ = self.commands.send(Command::Rekey { keypair }).await;
+    }
+
+    /// Publishes `data` on the bloc's governance topic (configurations and proposals).
+    pub async fn publish_governance(&self, data: Vec<u8>) {
+        let _ = self
+            .commands
+            .send(Command::PublishGovernance { data })
+            .await;
+    }
+
+    /// Messages published on the governance topic by members (or, while this node holds no
+    /// configuration, by its bootstrap peers), with their publisher.
+    pub fn governance(&self) -> broadcast::Receiver<(PeerId, Vec<u8>)> {
+        self.governance.subscribe()
+    }
+
     /// Messages published on the checkpoints topic, with their (signed) publisher.
     pub fn gossip(&self) -> broadcast::Receiver<(PeerId, Vec<u8>)> {
         self.gossip.subscribe()
@@ -181,7 +204,9 @@ impl Client {
 #[derive(Debug, Clone)]
 pub struct NetworkSettings {
     pub identity: NodeIdentity,
-    pub roster: Arc<Roster>,
+    pub membership: Membership,
+    /// Peers to reach while this node holds no configuration (it is joining).
+    pub bootstrap: Vec<(PeerId, Multiaddr)>,
     pub listen: Vec<Multiaddr>,
     pub behaviour: BehaviourConfig,
     pub redial_interval: Duration,
@@ -201,19 +226,21 @@ pub fn new(settings: NetworkSettings) -> Result<(Client, EventLoop, Inbound), Ne
     let (evidence_tx, evidence_rx) = mpsc::channel(EVIDENCE_QUEUE);
     let (connected_tx, _) = broadcast::channel(256);
     let (gossip_tx, _) = broadcast::channel(256);
+    let (governance_tx, _) = broadcast::channel(256);
     let event_loop = EventLoop::new(
         settings,
         commands_rx,
         inbound_tx,
         evidence_tx,
         connected_tx.clone(),
-        gossip_tx.clone(),
+        (gossip_tx.clone(), governance_tx.clone()),
     )?;
     Ok((
         Client {
             commands: commands_tx,
             connected: connected_tx,
             gossip: gossip_tx,
+            governance: governance_tx,
         },
         event_loop,
         Inbound {

@@ -302,7 +302,7 @@ pub async fn run_publisher(
                 issued_at: Timestamp::now(),
                 report,
             };
-            let Ok(signed) = SignedEnvelope::sign(&published, identity.signing_key()) else {
+            let Ok(signed) = SignedEnvelope::sign(&published, &identity.signing_key()) else {
                 continue;
             };
             if let Err(e) = collect(&store, cases.jurisdiction(), signed.clone(), &published).await
@@ -379,7 +379,7 @@ fn attributed_to(signer: &Jurisdiction, published: &PublishedReport) -> Result<(
 pub async fn run_collector(
     store: Store,
     network: crate::network::Client,
-    roster: std::sync::Arc<crate::roster::Roster>,
+    membership: crate::roster::Membership,
 ) {
     let mut gossip = network.gossip();
     loop {
@@ -388,6 +388,7 @@ pub async fn run_collector(
             Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
             Err(_) => break,
         };
+        let roster = membership.current();
         let Some((member, verifying, envelope)) = roster.member_message(&source, &data) else {
             continue;
         };

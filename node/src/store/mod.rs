@@ -52,10 +52,14 @@ pub enum Cf {
     /// case id → the evidence package of the case on this node (sent or received) and how far
     /// its transfer is.
     Evidence,
+    /// The bloc configuration chain: `v`+version → a verified configuration (`COSE_Sign`),
+    /// `p`+hash → an open proposal with the signatures gathered, `f`+hash → a fork's other
+    /// configuration (evidence), `anchor` → the trust anchor.
+    Bloc,
 }
 
 impl Cf {
-    pub const ALL: [Cf; 17] = [
+    pub const ALL: [Cf; 18] = [
         Cf::Cases,
         Cf::Outbox,
         Cf::Inbox,
@@ -73,6 +77,7 @@ impl Cf {
         Cf::Cosignatures,
         Cf::Settings,
         Cf::Evidence,
+        Cf::Bloc,
     ];
 
     fn name(self) -> &'static str {
@@ -94,6 +99,7 @@ impl Cf {
             Cf::Cosignatures => "cosignatures",
             Cf::Settings => "settings",
             Cf::Evidence => "evidence",
+            Cf::Bloc => "bloc",
         }
     }
 }
@@ -139,6 +145,10 @@ pub struct Batch {
 impl Batch {
     pub fn new() -> Self {
         Self::default()
+    }
+    /// Whether the batch would change nothing.
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty() && self.audit.is_empty() && self.guard.is_none()
     }
     pub fn put(&mut self, cf: Cf, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) {
         self.ops.push(Op::Put(cf, key.into(), value.into()));

@@ -40,11 +40,11 @@ pub(crate) fn push_frame_len() -> anyhow::Result<usize> {
     let identity = comity_node::identity::NodeIdentity::from_seed([1u8; 32]);
     let case_id = comity_protocol::CaseId::new();
     let genesis = crate::peer::genesis(
-        identity.signing_key(),
+        &identity.signing_key(),
         case_id,
         comity_protocol::examples::sample_request(),
     );
-    let push = crate::peer::signed_push(identity.signing_key(), case_id, vec![genesis]);
+    let push = crate::peer::signed_push(&identity.signing_key(), case_id, vec![genesis]);
     Ok(comity_protocol::to_canonical_cbor(&comity_protocol::ExchangeRequest::Push(push))?.len())
 }
 

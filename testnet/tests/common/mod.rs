@@ -187,14 +187,13 @@ pub async fn lying_de(
     lie: std::sync::Arc<std::sync::Mutex<comity_testnet::peer::Lie>>,
 ) -> comity_testnet::peer::RawPeer {
     let de = bloc.node("DE");
-    let identity = comity_node::identity::NodeIdentity::load(&de.dir.join("node.key")).unwrap();
-    let roster =
-        comity_node::roster::Roster::load(&bloc.node("FR").dir.join("roster.toml")).unwrap();
-    let fr = roster.by_jurisdiction(&j("FR")).unwrap().0.clone();
+    let identity = comity_node::identity::NodeIdentity::load_dir(&de.dir).unwrap();
+    let roster = comity_testnet::genesis_roster(&bloc.node("FR").dir).unwrap();
+    let (fr, fr_key) = roster.by_jurisdiction(&j("FR")).unwrap();
     let listen = format!("/ip4/127.0.0.1/tcp/{}", de.p2p_port)
         .parse()
         .unwrap();
-    comity_testnet::peer::RawPeer::lying_receiver(identity, j("DE"), listen, &fr, lie)
+    comity_testnet::peer::RawPeer::lying_receiver(identity, j("DE"), listen, fr, fr_key, lie)
         .await
         .unwrap()
 }
