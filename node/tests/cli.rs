@@ -39,6 +39,7 @@ fn init_creates_a_private_node_directory_and_refuses_to_run_twice() {
     assert!(stdout.contains(token.trim()), "the token is shown once");
     assert!(stdout.contains("PeerId"));
     assert_eq!(mode(&node.join("node.key")), 0o600);
+    assert_eq!(mode(&node.join("signing.key")), 0o600);
     assert_eq!(mode(&node.join("master.key")), 0o600);
     assert_eq!(mode(&node.join("sealing.key")), 0o600);
     assert_eq!(mode(&token_file), 0o600);
@@ -217,4 +218,148 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
         }
     }
     files
+}
+
+/// Runs `comity` with `args`; its stdout if it succeeded, else panics with its stderr.
+fn run_ok(args: &[&std::ffi::OsStr]) -> String {
+    let out = comity().args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "comity {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn founders_form_a_bloc_offline_and_a_newcomer_needs_a_member_to_bootstrap_from() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |p: &str| dir.path().join(p).into_os_string();
+    for j in ["FR", "DE"] {
+        run_ok(&[
+            "init".as_ref(),
+            "--jurisdiction".as_ref(),
+            j.as_ref(),
+            "--bloc".as_ref(),
+            "eu-test".as_ref(),
+            "--listen".as_ref(),
+            "/ip4/127.0.0.1/tcp/0".as_ref(),
+            "--admin".as_ref(),
+            "127.0.0.1:0".as_ref(),
+            "--data-dir".as_ref(),
+            &path(j),
+        ]);
+    }
+    let fr_card = dir.path().join("FR/member.toml");
+    let de_card = dir.path().join("DE/member.toml");
+    assert!(
+        std::fs::read_to_string(&fr_card)
+            .unwrap()
+            .contains("card = ")
+    );
+    run_ok(&[
+        "bloc".as_ref(),
+        "genesis".as_ref(),
+        "--bloc".as_ref(),
+        "eu-test".as_ref(),
+        "--member".as_ref(),
+        fr_card.as_os_str(),
+        "--member".as_ref(),
+        de_card.as_os_str(),
+        "--out".as_ref(),
+        &path("blank.cbor"),
+    ]);
+    for j in ["FR", "DE"] {
+        let out = run_ok(&[
+            "bloc".as_ref(),
+            "sign-genesis".as_ref(),
+            &path("blank.cbor"),
+            "-c".as_ref(),
+            &path(&format!("{j}/comity.toml")),
+            "--out".as_ref(),
+            &path(&format!("{j}.cbor")),
+        ]);
+        assert!(out.contains(&format!("Signed for {j}")), "{out}");
+    }
+    // One founder's signature is not a genesis.
+    let out = comity()
+        .args(["bloc", "assemble"])
+        .arg(path("FR.cbor"))
+        .arg("--out")
+        .arg(path("short.cbor"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("missing DE"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run_ok(&[
+        "bloc".as_ref(),
+        "assemble".as_ref(),
+        &path("FR.cbor"),
+        &path("DE.cbor"),
+        "--out".as_ref(),
+        &path("genesis.cbor"),
+    ]);
+    let anchor = out
+        .lines()
+        .find_map(|l| l.strip_prefix("Trust anchor: "))
+        .unwrap()
+        .to_owned();
+    assert_eq!(anchor.len(), 64, "{out}");
+
+    // A card edited after it was signed is refused before anything is sent.
+    let edited = dir.path().join("edited.toml");
+    let text = std::fs::read_to_string(&fr_card).unwrap();
+    std::fs::write(&edited, text.replace("name = \"FR\"", "name = \"Someone\"")).unwrap();
+    let out = comity()
+        .args(["bloc", "genesis", "--bloc", "eu-test", "--member"])
+        .arg(&edited)
+        .arg("--out")
+        .arg(path("x.cbor"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("edited after the card was signed"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Joining by anchor needs a member to pull the configuration from, named by its PeerId.
+    let out = comity()
+        .args([
+            "init",
+            "--jurisdiction",
+            "IT",
+            "--bloc",
+            "eu-test",
+            "--bloc-anchor",
+            &anchor,
+        ])
+        .arg("--data-dir")
+        .arg(path("IT"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--bootstrap"));
+    let out = comity()
+        .args([
+            "init",
+            "--jurisdiction",
+            "IT",
+            "--bloc",
+            "eu-test",
+            "--bloc-anchor",
+            &anchor,
+        ])
+        .args(["--bootstrap", "/ip4/127.0.0.1/tcp/4001"])
+        .arg("--data-dir")
+        .arg(path("IT"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/p2p/PEERID"));
 }

@@ -403,9 +403,18 @@ impl Bloc {
         let text = std::fs::read_to_string(&path)
             .with_context(|| format!("no testnet at {} (missing {STATE_FILE})", dir.display()))?;
         let nodes: Vec<NodeInfo> = serde_json::from_str(&text)?;
+        // The bloc id and anchor, as the members' configs hold them.
+        let config = nodes
+            .first()
+            .map(|n| comity_node::config::Config::load(&n.config))
+            .transpose()?;
         Ok(Self {
             dir: dir.to_owned(),
-            bloc_id: String::new(),
+            bloc_id: config
+                .as_ref()
+                .map(|c| c.bloc.id.clone())
+                .unwrap_or_default(),
+            anchor: config.as_ref().and_then(|c| c.bloc.anchor),
             nodes: nodes
                 .into_iter()
                 .map(|n| (n.jurisdiction.clone(), n))
@@ -415,7 +424,6 @@ impl Bloc {
             log_filter: "info".into(),
             rules: Rules::default(),
             settings: Settings::default(),
-            anchor: None,
         })
     }
 

@@ -36,9 +36,26 @@ enum Command {
         /// Bloc id, carried in the Kademlia protocol name.
         #[arg(long, default_value = "testnet")]
         bloc: String,
+        /// Share of the members that must sign each new version of the bloc configuration.
+        #[arg(long, default_value = "2/3")]
+        threshold: comity_protocol::bloc::Threshold,
         /// Seconds to wait for every member to see every other.
         #[arg(long, default_value_t = 60)]
         timeout: u64,
+    },
+    /// Prepare and start a new member that joins a running testnet by its trust anchor, as a
+    /// new country would. It is refused until the members apply a proposal adding its card
+    /// (`comity bloc propose --add DIR/XX/member.toml`, then `comity bloc sign` by enough
+    /// members).
+    Join {
+        #[arg(long)]
+        dir: PathBuf,
+        /// The new member's jurisdiction.
+        #[arg(long)]
+        jurisdiction: Jurisdiction,
+        /// The member it first connects to, to pull the bloc's configuration from.
+        #[arg(long)]
+        via: Jurisdiction,
     },
     /// Stop the nodes of a bloc started with `up`.
     Down {
@@ -108,8 +125,29 @@ async fn main() -> anyhow::Result<()> {
             jurisdictions,
             dir,
             bloc,
+            threshold,
             timeout,
-        } => up(jurisdictions, dir, bloc, timeout).await,
+        } => up(jurisdictions, dir, bloc, threshold, timeout).await,
+        Command::Join {
+            dir,
+            jurisdiction,
+            via,
+        } => {
+            let mut bloc = Bloc::open(&dir)?;
+            bloc.prepare_member(jurisdiction.as_str(), via.as_str())
+                .await?;
+            bloc.start(jurisdiction.as_str())?;
+            bloc.wait_up(jurisdiction.as_str(), Duration::from_secs(30))
+                .await?;
+            let node = bloc.node(jurisdiction.as_str());
+            println!(
+                "{jurisdiction} is up ({}), trusting only the bloc's anchor; it is refused until the members add it.",
+                node.admin_url()
+            );
+            println!("  its card:   {}", node.dir.join("member.toml").display());
+            println!("  its config: {}", node.config.display());
+            Ok(())
+        }
         Command::Down { dir } => {
             let mut bloc = Bloc::open(&dir)?;
             for (j, was_running) in bloc.stop_recorded() {
@@ -349,6 +387,7 @@ async fn up(
     jurisdictions: Vec<Jurisdiction>,
     dir: PathBuf,
     bloc_id: String,
+    threshold: comity_protocol::bloc::Threshold,
     timeout: u64,
 ) -> anyhow::Result<()> {
     if dir.join("testnet.json").exists() {
@@ -361,6 +400,9 @@ async fn up(
     let mut bloc = Bloc::create_with(&dir, &jurisdictions, &bloc_id, |_| {})
         .await
         .context("generating the bloc")?;
+    if threshold != bloc.rules.threshold {
+        bloc.set_threshold(threshold)?;
+    }
     bloc.start_all()?;
     if let Err(e) = bloc.wait_connected(Duration::from_secs(timeout)).await {
         bloc.stop_all();

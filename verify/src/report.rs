@@ -70,7 +70,7 @@ fn summary_lines(r: &BundleReport) -> Vec<(String, String)> {
 fn verdict(r: &BundleReport) -> String {
     match r.first_failure() {
         None if r.ok() => format!(
-            "VERIFIED: all {} checks hold. The keys are those the bundle lists; compare them with the bloc's roster.",
+            "VERIFIED: all {} checks hold. The keys are those the bundle lists; compare them with the bloc's configuration.",
             r.checks.len()
         ),
         None => "NOT VERIFIED: nothing could be checked".into(),
@@ -128,15 +128,19 @@ pub fn text(r: &BundleReport) -> String {
     if !r.keys.is_empty() {
         let _ = writeln!(
             out,
-            "\nKeys relied on (compare them with the bloc's roster):"
+            "\nKeys relied on (compare them with the bloc's configuration):"
         );
         for k in &r.keys {
             let _ = writeln!(
                 out,
-                "  {:<3} {:<24} {}",
+                "  {:<3} {:<24} {}{}",
                 k.jurisdiction.to_string(),
                 k.name,
-                k.signing_key
+                k.signing_key,
+                k.note
+                    .as_ref()
+                    .map(|n| format!("  ({n})"))
+                    .unwrap_or_default()
             );
         }
     }
@@ -217,10 +221,11 @@ pub fn html(r: &BundleReport) -> String {
     for k in &r.keys {
         let _ = writeln!(
             out,
-            "<tr><td>{}</td><td>{}</td><td><code>{}</code></td></tr>",
+            "<tr><td>{}</td><td>{}</td><td><code>{}</code></td><td>{}</td></tr>",
             escape(&k.jurisdiction.to_string()),
             escape(&k.name),
-            k.signing_key
+            k.signing_key,
+            escape(k.note.as_deref().unwrap_or(""))
         );
     }
     out.push_str("</table>\n");
@@ -231,7 +236,7 @@ pub fn html(r: &BundleReport) -> String {
             escape(&serde_json::to_string_pretty(content).unwrap_or_default())
         );
     }
-    out.push_str("<p>Checked offline by comity-verify with the keys the bundle lists; compare them with the bloc's roster.</p>\n</body></html>\n");
+    out.push_str("<p>Checked offline by comity-verify with the keys the bundle lists; compare them with the bloc's configuration.</p>\n</body></html>\n");
     out
 }
 

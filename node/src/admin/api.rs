@@ -59,6 +59,16 @@ pub struct StatusView {
     pub sealing_key: Option<String>,
     #[serde(default)]
     pub sealing_key_in_roster: bool,
+    /// The bloc configuration in force here: version, hash, expiry.
+    #[serde(default)]
+    pub bloc_version: u64,
+    #[serde(default)]
+    pub bloc_hash: Option<comity_protocol::Hash32>,
+    #[serde(default)]
+    pub bloc_expires_at: Option<Timestamp>,
+    /// Warnings about the bloc configuration: expiry near or past, forks.
+    #[serde(default)]
+    pub bloc_alerts: Vec<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -73,6 +83,12 @@ pub struct PeerView {
     pub pending_pushes: usize,
     #[serde(default)]
     pub pending_events: usize,
+    /// The bloc configuration this member said it holds when last asked, compared with ours:
+    /// "same", "behind", "ahead" or "DIFFERS" (a split view: see `comity bloc status`).
+    #[serde(default)]
+    pub bloc_version: Option<u64>,
+    #[serde(default)]
+    pub bloc_agreement: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -230,7 +230,23 @@ async fn authenticate(State(state): State<AdminState>, request: Request, next: N
 async fn status(State(state): State<AdminState>) -> Reply<StatusView> {
     let net = network_status(&state).await?;
     let roster = state.cases.roster();
+    let bloc = state.cases.governance().status().await;
+    let mut bloc_alerts = bloc.forks.clone();
+    if bloc.expired {
+        bloc_alerts.push(
+            "the bloc configuration has expired: no new request can start until the members renew it (`comity bloc propose --renew`)".into(),
+        );
+    } else if bloc.expiring_soon {
+        bloc_alerts.push(format!(
+            "the bloc configuration expires in {} day(s): renew it with `comity bloc propose --renew`",
+            bloc.days_left.unwrap_or_default()
+        ));
+    }
     Ok(Json(StatusView {
+        bloc_version: bloc.version.unwrap_or_default(),
+        bloc_hash: bloc.hash,
+        bloc_expires_at: bloc.expires_at,
+        bloc_alerts,
         jurisdiction: state.cases.jurisdiction().clone(),
         bloc: roster.bloc().to_owned(),
         peer_id: net.peer_id.clone(),
@@ -263,16 +279,29 @@ async fn network_status(state: &AdminState) -> Result<network::NetworkStatus, Fa
 
 fn peer_views(state: &AdminState, net: &network::NetworkStatus) -> Vec<PeerView> {
     let lag = state.cases.outbox_by_member().unwrap_or_default();
-    state
-        .cases
-        .roster()
+    let governance = state.cases.governance();
+    let roster = state.cases.roster();
+    let ours = (roster.version(), roster.hash());
+    roster
         .members()
         .iter()
         .filter(|m| m.peer_id.to_string() != net.peer_id)
         .map(|m| {
             let (pending_pushes, pending_events) =
                 lag.get(&m.jurisdiction).copied().unwrap_or_default();
+            let head = governance.peer_head(&m.jurisdiction);
+            let bloc_agreement = head.as_ref().map(|h| {
+                match (h.version.cmp(&ours.0), Some(h.hash) == ours.1) {
+                    (std::cmp::Ordering::Equal, true) => "same",
+                    (std::cmp::Ordering::Less, _) => "behind",
+                    (std::cmp::Ordering::Greater, _) => "ahead",
+                    (std::cmp::Ordering::Equal, false) => "DIFFERS",
+                }
+                .to_owned()
+            });
             PeerView {
+                bloc_version: head.map(|h| h.version),
+                bloc_agreement,
                 jurisdiction: m.jurisdiction.clone(),
                 name: m.name.clone(),
                 peer_id: m.peer_id.to_string(),

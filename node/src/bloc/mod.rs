@@ -82,6 +82,8 @@ struct Inner {
     peers: std::sync::Mutex<BTreeMap<Jurisdiction, PeerHead>>,
     /// Added to the system clock: testnets move it forward to reach expiry and deadlines.
     clock_offset_ms: std::sync::atomic::AtomicI64,
+    /// When the log last warned of expiry (at most once an hour).
+    expiry_warned: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 impl std::fmt::Debug for Governance {
@@ -202,6 +204,7 @@ impl Governance {
                 network: std::sync::OnceLock::new(),
                 peers: std::sync::Mutex::new(BTreeMap::new()),
                 clock_offset_ms: std::sync::atomic::AtomicI64::new(0),
+                expiry_warned: std::sync::Mutex::new(None),
             }),
         };
         governance.check_own_keys()?;
@@ -224,6 +227,16 @@ impl Governance {
             by.as_millis().min(i64::MAX as u128) as i64,
             std::sync::atomic::Ordering::Relaxed,
         );
+    }
+
+    /// The version and hash `member` last said it holds.
+    pub fn peer_head(&self, member: &Jurisdiction) -> Option<PeerHead> {
+        self.inner
+            .peers
+            .lock()
+            .expect("peers lock")
+            .get(member)
+            .cloned()
     }
 
     /// The jurisdiction this node speaks for.
@@ -430,9 +443,20 @@ impl Governance {
         if let Some(head) = &head {
             let now = self.now();
             let days = head.config.days_left(now);
-            if head.config.is_expired(now) {
+            let expired = head.config.is_expired(now);
+            let soon = days < i64::from(head.config.rules.warn_days);
+            // Warned in the log at most once an hour; status shows it all the time.
+            let due = (expired || soon) && {
+                let mut warned = self.inner.expiry_warned.lock().expect("expiry lock");
+                let due = warned.is_none_or(|t| t.elapsed() >= Duration::from_secs(3600));
+                if due {
+                    *warned = Some(std::time::Instant::now());
+                }
+                due
+            };
+            if due && expired {
                 warn!(version = head.config.version, expired = %head.config.expires_at, "the bloc configuration has expired: no new request can start until the members renew it (`comity bloc propose --renew`)");
-            } else if days < i64::from(head.config.rules.warn_days) {
+            } else if due {
                 warn!(
                     version = head.config.version,
                     days_left = days,
@@ -443,6 +467,21 @@ impl Governance {
         }
         for p in proposals {
             network.publish_governance(p.to_bytes()).await;
+        }
+        // Compare with every connected member again: a member that stays on another version
+        // (or another configuration of the same version) shows in `comity peers`.
+        if let Some(status) = network.status().await {
+            let roster = self.roster();
+            for peer in status
+                .connected
+                .iter()
+                .filter_map(|p| p.parse::<PeerId>().ok())
+            {
+                if roster.by_peer(&peer).is_some() {
+                    let this = self.clone();
+                    tokio::spawn(async move { this.pull_from(peer).await });
+                }
+            }
         }
     }
 
@@ -690,6 +729,10 @@ impl Governance {
         for card in &change.add {
             let card = files::parse_member_file(card).map_err(GovernanceError::Refused)?;
             amendments.push(Amendment::Add(card));
+        }
+        for card in &change.update {
+            let card = files::parse_member_file(card).map_err(GovernanceError::Refused)?;
+            amendments.push(Amendment::Update(card));
         }
         for j in &change.remove {
             amendments.push(Amendment::Remove(j.clone()));
@@ -1073,6 +1116,10 @@ pub struct ProposeRequest {
     /// `member.toml` texts of members to add.
     #[serde(default)]
     pub add: Vec<String>,
+    /// `member.toml` texts that replace members' cards (new addresses, sealing key, keys),
+    /// each signed by the keys it names.
+    #[serde(default)]
+    pub update: Vec<String>,
     #[serde(default)]
     pub remove: Vec<Jurisdiction>,
     /// `signing`: rotate this node's signing key.

@@ -37,10 +37,14 @@ pub enum BlocCommand {
         /// Add a member from its signed member.toml.
         #[arg(long, value_name = "MEMBER.toml")]
         add: Vec<PathBuf>,
+        /// Replace a member's card (new addresses or sealing key) with its new signed
+        /// member.toml (`comity bloc card`).
+        #[arg(long, value_name = "MEMBER.toml")]
+        update: Vec<PathBuf>,
         /// Mark a member as left (it is disconnected and refused once applied).
         #[arg(long, value_name = "XX")]
         remove: Vec<Jurisdiction>,
-        /// Rotate this node's own key: `signing`.
+        /// Rotate this node's own key: `signing` or `transport`.
         #[arg(long, value_name = "KIND")]
         rotate_key: Option<String>,
         /// Revoke a member's signing key as compromised: XX:KEY (hex).
@@ -61,6 +65,23 @@ pub enum BlocCommand {
         which: String,
         #[command(flatten)]
         read: ReadArgs,
+    },
+    /// This node's signed card (member.toml) with its current keys: to join a bloc, or with
+    /// new addresses or name for `comity bloc propose --update`. Reads the key files; the node
+    /// need not run.
+    Card {
+        /// The node's config file.
+        #[arg(short, long, default_value = "comity.toml")]
+        config: PathBuf,
+        /// Addresses where members reach this node (default: its listen addresses).
+        #[arg(long, value_name = "MULTIADDR")]
+        address: Vec<String>,
+        /// The member's name (default: the jurisdiction).
+        #[arg(long)]
+        name: Option<String>,
+        /// Write it here instead of printing it.
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// Hands the node a configuration received out of band (a version it missed while
     /// partitioned, or a proposal): verified from the anchor like any other (governor).
@@ -173,6 +194,7 @@ pub async fn run(command: BlocCommand) -> anyhow::Result<()> {
         }
         BlocCommand::Propose {
             add,
+            update,
             remove,
             rotate_key,
             revoke_key,
@@ -186,12 +208,11 @@ pub async fn run(command: BlocCommand) -> anyhow::Result<()> {
                 renew,
                 ..ProposeRequest::default()
             };
-            for path in add {
-                let text = std::fs::read_to_string(&path)
-                    .with_context(|| format!("cannot read {}", path.display()))?;
-                files::parse_member_file(&text)
-                    .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-                request.add.push(text);
+            for path in &add {
+                request.add.push(read_card(path)?);
+            }
+            for path in &update {
+                request.update.push(read_card(path)?);
             }
             for r in revoke_key {
                 let (j, key) = r
@@ -219,6 +240,45 @@ pub async fn run(command: BlocCommand) -> anyhow::Result<()> {
                 return super::output::json(&view);
             }
             print_proposal(&view);
+            Ok(())
+        }
+        BlocCommand::Card {
+            config,
+            address,
+            name,
+            out,
+        } => {
+            let config = Config::load(&config)?;
+            let identity = NodeIdentity::load(&config.key_path(), &config.signing_key_path())?;
+            let sealing = crate::evidence::read_sealing_public(&config.sealing_key_path())?;
+            let addresses = if address.is_empty() {
+                config
+                    .network
+                    .listen
+                    .iter()
+                    .map(|a| a.to_string())
+                    .collect()
+            } else {
+                address
+            };
+            let name = name.unwrap_or_else(|| config.node.jurisdiction.to_string());
+            let (_, text) = files::member_file(
+                &identity,
+                &config.bloc.id,
+                &config.node.jurisdiction,
+                &name,
+                &addresses,
+                Some(sealing),
+            );
+            files::parse_member_file(&text).map_err(anyhow::Error::msg)?;
+            match out {
+                Some(path) => {
+                    std::fs::write(&path, text)
+                        .with_context(|| format!("cannot write {}", path.display()))?;
+                    println!("card written to {}", path.display());
+                }
+                None => print!("{text}"),
+            }
             Ok(())
         }
         BlocCommand::Import { file, read } => {
@@ -299,6 +359,15 @@ pub async fn run(command: BlocCommand) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// A `member.toml`, checked here (its card verifies and says what its text says) before it
+/// is sent.
+fn read_card(path: &std::path::Path) -> anyhow::Result<String> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    files::parse_member_file(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    Ok(text)
 }
 
 fn apply_setting(settings: &mut Settings, name: &str, value: &str) -> anyhow::Result<()> {

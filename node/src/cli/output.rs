@@ -22,7 +22,16 @@ pub fn status(s: &StatusView, as_json: bool) -> anyhow::Result<()> {
     }
     let connected = s.members.iter().filter(|m| m.connected).count();
     println!("jurisdiction  {}", s.jurisdiction);
-    println!("bloc          {}", s.bloc);
+    match (s.bloc_version, &s.bloc_hash, &s.bloc_expires_at) {
+        (0, _, _) => println!("bloc          {} (no configuration yet: joining)", s.bloc),
+        (v, Some(hash), Some(expires)) => {
+            println!(
+                "bloc          {} version {v} ({hash}), expires {expires}",
+                s.bloc
+            )
+        }
+        _ => println!("bloc          {}", s.bloc),
+    }
     println!("peer id       {}", s.peer_id);
     println!("listening     {}", s.listen_addrs.join(", "));
     println!("members       {connected}/{} connected", s.members.len());
@@ -47,6 +56,9 @@ pub fn status(s: &StatusView, as_json: bool) -> anyhow::Result<()> {
     for alert in &s.audit_alerts {
         println!("AUDIT ALERT   {alert}");
     }
+    for alert in &s.bloc_alerts {
+        println!("BLOC ALERT    {alert}");
+    }
     if !s.members.is_empty() {
         println!();
         peers(&s.members, false)?;
@@ -63,6 +75,7 @@ pub fn peers(peers: &[PeerView], as_json: bool) -> anyhow::Result<()> {
         "name",
         "connected",
         "lag (pushes/events)",
+        "bloc config",
         "peer id",
     ]);
     for p in peers {
@@ -71,6 +84,10 @@ pub fn peers(peers: &[PeerView], as_json: bool) -> anyhow::Result<()> {
             p.name.clone(),
             if p.connected { "yes" } else { "no" }.to_string(),
             format!("{}/{}", p.pending_pushes, p.pending_events),
+            match (p.bloc_version, &p.bloc_agreement) {
+                (Some(v), Some(a)) => format!("v{v} ({a})"),
+                _ => "not yet compared".into(),
+            },
             p.peer_id.clone(),
         ]);
     }
@@ -222,6 +239,9 @@ pub fn case_detail(c: &CaseDetail, as_json: bool) -> anyhow::Result<()> {
             if let Some(problem) = &receipt.problem {
                 println!("  problem     {problem}");
             }
+            if let Some(note) = &receipt.key_note {
+                println!("  key         {note}");
+            }
             if let Some(body) = &receipt.receipt {
                 println!("  receiver    {}", body.receiver);
                 println!("  received at {}", body.received_at);
@@ -262,7 +282,10 @@ pub fn case_log(log: &LogView, as_json: bool) -> anyhow::Result<()> {
             e.author.to_string(),
             e.seq.to_string(),
             e.kind.clone(),
-            "verified".to_string(),
+            match log.key_notes.get(i).cloned().flatten() {
+                Some(note) => format!("verified; {note}"),
+                None => "verified".to_string(),
+            },
             match &e.note {
                 None if e.applied => "yes".to_string(),
                 None => "no".to_string(),

@@ -16,6 +16,17 @@ pub fn create_sealing_key(path: &Path) -> anyhow::Result<SealingKey> {
     Ok(SealingKey(public))
 }
 
+/// The public half of an existing sealing key file (for a new member card).
+pub fn read_sealing_public(path: &Path) -> Result<SealingKey, EvidenceError> {
+    if !path.exists() {
+        return Err(EvidenceError::Io(format!(
+            "no sealing key at {}",
+            path.display()
+        )));
+    }
+    load_or_create_sealing_key(path).map(|(_, public)| public)
+}
+
 /// Reads the sealing key (refusing one readable by others), or makes it if this node was
 /// initialised before evidence existed.
 pub(super) fn load_or_create_sealing_key(

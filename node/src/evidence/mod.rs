@@ -34,8 +34,8 @@ use crate::identity::NodeIdentity;
 use crate::network;
 use crate::store::{Batch, Cf, Store, StoreError};
 
-pub use keys::create_sealing_key;
 use keys::load_or_create_sealing_key;
+pub use keys::{create_sealing_key, read_sealing_public};
 pub use open::{FileStream, PackageIndex};
 pub use package::{Fulfilled, Upload, UploadFile, UploadTicket};
 pub use record::{Direction, EvidenceStatus, PackageRecord, PackageState, announce};

@@ -497,3 +497,42 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_signature_over_another_version_or_an_oversized_object_is_refused() {
+    let fs = founders(3);
+    let (g, anchor) = genesis(&fs);
+    let mut node = Chain::new(anchor);
+    node.offer(&g);
+    let head = node.head().unwrap().clone();
+    let a = head
+        .config
+        .amend(&head.hash, &[Amendment::Renew], ts(1))
+        .unwrap();
+    let b = head
+        .config
+        .amend(&head.hash, &[Amendment::Renew], ts(2))
+        .unwrap();
+    // FR's and DE's signatures made over `a`, moved onto `b`.
+    let over_a = signed_by(&a, &[&fs[0], &fs[1]]);
+    let mut moved = MultiSigned::new(&b).unwrap();
+    for (key, signature) in &over_a.signatures {
+        moved.insert_signature(*key, *signature);
+    }
+    assert!(matches!(
+        node.offer(&moved),
+        Offered::Refused(BlocError::BadSignature(_))
+    ));
+    assert_eq!(node.head().unwrap().config.version, 1);
+    assert_eq!(node.proposals().count(), 0);
+
+    // A configuration past the size limit does not decode.
+    let mut huge = a.clone();
+    huge.members[0].name = "x".repeat(MAX_CONFIG_BYTES);
+    let bytes = signed_by(&huge, &[&fs[0]]).to_bytes();
+    assert!(MultiSigned::from_bytes(&bytes, MAX_CONFIG_BYTES).is_err());
+    assert!(matches!(
+        node.offer(&MultiSigned::from_bytes(&bytes, usize::MAX).unwrap()),
+        Offered::Refused(_)
+    ));
+}
