@@ -74,6 +74,10 @@ pub struct Rules {
     pub lifetime_days: u32,
     /// Warn this many days before expiry.
     pub warn_days: u32,
+    /// A retired (not revoked) key still counts for objects made up to this many hours after
+    /// the version that retired it was issued: the time members may take to sign a rotation,
+    /// during which the rotating member still signs with its old key.
+    pub rotation_grace_hours: u32,
 }
 
 impl Default for Rules {
@@ -85,6 +89,7 @@ impl Default for Rules {
             },
             lifetime_days: 90,
             warn_days: 14,
+            rotation_grace_hours: 72,
         }
     }
 }
@@ -127,8 +132,12 @@ impl std::str::FromStr for Threshold {
 
 impl Threshold {
     fn problem(&self) -> Option<String> {
-        (self.numerator == 0 || self.denominator == 0 || self.numerator > self.denominator)
-            .then(|| format!("threshold {self} must be a fraction between 0 (excluded) and 1"))
+        // More than half: two disjoint groups of members can never both reach it, so two
+        // honest halves cannot fork the bloc.
+        (self.denominator == 0
+            || self.numerator > self.denominator
+            || u64::from(self.numerator) * 2 <= u64::from(self.denominator))
+        .then(|| format!("threshold {self} must be a fraction above 1/2 and at most 1, e.g. 2/3"))
     }
 }
 
@@ -238,6 +247,8 @@ pub struct Member {
     pub addresses: Vec<String>,
     /// Its libp2p identity (Ed25519): the PeerId the allow-list admits.
     pub transport_key: PublicKey,
+    /// The transport keys it had before, oldest first: none of them may come back.
+    pub past_transport_keys: Vec<PublicKey>,
     /// The X25519 key evidence for this member is sealed to.
     pub sealing_key: Option<SealingKey>,
     /// Its application signing keys, oldest first; at most one is current.
@@ -364,7 +375,7 @@ pub enum KeyRefusal {
         key: PublicKey,
     },
     #[error(
-        "{jurisdiction}'s key {key} was retired in version {} ({}); this was signed after",
+        "{jurisdiction}'s key {key} was retired in version {} ({}); this was signed after its grace period",
         change.version, change.at
     )]
     Retired {
@@ -471,12 +482,15 @@ impl BlocConfig {
                 change,
             });
         }
+        let grace = i64::from(self.rules.rotation_grace_hours) * 3_600_000;
         match record.retired {
-            Some(change) if made >= change.at => Err(KeyRefusal::Retired {
-                jurisdiction: author.clone(),
-                key: *key,
-                change,
-            }),
+            Some(change) if made.as_millis() >= change.at.as_millis().saturating_add(grace) => {
+                Err(KeyRefusal::Retired {
+                    jurisdiction: author.clone(),
+                    key: *key,
+                    change,
+                })
+            }
             _ => Ok(()),
         }
     }
@@ -514,6 +528,15 @@ impl BlocConfig {
         }
         if !(1..=3660).contains(&self.rules.lifetime_days) {
             return invalid("rules.lifetime_days must be between 1 and 3660".into());
+        }
+        if self.expires_at != self.expiry_from(self.issued_at) {
+            return invalid(format!(
+                "it expires at {}, but a version expires rules.lifetime_days ({}) after it is issued ({})",
+                self.expires_at, self.rules.lifetime_days, self.issued_at
+            ));
+        }
+        if self.rules.rotation_grace_hours > 24 * 30 {
+            return invalid("rules.rotation_grace_hours must be at most 720 (30 days)".into());
         }
         if let Some(p) = self.settings.deadlines.problem() {
             return invalid(p);
@@ -695,8 +718,14 @@ fn decode(signed: &MultiSigned) -> Result<BlocConfig, BlocError> {
             "the body is not canonical CBOR".into(),
         ));
     }
-    crate::from_cbor(&signed.body, MAX_CONFIG_BYTES)
-        .map_err(|e| BlocError::Malformed(e.to_string()))
+    let config: BlocConfig = crate::from_cbor(&signed.body, MAX_CONFIG_BYTES)
+        .map_err(|e| BlocError::Malformed(e.to_string()))?;
+    if config.version == 0 {
+        return Err(BlocError::Malformed(
+            "version 0: versions start at 1".into(),
+        ));
+    }
+    Ok(config)
 }
 
 /// Decodes a configuration without checking who signed it (to show a proposal, or to learn
@@ -880,6 +909,11 @@ fn check_history(current: &BlocConfig, next: &BlocConfig) -> Result<(), BlocErro
         at: next.issued_at,
     };
     let mut used: BTreeSet<PublicKey> = BTreeSet::new();
+    let mut used_transport: BTreeSet<PublicKey> = BTreeSet::new();
+    for m in &current.members {
+        used_transport.extend(m.past_transport_keys.iter().copied());
+        used_transport.insert(m.transport_key);
+    }
     for m in &current.members {
         used.extend(m.signing_keys.iter().map(|k| k.key));
         let Some(n) = next.member(&m.jurisdiction) else {
@@ -905,6 +939,21 @@ fn check_history(current: &BlocConfig, next: &BlocConfig) -> Result<(), BlocErro
         {
             return history(format!("{}'s key history is rewritten", m.jurisdiction));
         }
+        let moved = n.transport_key != m.transport_key;
+        let past_ok = if moved {
+            n.past_transport_keys.len() == m.past_transport_keys.len() + 1
+                && n.past_transport_keys.starts_with(&m.past_transport_keys)
+                && n.past_transport_keys.last() == Some(&m.transport_key)
+                && !used_transport.contains(&n.transport_key)
+        } else {
+            n.past_transport_keys == m.past_transport_keys
+        };
+        if !past_ok {
+            return history(format!(
+                "{}'s transport key history is rewritten, or an old transport key comes back",
+                m.jurisdiction
+            ));
+        }
         if m.left.is_some() && n != m {
             return history(format!("{} has left; its entry is frozen", m.jurisdiction));
         }
@@ -913,7 +962,12 @@ fn check_history(current: &BlocConfig, next: &BlocConfig) -> Result<(), BlocErro
         let old_len = current
             .member(&n.jurisdiction)
             .map_or(0, |m| m.signing_keys.len());
-        if old_len == 0 && (n.joined != version || n.left.is_some()) {
+        if old_len == 0
+            && (n.joined != version
+                || n.left.is_some()
+                || !n.past_transport_keys.is_empty()
+                || used_transport.contains(&n.transport_key))
+        {
             return history(format!(
                 "{} is new, so it joins in version {version}",
                 n.jurisdiction
@@ -1086,6 +1140,7 @@ impl BlocConfig {
             name: card.name,
             addresses: card.addresses,
             transport_key: card.transport_key,
+            past_transport_keys: Vec::new(),
             sealing_key: card.sealing_key,
             signing_keys: vec![KeyRecord {
                 key: card.signing_key,
@@ -1137,6 +1192,16 @@ impl BlocConfig {
                 revoked: None,
             });
         }
+        if card.transport_key != m.transport_key {
+            if m.past_transport_keys.contains(&card.transport_key) {
+                return Err(BlocError::Invalid(format!(
+                    "transport key {} was {}'s before and cannot come back",
+                    card.transport_key, card.jurisdiction
+                )));
+            }
+            let old = m.transport_key;
+            m.past_transport_keys.push(old);
+        }
         m.name = card.name;
         m.addresses = card.addresses;
         m.transport_key = card.transport_key;
@@ -1166,6 +1231,10 @@ impl BlocConfig {
             "rules.warn_days" => {
                 self.rules.warn_days = u32::try_from(number()?).map_err(|_| bad("too large"))?
             }
+            "rules.rotation_grace_hours" => {
+                self.rules.rotation_grace_hours =
+                    u32::try_from(number()?).map_err(|_| bad("too large"))?
+            }
             _ => {
                 return Err(BlocError::Invalid(format!(
                     "{name} is not a setting; settings are {}",
@@ -1187,6 +1256,7 @@ pub const SETTINGS: &[&str] = &[
     "rules.threshold",
     "rules.lifetime_days",
     "rules.warn_days",
+    "rules.rotation_grace_hours",
 ];
 
 /// What changed from `before` to `after`, one line each, for `comity bloc show --diff` and
@@ -1262,6 +1332,10 @@ pub fn diff(before: &BlocConfig, after: &BlocConfig) -> Vec<String> {
             ("rules.threshold", c.rules.threshold.to_string()),
             ("rules.lifetime_days", c.rules.lifetime_days.to_string()),
             ("rules.warn_days", c.rules.warn_days.to_string()),
+            (
+                "rules.rotation_grace_hours",
+                c.rules.rotation_grace_hours.to_string(),
+            ),
         ]
     };
     for ((name, a), (_, b)) in settings(before).into_iter().zip(settings(after)) {

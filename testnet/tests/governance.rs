@@ -136,6 +136,10 @@ where
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rotated_signing_key_keeps_old_cases_verifying_and_signs_nothing_new() {
     let (_dir, mut bloc) = bloc(&["FR", "DE", "IT"]).await;
+    // No grace after the rotation (by default a retired key still counts for 72 hours, while
+    // the members sign): what the old key signs afterwards is refused at once.
+    bloc.rules.rotation_grace_hours = 0;
+    bloc.form_genesis().unwrap();
     bloc.start_all().unwrap();
     bloc.wait_connected(CONNECT).await.unwrap();
     let (fr, de) = (bloc.client("FR"), bloc.client("DE"));
@@ -331,6 +335,47 @@ async fn a_revoked_member_is_cut_off_and_its_held_events_say_so() {
         receipt.key_note.as_deref(),
         Some("signed by a key later revoked (version 2)")
     );
+
+    // IT comes back: its operator makes a card with a new signing key, a member proposes it,
+    // the threshold signs; IT is admitted again, pulls the chain and signs with the new key.
+    let card_file = bloc.dir.join("it-new.toml");
+    ok(comity(
+        &bloc.node("IT").config,
+        &[
+            "bloc",
+            "card",
+            "--new-signing-key",
+            "--out",
+            card_file.to_str().unwrap(),
+        ],
+    ));
+    let update = ProposeRequest {
+        update: vec![std::fs::read_to_string(&card_file).unwrap()],
+        ..ProposeRequest::default()
+    };
+    let proposed = bloc.propose("FR", &update).await.unwrap();
+    assert!(
+        proposed
+            .changes
+            .iter()
+            .any(|c| c.contains("+ IT signing key")),
+        "{proposed:?}"
+    );
+    // Three members are admitted now (IT is not): two of three make the threshold.
+    assert_eq!(proposed.needed, 2);
+    wait_until(APPLY, "DE sees the update", || async {
+        !bloc.client("DE").bloc_proposals().await.unwrap().is_empty()
+    })
+    .await;
+    assert!(bloc.sign("DE", "3").await.unwrap().applied);
+    for m in ["DE", "ES", "FR", "IT"] {
+        bloc.wait_version(m, 3, CONNECT).await.unwrap();
+    }
+    let back = send(&bloc, "IT", "FR", Some(20_000)).await;
+    assert_eq!(back.summary.state, "delivered", "{:?}", back.delivery);
+    let it_now = comity_node::identity::NodeIdentity::load_dir(&bloc.node("IT").dir).unwrap();
+    assert_ne!(it_now.public_key(), it_key);
+    assert!(!bloc.node("IT").dir.join("signing.key.next").exists());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -448,8 +493,10 @@ async fn an_expired_configuration_refuses_new_requests_while_cases_under_way_com
     let (fr, de) = (bloc.client("FR"), bloc.client("DE"));
     let under_way = send(&bloc, "FR", "DE", Some(20_000)).await.summary.case_id;
 
-    // Past the configuration's expiry (90 days) on FR's clock.
-    fr.advance_clock(91 * 86_400).await.unwrap();
+    // Past the configuration's expiry (90 days), on both members' clocks.
+    for client in [&fr, &de] {
+        client.advance_clock(91 * 86_400).await.unwrap();
+    }
     let status = fr.bloc_status().await.unwrap();
     assert!(status.expired, "{status:?}");
     let err = fr
@@ -501,6 +548,7 @@ async fn a_rotated_transport_key_moves_the_member_to_its_new_peer_id_without_a_r
     bloc.wait_connected(CONNECT).await.unwrap();
     let fr = bloc.client("FR");
     let old_peer = bloc.node("DE").peer_id.clone();
+    let old = comity_node::identity::NodeIdentity::load_dir(&bloc.node("DE").dir).unwrap();
     let pid = bloc.pid("DE").unwrap();
 
     let rotate = ProposeRequest {
@@ -550,24 +598,27 @@ async fn a_rotated_transport_key_moves_the_member_to_its_new_peer_id_without_a_r
             case.delivery
         );
     }
-    // The old identity is refused now.
-    let old = comity_node::identity::NodeIdentity::load(
-        &bloc.node("DE").dir.join("node.key.retired"),
-        &bloc.node("DE").dir.join("signing.key"),
-    )
-    .unwrap();
+    // The old key file is gone (replaced by the new one), and the old identity speaks for
+    // nobody: for a few minutes its connection is still admitted (so that a member that
+    // rotated learns of the version over its old connections), but nothing it sends is taken.
+    assert!(!bloc.node("DE").dir.join("node.key.next").exists());
     assert_eq!(old.peer_id().to_string(), old_peer);
     let roster = comity_testnet::genesis_roster(&bloc.node("FR").dir).unwrap();
     let fr_member = roster.by_jurisdiction(&j("FR")).unwrap().0.clone();
-    let raw = RawPeer::start(old, &fr_member).await.unwrap();
+    let raw = RawPeer::start(old.clone(), &fr_member).await.unwrap();
     let case_id = CaseId::new();
-    let key = comity_node::identity::NodeIdentity::load_dir(&bloc.node("DE").dir)
-        .unwrap()
-        .signing_key();
+    let key = old.signing_key();
     let push = signed_push(
         &key,
         case_id,
         vec![genesis(&key, case_id, request("DE", "FR"))],
     );
-    assert!(raw.push(fr_member.peer_id, &push).await.is_err());
+    match raw.push(fr_member.peer_id, &push).await {
+        Err(_) => {}
+        Ok(ExchangeResponse::Rejected(r)) => {
+            assert_eq!(r.code, RejectCode::UnknownSigner, "{}", r.detail)
+        }
+        Ok(other) => panic!("the old PeerId was served: {other:?}"),
+    }
+    assert!(fr.case(case_id).await.is_err());
 }

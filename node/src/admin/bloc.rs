@@ -118,9 +118,19 @@ pub(super) struct SignQuery {
 pub(super) async fn sign(
     Extension(officer): Extension<Officer>,
     State(state): State<AdminState>,
-    Query(query): Query<SignQuery>,
+    query: Result<Query<SignQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Reply<ProposalView> {
     allow(&officer, &[Role::Governor])?;
+    let Query(query) = query.map_err(|e| {
+        failure(
+            StatusCode::BAD_REQUEST,
+            "bad-query",
+            format!(
+                "{}: name the proposal, ?which=VERSION or ?which=HASH",
+                e.body_text()
+            ),
+        )
+    })?;
     Ok(Json(
         state
             .cases

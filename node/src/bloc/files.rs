@@ -35,17 +35,38 @@ pub fn member_file(
     addresses: &[String],
     sealing_key: Option<comity_protocol::evidence::SealingKey>,
 ) -> (MultiSigned, String) {
+    member_file_with_keys(
+        &identity.signing_key(),
+        &identity.transport_signing_key(),
+        bloc,
+        jurisdiction,
+        name,
+        addresses,
+        sealing_key,
+    )
+}
+
+/// As [`member_file`], with the keys given (a card that introduces a new key).
+pub fn member_file_with_keys(
+    signing: &ed25519_dalek::SigningKey,
+    transport: &ed25519_dalek::SigningKey,
+    bloc: &str,
+    jurisdiction: &comity_protocol::Jurisdiction,
+    name: &str,
+    addresses: &[String],
+    sealing_key: Option<comity_protocol::evidence::SealingKey>,
+) -> (MultiSigned, String) {
     let card = MemberCard {
         bloc: bloc.to_owned(),
         jurisdiction: jurisdiction.clone(),
         name: name.to_owned(),
         addresses: addresses.to_vec(),
-        transport_key: identity.transport_key(),
-        signing_key: identity.public_key(),
+        transport_key: PublicKey::from(&transport.verifying_key()),
+        signing_key: PublicKey::from(&signing.verifying_key()),
         sealing_key,
         made_at: Timestamp::now(),
     };
-    let signed = card.sign(&identity.signing_key(), &identity.transport_signing_key());
+    let signed = card.sign(signing, transport);
     let file = MemberFile {
         bloc: card.bloc,
         jurisdiction: card.jurisdiction,

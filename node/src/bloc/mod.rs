@@ -28,6 +28,9 @@ use crate::network;
 use crate::roster::{Membership, Roster};
 use crate::store::{Batch, Cf, Store, StoreError};
 
+/// A proposal that has not reached the threshold this long after it was issued lapses.
+const PROPOSAL_LIFETIME: Duration = Duration::from_secs(14 * 86_400);
+
 /// Configurations sent in answer to one pull, at most (the asker asks again for more).
 const PULL_BATCH_BYTES: usize = 768 * 1024;
 
@@ -111,6 +114,19 @@ const ANCHOR_KEY: &[u8] = b"anchor";
 fn decode(bytes: &[u8]) -> Result<MultiSigned, GovernanceError> {
     MultiSigned::from_bytes(bytes, bloc::MAX_CONFIG_BYTES + 64 * 1024)
         .map_err(|e| GovernanceError::Refused(format!("not a bloc configuration: {e}")))
+}
+
+/// Makes a rename in `path`'s directory durable.
+fn sync_dir(path: &std::path::Path) {
+    if let Some(dir) = path.parent()
+        && let Ok(d) = std::fs::File::open(if dir.as_os_str().is_empty() {
+            std::path::Path::new(".")
+        } else {
+            dir
+        })
+    {
+        let _ = d.sync_all();
+    }
 }
 
 /// The path of a signing key made for a rotation that has not applied yet.
@@ -319,7 +335,7 @@ impl Governance {
             }
             None => {
                 warn!(
-                    "this member's signing key was revoked: it is not admitted until the bloc applies a new card (`comity bloc propose --rotate-key signing`, signed by the others)"
+                    "this member's signing key was revoked: it is not admitted until the bloc applies a new card; make one with `comity bloc card --new-signing-key` and hand it to a member, whose governor proposes `comity bloc propose --update`"
                 );
                 Ok(())
             }
@@ -341,10 +357,8 @@ impl Governance {
         if comity_protocol::PublicKey::from(&next.verifying_key()) != *key {
             return Ok(false);
         }
-        let mut retired = current.as_os_str().to_owned();
-        retired.push(".retired");
-        std::fs::rename(current, PathBuf::from(retired))?;
         std::fs::rename(&pending, current)?;
+        sync_dir(current);
         self.inner.identity.set_transport_key(seed);
         info!(peer_id = %self.inner.identity.peer_id(), "transport key rotated: this node's PeerId is now the new key's");
         Ok(true)
@@ -361,10 +375,8 @@ impl Governance {
         if comity_protocol::PublicKey::from(&next.verifying_key()) != *key {
             return Ok(false);
         }
-        let mut retired = current.as_os_str().to_owned();
-        retired.push(".retired");
-        std::fs::rename(current, PathBuf::from(retired))?;
         std::fs::rename(&pending, current)?;
+        sync_dir(current);
         self.inner.identity.set_signing_key(next);
         info!(key = %key, "signing key rotated: this node now signs with its new key");
         Ok(true)
@@ -431,7 +443,24 @@ impl Governance {
             return;
         };
         let (head, proposals) = {
-            let chain = self.inner.chain.lock().await;
+            let mut chain = self.inner.chain.lock().await;
+            // Proposals lapse 14 days after they were issued.
+            let oldest = Timestamp::from_millis(
+                self.now()
+                    .as_millis()
+                    .saturating_sub(PROPOSAL_LIFETIME.as_millis() as i64),
+            );
+            let lapsed = chain.prune_proposals(oldest);
+            if !lapsed.is_empty() {
+                let mut batch = Batch::new();
+                for h in &lapsed {
+                    batch.delete(Cf::Bloc, proposal_key(h));
+                    info!(proposal = %h, "bloc proposal lapsed unsigned after 14 days");
+                }
+                if let Err(e) = self.inner.store.commit(batch).await {
+                    warn!(error = %e, "cannot drop lapsed proposals from the store");
+                }
+            }
             (
                 chain.head().cloned(),
                 chain
@@ -659,14 +688,16 @@ impl Governance {
         if !batch.is_empty()
             && let Err(e) = self.inner.store.commit(batch).await
         {
-            warn!(error = %e, "cannot store the bloc configuration; it will be pulled again");
-            return outcome;
+            // The chain in memory is ahead of the store: this node acts on the new version,
+            // and after a restart pulls it again from the members.
+            tracing::error!(error = %e, "cannot store the bloc configuration; it applies in memory and will be pulled again after a restart");
         }
-        if let Offered::Applied(_) = &outcome {
-            let head = chain.head().expect("applied").clone();
-            drop(chain);
-            self.applied(head);
+        // Still under the chain's lock: rosters are published in version order, and this
+        // node's own rotations complete one at a time.
+        if let (Offered::Applied(_), Some(head)) = (&outcome, chain.head()) {
+            self.applied(head.clone());
         }
+        drop(chain);
         outcome
     }
 
@@ -702,10 +733,13 @@ impl Governance {
                 }
             }
         }
-        let _ = self
-            .inner
-            .roster
-            .send(Arc::new(Roster::from_config(Arc::new(head))));
+        let newer = head.config.version > self.inner.roster.borrow().version();
+        if newer {
+            let _ = self
+                .inner
+                .roster
+                .send(Arc::new(Roster::from_config(Arc::new(head))));
+        }
     }
 
     /// Proposes the next version with `amendments`, signed by this node (and, for a rotation,
@@ -715,16 +749,28 @@ impl Governance {
         change: &ProposeRequest,
         officer: &str,
     ) -> Result<ProposalView, GovernanceError> {
-        let head = self
-            .inner
-            .chain
-            .lock()
-            .await
-            .head()
-            .cloned()
-            .ok_or_else(|| {
+        let (head, already) = {
+            let chain = self.inner.chain.lock().await;
+            let head = chain.head().cloned().ok_or_else(|| {
                 GovernanceError::Refused("this node holds no bloc configuration yet".into())
             })?;
+            let already = chain.signed_other(&self.inner.identity.public_key(), &Hash32([0; 32]));
+            (head, already)
+        };
+        if !head
+            .config
+            .member(&self.inner.jurisdiction)
+            .is_some_and(|m| m.is_admitted())
+        {
+            return Err(GovernanceError::Refused(
+                "this node is not an admitted member of the bloc: a member's governor proposes for it (`comity bloc propose --add` or `--update` with this node's card)".into(),
+            ));
+        }
+        if let Some((version, other)) = already {
+            return Err(GovernanceError::Refused(format!(
+                "this member already signed proposal {other} for version {version}; a member signs one proposal per version (sign that one, or wait until it lapses after 14 days)"
+            )));
+        }
         let mut amendments = Vec::new();
         for card in &change.add {
             let card = files::parse_member_file(card).map_err(GovernanceError::Refused)?;
@@ -877,17 +923,24 @@ impl Governance {
                 "this node is not an admitted member: its signature would count for nothing".into(),
             ));
         }
+        // A version number, or a hash prefix long enough not to name the wrong proposal.
+        let by_version = which.parse::<u64>().ok().filter(|_| which.len() < 8);
+        if by_version.is_none() && which.len() < 8 {
+            return Err(GovernanceError::Refused(format!(
+                "name a proposal by its version, or by at least 8 characters of its hash (not {which:?})"
+            )));
+        }
         let mut proposal = {
             let chain = self.inner.chain.lock().await;
             let matching: Vec<&MultiSigned> = chain
                 .proposals()
-                .filter(|(h, p)| {
-                    h.to_string().starts_with(which)
-                        || bloc::peek(p).is_ok_and(|c| c.version.to_string() == which)
+                .filter(|(h, p)| match by_version {
+                    Some(v) => bloc::peek(p).is_ok_and(|c| c.version == v),
+                    None => h.to_string().starts_with(which),
                 })
                 .map(|(_, p)| p)
                 .collect();
-            match matching.as_slice() {
+            let one = match matching.as_slice() {
                 [one] => (*one).clone(),
                 [] => {
                     return Err(GovernanceError::NotFound(format!(
@@ -900,8 +953,27 @@ impl Governance {
                         matching.len()
                     )));
                 }
+            };
+            let hash = config_hash(&one);
+            if let Some((version, other)) =
+                chain.signed_other(&self.inner.identity.public_key(), &hash)
+            {
+                return Err(GovernanceError::Refused(format!(
+                    "this member already signed another proposal for version {version} ({other}); a member signs one proposal per version"
+                )));
             }
+            one
         };
+        // Only what this node's clock can vouch for: a proposal issued in the future would
+        // hold back every retirement time after it.
+        let claimed = bloc::peek(&proposal)?;
+        let now = self.now();
+        if claimed.issued_at.as_millis() > now.as_millis() + 3_600_000 {
+            return Err(GovernanceError::Refused(format!(
+                "the proposal is issued at {}, in the future of this node's clock ({now}); it is not signed",
+                claimed.issued_at
+            )));
+        }
         proposal.add_signature(&self.inner.identity.signing_key());
         let hash = config_hash(&proposal);
         self.vote(&proposal, officer, "signed").await?;

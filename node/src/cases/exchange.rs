@@ -124,19 +124,25 @@ impl Cases {
     }
 
     async fn receive_inner(&self, peer: PeerId, frame: &[u8]) -> ExchangeResponse {
+        let request = match from_cbor::<ExchangeRequest>(frame, limits::MAX_REQUEST_FRAME) {
+            Ok(r) => r,
+            Err(e) => return reject(RejectCode::Malformed, format!("cannot decode request: {e}")),
+        };
+        // The bloc configuration is public to every peer the allow-list admits: a member whose
+        // transport key just rotated (its old PeerId is still admitted for a moment) learns
+        // of the version that moved it.
+        if let ExchangeRequest::Bloc { have } = request {
+            return ExchangeResponse::Bloc(self.inner.governance.answer_pull(have).await);
+        }
         let roster = self.roster();
         let Some((member, _)) = roster.by_peer(&peer) else {
             // The allow-list refuses such connections; this is the second lock on the door.
             return reject(
                 RejectCode::UnknownSigner,
-                "peer is not a member of the bloc roster",
+                "peer is not an admitted member of the bloc",
             );
         };
         let member = member.clone();
-        let request = match from_cbor::<ExchangeRequest>(frame, limits::MAX_REQUEST_FRAME) {
-            Ok(r) => r,
-            Err(e) => return reject(RejectCode::Malformed, format!("cannot decode request: {e}")),
-        };
         let envelope = match request {
             ExchangeRequest::Push(envelope) => envelope,
             ExchangeRequest::Pull(pull) => {
@@ -157,6 +163,7 @@ impl Cases {
                     Err(e) => reject(RejectCode::Unavailable, e.to_string()),
                 };
             }
+            // Answered above; kept so that the match stays exhaustive without a panic.
             ExchangeRequest::Bloc { have } => {
                 return ExchangeResponse::Bloc(self.inner.governance.answer_pull(have).await);
             }

@@ -169,14 +169,13 @@ impl Cases {
     /// One delivery attempt of one outbox entry.
     async fn deliver(&self, entry: &OutboxEntry) -> Outcome {
         let roster = self.roster();
-        let Some((member, key)) = roster.by_jurisdiction(&entry.to) else {
+        let Some((member, _)) = roster.by_jurisdiction(&entry.to) else {
             warn!(case = %entry.case_id, to = %entry.to, "recipient is no longer in the roster; not retried");
             return self
                 .refused(entry, format!("{} is no longer in the roster", entry.to))
                 .await;
         };
         let peer: PeerId = member.peer_id;
-        let key = *key;
         let response = match self.inner.network.request(peer, entry.frame.clone()).await {
             Ok(frame) => frame,
             Err(e) => return self.retry(entry, e.to_string()).await,
@@ -187,7 +186,7 @@ impl Cases {
         };
         match response {
             ExchangeResponse::Receipt(Receipted { receipt, events }) => {
-                match check_receipt(&receipt, &key, entry) {
+                match check_receipt(&receipt, &roster, entry) {
                     Ok(()) => {
                         let member = member.clone();
                         self.delivered(entry, receipt, &member, events).await
@@ -317,14 +316,26 @@ impl Cases {
     }
 }
 
-/// A receipt is valid if the executing member signed it for exactly this message and body.
+/// A receipt is valid if the executing member signed it for exactly this message and body,
+/// with a key the bloc configuration gives it for the time it received the message: its
+/// current key, or one retired since (a duplicate push is answered with the original receipt,
+/// perhaps signed before the receiver rotated its key); never a revoked one.
 fn check_receipt(
     receipt: &SignedEnvelope,
-    key: &comity_protocol::PublicKey,
+    roster: &crate::roster::Roster,
     entry: &OutboxEntry,
 ) -> Result<(), String> {
-    let verifying = key.verifying_key().map_err(|e| e.to_string())?;
+    if roster.note(&entry.to, &receipt.signer).is_none() {
+        return Err(format!(
+            "signed by {}, which is not a key of {}",
+            receipt.signer, entry.to
+        ));
+    }
+    let verifying = receipt.signer.verifying_key().map_err(|e| e.to_string())?;
     let body: Receipt = receipt.open(&verifying).map_err(|e| e.to_string())?;
+    roster
+        .accepts(&entry.to, &receipt.signer, body.received_at)
+        .map_err(|e| e.to_string())?;
     if body.message_id != entry.message_id || body.case_id != entry.case_id {
         return Err(format!(
             "receipt is for message {}, not {}",

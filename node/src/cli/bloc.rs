@@ -79,6 +79,10 @@ pub enum BlocCommand {
         /// The member's name (default: the jurisdiction).
         #[arg(long)]
         name: Option<String>,
+        /// With a new signing key (kept as `signing.key.next` until the version that applies
+        /// the card makes it this node's key): how a member whose key was revoked comes back.
+        #[arg(long)]
+        new_signing_key: bool,
         /// Write it here instead of printing it.
         #[arg(long)]
         out: Option<PathBuf>,
@@ -246,10 +250,20 @@ pub async fn run(command: BlocCommand) -> anyhow::Result<()> {
             config,
             address,
             name,
+            new_signing_key,
             out,
         } => {
             let config = Config::load(&config)?;
             let identity = NodeIdentity::load(&config.key_path(), &config.signing_key_path())?;
+            let signing = if new_signing_key {
+                let pending = crate::bloc::pending_key_path(&config.signing_key_path());
+                if !pending.exists() {
+                    crate::identity::create_key_file(&pending, &rand::random())?;
+                }
+                ed25519_dalek::SigningKey::from_bytes(&crate::identity::read_key_file(&pending)?)
+            } else {
+                (*identity.signing_key()).clone()
+            };
             let sealing = crate::evidence::read_sealing_public(&config.sealing_key_path())?;
             let addresses = if address.is_empty() {
                 config
@@ -262,8 +276,9 @@ pub async fn run(command: BlocCommand) -> anyhow::Result<()> {
                 address
             };
             let name = name.unwrap_or_else(|| config.node.jurisdiction.to_string());
-            let (_, text) = files::member_file(
-                &identity,
+            let (_, text) = files::member_file_with_keys(
+                &signing,
+                &identity.transport_signing_key(),
                 &config.bloc.id,
                 &config.node.jurisdiction,
                 &name,
@@ -485,6 +500,7 @@ fn print_status(s: &BlocStatus, json: bool) -> anyhow::Result<()> {
                 format!("holds v{} (same)", h.version)
             }
             (Some(h), Some(v), _) if h.version < v => format!("holds v{} (behind)", h.version),
+            (Some(h), Some(v), _) if h.version > v => format!("holds v{} (ahead)", h.version),
             (Some(h), _, _) => format!("holds v{} {} (DIFFERS)", h.version, h.hash),
             (None, _, _) => String::new(),
         };

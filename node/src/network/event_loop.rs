@@ -17,6 +17,9 @@ use super::{Command, InboundRequest, NetworkError, NetworkSettings, NetworkStatu
 use crate::roster::Roster;
 use tokio::sync::watch;
 
+/// How long a member's old PeerId stays admitted after its transport key rotated.
+const RETIRING_PEER_GRACE: Duration = Duration::from_secs(300);
+
 /// Where messages of one gossip topic go, with their publisher.
 type Gossip = broadcast::Sender<(PeerId, Vec<u8>)>;
 
@@ -39,6 +42,10 @@ pub struct EventLoop {
     connected: HashSet<PeerId>,
     /// Members whose link a fault injection cut: not redialled until restored.
     cut: HashSet<PeerId>,
+    /// Old PeerIds of members whose transport key rotated, still admitted until the given
+    /// time, so that the member learns (over its old connections) of the version that moved
+    /// it: without this, a member could be locked out by its own rotation.
+    retiring: HashMap<PeerId, std::time::Instant>,
     listen: Vec<Multiaddr>,
     /// What the swarm was built from, to build it again under a new transport key.
     listen_config: Vec<Multiaddr>,
@@ -162,6 +169,7 @@ impl EventLoop {
             pending_evidence: HashMap::new(),
             connected: HashSet::new(),
             cut: HashSet::new(),
+            retiring: HashMap::new(),
             listen: Vec::new(),
             listen_config: settings.listen,
             behaviour: settings.behaviour,
@@ -213,6 +221,16 @@ impl EventLoop {
             if *peer == local {
                 continue;
             }
+            let moved = self
+                .roster
+                .by_peer(peer)
+                .is_some_and(|(m, _)| roster.by_jurisdiction(&m.jurisdiction).is_some());
+            if moved {
+                info!(%peer, "a member's old PeerId (its transport key rotated): admitted a few more minutes");
+                self.retiring
+                    .insert(*peer, std::time::Instant::now() + RETIRING_PEER_GRACE);
+                continue;
+            }
             info!(%peer, "no longer a member: disconnected and refused");
             self.swarm.behaviour_mut().allow.disallow_peer(*peer);
             let _ = self.swarm.disconnect_peer_id(*peer);
@@ -233,7 +251,10 @@ impl EventLoop {
                     Some(c) => self.on_command(c),
                     None => break,
                 },
-                _ = redial.tick() => self.dial_missing_members(),
+                _ = redial.tick() => {
+                    self.end_retiring();
+                    self.dial_missing_members();
+                }
                 changed = self.membership.changed() => {
                     if changed.is_ok() {
                         let roster = self.membership.borrow_and_update().clone();
@@ -247,6 +268,26 @@ impl EventLoop {
             let _ = reply.send(Err(RequestError::Shutdown));
         }
         info!("network stopped");
+    }
+
+    /// Refuses the old PeerIds whose grace ended.
+    fn end_retiring(&mut self) {
+        let now = std::time::Instant::now();
+        let ended: Vec<PeerId> = self
+            .retiring
+            .iter()
+            .filter(|(_, until)| **until <= now)
+            .map(|(p, _)| *p)
+            .collect();
+        for peer in ended {
+            self.retiring.remove(&peer);
+            if self.roster.by_peer(&peer).is_none() {
+                info!(%peer, "a member's old PeerId: disconnected and refused");
+                self.swarm.behaviour_mut().allow.disallow_peer(peer);
+                let _ = self.swarm.disconnect_peer_id(peer);
+                self.connected.remove(&peer);
+            }
+        }
     }
 
     fn dial_missing_members(&mut self) {

@@ -13,7 +13,12 @@ use crate::ids::Hash32;
 /// Versions held that arrived before their predecessor, at most.
 const MAX_EARLY: usize = 64;
 /// Proposals for the next version held at once, at most.
-const MAX_PROPOSALS: usize = 32;
+const MAX_PROPOSALS: usize = 64;
+/// Open proposals one member may have signed at once, at most: one member cannot crowd out
+/// the others' proposals.
+const MAX_PROPOSALS_PER_MEMBER: usize = 4;
+/// Forks kept as evidence, at most (the first ones: they are what the members must resolve).
+const MAX_FORKS: usize = 16;
 
 /// What became of an offered configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -115,9 +120,12 @@ impl Chain {
         };
         let head_version = head.config.version;
         if claimed.version <= head_version {
-            let held = self
-                .version(claimed.version)
-                .expect("versions are contiguous");
+            let Some(held) = self.version(claimed.version) else {
+                return Offered::Refused(BlocError::Malformed(format!(
+                    "version {} is not a version",
+                    claimed.version
+                )));
+            };
             if held.hash == hash {
                 return if claimed.version == head_version {
                     Offered::Current
@@ -145,7 +153,9 @@ impl Chain {
     /// A configuration for the version after the head: merged with a proposal of the same
     /// body, applied when it reaches the threshold.
     fn take_next(&mut self, hash: Hash32, signed: &MultiSigned) -> Offered {
-        let head = self.head().expect("called with a head");
+        let Some(head) = self.head() else {
+            return Offered::Refused(BlocError::Invalid("no genesis held yet".into()));
+        };
         let mut merged = self
             .proposals
             .get(&hash)
@@ -190,6 +200,13 @@ impl Chain {
             // carries none is an outsider's, or a forgery.
             Err(e @ BlocError::BelowThreshold { valid: 0, .. }) => Offered::Refused(e),
             Err(BlocError::BelowThreshold { valid, needed, .. }) => {
+                if !self.proposals.contains_key(&hash)
+                    && let Some(busy) = self.busy_signer(&merged)
+                {
+                    return Offered::Refused(BlocError::Invalid(format!(
+                        "{busy} has already signed {MAX_PROPOSALS_PER_MEMBER} open proposals; sign one of them or let them lapse first"
+                    )));
+                }
                 if !self.proposals.contains_key(&hash) && self.proposals.len() >= MAX_PROPOSALS {
                     return Offered::Refused(BlocError::Invalid(format!(
                         "{MAX_PROPOSALS} proposals are already open for version {}; sign or let one lapse first",
@@ -205,6 +222,48 @@ impl Chain {
             }
             Err(e) => Offered::Refused(e),
         }
+    }
+
+    /// A member among `proposal`'s signers that already signed the most open proposals
+    /// allowed.
+    fn busy_signer(&self, proposal: &MultiSigned) -> Option<crate::Jurisdiction> {
+        let head = self.head()?;
+        let signers = super::count_signers(&head.config, proposal).ok()?;
+        signers.into_iter().find(|j| {
+            self.proposals
+                .values()
+                .filter(|p| super::count_signers(&head.config, p).is_ok_and(|s| s.contains(j)))
+                .count()
+                >= MAX_PROPOSALS_PER_MEMBER
+        })
+    }
+
+    /// Drops proposals issued before `oldest` (they lapse) and returns their hashes.
+    pub fn prune_proposals(&mut self, oldest: crate::Timestamp) -> Vec<Hash32> {
+        let stale: Vec<Hash32> = self
+            .proposals
+            .iter()
+            .filter(|(_, p)| peek(p).is_ok_and(|c| c.issued_at < oldest))
+            .map(|(h, _)| *h)
+            .collect();
+        for h in &stale {
+            self.proposals.remove(h);
+        }
+        stale
+    }
+
+    /// The version and hash of another open proposal for the same version that `key` has
+    /// signed, if any: a member signs one proposal per version.
+    pub fn signed_other(&self, key: &PublicKey, except: &Hash32) -> Option<(u64, Hash32)> {
+        let next = self.head()?.config.version + 1;
+        self.proposals
+            .iter()
+            .filter(|(h, _)| *h != except)
+            .find(|(_, p)| {
+                p.signatures.iter().any(|(k, _)| k == key)
+                    && peek(p).is_ok_and(|c| c.version == next)
+            })
+            .map(|(h, _)| (next, *h))
     }
 
     fn hold_early(&mut self, version: u64, signed: &MultiSigned) -> Offered {
@@ -247,14 +306,18 @@ impl Chain {
     }
 
     fn check_fork(&mut self, version: u64, hash: Hash32, signed: &MultiSigned) -> Offered {
-        let held = self.version(version).expect("held").hash;
+        let Some(held) = self.version(version).map(|v| v.hash) else {
+            return Offered::Refused(BlocError::Malformed(format!(
+                "version {version} is not held"
+            )));
+        };
         let valid = match version.checked_sub(1).and_then(|p| self.version(p)) {
             None => verify_genesis(signed, &self.anchor).map(|_| ()),
             Some(prev) => verify_successor(&prev.config, &prev.hash, signed).map(|_| ()),
         };
         match valid {
             Ok(()) => {
-                if !self.forks.iter().any(|(_, h, _)| *h == hash) {
+                if !self.forks.iter().any(|(_, h, _)| *h == hash) && self.forks.len() < MAX_FORKS {
                     self.forks.push((version, hash, signed.clone()));
                 }
                 Offered::Fork {

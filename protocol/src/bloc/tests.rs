@@ -90,10 +90,14 @@ fn thresholds_round_up() {
     assert_eq!(two_thirds.of(5), 4);
     assert_eq!(two_thirds.of(3), 2);
     assert_eq!(two_thirds.of(1), 1);
-    let half: Threshold = "1/2".parse().unwrap();
-    assert_eq!(half.of(5), 3);
+    let three_fifths: Threshold = "3/5".parse().unwrap();
+    assert_eq!(three_fifths.of(5), 3);
     assert!("0/3".parse::<Threshold>().is_err());
     assert!("4/3".parse::<Threshold>().is_err());
+    // Half or less would let two disjoint halves both reach it: a fork by honest members.
+    let err = "1/2".parse::<Threshold>().unwrap_err();
+    assert!(err.contains("above 1/2"), "{err}");
+    assert!("2/5".parse::<Threshold>().is_err());
 }
 
 #[test]
@@ -162,7 +166,13 @@ fn rotation_retires_the_old_key_and_old_objects_still_count() {
     assert_eq!(m.current_key(), Some(&de2.key()));
     assert!(v2.accepts(&de.j, &de2.key(), ts(11)).is_ok());
     assert!(v2.accepts(&de.j, &de.key(), ts(9)).is_ok(), "made before");
-    let err = v2.accepts(&de.j, &de.key(), ts(11)).unwrap_err();
+    // During the grace (72 h by default) DE may still sign with the old key: the members may
+    // take that long to sign, and DE switches only when the version applies on its node.
+    assert!(
+        v2.accepts(&de.j, &de.key(), ts(12)).is_ok(),
+        "within the grace"
+    );
+    let err = v2.accepts(&de.j, &de.key(), ts(13)).unwrap_err();
     assert!(matches!(err, KeyRefusal::Retired { .. }), "{err}");
     assert_eq!(
         v2.note(&de.j, &de.key()),
@@ -302,6 +312,62 @@ fn cards_prove_possession_and_bad_input_is_explained() {
     )
     .unwrap_err();
     assert!(matches!(err, BlocError::Malformed(_)), "{err}");
+
+    // An expiry other than the rules give (a sunset clause moved to the year 9999).
+    let mut forever = v1.amend(&hash, &[Amendment::Renew], ts(1)).unwrap();
+    forever.expires_at = ts(3_000_000);
+    let err = forever.check_shape().unwrap_err();
+    assert!(err.to_string().contains("lifetime_days"), "{err}");
+
+    // Version 0 is not a version (and never reaches the chain's lookups).
+    let mut zero = v1.clone();
+    zero.version = 0;
+    let mut node = Chain::new(hash);
+    node.offer(&g);
+    assert!(matches!(
+        node.offer(&MultiSigned::new(&zero).unwrap()),
+        Offered::Refused(BlocError::Malformed(_))
+    ));
+}
+
+#[test]
+fn an_old_transport_key_never_comes_back() {
+    let fs = founders(3);
+    let (g, hash) = genesis(&fs);
+    let v1 = verify_genesis(&g, &hash).unwrap().config;
+    let de = &fs[2];
+    let moved = Founder {
+        transport: SigningKey::from_bytes(&[90; 32]),
+        ..de.clone()
+    };
+    let v2 = v1
+        .amend(&hash, &[Amendment::Update(moved.card())], ts(1))
+        .unwrap();
+    let all: Vec<&Founder> = fs.iter().collect();
+    let signed = signed_by(&v2, &all);
+    let v2 = verify_successor(&v1, &hash, &signed).unwrap().config;
+    assert_eq!(
+        v2.member(&de.j).unwrap().past_transport_keys,
+        vec![PublicKey::from(&de.transport.verifying_key())]
+    );
+    // DE's old card (its old transport key) replayed: refused when proposed...
+    let h2 = config_hash(&signed);
+    let err = v2
+        .amend(&h2, &[Amendment::Update(de.card())], ts(2))
+        .unwrap_err();
+    assert!(err.to_string().contains("cannot come back"), "{err}");
+    // ...and when forged into a version by hand.
+    let mut back = v2.amend(&h2, &[Amendment::Renew], ts(2)).unwrap();
+    let entry = back
+        .members
+        .iter_mut()
+        .find(|m| m.jurisdiction == de.j)
+        .unwrap();
+    entry.transport_key = PublicKey::from(&de.transport.verifying_key());
+    entry.past_transport_keys.clear();
+    entry.card = de.card().to_bytes();
+    let err = verify_successor(&v2, &h2, &signed_by(&back, &all)).unwrap_err();
+    assert!(matches!(err, BlocError::History { .. }), "{err}");
 }
 
 #[test]
@@ -535,4 +601,37 @@ fn a_signature_over_another_version_or_an_oversized_object_is_refused() {
         node.offer(&MultiSigned::from_bytes(&bytes, usize::MAX).unwrap()),
         Offered::Refused(_)
     ));
+}
+
+#[test]
+fn one_member_cannot_crowd_out_the_others_proposals_and_proposals_lapse() {
+    let fs = founders(5);
+    let (g, anchor) = genesis(&fs);
+    let mut node = Chain::new(anchor);
+    node.offer(&g);
+    let head = node.head().unwrap().clone();
+    let proposal = |day: i64, by: &Founder| {
+        let next = head
+            .config
+            .amend(&head.hash, &[Amendment::Renew], ts(day))
+            .unwrap();
+        signed_by(&next, &[by])
+    };
+    for day in 1..=4 {
+        assert!(matches!(node.offer(&proposal(day, &fs[0])), Offered::Proposal { .. }));
+    }
+    match node.offer(&proposal(5, &fs[0])) {
+        Offered::Refused(e) => assert!(e.to_string().contains("AT has already signed 4"), "{e}"),
+        other => panic!("{other:?}"),
+    }
+    // Another member's proposal is still taken.
+    assert!(matches!(node.offer(&proposal(6, &fs[1])), Offered::Proposal { .. }));
+    assert_eq!(
+        node.signed_other(&fs[1].key(), &Hash32([0; 32])).map(|(v, _)| v),
+        Some(2)
+    );
+    // Proposals issued before day 3 lapse.
+    assert_eq!(node.prune_proposals(ts(3)).len(), 2);
+    assert_eq!(node.proposals().count(), 3);
+    assert!(matches!(node.offer(&proposal(7, &fs[0])), Offered::Proposal { .. }));
 }
