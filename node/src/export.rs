@@ -126,18 +126,16 @@ pub fn build(
         ));
     }
 
-    // Every key the case's parties have had, with how it stands now: events signed before a
-    // rotation still check with the key of their time, and a revoked key is said to be one.
+    // Every key of every member, present and past, with how it stands now: events signed
+    // before a rotation still check with the key of their time, the audit proofs' cosigners
+    // are named, and a revoked key is said to be one.
     let roster = cases.roster();
-    let view = log.view();
-    let parties = [view.requesting.clone(), view.executing.clone()];
     let members = roster
         .config()
         .map(|config| {
             config
                 .members
                 .iter()
-                .filter(|m| parties.iter().any(|p| p.as_ref() == Some(&m.jurisdiction)))
                 .flat_map(|m| {
                     m.signing_keys.iter().map(|k| BundleMember {
                         jurisdiction: m.jurisdiction.clone(),

@@ -664,8 +664,13 @@ impl Verifier {
             .collect();
         let mut cosigners = std::collections::BTreeSet::new();
         for (i, proof) in self.proofs.iter().enumerate() {
+            // The checkpoint may predate a rotation of the exporter's key: it checks with
+            // whichever of the exporter's listed keys signed it.
+            let signer = self
+                .listed_key(&header.exported_by, &proof.checkpoint.signer)
+                .unwrap_or(exporter);
             let outcome = (|| {
-                let (checkpoint, cosigned) = check_entry(proof, &exporter)?;
+                let (checkpoint, cosigned) = check_entry(proof, &signer)?;
                 if checkpoint.log != header.exported_by {
                     return Err(format!("the checkpoint is of {}'s log", checkpoint.log));
                 }

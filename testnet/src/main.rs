@@ -139,6 +139,8 @@ async fn main() -> anyhow::Result<()> {
             bloc.start(jurisdiction.as_str())?;
             bloc.wait_up(jurisdiction.as_str(), Duration::from_secs(30))
                 .await?;
+            // It keeps running after this command; `down` stops it with the others.
+            bloc.detach();
             let node = bloc.node(jurisdiction.as_str());
             println!(
                 "{jurisdiction} is up ({}), trusting only the bloc's anchor; it is refused until the members add it.",

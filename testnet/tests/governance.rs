@@ -194,6 +194,40 @@ async fn a_rotated_signing_key_keeps_old_cases_verifying_and_signs_nothing_new()
         receipt.key_note.as_deref(),
         Some("key retired in version 2")
     );
+    // ...in a bundle exported now, which lists both of DE's keys and checks offline...
+    let bundle = bloc.dir.join("before.cbor");
+    let id = before.summary.case_id.to_string();
+    ok(comity(
+        &bloc.node("FR").config,
+        &[
+            "case",
+            "export",
+            &id,
+            "--out",
+            bundle.to_str().unwrap(),
+            "--purpose",
+            "court",
+            "--wait",
+            "60",
+        ],
+    ));
+    let verify = comity_testnet::comity_binary()
+        .unwrap()
+        .with_file_name("comity-verify");
+    let out = std::process::Command::new(verify)
+        .args(["bundle", bundle.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{report}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(report.contains("key retired in version 2"), "{report}");
+    // ...and DE's own audit log, whose checkpoints were signed with both keys in turn.
+    let verified = ok(comity(&bloc.node("DE").config, &["audit", "verify"]));
+    assert!(verified.contains("the audit log verifies"), "{verified}");
 
     // New events carry the new key, with no restart of DE.
     let after = send(&bloc, "FR", "DE", Some(20_000)).await;

@@ -191,6 +191,12 @@ impl Governance {
         {
             anyhow::bail!("the genesis {} is refused: {e}", settings.genesis.display());
         }
+        // Forks seen before stay alerted across restarts.
+        for (_, bytes) in store.scan_prefix(Cf::Bloc, b"f")? {
+            if let Ok(signed) = decode(&bytes) {
+                let _ = chain.offer(&signed);
+            }
+        }
         for (_, bytes) in store.scan_prefix(Cf::Bloc, b"p")? {
             if let Ok(signed) = decode(&bytes) {
                 let _ = chain.offer(&signed);
@@ -664,8 +670,13 @@ impl Governance {
                     .proposals()
                     .find(|(h, _)| *h == hash)
                     .map(|(_, p)| p.to_bytes());
+                // Re-announcements bring the same proposal again and again: it is written only
+                // when it gained a signature.
                 if let Some(bytes) = merged {
-                    batch.put(Cf::Bloc, proposal_key(hash), bytes);
+                    let stored = self.inner.store.get(Cf::Bloc, &proposal_key(hash));
+                    if !matches!(stored, Ok(Some(ref s)) if *s == bytes) {
+                        batch.put(Cf::Bloc, proposal_key(hash), bytes);
+                    }
                 }
                 debug!(%hash, valid, needed, %from, "bloc proposal held");
             }
@@ -674,8 +685,24 @@ impl Governance {
                 held,
                 other,
             } => {
-                batch.put(Cf::Bloc, fork_key(other), signed.to_bytes());
-                warn!(version, %held, %other, %from, "FORK: two validly signed bloc configurations of the same version; both are kept as evidence — the members must resolve it");
+                // Alerted once, when first seen; it stays in status until resolved.
+                if !matches!(
+                    self.inner.store.get(Cf::Bloc, &fork_key(other)),
+                    Ok(Some(_))
+                ) {
+                    batch.put(Cf::Bloc, fork_key(other), signed.to_bytes());
+                    warn!(version, %held, %other, %from, "FORK: two validly signed bloc configurations of the same version; both are kept as evidence — the members must resolve it");
+                } else {
+                    debug!(version, %other, %from, "the fork's other configuration again");
+                }
+            }
+            // A member that is behind announces its (older) version every few seconds: that
+            // is worth a debug line, not a warning each time. An officer's import of an old
+            // version is a replay and warned of.
+            Offered::Refused(e @ bloc::BlocError::Rollback { .. })
+                if !from.starts_with("officer ") =>
+            {
+                debug!(%from, error = %e, "an older bloc configuration announced (the member is behind): nothing applied");
             }
             Offered::Refused(e) => {
                 warn!(%from, error = %e, "bloc configuration refused; nothing applied");

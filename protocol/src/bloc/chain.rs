@@ -317,7 +317,12 @@ impl Chain {
         };
         match valid {
             Ok(()) => {
-                if !self.forks.iter().any(|(_, h, _)| *h == hash) && self.forks.len() < MAX_FORKS {
+                if !self.forks.iter().any(|(_, h, _)| *h == hash) {
+                    if self.forks.len() >= MAX_FORKS {
+                        return Offered::Refused(BlocError::Invalid(format!(
+                            "{MAX_FORKS} forks are already kept as evidence; this one is not kept"
+                        )));
+                    }
                     self.forks.push((version, hash, signed.clone()));
                 }
                 Offered::Fork {

@@ -618,20 +618,30 @@ fn one_member_cannot_crowd_out_the_others_proposals_and_proposals_lapse() {
         signed_by(&next, &[by])
     };
     for day in 1..=4 {
-        assert!(matches!(node.offer(&proposal(day, &fs[0])), Offered::Proposal { .. }));
+        assert!(matches!(
+            node.offer(&proposal(day, &fs[0])),
+            Offered::Proposal { .. }
+        ));
     }
     match node.offer(&proposal(5, &fs[0])) {
         Offered::Refused(e) => assert!(e.to_string().contains("AT has already signed 4"), "{e}"),
         other => panic!("{other:?}"),
     }
     // Another member's proposal is still taken.
-    assert!(matches!(node.offer(&proposal(6, &fs[1])), Offered::Proposal { .. }));
+    assert!(matches!(
+        node.offer(&proposal(6, &fs[1])),
+        Offered::Proposal { .. }
+    ));
     assert_eq!(
-        node.signed_other(&fs[1].key(), &Hash32([0; 32])).map(|(v, _)| v),
+        node.signed_other(&fs[1].key(), &Hash32([0; 32]))
+            .map(|(v, _)| v),
         Some(2)
     );
     // Proposals issued before day 3 lapse.
     assert_eq!(node.prune_proposals(ts(3)).len(), 2);
     assert_eq!(node.proposals().count(), 3);
-    assert!(matches!(node.offer(&proposal(7, &fs[0])), Offered::Proposal { .. }));
+    assert!(matches!(
+        node.offer(&proposal(7, &fs[0])),
+        Offered::Proposal { .. }
+    ));
 }
