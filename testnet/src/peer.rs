@@ -45,6 +45,32 @@ impl RawPeer {
         Ok(Self { client, stop })
     }
 
+    /// Starts a peer with `identity` in bloc `bloc` (its gossip topics are that bloc's), which
+    /// knows only `target`: to publish on the bloc's topics as a member would.
+    pub async fn start_in_bloc(
+        bloc: &str,
+        identity: NodeIdentity,
+        target: &Member,
+    ) -> anyhow::Result<Self> {
+        let (client, event_loop, _inbound) = Self::network_in(
+            bloc,
+            identity,
+            target,
+            "/ip4/127.0.0.1/tcp/0".parse()?,
+            FrameCodec::default(),
+        )?;
+        let (stop, mut stopped) = watch::channel(false);
+        tokio::spawn(event_loop.run(async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        }));
+        Ok(Self { client, stop })
+    }
+
+    /// Publishes `data` on the bloc's checkpoints topic (reports, checkpoints).
+    pub async fn publish(&self, data: Vec<u8>) {
+        self.client.publish(data).await;
+    }
+
     /// Starts a peer with `identity` (a member's own, taken from its directory while that
     /// member is down) listening at `listen` (that member's address), which answers every push
     /// from `sender` as `lie` says at the time. Other requests are answered `Unavailable`.
@@ -81,6 +107,16 @@ impl RawPeer {
         listen: Multiaddr,
         frames: FrameCodec,
     ) -> anyhow::Result<(network::Client, network::EventLoop, network::Inbound)> {
+        Self::network_in("raw", identity, target, listen, frames)
+    }
+
+    fn network_in(
+        bloc: &str,
+        identity: NodeIdentity,
+        target: &Member,
+        listen: Multiaddr,
+        frames: FrameCodec,
+    ) -> anyhow::Result<(network::Client, network::EventLoop, network::Inbound)> {
         // A raw peer holds no bloc configuration: it knows `target` as a bootstrap peer,
         // which it admits and dials.
         let address = target
@@ -90,11 +126,11 @@ impl RawPeer {
             .ok_or_else(|| anyhow::anyhow!("{} has no address", target.jurisdiction))?;
         Ok(network::new(NetworkSettings {
             identity,
-            membership: comity_node::roster::Membership::fixed(Roster::empty("raw")),
+            membership: comity_node::roster::Membership::fixed(Roster::empty(bloc)),
             bootstrap: vec![(target.peer_id, address)],
             listen: vec![listen],
             behaviour: BehaviourConfig {
-                bloc: "raw".into(),
+                bloc: bloc.into(),
                 mdns: false,
                 max_connections: 16,
                 max_connections_per_peer: 4,

@@ -517,6 +517,55 @@ async fn a_member_away_catches_up_and_replays_and_forgeries_are_refused() {
     assert_eq!(es.bloc_status().await.unwrap().version, Some(3));
     let case = send(&bloc, "ES", "FR", Some(20_000)).await;
     assert_eq!(case.summary.state, "delivered");
+
+    // IT leaves: removed by FR, DE and ES, it is disconnected and refused everywhere; its
+    // entry stays (marked left), so what it signed before still reads.
+    let remove = ProposeRequest {
+        remove: vec![j("IT")],
+        ..ProposeRequest::default()
+    };
+    assert!(
+        bloc.propose("FR", &remove)
+            .await
+            .unwrap()
+            .changes
+            .contains(&"- member IT leaves".to_string())
+    );
+    for m in ["DE", "ES"] {
+        wait_until(APPLY, "the removal reaches the signers", || async {
+            !bloc.client(m).bloc_proposals().await.unwrap().is_empty()
+        })
+        .await;
+        bloc.sign(m, "4").await.unwrap();
+    }
+    for m in ["DE", "ES", "FR"] {
+        bloc.wait_version(m, 4, APPLY).await.unwrap();
+        wait_until(APPLY, "IT is disconnected", || async {
+            !bloc
+                .client(m)
+                .status()
+                .await
+                .unwrap()
+                .members
+                .iter()
+                .any(|p| p.jurisdiction.as_str() == "IT")
+        })
+        .await;
+    }
+    let status = fr.bloc_status().await.unwrap();
+    let it = status
+        .members
+        .iter()
+        .find(|m| m.jurisdiction.as_str() == "IT")
+        .unwrap();
+    assert_eq!((it.admitted, it.left), (false, Some(4)));
+    let err = fr
+        .create_request(&comity_node::admin::api::NewRequest {
+            request: request("FR", "IT"),
+        })
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("not a member"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
