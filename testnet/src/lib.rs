@@ -75,6 +75,67 @@ pub fn free_port() -> u16 {
     }
 }
 
+/// One member's directory under `dir`, made as its operator would with `comity init` (keys,
+/// config, token, signed card), with an approver officer for four-eyes and the testnet's
+/// settings (fault injection on, quick announcements), then `adjust`ed.
+async fn init_member(
+    dir: &Path,
+    j: &Jurisdiction,
+    bloc_id: &str,
+    anchor: Option<comity_protocol::Hash32>,
+    bootstrap: Vec<libp2p::Multiaddr>,
+    adjust: &dyn Fn(&mut comity_node::config::Config),
+) -> anyhow::Result<NodeInfo> {
+    let node_dir = dir.join(j.as_str());
+    let p2p_port = free_port();
+    let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse()?;
+    let token_file = node_dir.join("admin.token");
+    std::fs::create_dir_all(&node_dir)?;
+    let done = init(InitOptions {
+        jurisdiction: j.clone(),
+        data_dir: node_dir.clone(),
+        listen: format!("/ip4/127.0.0.1/tcp/{p2p_port}").parse()?,
+        admin,
+        name: None,
+        bloc: bloc_id.to_owned(),
+        anchor,
+        bootstrap,
+        token_file: Some(token_file.clone()),
+    })
+    .await
+    .with_context(|| format!("initialising {j}"))?;
+    // Four-eyes needs a second officer: every testnet member gets an approver.
+    let approver_token_file = node_dir.join("approver.token");
+    {
+        let store = comity_node::store::Store::open(&node_dir.join("store"))?;
+        let (_, token) = comity_node::admin::officers::add(
+            &store,
+            "approver",
+            comity_node::admin::officers::Role::Approver,
+        )
+        .await?;
+        comity_node::roster::write_private(&approver_token_file, format!("{token}\n").as_bytes())?;
+    }
+    let mut config = comity_node::config::Config::load(&done.config_path)?;
+    // A testnet is where faults are injected (and only there).
+    config.testing.faults = true;
+    config.bloc.announce_secs = 2;
+    adjust(&mut config);
+    std::fs::write(&done.config_path, config.to_commented_toml())?;
+    Ok(NodeInfo {
+        jurisdiction: j.clone(),
+        peer_id: done.peer_id.to_string(),
+        log: node_dir.join("node.log"),
+        dir: node_dir,
+        config: done.config_path,
+        token_file,
+        approver_token_file,
+        admin,
+        p2p_port,
+        pid: None,
+    })
+}
+
 /// The roster of a member's genesis (`genesis.cbor` in its directory): the bloc as it was
 /// formed, for tests that play a member by hand.
 pub fn genesis_roster(node_dir: &Path) -> anyhow::Result<comity_node::roster::Roster> {
@@ -164,61 +225,8 @@ impl Bloc {
         std::fs::create_dir_all(dir)?;
         let mut nodes = BTreeMap::new();
         for j in jurisdictions {
-            let node_dir = dir.join(j.as_str());
-            let p2p_port = free_port();
-            let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse()?;
-            let token_file = node_dir.join("admin.token");
-            let listen = format!("/ip4/127.0.0.1/tcp/{p2p_port}").parse()?;
-            std::fs::create_dir_all(&node_dir)?;
-            let done = init(InitOptions {
-                jurisdiction: j.clone(),
-                data_dir: node_dir.clone(),
-                listen,
-                admin,
-                name: None,
-                bloc: bloc_id.to_owned(),
-                anchor: None,
-                bootstrap: Vec::new(),
-                token_file: Some(token_file.clone()),
-            })
-            .await
-            .with_context(|| format!("initialising {j}"))?;
-            // Four-eyes needs a second officer: every testnet member gets an approver.
-            let approver_token_file = node_dir.join("approver.token");
-            {
-                let store = comity_node::store::Store::open(&node_dir.join("store"))?;
-                let (_, token) = comity_node::admin::officers::add(
-                    &store,
-                    "approver",
-                    comity_node::admin::officers::Role::Approver,
-                )
-                .await?;
-                comity_node::roster::write_private(
-                    &approver_token_file,
-                    format!("{token}\n").as_bytes(),
-                )?;
-            }
-            let mut config = comity_node::config::Config::load(&done.config_path)?;
-            // A testnet is where faults are injected (and only there).
-            config.testing.faults = true;
-            adjust(&mut config);
-            config.bloc.announce_secs = 2;
-            std::fs::write(&done.config_path, config.to_commented_toml())?;
-            nodes.insert(
-                j.clone(),
-                NodeInfo {
-                    jurisdiction: j.clone(),
-                    peer_id: done.peer_id.to_string(),
-                    log: node_dir.join("node.log"),
-                    dir: node_dir,
-                    config: done.config_path,
-                    token_file,
-                    approver_token_file,
-                    admin,
-                    p2p_port,
-                    pid: None,
-                },
-            );
+            let node = init_member(dir, j, bloc_id, None, Vec::new(), &adjust).await?;
+            nodes.insert(j.clone(), node);
         }
         let mut bloc = Self {
             dir: dir.to_owned(),
@@ -292,60 +300,21 @@ impl Bloc {
         let anchor = self
             .anchor
             .ok_or_else(|| anyhow::anyhow!("the bloc has no genesis yet"))?;
-        let node_dir = self.dir.join(j);
-        let p2p_port = free_port();
-        let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse()?;
-        let token_file = node_dir.join("admin.token");
-        std::fs::create_dir_all(&node_dir)?;
         let bootstrap =
             format!("/ip4/127.0.0.1/tcp/{}/p2p/{}", via.p2p_port, via.peer_id).parse()?;
-        let done = init(InitOptions {
-            jurisdiction: jurisdiction.clone(),
-            data_dir: node_dir.clone(),
-            listen: format!("/ip4/127.0.0.1/tcp/{p2p_port}").parse()?,
-            admin,
-            name: None,
-            bloc: self.bloc_id.clone(),
-            anchor: Some(anchor),
-            bootstrap: vec![bootstrap],
-            token_file: Some(token_file.clone()),
-        })
+        let node = init_member(
+            &self.dir,
+            &jurisdiction,
+            &self.bloc_id.clone(),
+            Some(anchor),
+            vec![bootstrap],
+            &|_| {},
+        )
         .await?;
-        let approver_token_file = node_dir.join("approver.token");
-        {
-            let store = comity_node::store::Store::open(&node_dir.join("store"))?;
-            let (_, token) = comity_node::admin::officers::add(
-                &store,
-                "approver",
-                comity_node::admin::officers::Role::Approver,
-            )
-            .await?;
-            comity_node::roster::write_private(
-                &approver_token_file,
-                format!("{token}\n").as_bytes(),
-            )?;
-        }
-        let mut config = comity_node::config::Config::load(&done.config_path)?;
-        config.testing.faults = true;
-        config.bloc.announce_secs = 2;
-        std::fs::write(&done.config_path, config.to_commented_toml())?;
-        self.nodes.insert(
-            jurisdiction.clone(),
-            NodeInfo {
-                jurisdiction,
-                peer_id: done.peer_id.to_string(),
-                log: node_dir.join("node.log"),
-                dir: node_dir,
-                config: done.config_path,
-                token_file,
-                approver_token_file,
-                admin,
-                p2p_port,
-                pid: None,
-            },
-        );
+        let card = std::fs::read_to_string(node.dir.join(comity_node::init::MEMBER_FILE))?;
+        self.nodes.insert(jurisdiction, node);
         self.save()?;
-        Ok(std::fs::read_to_string(&done.member_file)?)
+        Ok(card)
     }
 
     /// Proposes the next bloc configuration through member `j`'s governor (its admin).
@@ -353,9 +322,20 @@ impl Bloc {
         Ok(self.client(j).bloc_propose(request).await?)
     }
 
-    /// Member `j` signs the open proposal for `which` (a version, or a hash prefix).
+    /// Member `j` signs the open proposal for `which` (a version, or a hash prefix), waiting
+    /// up to 15 s for the proposal to reach `j` by gossip.
     pub async fn sign(&self, j: &str, which: &str) -> anyhow::Result<ProposalView> {
-        Ok(self.client(j).bloc_sign(which).await?)
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            match self.client(j).bloc_sign(which).await {
+                Err(comity_node::admin::api::ClientError::Api { status: 404, .. })
+                    if Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(Duration::from_millis(100)).await
+                }
+                other => return Ok(other?),
+            }
+        }
     }
 
     /// Waits until member `j` holds bloc configuration `version`.

@@ -116,6 +116,25 @@ fn decode(bytes: &[u8]) -> Result<MultiSigned, GovernanceError> {
         .map_err(|e| GovernanceError::Refused(format!("not a bloc configuration: {e}")))
 }
 
+/// If the key pending beside the key file `current` is `key`, moves it over `current` (the old
+/// secret is then gone) and returns its seed; `None` when no such key is pending.
+fn take_pending_key(
+    current: &std::path::Path,
+    key: &comity_protocol::PublicKey,
+) -> std::io::Result<Option<[u8; 32]>> {
+    let pending = pending_key_path(current);
+    let Ok(seed) = crate::identity::read_key_file(&pending) else {
+        return Ok(None);
+    };
+    let next = ed25519_dalek::SigningKey::from_bytes(&seed);
+    if comity_protocol::PublicKey::from(&next.verifying_key()) != *key {
+        return Ok(None);
+    }
+    std::fs::rename(&pending, current)?;
+    sync_dir(current);
+    Ok(Some(seed))
+}
+
 /// Makes a rename in `path`'s directory durable.
 fn sync_dir(path: &std::path::Path) {
     if let Some(dir) = path.parent()
@@ -354,17 +373,9 @@ impl Governance {
         &self,
         key: &comity_protocol::PublicKey,
     ) -> anyhow::Result<bool> {
-        let current = &self.inner.settings.transport_key;
-        let pending = pending_key_path(current);
-        let Ok(seed) = crate::identity::read_key_file(&pending) else {
+        let Some(seed) = take_pending_key(&self.inner.settings.transport_key, key)? else {
             return Ok(false);
         };
-        let next = ed25519_dalek::SigningKey::from_bytes(&seed);
-        if comity_protocol::PublicKey::from(&next.verifying_key()) != *key {
-            return Ok(false);
-        }
-        std::fs::rename(&pending, current)?;
-        sync_dir(current);
         self.inner.identity.set_transport_key(seed);
         info!(peer_id = %self.inner.identity.peer_id(), "transport key rotated: this node's PeerId is now the new key's");
         Ok(true)
@@ -372,18 +383,12 @@ impl Governance {
 
     /// If the pending key is `key`, makes it the signing key (file and memory).
     fn complete_rotation(&self, key: &comity_protocol::PublicKey) -> anyhow::Result<bool> {
-        let current = &self.inner.settings.signing_key;
-        let pending = pending_key_path(current);
-        let Ok(seed) = crate::identity::read_key_file(&pending) else {
+        let Some(seed) = take_pending_key(&self.inner.settings.signing_key, key)? else {
             return Ok(false);
         };
-        let next = ed25519_dalek::SigningKey::from_bytes(&seed);
-        if comity_protocol::PublicKey::from(&next.verifying_key()) != *key {
-            return Ok(false);
-        }
-        std::fs::rename(&pending, current)?;
-        sync_dir(current);
-        self.inner.identity.set_signing_key(next);
+        self.inner
+            .identity
+            .set_signing_key(ed25519_dalek::SigningKey::from_bytes(&seed));
         info!(key = %key, "signing key rotated: this node now signs with its new key");
         Ok(true)
     }
