@@ -552,10 +552,22 @@ async fn an_expired_configuration_refuses_new_requests_while_cases_under_way_com
     let (fr, de) = (bloc.client("FR"), bloc.client("DE"));
     let under_way = send(&bloc, "FR", "DE", Some(20_000)).await.summary.case_id;
 
-    // Past the configuration's expiry (90 days), on both members' clocks.
-    for client in [&fr, &de] {
-        client.advance_clock(91 * 86_400).await.unwrap();
-    }
+    // Past the configuration's expiry (90 days) on DE's clock first: a new request pushed to
+    // DE is refused there, with the reason, and not retried.
+    de.advance_clock(91 * 86_400).await.unwrap();
+    let refused = send(&bloc, "FR", "DE", None).await.summary.case_id;
+    let refused = wait_case(&fr, refused, "DE refuses it", |c| {
+        c.delivery.refused.is_some()
+    })
+    .await;
+    let reason = refused.delivery.refused.unwrap();
+    assert!(reason.contains("expired"), "{reason}");
+    assert!(
+        de.case(refused.summary.case_id).await.is_err(),
+        "nothing kept at DE"
+    );
+    // Then on FR's too.
+    fr.advance_clock(91 * 86_400).await.unwrap();
     let status = fr.bloc_status().await.unwrap();
     assert!(status.expired, "{status:?}");
     let err = fr

@@ -283,6 +283,14 @@ impl Cases {
             }
             return Ok(Ingested::default());
         }
+        // A new request pushed to this node starts a case: not on an expired bloc
+        // configuration (cases under way go on).
+        if existing.is_none()
+            && receipt.is_some()
+            && let Err(reason) = self.inner.governance.may_start_requests()
+        {
+            return Err(IngestError::Refused(RejectCode::Invalid, reason));
+        }
         let mut log = if existing.is_some() {
             self.load_log(&case_id)?
         } else {
