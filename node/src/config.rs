@@ -57,7 +57,7 @@ pub struct Config {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NodeSection {
-    /// The jurisdiction this node speaks for, as in the bloc roster.
+    /// The jurisdiction this node speaks for, as in the bloc configuration.
     pub jurisdiction: Jurisdiction,
     /// Where the RocksDB store lives.
     #[serde(default = "defaults::store_dir")]
@@ -82,7 +82,7 @@ pub struct NodeSection {
     #[serde(default = "defaults::keys_dir")]
     pub keys_dir: PathBuf,
     /// The X25519 key evidence for this jurisdiction is sealed to (mode 0600). Its public half
-    /// is this member's `sealing_key` in the roster.
+    /// is this member's sealing key in the bloc configuration.
     #[serde(default = "defaults::sealing_key")]
     pub sealing_key: PathBuf,
     /// Evidence packages, sealed: being sent, being received and received.
@@ -135,7 +135,7 @@ pub struct NetworkSection {
     pub max_pending_incoming: u32,
     /// How long a peer has to answer one exchange request.
     pub request_timeout_secs: u64,
-    /// How often roster members that are not connected are dialled again.
+    /// How often members that are not connected are dialled again.
     pub redial_interval_secs: u64,
 }
 
@@ -208,7 +208,7 @@ pub struct DashboardSection {
     pub listen: Option<SocketAddr>,
 }
 
-/// Evidence transfers (the bloc's limits are in the roster's `[evidence]`).
+/// Evidence transfers (the bloc's limits are in its configuration's `evidence` settings).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct EvidenceSection {
@@ -448,7 +448,7 @@ policy = "{policy}"
 master_key = "{master_key}"
 keys_dir = "{keys_dir}"
 # Evidence: the key packages for this jurisdiction are sealed to (0600; its public half is this
-# member's sealing_key in the roster), and where packages are kept, sealed.
+# member's sealing key in the bloc configuration), and where packages are kept, sealed.
 sealing_key = "{sealing_key}"
 evidence_dir = "{evidence_dir}"
 
@@ -462,7 +462,7 @@ max_connections_per_peer = {maxpp}
 max_pending_incoming = {maxpend}
 # Seconds a peer has to answer one exchange request.
 request_timeout_secs = {rto}
-# Seconds between dials of roster members that are not connected.
+# Seconds between dials of members that are not connected.
 redial_interval_secs = {redial}
 
 [admin]

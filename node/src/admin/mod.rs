@@ -528,7 +528,10 @@ async fn fault(
         return Err(failure(
             StatusCode::NOT_FOUND,
             "unknown-member",
-            format!("{} is not in the roster", body.member),
+            format!(
+                "{} is not an admitted member of the bloc (see `comity bloc status`)",
+                body.member
+            ),
         ));
     };
     state.network.set_link(member.peer_id, body.cut).await;

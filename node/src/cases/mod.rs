@@ -47,7 +47,7 @@ pub enum CaseError {
     Invalid(ValidationErrors),
     #[error("no case {0}")]
     NotFound(CaseId),
-    #[error("{counterparty} is not a member of bloc {bloc}; check the roster")]
+    #[error("{counterparty} is not a member of bloc {bloc}; see `comity bloc status`")]
     UnknownMember {
         counterparty: Jurisdiction,
         bloc: String,

@@ -170,9 +170,12 @@ impl Cases {
     async fn deliver(&self, entry: &OutboxEntry) -> Outcome {
         let roster = self.roster();
         let Some((member, _)) = roster.by_jurisdiction(&entry.to) else {
-            warn!(case = %entry.case_id, to = %entry.to, "recipient is no longer in the roster; not retried");
+            warn!(case = %entry.case_id, to = %entry.to, "recipient is no longer an admitted member of the bloc; not retried");
             return self
-                .refused(entry, format!("{} is no longer in the roster", entry.to))
+                .refused(
+                    entry,
+                    format!("{} is no longer an admitted member of the bloc", entry.to),
+                )
                 .await;
         };
         let peer: PeerId = member.peer_id;

@@ -38,7 +38,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Create a node: key (0600), commented config, roster, store and the first admin token.
+    /// Create a node: transport, signing, sealing and master keys (0600), commented config,
+    /// signed member card (member.toml), store and the first admin token.
     Init(InitArgs),
     /// Run the node daemon until SIGINT or SIGTERM.
     Run {
@@ -175,7 +176,8 @@ pub enum AuditCommand {
     /// Check a proof printed by `prove` or `consistency`, offline, with the node's public key.
     Check {
         file: PathBuf,
-        /// The node's public key (hex), as its roster PeerId carries it (`comity status`).
+        /// The node's signing key (hex) of the checkpoint's time, as the bloc configuration
+        /// lists it (`comity bloc status`).
         #[arg(long)]
         signer: comity_protocol::PublicKey,
     },
@@ -224,7 +226,7 @@ pub struct InitArgs {
     /// The jurisdiction this node speaks for (ISO 3166-1 alpha-2, e.g. FR).
     #[arg(long)]
     pub jurisdiction: Jurisdiction,
-    /// Directory for the node's key, config, roster and store (created, mode 0700).
+    /// Directory for the node's keys, config, member card and store (created, mode 0700).
     #[arg(long)]
     pub data_dir: PathBuf,
     /// Peer-to-peer listen address.
@@ -233,7 +235,7 @@ pub struct InitArgs {
     /// Admin API address (keep it on loopback).
     #[arg(long, default_value = "127.0.0.1:7701")]
     pub admin: SocketAddr,
-    /// Human name of the member, for the roster (defaults to the jurisdiction code).
+    /// Human name of the member, for its card (defaults to the jurisdiction code).
     #[arg(long)]
     pub name: Option<String>,
     /// Bloc id.

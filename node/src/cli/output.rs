@@ -47,9 +47,9 @@ pub fn status(s: &StatusView, as_json: bool) -> anyhow::Result<()> {
     }
     if let Some(key) = &s.sealing_key {
         let listed = if s.sealing_key_in_roster {
-            "as the roster lists it"
+            "as the bloc configuration lists it"
         } else {
-            "NOT in the roster: evidence cannot be delivered to this node"
+            "NOT in the bloc configuration: evidence cannot be delivered to this node"
         };
         println!("sealing key   {key} ({listed})");
     }
