@@ -897,10 +897,11 @@ impl Governance {
         }
         let hash = config_hash(&signed);
         self.vote(&signed, officer, "proposed").await?;
-        self.proposal(&hash)
-            .await
-            .ok_or_else(|| GovernanceError::NotFound("the proposal applied at once".into()))
-            .or_else(|_| self.applied_view(&hash))
+        // Held as a proposal, or (when this node's signature alone was the threshold) applied.
+        match self.proposal(&hash).await {
+            Some(view) => Ok(view),
+            None => self.applied_view(&hash).await,
+        }
     }
 
     /// A key for this node's rotation of the key file `current`: the one already pending, or
@@ -1011,7 +1012,7 @@ impl Governance {
         self.vote(&proposal, officer, "signed").await?;
         match self.proposal(&hash).await {
             Some(view) => Ok(view),
-            None => self.applied_view(&hash),
+            None => self.applied_view(&hash).await,
         }
     }
 
@@ -1052,19 +1053,28 @@ impl Governance {
         Ok(())
     }
 
-    fn applied_view(&self, hash: &Hash32) -> Result<ProposalView, GovernanceError> {
-        let roster = self.roster();
-        let v = roster
-            .verified()
-            .filter(|v| v.hash == *hash)
+    /// A version that applied, as the proposal it was: who signed, how many were needed and
+    /// what it changed.
+    async fn applied_view(&self, hash: &Hash32) -> Result<ProposalView, GovernanceError> {
+        let chain = self.inner.chain.lock().await;
+        let v = chain
+            .versions()
+            .iter()
+            .rev()
+            .find(|v| v.hash == *hash)
             .ok_or_else(|| GovernanceError::NotFound("the proposal is gone".into()))?;
+        let previous = v
+            .config
+            .version
+            .checked_sub(1)
+            .and_then(|p| chain.version(p));
         Ok(ProposalView {
             version: v.config.version,
             hash: v.hash,
             signed_by: v.signers.clone(),
-            needed: v.signers.len(),
+            needed: previous.map_or(v.signers.len(), |p| p.config.required_signatures()),
             applied: true,
-            changes: Vec::new(),
+            changes: previous.map_or_else(Vec::new, |p| bloc::diff(&p.config, &v.config)),
         })
     }
 
