@@ -821,61 +821,43 @@ impl Governance {
         for (name, value) in &change.set {
             amendments.push(Amendment::Set(name.clone(), value.clone()));
         }
-        match change.rotate_key.as_deref() {
-            None => {}
-            Some("signing") => {
-                let key = self.pending_key(&self.inner.settings.signing_key)?;
-                let me = head
-                    .config
-                    .member(&self.inner.jurisdiction)
-                    .ok_or_else(|| {
-                        GovernanceError::Refused(
-                            "this node is not a member; it has no key to rotate".into(),
-                        )
-                    })?;
-                let card = MemberCard {
-                    bloc: head.config.bloc.clone(),
-                    jurisdiction: me.jurisdiction.clone(),
-                    name: me.name.clone(),
-                    addresses: me.addresses.clone(),
-                    transport_key: me.transport_key,
-                    signing_key: comity_protocol::PublicKey::from(&key.verifying_key()),
-                    sealing_key: me.sealing_key,
-                    made_at: self.now(),
-                };
-                amendments.push(Amendment::Update(
-                    card.sign(&key, &self.inner.identity.transport_signing_key()),
-                ));
-            }
-            Some("transport") => {
-                let me = head
-                    .config
-                    .member(&self.inner.jurisdiction)
-                    .ok_or_else(|| {
-                        GovernanceError::Refused(
-                            "this node is not a member; it has no key to rotate".into(),
-                        )
-                    })?;
-                let next = self.pending_key(&self.inner.settings.transport_key)?;
-                let card = MemberCard {
-                    bloc: head.config.bloc.clone(),
-                    jurisdiction: me.jurisdiction.clone(),
-                    name: me.name.clone(),
-                    addresses: me.addresses.clone(),
-                    transport_key: comity_protocol::PublicKey::from(&next.verifying_key()),
-                    signing_key: self.inner.identity.public_key(),
-                    sealing_key: me.sealing_key,
-                    made_at: self.now(),
-                };
-                amendments.push(Amendment::Update(
-                    card.sign(&self.inner.identity.signing_key(), &next),
-                ));
-            }
-            Some(other) => {
-                return Err(GovernanceError::Refused(format!(
-                    "--rotate-key {other}: write `signing` (the application signing key) or `transport` (the libp2p identity)"
-                )));
-            }
+        if let Some(kind) = change.rotate_key.as_deref() {
+            let me = head
+                .config
+                .member(&self.inner.jurisdiction)
+                .ok_or_else(|| {
+                    GovernanceError::Refused(
+                        "this node is not a member; it has no key to rotate".into(),
+                    )
+                })?;
+            // The new key is made now (kept as `*.next` until the version applies); the card
+            // that introduces it is signed by it and by the key that stays.
+            let (signing, transport) = match kind {
+                "signing" => (
+                    self.pending_key(&self.inner.settings.signing_key)?,
+                    self.inner.identity.transport_signing_key(),
+                ),
+                "transport" => (
+                    (*self.inner.identity.signing_key()).clone(),
+                    self.pending_key(&self.inner.settings.transport_key)?,
+                ),
+                other => {
+                    return Err(GovernanceError::Refused(format!(
+                        "--rotate-key {other}: write `signing` (the application signing key) or `transport` (the libp2p identity)"
+                    )));
+                }
+            };
+            let card = MemberCard {
+                bloc: head.config.bloc.clone(),
+                jurisdiction: me.jurisdiction.clone(),
+                name: me.name.clone(),
+                addresses: me.addresses.clone(),
+                transport_key: comity_protocol::PublicKey::from(&transport.verifying_key()),
+                signing_key: comity_protocol::PublicKey::from(&signing.verifying_key()),
+                sealing_key: me.sealing_key,
+                made_at: self.now(),
+            };
+            amendments.push(Amendment::Update(card.sign(&signing, &transport)));
         }
         if change.renew {
             amendments.push(Amendment::Renew);
