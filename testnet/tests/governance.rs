@@ -106,6 +106,25 @@ async fn a_sixth_member_joins_live_when_the_threshold_signs() {
     );
 }
 
+/// DE (of FR, DE and IT) rotates its `kind` key: its proposal carries the new key's card and
+/// DE's vote; FR's signature makes two of three, the threshold; all three apply version 2.
+async fn rotate_de_key(bloc: &comity_testnet::Bloc, kind: &str) {
+    let rotate = ProposeRequest {
+        rotate_key: Some(kind.into()),
+        ..ProposeRequest::default()
+    };
+    let proposed = bloc.propose("DE", &rotate).await.unwrap();
+    let change = format!("DE {kind} key");
+    assert!(
+        proposed.changes.iter().any(|c| c.contains(&change)),
+        "{proposed:?}"
+    );
+    assert!(bloc.sign("FR", "2").await.unwrap().applied);
+    for m in ["FR", "DE", "IT"] {
+        bloc.wait_version(m, 2, APPLY).await.unwrap();
+    }
+}
+
 async fn act(client: &comity_node::admin::api::AdminClient, case: CaseId, action: Action) {
     client
         .act(case, &action)
@@ -148,22 +167,7 @@ async fn a_rotated_signing_key_keeps_old_cases_verifying_and_signs_nothing_new()
 
     // DE rotates: its proposal carries the new key's card and DE's vote; FR's makes two of
     // three members, the threshold.
-    let rotate = ProposeRequest {
-        rotate_key: Some("signing".into()),
-        ..ProposeRequest::default()
-    };
-    let proposed = bloc.propose("DE", &rotate).await.unwrap();
-    assert!(
-        proposed
-            .changes
-            .iter()
-            .any(|c| c.contains("DE signing key")),
-        "{proposed:?}"
-    );
-    assert!(bloc.sign("FR", "2").await.unwrap().applied);
-    for m in ["FR", "DE", "IT"] {
-        bloc.wait_version(m, 2, APPLY).await.unwrap();
-    }
+    rotate_de_key(&bloc, "signing").await;
     let status = fr.bloc_status().await.unwrap();
     let de_entry = status
         .members
@@ -618,22 +622,7 @@ async fn a_rotated_transport_key_moves_the_member_to_its_new_peer_id_without_a_r
     let old = comity_node::identity::NodeIdentity::load_dir(&bloc.node("DE").dir).unwrap();
     let pid = bloc.pid("DE").unwrap();
 
-    let rotate = ProposeRequest {
-        rotate_key: Some("transport".into()),
-        ..ProposeRequest::default()
-    };
-    let proposed = bloc.propose("DE", &rotate).await.unwrap();
-    assert!(
-        proposed
-            .changes
-            .iter()
-            .any(|c| c.contains("DE transport key")),
-        "{proposed:?}"
-    );
-    assert!(bloc.sign("FR", "2").await.unwrap().applied);
-    for m in ["FR", "DE", "IT"] {
-        bloc.wait_version(m, 2, APPLY).await.unwrap();
-    }
+    rotate_de_key(&bloc, "transport").await;
     // DE now speaks under its new PeerId, the same process, and the members reach it there.
     let de = bloc.client("DE");
     wait_until(
