@@ -68,6 +68,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             signing_key: config.signing_key_path(),
             transport_key: config.key_path(),
             announce: Duration::from_secs(config.bloc.announce_secs.max(1)),
+            clock: crate::clock::Clock::system(),
         },
     )?;
     governance.persist_start().await?;
@@ -116,6 +117,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 .testing
                 .cases_per_pull
                 .unwrap_or(crate::cases::CASES_PER_PULL),
+            fulfilments: std::sync::Arc::new(crate::evidence::Announcer),
         },
     )?;
     let evidence = crate::evidence::Evidence::start(

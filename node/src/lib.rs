@@ -10,6 +10,7 @@ pub mod audit;
 pub mod bloc;
 pub mod cases;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod dashboard;

@@ -58,6 +58,8 @@ pub struct GovernanceSettings {
     pub signing_key: PathBuf,
     pub transport_key: PathBuf,
     pub announce: Duration,
+    /// The node's clock, shared with every other service.
+    pub clock: crate::clock::Clock,
 }
 
 /// What a member's pull answer said of its chain, for `comity peers`.
@@ -83,8 +85,6 @@ struct Inner {
     membership: Membership,
     network: std::sync::OnceLock<network::Client>,
     peers: std::sync::Mutex<BTreeMap<Jurisdiction, PeerHead>>,
-    /// Added to the system clock: testnets move it forward to reach expiry and deadlines.
-    clock_offset_ms: std::sync::atomic::AtomicI64,
     /// When the log last warned of expiry (at most once an hour).
     expiry_warned: std::sync::Mutex<Option<std::time::Instant>>,
 }
@@ -244,7 +244,6 @@ impl Governance {
                 membership,
                 network: std::sync::OnceLock::new(),
                 peers: std::sync::Mutex::new(BTreeMap::new()),
-                clock_offset_ms: std::sync::atomic::AtomicI64::new(0),
                 expiry_warned: std::sync::Mutex::new(None),
             }),
         };
@@ -252,22 +251,18 @@ impl Governance {
         Ok(governance)
     }
 
-    /// The node's clock: the system clock, plus an offset that testnets may advance (to see
-    /// deadlines, retention and expiry without waiting).
+    /// The node's clock (see `crate::clock`): bloc expiry and case deadlines read the same.
     pub fn now(&self) -> Timestamp {
-        let offset = self
-            .inner
-            .clock_offset_ms
-            .load(std::sync::atomic::Ordering::Relaxed);
-        Timestamp::from_millis(Timestamp::now().as_millis().saturating_add(offset))
+        self.inner.settings.clock.now()
+    }
+
+    pub fn clock(&self) -> &crate::clock::Clock {
+        &self.inner.settings.clock
     }
 
     /// Fault injection (testnets): moves the node's clock forward.
     pub fn advance_clock(&self, by: Duration) {
-        self.inner.clock_offset_ms.fetch_add(
-            by.as_millis().min(i64::MAX as u128) as i64,
-            std::sync::atomic::Ordering::Relaxed,
-        );
+        self.inner.settings.clock.advance(by);
     }
 
     /// The version and hash `member` last said it holds.
@@ -1153,20 +1148,25 @@ impl Governance {
 
     /// Whether a new request may start now; the reason in words when it may not.
     pub fn may_start_requests(&self) -> Result<(), String> {
-        let roster = self.roster();
-        let Some(config) = roster.config() else {
-            return Err("this node holds no bloc configuration yet; it is still joining".into());
-        };
-        if config.is_expired(self.now()) {
-            return Err(format!(
-                "the bloc configuration (version {}) expired at {}: no new request can start until the members renew it — a governor runs `comity bloc propose --renew`, and enough members `comity bloc sign {}`; cases under way go on",
-                config.version,
-                config.expires_at,
-                config.version + 1
-            ));
-        }
-        Ok(())
+        may_start_requests(&self.roster(), self.now())
     }
+}
+
+/// Whether new requests may start under `roster` at `now`: not while joining, and not once
+/// the configuration expired (cases under way go on).
+pub fn may_start_requests(roster: &Roster, now: Timestamp) -> Result<(), String> {
+    let Some(config) = roster.config() else {
+        return Err("this node holds no bloc configuration yet; it is still joining".into());
+    };
+    if config.is_expired(now) {
+        return Err(format!(
+            "the bloc configuration (version {}) expired at {}: no new request can start until the members renew it — a governor runs `comity bloc propose --renew`, and enough members `comity bloc sign {}`; cases under way go on",
+            config.version,
+            config.expires_at,
+            config.version + 1
+        ));
+    }
+    Ok(())
 }
 
 /// Every signing key `jurisdiction` has had, oldest first, as the newest configuration in the

@@ -6,11 +6,13 @@
 //! reconnect pull what they lack. This module logs identifiers and sizes only, never a
 //! request's contents or selectors.
 
+pub mod core;
 mod exchange;
 mod outbox;
 mod precheck;
 pub mod record;
 mod retention;
+mod shell;
 mod sync;
 
 use std::collections::HashMap;
@@ -19,9 +21,8 @@ use std::time::Duration;
 
 use comity_protocol::caselog::KeyProblem;
 use comity_protocol::{
-    Approval, AssistanceRequest, CaseId, CaseLog, CaseState, DataCategory, EventKind, EventPush,
-    ExchangeRequest, Inserted, Jurisdiction, MessageId, Side, SignedEnvelope, Timestamp,
-    ValidationErrors, to_canonical_cbor,
+    AssistanceRequest, CaseId, CaseLog, CaseState, DataCategory, EventKind, Jurisdiction,
+    SignedEnvelope, Timestamp, ValidationErrors,
 };
 use comity_protocol::{CaseEvent, PublicKey};
 use ed25519_dalek::VerifyingKey;
@@ -35,10 +36,8 @@ use crate::roster::Roster;
 use crate::store::{Batch, Cf, Store, StoreError};
 pub use outbox::CaseSettings;
 pub use precheck::Precheck;
-use record::{
-    CaseRecord, Delivery, LogSummary, OutboxEntry, Role, case_key, decode, encode, event_key,
-    events_prefix, message_key,
-};
+use record::{CaseRecord, OutboxEntry, Role, case_key, decode, encode, events_prefix};
+use shell::Load;
 pub use sync::CASES_PER_PULL;
 
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +65,20 @@ pub enum CaseError {
     Encode(String),
     #[error(transparent)]
     Vault(#[from] crate::vault::VaultError),
+}
+
+/// Told, in the batch that stores a fulfilment, of the evidence package it names: the
+/// evidence service records the transfer there, so that it starts (or resumes after a crash)
+/// once the batch is stored. Cases know nothing else of evidence.
+pub trait Fulfilments: Send + Sync + std::fmt::Debug {
+    fn announced(
+        &self,
+        batch: &mut Batch,
+        case_id: CaseId,
+        root: comity_protocol::Hash32,
+        from: &Jurisdiction,
+        at: Timestamp,
+    );
 }
 
 /// What makes two refusals the same: who, which case, which code, which reason.
@@ -108,6 +121,8 @@ struct Inner {
     sync_rx: Mutex<Option<mpsc::Receiver<libp2p::PeerId>>>,
     /// Wakes the evidence service: a fulfilment named a package, or its arrival was confirmed.
     evidence_wake: Arc<tokio::sync::Notify>,
+    /// Records, in a fulfilment's batch, the transfer of the package it names.
+    fulfilments: Arc<dyn Fulfilments>,
     cases_per_pull: usize,
     /// Refusals recorded lately, by peer, case, code and reason: repeats are not recorded.
     recent_refusals: Mutex<HashMap<RefusalKey, std::time::Instant>>,
@@ -147,6 +162,7 @@ impl Cases {
                 sync_tx,
                 sync_rx: Mutex::new(Some(sync_rx)),
                 evidence_wake: Arc::new(tokio::sync::Notify::new()),
+                fulfilments: settings.fulfilments.clone(),
                 cases_per_pull: settings.cases_per_pull.max(1),
                 recent_refusals: Mutex::new(HashMap::new()),
             }),
@@ -227,23 +243,6 @@ impl Cases {
         &self.inner.locks[(h.finish() % 64) as usize]
     }
 
-    /// The key an event's signer may use for a new event: the author's current key, or a
-    /// retired one if the event predates the retirement; never a revoked one.
-    fn key_of(
-        roster: &Roster,
-    ) -> impl Fn(&CaseEvent, &PublicKey) -> Result<VerifyingKey, KeyProblem> + '_ {
-        |event, signer| {
-            use comity_protocol::bloc::KeyRefusal;
-            match roster.accepts(&event.author, signer, event.at) {
-                Ok(()) => signer
-                    .verifying_key()
-                    .map_err(|e| KeyProblem::Refused(e.to_string())),
-                Err(KeyRefusal::NotAMember(_)) => Err(KeyProblem::NotAMember),
-                Err(e) => Err(KeyProblem::Refused(e.to_string())),
-            }
-        }
-    }
-
     /// The key an event held here was signed with, if it was ever its author's (checked
     /// when it arrived; a key retired or revoked since still reads, with a note).
     fn held_key_of(
@@ -257,333 +256,97 @@ impl Cases {
         }
     }
 
-    /// Checks a request and makes it a draft case (not yet stored).
-    fn new_draft(
-        &self,
-        request: AssistanceRequest,
-        drafted_by: &str,
-    ) -> Result<CaseRecord, CaseError> {
-        request.validate().map_err(CaseError::Invalid)?;
-        self.inner
-            .governance
-            .may_start_requests()
-            .map_err(CaseError::Refused)?;
-        if request.requesting != self.inner.jurisdiction {
-            return Err(CaseError::Invalid(ValidationErrors(vec![
-                comity_protocol::FieldProblem {
-                    field: "requesting".into(),
-                    problem: format!(
-                        "this node speaks for {}, not {}",
-                        self.inner.jurisdiction, request.requesting
-                    ),
-                },
-            ])));
-        }
-        if self
-            .inner
-            .governance
-            .roster()
-            .by_jurisdiction(&request.executing)
-            .is_none()
-        {
-            return Err(CaseError::UnknownMember {
-                counterparty: request.executing.clone(),
-                bloc: self.inner.governance.roster().bloc().to_owned(),
-            });
-        }
-        let now = Timestamp::now();
-        Ok(CaseRecord {
-            case_id: CaseId::new(),
-            role: Role::Requester,
-            counterparty: request.executing.clone(),
-            created_at: now,
-            updated_at: now,
-            summary: record::RequestSummary::of(&request),
-            request: Some(request),
-            sealed_request: Vec::new(),
-            purged_at: None,
-            key_id: self.inner.vault.new_key()?,
-            genesis_message: None,
-            receipt: None,
-            delivery: Delivery::default(),
-            log: LogSummary::default(),
-            drafted_by: Some(drafted_by.to_owned()),
-            approval: None,
-            disclosure_approval: None,
-        })
-    }
-
     /// Creates a draft from a validated request, drafted by `officer`.
     pub async fn create_draft(
         &self,
         request: AssistanceRequest,
         officer: &str,
     ) -> Result<CaseRecord, CaseError> {
-        let record = self.new_draft(request, officer)?;
-        let mut batch = Batch::new();
-        batch.put(
-            Cf::Cases,
-            case_key(&record.case_id),
-            self.encode_record(&record)?,
-        );
-        self.inner.store.commit(batch).await?;
+        let case_id = CaseId::new();
+        let plan = self
+            .run(case_id, Load::Record, |ctx, _| {
+                let record = core::draft(ctx, case_id, request, officer)?;
+                Ok::<_, CaseError>(core::Plan {
+                    record: Some(record),
+                    ..core::Plan::default()
+                })
+            })
+            .await?;
+        let record = plan.record.expect("a draft plan holds its record");
         info!(case = %record.case_id, to = %record.counterparty, officer, "draft created");
         Ok(record)
     }
 
-    /// Four-eyes. On the requesting side: `approver` approves a draft that another officer
-    /// drafted; the approval travels in the signed request. On the executing side: `approver`
-    /// approves disclosing the data of a case (required before fulfilment for the categories
-    /// the node's safeguards name), and must not be the officer who then fulfils it.
-    /// Refused, and logged, when it would approve one's own draft or approve twice.
+    /// Four-eyes: see [`core::approve`]. Refusals are logged.
     pub async fn approve(&self, case_id: CaseId, approver: &str) -> Result<CaseRecord, CaseError> {
-        let _guard = self.lock(&case_id).lock().await;
-        let mut record = self.get(&case_id)?.ok_or(CaseError::NotFound(case_id))?;
-        let now = Timestamp::now();
-        let refuse = |why: String| {
-            warn!(case = %case_id, officer = approver, reason = %why, "approval refused");
-            Err(CaseError::Refused(why))
-        };
-        match record.role {
-            Role::Requester => {
-                if record.log.state.is_some() {
-                    return refuse(format!(
-                        "case {case_id} was already sent; approvals are for drafts"
-                    ));
-                }
-                if let Some(existing) = &record.approval {
-                    return refuse(format!(
-                        "case {case_id} was already approved by {} at {}; an approval is given once",
-                        existing.approved_by, existing.approved_at
-                    ));
-                }
-                let drafted_by = record.drafted_by.clone().unwrap_or_default();
-                if drafted_by == approver {
-                    return refuse(format!(
-                        "four-eyes: {approver} drafted case {case_id} and cannot approve it; another approver must"
-                    ));
-                }
-                record.approval = Some(Approval {
-                    drafted_by,
-                    approved_by: approver.to_owned(),
-                    approved_at: now,
-                });
-            }
-            Role::Executing => {
-                if let Some((by, at)) = &record.disclosure_approval {
-                    return refuse(format!(
-                        "disclosure for case {case_id} was already approved by {by} at {at}; an approval is given once"
-                    ));
-                }
-                record.disclosure_approval = Some((approver.to_owned(), now));
-            }
-        }
-        record.updated_at = now;
-        let mut batch = Batch::new();
-        batch.put(Cf::Cases, case_key(&case_id), self.encode_record(&record)?);
-        crate::audit::record(
-            &mut batch,
-            crate::audit::AuditWhat::Approval {
-                officer: approver.to_owned(),
-                case_id,
-            },
-        );
-        self.inner.store.commit(batch).await?;
+        let plan = self
+            .run(case_id, Load::Record, |ctx, case| {
+                core::approve(ctx, Self::found(case_id, case.record)?, approver)
+            })
+            .await
+            .inspect_err(|e| {
+                warn!(case = %case_id, officer = approver, reason = %e, "approval refused");
+            })?;
+        let record = plan.record.expect("an approval plan holds its record");
         info!(case = %case_id, officer = approver, role = %record.role, "approved");
         Ok(record)
     }
 
     /// Signs a draft's request as the genesis of its log and queues it, durably, in one batch.
     /// With `wait`, returns once the executing side's receipt is verified (or the wait ends).
+    /// Under the case's lock: two officers sending the same draft cannot both succeed.
     pub async fn send(
         &self,
         case_id: CaseId,
         wait: Option<Duration>,
     ) -> Result<CaseRecord, CaseError> {
-        let guard = self.lock(&case_id).lock().await;
-        let mut record = self.get(&case_id)?.ok_or(CaseError::NotFound(case_id))?;
-        if record.role != Role::Requester || record.log.state.is_some() {
-            return Err(CaseError::NotDraft {
-                case: case_id,
-                state: record.state_code(),
-            });
-        }
-        if record.approval.is_none() {
-            warn!(case = %case_id, "send refused: not approved");
-            return Err(CaseError::Refused(format!(
-                "four-eyes: case {case_id} needs an approval by an approver other than its drafter before it is sent (`comity request approve {case_id}`)"
-            )));
-        }
-        if let Err(reason) = self.inner.governance.may_start_requests() {
-            warn!(case = %case_id, "send refused: the bloc configuration does not allow new requests");
-            return Err(CaseError::Refused(reason));
-        }
         let waiter = wait.map(|_| self.register_waiter(case_id));
-        let mut batch = Batch::new();
-        let entry = self.submit(&mut record, &mut batch)?;
-        // Still under the case lock: two officers sending the same draft cannot both succeed.
-        self.inner.store.commit(batch).await?;
-        drop(guard);
-        self.dispatch(vec![entry]).await;
+        let plan = self
+            .run(case_id, Load::Record, |ctx, case| {
+                core::send(ctx, Self::found(case_id, case.record)?)
+            })
+            .await
+            .inspect_err(|e| match e {
+                CaseError::Refused(why) if why.starts_with("four-eyes") => {
+                    warn!(case = %case_id, "send refused: not approved");
+                }
+                CaseError::Refused(_) => {
+                    warn!(case = %case_id, reason = %e, "send refused: the bloc configuration does not allow new requests");
+                }
+                _ => {}
+            })?;
+        if let Some(entry) = plan.outbox_put.first() {
+            info!(case = %case_id, message = %entry.message_id, to = %entry.to, bytes = entry.frame.len(), "request queued");
+        }
         self.finish_wait(case_id, wait.zip(waiter)).await
     }
 
-    /// Adds the genesis event, the updated record and the push that carries it to `batch`.
-    fn submit(&self, record: &mut CaseRecord, batch: &mut Batch) -> Result<OutboxEntry, CaseError> {
-        let mut log = CaseLog::new(record.case_id);
-        let now = Timestamp::now();
-        let genesis = log.next_event(
-            &self.inner.jurisdiction,
-            EventKind::Submitted {
-                request: Box::new(
-                    record
-                        .request
-                        .clone()
-                        .ok_or_else(|| CaseError::Refused("the draft's content is gone".into()))?,
-                ),
-                approval: record
-                    .approval
-                    .clone()
-                    .ok_or_else(|| CaseError::Refused("four-eyes: not approved".into()))?,
-            },
-            now,
-        );
-        let envelope = self.sign(&genesis)?;
-        self.insert_own(&mut log, envelope.clone())?;
-        batch.put(
-            Cf::Events,
-            event_key(&record.case_id, 0),
-            self.inner
-                .vault
-                .seal(&record.key_id, &record.case_id, &envelope.to_bytes())?,
-        );
-        crate::audit::record_event(batch, &envelope);
-        // The push is dated like the genesis it carries, so that it can be rebuilt exactly.
-        let entry = self.push_entry(
-            record.case_id,
-            &record.counterparty,
-            vec![envelope],
-            true,
-            now,
-            &record.key_id,
-        )?;
-        record.genesis_message = Some(entry.message_id);
-        record.delivery.queued_at = Some(now);
-        record.log = LogSummary::of(&log);
-        record.updated_at = now;
-        batch.put(
-            Cf::Cases,
-            case_key(&record.case_id),
-            self.encode_record(record)?,
-        );
-        batch.put(
-            Cf::Outbox,
-            message_key(&entry.message_id),
-            self.encode_outbox(&entry)?,
-        );
-        info!(case = %record.case_id, message = %entry.message_id, to = %entry.to, bytes = entry.frame.len(), "request queued");
-        Ok(entry)
-    }
-
-    /// An officer's step in a case: a signed event of this node, stored with its push to the
-    /// other party in one batch. Refused (nothing stored) unless this side may take the step
-    /// now; the error says why.
+    /// An officer's step in a case (see [`core::act`]): a signed event of this node, stored
+    /// with its push to the other party in one batch. Refused, with the reason, unless this
+    /// side may take the step now.
     pub async fn act(
         &self,
         case_id: CaseId,
         kind: EventKind,
         officer: &str,
     ) -> Result<CaseRecord, CaseError> {
-        let guard = self.lock(&case_id).lock().await;
-        let mut record = self.get(&case_id)?.ok_or(CaseError::NotFound(case_id))?;
-        if matches!(kind, EventKind::Fulfilled { .. }) {
-            self.check_disclosure_approval(&record, officer)?;
-        }
-        if let Some(at) = record.purged_at {
-            return Err(CaseError::Refused(format!(
-                "case {case_id}'s content was destroyed at {at}; nothing more can be recorded on it"
-            )));
-        }
-        if let Some(refused) = &record.delivery.refused {
-            return Err(CaseError::Refused(format!(
-                "{} refused this request when it arrived ({refused}); nothing more can be sent on it",
-                record.counterparty
-            )));
-        }
-        let mut log = self.load_log(&case_id)?;
-        if log.is_empty() {
-            return Err(CaseError::Refused(format!(
-                "case {case_id} is a draft: send it first (`comity request send {case_id}`)"
-            )));
-        }
-        let side = match record.role {
-            Role::Requester => Side::Requester,
-            Role::Executing => Side::Executing,
-        };
-        let allowed = kind.allowed_author();
-        if allowed != Side::Either && allowed != side {
-            return Err(CaseError::Refused(format!(
-                "only the {} side may record `{}`; this node is the {} side of case {case_id}",
-                side_name(allowed),
-                kind.code(),
-                record.role
-            )));
-        }
-        let purging = matches!(kind, EventKind::Purged);
-        let event = log.next_event(&self.inner.jurisdiction, kind, Timestamp::now());
-        let code = event.kind.code();
-        let envelope = self.sign(&event)?;
-        let id = self.insert_own(&mut log, envelope.clone())?;
-        if let Some(entry) = log.view().entries.iter().find(|e| e.id == id)
-            && !entry.applied
-        {
-            let why = entry.note.clone().unwrap_or_default();
-            return Err(CaseError::Refused(format!(
-                "`{code}` does not apply to case {case_id} now ({}): {why}",
-                record.state_code()
-            )));
-        }
-        let mut batch = Batch::new();
-        batch.put(
-            Cf::Events,
-            event_key(&case_id, log.len() - 1),
-            self.inner
-                .vault
-                .seal(&record.key_id, &case_id, &envelope.to_bytes())?,
-        );
-        crate::audit::record_event(&mut batch, &envelope);
-        let mut entry = self.push_entry(
-            case_id,
-            &record.counterparty,
-            vec![envelope],
-            false,
-            Timestamp::now(),
-            &record.key_id,
-        )?;
-        entry.clear = purging;
-        record.log = LogSummary::of(&log);
-        record.updated_at = Timestamp::now();
-        if purging {
-            record.purged_at = Some(record.updated_at);
-            record.request = None;
-            record.sealed_request.clear();
-        }
-        batch.put(Cf::Cases, case_key(&case_id), self.encode_record(&record)?);
-        batch.put(
-            Cf::Outbox,
-            message_key(&entry.message_id),
-            self.encode_outbox(&entry)?,
-        );
-        self.inner.store.commit(batch).await?;
-        if purging {
-            // The record says purged first: a crash before this line is finished by the
-            // retention sweep, which shreds the keys of purged cases again.
-            self.inner.vault.shred(&record.key_id)?;
-            info!(case = %case_id, officer, "case content destroyed (key shredded)");
-        }
-        drop(guard);
-        info!(case = %case_id, event = code, to = %record.counterparty, "event recorded");
-        self.dispatch(vec![entry]).await;
+        let code = kind.code();
+        let plan = self
+            .run(case_id, Load::Log, |ctx, case| {
+                core::act(ctx, case, kind, officer)
+            })
+            .await
+            .inspect_err(|e| match e {
+                CaseError::Refused(why) if why.starts_with("four-eyes") => {
+                    warn!(case = %case_id, officer, "fulfilment refused: disclosure not approved by another officer");
+                }
+                CaseError::Refused(why) => {
+                    tracing::debug!(case = %case_id, officer, event = code, reason = %why, "step refused");
+                }
+                _ => {}
+            })?;
+        let record = plan.record.expect("a step's plan holds its record");
+        info!(case = %case_id, event = code, to = %record.counterparty, officer, "event recorded");
         Ok(record)
     }
 
@@ -594,29 +357,14 @@ impl Cases {
         record: &CaseRecord,
         officer: &str,
     ) -> Result<(), CaseError> {
-        let sensitive: Vec<String> = record
-            .summary
-            .data_categories
-            .iter()
-            .filter(|c| self.inner.disclosure_approval.contains(c))
-            .map(|c| c.to_string())
-            .collect();
-        if sensitive.is_empty() {
-            return Ok(());
-        }
-        let why = match &record.disclosure_approval {
-            None => format!(
-                "four-eyes: disclosing {} data needs an approver's approval first (`comity case approve {}`)",
-                sensitive.join(", "),
-                record.case_id
-            ),
-            Some((by, _)) if by == officer => format!(
-                "four-eyes: {officer} approved this disclosure and cannot also make it; another officer must fulfil"
-            ),
-            Some(_) => return Ok(()),
-        };
-        warn!(case = %record.case_id, officer, "fulfilment refused: disclosure not approved by another officer");
-        Err(CaseError::Refused(why))
+        self.with_context(|ctx| core::check_disclosure_approval(ctx, record, officer))
+            .inspect_err(|_| {
+                warn!(case = %record.case_id, officer, "fulfilment refused: disclosure not approved by another officer");
+            })
+    }
+
+    fn found(case_id: CaseId, record: Option<CaseRecord>) -> Result<CaseRecord, CaseError> {
+        record.ok_or(CaseError::NotFound(case_id))
     }
 
     /// Signs any object as this node (a case bundle's header, say).
@@ -626,61 +374,6 @@ impl Cases {
     ) -> Result<SignedEnvelope, CaseError> {
         SignedEnvelope::sign(body, &self.inner.identity.signing_key())
             .map_err(|e| CaseError::Encode(e.to_string()))
-    }
-
-    fn sign(&self, event: &comity_protocol::CaseEvent) -> Result<SignedEnvelope, CaseError> {
-        SignedEnvelope::sign(event, &self.inner.identity.signing_key())
-            .map_err(|e| CaseError::Encode(e.to_string()))
-    }
-
-    /// Inserts an event this node has just signed (its signature needs no check; every other
-    /// rule of the log applies).
-    fn insert_own(
-        &self,
-        log: &mut CaseLog,
-        envelope: SignedEnvelope,
-    ) -> Result<comity_protocol::EventId, CaseError> {
-        match log.insert_stored(envelope) {
-            Ok(Inserted::New(id)) | Ok(Inserted::Duplicate(id)) => Ok(id),
-            Err(e) => Err(CaseError::Refused(e.to_string())),
-        }
-    }
-
-    /// A signed push of `events` to `to`, ready for the outbox.
-    fn push_entry(
-        &self,
-        case_id: CaseId,
-        to: &Jurisdiction,
-        events: Vec<SignedEnvelope>,
-        genesis: bool,
-        sent_at: Timestamp,
-        key_id: &str,
-    ) -> Result<OutboxEntry, CaseError> {
-        let count = events.len();
-        let push = EventPush {
-            message_id: MessageId::new(),
-            case_id,
-            sent_at,
-            events,
-        };
-        let envelope = SignedEnvelope::sign(&push, &self.inner.identity.signing_key())
-            .map_err(|e| CaseError::Encode(e.to_string()))?;
-        let body_hash = envelope.body_hash();
-        let frame = to_canonical_cbor(&ExchangeRequest::Push(envelope))
-            .map_err(|e| CaseError::Encode(e.to_string()))?;
-        Ok(OutboxEntry {
-            message_id: push.message_id,
-            case_id,
-            to: to.clone(),
-            body_hash,
-            genesis,
-            frame,
-            sealed: false,
-            clear: false,
-            key_id: key_id.to_owned(),
-            queued_at: push.sent_at,
-            events: count,
-        })
     }
 
     /// Hands stored outbox entries to the worker. They are durable: if the worker's queue is
@@ -870,6 +563,23 @@ impl Cases {
     }
 }
 
+/// The key an event's signer may use for a new event: the author's current key, or a
+/// retired one if the event predates the retirement; never a revoked one.
+pub(crate) fn key_of(
+    roster: &Roster,
+) -> impl Fn(&CaseEvent, &PublicKey) -> Result<VerifyingKey, KeyProblem> + '_ {
+    |event, signer| {
+        use comity_protocol::bloc::KeyRefusal;
+        match roster.accepts(&event.author, signer, event.at) {
+            Ok(()) => signer
+                .verifying_key()
+                .map_err(|e| KeyProblem::Refused(e.to_string())),
+            Err(KeyRefusal::NotAMember(_)) => Err(KeyProblem::NotAMember),
+            Err(e) => Err(KeyProblem::Refused(e.to_string())),
+        }
+    }
+}
+
 /// Where a case stands against the bloc's deadlines.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Due {
@@ -919,13 +629,5 @@ impl Cases {
             due.not_delivered = now > queued.saturating_add(self.inner.not_delivered_after);
         }
         due
-    }
-}
-
-fn side_name(side: Side) -> &'static str {
-    match side {
-        Side::Requester => "requesting",
-        Side::Executing => "executing",
-        Side::Either => "either",
     }
 }

@@ -9,8 +9,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 use comity_protocol::{
-    ExchangeResponse, MessageId, Receipt, Receipted, RejectCode, SignedEnvelope, Timestamp,
-    from_cbor, limits,
+    ExchangeResponse, MessageId, Receipt, Receipted, RejectCode, SignedEnvelope, from_cbor, limits,
 };
 use libp2p::PeerId;
 use rand::Rng;
@@ -19,11 +18,11 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use super::Cases;
-use super::exchange::Delivered;
-use super::record::{OutboxEntry, case_key, message_key};
+use super::core::{self, Via};
+use super::record::OutboxEntry;
+use super::shell::Load;
+use super::{CaseError, Cases};
 use crate::roster::Member;
-use crate::store::{Batch, Cf};
 
 /// How the case service runs: delivery, safeguards and policy.
 #[derive(Clone, Debug)]
@@ -41,6 +40,8 @@ pub struct CaseSettings {
     pub retention_sweep: Duration,
     /// Most cases listed in one pull request; more are pulled range by range.
     pub cases_per_pull: usize,
+    /// Told of fulfilments that name an evidence package.
+    pub fulfilments: std::sync::Arc<dyn super::Fulfilments>,
 }
 
 enum Outcome {
@@ -226,16 +227,13 @@ impl Cases {
         member: &Member,
         answer: Vec<SignedEnvelope>,
     ) -> Outcome {
-        let done = Delivered {
-            entry,
-            receipt: &receipt,
-        };
         if !answer.is_empty() {
             // The receiver's answer (its `received` statement), stored with the receipt.
-            match self
-                .ingest(member, entry.case_id, answer, None, Some(done))
-                .await
-            {
+            let via = Via::Answer {
+                entry,
+                receipt: &receipt,
+            };
+            match self.ingest(member, entry.case_id, answer, via).await {
                 Ok(_) => return self.finish_delivery(entry),
                 // Store the receipt alone; the next pull from that member brings the events.
                 Err(e) => {
@@ -243,77 +241,44 @@ impl Cases {
                 }
             }
         }
-        let guard = self.lock(&entry.case_id).lock().await;
-        let mut batch = Batch::new();
-        match self.get(&entry.case_id) {
-            Ok(Some(mut record)) => {
-                done.apply(&mut record, &mut batch);
-                match self.encode_record(&record) {
-                    Ok(value) => batch.put(Cf::Cases, case_key(&entry.case_id), value),
-                    Err(e) => return Outcome::Retry(e.to_string()),
-                }
-            }
-            Ok(None) => done.apply_to_outbox(&mut batch),
-            Err(e) => return Outcome::Retry(e.to_string()),
+        let stored = self
+            .run(entry.case_id, Load::Record, |ctx, case| {
+                Ok::<_, CaseError>(core::delivered(ctx, case.record, entry, &receipt))
+            })
+            .await;
+        match stored {
+            Ok(_) => self.finish_delivery(entry),
+            Err(e) => Outcome::Retry(e.to_string()),
         }
-        if let Err(e) = self.inner.store.commit(batch).await {
-            return Outcome::Retry(e.to_string());
-        }
-        drop(guard);
-        self.finish_delivery(entry)
     }
 
     fn finish_delivery(&self, entry: &OutboxEntry) -> Outcome {
         info!(case = %entry.case_id, message = %entry.message_id, to = %entry.to, events = entry.events, "delivered; receipt verified");
-        if entry.genesis {
-            self.wake_waiters(&entry.case_id);
-        }
         Outcome::Delivered
     }
 
     async fn refused(&self, entry: &OutboxEntry, reason: String) -> Outcome {
-        let _guard = self.lock(&entry.case_id).lock().await;
-        let mut batch = Batch::new();
-        if entry.genesis
-            && let Ok(Some(mut record)) = self.get(&entry.case_id)
-        {
-            record.updated_at = Timestamp::now();
-            record.delivery.attempts += 1;
-            record.delivery.last_attempt = Some(record.updated_at);
-            record.delivery.last_error = Some(reason.clone());
-            record.delivery.refused = Some(reason);
-            match self.encode_record(&record) {
-                Ok(value) => batch.put(Cf::Cases, case_key(&entry.case_id), value),
-                Err(e) => return Outcome::Retry(e.to_string()),
-            }
+        let stored = self
+            .run(entry.case_id, Load::Record, |ctx, case| {
+                Ok::<_, CaseError>(core::refused(ctx, case.record, entry, &reason))
+            })
+            .await;
+        match stored {
+            Ok(_) => Outcome::Refused,
+            Err(e) => Outcome::Retry(e.to_string()),
         }
-        batch.delete(Cf::Outbox, message_key(&entry.message_id));
-        if let Err(e) = self.inner.store.commit(batch).await {
-            return Outcome::Retry(e.to_string());
-        }
-        drop(_guard);
-        self.wake_waiters(&entry.case_id);
-        Outcome::Refused
     }
 
     /// Records a failed attempt of a request's delivery on its case, so officers see why it
     /// is not delivered yet.
     async fn retry(&self, entry: &OutboxEntry, reason: String) -> Outcome {
-        if !entry.genesis {
-            return Outcome::Retry(reason);
-        }
-        let _guard = self.lock(&entry.case_id).lock().await;
-        if let Ok(Some(mut record)) = self.get(&entry.case_id) {
-            record.delivery.attempts += 1;
-            record.delivery.last_attempt = Some(Timestamp::now());
-            record.delivery.last_error = Some(reason.clone());
-            let mut batch = Batch::new();
-            match self.encode_record(&record) {
-                Ok(value) => batch.put(Cf::Cases, case_key(&entry.case_id), value),
-                Err(e) => return Outcome::Retry(e.to_string()),
-            }
+        if entry.genesis {
             // Losing this bookkeeping in a crash is harmless: the entry itself is durable.
-            let _ = self.inner.store.commit(batch).await;
+            let _ = self
+                .run(entry.case_id, Load::Record, |ctx, case| {
+                    Ok::<_, CaseError>(core::failed(ctx, case.record, entry, &reason))
+                })
+                .await;
         }
         Outcome::Retry(reason)
     }
@@ -371,6 +336,7 @@ mod tests {
             policy: None,
             retention_sweep: Duration::from_secs(60),
             cases_per_pull: 1,
+            fulfilments: std::sync::Arc::new(crate::evidence::Announcer),
         }
     }
 

@@ -33,7 +33,7 @@ impl Cases {
         };
         let summary = PolicySummary {
             issuer: self.inner.jurisdiction.clone(),
-            issued_at: Timestamp::now(),
+            issued_at: self.now(),
             policy: policy.clone(),
         };
         SignedEnvelope::sign(&summary, &self.inner.identity.signing_key())

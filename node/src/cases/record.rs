@@ -93,7 +93,11 @@ pub struct LogSummary {
 
 impl LogSummary {
     pub fn of(log: &CaseLog) -> Self {
-        let view = log.view();
+        Self::from_view(&log.view(), log)
+    }
+
+    /// The summary from a view of `log` already folded.
+    pub fn from_view(view: &comity_protocol::CaseView, log: &CaseLog) -> Self {
         Self {
             state: view.state,
             submitted_at: view.submitted_at,
@@ -101,11 +105,11 @@ impl LogSummary {
             decided_at: view.decided_at,
             fulfilled_at: view.fulfilled_at,
             closed_at: view.closed_at,
-            decision: view.decision,
+            decision: view.decision.clone(),
             manifest_root: view.manifest_root,
             evidence_received_at: view.evidence_received_at,
             events: log.len(),
-            heads: view.heads,
+            heads: view.heads.clone(),
             have: log.version_vector(),
         }
     }

@@ -13,7 +13,7 @@ use libp2p::PeerId;
 use tokio::sync::{broadcast, mpsc};
 use tracing::{debug, info, warn};
 
-use super::exchange::IngestError;
+use super::core::{IngestError, Via};
 use super::record::CaseRecord;
 use super::{CaseError, Cases};
 use crate::roster::Member;
@@ -217,8 +217,8 @@ impl Cases {
         }
         let mut stored = 0;
         for (case_id, events) in by_case {
-            match self.ingest(member, case_id, events, None, None).await {
-                Ok(ingested) => stored += ingested.new,
+            match self.ingest(member, case_id, events, Via::Pull).await {
+                Ok(plan) => stored += plan.received,
                 Err(IngestError::Refused(code, why)) => {
                     warn!(case = %case_id, member = %member.jurisdiction, %code, "refused pulled events; not applied");
                     self.record_refusal(member.peer_id, Some(case_id), code, &why)

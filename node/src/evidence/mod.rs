@@ -40,6 +40,24 @@ pub use open::{FileStream, PackageIndex};
 pub use package::{Fulfilled, Upload, UploadFile, UploadTicket};
 pub use record::{Direction, EvidenceStatus, PackageRecord, PackageState, announce};
 
+/// What the case service tells of fulfilments that name a package (see
+/// [`crate::cases::Fulfilments`]).
+#[derive(Debug, Default)]
+pub struct Announcer;
+
+impl crate::cases::Fulfilments for Announcer {
+    fn announced(
+        &self,
+        batch: &mut crate::store::Batch,
+        case_id: comity_protocol::CaseId,
+        root: comity_protocol::Hash32,
+        from: &comity_protocol::Jurisdiction,
+        at: comity_protocol::Timestamp,
+    ) {
+        announce(batch, case_id, root, from, at);
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum EvidenceError {
     #[error("no evidence package for case {0} on this node")]

@@ -95,7 +95,13 @@ pub struct EvidenceStatus {
 
 /// Puts the record of an announced package (a fulfilment naming `root` arrived) in `batch`,
 /// with the events that announce it: its transfer starts once the batch is stored.
-pub fn announce(batch: &mut Batch, case_id: CaseId, root: Hash32, from: &Jurisdiction) {
+pub fn announce(
+    batch: &mut Batch,
+    case_id: CaseId,
+    root: Hash32,
+    from: &Jurisdiction,
+    at: Timestamp,
+) {
     let record = PackageRecord {
         case_id,
         direction: Direction::Incoming,
@@ -106,7 +112,7 @@ pub fn announce(batch: &mut Batch, case_id: CaseId, root: Hash32, from: &Jurisdi
         sealed_bytes: 0,
         chunks: 0,
         chunk_size: 0,
-        created_at: Timestamp::now(),
+        created_at: at,
         completed_at: None,
         transfer_ms: None,
         last_error: None,
