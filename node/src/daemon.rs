@@ -119,7 +119,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 .unwrap_or(crate::cases::CASES_PER_PULL),
             fulfilments: std::sync::Arc::new(crate::evidence::Announcer),
         },
-    )?;
+    )
+    .await?;
     let evidence = crate::evidence::Evidence::start(
         crate::evidence::EvidenceSettings {
             dir: config.evidence_path(),

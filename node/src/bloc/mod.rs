@@ -567,7 +567,7 @@ impl Governance {
                     PeerHead {
                         version,
                         hash,
-                        at: Timestamp::now(),
+                        at: self.now(),
                     },
                 );
             }

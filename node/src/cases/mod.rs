@@ -8,6 +8,7 @@
 
 pub mod core;
 mod exchange;
+mod index;
 mod outbox;
 mod precheck;
 pub mod record;
@@ -131,7 +132,7 @@ struct Inner {
 impl Cases {
     /// Starts the case service: the outbox worker, the inbound exchange handler and the
     /// synchronisation of logs with members as they connect.
-    pub fn start(
+    pub async fn start(
         store: Store,
         vault: crate::vault::Vault,
         identity: NodeIdentity,
@@ -167,6 +168,10 @@ impl Cases {
                 recent_refusals: Mutex::new(HashMap::new()),
             }),
         };
+        let cap = cases.retention_cap();
+        if index::ensure(&cases.inner.store, cap, || cases.list()).await? {
+            info!("case index built from the stored cases");
+        }
         let pending = cases.outbox_entries()?;
         info!(pending = pending.len(), "outbox loaded");
         // Subscribed here, before any task runs, so that no connection goes unseen.
@@ -200,17 +205,15 @@ impl Cases {
     /// Until when received data may be kept: the request's retention from its submission,
     /// capped by this node's policy. Nobody can extend it.
     pub fn retention_until(&self, record: &CaseRecord) -> Option<Timestamp> {
-        let start = record.log.submitted_at?;
-        let mut days = record.summary.retention_days;
-        if let Some(cap) = self
-            .inner
+        index::retention_until(record, self.retention_cap())
+    }
+
+    /// The policy's cap on retention, in days.
+    fn retention_cap(&self) -> Option<u32> {
+        self.inner
             .policy
             .as_ref()
             .and_then(|p| p.default_retention_days)
-        {
-            days = days.min(cap);
-        }
-        Some(start.saturating_add(Duration::from_secs(u64::from(days) * 86_400)))
     }
 
     /// The case keys: evidence records are sealed with their case's key too.
@@ -418,6 +421,14 @@ impl Cases {
             for w in waiters {
                 let _ = w.send(());
             }
+        }
+    }
+
+    /// A case's record without its content opened (lists, indexes, bookkeeping).
+    fn record_closed(&self, case_id: &CaseId) -> Result<Option<CaseRecord>, CaseError> {
+        match self.inner.store.get(Cf::Cases, &case_key(case_id))? {
+            Some(bytes) => Ok(Some(self.decode_record(&bytes, false)?)),
+            None => Ok(None),
         }
     }
 

@@ -4,48 +4,56 @@
 
 use tracing::{info, warn};
 
-use super::Cases;
-use super::record::Role;
+use super::{Cases, index};
+use crate::store::Batch;
 use comity_protocol::EventKind;
 
 pub(super) async fn run(cases: Cases) {
     let mut sweep = tokio::time::interval(cases.inner.retention_sweep);
     loop {
         sweep.tick().await;
-        let records = match cases.list() {
-            Ok(records) => records,
+        cases.finish_purges().await;
+        let now = cases.now();
+        let due = match index::retention_due(&cases.inner.store, now) {
+            Ok(due) => due,
             Err(e) => {
-                warn!(error = %e, "retention sweep could not list cases");
+                warn!(error = %e, "retention sweep could not read the index");
                 continue;
             }
         };
-        let now = cases.now();
-        for record in records {
-            if record.purged_at.is_some() {
-                // Finish a purge a crash interrupted: the key must be gone.
-                if let Err(e) = cases.inner.vault.shred(&record.key_id) {
-                    warn!(case = %record.case_id, error = %e, "could not destroy a purged case's key");
+        for case_id in due {
+            match cases.act(case_id, EventKind::Purged, "retention").await {
+                Ok(record) => {
+                    let until = cases.retention_until(&record);
+                    info!(case = %case_id, until = ?until, "retention ended: content destroyed");
                 }
+                Err(e) => {
+                    warn!(case = %case_id, error = %e, "retention purge failed; will retry")
+                }
+            }
+        }
+    }
+}
+
+impl Cases {
+    /// Destroys the keys of purged cases that a crash (or a failed shred) left behind.
+    async fn finish_purges(&self) {
+        let pending = match index::to_shred(&self.inner.store) {
+            Ok(pending) => pending,
+            Err(e) => {
+                warn!(error = %e, "could not read the purged cases' keys to destroy");
+                return;
+            }
+        };
+        for (case_id, key_id) in pending {
+            if let Err(e) = self.inner.vault.shred(&key_id) {
+                warn!(case = %case_id, error = %e, "could not destroy a purged case's key");
                 continue;
             }
-            if record.role != Role::Requester || record.log.state.is_none() {
-                continue;
-            }
-            let Some(until) = cases.retention_until(&record) else {
-                continue;
-            };
-            if now > until {
-                match cases
-                    .act(record.case_id, EventKind::Purged, "retention")
-                    .await
-                {
-                    Ok(_) => {
-                        info!(case = %record.case_id, %until, "retention ended: content destroyed")
-                    }
-                    Err(e) => {
-                        warn!(case = %record.case_id, error = %e, "retention purge failed; will retry")
-                    }
-                }
+            let mut batch = Batch::new();
+            index::shredded(&mut batch, &case_id);
+            if let Err(e) = self.inner.store.commit(batch).await {
+                warn!(case = %case_id, error = %e, "could not record a destroyed key");
             }
         }
     }

@@ -117,6 +117,7 @@ impl Cases {
                 case_key(&record.case_id),
                 self.encode_record(record)?,
             );
+            super::index::put(&mut batch, record, self.retention_cap());
         }
         for entry in &plan.outbox_put {
             batch.put(

@@ -119,19 +119,24 @@ impl Cases {
             .expect("one sync worker")
     }
 
+    /// The cases shared with `member` that a pull offers or asks for (through the index: only
+    /// those cases are read).
     fn shared_with(&self, member: &Member) -> Result<Vec<CaseRecord>, CaseError> {
-        Ok(self
-            .list()?
-            .into_iter()
-            // A request the member refused at the door is not offered again.
-            .filter(|r| {
-                r.counterparty == member.jurisdiction
-                    && r.log.state.is_some()
-                    && r.delivery.refused.is_none()
-                    // A purged case's log is unreadable here: there is nothing to offer.
-                    && r.purged_at.is_none()
-            })
-            .collect())
+        let mut records = Vec::new();
+        for case_id in super::index::shared_with(&self.inner.store, &member.jurisdiction)? {
+            let Some(record) = self.record_closed(&case_id)? else {
+                continue;
+            };
+            // A request the member refused at the door is not offered again; a purged case's
+            // log is unreadable here.
+            if record.log.state.is_some()
+                && record.delivery.refused.is_none()
+                && record.purged_at.is_none()
+            {
+                records.push(record);
+            }
+        }
+        Ok(records)
     }
 
     /// Pulls, page by page, every event of our shared cases that `member` holds and we lack:

@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use comity_protocol::evidence::{EvidenceManifest, SealingKey};
-use comity_protocol::{CaseId, Jurisdiction, SignedEnvelope, Timestamp};
+use comity_protocol::{CaseId, Jurisdiction, SignedEnvelope};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 use tracing::{info, warn};
@@ -269,7 +269,7 @@ impl Evidence {
                 Direction::Outgoing => {
                     // Confirmed, or never recorded (a crash between sealing and the event).
                     let named = case.log.manifest_root == Some(record.root);
-                    let age = Timestamp::now().as_millis() - record.created_at.as_millis();
+                    let age = self.inner.cases.now().as_millis() - record.created_at.as_millis();
                     let stale = !named && age > 600_000;
                     if stale {
                         self.forget(&record, "no fulfilment names it").await?;

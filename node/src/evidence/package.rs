@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use comity_protocol::evidence::{
     self as wire, EvidenceManifest, FileEntry, MAX_FILES, Sealer, chunk_count,
 };
-use comity_protocol::{CaseId, CaseState, EventKind, Hash32, SignedEnvelope, Timestamp};
+use comity_protocol::{CaseId, CaseState, EventKind, Hash32, SignedEnvelope};
 use futures::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
@@ -281,7 +281,7 @@ impl Evidence {
             case_id,
             from: self.inner.jurisdiction.clone(),
             to: case.counterparty.clone(),
-            created_at: Timestamp::now(),
+            created_at: self.inner.cases.now(),
             chunk_size,
             total_bytes: total,
             file_count: files.len() as u32,
@@ -313,8 +313,8 @@ impl Evidence {
             sealed_bytes: manifest.sealed_total(),
             chunks: manifest.chunks.len() as u64,
             chunk_size,
-            created_at: Timestamp::now(),
-            completed_at: Some(Timestamp::now()),
+            created_at: self.inner.cases.now(),
+            completed_at: Some(self.inner.cases.now()),
             transfer_ms: Some(started.elapsed().as_millis() as u64),
             last_error: None,
             delivered: false,

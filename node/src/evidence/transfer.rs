@@ -15,7 +15,7 @@ use comity_protocol::evidence::{
     self as wire, EvidenceManifest, EvidenceRequest, EvidenceResponse, MAX_EVIDENCE_REQUEST,
     MAX_EVIDENCE_RESPONSE, Opener,
 };
-use comity_protocol::{CaseId, Hash32, Timestamp, from_cbor, to_canonical_cbor};
+use comity_protocol::{CaseId, Hash32, from_cbor, to_canonical_cbor};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use tracing::{debug, info, warn};
@@ -385,7 +385,7 @@ pub(super) async fn pull(evidence: &Evidence, case_id: CaseId) -> Result<(), Evi
         (elapsed, p.fetched, p.pulls)
     };
     record.state = PackageState::Complete;
-    record.completed_at = Some(Timestamp::now());
+    record.completed_at = Some(inner.cases.now());
     record.transfer_ms = Some(elapsed.as_millis() as u64);
     record.chunks_fetched = fetched;
     record.pulls = pulls;

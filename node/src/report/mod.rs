@@ -299,7 +299,7 @@ pub async fn run_publisher(
             );
             let published = PublishedReport {
                 issuer: cases.jurisdiction().clone(),
-                issued_at: Timestamp::now(),
+                issued_at: now,
                 report,
             };
             let Ok(signed) = SignedEnvelope::sign(&published, &identity.signing_key()) else {

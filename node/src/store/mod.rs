@@ -56,10 +56,14 @@ pub enum Cf {
     /// `p`+hash → an open proposal with the signatures gathered, `f`+hash → a fork's other
     /// configuration (evidence), `anchor` → the trust anchor.
     Bloc,
+    /// Indexes of the cases, so that no periodic or per-message path reads every case:
+    /// `m/`member`/`case → shared with that member; `r/`until`/`case → retention ends then;
+    /// `s/`case → a purged case whose key is still to be destroyed (see `cases::index`).
+    CaseIndex,
 }
 
 impl Cf {
-    pub const ALL: [Cf; 18] = [
+    pub const ALL: [Cf; 19] = [
         Cf::Cases,
         Cf::Outbox,
         Cf::Inbox,
@@ -78,6 +82,7 @@ impl Cf {
         Cf::Settings,
         Cf::Evidence,
         Cf::Bloc,
+        Cf::CaseIndex,
     ];
 
     fn name(self) -> &'static str {
@@ -100,6 +105,7 @@ impl Cf {
             Cf::Settings => "settings",
             Cf::Evidence => "evidence",
             Cf::Bloc => "bloc",
+            Cf::CaseIndex => "case-index",
         }
     }
 }
@@ -288,6 +294,31 @@ impl Store {
             records.push((k.into_vec(), v.into_vec()));
         }
         Ok(records)
+    }
+
+    /// Records whose keys are in `from..to`, in key order.
+    pub fn scan_range(&self, cf: Cf, from: &[u8], to: &[u8]) -> Result<Vec<Record>, StoreError> {
+        let mode = IteratorMode::From(from, rocksdb::Direction::Forward);
+        let mut records = Vec::new();
+        for item in self.inner.db.iterator_cf(handle(&self.inner.db, cf), mode) {
+            let (k, v) = item.map_err(|e| StoreError::Read(e.to_string()))?;
+            if *k >= *to {
+                break;
+            }
+            records.push((k.into_vec(), v.into_vec()));
+        }
+        Ok(records)
+    }
+
+    /// The record with the greatest key, if any.
+    pub fn last(&self, cf: Cf) -> Result<Option<Record>, StoreError> {
+        self.inner
+            .db
+            .iterator_cf(handle(&self.inner.db, cf), IteratorMode::End)
+            .next()
+            .transpose()
+            .map(|r| r.map(|(k, v)| (k.into_vec(), v.into_vec())))
+            .map_err(|e| StoreError::Read(e.to_string()))
     }
 
     pub fn count(&self, cf: Cf) -> Result<usize, StoreError> {

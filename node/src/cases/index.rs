@@ -1,0 +1,246 @@
+//! Indexes of the cases (`Cf::CaseIndex`), written in the batch of every plan that stores a
+//! record, so that pulls and the retention sweep read only the cases that concern them:
+//!
+//! - `m/{member}/{case}`: a sent or received case shared with that member (what a pull lists);
+//! - `r/{until, 20 digits of ms}/{case}`: a requester's case whose retention ends then;
+//! - `s/{case}` → key id: a purged case whose key is still to be destroyed.
+//!
+//! The key format is this module's alone. Nodes whose store predates the index build it at
+//! start; so does a change of the policy's retention cap, which moves every retention date.
+
+use comity_protocol::{CaseId, Jurisdiction, Timestamp};
+
+use super::record::{CaseRecord, Role};
+use crate::store::{Batch, Cf, Store, StoreError};
+
+/// Names the index's layout and the retention cap it was built with.
+const VERSION_KEY: &[u8] = b"v";
+const VERSION: &str = "1";
+
+fn shared_key(member: &Jurisdiction, case: &CaseId) -> Vec<u8> {
+    format!("m/{member}/{case}").into_bytes()
+}
+
+fn shared_prefix(member: &Jurisdiction) -> Vec<u8> {
+    format!("m/{member}/").into_bytes()
+}
+
+fn retention_key(until: Timestamp, case: &CaseId) -> Vec<u8> {
+    format!("r/{:020}/{case}", until.as_millis().max(0)).into_bytes()
+}
+
+fn shred_key(case: &CaseId) -> Vec<u8> {
+    format!("s/{case}").into_bytes()
+}
+
+/// The last path segment of an index key: the case id.
+fn case_of(key: &[u8]) -> Option<CaseId> {
+    let text = std::str::from_utf8(key).ok()?;
+    text.rsplit('/').next()?.parse().ok()
+}
+
+/// When a case's received data must be gone: the request's retention from its submission,
+/// capped by this node's policy (`cap_days`). Nobody can extend it.
+pub fn retention_until(record: &CaseRecord, cap_days: Option<u32>) -> Option<Timestamp> {
+    let start = record.log.submitted_at?;
+    let days = cap_days.map_or(record.summary.retention_days, |cap| {
+        record.summary.retention_days.min(cap)
+    });
+    Some(start.saturating_add(std::time::Duration::from_secs(u64::from(days) * 86_400)))
+}
+
+/// Adds to `batch` the index entries of `record` as it is about to be stored.
+pub fn put(batch: &mut Batch, record: &CaseRecord, cap_days: Option<u32>) {
+    let id = &record.case_id;
+    if record.log.state.is_none() {
+        return; // a draft: nobody else knows of it
+    }
+    if record.purged_at.is_some() {
+        // Nothing to offer a pull, nothing left to retain; the key is to go.
+        batch.delete(Cf::CaseIndex, shared_key(&record.counterparty, id));
+        if let Some(until) = retention_until(record, cap_days) {
+            batch.delete(Cf::CaseIndex, retention_key(until, id));
+        }
+        if !record.key_id.is_empty() {
+            batch.put(Cf::CaseIndex, shred_key(id), record.key_id.as_bytes());
+        }
+        return;
+    }
+    batch.put(
+        Cf::CaseIndex,
+        shared_key(&record.counterparty, id),
+        Vec::new(),
+    );
+    if record.role == Role::Requester
+        && let Some(until) = retention_until(record, cap_days)
+    {
+        batch.put(Cf::CaseIndex, retention_key(until, id), Vec::new());
+    }
+}
+
+/// The cases shared with `member` that are not purged.
+pub fn shared_with(store: &Store, member: &Jurisdiction) -> Result<Vec<CaseId>, StoreError> {
+    Ok(store
+        .scan_prefix(Cf::CaseIndex, &shared_prefix(member))?
+        .iter()
+        .filter_map(|(k, _)| case_of(k))
+        .collect())
+}
+
+/// The requester's cases whose retention ended before `now`.
+pub fn retention_due(store: &Store, now: Timestamp) -> Result<Vec<CaseId>, StoreError> {
+    let end = format!("r/{:020}/", now.as_millis().max(0)).into_bytes();
+    Ok(store
+        .scan_range(Cf::CaseIndex, b"r/", &end)?
+        .iter()
+        .filter_map(|(k, _)| case_of(k))
+        .collect())
+}
+
+/// Purged cases whose key is still to be destroyed, with the key's id.
+pub fn to_shred(store: &Store) -> Result<Vec<(CaseId, String)>, StoreError> {
+    Ok(store
+        .scan_prefix(Cf::CaseIndex, b"s/")?
+        .into_iter()
+        .filter_map(|(k, v)| Some((case_of(&k)?, String::from_utf8(v).ok()?)))
+        .collect())
+}
+
+/// The key of a purged case is destroyed: nothing left to do for it.
+pub fn shredded(batch: &mut Batch, case: &CaseId) {
+    batch.delete(Cf::CaseIndex, shred_key(case));
+}
+
+/// Builds the index from the stored cases if it was built by another layout or with another
+/// retention cap (or not at all). Returns whether it did.
+pub async fn ensure(
+    store: &Store,
+    cap_days: Option<u32>,
+    records: impl FnOnce() -> Result<Vec<CaseRecord>, super::CaseError>,
+) -> Result<bool, super::CaseError> {
+    let marker = format!(
+        "{VERSION}/{}",
+        cap_days.map_or("-".into(), |d| d.to_string())
+    );
+    if store.get(Cf::CaseIndex, VERSION_KEY)?.as_deref() == Some(marker.as_bytes()) {
+        return Ok(false);
+    }
+    let mut batch = Batch::new();
+    for (key, _) in store.scan(Cf::CaseIndex)? {
+        batch.delete(Cf::CaseIndex, key);
+    }
+    for record in records()? {
+        put(&mut batch, &record, cap_days);
+    }
+    batch.put(Cf::CaseIndex, VERSION_KEY, marker.into_bytes());
+    store.commit(batch).await?;
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cases::record::{Delivery, LogSummary, RequestSummary};
+    use comity_protocol::CaseState;
+
+    const DAY: i64 = 86_400_000;
+
+    /// A sent case with `member`, submitted on day `day`, retained 365 days by its request.
+    fn case(role: Role, member: &str, day: i64) -> CaseRecord {
+        let request = comity_protocol::examples::sample_request();
+        CaseRecord {
+            case_id: CaseId::new(),
+            role,
+            counterparty: member.parse().unwrap(),
+            created_at: Timestamp::from_millis(day * DAY),
+            updated_at: Timestamp::from_millis(day * DAY),
+            request: None,
+            sealed_request: Vec::new(),
+            summary: RequestSummary::of(&request),
+            purged_at: None,
+            key_id: "k".into(),
+            genesis_message: None,
+            receipt: None,
+            delivery: Delivery::default(),
+            log: LogSummary {
+                state: Some(CaseState::Submitted),
+                submitted_at: Some(Timestamp::from_millis(day * DAY)),
+                ..LogSummary::default()
+            },
+            drafted_by: None,
+            approval: None,
+            disclosure_approval: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn the_index_is_built_once_from_stored_cases_and_again_when_the_cap_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let old = case(Role::Requester, "DE", 0);
+        let young = case(Role::Requester, "DE", 300);
+        let theirs = case(Role::Executing, "IT", 0);
+        let mut draft = case(Role::Requester, "DE", 0);
+        draft.log = LogSummary::default();
+        let records = vec![old.clone(), young.clone(), theirs.clone(), draft.clone()];
+
+        assert!(ensure(&store, None, || Ok(records.clone())).await.unwrap());
+        assert!(
+            !ensure(&store, None, || panic!("not read again"))
+                .await
+                .unwrap()
+        );
+        let de = shared_with(&store, &"DE".parse().unwrap()).unwrap();
+        assert_eq!(de.len(), 2, "drafts are nobody's to pull");
+        assert!(de.contains(&old.case_id) && de.contains(&young.case_id));
+        let it = shared_with(&store, &"IT".parse().unwrap()).unwrap();
+        assert_eq!(it, vec![theirs.case_id]);
+        // Day 400: the case of day 0 is due (365 days), the one of day 300 is not; the
+        // executing side's case never is (it follows the requester's purge).
+        let due = retention_due(&store, Timestamp::from_millis(400 * DAY)).unwrap();
+        assert_eq!(due, vec![old.case_id]);
+
+        // A policy that caps retention at 30 days moves every date.
+        assert!(
+            ensure(&store, Some(30), || Ok(records.clone()))
+                .await
+                .unwrap()
+        );
+        let due = retention_due(&store, Timestamp::from_millis(400 * DAY)).unwrap();
+        assert_eq!(due.len(), 2);
+
+        // A purge takes the case out of pulls and the sweep, and leaves its key to destroy.
+        let mut purged = old.clone();
+        purged.purged_at = Some(Timestamp::from_millis(401 * DAY));
+        let mut batch = Batch::new();
+        put(&mut batch, &purged, Some(30));
+        store.commit(batch).await.unwrap();
+        let due = retention_due(&store, Timestamp::from_millis(400 * DAY)).unwrap();
+        assert_eq!(due, vec![young.case_id]);
+        assert!(
+            !shared_with(&store, &"DE".parse().unwrap())
+                .unwrap()
+                .contains(&old.case_id)
+        );
+        assert_eq!(
+            to_shred(&store).unwrap(),
+            vec![(old.case_id, "k".to_owned())]
+        );
+        let mut batch = Batch::new();
+        shredded(&mut batch, &old.case_id);
+        store.commit(batch).await.unwrap();
+        assert!(to_shred(&store).unwrap().is_empty());
+    }
+
+    #[test]
+    fn index_keys_sort_by_date_and_name_their_case() {
+        let a = CaseId::new();
+        let early = retention_key(Timestamp::from_millis(1_000), &a);
+        let late = retention_key(Timestamp::from_millis(20_000_000_000_000), &a);
+        assert!(early < late, "zero-padded: byte order is time order");
+        assert_eq!(case_of(&early), Some(a));
+        assert_eq!(case_of(&shared_key(&"FR".parse().unwrap(), &a)), Some(a));
+        assert_eq!(case_of(&shred_key(&a)), Some(a));
+        assert_eq!(case_of(b"m/FR/not-a-case"), None);
+    }
+}
