@@ -395,6 +395,50 @@ impl ConsistencyProof {
     }
 }
 
+/// The right edge of a Merkle tree (a "compact range" from 0): the roots of the perfect
+/// subtrees that the binary decomposition of its size gives, largest first. It is all that
+/// appending leaves and computing the root need, so that a growing log's root costs
+/// O(log n) per leaf instead of a pass over every leaf.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Frontier {
+    size: u64,
+    peaks: Vec<[u8; 32]>,
+}
+
+impl Frontier {
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Appends a leaf hash.
+    pub fn push(&mut self, leaf: [u8; 32]) {
+        let mut node = leaf;
+        // Each trailing one bit of the old size is a peak of the same height as `node`.
+        let mut size = self.size;
+        while size & 1 == 1 {
+            let left = self.peaks.pop().expect("one peak per set bit");
+            node = node_hash(&left, &node);
+            size >>= 1;
+        }
+        self.peaks.push(node);
+        self.size += 1;
+    }
+
+    /// The RFC 9162 root of the leaves pushed so far.
+    pub fn root(&self) -> [u8; 32] {
+        let mut peaks = self.peaks.iter().rev();
+        let Some(last) = peaks.next() else {
+            return empty_root();
+        };
+        peaks.fold(*last, |right, left| node_hash(left, &right))
+    }
+
+    /// Whether the peaks fit the size (a stored frontier read back).
+    pub fn is_well_formed(&self) -> bool {
+        self.peaks.len() == self.size.count_ones() as usize
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -457,5 +501,19 @@ mod tests {
                 new_size: 5
             })
         );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn a_frontier_has_the_root_of_every_prefix(n in 0usize..300) {
+            let leaves: Vec<[u8; 32]> = (0..n as u32).map(|i| leaf_hash(&i.to_be_bytes())).collect();
+            let mut frontier = Frontier::default();
+            proptest::prop_assert_eq!(frontier.root(), root(&[]));
+            for (i, leaf) in leaves.iter().enumerate() {
+                frontier.push(*leaf);
+                proptest::prop_assert!(frontier.is_well_formed());
+                proptest::prop_assert_eq!(frontier.root(), root(&leaves[..=i]));
+            }
+        }
     }
 }

@@ -105,9 +105,49 @@ fn checkpoints(store: &Store) -> Result<Vec<(u64, SignedEnvelope)>, AuditError> 
         .collect())
 }
 
-/// The latest signed checkpoint, to publish to the bloc.
+/// The latest signed checkpoint, to publish to the bloc (one read, whatever the history).
 pub fn latest_checkpoint(store: &Store) -> Result<Option<SignedEnvelope>, AuditError> {
-    Ok(checkpoints(store)?.pop().map(|(_, c)| c))
+    let Some((_, bytes)) = store.last(Cf::Checkpoints)? else {
+        return Ok(None);
+    };
+    Ok(SignedEnvelope::from_bytes(&bytes, limits::MAX_RESPONSE_FRAME).ok())
+}
+
+/// Where the log's right edge is kept, as of the last checkpoint (`Cf::Settings`).
+const FRONTIER_KEY: &[u8] = b"audit-frontier";
+
+/// The log's right edge as of the last checkpoint, extended by every leaf appended since:
+/// a checkpoint reads only the new leaves. A missing or damaged stored edge is rebuilt from
+/// the first leaf.
+fn frontier(store: &Store) -> Result<merkle::Frontier, AuditError> {
+    let stored = store
+        .get(Cf::Settings, FRONTIER_KEY)?
+        .and_then(|b| from_cbor::<merkle::Frontier>(&b, limits::MAX_REQUEST_FRAME).ok())
+        .filter(merkle::Frontier::is_well_formed);
+    let mut frontier = stored.unwrap_or_default();
+    let new = store.scan_range(Cf::AuditLeaves, &index_key(frontier.size()), &[0xff; 9])?;
+    for (key, leaf) in new {
+        let (Ok(index), Ok(leaf)) = (
+            <[u8; 8]>::try_from(&key[..]),
+            <[u8; 32]>::try_from(&leaf[..]),
+        ) else {
+            continue;
+        };
+        if u64::from_be_bytes(index) != frontier.size() {
+            // Not the next leaf: the stored edge does not fit this log; start again.
+            return rebuilt(store);
+        }
+        frontier.push(leaf);
+    }
+    Ok(frontier)
+}
+
+fn rebuilt(store: &Store) -> Result<merkle::Frontier, AuditError> {
+    let mut frontier = merkle::Frontier::default();
+    for leaf in leaves(store)? {
+        frontier.push(leaf);
+    }
+    Ok(frontier)
 }
 
 /// The tree sizes at which the log was checkpointed, oldest first.
@@ -124,22 +164,30 @@ pub async fn checkpoint(
     log: &Jurisdiction,
     key: &ed25519_dalek::SigningKey,
 ) -> Result<Option<Checkpoint>, AuditError> {
-    let leaves = leaves(store)?;
-    let size = leaves.len() as u64;
-    let last = checkpoints(store)?.last().map(|(s, _)| *s);
+    let frontier = frontier(store)?;
+    let size = frontier.size();
+    let last = store
+        .last(Cf::Checkpoints)?
+        .and_then(|(k, _)| <[u8; 8]>::try_from(&k[..]).ok())
+        .map(u64::from_be_bytes);
     if size == 0 || last == Some(size) {
         return Ok(None);
     }
     let checkpoint = Checkpoint {
         log: log.clone(),
         tree_size: size,
-        root: Hash32(merkle::root(&leaves)),
+        root: Hash32(frontier.root()),
         at: Timestamp::now(),
     };
     let signed =
         SignedEnvelope::sign(&checkpoint, key).map_err(|e| AuditError::Sign(e.to_string()))?;
     let mut batch = Batch::new();
     batch.put(Cf::Checkpoints, index_key(size).to_vec(), signed.to_bytes());
+    batch.put(
+        Cf::Settings,
+        FRONTIER_KEY.to_vec(),
+        to_canonical_cbor(&frontier).map_err(|e| AuditError::Sign(e.to_string()))?,
+    );
     store.commit(batch).await?;
     Ok(Some(checkpoint))
 }
@@ -336,6 +384,54 @@ pub fn consistency(store: &Store, old: u64, new: u64) -> Result<CheckpointConsis
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn checkpoints_extend_the_stored_edge_and_rebuild_it_when_it_does_not_fit() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db")).unwrap();
+        let key = ed25519_dalek::SigningKey::from_bytes(&[4; 32]);
+        let log: Jurisdiction = "FR".parse().unwrap();
+        let grow = |n: usize| {
+            let store = store.clone();
+            async move {
+                for i in 0..n {
+                    let mut batch = Batch::new();
+                    record(
+                        &mut batch,
+                        AuditWhat::Officer {
+                            officer: format!("o{i}"),
+                            role: "clerk".into(),
+                            change: "added".into(),
+                        },
+                    );
+                    store.commit(batch).await.unwrap();
+                }
+            }
+        };
+        let root_of_all = |store: &Store| Hash32(merkle::root(&leaves(store).unwrap()));
+        grow(5).await;
+        let first = checkpoint(&store, &log, &key).await.unwrap().unwrap();
+        assert_eq!((first.tree_size, first.root), (5, root_of_all(&store)));
+        assert!(
+            checkpoint(&store, &log, &key).await.unwrap().is_none(),
+            "no growth"
+        );
+        grow(6).await;
+        let second = checkpoint(&store, &log, &key).await.unwrap().unwrap();
+        assert_eq!((second.tree_size, second.root), (11, root_of_all(&store)));
+        let latest = latest_checkpoint(&store).unwrap().unwrap();
+        assert_eq!(
+            latest.open::<Checkpoint>(&key.verifying_key()).unwrap(),
+            second
+        );
+        // A stored edge that does not fit (damaged): rebuilt from the leaves.
+        let mut batch = Batch::new();
+        batch.put(Cf::Settings, FRONTIER_KEY.to_vec(), b"garbage".to_vec());
+        store.commit(batch).await.unwrap();
+        grow(1).await;
+        let third = checkpoint(&store, &log, &key).await.unwrap().unwrap();
+        assert_eq!((third.tree_size, third.root), (12, root_of_all(&store)));
+    }
 
     #[tokio::test]
     async fn a_change_of_policy_is_an_audit_entry_once() {
