@@ -85,14 +85,11 @@ async fn content_is_sealed_at_rest_and_destroyed_when_retention_ends() {
             found.is_empty(),
             "{node}: the selector is in clear in {found:?}"
         );
-        let key = key_id(&bloc.node(node).dir, id);
-        assert!(
-            bloc.node(node)
-                .dir
-                .join("keys")
-                .join(format!("{key}.key"))
-                .exists()
-        );
+        let dir = &bloc.node(node).dir;
+        let key = key_id(dir, id);
+        let in_use = [key.clone()].into();
+        let vault = Vault::open(&dir.join("master.key"), &dir.join("keys"), &in_use).unwrap();
+        assert!(vault.holds(&key), "{node}: the case's key is held");
     }
 
     // Past the retention, FR destroys the content; DE follows the signed `purged` event.
@@ -165,7 +162,6 @@ async fn content_is_sealed_at_rest_and_destroyed_when_retention_ends() {
     for node in ["FR", "DE"] {
         let dir = &bloc.node(node).dir;
         let key = key_id(dir, id);
-        assert!(!dir.join("keys").join(format!("{key}.key")).exists());
         let sealed = {
             let store = Store::open(&dir.join("store")).unwrap();
             store
@@ -175,6 +171,7 @@ async fn content_is_sealed_at_rest_and_destroyed_when_retention_ends() {
         };
         let in_use = [key.clone()].into();
         let vault = Vault::open(&dir.join("master.key"), &dir.join("keys"), &in_use).unwrap();
+        assert!(!vault.holds(&key), "{node}: the case's key is destroyed");
         assert!(matches!(
             vault.unseal(&key, &id, &sealed),
             Err(VaultError::Shredded(_))

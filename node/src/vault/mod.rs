@@ -4,12 +4,18 @@
 //! hold it in clear. Deleting a case's key file (crypto-shredding) makes that content
 //! unreadable for good, even with the master key: the key never was in RocksDB.
 //!
-//! Key files are written durably (fsync of each file, then of the directory) before they are
-//! handed out: a background thread keeps a pool of spare keys ready, so that a new case costs
-//! no fsync. A case's record names its key; key files no record names are spares.
+//! Keys live in one file of fixed-size slots (`keys/slots`), each a case key wrapped by the
+//! master key with the slot's id as authenticated data. A background thread appends spare slots
+//! in batches, one `fdatasync` per batch, before they are handed out in order: a new case costs
+//! no file creation and no sync. Shredding overwrites the slot with zeros and syncs it, so the
+//! key's bytes are gone from the file (a deleted file would leave them in free blocks). Slots
+//! are never reused: a shredded slot reads as shredded for good. A case's record names its
+//! slot (`s` and the slot number); slots past the highest one in use are spares.
+//!
+//! Stores made before the slot file keep one file per key (`keys/<id>.key`); those keys open
+//! and shred as before, and no new one is made.
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -50,9 +56,26 @@ struct Shared {
     master: XChaCha20Poly1305,
     dir: PathBuf,
     keys: Mutex<HashMap<String, [u8; 32]>>,
-    /// Durable key files no case uses yet.
-    spare: Mutex<Vec<String>>,
+    /// The slot file, and how many slots it holds.
+    slots: std::fs::File,
+    slot_count: Mutex<u64>,
+    /// Durable slots no case uses yet, handed out lowest first.
+    spare: Mutex<std::collections::VecDeque<u64>>,
     stop: std::sync::atomic::AtomicBool,
+}
+
+/// A slot: a state byte (1: a key; 0: shredded or never written), the nonce, the wrapped key
+/// and its tag, padded.
+const SLOT: usize = 80;
+const SLOT_KEY: u8 = 1;
+
+fn slot_id(index: u64) -> String {
+    format!("s{index}")
+}
+
+/// The slot an id names, if it names one (older ids name key files).
+fn slot_of(id: &str) -> Option<u64> {
+    id.strip_prefix('s')?.parse().ok()
 }
 
 /// Spare keys kept ready, and how many are made at once when the pool runs low.
@@ -116,28 +139,37 @@ impl Vault {
                 problem: format!("it holds {} bytes", bytes.len()),
             })?;
         std::fs::create_dir_all(dir).map_err(io(dir))?;
-        let mut spare = Vec::new();
-        for entry in std::fs::read_dir(dir).map_err(io(dir))? {
-            let entry = entry.map_err(io(dir))?;
-            let name = entry.file_name();
-            let Some(name) = name.to_str() else { continue };
-            if name.ends_with(".tmp") {
-                // A key a crash interrupted before it was whole: never handed out.
-                let _ = std::fs::remove_file(entry.path());
-                continue;
-            }
-            let Some(id) = name.strip_suffix(".key") else {
-                continue;
-            };
-            if !in_use.contains(id) {
-                spare.push(id.to_owned());
-            }
+        Self::remove_spare_files(dir, in_use)?;
+        let slots_path = dir.join("slots");
+        use std::os::unix::fs::OpenOptionsExt;
+        let slots = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&slots_path)
+            .map_err(io(&slots_path))?;
+        let len = slots.metadata().map_err(io(&slots_path))?.len();
+        // A batch a crash cut short: its whole slots were never handed out; the tail goes.
+        let count = len / SLOT as u64;
+        if len % SLOT as u64 != 0 {
+            slots
+                .set_len(count * SLOT as u64)
+                .map_err(io(&slots_path))?;
         }
+        let next = in_use
+            .iter()
+            .filter_map(|id| slot_of(id))
+            .max()
+            .map_or(0, |highest| highest + 1);
         let shared = std::sync::Arc::new(Shared {
             master: XChaCha20Poly1305::new(&master.into()),
             dir: dir.to_owned(),
             keys: Mutex::new(HashMap::new()),
-            spare: Mutex::new(spare),
+            slots,
+            slot_count: Mutex::new(count),
+            spare: Mutex::new((next..count).collect()),
             stop: std::sync::atomic::AtomicBool::new(false),
         });
         let pool = shared.clone();
@@ -159,14 +191,38 @@ impl Vault {
     /// A key for a new case: a spare if one is ready, else made now. Its id goes into the
     /// case's record, in the same batch as anything sealed with it.
     pub fn new_key(&self) -> Result<String, VaultError> {
-        if let Some(id) = self.shared.spare.lock().expect("vault lock").pop() {
-            return Ok(id);
+        loop {
+            if let Some(index) = self.shared.spare.lock().expect("vault lock").pop_front() {
+                return Ok(slot_id(index));
+            }
+            // The pool ran dry: make a slot now (one sync).
+            self.shared.append_slots(1)?;
         }
-        // The pool ran dry: make this one now (two fsyncs), for this caller alone.
-        let id = hex::encode(rand::random::<[u8; 16]>());
-        self.shared.write_key(&id, &rand::random(), true)?;
-        self.shared.sync_dir()?;
-        Ok(id)
+    }
+
+    /// Whether the key `key_id` is held (not shredded, not missing).
+    pub fn holds(&self, key_id: &str) -> bool {
+        self.shared.key(key_id, &CaseId::from_parts(0, 0)).is_ok()
+    }
+
+    /// Deletes the key files of an older store that no case names (they were spares).
+    fn remove_spare_files(
+        dir: &Path,
+        in_use: &std::collections::HashSet<String>,
+    ) -> Result<(), VaultError> {
+        for entry in std::fs::read_dir(dir).map_err(io(dir))? {
+            let entry = entry.map_err(io(dir))?;
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            let spare = name.ends_with(".tmp")
+                || name
+                    .strip_suffix(".key")
+                    .is_some_and(|id| !in_use.contains(id));
+            if spare {
+                std::fs::remove_file(entry.path()).map_err(io(&entry.path()))?;
+            }
+        }
+        Ok(())
     }
 
     /// Seals `plaintext` of `case` with the key `key_id`.
@@ -196,52 +252,41 @@ impl Vault {
 }
 
 impl Shared {
-    /// Makes `n` durable key files and adds them to the spares. The files are written without
-    /// a sync each, then made durable together by one `syncfs`: one journal commit for the
-    /// batch instead of one per key, which would compete with the store's own syncs.
+    /// Makes `n` durable slots and adds them to the spares.
     fn refill(&self, n: usize) -> Result<(), VaultError> {
-        let mut made = Vec::with_capacity(n);
-        for _ in 0..n {
-            let id = hex::encode(rand::random::<[u8; 16]>());
-            let key: [u8; 32] = rand::random();
-            self.write_key(&id, &key, false)?;
-            made.push(id);
+        self.append_slots(n)
+    }
+
+    /// Appends `n` slots, each a new wrapped key, and syncs them: written in one write, made
+    /// durable by one `fdatasync`, before they join the spares (in slot order, so that slots
+    /// are handed out lowest first and those past the highest in use are the spares).
+    fn append_slots(&self, n: usize) -> Result<(), VaultError> {
+        use std::os::unix::fs::FileExt;
+        let path = self.dir.join("slots");
+        // One appender at a time: the count is taken and advanced under its lock.
+        let mut count = self.slot_count.lock().expect("vault lock");
+        let start = *count;
+        let mut bytes = Vec::with_capacity(n * SLOT);
+        for index in start..start + n as u64 {
+            let wrapped = self.wrap(&slot_id(index), &rand::random())?;
+            bytes.push(SLOT_KEY);
+            bytes.extend_from_slice(&wrapped);
+            bytes.resize(bytes.len() + SLOT - 1 - wrapped.len(), 0);
         }
-        let dir = std::fs::File::open(&self.dir).map_err(io(&self.dir))?;
-        nix::unistd::syncfs(std::os::fd::AsRawFd::as_raw_fd(&dir)).map_err(|e| VaultError::Io {
-            path: self.dir.clone(),
-            source: std::io::Error::from(e),
-        })?;
-        self.spare.lock().expect("vault lock").extend(made);
+        self.slots
+            .write_all_at(&bytes, start * SLOT as u64)
+            .map_err(io(&path))?;
+        self.slots.sync_data().map_err(io(&path))?;
+        *count = start + n as u64;
+        self.spare
+            .lock()
+            .expect("vault lock")
+            .extend(start..start + n as u64);
         Ok(())
     }
 
-    fn key_path(&self, id: &str) -> PathBuf {
-        self.dir.join(format!("{id}.key"))
-    }
-
-    /// A key from the cache or its file.
-    fn key(&self, id: &str, case: &CaseId) -> Result<[u8; 32], VaultError> {
-        if let Some(key) = self.keys.lock().expect("vault lock").get(id) {
-            return Ok(*key);
-        }
-        let path = self.key_path(id);
-        let key = match std::fs::read(&path) {
-            Ok(wrapped) => self.unwrap_key(id, case, &wrapped)?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(VaultError::Shredded(*case));
-            }
-            Err(e) => return Err(io(&path)(e)),
-        };
-        self.keys
-            .lock()
-            .expect("vault lock")
-            .insert(id.to_owned(), key);
-        Ok(key)
-    }
-
-    /// Writes a key file; with `sync`, durably on its own.
-    fn write_key(&self, id: &str, key: &[u8; 32], sync: bool) -> Result<(), VaultError> {
+    /// The nonce and the master key's encryption of `key`, bound to its id.
+    fn wrap(&self, id: &str, key: &[u8; 32]) -> Result<Vec<u8>, VaultError> {
         let nonce: [u8; 24] = rand::random();
         let wrapped = self
             .master
@@ -256,23 +301,54 @@ impl Shared {
                 path: self.dir.clone(),
                 source: std::io::Error::other("cannot wrap a key"),
             })?;
-        // Written under a temporary name and renamed once synced: a file with a key's name is
-        // always whole, whatever moment a crash picks.
-        let temporary = self.dir.join(format!(".{id}.tmp"));
-        use std::os::unix::fs::OpenOptionsExt;
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&temporary)
-            .map_err(io(&temporary))?;
-        file.write_all(&nonce).map_err(io(&temporary))?;
-        file.write_all(&wrapped).map_err(io(&temporary))?;
-        if sync {
-            file.sync_all().map_err(io(&temporary))?;
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&wrapped);
+        Ok(out)
+    }
+
+    /// A slot's wrapped key; `None` once shredded (or never written).
+    fn read_slot(&self, index: u64) -> Result<Option<Vec<u8>>, VaultError> {
+        use std::os::unix::fs::FileExt;
+        if index >= *self.slot_count.lock().expect("vault lock") {
+            return Ok(None);
         }
-        let path = self.key_path(id);
-        std::fs::rename(&temporary, &path).map_err(io(&path))
+        let mut slot = [0u8; SLOT];
+        let path = self.dir.join("slots");
+        self.slots
+            .read_exact_at(&mut slot, index * SLOT as u64)
+            .map_err(io(&path))?;
+        Ok((slot[0] == SLOT_KEY).then(|| slot[1..1 + 24 + 48].to_vec()))
+    }
+
+    fn key_path(&self, id: &str) -> PathBuf {
+        self.dir.join(format!("{id}.key"))
+    }
+
+    /// A key from the cache or its file.
+    fn key(&self, id: &str, case: &CaseId) -> Result<[u8; 32], VaultError> {
+        if let Some(key) = self.keys.lock().expect("vault lock").get(id) {
+            return Ok(*key);
+        }
+        let wrapped = match slot_of(id) {
+            Some(index) => self.read_slot(index)?,
+            None => {
+                let path = self.key_path(id);
+                match std::fs::read(&path) {
+                    Ok(wrapped) => Some(wrapped),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                    Err(e) => return Err(io(&path)(e)),
+                }
+            }
+        };
+        let key = match wrapped {
+            Some(wrapped) => self.unwrap_key(id, case, &wrapped)?,
+            None => return Err(VaultError::Shredded(*case)),
+        };
+        self.keys
+            .lock()
+            .expect("vault lock")
+            .insert(id.to_owned(), key);
+        Ok(key)
     }
 
     fn sync_dir(&self) -> Result<(), VaultError> {
@@ -342,6 +418,17 @@ impl Shared {
 
     fn shred(&self, id: &str) -> Result<(), VaultError> {
         self.keys.lock().expect("vault lock").remove(id);
+        if let Some(index) = slot_of(id) {
+            use std::os::unix::fs::FileExt;
+            if index >= *self.slot_count.lock().expect("vault lock") {
+                return Ok(());
+            }
+            let path = self.dir.join("slots");
+            self.slots
+                .write_all_at(&[0u8; SLOT], index * SLOT as u64)
+                .map_err(io(&path))?;
+            return self.slots.sync_data().map_err(io(&path));
+        }
         let path = self.key_path(id);
         match std::fs::remove_file(&path) {
             Ok(()) => self.sync_dir(),
@@ -401,5 +488,75 @@ mod tests {
             reopened.unseal(&key_id, &case, &sealed),
             Err(VaultError::Shredded(_))
         ));
+    }
+
+    #[test]
+    fn keys_live_in_slots_that_shredding_zeroes_and_older_key_files_still_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let master = dir.path().join("master.key");
+        let keys = dir.path().join("keys");
+        let case = CaseId::new();
+        let vault = Vault::open(&master, &keys, &HashSet::new()).unwrap();
+        let ids: Vec<String> = (0..3).map(|_| vault.new_key().unwrap()).collect();
+        assert_eq!(ids, ["s0", "s1", "s2"], "handed out lowest first");
+        let sealed = vault.seal(&ids[1], &case, b"content").unwrap();
+        let file = std::fs::read(keys.join("slots")).unwrap();
+        assert_eq!(file.len() % SLOT, 0);
+        assert_eq!(file[SLOT], SLOT_KEY);
+        drop(vault);
+
+        // An older store's key file, in use, and a spare one.
+        let old_id = "00112233445566778899aabbccddeeff";
+        let spare_id = "ffeeddccbbaa99887766554433221100";
+        let reopened = Vault::open(&master, &keys, &HashSet::new()).unwrap();
+        for id in [old_id, spare_id] {
+            let wrapped = reopened.shared.wrap(id, &[7; 32]).unwrap();
+            std::fs::write(keys.join(format!("{id}.key")), wrapped).unwrap();
+        }
+        drop(reopened);
+        let in_use: HashSet<String> = [ids[1].clone(), old_id.to_owned()].into();
+        let vault = Vault::open(&master, &keys, &in_use).unwrap();
+        assert!(
+            !keys.join(format!("{spare_id}.key")).exists(),
+            "spare files go"
+        );
+        assert!(vault.holds(old_id));
+        let old_sealed = vault.seal(old_id, &case, b"old").unwrap();
+        // Slots up to the highest in use are never handed out again.
+        let next = vault.new_key().unwrap();
+        assert_eq!(next, "s2");
+        assert_eq!(vault.unseal(&ids[1], &case, &sealed).unwrap(), b"content");
+
+        vault.shred(&ids[1]).unwrap();
+        vault.shred(old_id).unwrap();
+        assert!(!vault.holds(&ids[1]) && !vault.holds(old_id));
+        assert!(matches!(
+            vault.unseal(old_id, &case, &old_sealed),
+            Err(VaultError::Shredded(_))
+        ));
+        let file = std::fs::read(keys.join("slots")).unwrap();
+        assert!(
+            file[SLOT..2 * SLOT].iter().all(|b| *b == 0),
+            "the key's bytes are gone"
+        );
+        drop(vault);
+        let vault = Vault::open(&master, &keys, &in_use).unwrap();
+        assert!(matches!(
+            vault.unseal(&ids[1], &case, &sealed),
+            Err(VaultError::Shredded(_))
+        ));
+        // A batch cut short by a crash: the partial slot is dropped at the next open.
+        drop(vault);
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(keys.join("slots"))
+            .unwrap();
+        std::io::Write::write_all(&mut file, &[1, 2, 3]).unwrap();
+        let vault = Vault::open(&master, &keys, &in_use).unwrap();
+        assert_eq!(
+            std::fs::metadata(keys.join("slots")).unwrap().len() % SLOT as u64,
+            0
+        );
+        assert!(vault.new_key().unwrap().starts_with('s'));
     }
 }
