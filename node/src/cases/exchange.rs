@@ -135,6 +135,18 @@ impl Cases {
                 return ExchangeResponse::Bloc(self.inner.governance.answer_pull(have).await);
             }
         };
+        self.receive_push(&roster, &member, peer, envelope).await
+    }
+
+    /// A push: its envelope checked against the member's keys, then its events taken in, once
+    /// (a message id seen before gets its original receipt back).
+    async fn receive_push(
+        &self,
+        roster: &crate::roster::Roster,
+        member: &Member,
+        peer: PeerId,
+        envelope: SignedEnvelope,
+    ) -> ExchangeResponse {
         // The push must be signed by a key of the member at the other end of the connection:
         // its current key, or a key it retired after the push was made.
         if roster
@@ -180,7 +192,7 @@ impl Cases {
         let mut attempts = 0;
         loop {
             let result = self
-                .ingest(&member, push.case_id, push.events.clone(), via.clone())
+                .ingest(member, push.case_id, push.events.clone(), via.clone())
                 .await;
             match result {
                 Ok(plan) => {

@@ -15,6 +15,7 @@ pub mod record;
 mod retention;
 mod shell;
 mod sync;
+mod tables;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -22,8 +23,8 @@ use std::time::Duration;
 
 use comity_protocol::caselog::KeyProblem;
 use comity_protocol::{
-    AssistanceRequest, CaseId, CaseLog, CaseState, DataCategory, EventKind, Jurisdiction,
-    SignedEnvelope, Timestamp, ValidationErrors,
+    AssistanceRequest, CaseId, CaseState, DataCategory, EventKind, Jurisdiction, SignedEnvelope,
+    Timestamp, ValidationErrors,
 };
 use comity_protocol::{CaseEvent, PublicKey};
 use ed25519_dalek::VerifyingKey;
@@ -34,10 +35,10 @@ use crate::bloc::Governance;
 use crate::identity::NodeIdentity;
 use crate::network::{self, InboundRequest};
 use crate::roster::Roster;
-use crate::store::{Batch, Cf, Store, StoreError};
+use crate::store::{Batch, Store, StoreError};
 pub use outbox::CaseSettings;
 pub use precheck::Precheck;
-use record::{CaseRecord, OutboxEntry, Role, case_key, decode, encode, events_prefix};
+use record::{CaseRecord, OutboxEntry, Role};
 use shell::Load;
 pub use sync::CASES_PER_PULL;
 
@@ -422,155 +423,6 @@ impl Cases {
                 let _ = w.send(());
             }
         }
-    }
-
-    /// A case's record without its content opened (lists, indexes, bookkeeping).
-    fn record_closed(&self, case_id: &CaseId) -> Result<Option<CaseRecord>, CaseError> {
-        match self.inner.store.get(Cf::Cases, &case_key(case_id))? {
-            Some(bytes) => Ok(Some(self.decode_record(&bytes, false)?)),
-            None => Ok(None),
-        }
-    }
-
-    pub fn get(&self, case_id: &CaseId) -> Result<Option<CaseRecord>, CaseError> {
-        match self.inner.store.get(Cf::Cases, &case_key(case_id))? {
-            Some(bytes) => Ok(Some(self.decode_record(&bytes, true)?)),
-            None => Ok(None),
-        }
-    }
-
-    /// The case's signed log, rebuilt from the store. Signatures were checked when each event
-    /// was stored; `verify_log` checks them all again.
-    pub fn load_log(&self, case_id: &CaseId) -> Result<CaseLog, CaseError> {
-        self.read_log(case_id, false)
-    }
-
-    /// The case's signed log with every signature verified again against the roster, for
-    /// showing to an officer or auditor.
-    pub fn verify_log(&self, case_id: &CaseId) -> Result<CaseLog, CaseError> {
-        self.read_log(case_id, true)
-    }
-
-    fn read_log(&self, case_id: &CaseId, verify: bool) -> Result<CaseLog, CaseError> {
-        let mut log = CaseLog::new(*case_id);
-        let Some(record) = self.inner.store.get(Cf::Cases, &case_key(case_id))? else {
-            return Ok(log);
-        };
-        let key_id = self.decode_record(&record, false)?.key_id;
-        let roster = self.roster();
-        let stored = self
-            .inner
-            .store
-            .scan_prefix(Cf::Events, &events_prefix(case_id))?;
-        for (_, sealed) in stored {
-            let bytes = self.inner.vault.unseal(&key_id, case_id, &sealed)?;
-            let envelope =
-                SignedEnvelope::from_bytes(&bytes, comity_protocol::limits::MAX_REQUEST_FRAME)
-                    .map_err(|e| CaseError::Log(e.to_string()))?;
-            let inserted = if verify {
-                log.insert(envelope, Self::held_key_of(&roster))
-            } else {
-                log.insert_stored(envelope)
-            };
-            inserted.map_err(|e| CaseError::Log(e.to_string()))?;
-        }
-        Ok(log)
-    }
-
-    /// Every case, newest first.
-    pub fn list(&self) -> Result<Vec<CaseRecord>, CaseError> {
-        let mut cases = self
-            .inner
-            .store
-            .scan(Cf::Cases)?
-            .iter()
-            // Lists need no content: records are not opened.
-            .map(|(_, v)| self.decode_record(v, false))
-            .collect::<Result<Vec<CaseRecord>, _>>()?;
-        cases.reverse();
-        Ok(cases)
-    }
-
-    pub fn outbox_depth(&self) -> Result<usize, CaseError> {
-        Ok(self.inner.store.count(Cf::Outbox)?)
-    }
-
-    /// Pushes not yet receipted, per member: the replication lag.
-    pub fn outbox_by_member(&self) -> Result<HashMap<Jurisdiction, (usize, usize)>, CaseError> {
-        let mut lag: HashMap<Jurisdiction, (usize, usize)> = HashMap::new();
-        for entry in self.outbox_entries()? {
-            let e = lag.entry(entry.to).or_default();
-            e.0 += 1;
-            e.1 += entry.events;
-        }
-        Ok(lag)
-    }
-
-    /// Queued pushes with their frames opened. Pushes of a case whose content was destroyed
-    /// cannot be sent any more and are left out.
-    fn outbox_entries(&self) -> Result<Vec<OutboxEntry>, CaseError> {
-        let mut entries = Vec::new();
-        for (_, v) in self.inner.store.scan(Cf::Outbox)? {
-            let mut entry: OutboxEntry = decode(&v)?;
-            if entry.sealed {
-                match self
-                    .inner
-                    .vault
-                    .unseal(&entry.key_id, &entry.case_id, &entry.frame)
-                {
-                    Ok(frame) => {
-                        entry.frame = frame;
-                        entry.sealed = false;
-                    }
-                    Err(crate::vault::VaultError::Shredded(_)) => continue,
-                    Err(e) => return Err(e.into()),
-                }
-            }
-            entries.push(entry);
-        }
-        Ok(entries)
-    }
-
-    /// A case record as stored: its request sealed with the case's key.
-    fn encode_record(&self, record: &CaseRecord) -> Result<Vec<u8>, CaseError> {
-        let mut stored = record.clone();
-        if let Some(request) = &record.request {
-            stored.sealed_request =
-                self.inner
-                    .vault
-                    .seal(&record.key_id, &record.case_id, &encode(request))?;
-        }
-        Ok(encode(&stored))
-    }
-
-    /// A stored case record; with `open`, its request opened (absent once purged).
-    fn decode_record(&self, bytes: &[u8], open: bool) -> Result<CaseRecord, CaseError> {
-        let mut record: CaseRecord = decode(bytes)?;
-        if open && !record.sealed_request.is_empty() {
-            match self
-                .inner
-                .vault
-                .unseal(&record.key_id, &record.case_id, &record.sealed_request)
-            {
-                Ok(plain) => record.request = Some(decode(&plain)?),
-                Err(crate::vault::VaultError::Shredded(_)) => record.request = None,
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Ok(record)
-    }
-
-    /// A queued push as stored: a frame carrying case content is sealed with the case's key.
-    fn encode_outbox(&self, entry: &OutboxEntry) -> Result<Vec<u8>, CaseError> {
-        let mut stored = entry.clone();
-        if !entry.sealed && !entry.clear {
-            stored.frame = self
-                .inner
-                .vault
-                .seal(&entry.key_id, &entry.case_id, &entry.frame)?;
-            stored.sealed = true;
-        }
-        Ok(encode(&stored))
     }
 }
 

@@ -69,18 +69,7 @@ pub fn receive(
         _ => None,
     };
     if record.as_ref().is_some_and(|r| r.purged_at.is_some()) {
-        // Its content is destroyed here: nothing can be added. A push is receipted so that
-        // the sender stops, and nothing else is kept.
-        let mut plan = Plan::default();
-        if let Some((message_id, body_hash)) = push {
-            let receipt = sign_receipt(ctx, log.case_id(), message_id, body_hash)?;
-            plan.reply = Some(Receipted {
-                receipt: receipt.clone(),
-                events: Vec::new(),
-            });
-            plan.inbox = Some((message_id, receipt));
-        }
-        return Ok(plan);
+        return purged(ctx, log.case_id(), push);
     }
     // A new request pushed to this node starts a case: not on an expired bloc configuration
     // (cases under way go on).
@@ -93,32 +82,7 @@ pub fn receive(
     let first_new = log.len();
     let (fresh, pushed) = insert_all(ctx, &mut log, events)?;
     let view = log.view();
-    let (Some(requesting), Some(executing)) = (view.requesting.clone(), view.executing.clone())
-    else {
-        return Err(refused(
-            RejectCode::Malformed,
-            "no request (genesis event) for this case",
-        ));
-    };
-    let counterparty = if *ctx.me == executing {
-        requesting
-    } else if *ctx.me == requesting {
-        executing
-    } else {
-        return Err(refused(
-            RejectCode::Misaddressed,
-            format!(
-                "case between {requesting} and {executing} is not for {}",
-                ctx.me
-            ),
-        ));
-    };
-    if counterparty != *from {
-        return Err(refused(
-            RejectCode::Misaddressed,
-            format!("case with {counterparty} arrived from {from}"),
-        ));
-    }
+    let counterparty = counterparty(ctx, &view, from)?;
     let receipt = match push {
         Some((message_id, body_hash)) => Some((
             message_id,
@@ -145,27 +109,95 @@ pub fn receive(
     };
     let mut plan = Plan::default();
     let own = answer_request(ctx, &mut log, &record)?;
-    let mut stored = fresh.clone();
-    stored.extend(own.iter().cloned());
     if !own.is_empty() && receipt.is_none() {
         plan.outbox_put.push(ctx.push(&record, own.clone(), false)?);
     }
-    if stored.is_empty() && receipt.is_none() && matches!(via, Via::Pull) {
+    if fresh.is_empty() && own.is_empty() && receipt.is_none() && matches!(via, Via::Pull) {
         return Ok(plan);
     }
     plan.received = fresh.len();
-    plan.events = (first_new..).zip(stored).collect();
+    plan.events = (first_new..)
+        .zip(fresh.into_iter().chain(own.clone()))
+        .collect();
+    settle(ctx, &mut plan, &mut record, &log, &via);
+    if let Some((message_id, signed)) = receipt {
+        plan.reply = Some(Receipted {
+            receipt: signed.clone(),
+            events: own,
+        });
+        plan.inbox = Some((message_id, signed));
+    }
+    plan.record = Some(record);
+    Ok(plan)
+}
+
+/// A case whose content is destroyed here: nothing can be added. A push is receipted so that
+/// the sender stops, and nothing else is kept.
+fn purged(
+    ctx: &Context,
+    case_id: comity_protocol::CaseId,
+    push: Option<(MessageId, Hash32)>,
+) -> Result<Plan, IngestError> {
+    let mut plan = Plan::default();
+    if let Some((message_id, body_hash)) = push {
+        let receipt = sign_receipt(ctx, case_id, message_id, body_hash)?;
+        plan.reply = Some(Receipted {
+            receipt: receipt.clone(),
+            events: Vec::new(),
+        });
+        plan.inbox = Some((message_id, receipt));
+    }
+    Ok(plan)
+}
+
+/// The other party of the case, which must be the member the events came from.
+fn counterparty(
+    ctx: &Context,
+    view: &comity_protocol::CaseView,
+    from: &Jurisdiction,
+) -> Result<Jurisdiction, IngestError> {
+    let (Some(requesting), Some(executing)) = (&view.requesting, &view.executing) else {
+        return Err(refused(
+            RejectCode::Malformed,
+            "no request (genesis event) for this case",
+        ));
+    };
+    let counterparty = if ctx.me == executing {
+        requesting
+    } else if ctx.me == requesting {
+        executing
+    } else {
+        return Err(refused(
+            RejectCode::Misaddressed,
+            format!(
+                "case between {requesting} and {executing} is not for {}",
+                ctx.me
+            ),
+        ));
+    };
+    if counterparty != from {
+        return Err(refused(
+            RejectCode::Misaddressed,
+            format!("case with {counterparty} arrived from {from}"),
+        ));
+    }
+    Ok(counterparty.clone())
+}
+
+/// What the stored events imply for the record: its summary of the log, a purge that follows
+/// the requester's, the end of our push's delivery, the announcement of a package.
+fn settle(ctx: &Context, plan: &mut Plan, record: &mut CaseRecord, log: &CaseLog, via: &Via) {
     let had_root = record.log.manifest_root.is_some();
     let after = log.view();
-    record.log = LogSummary::from_view(&after, &log);
+    record.log = LogSummary::from_view(&after, log);
     record.updated_at = ctx.now;
     // The requester destroyed the data at the end of its retention: so does this node.
     if after.purged_at.is_some() && record.purged_at.is_none() {
-        purge(&mut record, ctx.now);
+        purge(record, ctx.now);
         plan.effects.push(Effect::Shred(record.key_id.clone()));
     }
     if let Via::Answer { entry, receipt } = via {
-        super::delivery::apply_receipt(ctx, &mut record, entry, receipt);
+        super::delivery::apply_receipt(ctx, record, entry, receipt);
         plan.outbox_delete.push(entry.message_id);
         if entry.genesis {
             plan.effects.push(Effect::WakeWaiters(entry.case_id));
@@ -182,15 +214,6 @@ pub fn receive(
     if record.log.manifest_root.is_some() {
         plan.effects.push(Effect::WakeEvidence);
     }
-    if let Some((message_id, signed)) = receipt {
-        plan.reply = Some(Receipted {
-            receipt: signed.clone(),
-            events: own,
-        });
-        plan.inbox = Some((message_id, signed));
-    }
-    plan.record = Some(record);
-    Ok(plan)
 }
 
 /// Verifies and inserts `events`: returns the envelopes new to the log, and the ids of all

@@ -1,0 +1,253 @@
+//! Officers' inputs: drafts, approvals, sends and every step in every state.
+
+use comity_protocol::{CaseId, CaseState, Decision, EventKind, Timestamp};
+
+use super::*;
+use crate::cases::record::Role;
+
+#[test]
+fn a_request_is_drafted_approved_sent_received_and_receipted_with_one_fold_on_both_sides() {
+    let roster = roster();
+    let (fr, de) = delivered_case(&roster);
+    assert_eq!(de.record().role, Role::Executing);
+    assert_eq!(de.record().counterparty, j("FR"));
+    assert_eq!(de.state(), Some(CaseState::Delivered));
+    // DE's `received` statement came back with the receipt: no push of it is queued.
+    assert!(de.outbox.is_empty(), "{:?}", de.outbox);
+    assert!(fr.outbox.is_empty(), "the receipted push is done");
+    assert!(fr.record().receipt.is_some());
+    assert_eq!(fr.record().delivery.attempts, 1);
+    assert_eq!(de.record().genesis_message, fr.record().genesis_message);
+    assert!(
+        fr.effects
+            .contains(&Effect::WakeWaiters(fr.record().case_id))
+    );
+    same_case(&fr, &de);
+}
+
+#[test]
+fn a_draft_must_speak_for_this_node_to_a_member_while_the_bloc_allows_new_requests() {
+    let roster = roster();
+    let case_id = CaseId::new();
+    let mut de = Party::new("DE", 2, case_id);
+    let err = de
+        .with(&roster, |ctx, _| draft(ctx, case_id, sample_request(), "x"))
+        .unwrap_err();
+    assert!(err.to_string().contains("speaks for DE, not FR"), "{err}");
+    let mut fr = Party::new("FR", 1, case_id);
+    let mut to_spain = sample_request();
+    to_spain.executing = j("ES");
+    let err = fr
+        .with(&roster, |ctx, _| draft(ctx, case_id, to_spain, "x"))
+        .unwrap_err();
+    assert!(matches!(err, CaseError::UnknownMember { .. }), "{err}");
+    fr.closed = Some("the bloc configuration expired".into());
+    let err = fr
+        .with(&roster, |ctx, _| draft(ctx, case_id, sample_request(), "x"))
+        .unwrap_err();
+    assert!(err.to_string().contains("expired"), "{err}");
+}
+
+#[test]
+fn four_eyes_refuses_self_approval_double_approval_and_sending_unapproved() {
+    let roster = roster();
+    let case_id = CaseId::new();
+    let mut fr = Party::new("FR", 1, case_id);
+    let draft = fr
+        .with(&roster, |ctx, _| {
+            draft(ctx, case_id, sample_request(), "juge.martin")
+        })
+        .unwrap();
+    let err = fr
+        .with(&roster, |ctx, _| send(ctx, draft.clone()))
+        .unwrap_err();
+    assert!(err.to_string().contains("needs an approval"), "{err}");
+    let err = fr
+        .with(&roster, |ctx, _| approve(ctx, draft.clone(), "juge.martin"))
+        .unwrap_err();
+    assert!(err.to_string().contains("cannot approve it"), "{err}");
+    let plan = fr
+        .with(&roster, |ctx, _| {
+            approve(ctx, draft.clone(), "procureure.dubois")
+        })
+        .unwrap();
+    assert_eq!(plan.audit.len(), 1, "an approval is audited");
+    let approved = plan.record.unwrap();
+    let err = fr
+        .with(&roster, |ctx, _| approve(ctx, approved.clone(), "autre"))
+        .unwrap_err();
+    assert!(err.to_string().contains("already approved"), "{err}");
+    // Sending on an expired configuration is refused; sending twice is refused.
+    fr.closed = Some("expired".into());
+    assert!(
+        fr.with(&roster, |ctx, _| send(ctx, approved.clone()))
+            .is_err()
+    );
+    fr.closed = None;
+    let sent = fr
+        .with(&roster, |ctx, _| send(ctx, approved.clone()))
+        .unwrap()
+        .record
+        .unwrap();
+    let err = fr.with(&roster, |ctx, _| send(ctx, sent)).unwrap_err();
+    assert!(matches!(err, CaseError::NotDraft { .. }), "{err}");
+}
+
+#[test]
+fn disclosure_of_named_categories_needs_another_officers_approval() {
+    let roster = roster();
+    let (_, mut de) = delivered_case(&roster);
+    let mut record = de.record().clone();
+    record.summary.data_categories = vec![comity_protocol::DataCategory::Content];
+    de.case.record = Some(record.clone());
+    let fulfil = || EventKind::Fulfilled {
+        manifest_root: None,
+        note: "none".into(),
+    };
+    de.act(
+        &roster,
+        EventKind::Decided {
+            decision: Decision::Accept,
+        },
+        "rev",
+    )
+    .unwrap();
+    let err = de.act(&roster, fulfil(), "clerk").unwrap_err();
+    assert!(
+        err.to_string().contains("needs an approver's approval"),
+        "{err}"
+    );
+    let plan = de
+        .with(&roster, |ctx, case| {
+            approve(ctx, case.record.unwrap(), "boss")
+        })
+        .unwrap();
+    de.apply(plan);
+    let err = de.act(&roster, fulfil(), "boss").unwrap_err();
+    assert!(err.to_string().contains("cannot also make it"), "{err}");
+    de.act(&roster, fulfil(), "clerk").unwrap();
+    assert_eq!(de.state(), Some(CaseState::Fulfilled));
+}
+
+/// Every event kind an officer can record, tried on both sides in each state a case passes
+/// through: the step is refused with a reason, or stored with its push and applied.
+#[test]
+fn every_step_in_every_state_is_either_applied_or_refused_with_a_reason() {
+    let roster = roster();
+    let kinds = || {
+        vec![
+            EventKind::Decided {
+                decision: Decision::Accept,
+            },
+            EventKind::Decided {
+                decision: Decision::Refuse {
+                    reasons: vec!["no".into()],
+                },
+            },
+            EventKind::ClarificationRequested {
+                question: "which?".into(),
+            },
+            EventKind::Clarified {
+                answer: "this".into(),
+            },
+            EventKind::Fulfilled {
+                manifest_root: None,
+                note: "none".into(),
+            },
+            EventKind::EvidenceAcknowledged {
+                manifest_root: None,
+            },
+            EventKind::Withdrawn {
+                reason: "moot".into(),
+            },
+            EventKind::Closed,
+            EventKind::Preserved {
+                until: Timestamp::from_millis(T0 + 86_400_000),
+            },
+            EventKind::PreservationReleased,
+            EventKind::Purged,
+        ]
+    };
+    // The path to each state: steps (by side) from a delivered case.
+    let paths: Vec<Vec<(bool, EventKind)>> = vec![
+        vec![],
+        vec![(
+            false,
+            EventKind::ClarificationRequested {
+                question: "q".into(),
+            },
+        )],
+        vec![(
+            false,
+            EventKind::Decided {
+                decision: Decision::Accept,
+            },
+        )],
+        vec![
+            (
+                false,
+                EventKind::Decided {
+                    decision: Decision::Accept,
+                },
+            ),
+            (
+                false,
+                EventKind::Fulfilled {
+                    manifest_root: None,
+                    note: "n".into(),
+                },
+            ),
+        ],
+        vec![(true, EventKind::Withdrawn { reason: "r".into() })],
+        vec![(true, EventKind::Purged)],
+    ];
+    let mut applied = 0;
+    let mut refused = 0;
+    for path in &paths {
+        for requester_side in [true, false] {
+            for kind in kinds() {
+                let (mut fr, mut de) = delivered_case(&roster);
+                for (on_fr, step) in path {
+                    let party = if *on_fr { &mut fr } else { &mut de };
+                    party.act(&roster, step.clone(), "officer").unwrap();
+                    settle(&roster, &mut fr, &mut de);
+                }
+                let party = if requester_side { &mut fr } else { &mut de };
+                let before = party.case.log.len();
+                let code = kind.code();
+                match party.act(&roster, kind, "officer") {
+                    Ok(plan) => {
+                        applied += 1;
+                        assert_eq!(plan.events.len(), 1);
+                        assert_eq!(plan.outbox_put.len(), 1, "{code} is pushed");
+                        assert_eq!(party.case.log.len(), before + 1);
+                        let last = party.case.log.view();
+                        assert!(
+                            last.entries
+                                .iter()
+                                .all(|e| e.kind != code || e.applied || e.author != party.me)
+                        );
+                        // The other side takes it in and both fold the same case.
+                        settle(&roster, &mut fr, &mut de);
+                        if fr.record().purged_at.is_none() {
+                            same_case(&fr, &de);
+                        }
+                    }
+                    Err(e) => {
+                        refused += 1;
+                        assert!(!e.to_string().is_empty());
+                        assert_eq!(
+                            party.case.log.len(),
+                            before,
+                            "a refused step stores nothing"
+                        );
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        applied > 10 && refused > 30,
+        "applied {applied}, refused {refused}"
+    );
+}
