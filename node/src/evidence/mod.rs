@@ -11,6 +11,7 @@
 //! sizes only, never file names or content.
 
 mod direct;
+mod faults;
 mod keys;
 mod open;
 mod package;
@@ -24,7 +25,6 @@ use std::time::{Duration, Instant};
 
 use comity_protocol::evidence::{EvidenceManifest, SealingKey};
 use comity_protocol::{CaseId, Jurisdiction, SignedEnvelope};
-use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 use tracing::{info, warn};
 
@@ -34,6 +34,7 @@ use crate::identity::NodeIdentity;
 use crate::network;
 use crate::store::{Batch, Cf, Store, StoreError};
 
+pub use faults::EvidenceFaults;
 use keys::load_or_create_sealing_key;
 pub use keys::{create_sealing_key, read_sealing_public};
 pub use open::{FileStream, PackageIndex};
@@ -96,20 +97,6 @@ fn io(what: impl std::fmt::Display) -> impl FnOnce(std::io::Error) -> EvidenceEr
             EvidenceError::Io(format!("{what}: {e}"))
         }
     }
-}
-
-/// Testnets only: what the sending side does wrong on purpose.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct EvidenceFaults {
-    /// Flip a byte of this chunk when serving it.
-    pub tamper_chunk: Option<u64>,
-    /// Serve this chunk cut short.
-    pub truncate_chunk: Option<u64>,
-    /// Serve the manifest with a signature that does not verify.
-    pub forge_manifest: bool,
-    /// Wait this long before serving each chunk (to interrupt a transfer halfway).
-    pub delay_ms: Option<u64>,
 }
 
 /// Live progress of an incoming transfer (not stored: rebuilt from the file on restart).

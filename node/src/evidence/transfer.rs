@@ -43,8 +43,17 @@ pub(super) async fn serve(
         let evidence = evidence.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            let frame = match evidence.answer(request.peer, &request.frame).await {
-                Answer::Frame(frame) => frame,
+            let mut answer = evidence.answer(request.peer, &request.frame).await;
+            // Testnets only: the fault filter sits between the service and the network.
+            let faults = evidence.inner.faults.lock().expect("lock").clone();
+            if faults.is_set() {
+                answer = faults.filter(answer).await;
+            }
+            let frame = match answer {
+                Answer::Chunk { frame, .. } => frame,
+                Answer::Manifest(envelope) => {
+                    to_canonical_cbor(&EvidenceResponse::Manifest(envelope)).unwrap_or_default()
+                }
                 Answer::Message(response) => to_canonical_cbor(&response).unwrap_or_default(),
             };
             evidence
@@ -56,10 +65,15 @@ pub(super) async fn serve(
     }
 }
 
-/// A response to send: a chunk already encoded (its bytes read straight into the frame), or
-/// any other message.
-enum Answer {
-    Frame(Vec<u8>),
+/// A response to send: a chunk already encoded (its bytes read straight into the frame, the
+/// sealed chunk its last `len` bytes), the signed manifest, or any other message.
+pub(super) enum Answer {
+    Chunk {
+        index: u64,
+        len: usize,
+        frame: Vec<u8>,
+    },
+    Manifest(comity_protocol::SignedEnvelope),
     Message(EvidenceResponse),
 }
 
@@ -99,7 +113,6 @@ impl Evidence {
                 member.jurisdiction
             ));
         }
-        let faults = self.inner.faults.lock().expect("lock").clone();
         match request {
             EvidenceRequest::Manifest { .. } => {
                 let case = match self.case_for(&case_id, Role::Executing) {
@@ -107,12 +120,9 @@ impl Evidence {
                     Err(e) => return refused(e.to_string()),
                 };
                 match self.manifest(&record, &case) {
-                    Ok((mut envelope, _)) => {
-                        if faults.forge_manifest {
-                            envelope.signature.0[0] ^= 1;
-                        }
+                    Ok((envelope, _)) => {
                         debug!(case = %case_id, "manifest served");
-                        Answer::Message(EvidenceResponse::Manifest(envelope))
+                        Answer::Manifest(envelope)
                     }
                     Err(e) => refused(e.to_string()),
                 }
@@ -130,9 +140,6 @@ impl Evidence {
                         record.chunks
                     ));
                 }
-                if let Some(ms) = faults.delay_ms {
-                    tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
-                }
                 let path = self.package_path(Direction::Outgoing, &case_id, false);
                 let offset = wire::sealed_offset(record.chunk_size, index);
                 let len = wire::sealed_len(wire::plain_len(
@@ -146,7 +153,7 @@ impl Evidence {
                     wire::chunk_frame_in(buffer, len, |out| file.read_exact_at(out, offset))
                 })
                 .await;
-                let mut frame = match read {
+                let frame = match read {
                     Ok(Ok(frame)) => frame,
                     Ok(Err(e)) => {
                         warn!(case = %case_id, index, error = %e, "cannot read a sealed chunk");
@@ -154,15 +161,6 @@ impl Evidence {
                     }
                     Err(e) => return refused(e.to_string()),
                 };
-                if faults.tamper_chunk == Some(index) {
-                    let at = frame.len() - len / 2;
-                    frame[at] ^= 0x40;
-                }
-                if faults.truncate_chunk == Some(index) {
-                    let start = frame.len() - len;
-                    let cut = frame[start..start + len / 2].to_vec();
-                    frame = to_canonical_cbor(&EvidenceResponse::Chunk(cut)).unwrap_or_default();
-                }
                 *self
                     .inner
                     .served
@@ -170,7 +168,7 @@ impl Evidence {
                     .expect("lock")
                     .entry(case_id)
                     .or_default() += 1;
-                Answer::Frame(frame)
+                Answer::Chunk { index, len, frame }
             }
         }
     }
