@@ -10,7 +10,7 @@ use comity_protocol::{
 use serde::{Deserialize, Serialize};
 
 use super::officers::{Officer, Role as OfficerRole};
-use crate::cases::record::{Delivery, Refusal, Role};
+use crate::cases::record::Role;
 
 pub const API_PREFIX: &str = "/v1";
 
@@ -171,7 +171,7 @@ pub struct CaseDetail {
     /// The request's content: only in answer to a read that stated its purpose (which is
     /// recorded in the access log), never in answers to actions.
     pub request: Option<AssistanceRequest>,
-    pub delivery: Delivery,
+    pub delivery: DeliveryView,
     pub decision: Option<Decision>,
     /// Four-eyes: who drafted and who approved the request (as the requesting node attests).
     pub approval: Option<comity_protocol::Approval>,
@@ -315,6 +315,53 @@ pub struct NewOfficer {
 pub struct NewOfficerToken {
     pub officer: Officer,
     pub token: String,
+}
+
+/// The delivery of a request, as the API shows it (requesting side).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveryView {
+    pub attempts: u32,
+    pub queued_at: Option<Timestamp>,
+    pub last_attempt: Option<Timestamp>,
+    pub last_error: Option<String>,
+    /// The executing side refused the message itself (not the request's merits).
+    pub refused: Option<String>,
+}
+
+impl From<&crate::cases::record::Delivery> for DeliveryView {
+    fn from(d: &crate::cases::record::Delivery) -> Self {
+        Self {
+            attempts: d.attempts,
+            queued_at: d.queued_at,
+            last_attempt: d.last_attempt,
+            last_error: d.last_error.clone(),
+            refused: d.refused.clone(),
+        }
+    }
+}
+
+/// `GET /v1/refusals`: a message or event refused from a peer, never applied.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefusalView {
+    pub at: Timestamp,
+    pub peer: String,
+    pub member: Option<Jurisdiction>,
+    pub case_id: Option<CaseId>,
+    pub code: comity_protocol::RejectCode,
+    pub reason: String,
+}
+
+impl From<crate::cases::record::Refusal> for RefusalView {
+    fn from(r: crate::cases::record::Refusal) -> Self {
+        Self {
+            at: r.at,
+            peer: r.peer,
+            member: r.member,
+            case_id: r.case_id,
+            code: r.code,
+            reason: r.reason,
+        }
+    }
 }
 
 /// `POST /v1/faults` (testnets only): cut or restore the link to a member.
@@ -676,7 +723,7 @@ impl AdminClient {
     ) -> Result<Vec<crate::report::Report>, ClientError> {
         self.get(&format!("/reports/bloc?period={period}")).await
     }
-    pub async fn refusals(&self) -> Result<Vec<Refusal>, ClientError> {
+    pub async fn refusals(&self) -> Result<Vec<RefusalView>, ClientError> {
         self.get("/refusals").await
     }
     pub async fn fault(

@@ -22,7 +22,7 @@ use axum::{Extension, Json, Router};
 use comity_protocol::{CaseId, Timestamp};
 use tracing::{info, warn};
 
-use crate::cases::record::{CaseRecord, Refusal, Role as CaseRole};
+use crate::cases::record::{CaseRecord, Role as CaseRole};
 use crate::cases::{CaseError, Cases};
 use crate::network;
 use crate::store::Store;
@@ -487,9 +487,16 @@ async fn act(
 async fn refusals(
     Extension(officer): Extension<Officer>,
     State(state): State<AdminState>,
-) -> Reply<Vec<Refusal>> {
+) -> Reply<Vec<api::RefusalView>> {
     allow(&officer, &[Role::Auditor])?;
-    Ok(Json(state.cases.refusals()?))
+    Ok(Json(
+        state
+            .cases
+            .refusals()?
+            .into_iter()
+            .map(Into::into)
+            .collect(),
+    ))
 }
 
 /// Testnets only: moves the node's clock forward, to reach deadlines and retention.
@@ -705,7 +712,7 @@ fn detail(state: &AdminState, record: &CaseRecord) -> CaseDetail {
         message_id: record.genesis_message,
         // Content only where a purpose was stated and the read recorded (GET of one case).
         request: None,
-        delivery: record.delivery.clone(),
+        delivery: (&record.delivery).into(),
         // Decision texts are content too: only on a read that stated its purpose.
         decision: None,
         approval: record.approval.clone(),

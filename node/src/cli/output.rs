@@ -311,7 +311,7 @@ fn describe_decision(decision: &comity_protocol::Decision) -> String {
     }
 }
 
-pub fn refusals(refusals: &[crate::cases::record::Refusal], as_json: bool) -> anyhow::Result<()> {
+pub fn refusals(refusals: &[crate::admin::api::RefusalView], as_json: bool) -> anyhow::Result<()> {
     if as_json {
         return json(&refusals);
     }
