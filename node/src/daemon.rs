@@ -21,41 +21,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     if config.testing.faults {
         tracing::warn!("fault injection is enabled ([testing] faults): testnets only");
     }
-    let mut policy_hash = None;
-    let policy = match std::fs::read_to_string(config.policy_path()) {
-        Ok(text) => {
-            policy_hash = Some(comity_protocol::Hash32::of(text.as_bytes()));
-            let policy = crate::policy::parse(&text).map_err(|problems| {
-                let list: Vec<String> = problems.iter().map(|p| format!("  {p}")).collect();
-                anyhow::anyhow!(
-                    "policy {} has problems:\n{}\n(check it with `comity policy check`)",
-                    config.policy_path().display(),
-                    list.join("\n")
-                )
-            })?;
-            for partner in policy.expired(comity_protocol::Timestamp::now()) {
-                tracing::warn!(%partner, "the agreement with this partner has expired: its requests will be refused");
-            }
-            Some(policy)
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            info!(path = %config.policy_path().display(), "no policy file: incoming requests are not checked automatically");
-            None
-        }
-        Err(e) => bail!("cannot read policy {}: {e}", config.policy_path().display()),
-    };
+    let (policy, policy_hash) = read_policy(&config)?;
     let store = Store::open(&config.store_path())?;
     if crate::audit::record_policy(&store, policy_hash).await? {
         info!("the policy in force is recorded in the audit log");
     }
-    // Keys that cases name are in use; any other key file is a spare.
-    let in_use = store
-        .scan(crate::store::Cf::Cases)?
-        .iter()
-        .filter_map(|(_, v)| crate::cases::record::decode::<CaseRecord>(v).ok())
-        .map(|record| record.key_id)
-        .collect();
-    let vault = crate::vault::Vault::open(&config.master_key_path(), &config.keys_path(), &in_use)?;
+    let vault = open_vault(&config, &store)?;
     let governance = Governance::open(
         store.clone(),
         identity.clone(),
@@ -79,22 +50,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     };
 
     let (client, event_loop, network::Inbound { exchange, evidence }) =
-        network::new(NetworkSettings {
-            identity: identity.clone(),
-            membership: governance.membership(),
-            bootstrap: crate::bloc::bootstrap_peers(&config.bloc.bootstrap),
-            listen: config.network.listen.clone(),
-            behaviour: BehaviourConfig {
-                bloc: roster.bloc().to_owned(),
-                mdns: config.network.mdns,
-                max_connections: config.network.max_connections,
-                max_connections_per_peer: config.network.max_connections_per_peer,
-                max_pending_incoming: config.network.max_pending_incoming,
-                request_timeout: Duration::from_secs(config.network.request_timeout_secs.max(1)),
-                frames: Default::default(),
-            },
-            redial_interval: Duration::from_secs(config.network.redial_interval_secs.max(1)),
-        })?;
+        network::new(network_settings(&config, &identity, &governance))?;
     let network_task = tokio::spawn(event_loop.run(stopped(stop_rx.clone())));
     governance.start(client.clone());
 
@@ -105,20 +61,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         governance.clone(),
         client.clone(),
         exchange,
-        CaseSettings {
-            initial_backoff: config.outbox.initial_backoff(),
-            max_backoff: config.outbox.max_backoff(),
-            max_in_flight: config.outbox.max_in_flight.max(1),
-            not_delivered_after: Duration::from_secs(config.outbox.not_delivered_after_secs),
-            disclosure_approval: config.safeguards.disclosure_approval.clone(),
-            policy,
-            retention_sweep: Duration::from_secs(config.safeguards.retention_sweep_secs.max(1)),
-            cases_per_pull: config
-                .testing
-                .cases_per_pull
-                .unwrap_or(crate::cases::CASES_PER_PULL),
-            fulfilments: std::sync::Arc::new(crate::evidence::Announcer),
-        },
+        case_settings(&config, policy),
     )
     .await?;
     let evidence = crate::evidence::Evidence::start(
@@ -133,42 +76,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         evidence,
         identity.clone(),
     )?;
-    // Signed checkpoints of the audit log, as it grows, announced to the bloc for witnessing;
-    // and the witnessing of the other members' checkpoints.
-    {
-        let (log_store, log_identity, network) = (store.clone(), identity.clone(), client.clone());
-        let jurisdiction = config.node.jurisdiction.clone();
-        let every = Duration::from_secs(config.audit.checkpoint_secs.max(1));
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            loop {
-                tick.tick().await;
-                let key = log_identity.signing_key();
-                let signed = crate::audit::checkpoint(&log_store, &jurisdiction, &key);
-                match signed.await {
-                    Ok(Some(c)) => tracing::debug!(size = c.tree_size, "audit checkpoint signed"),
-                    Ok(None) => {}
-                    Err(e) => tracing::warn!(error = %e, "audit checkpoint failed"),
-                }
-                // The latest, every time: members that joined late or missed one catch up.
-                if let Ok(Some(latest)) = crate::audit::latest_checkpoint(&log_store) {
-                    network.publish(latest.to_bytes()).await;
-                }
-            }
-        });
-        tokio::spawn(crate::report::run_collector(
-            store.clone(),
-            client.clone(),
-            governance.membership(),
-        ));
-        tokio::spawn(crate::audit::witness::run(
-            store.clone(),
-            client.clone(),
-            governance.membership(),
-            identity.clone(),
-            config.node.jurisdiction.clone(),
-        ));
-    }
+    spawn_audit(&config, &store, &identity, &client, &governance);
     // This node's transparency reports for the current periods, signed and published to the
     // bloc (and kept, so that the bloc-wide view includes ours).
     tokio::spawn(crate::report::run_publisher(
@@ -178,14 +86,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         client.clone(),
         Duration::from_secs(config.audit.report_secs.max(1)),
     ));
-    if let Some(listen) = config.dashboard.listen {
-        let dashboard = crate::dashboard::serve(listen, cases.clone(), store.clone());
-        tokio::spawn(async move {
-            if let Err(e) = dashboard.await {
-                tracing::error!(error = %e, "the dashboard stopped; the node goes on without it");
-            }
-        });
-    }
+    spawn_dashboard(&config, &cases, &store);
     let admin_task = tokio::spawn(admin::serve(
         config.admin.listen,
         AdminState {
@@ -218,6 +119,151 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let _ = tokio::time::timeout(Duration::from_secs(5), network_task).await;
     info!("stopped");
     Ok(())
+}
+
+/// The node's policy and the hash of its file, if it has one; a policy with problems stops
+/// the start with the list of them.
+fn read_policy(
+    config: &Config,
+) -> anyhow::Result<(
+    Option<crate::policy::Policy>,
+    Option<comity_protocol::Hash32>,
+)> {
+    let mut policy_hash = None;
+    let policy = match std::fs::read_to_string(config.policy_path()) {
+        Ok(text) => {
+            policy_hash = Some(comity_protocol::Hash32::of(text.as_bytes()));
+            let policy = crate::policy::parse(&text).map_err(|problems| {
+                let list: Vec<String> = problems.iter().map(|p| format!("  {p}")).collect();
+                anyhow::anyhow!(
+                    "policy {} has problems:\n{}\n(check it with `comity policy check`)",
+                    config.policy_path().display(),
+                    list.join("\n")
+                )
+            })?;
+            for partner in policy.expired(comity_protocol::Timestamp::now()) {
+                tracing::warn!(%partner, "the agreement with this partner has expired: its requests will be refused");
+            }
+            Some(policy)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            info!(path = %config.policy_path().display(), "no policy file: incoming requests are not checked automatically");
+            None
+        }
+        Err(e) => bail!("cannot read policy {}: {e}", config.policy_path().display()),
+    };
+    Ok((policy, policy_hash))
+}
+
+/// The vault of case keys: keys that cases name are in use, any other is a spare.
+fn open_vault(config: &Config, store: &Store) -> anyhow::Result<crate::vault::Vault> {
+    let in_use = store
+        .scan(crate::store::Cf::Cases)?
+        .iter()
+        .filter_map(|(_, v)| crate::cases::record::decode::<CaseRecord>(v).ok())
+        .map(|record| record.key_id)
+        .collect();
+    Ok(crate::vault::Vault::open(
+        &config.master_key_path(),
+        &config.keys_path(),
+        &in_use,
+    )?)
+}
+
+fn network_settings(
+    config: &Config,
+    identity: &NodeIdentity,
+    governance: &Governance,
+) -> NetworkSettings {
+    NetworkSettings {
+        identity: identity.clone(),
+        membership: governance.membership(),
+        bootstrap: crate::bloc::bootstrap_peers(&config.bloc.bootstrap),
+        listen: config.network.listen.clone(),
+        behaviour: BehaviourConfig {
+            bloc: governance.roster().bloc().to_owned(),
+            mdns: config.network.mdns,
+            max_connections: config.network.max_connections,
+            max_connections_per_peer: config.network.max_connections_per_peer,
+            max_pending_incoming: config.network.max_pending_incoming,
+            request_timeout: Duration::from_secs(config.network.request_timeout_secs.max(1)),
+            frames: Default::default(),
+        },
+        redial_interval: Duration::from_secs(config.network.redial_interval_secs.max(1)),
+    }
+}
+
+/// Signed checkpoints of the audit log, as it grows, announced to the bloc for witnessing;
+/// the collection of members' reports; the witnessing of their checkpoints.
+fn spawn_audit(
+    config: &Config,
+    store: &Store,
+    identity: &NodeIdentity,
+    client: &network::Client,
+    governance: &Governance,
+) {
+    {
+        let (store, identity, network) = (store.clone(), identity.clone(), client.clone());
+        let jurisdiction = config.node.jurisdiction.clone();
+        let every = Duration::from_secs(config.audit.checkpoint_secs.max(1));
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                let key = identity.signing_key();
+                match crate::audit::checkpoint(&store, &jurisdiction, &key).await {
+                    Ok(Some(c)) => tracing::debug!(size = c.tree_size, "audit checkpoint signed"),
+                    Ok(None) => {}
+                    Err(e) => tracing::warn!(error = %e, "audit checkpoint failed"),
+                }
+                // The latest, every time: members that joined late or missed one catch up.
+                if let Ok(Some(latest)) = crate::audit::latest_checkpoint(&store) {
+                    network.publish(latest.to_bytes()).await;
+                }
+            }
+        });
+    }
+    tokio::spawn(crate::report::run_collector(
+        store.clone(),
+        client.clone(),
+        governance.membership(),
+    ));
+    tokio::spawn(crate::audit::witness::run(
+        store.clone(),
+        client.clone(),
+        governance.membership(),
+        identity.clone(),
+        config.node.jurisdiction.clone(),
+    ));
+}
+
+fn case_settings(config: &Config, policy: Option<crate::policy::Policy>) -> CaseSettings {
+    CaseSettings {
+        initial_backoff: config.outbox.initial_backoff(),
+        max_backoff: config.outbox.max_backoff(),
+        max_in_flight: config.outbox.max_in_flight.max(1),
+        not_delivered_after: Duration::from_secs(config.outbox.not_delivered_after_secs),
+        disclosure_approval: config.safeguards.disclosure_approval.clone(),
+        policy,
+        retention_sweep: Duration::from_secs(config.safeguards.retention_sweep_secs.max(1)),
+        cases_per_pull: config
+            .testing
+            .cases_per_pull
+            .unwrap_or(crate::cases::CASES_PER_PULL),
+        fulfilments: std::sync::Arc::new(crate::evidence::Announcer),
+    }
+}
+
+/// The read-only dashboard, if configured: its failure does not stop the node.
+fn spawn_dashboard(config: &Config, cases: &Cases, store: &Store) {
+    if let Some(listen) = config.dashboard.listen {
+        let dashboard = crate::dashboard::serve(listen, cases.clone(), store.clone());
+        tokio::spawn(async move {
+            if let Err(e) = dashboard.await {
+                tracing::error!(error = %e, "the dashboard stopped; the node goes on without it");
+            }
+        });
+    }
 }
 
 async fn shutdown_signal() -> anyhow::Result<&'static str> {
