@@ -208,77 +208,114 @@ pub(super) async fn pull(evidence: &Evidence, case_id: CaseId) -> Result<(), Evi
     let partial = evidence.package_path(Direction::Incoming, &case_id, true);
 
     if record.state == PackageState::Announced {
-        let frame = to_canonical_cbor(&EvidenceRequest::Manifest { case_id })
-            .map_err(|e| EvidenceError::Io(e.to_string()))?;
-        let response = inner
-            .network
-            .evidence_request(peer, frame)
-            .await
-            .map_err(|e| {
-                EvidenceError::Io(format!(
-                    "cannot fetch the manifest from {}: {e}",
-                    record.counterparty
-                ))
-            })?;
-        let envelope = match from_cbor::<EvidenceResponse>(&response, MAX_EVIDENCE_RESPONSE) {
-            Ok(EvidenceResponse::Manifest(envelope)) => envelope,
-            Ok(EvidenceResponse::Refused { reason }) => {
-                return Err(EvidenceError::Refused(format!(
-                    "{} refused the manifest: {reason}",
-                    record.counterparty
-                )));
-            }
-            _ => {
-                return Err(EvidenceError::Refused(format!(
-                    "{} answered the manifest request with something else",
-                    record.counterparty
-                )));
-            }
-        };
-        let manifest = check_manifest(evidence, &record, &envelope, &roster)?;
-        let sealed_manifest =
-            inner
-                .cases
-                .vault()
-                .seal(&case.key_id, &case_id, &envelope.to_bytes())?;
-        record.total_bytes = manifest.total_bytes;
-        record.sealed_bytes = manifest.sealed_total();
-        record.chunks = manifest.chunks.len() as u64;
-        record.chunk_size = manifest.chunk_size;
-        reserve(&partial, record.sealed_bytes)?;
-        record.state = PackageState::Transferring;
-        record.last_error = None;
-        evidence.put_with_manifest(&record, sealed_manifest).await?;
-        inner.progress.lock().expect("lock").insert(
-            case_id,
-            Progress {
-                bitmap: Some(vec![false; record.chunks as usize]),
-                ..Progress::default()
-            },
-        );
-        info!(case = %case_id, root = %record.root, bytes = record.total_bytes, chunks = record.chunks, "evidence manifest verified; pulling chunks");
+        fetch_manifest(evidence, &mut record, &case, peer, &roster, &partial).await?;
     }
+    let (manifest, have) = resume(evidence, &record, &case, &partial).await?;
+    let hashes = Arc::new(manifest.chunks.clone());
+    let missing: Vec<u64> = (0..record.chunks).filter(|i| !have[*i as usize]).collect();
+    if !missing.is_empty() {
+        info!(case = %case_id, missing = missing.len(), of = record.chunks, "pulling evidence chunks");
+    }
+    let file = Arc::new(
+        super::direct::PackageWriter::open(&partial)
+            .map_err(io(format!("cannot open {}", partial.display())))?,
+    );
+    fetch_missing(evidence, &record, peer, missing, &hashes, &file).await?;
+    finish(evidence, record, &file, &partial).await
+}
 
+/// Fetches the package's signed manifest from the sender, checks it against the fulfilment
+/// and the sender's key, stores it sealed and reserves the space the package needs.
+async fn fetch_manifest(
+    evidence: &Evidence,
+    record: &mut PackageRecord,
+    case: &crate::cases::record::CaseRecord,
+    peer: libp2p::PeerId,
+    roster: &crate::roster::Roster,
+    partial: &std::path::Path,
+) -> Result<(), EvidenceError> {
+    let inner = &evidence.inner;
+    let case_id = record.case_id;
+    let frame = to_canonical_cbor(&EvidenceRequest::Manifest { case_id })
+        .map_err(|e| EvidenceError::Io(e.to_string()))?;
+    let response = inner
+        .network
+        .evidence_request(peer, frame)
+        .await
+        .map_err(|e| {
+            EvidenceError::Io(format!(
+                "cannot fetch the manifest from {}: {e}",
+                record.counterparty
+            ))
+        })?;
+    let envelope = match from_cbor::<EvidenceResponse>(&response, MAX_EVIDENCE_RESPONSE) {
+        Ok(EvidenceResponse::Manifest(envelope)) => envelope,
+        Ok(EvidenceResponse::Refused { reason }) => {
+            return Err(EvidenceError::Refused(format!(
+                "{} refused the manifest: {reason}",
+                record.counterparty
+            )));
+        }
+        _ => {
+            return Err(EvidenceError::Refused(format!(
+                "{} answered the manifest request with something else",
+                record.counterparty
+            )));
+        }
+    };
+    let manifest = check_manifest(evidence, record, &envelope, roster)?;
+    let sealed_manifest = inner
+        .cases
+        .vault()
+        .seal(&case.key_id, &case_id, &envelope.to_bytes())?;
+    record.total_bytes = manifest.total_bytes;
+    record.sealed_bytes = manifest.sealed_total();
+    record.chunks = manifest.chunks.len() as u64;
+    record.chunk_size = manifest.chunk_size;
+    reserve(partial, record.sealed_bytes)?;
+    record.state = PackageState::Transferring;
+    record.last_error = None;
+    evidence.put_with_manifest(record, sealed_manifest).await?;
+    inner.progress.lock().expect("lock").insert(
+        case_id,
+        Progress {
+            bitmap: Some(vec![false; record.chunks as usize]),
+            ..Progress::default()
+        },
+    );
+    info!(case = %case_id, root = %record.root, bytes = record.total_bytes, chunks = record.chunks, "evidence manifest verified; pulling chunks");
+    Ok(())
+}
+
+/// Where an interrupted transfer stands: the manifest, and which chunks of the partial file
+/// already verify (all of them are checked again).
+async fn resume(
+    evidence: &Evidence,
+    record: &PackageRecord,
+    case: &crate::cases::record::CaseRecord,
+    partial: &std::path::Path,
+) -> Result<(EvidenceManifest, Vec<bool>), EvidenceError> {
+    let inner = &evidence.inner;
+    let case_id = record.case_id;
     // A crash between renaming the finished file and recording it: take it back as partial
     // (every chunk is verified again below). A partial file that went missing is made again.
     let final_path = evidence.package_path(Direction::Incoming, &case_id, false);
     if !partial.exists() {
         if final_path.exists() {
-            std::fs::rename(&final_path, &partial)
+            std::fs::rename(&final_path, partial)
                 .map_err(io(format!("cannot rename {}", final_path.display())))?;
         } else {
-            reserve(&partial, record.sealed_bytes)?;
+            reserve(partial, record.sealed_bytes)?;
             inner.progress.lock().expect("lock").remove(&case_id);
         }
     }
-    let (_, manifest) = evidence.manifest(&record, &case)?;
+    let (_, manifest) = evidence.manifest(record, case)?;
     let hashes = Arc::new(manifest.chunks.clone());
-    let have = verified_chunks(evidence, &record, &hashes, &partial).await?;
-    let missing: Vec<u64> = (0..record.chunks).filter(|i| !have[*i as usize]).collect();
+    let have = verified_chunks(evidence, record, &hashes, partial).await?;
     {
         let mut progress = inner.progress.lock().expect("lock");
         let p = progress.entry(case_id).or_default();
-        p.verified = record.chunks - missing.len() as u64;
+        p.verified = have.iter().filter(|h| **h).count() as u64;
         p.bytes_verified = (0..record.chunks)
             .filter(|i| have[*i as usize])
             .map(|i| manifest.sealed_chunk_len(i) as u64)
@@ -287,15 +324,23 @@ pub(super) async fn pull(evidence: &Evidence, case_id: CaseId) -> Result<(), Evi
         p.first_started.get_or_insert_with(Instant::now);
         p.pulls += 1;
         p.bytes_at_start = p.bytes_verified;
-        p.bitmap = Some(have);
+        p.bitmap = Some(have.clone());
     }
-    if !missing.is_empty() {
-        info!(case = %case_id, missing = missing.len(), of = record.chunks, "pulling evidence chunks");
-    }
-    let file = Arc::new(
-        super::direct::PackageWriter::open(&partial)
-            .map_err(io(format!("cannot open {}", partial.display())))?,
-    );
+    Ok((manifest, have))
+}
+
+/// Fetches the `missing` chunks, `parallel` at a time, each verified against the manifest
+/// before it is written; a chunk refused too often stops the transfer.
+async fn fetch_missing(
+    evidence: &Evidence,
+    record: &PackageRecord,
+    peer: libp2p::PeerId,
+    missing: Vec<u64>,
+    hashes: &Arc<Vec<Hash32>>,
+    file: &Arc<super::direct::PackageWriter>,
+) -> Result<(), EvidenceError> {
+    let inner = &evidence.inner;
+    let case_id = record.case_id;
     let mut queue = missing.into_iter();
     let mut in_flight = FuturesUnordered::new();
     let mut bad: HashMap<u64, u32> = HashMap::new();
@@ -363,7 +408,20 @@ pub(super) async fn pull(evidence: &Evidence, case_id: CaseId) -> Result<(), Evi
             Err(ChunkFailure::Local(e)) => return Err(e),
         }
     }
+    Ok(())
+}
 
+/// Every chunk is here and verified: makes the package durable, records it complete and
+/// confirms its arrival with a signed event.
+async fn finish(
+    evidence: &Evidence,
+    mut record: PackageRecord,
+    file: &Arc<super::direct::PackageWriter>,
+    partial: &std::path::Path,
+) -> Result<(), EvidenceError> {
+    let inner = &evidence.inner;
+    let case_id = record.case_id;
+    let final_path = evidence.package_path(Direction::Incoming, &case_id, false);
     // Every chunk is here and verified: make it durable, then say so.
     {
         let file = file.clone();
@@ -372,7 +430,7 @@ pub(super) async fn pull(evidence: &Evidence, case_id: CaseId) -> Result<(), Evi
             .map_err(|e| EvidenceError::Io(e.to_string()))?
             .map_err(io("cannot sync the package"))?;
     }
-    std::fs::rename(&partial, &final_path)
+    std::fs::rename(partial, &final_path)
         .map_err(io(format!("cannot rename {}", partial.display())))?;
     super::package::sync_dir(&final_path)?;
     // The whole transfer, every attempt of this process, and what it took.
