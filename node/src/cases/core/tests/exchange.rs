@@ -103,15 +103,7 @@ fn a_refused_request_is_marked_undeliverable_and_takes_no_further_step() {
 #[test]
 fn a_purge_racing_a_fulfilment_destroys_the_content_on_both_sides() {
     let roster = roster();
-    let (mut fr, mut de) = delivered_case(&roster);
-    de.act(
-        &roster,
-        EventKind::Decided {
-            decision: Decision::Accept,
-        },
-        "r",
-    )
-    .unwrap();
+    let (mut fr, mut de) = accepted(&roster);
     settle(&roster, &mut fr, &mut de);
     // Concurrently: FR's retention ends while DE fulfils.
     de.act(
@@ -148,15 +140,7 @@ fn a_purge_racing_a_fulfilment_destroys_the_content_on_both_sides() {
 #[test]
 fn a_fulfilment_naming_a_package_announces_its_transfer_once() {
     let roster = roster();
-    let (mut fr, mut de) = delivered_case(&roster);
-    de.act(
-        &roster,
-        EventKind::Decided {
-            decision: Decision::Accept,
-        },
-        "r",
-    )
-    .unwrap();
+    let (mut fr, mut de) = accepted(&roster);
     de.act(
         &roster,
         EventKind::Fulfilled {
@@ -335,4 +319,14 @@ proptest! {
         settle(&roster, &mut fr, &mut de);
         same_case(&fr, &de);
     }
+}
+
+/// A delivered case that DE accepted (FR has not received the decision yet).
+fn accepted(roster: &Roster) -> (Party, Party) {
+    let (fr, mut de) = delivered_case(roster);
+    let accept = EventKind::Decided {
+        decision: Decision::Accept,
+    };
+    de.act(roster, accept, "reviewer").unwrap();
+    (fr, de)
 }
