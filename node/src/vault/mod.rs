@@ -59,6 +59,8 @@ struct Shared {
     /// The slot file, and how many slots it holds.
     slots: std::fs::File,
     slot_count: Mutex<u64>,
+    /// The same count, for readers: they never wait on an appender's sync.
+    readable: std::sync::atomic::AtomicU64,
     /// Durable slots no case uses yet, handed out lowest first.
     spare: Mutex<std::collections::VecDeque<u64>>,
     stop: std::sync::atomic::AtomicBool,
@@ -169,6 +171,7 @@ impl Vault {
             keys: Mutex::new(HashMap::new()),
             slots,
             slot_count: Mutex::new(count),
+            readable: std::sync::atomic::AtomicU64::new(count),
             spare: Mutex::new((next..count).collect()),
             stop: std::sync::atomic::AtomicBool::new(false),
         });
@@ -278,6 +281,8 @@ impl Shared {
             .map_err(io(&path))?;
         self.slots.sync_data().map_err(io(&path))?;
         *count = start + n as u64;
+        self.readable
+            .store(*count, std::sync::atomic::Ordering::Release);
         self.spare
             .lock()
             .expect("vault lock")
@@ -309,7 +314,7 @@ impl Shared {
     /// A slot's wrapped key; `None` once shredded (or never written).
     fn read_slot(&self, index: u64) -> Result<Option<Vec<u8>>, VaultError> {
         use std::os::unix::fs::FileExt;
-        if index >= *self.slot_count.lock().expect("vault lock") {
+        if index >= self.readable.load(std::sync::atomic::Ordering::Acquire) {
             return Ok(None);
         }
         let mut slot = [0u8; SLOT];
@@ -420,7 +425,7 @@ impl Shared {
         self.keys.lock().expect("vault lock").remove(id);
         if let Some(index) = slot_of(id) {
             use std::os::unix::fs::FileExt;
-            if index >= *self.slot_count.lock().expect("vault lock") {
+            if index >= self.readable.load(std::sync::atomic::Ordering::Acquire) {
                 return Ok(());
             }
             let path = self.dir.join("slots");
