@@ -22,6 +22,19 @@ pub(super) async fn run(cases: Cases) {
             }
         };
         for case_id in due {
+            // The index says so; the record decides (an index from another build may be stale).
+            match cases.record_closed(&case_id) {
+                Ok(Some(record))
+                    if record.purged_at.is_none()
+                        && cases
+                            .retention_until(&record)
+                            .is_some_and(|until| now > until) => {}
+                Ok(_) => continue,
+                Err(e) => {
+                    warn!(case = %case_id, error = %e, "retention sweep could not read a case");
+                    continue;
+                }
+            }
             match cases.act(case_id, EventKind::Purged, "retention").await {
                 Ok(record) => {
                     let until = cases.retention_until(&record);

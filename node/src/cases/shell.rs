@@ -78,11 +78,18 @@ impl Cases {
         }
         if let Some(record) = &mut plan.record
             && record.key_id.is_empty()
-            && record.purged_at.is_none()
         {
             record.key_id = self.inner.vault.new_key()?;
             for entry in &mut plan.outbox_put {
                 entry.key_id.clone_from(&record.key_id);
+            }
+            // A case purged as it arrives: its events are sealed, then its key shredded.
+            for effect in &mut plan.effects {
+                if let Effect::Shred(key) = effect
+                    && key.is_empty()
+                {
+                    key.clone_from(&record.key_id);
+                }
             }
         }
         let mut batch = Batch::new();

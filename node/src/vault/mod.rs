@@ -141,7 +141,7 @@ impl Vault {
                 problem: format!("it holds {} bytes", bytes.len()),
             })?;
         std::fs::create_dir_all(dir).map_err(io(dir))?;
-        Self::remove_spare_files(dir, in_use)?;
+        Self::remove_unfinished_files(dir)?;
         let slots_path = dir.join("slots");
         use std::os::unix::fs::OpenOptionsExt;
         let slots = std::fs::OpenOptions::new()
@@ -153,18 +153,26 @@ impl Vault {
             .open(&slots_path)
             .map_err(io(&slots_path))?;
         let len = slots.metadata().map_err(io(&slots_path))?.len();
-        // A batch a crash cut short: its whole slots were never handed out; the tail goes.
-        let count = len / SLOT as u64;
+        // A batch a crash cut short may end in part of a slot: the tail goes.
+        let mut count = len / SLOT as u64;
         if len % SLOT as u64 != 0 {
             slots
                 .set_len(count * SLOT as u64)
                 .map_err(io(&slots_path))?;
         }
-        let next = in_use
-            .iter()
-            .filter_map(|id| slot_of(id))
-            .max()
-            .map_or(0, |highest| highest + 1);
+        // Slots a case names but the file lacks (a key directory restored from an older
+        // backup than the store): the file grows to cover them, as shredded slots, so that no
+        // id a case names is ever handed out again.
+        let highest = in_use.iter().filter_map(|id| slot_of(id)).max();
+        if let Some(highest) = highest
+            && highest >= count
+        {
+            count = highest + 1;
+            slots
+                .set_len(count * SLOT as u64)
+                .map_err(io(&slots_path))?;
+            slots.sync_data().map_err(io(&slots_path))?;
+        }
         let shared = std::sync::Arc::new(Shared {
             master: XChaCha20Poly1305::new(&master.into()),
             dir: dir.to_owned(),
@@ -172,7 +180,10 @@ impl Vault {
             slots,
             slot_count: Mutex::new(count),
             readable: std::sync::atomic::AtomicU64::new(count),
-            spare: Mutex::new((next..count).collect()),
+            // Slots past the highest in use, left from the last run, are not handed out: a
+            // crash between a batch's write and its sync may have left them torn. Fresh
+            // batches follow them.
+            spare: Mutex::new(std::collections::VecDeque::new()),
             stop: std::sync::atomic::AtomicBool::new(false),
         });
         let pool = shared.clone();
@@ -208,20 +219,14 @@ impl Vault {
         self.shared.key(key_id, &CaseId::from_parts(0, 0)).is_ok()
     }
 
-    /// Deletes the key files of an older store that no case names (they were spares).
-    fn remove_spare_files(
-        dir: &Path,
-        in_use: &std::collections::HashSet<String>,
-    ) -> Result<(), VaultError> {
+    /// Deletes key files that a crash left unfinished (`.tmp`): they were never handed out.
+    /// Whole key files of an older store are kept, named by a case or not: a case record that
+    /// cannot be read must not cost its key.
+    fn remove_unfinished_files(dir: &Path) -> Result<(), VaultError> {
         for entry in std::fs::read_dir(dir).map_err(io(dir))? {
             let entry = entry.map_err(io(dir))?;
             let name = entry.file_name();
-            let Some(name) = name.to_str() else { continue };
-            let spare = name.ends_with(".tmp")
-                || name
-                    .strip_suffix(".key")
-                    .is_some_and(|id| !in_use.contains(id));
-            if spare {
+            if name.to_str().is_some_and(|n| n.ends_with(".tmp")) {
                 std::fs::remove_file(entry.path()).map_err(io(&entry.path()))?;
             }
         }
@@ -510,7 +515,7 @@ mod tests {
         assert_eq!(file[SLOT], SLOT_KEY);
         drop(vault);
 
-        // An older store's key file, in use, and a spare one.
+        // An older store's key file, in use, and one no readable case names.
         let old_id = "00112233445566778899aabbccddeeff";
         let spare_id = "ffeeddccbbaa99887766554433221100";
         let reopened = Vault::open(&master, &keys, &HashSet::new()).unwrap();
@@ -522,14 +527,15 @@ mod tests {
         let in_use: HashSet<String> = [ids[1].clone(), old_id.to_owned()].into();
         let vault = Vault::open(&master, &keys, &in_use).unwrap();
         assert!(
-            !keys.join(format!("{spare_id}.key")).exists(),
-            "spare files go"
+            keys.join(format!("{spare_id}.key")).exists(),
+            "key files are never deleted but by a shred"
         );
         assert!(vault.holds(old_id));
         let old_sealed = vault.seal(old_id, &case, b"old").unwrap();
-        // Slots up to the highest in use are never handed out again.
-        let next = vault.new_key().unwrap();
-        assert_eq!(next, "s2");
+        // Slots of the last run are never handed out again (they may be torn): new ones follow.
+        let before = std::fs::metadata(keys.join("slots")).unwrap().len() / SLOT as u64;
+        let next = slot_of(&vault.new_key().unwrap()).unwrap();
+        assert!(next >= before, "{next} < {before}");
         assert_eq!(vault.unseal(&ids[1], &case, &sealed).unwrap(), b"content");
 
         vault.shred(&ids[1]).unwrap();
@@ -563,5 +569,23 @@ mod tests {
             0
         );
         assert!(vault.new_key().unwrap().starts_with('s'));
+    }
+
+    #[test]
+    fn a_key_directory_older_than_the_store_never_hands_out_an_id_a_case_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let master = dir.path().join("master.key");
+        let keys = dir.path().join("keys");
+        drop(Vault::open(&master, &keys, &HashSet::new()).unwrap());
+        // A case names slot 100000; the slot file is far shorter (restored from an old backup).
+        let in_use: HashSet<String> = ["s100000".to_owned()].into();
+        let vault = Vault::open(&master, &keys, &in_use).unwrap();
+        let case = CaseId::new();
+        assert!(!vault.holds("s100000"), "its key is lost, and says so");
+        let fresh = slot_of(&vault.new_key().unwrap()).unwrap();
+        assert!(fresh > 100_000, "{fresh}");
+        let sealed = vault.seal(&slot_id(fresh), &case, b"x").unwrap();
+        vault.shred("s100000").unwrap();
+        assert_eq!(vault.unseal(&slot_id(fresh), &case, &sealed).unwrap(), b"x");
     }
 }
