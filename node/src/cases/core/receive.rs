@@ -105,10 +105,10 @@ pub fn receive(
             }
             record
         }
-        None => new_record(ctx, &log, counterparty, receipt.as_ref())?,
+        None => new_record(ctx, &log, &view, counterparty, receipt.as_ref())?,
     };
     let mut plan = Plan::default();
-    let own = answer_request(ctx, &mut log, &record)?;
+    let own = answer_request(ctx, &mut log, &view, &record)?;
     if !own.is_empty() && receipt.is_none() {
         plan.outbox_put.push(ctx.push(&record, own.clone(), false)?);
     }
@@ -278,12 +278,11 @@ fn sign_receipt(
 fn new_record(
     ctx: &Context,
     log: &CaseLog,
+    view: &comity_protocol::CaseView,
     counterparty: Jurisdiction,
     receipt: Option<&(MessageId, SignedEnvelope)>,
 ) -> Result<CaseRecord, IngestError> {
-    let view = log.view();
-    let request = genesis(log)
-        .map(|(request, _)| request)
+    let (request, approval) = genesis(log, view)
         .ok_or_else(|| refused(RejectCode::Malformed, "genesis without a request"))?;
     if let Err(problems) = request.validate() {
         return Err(refused(RejectCode::Invalid, problems.to_string()));
@@ -300,7 +299,7 @@ fn new_record(
         created_at: view.submitted_at.unwrap_or(ctx.now),
         updated_at: ctx.now,
         summary: RequestSummary::of(&request),
-        approval: genesis(log).map(|(_, approval)| approval),
+        approval: Some(approval),
         request: Some(request),
         sealed_request: Vec::new(),
         purged_at: None,
@@ -314,9 +313,12 @@ fn new_record(
     })
 }
 
-/// The request and its approval, from the log's genesis.
-fn genesis(log: &CaseLog) -> Option<(AssistanceRequest, comity_protocol::Approval)> {
-    let first = log.view().entries.first()?.id;
+/// The request and its approval, from the log's genesis (the first entry of `view`).
+fn genesis(
+    log: &CaseLog,
+    view: &comity_protocol::CaseView,
+) -> Option<(AssistanceRequest, comity_protocol::Approval)> {
+    let first = view.entries.first()?.id;
     match &log.get(&first)?.0.kind {
         EventKind::Submitted { request, approval } => Some(((**request).clone(), approval.clone())),
         _ => None,
@@ -328,10 +330,10 @@ fn genesis(log: &CaseLog) -> Option<(AssistanceRequest, comity_protocol::Approva
 fn answer_request(
     ctx: &Context,
     log: &mut CaseLog,
+    view: &comity_protocol::CaseView,
     record: &CaseRecord,
 ) -> Result<Vec<SignedEnvelope>, IngestError> {
-    let received = log
-        .view()
+    let received = view
         .entries
         .iter()
         .any(|e| e.author == *ctx.me && e.kind == "received");
