@@ -3,7 +3,10 @@
 //!
 //! - `m/{member}/{case}`: a sent or received case shared with that member (what a pull lists);
 //! - `r/{until, 20 digits of ms}/{case}`: a requester's case whose retention ends then;
-//! - `s/{case}` → key id: a purged case whose key is still to be destroyed.
+//! - `s/{case}` → key id: a purged case whose key is still to be destroyed;
+//! - `t/{submitted, 20 digits of ms}/{case}` and `p/{purged, 20 digits}/{case}`: when a case
+//!   was submitted and purged (kept after the purge), so that a period's report reads only the
+//!   cases active in it.
 //!
 //! The key format is this module's alone. Nodes whose store predates the index build it at
 //! start; so does a change of the policy's retention cap, which moves every retention date.
@@ -15,7 +18,7 @@ use crate::store::{Batch, Cf, Store, StoreError};
 
 /// Names the index's layout and the retention cap it was built with.
 const VERSION_KEY: &[u8] = b"v";
-const VERSION: &str = "1";
+const VERSION: &str = "2";
 
 fn shared_key(member: &Jurisdiction, case: &CaseId) -> Vec<u8> {
     format!("m/{member}/{case}").into_bytes()
@@ -27,6 +30,10 @@ fn shared_prefix(member: &Jurisdiction) -> Vec<u8> {
 
 fn retention_key(until: Timestamp, case: &CaseId) -> Vec<u8> {
     format!("r/{:020}/{case}", until.as_millis().max(0)).into_bytes()
+}
+
+fn dated_key(tag: char, at: Timestamp, case: &CaseId) -> Vec<u8> {
+    format!("{tag}/{:020}/{case}", at.as_millis().max(0)).into_bytes()
 }
 
 fn shred_key(case: &CaseId) -> Vec<u8> {
@@ -54,6 +61,12 @@ pub fn put(batch: &mut Batch, record: &CaseRecord, cap_days: Option<u32>) {
     let id = &record.case_id;
     if record.log.state.is_none() {
         return; // a draft: nobody else knows of it
+    }
+    if let Some(at) = record.log.submitted_at {
+        batch.put(Cf::CaseIndex, dated_key('t', at, id), Vec::new());
+    }
+    if let Some(at) = record.purged_at {
+        batch.put(Cf::CaseIndex, dated_key('p', at, id), Vec::new());
     }
     if record.purged_at.is_some() {
         // Nothing to offer a pull, nothing left to retain; the key is to go.
@@ -95,6 +108,25 @@ pub fn retention_due(store: &Store, now: Timestamp) -> Result<Vec<CaseId>, Store
         .iter()
         .filter_map(|(k, _)| case_of(k))
         .collect())
+}
+
+/// The cases submitted or purged at or after `from`: all that a report of a period starting
+/// then can count.
+pub fn active_since(store: &Store, from: Timestamp) -> Result<Vec<CaseId>, StoreError> {
+    let mut cases = Vec::new();
+    for tag in ['t', 'p'] {
+        let start = format!("{tag}/{:020}/", from.as_millis().max(0)).into_bytes();
+        let end = format!("{tag}0").into_bytes(); // '0' sorts right after '/'
+        cases.extend(
+            store
+                .scan_range(Cf::CaseIndex, &start, &end)?
+                .iter()
+                .filter_map(|(k, _)| case_of(k)),
+        );
+    }
+    cases.sort_unstable();
+    cases.dedup();
+    Ok(cases)
 }
 
 /// Purged cases whose key is still to be destroyed, with the key's id.
@@ -230,6 +262,17 @@ mod tests {
         shredded(&mut batch, &old.case_id);
         store.commit(batch).await.unwrap();
         assert!(to_shred(&store).unwrap().is_empty());
+
+        // A report from day 300 counts the case of day 300 and the one purged on day 401;
+        // one from day 402 counts none.
+        let active = active_since(&store, Timestamp::from_millis(300 * DAY)).unwrap();
+        assert_eq!(active.len(), 2);
+        assert!(active.contains(&young.case_id) && active.contains(&old.case_id));
+        assert!(
+            active_since(&store, Timestamp::from_millis(402 * DAY))
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[test]

@@ -77,6 +77,19 @@ impl Cases {
         Ok(cases)
     }
 
+    /// The cases submitted or purged at or after `from` (through the index: no scan of every
+    /// case), unopened.
+    pub fn active_since(
+        &self,
+        from: comity_protocol::Timestamp,
+    ) -> Result<Vec<CaseRecord>, CaseError> {
+        let mut cases = Vec::new();
+        for id in super::index::active_since(&self.inner.store, from)? {
+            cases.extend(self.record_closed(&id)?);
+        }
+        Ok(cases)
+    }
+
     pub fn outbox_depth(&self) -> Result<usize, CaseError> {
         Ok(self.inner.store.count(Cf::Outbox)?)
     }

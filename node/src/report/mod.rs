@@ -259,7 +259,10 @@ pub fn of_cases(
     cases: &crate::cases::Cases,
     period: Option<&Period>,
 ) -> Result<Report, crate::cases::CaseError> {
-    let records = cases.list()?;
+    let records = match period {
+        Some(p) => cases.active_since(p.from)?,
+        None => cases.list()?,
+    };
     let now = cases.now();
     Ok(compute(
         cases.jurisdiction().as_str(),
@@ -281,16 +284,20 @@ pub async fn run_publisher(
     let mut tick = tokio::time::interval(every);
     loop {
         tick.tick().await;
-        // One read of the cases serves the three periods.
-        let records = match cases.list() {
+        let now = cases.now();
+        let periods = current_periods(now);
+        // One read of the cases active this year serves the three periods.
+        let Some(from) = periods.iter().map(|p| p.from).min() else {
+            continue;
+        };
+        let records = match cases.active_since(from) {
             Ok(records) => records,
             Err(e) => {
                 tracing::warn!(error = %e, "could not compute this node's reports");
                 continue;
             }
         };
-        let now = cases.now();
-        for period in current_periods(now) {
+        for period in periods {
             let report = compute(
                 cases.jurisdiction().as_str(),
                 &records,
