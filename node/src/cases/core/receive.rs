@@ -121,9 +121,19 @@ pub fn receive(
         .collect();
     settle(ctx, &mut plan, &mut record, &log, &via);
     if let Some((message_id, signed)) = receipt {
+        // The push that delivers the request is answered with this side's statements, also
+        // when a pull brought the request first and they were made then: the requester holds
+        // `received` with the receipt, not a moment later by this node's own push.
+        let events = if own.is_empty() && carries_genesis && record.role == Role::Executing {
+            let mut others = log.version_vector();
+            others.remove(ctx.me);
+            log.events_after(&others)
+        } else {
+            own
+        };
         plan.reply = Some(Receipted {
             receipt: signed.clone(),
-            events: own,
+            events,
         });
         plan.inbox = Some((message_id, signed));
     }

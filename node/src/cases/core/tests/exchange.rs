@@ -44,11 +44,20 @@ fn a_pull_that_overtakes_the_push_creates_the_case_and_the_push_then_proves_deli
     let plan = de.take_push(&roster, &j("FR"), &entry).unwrap();
     assert!(plan.events.is_empty(), "nothing new, no second `received`");
     let reply = plan.reply.unwrap();
-    assert!(reply.events.is_empty());
+    assert_eq!(
+        reply.events.len(),
+        1,
+        "the receipt carries DE's `received`, made at the pull"
+    );
     assert_eq!(de.record().genesis_message, Some(entry.message_id));
     assert!(de.record().receipt.is_some());
     fr.take_receipt(&roster, &j("DE"), &entry, reply);
     assert!(fr.record().receipt.is_some());
+    assert_eq!(
+        fr.state(),
+        Some(CaseState::Delivered),
+        "delivered with the receipt, not after DE's own push"
+    );
     settle(&roster, &mut fr, &mut de);
     same_case(&fr, &de);
     assert_eq!(fr.state(), Some(CaseState::Delivered));
