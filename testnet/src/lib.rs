@@ -20,6 +20,7 @@ use anyhow::{Context, bail};
 use comity_node::admin::api::AdminClient;
 use comity_node::bloc::{ProposalView, ProposeRequest};
 use comity_node::init::{InitOptions, init};
+pub use comity_node::network::LinkFault;
 use comity_protocol::Jurisdiction;
 use comity_protocol::bloc::{Rules, Settings, Threshold};
 use serde::{Deserialize, Serialize};
@@ -596,11 +597,18 @@ impl Bloc {
 
     /// Cuts (or restores) the link between two running members, on both sides.
     pub async fn partition(&self, a: &str, b: &str, cut: bool) -> anyhow::Result<()> {
-        self.client(a)
-            .fault(self.node(b).jurisdiction.clone(), cut)
-            .await?;
-        self.client(b)
-            .fault(self.node(a).jurisdiction.clone(), cut)
+        let link = LinkFault {
+            cut,
+            ..LinkFault::default()
+        };
+        self.impair(a, b, link.clone()).await?;
+        self.impair(b, a, link).await
+    }
+
+    /// Puts `fault` in force on what `from` sends to `to` (a default one restores the link).
+    pub async fn impair(&self, from: &str, to: &str, fault: LinkFault) -> anyhow::Result<()> {
+        self.client(from)
+            .fault(self.node(to).jurisdiction.clone(), fault)
             .await?;
         Ok(())
     }

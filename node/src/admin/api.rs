@@ -364,11 +364,14 @@ impl From<crate::cases::record::Refusal> for RefusalView {
     }
 }
 
-/// `POST /v1/faults` (testnets only): cut or restore the link to a member.
+/// `POST /v1/faults` (testnets only): the faults to put in force on the link to a member
+/// (`{"member": "DE", "link": {"cut": true}}`; a link with no fault named is restored).
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct FaultRequest {
     pub member: Jurisdiction,
-    pub cut: bool,
+    #[serde(default)]
+    pub link: crate::network::LinkFault,
 }
 
 /// Every error the API returns: a machine code, a reason a person can act on, and for invalid
@@ -729,9 +732,9 @@ impl AdminClient {
     pub async fn fault(
         &self,
         member: Jurisdiction,
-        cut: bool,
+        link: crate::network::LinkFault,
     ) -> Result<serde_json::Value, ClientError> {
-        self.post("/faults", &FaultRequest { member, cut }).await
+        self.post("/faults", &FaultRequest { member, link }).await
     }
     pub async fn inbox(&self) -> Result<Vec<CaseSummary>, ClientError> {
         self.get("/inbox").await

@@ -541,9 +541,12 @@ async fn fault(
             ),
         ));
     };
-    state.network.set_link(member.peer_id, body.cut).await;
+    state
+        .network
+        .set_link(member.peer_id, body.link.clone())
+        .await;
     Ok(Json(
-        serde_json::json!({"member": body.member, "cut": body.cut}),
+        serde_json::json!({"member": body.member, "link": body.link}),
     ))
 }
 

@@ -8,6 +8,7 @@
 mod behaviour;
 pub mod codec;
 mod event_loop;
+pub mod faults;
 
 use std::time::Duration;
 
@@ -17,6 +18,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 
 pub use behaviour::BehaviourConfig;
 pub use event_loop::EventLoop;
+pub use faults::LinkFault;
 
 use crate::identity::NodeIdentity;
 use crate::roster::Membership;
@@ -110,11 +112,14 @@ pub struct Client {
     connected: broadcast::Sender<PeerId>,
     gossip: broadcast::Sender<(PeerId, Vec<u8>)>,
     governance: broadcast::Sender<(PeerId, Vec<u8>)>,
+    /// Fault injection on links (testnets): empty, and passing everything, otherwise.
+    faults: faults::Faults,
 }
 
 impl Client {
     /// Sends one exchange request frame and waits for the response frame.
     pub async fn request(&self, peer: PeerId, frame: Vec<u8>) -> Result<Vec<u8>, RequestError> {
+        let frame = self.faults.outbound(peer, frame).await?;
         let (reply, rx) = oneshot::channel();
         self.commands
             .send(Command::Request { peer, frame, reply })
@@ -137,6 +142,7 @@ impl Client {
         peer: PeerId,
         frame: Vec<u8>,
     ) -> Result<Vec<u8>, RequestError> {
+        let frame = self.faults.outbound(peer, frame).await?;
         let (reply, rx) = oneshot::channel();
         self.commands
             .send(Command::EvidenceRequest { peer, frame, reply })
@@ -159,8 +165,11 @@ impl Client {
         rx.await.ok()
     }
 
-    /// Cuts (closing its connections and refusing new ones) or restores the link to a peer.
-    pub async fn set_link(&self, peer: PeerId, cut: bool) {
+    /// Puts `fault` in force on the link to a peer (testnets): a cut closes its connections
+    /// and refuses new ones; the other faults apply to the requests sent to it.
+    pub async fn set_link(&self, peer: PeerId, fault: LinkFault) {
+        let cut = fault.cut;
+        self.faults.set(peer, fault);
         let _ = self.commands.send(Command::SetLink { peer, cut }).await;
     }
 
@@ -241,6 +250,7 @@ pub fn new(settings: NetworkSettings) -> Result<(Client, EventLoop, Inbound), Ne
             connected: connected_tx,
             gossip: gossip_tx,
             governance: governance_tx,
+            faults: faults::Faults::default(),
         },
         event_loop,
         Inbound {
