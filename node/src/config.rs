@@ -419,171 +419,156 @@ impl Config {
     }
 
     /// The config as a commented TOML file, as `comity init` writes it.
+    /// The configuration as a TOML file that explains itself: every section and the settings
+    /// an operator is likely to change carry a comment; optional settings left unset are shown
+    /// commented out. Values are written by `toml_edit`, so any path or name round-trips.
     pub fn to_commented_toml(&self) -> String {
-        let listen = self
-            .network
-            .listen
-            .iter()
-            .map(|a| format!("\"{a}\""))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let mut doc: toml_edit::DocumentMut = toml::to_string(self)
+            .expect("a configuration always serializes")
+            .parse()
+            .expect("what toml writes, toml_edit reads");
+        for (section, key, comment) in COMMENTS {
+            let Some(table) = doc.get_mut(section).and_then(|t| t.as_table_mut()) else {
+                continue;
+            };
+            let comment = comment
+                .lines()
+                .map(|l| format!("# {l}\n"))
+                .collect::<String>();
+            if key.is_empty() {
+                let decor = table.decor_mut();
+                decor.set_prefix(format!("\n{comment}"));
+            } else if let Some(mut k) = table.key_mut(key) {
+                k.leaf_decor_mut().set_prefix(comment);
+            }
+        }
         format!(
-            r#"# Comity node configuration. Relative paths are resolved against this file's directory.
-
-[node]
-# The jurisdiction this node speaks for (ISO 3166-1 alpha-2, or a bloc body code like FR-PNF).
-jurisdiction = "{jurisdiction}"
-# RocksDB store directory.
-store_dir = "{store}"
-# Ed25519 transport key (mode 0600). Its public half is this node's PeerId; keep a backup offline.
-key_file = "{key}"
-# Ed25519 application signing key (mode 0600): what this member signs with. The bloc
-# configuration lists it; rotate it with `comity bloc propose --rotate-key signing`.
-signing_key_file = "{signing_key}"
-# This node's policy (see docs/examples/policy.toml); incoming requests are checked against it
-# on arrival. Without the file, they are not checked.
-policy = "{policy}"
-# Encryption at rest: the master key (0600, back it up offline) wraps one key per case, kept in
-# keys_dir; deleting a case's key destroys its content (retention).
-master_key = "{master_key}"
-keys_dir = "{keys_dir}"
-# Evidence: the key packages for this jurisdiction are sealed to (0600; its public half is this
-# member's sealing key in the bloc configuration), and where packages are kept, sealed.
-sealing_key = "{sealing_key}"
-evidence_dir = "{evidence_dir}"
-
-[network]
-# Where peers reach this node (TCP + Noise + Yamux).
-listen = [{listen}]
-# mDNS discovery: local testnets only.
-mdns = {mdns}
-max_connections = {maxc}
-max_connections_per_peer = {maxpp}
-max_pending_incoming = {maxpend}
-# Seconds a peer has to answer one exchange request.
-request_timeout_secs = {rto}
-# Seconds between dials of members that are not connected.
-redial_interval_secs = {redial}
-
-[admin]
-# Admin API (HTTP + JSON, bearer tokens). Keep it on loopback unless fronted by TLS.
-listen = "{admin}"
-
-[outbox]
-# Retries of undelivered messages: first delay, then doubling up to the cap.
-initial_backoff_ms = {ib}
-max_backoff_secs = {mb}
-max_in_flight = {mif}
-# Seconds after which a request without a receipt is flagged "not delivered" (still retried).
-not_delivered_after_secs = {nda}
-
-[log]
-# RUST_LOG-style filter (the RUST_LOG variable overrides it); format is "text" or "json".
-filter = "{filter}"
-format = "{format}"
-
-[safeguards]
-# Data categories whose disclosure needs an approver's approval, and a second officer to fulfil
-# (subscriber, user-identifying, traffic, content).
-disclosure_approval = [{categories}]
-# Seconds between looks for cases whose retention has ended (their content is then destroyed).
-retention_sweep_secs = {sweep}
-
-[audit]
-# Seconds between signed checkpoints of the audit log (when it grew).
-checkpoint_secs = {checkpoint}
-# Seconds between publications of this node's signed transparency reports to the bloc.
-report_secs = {report}
-
-[dashboard]
-# A read-only page of the bloc-wide statistics and cosigned checkpoints, without login, on a
-# port of its own. Off unless set; it shows no case content, but keep it off public networks.
-{dashboard}
-
-[evidence]
-# Chunks of a package pulled at once from the sending member.
-parallel = {parallel}
-
-[bloc]
-# The bloc this node belongs to.
-id = "{bloc_id}"
-# The bloc's trust anchor: the hash of its genesis configuration, received out of band. Only
-# configurations chained to it are trusted. A founder may leave it unset and start from the
-# genesis file below (the node then adopts that genesis's hash as its anchor).
-{anchor}
-genesis = "{genesis}"
-# Members to reach first (multiaddrs with /p2p/PEERID), to pull the configuration from.
-bootstrap = [{bootstrap}]
-# Seconds between re-announcements of the current version and open proposals.
-announce_secs = {announce}
-
-[testing]
-# Testnets only: lets the admin API cut links to members to inject partitions.
-faults = {faults}
-{pull}
-"#,
-            jurisdiction = self.node.jurisdiction,
-            store = self.node.store_dir.display(),
-            key = self.node.key_file.display(),
-            signing_key = self.node.signing_key_file.display(),
-            bloc_id = self.bloc.id,
-            anchor = match &self.bloc.anchor {
-                Some(a) => format!("anchor = \"{a}\""),
-                None => "# anchor = \"<hash of the genesis>\"".to_owned(),
-            },
-            genesis = self.bloc.genesis.display(),
-            bootstrap = self
-                .bloc
-                .bootstrap
-                .iter()
-                .map(|a| format!("\"{a}\""))
-                .collect::<Vec<_>>()
-                .join(", "),
-            announce = self.bloc.announce_secs,
-            policy = self.node.policy.display(),
-            master_key = self.node.master_key.display(),
-            keys_dir = self.node.keys_dir.display(),
-            sealing_key = self.node.sealing_key.display(),
-            evidence_dir = self.node.evidence_dir.display(),
-            parallel = self.evidence.parallel,
-            mdns = self.network.mdns,
-            maxc = self.network.max_connections,
-            maxpp = self.network.max_connections_per_peer,
-            maxpend = self.network.max_pending_incoming,
-            rto = self.network.request_timeout_secs,
-            redial = self.network.redial_interval_secs,
-            admin = self.admin.listen,
-            ib = self.outbox.initial_backoff_ms,
-            mb = self.outbox.max_backoff_secs,
-            mif = self.outbox.max_in_flight,
-            nda = self.outbox.not_delivered_after_secs,
-            faults = self.testing.faults,
-            pull = match self.testing.cases_per_pull {
-                Some(n) => format!("cases_per_pull = {n}"),
-                None => "# cases_per_pull = 4096".to_owned(),
-            },
-            sweep = self.safeguards.retention_sweep_secs,
-            checkpoint = self.audit.checkpoint_secs,
-            report = self.audit.report_secs,
-            dashboard = match self.dashboard.listen {
-                Some(addr) => format!("listen = \"{addr}\""),
-                None => "# listen = \"127.0.0.1:7791\"".to_owned(),
-            },
-            categories = self
-                .safeguards
-                .disclosure_approval
-                .iter()
-                .map(|c| format!("\"{c}\""))
-                .collect::<Vec<_>>()
-                .join(", "),
-            filter = self.log.filter,
-            format = match self.log.format {
-                LogFormat::Text => "text",
-                LogFormat::Json => "json",
-            },
+            "# Comity node configuration. Relative paths are resolved against this file's directory.\n{doc}"
         )
     }
 }
+
+/// What `to_commented_toml` says about each section (key "") and setting.
+const COMMENTS: &[(&str, &str, &str)] = &[
+    (
+        "node",
+        "jurisdiction",
+        "The jurisdiction this node speaks for (ISO 3166-1 alpha-2, or a bloc body code like FR-PNF).",
+    ),
+    ("node", "store_dir", "RocksDB store directory."),
+    (
+        "node",
+        "key_file",
+        "Ed25519 transport key (mode 0600). Its public half is this node's PeerId; keep a backup offline.",
+    ),
+    (
+        "node",
+        "signing_key_file",
+        "Ed25519 application signing key (mode 0600): what this member signs with. The bloc\nconfiguration lists it; rotate it with `comity bloc propose --rotate-key signing`.",
+    ),
+    (
+        "node",
+        "policy",
+        "This node's policy (see docs/examples/policy.toml); incoming requests are checked against it\non arrival. Without the file, they are not checked.",
+    ),
+    (
+        "node",
+        "master_key",
+        "Encryption at rest: the master key (0600, back it up offline) wraps one key per case, kept in\nkeys_dir; destroying a case's key destroys its content (retention).",
+    ),
+    (
+        "node",
+        "sealing_key",
+        "Evidence: the key packages for this jurisdiction are sealed to (0600; its public half is this\nmember's sealing key in the bloc configuration), and where packages are kept, sealed.",
+    ),
+    (
+        "network",
+        "",
+        "Where peers reach this node (TCP + Noise + Yamux), and how many connections it takes.",
+    ),
+    ("network", "mdns", "mDNS discovery: local testnets only."),
+    (
+        "network",
+        "request_timeout_secs",
+        "Seconds a peer has to answer one exchange request.",
+    ),
+    (
+        "network",
+        "redial_interval_secs",
+        "Seconds between dials of members that are not connected.",
+    ),
+    (
+        "admin",
+        "listen",
+        "Admin API (HTTP + JSON, bearer tokens). Keep it on loopback unless fronted by TLS.",
+    ),
+    (
+        "outbox",
+        "initial_backoff_ms",
+        "Retries of undelivered messages: first delay, then doubling up to the cap.",
+    ),
+    (
+        "outbox",
+        "not_delivered_after_secs",
+        "Seconds after which a request without a receipt is flagged \"not delivered\" (still retried).",
+    ),
+    (
+        "log",
+        "filter",
+        "RUST_LOG-style filter (the RUST_LOG variable overrides it); format is \"text\" or \"json\".",
+    ),
+    (
+        "safeguards",
+        "disclosure_approval",
+        "Data categories whose disclosure needs an approver's approval, and a second officer to fulfil\n(subscriber, user-identifying, traffic, content).",
+    ),
+    (
+        "safeguards",
+        "retention_sweep_secs",
+        "Seconds between looks for cases whose retention has ended (their content is then destroyed).",
+    ),
+    (
+        "audit",
+        "checkpoint_secs",
+        "Seconds between signed checkpoints of the audit log (when it grew).",
+    ),
+    (
+        "audit",
+        "report_secs",
+        "Seconds between publications of this node's signed transparency reports to the bloc.",
+    ),
+    (
+        "dashboard",
+        "",
+        "A read-only page of the bloc-wide statistics and cosigned checkpoints, without login, on a\nport of its own. Off unless set, e.g. listen = \"127.0.0.1:7791\"; it shows no case content,\nbut keep it off public networks.",
+    ),
+    (
+        "evidence",
+        "parallel",
+        "Chunks of a package pulled at once from the sending member.",
+    ),
+    ("bloc", "id", "The bloc this node belongs to."),
+    (
+        "bloc",
+        "genesis",
+        "The bloc's trust anchor (`anchor`, the hash of its genesis configuration) is received out of\nband: only configurations chained to it are trusted. A founder may leave it unset and start\nfrom this genesis file (the node then adopts that genesis's hash as its anchor).",
+    ),
+    (
+        "bloc",
+        "bootstrap",
+        "Members to reach first (multiaddrs with /p2p/PEERID), to pull the configuration from.",
+    ),
+    (
+        "bloc",
+        "announce_secs",
+        "Seconds between re-announcements of the current version and open proposals.",
+    ),
+    (
+        "testing",
+        "",
+        "Testnets only: `faults` lets the admin API cut, slow and damage links to members and move\nthe clock; `cases_per_pull` (4096 by default) lowers the number of cases one pull lists.",
+    ),
+];
 
 #[cfg(test)]
 mod tests {
@@ -598,6 +583,30 @@ mod tests {
         );
         let back: Config = toml::from_str(&config.to_commented_toml()).unwrap();
         assert_eq!(back, config);
+    }
+
+    #[test]
+    fn commented_toml_round_trips_every_optional_setting_and_awkward_paths() {
+        let mut config = Config::new(
+            "FR".parse().unwrap(),
+            "/ip4/127.0.0.1/tcp/4100".parse().unwrap(),
+            "127.0.0.1:7800".parse().unwrap(),
+        );
+        config.node.store_dir = PathBuf::from("a \"quoted\" dir\\with\\backslashes");
+        config.bloc.anchor = Some(comity_protocol::Hash32::of(b"genesis"));
+        config.dashboard.listen = Some("127.0.0.1:7791".parse().unwrap());
+        config.testing.cases_per_pull = Some(16);
+        config.testing.faults = true;
+        let text = config.to_commented_toml();
+        let back: Config = toml::from_str(&text).unwrap();
+        assert_eq!(back, config);
+        for (section, key, comment) in COMMENTS {
+            let first = comment.lines().next().unwrap();
+            assert!(
+                text.contains(&format!("# {first}")),
+                "{section}.{key}: comment missing"
+            );
+        }
     }
 
     #[test]

@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use clap::Subcommand;
+use clap::{Args, Subcommand};
 use comity_protocol::bloc::{Rules, Settings, Threshold};
 use comity_protocol::{Jurisdiction, PublicKey};
 
@@ -33,32 +33,7 @@ pub enum BlocCommand {
     /// Open proposals: what they change, who signed, how many signatures they need.
     Proposals(ReadArgs),
     /// Proposes the next version, signed by this node (governor).
-    Propose {
-        /// Add a member from its signed member.toml.
-        #[arg(long, value_name = "MEMBER.toml")]
-        add: Vec<PathBuf>,
-        /// Replace a member's card (new addresses or sealing key) with its new signed
-        /// member.toml (`comity bloc card`).
-        #[arg(long, value_name = "MEMBER.toml")]
-        update: Vec<PathBuf>,
-        /// Mark a member as left (it is disconnected and refused once applied).
-        #[arg(long, value_name = "XX")]
-        remove: Vec<Jurisdiction>,
-        /// Rotate this node's own key: `signing` or `transport`.
-        #[arg(long, value_name = "KIND")]
-        rotate_key: Option<String>,
-        /// Revoke a member's signing key as compromised: XX:KEY (hex).
-        #[arg(long, value_name = "XX:KEY")]
-        revoke_key: Vec<String>,
-        /// Change a setting: deadlines.normal_hours=720, rules.threshold=3/5…
-        #[arg(long, value_name = "NAME=VALUE")]
-        set: Vec<String>,
-        /// Extend the expiry (every new version is issued with a fresh one).
-        #[arg(long)]
-        renew: bool,
-        #[command(flatten)]
-        read: ReadArgs,
-    },
+    Propose(ProposeArgs),
     /// Adds this node's signature to an open proposal (governor); named by its version, or
     /// by its hash when several are open.
     Sign {
@@ -134,6 +109,35 @@ pub enum BlocCommand {
     },
 }
 
+/// What `comity bloc propose` changes (at least one).
+#[derive(Debug, Args)]
+pub struct ProposeArgs {
+    /// Add a member from its signed member.toml.
+    #[arg(long, value_name = "MEMBER.toml")]
+    pub add: Vec<PathBuf>,
+    /// Replace a member's card (new addresses or sealing key) with its new signed
+    /// member.toml (`comity bloc card`).
+    #[arg(long, value_name = "MEMBER.toml")]
+    pub update: Vec<PathBuf>,
+    /// Mark a member as left (it is disconnected and refused once applied).
+    #[arg(long, value_name = "XX")]
+    pub remove: Vec<Jurisdiction>,
+    /// Rotate this node's own key: `signing` or `transport`.
+    #[arg(long, value_name = "KIND")]
+    pub rotate_key: Option<String>,
+    /// Revoke a member's signing key as compromised: XX:KEY (hex).
+    #[arg(long, value_name = "XX:KEY")]
+    pub revoke_key: Vec<String>,
+    /// Change a setting: deadlines.normal_hours=720, rules.threshold=3/5…
+    #[arg(long, value_name = "NAME=VALUE")]
+    pub set: Vec<String>,
+    /// Extend the expiry (every new version is issued with a fresh one).
+    #[arg(long)]
+    pub renew: bool,
+    #[command(flatten)]
+    pub read: ReadArgs,
+}
+
 fn setting(text: &str) -> anyhow::Result<(String, String)> {
     let (name, value) = text.split_once('=').ok_or_else(|| {
         anyhow::anyhow!("--set {text}: write NAME=VALUE, e.g. deadlines.normal_hours=720")
@@ -161,28 +165,7 @@ pub async fn run(command: BlocCommand) -> anyhow::Result<()> {
             version,
             diff,
             read,
-        } => {
-            let client = client(&read.connection)?;
-            let n =
-                match version {
-                    Some(n) => n,
-                    None => client.bloc_status().await?.version.ok_or_else(|| {
-                        anyhow::anyhow!("this node holds no bloc configuration yet")
-                    })?,
-                };
-            let mut v = client.bloc_version(n).await?;
-            if diff {
-                v.config = None;
-            }
-            if read.json {
-                return super::output::json(&v);
-            }
-            print_version(&v);
-            if let Some(config) = &v.config {
-                println!("{}", serde_json::to_string_pretty(config)?);
-            }
-            Ok(())
-        }
+        } => show(version, diff, read).await,
         BlocCommand::Proposals(read) => {
             let proposals = client(&read.connection)?.bloc_proposals().await?;
             if read.json {
@@ -196,48 +179,7 @@ pub async fn run(command: BlocCommand) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        BlocCommand::Propose {
-            add,
-            update,
-            remove,
-            rotate_key,
-            revoke_key,
-            set,
-            renew,
-            read,
-        } => {
-            let mut request = ProposeRequest {
-                remove,
-                rotate_key,
-                renew,
-                ..ProposeRequest::default()
-            };
-            for path in &add {
-                request.add.push(read_card(path)?);
-            }
-            for path in &update {
-                request.update.push(read_card(path)?);
-            }
-            for r in revoke_key {
-                let (j, key) = r
-                    .split_once(':')
-                    .ok_or_else(|| anyhow::anyhow!("--revoke-key {r}: write XX:KEY"))?;
-                let j: Jurisdiction = j.parse()?;
-                let key: PublicKey = key
-                    .parse()
-                    .map_err(|e| anyhow::anyhow!("--revoke-key {r}: {e}"))?;
-                request.revoke.push((j, key));
-            }
-            for s in set {
-                request.set.push(setting(&s)?);
-            }
-            let view = client(&read.connection)?.bloc_propose(&request).await?;
-            if read.json {
-                return super::output::json(&view);
-            }
-            print_proposal(&view);
-            Ok(())
-        }
+        BlocCommand::Propose(args) => propose(args).await,
         BlocCommand::Sign { which, read } => {
             let view = client(&read.connection)?.bloc_sign(&which).await?;
             if read.json {
@@ -252,50 +194,7 @@ pub async fn run(command: BlocCommand) -> anyhow::Result<()> {
             name,
             new_signing_key,
             out,
-        } => {
-            let config = Config::load(&config)?;
-            let identity = NodeIdentity::load(&config.key_path(), &config.signing_key_path())?;
-            let signing = if new_signing_key {
-                let pending = crate::bloc::pending_key_path(&config.signing_key_path());
-                if !pending.exists() {
-                    crate::identity::create_key_file(&pending, &rand::random())?;
-                }
-                ed25519_dalek::SigningKey::from_bytes(&crate::identity::read_key_file(&pending)?)
-            } else {
-                (*identity.signing_key()).clone()
-            };
-            let sealing = crate::evidence::read_sealing_public(&config.sealing_key_path())?;
-            let addresses = if address.is_empty() {
-                config
-                    .network
-                    .listen
-                    .iter()
-                    .map(|a| a.to_string())
-                    .collect()
-            } else {
-                address
-            };
-            let name = name.unwrap_or_else(|| config.node.jurisdiction.to_string());
-            let (_, text) = files::member_file_with_keys(
-                &signing,
-                &identity.transport_signing_key(),
-                &config.bloc.id,
-                &config.node.jurisdiction,
-                &name,
-                &addresses,
-                Some(sealing),
-            );
-            files::parse_member_file(&text).map_err(anyhow::Error::msg)?;
-            match out {
-                Some(path) => {
-                    std::fs::write(&path, text)
-                        .with_context(|| format!("cannot write {}", path.display()))?;
-                    println!("card written to {}", path.display());
-                }
-                None => print!("{text}"),
-            }
-            Ok(())
-        }
+        } => card(config, address, name, new_signing_key, out),
         BlocCommand::Import { file, read } => {
             let bytes =
                 std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
@@ -313,38 +212,7 @@ pub async fn run(command: BlocCommand) -> anyhow::Result<()> {
             lifetime_days,
             set,
             out,
-        } => {
-            let texts = members
-                .iter()
-                .map(|p| {
-                    std::fs::read_to_string(p)
-                        .with_context(|| format!("cannot read {}", p.display()))
-                })
-                .collect::<anyhow::Result<Vec<_>>>()?;
-            let rules = Rules {
-                threshold,
-                lifetime_days,
-                ..Rules::default()
-            };
-            let mut settings = Settings::default();
-            for s in set {
-                let (name, value) = setting(&s)?;
-                apply_setting(&mut settings, &name, &value)?;
-            }
-            let blank = files::genesis(&bloc, &texts, rules, settings)?;
-            write_new(&out, &blank.to_bytes())?;
-            println!(
-                "Genesis of bloc {bloc} with {} founders written to {}.",
-                texts.len(),
-                out.display()
-            );
-            println!(
-                "Each founder signs it: comity bloc sign-genesis {} -c comity.toml --out XX.cbor",
-                out.display()
-            );
-            println!("then: comity bloc assemble XX.cbor YY.cbor … --out genesis.cbor");
-            Ok(())
-        }
+        } => genesis(bloc, members, threshold, lifetime_days, set, out),
         BlocCommand::SignGenesis { file, config, out } => {
             let config = Config::load(&config)?;
             let identity = NodeIdentity::load(&config.key_path(), &config.signing_key_path())?;
@@ -356,23 +224,7 @@ pub async fn run(command: BlocCommand) -> anyhow::Result<()> {
             println!("Signed for {j}: {}", out.display());
             Ok(())
         }
-        BlocCommand::Assemble { copies, out } => {
-            let copies = copies
-                .iter()
-                .map(|p| files::read_config(p))
-                .collect::<anyhow::Result<Vec<_>>>()?;
-            let (genesis, anchor) = files::assemble(&copies)?;
-            write_new(&out, &genesis.to_bytes())?;
-            println!("Genesis signed by every founder: {}", out.display());
-            println!("Trust anchor: {anchor}");
-            println!(
-                "Put it beside each founder's comity.toml (as genesis.cbor) and set [bloc] anchor = \"{anchor}\";"
-            );
-            println!(
-                "new members join with: comity init --bloc-anchor {anchor} --bootstrap /ip4/…/tcp/…/p2p/PEERID"
-            );
-            Ok(())
-        }
+        BlocCommand::Assemble { copies, out } => assemble(copies, out),
     }
 }
 
@@ -521,5 +373,179 @@ fn print_status(s: &BlocStatus, json: bool) -> anyhow::Result<()> {
             );
         }
     }
+    Ok(())
+}
+
+async fn show(version: Option<u64>, diff: bool, read: ReadArgs) -> anyhow::Result<()> {
+    let client = client(&read.connection)?;
+    let n = match version {
+        Some(n) => n,
+        None => client
+            .bloc_status()
+            .await?
+            .version
+            .ok_or_else(|| anyhow::anyhow!("this node holds no bloc configuration yet"))?,
+    };
+    let mut v = client.bloc_version(n).await?;
+    if diff {
+        v.config = None;
+    }
+    if read.json {
+        return super::output::json(&v);
+    }
+    print_version(&v);
+    if let Some(config) = &v.config {
+        println!("{}", serde_json::to_string_pretty(config)?);
+    }
+    Ok(())
+}
+
+async fn propose(args: ProposeArgs) -> anyhow::Result<()> {
+    let ProposeArgs {
+        add,
+        update,
+        remove,
+        rotate_key,
+        revoke_key,
+        set,
+        renew,
+        read,
+    } = args;
+    let mut request = ProposeRequest {
+        remove,
+        rotate_key,
+        renew,
+        ..ProposeRequest::default()
+    };
+    for path in &add {
+        request.add.push(read_card(path)?);
+    }
+    for path in &update {
+        request.update.push(read_card(path)?);
+    }
+    for r in revoke_key {
+        let (j, key) = r
+            .split_once(':')
+            .ok_or_else(|| anyhow::anyhow!("--revoke-key {r}: write XX:KEY"))?;
+        let j: Jurisdiction = j.parse()?;
+        let key: PublicKey = key
+            .parse()
+            .map_err(|e| anyhow::anyhow!("--revoke-key {r}: {e}"))?;
+        request.revoke.push((j, key));
+    }
+    for s in set {
+        request.set.push(setting(&s)?);
+    }
+    let view = client(&read.connection)?.bloc_propose(&request).await?;
+    if read.json {
+        return super::output::json(&view);
+    }
+    print_proposal(&view);
+    Ok(())
+}
+
+fn card(
+    config: PathBuf,
+    address: Vec<String>,
+    name: Option<String>,
+    new_signing_key: bool,
+    out: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    let config = Config::load(&config)?;
+    let identity = NodeIdentity::load(&config.key_path(), &config.signing_key_path())?;
+    let signing = if new_signing_key {
+        let pending = crate::bloc::pending_key_path(&config.signing_key_path());
+        if !pending.exists() {
+            crate::identity::create_key_file(&pending, &rand::random())?;
+        }
+        ed25519_dalek::SigningKey::from_bytes(&crate::identity::read_key_file(&pending)?)
+    } else {
+        (*identity.signing_key()).clone()
+    };
+    let sealing = crate::evidence::read_sealing_public(&config.sealing_key_path())?;
+    let addresses = if address.is_empty() {
+        config
+            .network
+            .listen
+            .iter()
+            .map(|a| a.to_string())
+            .collect()
+    } else {
+        address
+    };
+    let name = name.unwrap_or_else(|| config.node.jurisdiction.to_string());
+    let (_, text) = files::member_file_with_keys(
+        &signing,
+        &identity.transport_signing_key(),
+        &config.bloc.id,
+        &config.node.jurisdiction,
+        &name,
+        &addresses,
+        Some(sealing),
+    );
+    files::parse_member_file(&text).map_err(anyhow::Error::msg)?;
+    match out {
+        Some(path) => {
+            std::fs::write(&path, text)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            println!("card written to {}", path.display());
+        }
+        None => print!("{text}"),
+    }
+    Ok(())
+}
+
+fn genesis(
+    bloc: String,
+    members: Vec<PathBuf>,
+    threshold: Threshold,
+    lifetime_days: u32,
+    set: Vec<String>,
+    out: PathBuf,
+) -> anyhow::Result<()> {
+    let texts = members
+        .iter()
+        .map(|p| std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display())))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let rules = Rules {
+        threshold,
+        lifetime_days,
+        ..Rules::default()
+    };
+    let mut settings = Settings::default();
+    for s in set {
+        let (name, value) = setting(&s)?;
+        apply_setting(&mut settings, &name, &value)?;
+    }
+    let blank = files::genesis(&bloc, &texts, rules, settings)?;
+    write_new(&out, &blank.to_bytes())?;
+    println!(
+        "Genesis of bloc {bloc} with {} founders written to {}.",
+        texts.len(),
+        out.display()
+    );
+    println!(
+        "Each founder signs it: comity bloc sign-genesis {} -c comity.toml --out XX.cbor",
+        out.display()
+    );
+    println!("then: comity bloc assemble XX.cbor YY.cbor … --out genesis.cbor");
+    Ok(())
+}
+
+fn assemble(copies: Vec<PathBuf>, out: PathBuf) -> anyhow::Result<()> {
+    let copies = copies
+        .iter()
+        .map(|p| files::read_config(p))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let (genesis, anchor) = files::assemble(&copies)?;
+    write_new(&out, &genesis.to_bytes())?;
+    println!("Genesis signed by every founder: {}", out.display());
+    println!("Trust anchor: {anchor}");
+    println!(
+        "Put it beside each founder's comity.toml (as genesis.cbor) and set [bloc] anchor = \"{anchor}\";"
+    );
+    println!(
+        "new members join with: comity init --bloc-anchor {anchor} --bootstrap /ip4/…/tcp/…/p2p/PEERID"
+    );
     Ok(())
 }

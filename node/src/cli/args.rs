@@ -1,0 +1,536 @@
+//! The command line's grammar: every command, its arguments and its help.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::bail;
+use clap::{Args, Parser, Subcommand};
+use comity_protocol::{CaseId, Decision, Jurisdiction, Timestamp};
+use libp2p::Multiaddr;
+
+use super::{bloc, request};
+use crate::admin::api::Action;
+use crate::admin::officers::Role;
+use crate::config::LogFormat;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "comity",
+    version,
+    about = "Comity: lawful cross-border evidence requests between jurisdictions, peer to peer"
+)]
+pub struct Cli {
+    /// Log output format (for `run`).
+    #[arg(long, global = true, value_enum)]
+    pub log_format: Option<LogFormat>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a node: transport, signing, sealing and master keys (0600), commented config,
+    /// signed member card (member.toml), store and the first admin token.
+    Init(InitArgs),
+    /// Run the node daemon until SIGINT or SIGTERM.
+    Run {
+        /// The node's config file.
+        #[arg(short, long, env = "COMITY_CONFIG", default_value = "comity.toml")]
+        config: PathBuf,
+    },
+    /// This node: jurisdiction, PeerId, addresses, members connected, outbox depth.
+    Status(ReadArgs),
+    /// The bloc's members and whether each is connected.
+    Peers(ReadArgs),
+    /// Draft and send assistance requests.
+    #[command(subcommand)]
+    Request(RequestCommand),
+    /// Cases this node is party to.
+    #[command(subcommand)]
+    Case(CaseCommand),
+    /// Requests received from other jurisdictions.
+    Inbox(ReadArgs),
+    /// Messages and events refused from peers, with the reason (never applied).
+    Refusals(ReadArgs),
+    /// Every read of case content: officer, time, case, stated purpose (auditors).
+    AccessLog {
+        /// Only reads of this case.
+        #[arg(long)]
+        case: Option<CaseId>,
+        #[command(flatten)]
+        read: ReadArgs,
+    },
+    /// Officers and their roles (admin).
+    #[command(subcommand)]
+    Officer(OfficerCommand),
+    /// This node's policy: check a file, or explain a case's check.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+    /// The audit log: verify it, prove an entry, prove two checkpoints consistent, check a
+    /// proof. Reads the store read-only: the node may keep running.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// Reports without personal data (auditors).
+    #[command(subcommand)]
+    Report(ReportCommand),
+    /// Evidence packages: how far a transfer is, and opening a received one.
+    #[command(subcommand)]
+    Evidence(EvidenceCommand),
+    /// The bloc configuration: who is a member, with which keys and rules; form a bloc,
+    /// propose and sign changes.
+    #[command(subcommand)]
+    Bloc(bloc::BlocCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EvidenceCommand {
+    /// Open a received package: every file is verified against the signed manifest and
+    /// written to --out only if all are intact. The read is recorded in the access log.
+    Fetch {
+        id: CaseId,
+        /// Directory to write the files into (created if missing; must not hold them yet).
+        #[arg(long)]
+        out: PathBuf,
+        /// Why you open this evidence (recorded in the access log).
+        #[arg(long)]
+        purpose: String,
+        #[command(flatten)]
+        read: ReadArgs,
+    },
+    /// Where a case's package stands: chunks verified, rate, ETA, last error.
+    Status {
+        id: CaseId,
+        /// Follow the transfer with a progress bar until it is complete.
+        #[arg(long)]
+        follow: bool,
+        #[command(flatten)]
+        read: ReadArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReportCommand {
+    /// Requests sent and received by partner, instrument, data category and outcome; time to
+    /// decision and to fulfilment; overdue cases; purges.
+    Transparency {
+        /// 2026, 2026-Q3 or 2026-11; every case when left out.
+        #[arg(long)]
+        period: Option<String>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: ReportFormat,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// The transparency reports every member of the bloc published for a period, signed by
+    /// that member and verified on arrival (this node's own included).
+    Bloc {
+        /// 2026, 2026-Q3 or 2026-11 (members publish the current month, quarter and year).
+        #[arg(long)]
+        period: String,
+        #[arg(long, value_enum, default_value = "table")]
+        format: ReportFormat,
+        #[command(flatten)]
+        connection: Connection,
+    },
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum ReportFormat {
+    Table,
+    Json,
+    Csv,
+    Html,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Recompute the whole log: every entry and every signed checkpoint.
+    Verify {
+        #[arg(short, long, env = "COMITY_CONFIG", default_value = "comity.toml")]
+        config: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print an inclusion proof of entry N against a signed checkpoint (JSON).
+    Prove {
+        entry: u64,
+        #[arg(short, long, env = "COMITY_CONFIG", default_value = "comity.toml")]
+        config: PathBuf,
+    },
+    /// Print a consistency proof between the checkpoints at two tree sizes (JSON).
+    Consistency {
+        old: u64,
+        new: u64,
+        #[arg(short, long, env = "COMITY_CONFIG", default_value = "comity.toml")]
+        config: PathBuf,
+    },
+    /// Check a proof printed by `prove` or `consistency`, offline, with the node's public key.
+    Check {
+        file: PathBuf,
+        /// The node's signing key (hex) of the checkpoint's time, as the bloc configuration
+        /// lists it (`comity bloc status`).
+        #[arg(long)]
+        signer: comity_protocol::PublicKey,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Check a policy file: every problem, with its field and line.
+    Check { file: PathBuf },
+    /// Which rules fired on a case's arrival, and why (reads the signed log).
+    Explain {
+        id: CaseId,
+        /// Why you read this case (recorded in the access log).
+        #[arg(long)]
+        purpose: String,
+        #[command(flatten)]
+        read: ReadArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OfficerCommand {
+    /// Create an officer with its own token (shown once, stored hashed).
+    Add {
+        name: String,
+        #[arg(long, value_enum)]
+        role: Role,
+        /// Also write the token to this file (mode 0600).
+        #[arg(long)]
+        token_file: Option<PathBuf>,
+        #[command(flatten)]
+        read: ReadArgs,
+    },
+    /// Every officer, with role and whether revoked.
+    List(ReadArgs),
+    /// Revoke an officer: its token stops working at once.
+    Revoke {
+        name: String,
+        #[command(flatten)]
+        read: ReadArgs,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// The jurisdiction this node speaks for (ISO 3166-1 alpha-2, e.g. FR).
+    #[arg(long)]
+    pub jurisdiction: Jurisdiction,
+    /// Directory for the node's keys, config, member card and store (created, mode 0700).
+    #[arg(long)]
+    pub data_dir: PathBuf,
+    /// Peer-to-peer listen address.
+    #[arg(long, default_value = "/ip4/0.0.0.0/tcp/4001")]
+    pub listen: Multiaddr,
+    /// Admin API address (keep it on loopback).
+    #[arg(long, default_value = "127.0.0.1:7701")]
+    pub admin: SocketAddr,
+    /// Human name of the member, for its card (defaults to the jurisdiction code).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Bloc id.
+    #[arg(long, default_value = "local")]
+    pub bloc: String,
+    /// Join an existing bloc: the hash of its genesis (its trust anchor), received out of
+    /// band from the bloc. The node trusts only configurations chained to it.
+    #[arg(long, value_name = "HASH")]
+    pub bloc_anchor: Option<comity_protocol::Hash32>,
+    /// When joining: a member to pull the configuration from, as /ip4/…/tcp/…/p2p/PEERID.
+    #[arg(long, value_name = "MULTIADDR")]
+    pub bootstrap: Vec<Multiaddr>,
+    /// Write the first admin token to this file (mode 0600) as well as showing it.
+    #[arg(long)]
+    pub token_file: Option<PathBuf>,
+}
+
+/// How a client command reaches the admin API.
+#[derive(Debug, Args, Clone)]
+pub struct Connection {
+    /// The node's config file, to find its admin address (and an `admin.token` beside it).
+    #[arg(short, long, env = "COMITY_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Admin API URL, overriding the config (e.g. http://127.0.0.1:7701).
+    #[arg(long, env = "COMITY_ADMIN")]
+    pub admin: Option<String>,
+    /// Bearer token. Prefer --token-file: a token on the command line shows in `ps`.
+    #[arg(long, env = "COMITY_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// File holding the bearer token (mode 0600).
+    #[arg(long, env = "COMITY_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ReadArgs {
+    #[command(flatten)]
+    pub connection: Connection,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RequestCommand {
+    /// Draft a request from flags or from a TOML/JSON file.
+    New(Box<request::NewArgs>),
+    /// Check a draft against the executing member's published policy, before it is sent.
+    Precheck {
+        id: CaseId,
+        #[command(flatten)]
+        read: ReadArgs,
+    },
+    /// Approve a draft that another officer drafted (four-eyes; `approver` role).
+    Approve {
+        id: CaseId,
+        #[command(flatten)]
+        read: ReadArgs,
+    },
+    /// Sign a draft and queue it for delivery.
+    Send {
+        id: CaseId,
+        /// Wait up to this many seconds for the executing side's verified receipt.
+        #[arg(long)]
+        wait: Option<u64>,
+        #[command(flatten)]
+        read: ReadArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CaseCommand {
+    /// Cases, newest first, with their deadlines.
+    List {
+        /// Only cases in this state (draft, submitted, delivered, under-review, accepted, …).
+        #[arg(long)]
+        state: Option<String>,
+        /// Only cases past a decision or fulfilment deadline.
+        #[arg(long)]
+        overdue: bool,
+        #[command(flatten)]
+        read: ReadArgs,
+    },
+    /// One case with its content, receipt and whether the signatures verify. The read is
+    /// recorded in the access log with the purpose you state.
+    Show {
+        id: CaseId,
+        /// Why you read this case (recorded in the access log).
+        #[arg(long)]
+        purpose: String,
+        #[command(flatten)]
+        read: ReadArgs,
+    },
+    /// The case's signed log: every event, its author, time and whether it applied. The read
+    /// is recorded in the access log with the purpose you state.
+    Log {
+        id: CaseId,
+        /// Why you read this log (recorded in the access log).
+        #[arg(long)]
+        purpose: String,
+        #[command(flatten)]
+        read: ReadArgs,
+    },
+    /// The case as one self-contained, signed bundle for a court or an auditor: every signed
+    /// event, the receipt, the evidence manifest, an audit-log proof of every event with the
+    /// other members' cosignatures, and the keys to check them. `comity-verify bundle FILE`
+    /// checks it anywhere, offline. The read is recorded in the access log.
+    Export {
+        id: CaseId,
+        /// Where to write the bundle (refused if it exists).
+        #[arg(long)]
+        out: PathBuf,
+        /// Why you export this case (recorded in the access log).
+        #[arg(long)]
+        purpose: String,
+        /// Also carry the sealed evidence chunks (still sealed to the requesting member).
+        #[arg(long)]
+        with_evidence: bool,
+        /// How long to wait for the audit log's next signed checkpoint if the case's latest
+        /// events are not under one yet.
+        #[arg(long, default_value_t = 60)]
+        wait: u64,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Executing side: accept, accept in part, or refuse.
+    Decide {
+        id: CaseId,
+        #[arg(long, group = "decision")]
+        accept: bool,
+        /// Accept in part; --reason says which part.
+        #[arg(long, group = "decision")]
+        partial: bool,
+        #[arg(long, group = "decision")]
+        refuse: bool,
+        /// The grounds of a refusal (repeatable), or the scope of a partial acceptance.
+        #[arg(long)]
+        reason: Vec<String>,
+        #[command(flatten)]
+        read: ReadArgs,
+    },
+    /// Executing side: ask a question (--question); requesting side: answer it (--answer).
+    Clarify {
+        id: CaseId,
+        #[arg(long, group = "text", required = true)]
+        question: Option<String>,
+        #[arg(long, group = "text")]
+        answer: Option<String>,
+        #[command(flatten)]
+        read: ReadArgs,
+    },
+    /// Requesting side: withdraw the request.
+    Withdraw {
+        id: CaseId,
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        read: ReadArgs,
+    },
+    /// Either side: close a case that is over (acknowledged, refused or withdrawn).
+    Close {
+        id: CaseId,
+        #[command(flatten)]
+        read: ReadArgs,
+    },
+    /// Executing side: approve disclosing the case's data (four-eyes; `approver` role). The
+    /// officer who then fulfils must be another one.
+    Approve {
+        id: CaseId,
+        #[command(flatten)]
+        read: ReadArgs,
+    },
+    /// Executing side: deliver the evidence. With --evidence, the files are sealed to the
+    /// requesting jurisdiction, signed in a manifest, and pulled by its node; without, the
+    /// fulfilment only records that the data were provided another way.
+    Fulfil {
+        id: CaseId,
+        #[arg(long, default_value = "")]
+        note: String,
+        /// Files to deliver (repeatable, or several after one flag).
+        #[arg(long, num_args = 1..)]
+        evidence: Vec<PathBuf>,
+        #[command(flatten)]
+        read: ReadArgs,
+    },
+    /// Requesting side: destroy the case's content now (its key is shredded), before its
+    /// retention ends. A signed `purged` event tells the other side, which does the same.
+    Purge {
+        id: CaseId,
+        #[command(flatten)]
+        read: ReadArgs,
+    },
+    /// Requesting side: acknowledge the evidence.
+    Acknowledge {
+        id: CaseId,
+        #[command(flatten)]
+        read: ReadArgs,
+    },
+    /// Preservation: preserve until a date, extend, or release.
+    Preserve {
+        id: CaseId,
+        /// Executing side: data preserved until this time (RFC 3339).
+        #[arg(long, group = "preservation", required = true)]
+        until: Option<Timestamp>,
+        /// Executing side: extend the preservation to this time.
+        #[arg(long, group = "preservation")]
+        extend_until: Option<Timestamp>,
+        /// Either side: the preservation is no longer needed.
+        #[arg(long, group = "preservation")]
+        release: bool,
+        #[command(flatten)]
+        read: ReadArgs,
+    },
+}
+
+impl CaseCommand {
+    /// The officer's step as an admin API action, for the commands that take one.
+    pub(super) fn action(&self) -> anyhow::Result<Option<(CaseId, Action, &ReadArgs)>> {
+        Ok(Some(match self {
+            CaseCommand::Decide {
+                id,
+                accept,
+                partial,
+                refuse,
+                reason,
+                read,
+            } => {
+                let decision = if *accept {
+                    Decision::Accept
+                } else if *partial {
+                    Decision::Partial {
+                        scope: reason.join("; "),
+                    }
+                } else if *refuse {
+                    if reason.is_empty() {
+                        bail!("a refusal needs its grounds: add --reason (repeatable)");
+                    }
+                    Decision::Refuse {
+                        reasons: reason.clone(),
+                    }
+                } else {
+                    bail!("say --accept, --partial or --refuse");
+                };
+                (*id, Action::Decide { decision }, read)
+            }
+            CaseCommand::Clarify {
+                id,
+                question,
+                answer,
+                read,
+            } => match (question, answer) {
+                (Some(question), _) => (
+                    *id,
+                    Action::RequestClarification {
+                        question: question.clone(),
+                    },
+                    read,
+                ),
+                (None, Some(answer)) => (
+                    *id,
+                    Action::Clarify {
+                        answer: answer.clone(),
+                    },
+                    read,
+                ),
+                (None, None) => {
+                    bail!("give --question (executing side) or --answer (requesting side)")
+                }
+            },
+            CaseCommand::Withdraw { id, reason, read } => (
+                *id,
+                Action::Withdraw {
+                    reason: reason.clone(),
+                },
+                read,
+            ),
+            CaseCommand::Close { id, read } => (*id, Action::Close, read),
+            CaseCommand::Fulfil { id, note, read, .. } => {
+                (*id, Action::Fulfil { note: note.clone() }, read)
+            }
+            CaseCommand::Acknowledge { id, read } => (*id, Action::Acknowledge, read),
+            CaseCommand::Purge { id, read } => (*id, Action::Purge, read),
+            CaseCommand::Preserve {
+                id,
+                until,
+                extend_until,
+                release,
+                read,
+            } => {
+                let action = match (until, extend_until, release) {
+                    (Some(until), _, _) => Action::Preserve { until: *until },
+                    (None, Some(until), _) => Action::ExtendPreservation { until: *until },
+                    (None, None, true) => Action::ReleasePreservation,
+                    _ => bail!("give --until, --extend-until or --release"),
+                };
+                (*id, action, read)
+            }
+            CaseCommand::List { .. }
+            | CaseCommand::Show { .. }
+            | CaseCommand::Log { .. }
+            | CaseCommand::Export { .. }
+            | CaseCommand::Approve { .. } => {
+                return Ok(None);
+            }
+        }))
+    }
+}
