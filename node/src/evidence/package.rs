@@ -80,76 +80,8 @@ impl Evidence {
             }
         }
         self.inner.cases.check_disclosure_approval(&case, officer)?;
-        if files.is_empty() || files.len() > MAX_FILES {
-            return Err(EvidenceError::Refused(format!(
-                "a package holds 1 to {MAX_FILES} files; {} given",
-                files.len()
-            )));
-        }
-        let mut names = std::collections::HashSet::new();
-        for file in &files {
-            if let Some(problem) = wire::file_name_problem(&file.name) {
-                return Err(EvidenceError::Refused(problem));
-            }
-            // Case-insensitively: the officer who opens it may be on such a filesystem.
-            if !names.insert(file.name.to_lowercase()) {
-                return Err(EvidenceError::Refused(format!(
-                    "file name {:?} appears twice (letter case aside); names in a package are unique",
-                    file.name
-                )));
-            }
-            let media_ok = !file.media_type.is_empty()
-                && file.media_type.len() <= 127
-                && file.media_type.contains('/')
-                && file.media_type.is_ascii();
-            if !media_ok {
-                return Err(EvidenceError::Refused(format!(
-                    "media type {:?} of {:?} is not a media type like application/pdf",
-                    file.media_type, file.name
-                )));
-            }
-        }
-        if note.len() > comity_protocol::limits::MAX_TEXT {
-            return Err(EvidenceError::Refused(format!(
-                "the note is {} bytes, over the limit of {}",
-                note.len(),
-                comity_protocol::limits::MAX_TEXT
-            )));
-        }
-        // The file table is sealed into the manifest: check now that it will fit.
-        let table: Vec<FileEntry> = files
-            .iter()
-            .map(|f| FileEntry {
-                name: f.name.clone(),
-                size: f.size,
-                media_type: f.media_type.clone(),
-                blake3: Hash32([0; 32]),
-            })
-            .collect();
-        let table_len = comity_protocol::to_canonical_cbor(&table)
-            .map(|t| wire::sealed_len(t.len()))
-            .unwrap_or(usize::MAX);
-        if table_len > wire::MAX_INDEX_BYTES {
-            return Err(EvidenceError::Refused(format!(
-                "the list of {} files takes {table_len} bytes sealed, over the limit of {}: deliver fewer files per package, or shorter names",
-                files.len(),
-                wire::MAX_INDEX_BYTES
-            )));
-        }
         let limits = self.inner.membership.current().evidence();
-        let total = files
-            .iter()
-            .try_fold(0u64, |sum, f| sum.checked_add(f.size))
-            .ok_or_else(|| {
-                EvidenceError::TooLarge("the file sizes add up to more than 2^64 bytes".into())
-            })?;
-        if total > limits.max_package_bytes {
-            return Err(EvidenceError::TooLarge(format!(
-                "the package is {total} bytes ({} files), over the bloc's limit of {} bytes ([evidence] max_package_bytes in the roster); deliver it in parts or ask the bloc to raise the limit",
-                files.len(),
-                limits.max_package_bytes
-            )));
-        }
+        let total = check_package(&files, &note, limits.max_package_bytes)?;
         if self.roster_key(&case.counterparty).is_none() {
             return Err(EvidenceError::Refused(format!(
                 "the roster lists no sealing key for {}: nothing can be sealed to it; ask the bloc to add `sealing_key` to its entry",
@@ -215,23 +147,7 @@ impl Evidence {
         B: AsRef<[u8]>,
         E: std::fmt::Display,
     {
-        let upload = {
-            let mut uploads = self.inner.uploads.lock().expect("lock");
-            match uploads.get(upload_id) {
-                Some(u) if u.officer == officer => uploads.remove(upload_id),
-                Some(_) => {
-                    return Err(EvidenceError::Refused(
-                        "this upload was announced by another officer".into(),
-                    ));
-                }
-                None => None,
-            }
-        }
-        .ok_or_else(|| {
-            EvidenceError::Refused(format!(
-                "no upload {upload_id}: it finished, expired, or was never announced; start again"
-            ))
-        })?;
+        let upload = self.take_upload(upload_id, officer)?;
         let case_id = upload.case_id;
         if !self.inner.uploading.lock().expect("lock").insert(case_id) {
             return Err(EvidenceError::Refused(format!(
@@ -265,33 +181,9 @@ impl Evidence {
                 return Err(e);
             }
         };
-        let files: Vec<FileEntry> = upload
-            .files
-            .iter()
-            .zip(&packed.file_hashes)
-            .map(|(f, hash)| FileEntry {
-                name: f.name.clone(),
-                size: f.size,
-                media_type: f.media_type.clone(),
-                blake3: *hash,
-            })
-            .collect();
-        let total: u64 = files.iter().map(|f| f.size).sum();
-        let manifest = EvidenceManifest {
-            case_id,
-            from: self.inner.jurisdiction.clone(),
-            to: case.counterparty.clone(),
-            created_at: self.inner.cases.now(),
-            chunk_size,
-            total_bytes: total,
-            file_count: files.len() as u32,
-            handshake,
-            sealed_index: packed
-                .sealer
-                .seal_index(&files)
-                .map_err(|e| EvidenceError::Io(e.to_string()))?,
-            chunks: packed.chunk_hashes,
-        };
+        let (manifest, files) =
+            self.sealed_manifest(&case, &upload.files, chunk_size, handshake, packed)?;
+        let total = manifest.total_bytes;
         if let Some(problem) = manifest.problem(u64::MAX, chunk_size) {
             let _ = std::fs::remove_file(&partial);
             return Err(EvidenceError::Refused(problem));
@@ -342,6 +234,110 @@ impl Evidence {
             }
         }
     }
+
+    /// The announced upload `upload_id`, taken out of the waiting list: only by the officer
+    /// who announced it.
+    fn take_upload(&self, upload_id: &str, officer: &str) -> Result<Upload, EvidenceError> {
+        let mut uploads = self.inner.uploads.lock().expect("lock");
+        match uploads.get(upload_id) {
+            Some(u) if u.officer == officer => Ok(uploads.remove(upload_id).expect("just found")),
+            Some(_) => Err(EvidenceError::Refused(
+                "this upload was announced by another officer".into(),
+            )),
+            None => Err(EvidenceError::Refused(format!(
+                "no upload {upload_id}: it finished, expired, or was never announced; start again"
+            ))),
+        }
+    }
+
+    /// The signed-to-be manifest of a package just sealed for `case`, with its file table.
+    fn sealed_manifest(
+        &self,
+        case: &CaseRecord,
+        uploaded: &[UploadFile],
+        chunk_size: u32,
+        handshake: Vec<u8>,
+        packed: Packed,
+    ) -> Result<(EvidenceManifest, Vec<FileEntry>), EvidenceError> {
+        let Packed {
+            sealer,
+            chunk_hashes,
+            file_hashes,
+        } = packed;
+        let files: Vec<FileEntry> = uploaded
+            .iter()
+            .zip(&file_hashes)
+            .map(|(f, hash)| FileEntry {
+                name: f.name.clone(),
+                size: f.size,
+                media_type: f.media_type.clone(),
+                blake3: *hash,
+            })
+            .collect();
+        let manifest = EvidenceManifest {
+            case_id: case.case_id,
+            from: self.inner.jurisdiction.clone(),
+            to: case.counterparty.clone(),
+            created_at: self.inner.cases.now(),
+            chunk_size,
+            total_bytes: files.iter().map(|f| f.size).sum(),
+            file_count: files.len() as u32,
+            handshake,
+            sealed_index: sealer
+                .seal_index(&files)
+                .map_err(|e| EvidenceError::Io(e.to_string()))?,
+            chunks: chunk_hashes,
+        };
+        Ok((manifest, files))
+    }
+}
+
+/// The sealing thread: hashes each file, seals and hashes each chunk as it comes and appends it
+/// to `file`, then makes the file durable.
+fn seal_all(
+    sealer: Sealer,
+    file: std::fs::File,
+    sizes: &[u64],
+    mut rx: tokio::sync::mpsc::Receiver<Vec<u8>>,
+) -> Result<Packed, EvidenceError> {
+    let mut hashers: Vec<blake3::Hasher> = sizes.iter().map(|_| blake3::Hasher::new()).collect();
+    let (mut current, mut left) = (0usize, sizes.first().copied().unwrap_or(0));
+    let mut chunk_hashes = Vec::new();
+    let mut sealed = Vec::new();
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+    let mut index = 0u64;
+    while let Some(plain) = rx.blocking_recv() {
+        let mut rest = plain.as_slice();
+        while !rest.is_empty() {
+            while left == 0 && current + 1 < sizes.len() {
+                current += 1;
+                left = sizes[current];
+            }
+            let n = (left as usize).min(rest.len());
+            hashers[current].update(&rest[..n]);
+            left -= n as u64;
+            rest = &rest[n..];
+        }
+        sealer
+            .seal_chunk(index, &plain, &mut sealed)
+            .map_err(|e| EvidenceError::Io(e.to_string()))?;
+        chunk_hashes.push(Hash32(*blake3::hash(&sealed).as_bytes()));
+        out.write_all(&sealed)
+            .map_err(io("cannot write the package"))?;
+        index += 1;
+    }
+    let file = out
+        .into_inner()
+        .map_err(|e| io("cannot write the package")(e.into_error()))?;
+    file.sync_all().map_err(io("cannot sync the package"))?;
+    Ok(Packed {
+        sealer,
+        chunk_hashes,
+        file_hashes: hashers
+            .iter()
+            .map(|h| Hash32(*h.finalize().as_bytes()))
+            .collect(),
+    })
 }
 
 /// Marks a case's package as being uploaded until dropped.
@@ -375,48 +371,8 @@ where
 {
     let declared: u64 = files.iter().map(|f| f.size).sum(); // checked when announced
     let sizes: Vec<u64> = files.iter().map(|f| f.size).collect();
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(SEAL_QUEUE);
-    let worker = tokio::task::spawn_blocking(move || {
-        let mut hashers: Vec<blake3::Hasher> =
-            sizes.iter().map(|_| blake3::Hasher::new()).collect();
-        let (mut current, mut left) = (0usize, sizes.first().copied().unwrap_or(0));
-        let mut chunk_hashes = Vec::new();
-        let mut sealed = Vec::new();
-        let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
-        let mut index = 0u64;
-        while let Some(plain) = rx.blocking_recv() {
-            let mut rest = plain.as_slice();
-            while !rest.is_empty() {
-                while left == 0 && current + 1 < sizes.len() {
-                    current += 1;
-                    left = sizes[current];
-                }
-                let n = (left as usize).min(rest.len());
-                hashers[current].update(&rest[..n]);
-                left -= n as u64;
-                rest = &rest[n..];
-            }
-            sealer
-                .seal_chunk(index, &plain, &mut sealed)
-                .map_err(|e| EvidenceError::Io(e.to_string()))?;
-            chunk_hashes.push(Hash32(*blake3::hash(&sealed).as_bytes()));
-            out.write_all(&sealed)
-                .map_err(io("cannot write the package"))?;
-            index += 1;
-        }
-        let file = out
-            .into_inner()
-            .map_err(|e| io("cannot write the package")(e.into_error()))?;
-        file.sync_all().map_err(io("cannot sync the package"))?;
-        Ok::<_, EvidenceError>(Packed {
-            sealer,
-            chunk_hashes,
-            file_hashes: hashers
-                .iter()
-                .map(|h| Hash32(*h.finalize().as_bytes()))
-                .collect(),
-        })
-    });
+    let (tx, rx) = tokio::sync::mpsc::channel::<Vec<u8>>(SEAL_QUEUE);
+    let worker = tokio::task::spawn_blocking(move || seal_all(sealer, file, &sizes, rx));
     let chunk = chunk_size as usize;
     let mut buffer = Vec::with_capacity(chunk);
     let mut received = 0u64;
@@ -481,10 +437,137 @@ where
     }
 }
 
+/// What an officer may put in one package: 1 to `MAX_FILES` files with unique, safe names and
+/// real media types, a note within the text limit, a file table that fits its sealed index,
+/// and at most `max_package_bytes` in all (the bloc's limit). Returns the total size.
+pub(super) fn check_package(
+    files: &[UploadFile],
+    note: &str,
+    max_package_bytes: u64,
+) -> Result<u64, EvidenceError> {
+    if files.is_empty() || files.len() > MAX_FILES {
+        return Err(EvidenceError::Refused(format!(
+            "a package holds 1 to {MAX_FILES} files; {} given",
+            files.len()
+        )));
+    }
+    let mut names = std::collections::HashSet::new();
+    for file in files {
+        if let Some(problem) = wire::file_name_problem(&file.name) {
+            return Err(EvidenceError::Refused(problem));
+        }
+        // Case-insensitively: the officer who opens it may be on such a filesystem.
+        if !names.insert(file.name.to_lowercase()) {
+            return Err(EvidenceError::Refused(format!(
+                "file name {:?} appears twice (letter case aside); names in a package are unique",
+                file.name
+            )));
+        }
+        let media_ok = !file.media_type.is_empty()
+            && file.media_type.len() <= 127
+            && file.media_type.contains('/')
+            && file.media_type.is_ascii();
+        if !media_ok {
+            return Err(EvidenceError::Refused(format!(
+                "media type {:?} of {:?} is not a media type like application/pdf",
+                file.media_type, file.name
+            )));
+        }
+    }
+    if note.len() > comity_protocol::limits::MAX_TEXT {
+        return Err(EvidenceError::Refused(format!(
+            "the note is {} bytes, over the limit of {}",
+            note.len(),
+            comity_protocol::limits::MAX_TEXT
+        )));
+    }
+    // The file table is sealed into the manifest: check now that it will fit.
+    let table: Vec<FileEntry> = files
+        .iter()
+        .map(|f| FileEntry {
+            name: f.name.clone(),
+            size: f.size,
+            media_type: f.media_type.clone(),
+            blake3: Hash32([0; 32]),
+        })
+        .collect();
+    let table_len = comity_protocol::to_canonical_cbor(&table)
+        .map(|t| wire::sealed_len(t.len()))
+        .unwrap_or(usize::MAX);
+    if table_len > wire::MAX_INDEX_BYTES {
+        return Err(EvidenceError::Refused(format!(
+            "the list of {} files takes {table_len} bytes sealed, over the limit of {}: deliver fewer files per package, or shorter names",
+            files.len(),
+            wire::MAX_INDEX_BYTES
+        )));
+    }
+    let total = files
+        .iter()
+        .try_fold(0u64, |sum, f| sum.checked_add(f.size))
+        .ok_or_else(|| {
+            EvidenceError::TooLarge("the file sizes add up to more than 2^64 bytes".into())
+        })?;
+    if total > max_package_bytes {
+        return Err(EvidenceError::TooLarge(format!(
+            "the package is {total} bytes ({} files), over the bloc's limit of {} bytes ([evidence] max_package_bytes in the roster); deliver it in parts or ask the bloc to raise the limit",
+            files.len(),
+            max_package_bytes
+        )));
+    }
+    Ok(total)
+}
+
 /// Makes a rename durable: syncs the directory holding `path`.
 pub(super) fn sync_dir(path: &std::path::Path) -> Result<(), EvidenceError> {
     let dir = path.parent().unwrap_or(std::path::Path::new("."));
     std::fs::File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(io(format!("cannot sync {}", dir.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(name: &str, size: u64, media_type: &str) -> UploadFile {
+        UploadFile {
+            name: name.into(),
+            size,
+            media_type: media_type.into(),
+        }
+    }
+
+    fn refused(files: &[UploadFile], note: &str, limit: u64) -> String {
+        check_package(files, note, limit).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn a_sound_package_is_admitted_with_its_total_size() {
+        let files = [
+            file("report.pdf", 1_000, "application/pdf"),
+            file("Logs.csv", 24, "text/csv"),
+        ];
+        assert_eq!(check_package(&files, "as requested", 1_024).unwrap(), 1_024);
+    }
+
+    #[test]
+    fn each_flaw_of_a_package_is_refused_with_what_to_change() {
+        let pdf = |name: &str| file(name, 1, "application/pdf");
+        let limit = 1 << 20;
+        assert!(refused(&[], "", limit).contains("1 to"));
+        let many: Vec<_> = (0..=MAX_FILES).map(|i| pdf(&format!("f{i}"))).collect();
+        assert!(refused(&many, "", limit).contains("1 to"));
+        assert!(refused(&[pdf("a.pdf"), pdf("A.PDF")], "", limit).contains("appears twice"));
+        assert!(!refused(&[pdf("../etc/passwd")], "", limit).is_empty());
+        assert!(refused(&[file("a", 1, "pdf")], "", limit).contains("media type"));
+        assert!(refused(&[file("a", 1, "")], "", limit).contains("media type"));
+        let long = "x".repeat(comity_protocol::limits::MAX_TEXT + 1);
+        assert!(refused(&[pdf("a")], &long, limit).contains("note"));
+        assert!(refused(&[file("a", limit + 1, "text/plain")], "", limit).contains("limit"));
+        let huge = [
+            file("a", u64::MAX, "text/plain"),
+            file("b", 1, "text/plain"),
+        ];
+        assert!(refused(&huge, "", u64::MAX).contains("2^64"));
+    }
 }
