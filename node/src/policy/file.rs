@@ -130,6 +130,83 @@ impl Checker<'_> {
             None
         }
     }
+
+    fn agreements(&mut self, raw: &[RawAgreement]) -> Vec<Agreement> {
+        let mut partners = BTreeSet::new();
+        let mut agreements = Vec::new();
+        for (i, a) in raw.iter().enumerate() {
+            let at = |field: &str| format!("agreement[{i}].{field}");
+            let partner: Option<Jurisdiction> = self.parsed(at("partner"), &a.partner);
+            if let Some(p) = &partner
+                && !partners.insert(p.clone())
+            {
+                self.problem(
+                    at("partner"),
+                    a.partner.span(),
+                    format!("a second agreement with {p}; merge them"),
+                );
+            }
+            let instruments: Vec<Instrument> = a
+                .instruments
+                .iter()
+                .enumerate()
+                .filter_map(|(j, v)| self.parsed(at(&format!("instruments[{j}]")), v))
+                .collect();
+            let data_categories: Vec<DataCategory> = a
+                .data_categories
+                .iter()
+                .enumerate()
+                .filter_map(|(j, v)| self.parsed(at(&format!("data_categories[{j}]")), v))
+                .collect();
+            let expires = a.expires.as_ref().and_then(|e| self.date(at("expires"), e));
+            if let Some(partner) = partner {
+                agreements.push(Agreement {
+                    partner,
+                    instruments,
+                    data_categories,
+                    expires,
+                });
+            }
+        }
+        agreements
+    }
+
+    /// A date (the start of that day, UTC) or a timestamp.
+    fn date(&mut self, field: String, value: &Spanned<toml::value::Datetime>) -> Option<Timestamp> {
+        let text = value.get_ref().to_string();
+        let text = if text.len() == 10 {
+            format!("{text}T00:00:00Z")
+        } else {
+            text
+        };
+        match text.parse::<Timestamp>() {
+            Ok(t) => Some(t),
+            Err(err) => {
+                self.problem(
+                    field,
+                    value.span(),
+                    format!("{err}; write a date like 2027-12-31"),
+                );
+                None
+            }
+        }
+    }
+
+    fn minimisation(&mut self, raw: &RawMinimisation) -> Minimisation {
+        Minimisation {
+            max_window_days: raw
+                .max_window_days
+                .as_ref()
+                .and_then(|v| self.positive("minimisation.max_window_days", v))
+                .map(|v| v.min(i64::from(u32::MAX)) as u32),
+            max_selectors: raw
+                .max_selectors
+                .as_ref()
+                .and_then(|v| self.positive("minimisation.max_selectors", v))
+                .map(|v| v as usize),
+            content_requires_judicial_approval: raw.content_requires_judicial_approval,
+        }
+    }
 }
 
 /// Reads a policy file. On any problem, returns all of them with their field and line.
@@ -147,61 +224,7 @@ pub fn parse(source: &str) -> Result<Policy, Vec<PolicyProblem>> {
         }
     };
 
-    let mut partners = BTreeSet::new();
-    let mut agreements = Vec::new();
-    for (i, a) in raw.agreements.iter().enumerate() {
-        let at = |field: &str| format!("agreement[{i}].{field}");
-        let partner: Option<Jurisdiction> = c.parsed(at("partner"), &a.partner);
-        if let Some(p) = &partner
-            && !partners.insert(p.clone())
-        {
-            c.problem(
-                at("partner"),
-                a.partner.span(),
-                format!("a second agreement with {p}; merge them"),
-            );
-        }
-        let instruments: Vec<Instrument> = a
-            .instruments
-            .iter()
-            .enumerate()
-            .filter_map(|(j, v)| c.parsed(at(&format!("instruments[{j}]")), v))
-            .collect();
-        let data_categories: Vec<DataCategory> = a
-            .data_categories
-            .iter()
-            .enumerate()
-            .filter_map(|(j, v)| c.parsed(at(&format!("data_categories[{j}]")), v))
-            .collect();
-        let expires = a.expires.as_ref().and_then(|e| {
-            let text = e.get_ref().to_string();
-            // A date alone means the start of that day, UTC.
-            let text = if text.len() == 10 {
-                format!("{text}T00:00:00Z")
-            } else {
-                text
-            };
-            match text.parse::<Timestamp>() {
-                Ok(t) => Some(t),
-                Err(err) => {
-                    c.problem(
-                        at("expires"),
-                        e.span(),
-                        format!("{err}; write a date like 2027-12-31"),
-                    );
-                    None
-                }
-            }
-        });
-        if let Some(partner) = partner {
-            agreements.push(Agreement {
-                partner,
-                instruments,
-                data_categories,
-                expires,
-            });
-        }
-    }
+    let agreements = c.agreements(&raw.agreements);
     let refused_offences = raw
         .refused_offences
         .iter()
@@ -227,21 +250,7 @@ pub fn parse(source: &str) -> Result<Policy, Vec<PolicyProblem>> {
             .filter_map(|(i, v)| c.offence(format!("dual_criminality[{i}]"), v))
             .collect()
     });
-    let minimisation = Minimisation {
-        max_window_days: raw
-            .minimisation
-            .max_window_days
-            .as_ref()
-            .and_then(|v| c.positive("minimisation.max_window_days", v))
-            .map(|v| v.min(i64::from(u32::MAX)) as u32),
-        max_selectors: raw
-            .minimisation
-            .max_selectors
-            .as_ref()
-            .and_then(|v| c.positive("minimisation.max_selectors", v))
-            .map(|v| v as usize),
-        content_requires_judicial_approval: raw.minimisation.content_requires_judicial_approval,
-    };
+    let minimisation = c.minimisation(&raw.minimisation);
     let default_retention_days = raw
         .default_retention_days
         .as_ref()
