@@ -201,6 +201,13 @@ pub fn case_detail(c: &CaseDetail, as_json: bool) -> anyhow::Result<()> {
     if let Some((by, at)) = &c.disclosure_approval {
         println!("disclosure    approved by {by} at {at}");
     }
+    print_custody(c);
+    Ok(())
+}
+
+/// Retention, delivery and receipt of a case: what an officer checks of its custody.
+fn print_custody(c: &CaseDetail) {
+    let s = &c.summary;
     match (&s.purged_at, &s.retention_until) {
         (Some(at), _) => println!("PURGED        content destroyed at {at}"),
         (None, Some(until)) => {
@@ -225,32 +232,30 @@ pub fn case_detail(c: &CaseDetail, as_json: bool) -> anyhow::Result<()> {
                 .unwrap_or_default()
         );
     }
-    match &c.receipt {
-        Some(receipt) => {
-            println!("receipt       signed by {}", receipt.signer);
-            println!(
-                "  signature   {}",
-                if receipt.signature_valid {
-                    "valid"
-                } else {
-                    "INVALID"
-                }
-            );
-            if let Some(problem) = &receipt.problem {
-                println!("  problem     {problem}");
-            }
-            if let Some(note) = &receipt.key_note {
-                println!("  key         {note}");
-            }
-            if let Some(body) = &receipt.receipt {
-                println!("  receiver    {}", body.receiver);
-                println!("  received at {}", body.received_at);
-                println!("  body hash   {}", body.body_hash);
-            }
+    let Some(receipt) = &c.receipt else {
+        println!("receipt       none yet");
+        return;
+    };
+    println!("receipt       signed by {}", receipt.signer);
+    println!(
+        "  signature   {}",
+        if receipt.signature_valid {
+            "valid"
+        } else {
+            "INVALID"
         }
-        None => println!("receipt       none yet"),
+    );
+    if let Some(problem) = &receipt.problem {
+        println!("  problem     {problem}");
     }
-    Ok(())
+    if let Some(note) = &receipt.key_note {
+        println!("  key         {note}");
+    }
+    if let Some(body) = &receipt.receipt {
+        println!("  receiver    {}", body.receiver);
+        println!("  received at {}", body.received_at);
+        println!("  body hash   {}", body.body_hash);
+    }
 }
 
 pub fn case_log(log: &LogView, as_json: bool) -> anyhow::Result<()> {
