@@ -52,42 +52,7 @@ impl Governance {
             amendments.push(Amendment::Set(name.clone(), value.clone()));
         }
         if let Some(kind) = change.rotate_key.as_deref() {
-            let me = head
-                .config
-                .member(&self.inner.jurisdiction)
-                .ok_or_else(|| {
-                    GovernanceError::Refused(
-                        "this node is not a member; it has no key to rotate".into(),
-                    )
-                })?;
-            // The new key is made now (kept as `*.next` until the version applies); the card
-            // that introduces it is signed by it and by the key that stays.
-            let (signing, transport) = match kind {
-                "signing" => (
-                    self.pending_key(&self.inner.settings.signing_key)?,
-                    self.inner.identity.transport_signing_key(),
-                ),
-                "transport" => (
-                    (*self.inner.identity.signing_key()).clone(),
-                    self.pending_key(&self.inner.settings.transport_key)?,
-                ),
-                other => {
-                    return Err(GovernanceError::Refused(format!(
-                        "--rotate-key {other}: write `signing` (the application signing key) or `transport` (the libp2p identity)"
-                    )));
-                }
-            };
-            let card = MemberCard {
-                bloc: head.config.bloc.clone(),
-                jurisdiction: me.jurisdiction.clone(),
-                name: me.name.clone(),
-                addresses: me.addresses.clone(),
-                transport_key: comity_protocol::PublicKey::from(&transport.verifying_key()),
-                signing_key: comity_protocol::PublicKey::from(&signing.verifying_key()),
-                sealing_key: me.sealing_key,
-                made_at: self.now(),
-            };
-            amendments.push(Amendment::Update(card.sign(&signing, &transport)));
+            amendments.push(Amendment::Update(self.rotation_card(&head.config, kind)?));
         }
         if change.renew {
             amendments.push(Amendment::Renew);
@@ -114,6 +79,47 @@ impl Governance {
             Some(view) => Ok(view),
             None => self.applied_view(&hash).await,
         }
+    }
+
+    /// This member's card with a new key of `kind` (`signing` or `transport`), signed by the
+    /// new key and the one that stays. The new key is made now and kept as `*.next` until the
+    /// version that introduces it applies.
+    fn rotation_card(
+        &self,
+        config: &BlocConfig,
+        kind: &str,
+    ) -> Result<MultiSigned, GovernanceError> {
+        let me = config.member(&self.inner.jurisdiction).ok_or_else(|| {
+            GovernanceError::Refused("this node is not a member; it has no key to rotate".into())
+        })?;
+        // The new key is made now (kept as `*.next` until the version applies); the card
+        // that introduces it is signed by it and by the key that stays.
+        let (signing, transport) = match kind {
+            "signing" => (
+                self.pending_key(&self.inner.settings.signing_key)?,
+                self.inner.identity.transport_signing_key(),
+            ),
+            "transport" => (
+                (*self.inner.identity.signing_key()).clone(),
+                self.pending_key(&self.inner.settings.transport_key)?,
+            ),
+            other => {
+                return Err(GovernanceError::Refused(format!(
+                    "--rotate-key {other}: write `signing` (the application signing key) or `transport` (the libp2p identity)"
+                )));
+            }
+        };
+        let card = MemberCard {
+            bloc: config.bloc.clone(),
+            jurisdiction: me.jurisdiction.clone(),
+            name: me.name.clone(),
+            addresses: me.addresses.clone(),
+            transport_key: comity_protocol::PublicKey::from(&transport.verifying_key()),
+            signing_key: comity_protocol::PublicKey::from(&signing.verifying_key()),
+            sealing_key: me.sealing_key,
+            made_at: self.now(),
+        };
+        Ok(card.sign(&signing, &transport))
     }
 
     /// Takes in a configuration handed over out of band (`comity bloc import`): a version
