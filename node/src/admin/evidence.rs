@@ -10,11 +10,9 @@ use axum::{Extension, Json};
 use futures::StreamExt;
 
 use super::api::{EvidenceUpload, FulfilledView, NewEvidence, PurposeQuery};
+use super::cases::{detail, parse_case, record_access, stated_purpose};
 use super::officers::{Officer, Role};
-use super::{
-    AdminState, CONTENT_READERS, Failure, READERS, Reply, allow, detail, failure, faults_enabled,
-    parse_case, record_access, stated_purpose,
-};
+use super::{AdminState, CONTENT_READERS, Failure, READERS, Reply, allow, failure, faults_enabled};
 use crate::evidence::{EvidenceError, EvidenceFaults, EvidenceStatus, PackageIndex};
 
 impl From<EvidenceError> for Failure {

@@ -13,10 +13,9 @@ use futures::StreamExt;
 use serde::Deserialize;
 use tokio::io::AsyncReadExt;
 
+use super::cases::{parse_case, record_access, stated_purpose};
 use super::officers::Officer;
-use super::{
-    AdminState, CONTENT_READERS, Failure, allow, failure, parse_case, record_access, stated_purpose,
-};
+use super::{AdminState, CONTENT_READERS, Failure, allow, failure};
 use crate::admin::api::PurposeQuery;
 use crate::audit::AuditError;
 use crate::export::{self, ExportError};
