@@ -7,6 +7,7 @@ pub mod access;
 pub mod api;
 mod bloc;
 mod cases;
+mod client;
 mod evidence;
 mod export;
 pub mod officers;

@@ -1,0 +1,306 @@
+//! Case endpoints: drafting, approving and sending requests, officers' steps, lists, a case
+//! with its content (for a stated purpose, logged first) and its signed log.
+
+use std::time::Duration;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::{Extension, Json};
+use comity_protocol::{CaseId, Timestamp};
+
+use super::api::{
+    Action, CaseDetail, CaseFilter, CaseSummary, LogView, NewRequest, PurposeQuery, SendCase,
+};
+use super::officers::{Officer, Role};
+use super::{
+    AdminState, CONTENT_READERS, Failure, MAX_WAIT, READERS, Reply, access, allow, api, failure,
+};
+use crate::cases::CaseError;
+use crate::cases::record::{CaseRecord, Role as CaseRole};
+use tracing::{info, warn};
+
+pub(super) fn wait(ms: Option<u64>) -> Option<Duration> {
+    ms.map(|ms| Duration::from_millis(ms).min(MAX_WAIT))
+}
+
+pub(super) async fn create_request(
+    Extension(officer): Extension<Officer>,
+    State(state): State<AdminState>,
+    body: Result<Json<NewRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<(StatusCode, Json<CaseDetail>), Failure> {
+    allow(&officer, &[Role::Requester])?;
+    let Json(body) =
+        body.map_err(|e| failure(StatusCode::BAD_REQUEST, "bad-json", e.body_text()))?;
+    let record = state
+        .cases
+        .create_draft(body.request, &officer.name)
+        .await?;
+    Ok((StatusCode::CREATED, Json(detail(&state, &record))))
+}
+
+pub(super) async fn send_case(
+    Extension(officer): Extension<Officer>,
+    State(state): State<AdminState>,
+    Path(id): Path<String>,
+    body: Result<Json<SendCase>, axum::extract::rejection::JsonRejection>,
+) -> Reply<CaseDetail> {
+    allow(&officer, &[Role::Requester])?;
+    use axum::extract::rejection::JsonRejection;
+    let id = parse_case(&id)?;
+    let wait_ms = match body {
+        Ok(Json(body)) => body.wait_ms,
+        // No body at all means no options.
+        Err(JsonRejection::MissingJsonContentType(_)) => None,
+        Err(e) => return Err(failure(StatusCode::BAD_REQUEST, "bad-json", e.body_text())),
+    };
+    let record = state.cases.send(id, wait(wait_ms)).await?;
+    Ok(Json(detail(&state, &record)))
+}
+
+pub(super) async fn list_cases(
+    Extension(officer): Extension<Officer>,
+    State(state): State<AdminState>,
+    Query(filter): Query<CaseFilter>,
+) -> Reply<Vec<CaseSummary>> {
+    allow(&officer, READERS)?;
+    let now = state.cases.now();
+    let cases = state
+        .cases
+        .list()?
+        .iter()
+        .map(|c| summary(&state, c, now))
+        .filter(|c| filter.state.as_ref().is_none_or(|s| *s == c.state))
+        .filter(|c| !filter.overdue || c.overdue.is_some())
+        .collect();
+    Ok(Json(cases))
+}
+
+pub(super) async fn inbox(
+    Extension(officer): Extension<Officer>,
+    State(state): State<AdminState>,
+) -> Reply<Vec<CaseSummary>> {
+    allow(&officer, READERS)?;
+    let now = state.cases.now();
+    Ok(Json(
+        state
+            .cases
+            .list()?
+            .iter()
+            .filter(|c| c.role == CaseRole::Executing)
+            .map(|c| summary(&state, c, now))
+            .collect(),
+    ))
+}
+
+pub(super) async fn case_log(
+    Extension(officer): Extension<Officer>,
+    State(state): State<AdminState>,
+    Path(id): Path<String>,
+    Query(query): Query<PurposeQuery>,
+) -> Reply<LogView> {
+    allow(&officer, CONTENT_READERS)?;
+    let id = parse_case(&id)?;
+    let purpose = stated_purpose(&query)?;
+    state.cases.get(&id)?.ok_or(CaseError::NotFound(id))?;
+    record_access(&state, &officer, id, "log", purpose).await?;
+    let log = state.cases.verify_log(&id)?;
+    let view = log.view();
+    let roster = state.cases.roster();
+    let envelopes = log.envelopes();
+    let key_notes = envelopes
+        .iter()
+        .map(|e| {
+            let event: comity_protocol::CaseEvent =
+                comity_protocol::from_cbor(&e.body, comity_protocol::limits::MAX_REQUEST_FRAME)
+                    .ok()?;
+            roster
+                .note(&event.author, &e.signer)
+                .filter(|n| *n != comity_protocol::bloc::KeyNote::Current)
+                .map(|n| n.to_string())
+        })
+        .collect();
+    Ok(Json(LogView {
+        case_id: id,
+        state: view.state.map(|s| s.code().to_owned()),
+        heads: view.heads,
+        entries: view.entries,
+        envelopes,
+        key_notes,
+    }))
+}
+
+/// A draft checked against the executing member's published policy.
+pub(super) async fn precheck(
+    Extension(officer): Extension<Officer>,
+    State(state): State<AdminState>,
+    Path(id): Path<String>,
+) -> Reply<Option<crate::cases::Precheck>> {
+    allow(&officer, &[Role::Requester, Role::Approver])?;
+    let id = parse_case(&id)?;
+    Ok(Json(state.cases.precheck(id).await?))
+}
+
+/// Four-eyes approval: of a draft (requesting side) or of a disclosure (executing side).
+/// Only officers who hold the `approver` role approve; an admin does not stand in for one.
+pub(super) async fn approve(
+    Extension(officer): Extension<Officer>,
+    State(state): State<AdminState>,
+    Path(id): Path<String>,
+) -> Reply<CaseDetail> {
+    let id = parse_case(&id)?;
+    if officer.role != Role::Approver {
+        warn!(officer = %officer.name, role = %officer.role, case = %id, "approval refused: role");
+        return Err(failure(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!(
+                "approving needs the role `approver` (officer {} is `{}`); four-eyes needs an officer who holds it",
+                officer.name, officer.role
+            ),
+        ));
+    }
+    let record = state.cases.approve(id, &officer.name).await?;
+    Ok(Json(detail(&state, &record)))
+}
+
+pub(super) async fn act(
+    Extension(officer): Extension<Officer>,
+    State(state): State<AdminState>,
+    Path(id): Path<String>,
+    body: Result<Json<Action>, axum::extract::rejection::JsonRejection>,
+) -> Reply<CaseDetail> {
+    let id = parse_case(&id)?;
+    let Json(action) =
+        body.map_err(|e| failure(StatusCode::BAD_REQUEST, "bad-json", e.body_text()))?;
+    allow(&officer, action.roles())?;
+    let mut event = action.into_event();
+    // An acknowledgement names the package the fulfilment delivered, when there is one.
+    if let comity_protocol::EventKind::EvidenceAcknowledged { manifest_root } = &mut event
+        && manifest_root.is_none()
+    {
+        *manifest_root = state.cases.get(&id)?.and_then(|c| c.log.manifest_root);
+    }
+    let record = state.cases.act(id, event, &officer.name).await?;
+    Ok(Json(detail(&state, &record)))
+}
+
+pub(super) async fn show_case(
+    Extension(officer): Extension<Officer>,
+    State(state): State<AdminState>,
+    Path(id): Path<String>,
+    Query(query): Query<PurposeQuery>,
+) -> Reply<CaseDetail> {
+    allow(&officer, CONTENT_READERS)?;
+    let id = parse_case(&id)?;
+    let purpose = stated_purpose(&query)?;
+    let record = state.cases.get(&id)?.ok_or(CaseError::NotFound(id))?;
+    record_access(&state, &officer, id, "case", purpose).await?;
+    let mut detail = detail(&state, &record);
+    detail.request = record.request.clone();
+    detail.decision = record.log.decision.clone();
+    Ok(Json(detail))
+}
+
+/// The purpose an officer states for reading case content: required, bounded.
+pub(super) fn stated_purpose(query: &PurposeQuery) -> Result<&str, Failure> {
+    match query.purpose.as_deref().map(str::trim) {
+        Some(p) if !p.is_empty() && p.len() <= access::MAX_PURPOSE => Ok(p),
+        Some(p) if !p.is_empty() => Err(failure(
+            StatusCode::BAD_REQUEST,
+            "purpose",
+            format!(
+                "the purpose is {} bytes; keep it under {}",
+                p.len(),
+                access::MAX_PURPOSE
+            ),
+        )),
+        _ => Err(failure(
+            StatusCode::BAD_REQUEST,
+            "purpose",
+            "reading case content needs a stated purpose: add ?purpose=… (`--purpose` in the CLI); it is recorded in the access log",
+        )),
+    }
+}
+
+pub(super) async fn record_access(
+    state: &AdminState,
+    officer: &Officer,
+    case: CaseId,
+    what: &str,
+    purpose: &str,
+) -> Result<(), Failure> {
+    access::record(&state.store, officer, case, what, purpose)
+        .await
+        .map_err(|e| {
+            // No record, no read.
+            failure(StatusCode::SERVICE_UNAVAILABLE, "store", e.to_string())
+        })?;
+    info!(officer = %officer.name, case = %case, what, "case content read (access logged)");
+    Ok(())
+}
+
+pub(super) fn parse_case(id: &str) -> Result<CaseId, Failure> {
+    id.parse().map_err(|_| {
+        failure(
+            StatusCode::BAD_REQUEST,
+            "bad-case-id",
+            format!("{id:?} is not a case id (26 characters, as `comity case list` shows)"),
+        )
+    })
+}
+
+pub(super) fn summary(state: &AdminState, record: &CaseRecord, now: Timestamp) -> CaseSummary {
+    let due = state.cases.due(record, now);
+    CaseSummary {
+        case_id: record.case_id,
+        role: record.role,
+        counterparty: record.counterparty.clone(),
+        state: record.state_code().to_owned(),
+        kind: record.summary.kind.to_string(),
+        instrument: record.summary.instrument.to_string(),
+        urgency: record.summary.urgency.to_string(),
+        created_at: record.created_at,
+        updated_at: record.updated_at,
+        due: due.at,
+        overdue: due.overdue.map(str::to_owned),
+        not_delivered: due.not_delivered,
+        retention_until: state.cases.retention_until(record),
+        purged_at: record.purged_at,
+        events: record.log.events,
+        heads: record.log.heads.clone(),
+    }
+}
+
+pub(super) fn detail(state: &AdminState, record: &CaseRecord) -> CaseDetail {
+    let roster = state.cases.roster();
+    let receipt_signer = match record.role {
+        CaseRole::Requester => &record.counterparty,
+        CaseRole::Executing => state.cases.jurisdiction(),
+    };
+    // A receipt checks with the key that signed it, if that was ever the receiver's (a key
+    // rotated or revoked since still reads, with a note).
+    let receipt = record.receipt.as_ref().map(|r| {
+        let note = roster.note(receipt_signer, &r.signer);
+        api::receipt_view(
+            r,
+            note.map(|_| &r.signer),
+            note.filter(|n| *n != comity_protocol::bloc::KeyNote::Current)
+                .map(|n| n.to_string()),
+        )
+    });
+    CaseDetail {
+        summary: summary(state, record, state.cases.now()),
+        message_id: record.genesis_message,
+        // Content only where a purpose was stated and the read recorded (GET of one case).
+        request: None,
+        delivery: (&record.delivery).into(),
+        // Decision texts are content too: only on a read that stated its purpose.
+        decision: None,
+        approval: record.approval.clone(),
+        disclosure_approval: record.disclosure_approval.clone(),
+        receipt,
+        signed_receipt: record.receipt.clone(),
+        manifest_root: record.log.manifest_root,
+        evidence_received_at: record.log.evidence_received_at,
+    }
+}

@@ -1,0 +1,384 @@
+//! The typed client of a node's admin API, used by the CLI, the testnet and any
+//! case-management system: one method per endpoint, every error with the API's reason.
+
+use std::time::Duration;
+
+use comity_protocol::{CaseId, Jurisdiction};
+
+use super::api::{
+    API_PREFIX, Action, ApiError, CaseDetail, CaseFilter, CaseSummary, EvidenceUpload,
+    FaultRequest, FulfilledView, LogView, NewEvidence, NewOfficer, NewOfficerToken, NewRequest,
+    PeerView, RefusalView, SendCase, StatusView,
+};
+use super::officers::{Officer, Role as OfficerRole};
+use serde::Serialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot reach the admin API at {url}: {message} (is `comity run` running?)")]
+    Connect { url: String, message: String },
+    #[error("{}", describe(.status, .error))]
+    Api { status: u16, error: ApiError },
+    #[error("unexpected response from the admin API: {0}")]
+    Protocol(String),
+}
+
+fn describe(status: &u16, error: &ApiError) -> String {
+    let mut text = format!("{} ({}): {}", error.error, status, error.reason);
+    for p in &error.problems {
+        text.push_str(&format!("\n  - {}: {}", p.field, p.problem));
+    }
+    text
+}
+
+/// The error in a failed response: the API's JSON error, or the body as text.
+fn api_error(status: u16, body: &[u8]) -> ClientError {
+    let error = serde_json::from_slice(body).unwrap_or_else(|_| ApiError {
+        error: "http".into(),
+        reason: String::from_utf8_lossy(body).into_owned(),
+        problems: vec![],
+    });
+    ClientError::Api { status, error }
+}
+
+/// Longest an evidence upload or download may take (gigabytes on a slow disk).
+const STREAM_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+
+/// A typed client of one node's admin API.
+#[derive(Clone, Debug)]
+pub struct AdminClient {
+    base: String,
+    token: String,
+    http: reqwest::Client,
+    /// The purpose stated when reading case content.
+    purpose: Option<String>,
+}
+
+impl AdminClient {
+    pub fn new(base: impl Into<String>, token: impl Into<String>) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(120))
+            .pool_max_idle_per_host(256)
+            .build()
+            .expect("http client");
+        Self {
+            base: base.into().trim_end_matches('/').to_owned(),
+            token: token.into(),
+            http,
+            purpose: None,
+        }
+    }
+
+    /// States the purpose recorded in the access log for every read of case content.
+    pub fn with_purpose(mut self, purpose: impl Into<String>) -> Self {
+        self.purpose = Some(purpose.into());
+        self
+    }
+
+    async fn get_content<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+    ) -> Result<T, ClientError> {
+        let url = format!("{}{API_PREFIX}{path}", self.base);
+        let mut request = self.http.get(url);
+        if let Some(purpose) = &self.purpose {
+            request = request.query(&[("purpose", purpose)]);
+        }
+        self.call(request, path).await
+    }
+
+    async fn call<T: serde::de::DeserializeOwned>(
+        &self,
+        request: reqwest::RequestBuilder,
+        path: &str,
+    ) -> Result<T, ClientError> {
+        let response =
+            request
+                .bearer_auth(&self.token)
+                .send()
+                .await
+                .map_err(|e| ClientError::Connect {
+                    url: format!("{}{}", self.base, path),
+                    message: e.to_string(),
+                })?;
+        let status = response.status();
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        if status.is_success() {
+            serde_json::from_slice(&bytes).map_err(|e| ClientError::Protocol(e.to_string()))
+        } else {
+            Err(api_error(status.as_u16(), &bytes))
+        }
+    }
+
+    async fn get<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        let url = format!("{}{API_PREFIX}{path}", self.base);
+        self.call(self.http.get(url), path).await
+    }
+
+    async fn post<B: Serialize, T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ClientError> {
+        let url = format!("{}{API_PREFIX}{path}", self.base);
+        self.call(self.http.post(url).json(body), path).await
+    }
+
+    /// Announces a package for `case`: refused (nothing sent) unless it may be delivered.
+    pub async fn begin_evidence(
+        &self,
+        case: CaseId,
+        body: &NewEvidence,
+    ) -> Result<EvidenceUpload, ClientError> {
+        self.post(&format!("/cases/{case}/evidence"), body).await
+    }
+
+    /// Sends the announced files' bytes (back to back) and waits for the sealed package.
+    pub async fn upload_evidence(
+        &self,
+        upload: &str,
+        body: reqwest::Body,
+    ) -> Result<FulfilledView, ClientError> {
+        let path = format!("/evidence/uploads/{upload}");
+        let url = format!("{}{API_PREFIX}{path}", self.base);
+        let request = self.http.put(url).timeout(STREAM_TIMEOUT).body(body);
+        self.call(request, &path).await
+    }
+
+    pub async fn evidence_status(
+        &self,
+        case: CaseId,
+    ) -> Result<crate::evidence::EvidenceStatus, ClientError> {
+        self.get(&format!("/cases/{case}/evidence/status")).await
+    }
+
+    /// The file table of a received package (content: needs a stated purpose).
+    pub async fn evidence_index(
+        &self,
+        case: CaseId,
+    ) -> Result<crate::evidence::PackageIndex, ClientError> {
+        self.get_content(&format!("/cases/{case}/evidence")).await
+    }
+
+    /// File `n` of a received package, as a response whose body streams its bytes.
+    pub async fn evidence_file(
+        &self,
+        case: CaseId,
+        n: usize,
+    ) -> Result<reqwest::Response, ClientError> {
+        self.stream(&format!("/cases/{case}/evidence/files/{n}"), &[])
+            .await
+    }
+
+    /// The case as a signed, self-contained bundle (`application/cbor-seq`), streamed.
+    pub async fn export(
+        &self,
+        case: CaseId,
+        with_evidence: bool,
+    ) -> Result<reqwest::Response, ClientError> {
+        let with = if with_evidence { "true" } else { "false" };
+        self.stream(&format!("/cases/{case}/export"), &[("with_evidence", with)])
+            .await
+    }
+
+    /// A GET whose answer is streamed rather than decoded (with the stated purpose, if any).
+    async fn stream(
+        &self,
+        path: &str,
+        query: &[(&str, &str)],
+    ) -> Result<reqwest::Response, ClientError> {
+        let url = format!("{}{API_PREFIX}{path}", self.base);
+        let mut request = self.http.get(url).timeout(STREAM_TIMEOUT).query(query);
+        if let Some(purpose) = &self.purpose {
+            request = request.query(&[("purpose", purpose)]);
+        }
+        let response =
+            request
+                .bearer_auth(&self.token)
+                .send()
+                .await
+                .map_err(|e| ClientError::Connect {
+                    url: format!("{}{}", self.base, path),
+                    message: e.to_string(),
+                })?;
+        if response.status().is_success() {
+            return Ok(response);
+        }
+        let status = response.status().as_u16();
+        let bytes = response.bytes().await.unwrap_or_default();
+        Err(api_error(status, &bytes))
+    }
+
+    /// Testnets only: what the node does wrong when serving evidence.
+    pub async fn evidence_faults(
+        &self,
+        faults: &crate::evidence::EvidenceFaults,
+    ) -> Result<crate::evidence::EvidenceFaults, ClientError> {
+        self.post("/faults/evidence", faults).await
+    }
+
+    pub async fn bloc_status(&self) -> Result<crate::bloc::BlocStatus, ClientError> {
+        self.get("/bloc").await
+    }
+    /// Hands the node a configuration received out of band (verified like any other).
+    pub async fn bloc_import(&self, cose: &[u8]) -> Result<serde_json::Value, ClientError> {
+        self.post(
+            "/bloc/import",
+            &serde_json::json!({ "cose": hex::encode(cose) }),
+        )
+        .await
+    }
+    pub async fn bloc_history(&self) -> Result<Vec<crate::bloc::VersionView>, ClientError> {
+        self.get("/bloc/history").await
+    }
+    pub async fn bloc_version(&self, n: u64) -> Result<crate::bloc::VersionView, ClientError> {
+        self.get(&format!("/bloc/versions/{n}")).await
+    }
+    pub async fn bloc_proposals(&self) -> Result<Vec<crate::bloc::ProposalView>, ClientError> {
+        self.get("/bloc/proposals").await
+    }
+    pub async fn bloc_propose(
+        &self,
+        body: &crate::bloc::ProposeRequest,
+    ) -> Result<crate::bloc::ProposalView, ClientError> {
+        self.post("/bloc/proposals", body).await
+    }
+    /// Signs the open proposal named by its version or (a prefix of) its hash.
+    pub async fn bloc_sign(&self, which: &str) -> Result<crate::bloc::ProposalView, ClientError> {
+        let which: String = which
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric())
+            .collect();
+        self.post(&format!("/bloc/sign?which={which}"), &serde_json::json!({}))
+            .await
+    }
+
+    pub async fn status(&self) -> Result<StatusView, ClientError> {
+        self.get("/status").await
+    }
+    pub async fn peers(&self) -> Result<Vec<PeerView>, ClientError> {
+        self.get("/peers").await
+    }
+    pub async fn create_request(&self, body: &NewRequest) -> Result<CaseDetail, ClientError> {
+        self.post("/requests", body).await
+    }
+    /// The draft checked against the executing member's published policy (`None`: it
+    /// publishes none).
+    pub async fn precheck(
+        &self,
+        case: CaseId,
+    ) -> Result<Option<crate::cases::Precheck>, ClientError> {
+        self.get(&format!("/cases/{case}/precheck")).await
+    }
+    pub async fn approve(&self, case: CaseId) -> Result<CaseDetail, ClientError> {
+        self.post(&format!("/cases/{case}/approve"), &serde_json::json!({}))
+            .await
+    }
+    pub async fn send(
+        &self,
+        case: CaseId,
+        wait: Option<Duration>,
+    ) -> Result<CaseDetail, ClientError> {
+        let body = SendCase {
+            wait_ms: wait.map(|w| w.as_millis() as u64),
+        };
+        self.post(&format!("/cases/{case}/send"), &body).await
+    }
+    pub async fn cases(&self) -> Result<Vec<CaseSummary>, ClientError> {
+        self.get("/cases").await
+    }
+    pub async fn cases_filtered(
+        &self,
+        filter: &CaseFilter,
+    ) -> Result<Vec<CaseSummary>, ClientError> {
+        let mut query = Vec::new();
+        if let Some(state) = &filter.state {
+            query.push(format!("state={state}"));
+        }
+        if filter.overdue {
+            query.push("overdue=true".into());
+        }
+        self.get(&format!("/cases?{}", query.join("&"))).await
+    }
+    /// The signed log of a case (needs a purpose: see `with_purpose`).
+    pub async fn log(&self, case: CaseId) -> Result<LogView, ClientError> {
+        self.get_content(&format!("/cases/{case}/log")).await
+    }
+    pub async fn act(&self, case: CaseId, action: &Action) -> Result<CaseDetail, ClientError> {
+        self.post(&format!("/cases/{case}/act"), action).await
+    }
+    pub async fn add_officer(
+        &self,
+        name: &str,
+        role: OfficerRole,
+    ) -> Result<NewOfficerToken, ClientError> {
+        self.post(
+            "/officers",
+            &NewOfficer {
+                name: name.to_owned(),
+                role,
+            },
+        )
+        .await
+    }
+    pub async fn officers(&self) -> Result<Vec<Officer>, ClientError> {
+        self.get("/officers").await
+    }
+    pub async fn revoke_officer(&self, name: &str) -> Result<Officer, ClientError> {
+        self.post(&format!("/officers/{name}/revoke"), &serde_json::json!({}))
+            .await
+    }
+    /// Testnets only: moves the node's clock forward.
+    pub async fn advance_clock(&self, secs: u64) -> Result<serde_json::Value, ClientError> {
+        self.post(
+            "/faults/clock",
+            &serde_json::json!({ "advance_secs": secs }),
+        )
+        .await
+    }
+    pub async fn transparency(
+        &self,
+        period: Option<&str>,
+    ) -> Result<crate::report::Report, ClientError> {
+        match period {
+            Some(p) => self.get(&format!("/reports/transparency?period={p}")).await,
+            None => self.get("/reports/transparency").await,
+        }
+    }
+    /// The members' published transparency reports for `period` (`GET /v1/reports/bloc`).
+    pub async fn bloc_reports(
+        &self,
+        period: &str,
+    ) -> Result<Vec<crate::report::Report>, ClientError> {
+        self.get(&format!("/reports/bloc?period={period}")).await
+    }
+    pub async fn refusals(&self) -> Result<Vec<RefusalView>, ClientError> {
+        self.get("/refusals").await
+    }
+    pub async fn fault(
+        &self,
+        member: Jurisdiction,
+        link: crate::network::LinkFault,
+    ) -> Result<serde_json::Value, ClientError> {
+        self.post("/faults", &FaultRequest { member, link }).await
+    }
+    pub async fn inbox(&self) -> Result<Vec<CaseSummary>, ClientError> {
+        self.get("/inbox").await
+    }
+    /// One case with its content (needs a purpose: see `with_purpose`).
+    pub async fn case(&self, case: CaseId) -> Result<CaseDetail, ClientError> {
+        self.get_content(&format!("/cases/{case}")).await
+    }
+    pub async fn access_log(
+        &self,
+        case: Option<CaseId>,
+    ) -> Result<Vec<super::access::AccessRecord>, ClientError> {
+        match case {
+            Some(case) => self.get(&format!("/access-log?case={case}")).await,
+            None => self.get("/access-log").await,
+        }
+    }
+}
