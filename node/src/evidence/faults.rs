@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use comity_protocol::evidence::EvidenceResponse;
 use comity_protocol::to_canonical_cbor;
 
-use super::transfer::Answer;
+use super::serve::Answer;
 
 /// Testnets only: what the sending side does wrong on purpose.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]

@@ -16,6 +16,7 @@ mod keys;
 mod open;
 mod package;
 pub mod record;
+mod serve;
 mod tables;
 mod transfer;
 
@@ -220,7 +221,7 @@ impl Evidence {
                 wake,
             }),
         };
-        tokio::spawn(transfer::serve(evidence.clone(), inbound));
+        tokio::spawn(serve::serve(evidence.clone(), inbound));
         tokio::spawn(evidence.clone().run());
         Ok(evidence)
     }
