@@ -27,21 +27,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         info!("the policy in force is recorded in the audit log");
     }
     let vault = open_vault(&config, &store)?;
-    let governance = Governance::open(
-        store.clone(),
-        identity.clone(),
-        config.node.jurisdiction.clone(),
-        GovernanceSettings {
-            bloc_id: config.bloc.id.clone(),
-            anchor: config.bloc.anchor,
-            genesis: config.genesis_path(),
-            bootstrap: config.bloc.bootstrap.clone(),
-            signing_key: config.signing_key_path(),
-            transport_key: config.key_path(),
-            announce: Duration::from_secs(config.bloc.announce_secs.max(1)),
-            clock: crate::clock::Clock::system(),
-        },
-    )?;
+    let governance = open_governance(&config, &store, &identity)?;
     governance.persist_start().await?;
     let roster = governance.roster();
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -119,6 +105,29 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let _ = tokio::time::timeout(Duration::from_secs(5), network_task).await;
     info!("stopped");
     Ok(())
+}
+
+/// The bloc's governance, from the store and the `[bloc]` section.
+fn open_governance(
+    config: &Config,
+    store: &Store,
+    identity: &NodeIdentity,
+) -> anyhow::Result<Governance> {
+    Ok(Governance::open(
+        store.clone(),
+        identity.clone(),
+        config.node.jurisdiction.clone(),
+        GovernanceSettings {
+            bloc_id: config.bloc.id.clone(),
+            anchor: config.bloc.anchor,
+            genesis: config.genesis_path(),
+            bootstrap: config.bloc.bootstrap.clone(),
+            signing_key: config.signing_key_path(),
+            transport_key: config.key_path(),
+            announce: Duration::from_secs(config.bloc.announce_secs.max(1)),
+            clock: crate::clock::Clock::system(),
+        },
+    )?)
 }
 
 /// The node's policy and the hash of its file, if it has one; a policy with problems stops

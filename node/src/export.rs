@@ -126,30 +126,7 @@ pub fn build(
         ));
     }
 
-    // Every key of every member, present and past, with how it stands now: events signed
-    // before a rotation still check with the key of their time, the audit proofs' cosigners
-    // are named, and a revoked key is said to be one.
-    let roster = cases.roster();
-    let members = roster
-        .config()
-        .map(|config| {
-            config
-                .members
-                .iter()
-                .flat_map(|m| {
-                    m.signing_keys.iter().map(|k| BundleMember {
-                        jurisdiction: m.jurisdiction.clone(),
-                        name: m.name.clone(),
-                        signing_key: k.key,
-                        note: match config.note(&m.jurisdiction, &k.key) {
-                            Some(comity_protocol::bloc::KeyNote::Current) | None => None,
-                            Some(note) => Some(note.to_string()),
-                        },
-                    })
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let members = bundle_members(&cases.roster());
     let header = BundleHeader {
         case_id,
         exported_by: cases.jurisdiction().clone(),
@@ -172,6 +149,32 @@ pub fn build(
         items,
         evidence: evidence_file,
     })
+}
+
+/// Every key of every member, present and past, with how it stands now: events signed before
+/// a rotation still check with the key of their time, the audit proofs' cosigners are named,
+/// and a revoked key is said to be one.
+fn bundle_members(roster: &crate::roster::Roster) -> Vec<BundleMember> {
+    roster
+        .config()
+        .map(|config| {
+            config
+                .members
+                .iter()
+                .flat_map(|m| {
+                    m.signing_keys.iter().map(|k| BundleMember {
+                        jurisdiction: m.jurisdiction.clone(),
+                        name: m.name.clone(),
+                        signing_key: k.key,
+                        note: match config.note(&m.jurisdiction, &k.key) {
+                            Some(comity_protocol::bloc::KeyNote::Current) | None => None,
+                            Some(note) => Some(note.to_string()),
+                        },
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 fn chunk_lens(manifest: &EvidenceManifest) -> Vec<usize> {

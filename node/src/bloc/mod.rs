@@ -292,34 +292,7 @@ impl Governance {
         let mut batch = Batch::new();
         match &outcome {
             Offered::Applied(versions) => {
-                for v in versions {
-                    let verified = chain.version(*v).expect("applied");
-                    batch.put(Cf::Bloc, version_key(*v), verified.signed.to_bytes());
-                    crate::audit::record(
-                        &mut batch,
-                        crate::audit::AuditWhat::BlocConfig {
-                            version: *v,
-                            hash: verified.hash,
-                            signers: verified.signers.clone(),
-                        },
-                    );
-                    info!(version = v, hash = %verified.hash, signers = ?verified.signers.iter().map(|j| j.to_string()).collect::<Vec<_>>(), %from, "bloc configuration applied");
-                }
-                // Proposals the new head made stale are gone from the chain: drop them here.
-                for (key, _) in self
-                    .inner
-                    .store
-                    .scan_prefix(Cf::Bloc, b"p")
-                    .unwrap_or_default()
-                {
-                    let held = key
-                        .get(1..)
-                        .and_then(|h| <[u8; 32]>::try_from(h).ok())
-                        .map(Hash32);
-                    if !held.is_some_and(|h| chain.proposals().any(|(p, _)| *p == h)) {
-                        batch.delete(Cf::Bloc, key);
-                    }
-                }
+                self.store_applied(&mut batch, &chain, versions, from);
             }
             Offered::Proposal {
                 hash,
@@ -386,6 +359,39 @@ impl Governance {
         }
         drop(chain);
         outcome
+    }
+
+    /// Puts in `batch` the versions just applied, with their audit entries, and drops the
+    /// proposals the new head made stale.
+    fn store_applied(&self, batch: &mut Batch, chain: &bloc::Chain, versions: &[u64], from: &str) {
+        for v in versions {
+            let verified = chain.version(*v).expect("applied");
+            batch.put(Cf::Bloc, version_key(*v), verified.signed.to_bytes());
+            crate::audit::record(
+                batch,
+                crate::audit::AuditWhat::BlocConfig {
+                    version: *v,
+                    hash: verified.hash,
+                    signers: verified.signers.clone(),
+                },
+            );
+            info!(version = v, hash = %verified.hash, signers = ?verified.signers.iter().map(|j| j.to_string()).collect::<Vec<_>>(), %from, "bloc configuration applied");
+        }
+        // Proposals the new head made stale are gone from the chain: drop them here.
+        for (key, _) in self
+            .inner
+            .store
+            .scan_prefix(Cf::Bloc, b"p")
+            .unwrap_or_default()
+        {
+            let held = key
+                .get(1..)
+                .and_then(|h| <[u8; 32]>::try_from(h).ok())
+                .map(Hash32);
+            if !held.is_some_and(|h| chain.proposals().any(|(p, _)| *p == h)) {
+                batch.delete(Cf::Bloc, key);
+            }
+        }
     }
 
     /// A new head: this node's rotation completes if it names the new key, then every holder
