@@ -113,7 +113,7 @@ fn open_governance(
     store: &Store,
     identity: &NodeIdentity,
 ) -> anyhow::Result<Governance> {
-    Ok(Governance::open(
+    Governance::open(
         store.clone(),
         identity.clone(),
         config.node.jurisdiction.clone(),
@@ -127,7 +127,7 @@ fn open_governance(
             announce: Duration::from_secs(config.bloc.announce_secs.max(1)),
             clock: crate::clock::Clock::system(),
         },
-    )?)
+    )
 }
 
 /// The node's policy and the hash of its file, if it has one; a policy with problems stops
