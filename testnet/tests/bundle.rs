@@ -325,10 +325,10 @@ async fn an_exported_case_verifies_offline_and_any_change_is_named() {
         }
     }
     let checked = Command::new(python())
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../scripts/cose-check.py"
-        ))
+        .arg(
+            std::path::Path::new(&std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo test"))
+                .join("../scripts/cose-check.py"),
+        )
         .args(&objects)
         .output()
         .unwrap();
