@@ -631,7 +631,8 @@ impl Bloc {
         let mut differences = Vec::new();
         for (me, cases) in &lists {
             for case in cases.values() {
-                if case.state == "draft" || case.role != comity_node::cases::record::Role::Requester
+                if case.state == "draft"
+                    || case.role != comity_node::admin::api::CaseRole::Requester
                 {
                     continue;
                 }

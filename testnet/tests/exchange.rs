@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use comity_node::cases::record::Role;
+use comity_node::admin::api::CaseRole;
 use comity_node::identity::NodeIdentity;
 use comity_protocol::{
     EventPush, ExchangeResponse, Receipt, RejectCode, SignedEnvelope, Timestamp,
@@ -51,7 +51,7 @@ async fn fr_sends_to_de_which_stores_it_and_fr_verifies_the_receipt() {
 
     let de = bloc.client("DE");
     let received = de.case(case.summary.case_id).await.unwrap();
-    assert_eq!(received.summary.role, Role::Executing);
+    assert_eq!(received.summary.role, CaseRole::Executing);
     assert_eq!(received.summary.state, "delivered");
     assert_eq!(received.request, Some(request("FR", "DE")));
     assert_eq!(received.signed_receipt, case.signed_receipt);

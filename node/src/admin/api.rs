@@ -8,11 +8,39 @@ use comity_protocol::{
 use serde::{Deserialize, Serialize};
 
 use super::officers::{Officer, Role as OfficerRole};
-use crate::cases::record::Role;
 
 pub use super::client::{AdminClient, ClientError};
 
 pub const API_PREFIX: &str = "/v1";
+
+/// Which side of a case this node is on, as the API shows it (the stored record has its own
+/// type: the two may change apart).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CaseRole {
+    /// This node drafted and sent the request.
+    Requester,
+    /// This node received the request and is asked to execute it.
+    Executing,
+}
+
+impl From<crate::cases::record::Role> for CaseRole {
+    fn from(role: crate::cases::record::Role) -> Self {
+        match role {
+            crate::cases::record::Role::Requester => Self::Requester,
+            crate::cases::record::Role::Executing => Self::Executing,
+        }
+    }
+}
+
+impl std::fmt::Display for CaseRole {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Requester => "requester",
+            Self::Executing => "executing",
+        })
+    }
+}
 
 /// `POST /v1/cases/{id}/evidence`: the files of a package, announced before their bytes.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -137,7 +165,7 @@ pub struct CaseFilter {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct CaseSummary {
     pub case_id: CaseId,
-    pub role: Role,
+    pub role: CaseRole,
     pub counterparty: Jurisdiction,
     /// `draft`, or the lifecycle state of the case log.
     pub state: String,

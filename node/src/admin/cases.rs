@@ -253,7 +253,7 @@ pub(super) fn summary(state: &AdminState, record: &CaseRecord, now: Timestamp) -
     let due = state.cases.due(record, now);
     CaseSummary {
         case_id: record.case_id,
-        role: record.role,
+        role: record.role.into(),
         counterparty: record.counterparty.clone(),
         state: record.state_code().to_owned(),
         kind: record.summary.kind.to_string(),
