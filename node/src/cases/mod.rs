@@ -71,7 +71,8 @@ pub enum CaseError {
 
 /// Told, in the batch that stores a fulfilment, of the evidence package it names: the
 /// evidence service records the transfer there, so that it starts (or resumes after a crash)
-/// once the batch is stored. Cases know nothing else of evidence.
+/// once the batch is stored; and, in the batch that purges a case, of the purge, so that the
+/// case's package goes with it. Cases know nothing else of evidence.
 pub trait Fulfilments: Send + Sync + std::fmt::Debug {
     fn announced(
         &self,
@@ -81,6 +82,7 @@ pub trait Fulfilments: Send + Sync + std::fmt::Debug {
         from: &Jurisdiction,
         at: Timestamp,
     );
+    fn purged(&self, batch: &mut Batch, case_id: CaseId);
 }
 
 /// What makes two refusals the same: who, which case, which code, which reason.

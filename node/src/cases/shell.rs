@@ -119,6 +119,9 @@ impl Cases {
                     self.now(),
                 );
             }
+            if plan.effects.iter().any(|e| matches!(e, Effect::Shred(_))) {
+                self.inner.fulfilments.purged(&mut batch, record.case_id);
+            }
             batch.put(
                 Cf::Cases,
                 case_key(&record.case_id),

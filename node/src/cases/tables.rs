@@ -11,7 +11,7 @@ use crate::store::Cf;
 
 impl Cases {
     /// A case's record without its content opened (lists, indexes, bookkeeping).
-    pub(super) fn record_closed(&self, case_id: &CaseId) -> Result<Option<CaseRecord>, CaseError> {
+    pub fn record_closed(&self, case_id: &CaseId) -> Result<Option<CaseRecord>, CaseError> {
         match self.inner.store.get(Cf::Cases, &case_key(case_id))? {
             Some(bytes) => Ok(Some(self.decode_record(&bytes, false)?)),
             None => Ok(None),

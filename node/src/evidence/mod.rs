@@ -43,6 +43,10 @@ pub use open::{FileStream, PackageIndex};
 pub use package::{Fulfilled, Upload, UploadFile, UploadTicket};
 pub use record::{Direction, EvidenceStatus, PackageRecord, PackageState, announce};
 
+/// How often every package is looked at (and orphaned files deleted), beside the sweeps of
+/// the packages that need tending.
+const FULL_SWEEP: Duration = Duration::from_secs(3600);
+
 /// What the case service tells of fulfilments that name a package (see
 /// [`crate::cases::Fulfilments`]).
 #[derive(Debug, Default)]
@@ -58,6 +62,10 @@ impl crate::cases::Fulfilments for Announcer {
         at: comity_protocol::Timestamp,
     ) {
         announce(batch, case_id, root, from, at);
+    }
+
+    fn purged(&self, batch: &mut crate::store::Batch, case_id: comity_protocol::CaseId) {
+        record::purged(batch, &case_id);
     }
 }
 
@@ -227,60 +235,94 @@ impl Evidence {
     }
 
     /// Starts transfers of announced or interrupted packages, and tidies up: a sent package
-    /// whose arrival was confirmed, or any package of a purged case, is deleted.
+    /// whose arrival was confirmed, or any package of a purged case, is deleted. Each sweep
+    /// reads only the packages that need tending; every package, and the files no record
+    /// names, are looked at on start and hourly.
     async fn run(self) {
         let mut tick = tokio::time::interval(Duration::from_secs(5));
+        let mut full = tokio::time::interval(FULL_SWEEP);
         let mut connections = self.inner.network.connections();
         loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                _ = self.inner.wake.notified() => {}
-                Ok(peer) = connections.recv() => self.reconnected(peer),
-            }
-            if let Err(e) = self.sweep().await {
+            let swept = tokio::select! {
+                _ = full.tick() => self.sweep_all().await,
+                _ = tick.tick() => self.sweep().await,
+                _ = self.inner.wake.notified() => self.sweep().await,
+                Ok(peer) = connections.recv() => {
+                    self.reconnected(peer);
+                    self.sweep().await
+                }
+            };
+            if let Err(e) = swept {
                 warn!(error = %e, "evidence sweep failed; retrying");
             }
         }
     }
 
-    async fn sweep(&self) -> Result<(), EvidenceError> {
+    /// Every package held, and the files no record names.
+    async fn sweep_all(&self) -> Result<(), EvidenceError> {
         let records = self.records()?;
         let known: HashSet<String> = records.iter().map(|r| r.case_id.to_string()).collect();
         for record in records {
-            let case = self.inner.cases.get(&record.case_id)?;
-            let purged = case.as_ref().is_none_or(|c| c.purged_at.is_some());
-            if purged {
-                self.forget(&record, "its case was purged").await?;
-                continue;
-            }
-            let case = case.expect("checked");
-            match record.direction {
-                Direction::Outgoing => {
-                    // Confirmed, or never recorded (a crash between sealing and the event).
-                    let named = case.log.manifest_root == Some(record.root);
-                    let age = self.inner.cases.now().as_millis() - record.created_at.as_millis();
-                    let stale = !named && age > 600_000;
-                    if stale {
-                        self.forget(&record, "no fulfilment names it").await?;
-                    } else if named && case.log.evidence_received_at.is_some() && !record.delivered
-                    {
-                        self.delete_file(&record)?;
-                        let mut record = record.clone();
-                        record.delivered = true;
-                        self.put(&record).await?;
-                        info!(case = %record.case_id, root = %record.root, "sent package deleted: the requester confirmed its arrival");
-                    }
-                }
-                Direction::Incoming => {
-                    if record.state != PackageState::Complete {
-                        self.spawn_transfer(record.case_id);
-                    } else if case.log.evidence_received_at.is_none() {
-                        self.confirm(&record).await;
-                    }
-                }
-            }
+            self.tend(record).await?;
         }
         self.delete_orphans(&known)
+    }
+
+    /// The packages that need tending, and those of cases purged since.
+    async fn sweep(&self) -> Result<(), EvidenceError> {
+        let (open, purged) = self.tending()?;
+        for case_id in purged {
+            match self.record(&case_id)? {
+                Some(record) => self.forget(&record, "its case was purged").await?,
+                None => self.clear_purged(&case_id).await?,
+            }
+        }
+        for case_id in open {
+            match self.record(&case_id)? {
+                Some(record) => self.tend(record).await?,
+                None => self.mark_open(&case_id, false).await?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Does what one package needs now, and notes whether it will need more.
+    async fn tend(&self, record: PackageRecord) -> Result<(), EvidenceError> {
+        let case = self.inner.cases.record_closed(&record.case_id)?;
+        let Some(case) = case.filter(|c| c.purged_at.is_none()) else {
+            return self.forget(&record, "its case was purged").await;
+        };
+        let open = match record.direction {
+            Direction::Outgoing => {
+                // Confirmed, or never recorded (a crash between sealing and the event).
+                let named = case.log.manifest_root == Some(record.root);
+                let age = self.inner.cases.now().as_millis() - record.created_at.as_millis();
+                if !named && age > 600_000 {
+                    return self.forget(&record, "no fulfilment names it").await;
+                }
+                if named && case.log.evidence_received_at.is_some() && !record.delivered {
+                    self.delete_file(&record)?;
+                    let mut record = record.clone();
+                    record.delivered = true;
+                    self.put(&record).await?;
+                    info!(case = %record.case_id, root = %record.root, "sent package deleted: the requester confirmed its arrival");
+                    return Ok(());
+                }
+                !record.delivered
+            }
+            Direction::Incoming => {
+                if record.state != PackageState::Complete {
+                    self.spawn_transfer(record.case_id);
+                    true
+                } else if case.log.evidence_received_at.is_none() {
+                    self.confirm(&record).await;
+                    true
+                } else {
+                    false
+                }
+            }
+        };
+        self.mark_open(&record.case_id, open).await
     }
 
     /// Deletes package files no record names (a crash between writing a file and recording
@@ -326,12 +368,22 @@ impl Evidence {
         let Some((member, _)) = roster.by_peer(&peer) else {
             return;
         };
-        let waiting: Vec<CaseId> = self
-            .records()
-            .unwrap_or_default()
+        let backing_off: Vec<CaseId> = self
+            .inner
+            .backoff
+            .lock()
+            .expect("lock")
+            .keys()
+            .copied()
+            .collect();
+        let waiting: Vec<CaseId> = backing_off
             .into_iter()
-            .filter(|r| r.counterparty == member.jurisdiction)
-            .map(|r| r.case_id)
+            .filter(|case| {
+                self.record(case)
+                    .ok()
+                    .flatten()
+                    .is_some_and(|r| r.counterparty == member.jurisdiction)
+            })
             .collect();
         let mut backoff = self.inner.backoff.lock().expect("lock");
         for case in waiting {

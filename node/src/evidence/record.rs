@@ -120,9 +120,35 @@ pub fn announce(
         chunks_fetched: 0,
         pulls: 0,
     };
-    batch.put(
-        Cf::Evidence,
-        case_id.to_string().into_bytes(),
-        encode(&record),
-    );
+    batch.put(Cf::Evidence, record_key(&case_id), encode(&record));
+    batch.put(Cf::Evidence, open_key(&case_id), Vec::new());
+}
+
+/// Marks the package of a case purged in this batch for deletion by the next sweep.
+pub(super) fn purged(batch: &mut Batch, case_id: &CaseId) {
+    batch.put(Cf::Evidence, purged_key(case_id), Vec::new());
+}
+
+// The evidence table (`Cf::Evidence`): a package's record under `{case}`, its sealed manifest
+// under `{case}/manifest`, `open/{case}` while the package needs tending (a transfer to run or
+// resume, a file to delete once its arrival is confirmed), and `purged/{case}` once its case
+// was purged. Sweeps read the last two, never every package ever held.
+
+pub(super) fn record_key(case_id: &CaseId) -> Vec<u8> {
+    case_id.to_string().into_bytes()
+}
+
+pub(super) fn manifest_key(case_id: &CaseId) -> Vec<u8> {
+    format!("{case_id}/manifest").into_bytes()
+}
+
+pub(super) const OPEN: &[u8] = b"open/";
+pub(super) const PURGED: &[u8] = b"purged/";
+
+pub(super) fn open_key(case_id: &CaseId) -> Vec<u8> {
+    [OPEN, case_id.to_string().as_bytes()].concat()
+}
+
+pub(super) fn purged_key(case_id: &CaseId) -> Vec<u8> {
+    [PURGED, case_id.to_string().as_bytes()].concat()
 }

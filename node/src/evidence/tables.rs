@@ -9,14 +9,10 @@ use comity_protocol::evidence::EvidenceManifest;
 use comity_protocol::{CaseId, SignedEnvelope};
 use tracing::info;
 
+use super::record::{OPEN, PURGED, manifest_key, open_key, purged_key, record_key};
 use super::{Direction, Evidence, EvidenceError, PackageRecord, io};
 use crate::cases::record::{CaseRecord, decode, encode};
 use crate::store::{Batch, Cf};
-
-/// Where a package's sealed manifest is kept in `Cf::Evidence`, beside its record.
-fn manifest_key(case_id: &CaseId) -> Vec<u8> {
-    format!("{case_id}/manifest").into_bytes()
-}
 
 impl Evidence {
     pub fn records(&self) -> Result<Vec<PackageRecord>, EvidenceError> {
@@ -55,23 +51,57 @@ impl Evidence {
     }
 
     pub fn record(&self, case_id: &CaseId) -> Result<Option<PackageRecord>, EvidenceError> {
-        match self
-            .inner
-            .store
-            .get(Cf::Evidence, case_id.to_string().as_bytes())?
-        {
+        match self.inner.store.get(Cf::Evidence, &record_key(case_id))? {
             Some(bytes) => Ok(Some(decode(&bytes).map_err(crate::cases::CaseError::from)?)),
             None => Ok(None),
         }
     }
 
+    /// Stores a record; a sent package whose arrival was confirmed needs no more tending.
     pub(super) async fn put(&self, record: &PackageRecord) -> Result<(), EvidenceError> {
         let mut batch = Batch::new();
-        batch.put(
-            Cf::Evidence,
-            record.case_id.to_string().into_bytes(),
-            encode(record),
-        );
+        put_record(&mut batch, record);
+        Ok(self.inner.store.commit(batch).await?)
+    }
+
+    /// The packages that need tending, and those whose case was purged.
+    pub(super) fn tending(&self) -> Result<(Vec<CaseId>, Vec<CaseId>), EvidenceError> {
+        let ids = |prefix: &[u8]| -> Result<Vec<CaseId>, EvidenceError> {
+            Ok(self
+                .inner
+                .store
+                .scan_prefix(Cf::Evidence, prefix)?
+                .iter()
+                .filter_map(|(k, _)| std::str::from_utf8(&k[prefix.len()..]).ok()?.parse().ok())
+                .collect())
+        };
+        Ok((ids(OPEN)?, ids(PURGED)?))
+    }
+
+    /// Marks a package as needing tending or not, writing only when that changes.
+    pub(super) async fn mark_open(
+        &self,
+        case_id: &CaseId,
+        open: bool,
+    ) -> Result<(), EvidenceError> {
+        let key = open_key(case_id);
+        if self.inner.store.get(Cf::Evidence, &key)?.is_some() == open {
+            return Ok(());
+        }
+        let mut batch = Batch::new();
+        if open {
+            batch.put(Cf::Evidence, key, Vec::new());
+        } else {
+            batch.delete(Cf::Evidence, key);
+        }
+        Ok(self.inner.store.commit(batch).await?)
+    }
+
+    /// A purge mark left by a case whose package is already gone.
+    pub(super) async fn clear_purged(&self, case_id: &CaseId) -> Result<(), EvidenceError> {
+        let mut batch = Batch::new();
+        batch.delete(Cf::Evidence, purged_key(case_id));
+        batch.delete(Cf::Evidence, open_key(case_id));
         Ok(self.inner.store.commit(batch).await?)
     }
 
@@ -83,11 +113,7 @@ impl Evidence {
         sealed_manifest: Vec<u8>,
     ) -> Result<(), EvidenceError> {
         let mut batch = Batch::new();
-        batch.put(
-            Cf::Evidence,
-            record.case_id.to_string().into_bytes(),
-            encode(record),
-        );
+        put_record(&mut batch, record);
         batch.put(Cf::Evidence, manifest_key(&record.case_id), sealed_manifest);
         Ok(self.inner.store.commit(batch).await?)
     }
@@ -116,8 +142,10 @@ impl Evidence {
             .remove(&record.case_id);
         self.delete_file(record)?;
         let mut batch = Batch::new();
-        batch.delete(Cf::Evidence, record.case_id.to_string().into_bytes());
+        batch.delete(Cf::Evidence, record_key(&record.case_id));
         batch.delete(Cf::Evidence, manifest_key(&record.case_id));
+        batch.delete(Cf::Evidence, open_key(&record.case_id));
+        batch.delete(Cf::Evidence, purged_key(&record.case_id));
         self.inner.store.commit(batch).await?;
         info!(case = %record.case_id, root = %record.root, "evidence package deleted: {why}");
         Ok(())
@@ -199,5 +227,16 @@ impl Evidence {
             .open::<EvidenceManifest>(&key)
             .map_err(|e| EvidenceError::Damaged(format!("stored manifest: {e}")))?;
         Ok((envelope, manifest))
+    }
+}
+
+/// A record in `batch`, marked as needing tending unless it is a sent package whose arrival
+/// was confirmed (a received one is settled by the sweep, which sees the case's log).
+fn put_record(batch: &mut Batch, record: &PackageRecord) {
+    batch.put(Cf::Evidence, record_key(&record.case_id), encode(record));
+    if record.direction == Direction::Outgoing && record.delivered {
+        batch.delete(Cf::Evidence, open_key(&record.case_id));
+    } else {
+        batch.put(Cf::Evidence, open_key(&record.case_id), Vec::new());
     }
 }
