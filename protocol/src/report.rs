@@ -18,26 +18,30 @@ pub struct Period {
 
 impl std::str::FromStr for Period {
     type Err = String;
+    /// Exactly `YYYY`, `YYYY-Qn` or `YYYY-MM` (a year from 1970, two-digit months): one name
+    /// per period, so that a period cannot be stored again under another spelling.
     fn from_str(s: &str) -> Result<Self, String> {
         let bad = || format!("{s:?} is not a period: write 2026, 2026-Q3 or 2026-11");
+        let digits = |t: &str, n: usize| t.len() == n && t.bytes().all(|b| b.is_ascii_digit());
         let (year, rest) = s.split_once('-').map_or((s, None), |(y, r)| (y, Some(r)));
+        if !digits(year, 4) {
+            return Err(bad());
+        }
         let year: i32 = year.parse().map_err(|_| bad())?;
+        if year < 1970 {
+            return Err(bad());
+        }
         let (first, months) = match rest {
             None => (1, 12),
-            Some(q) if q.starts_with('Q') => {
-                let q: u8 = q[1..].parse().map_err(|_| bad())?;
-                if !(1..=4).contains(&q) {
-                    return Err(bad());
-                }
-                (3 * (q - 1) + 1, 3)
-            }
-            Some(m) => {
-                let m: u8 = m.parse().map_err(|_| bad())?;
-                if !(1..=12).contains(&m) {
-                    return Err(bad());
-                }
-                (m, 1)
-            }
+            Some(q) if q.len() == 2 && q.starts_with('Q') => match q.as_bytes()[1] {
+                n @ b'1'..=b'4' => (3 * (n - b'1') + 1, 3),
+                _ => return Err(bad()),
+            },
+            Some(m) if digits(m, 2) => match m.parse::<u8>() {
+                Ok(m @ 1..=12) => (m, 1),
+                _ => return Err(bad()),
+            },
+            Some(_) => return Err(bad()),
         };
         let start = |y: i32, m: u8| -> Result<Timestamp, String> {
             let (y, m) = if m > 12 { (y + 1, m - 12) } else { (y, m) };
@@ -94,4 +98,48 @@ pub struct PublishedReport {
 
 impl Signable for PublishedReport {
     const CONTENT_TYPE: &'static str = "application/comity.report.v1+cbor";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_period_has_one_name() {
+        let year: Period = "2026".parse().unwrap();
+        assert_eq!(year.from.to_string(), "2026-01-01T00:00:00.000Z");
+        assert_eq!(year.to.to_string(), "2027-01-01T00:00:00.000Z");
+        let q4: Period = "2026-Q4".parse().unwrap();
+        assert_eq!(q4.from.to_string(), "2026-10-01T00:00:00.000Z");
+        assert_eq!(q4.to.to_string(), "2027-01-01T00:00:00.000Z");
+        let december: Period = "2026-12".parse().unwrap();
+        assert_eq!(december.to.to_string(), "2027-01-01T00:00:00.000Z");
+        for other_spelling in [
+            "+2026",
+            "02026",
+            "0002026",
+            " 2026",
+            "2026 ",
+            "2026-1",
+            "2026-001",
+            "2026-+1",
+            "2026-Q+1",
+            "2026-Q01",
+            "2026-q1",
+            "2026-Q0",
+            "2026-Q5",
+            "2026-00",
+            "2026-13",
+            "1969",
+            "2026-",
+            "-2026",
+            "",
+            "２０２６",
+        ] {
+            assert!(
+                other_spelling.parse::<Period>().is_err(),
+                "{other_spelling:?} accepted"
+            );
+        }
+    }
 }

@@ -312,7 +312,14 @@ pub async fn run_publisher(
             let Ok(signed) = SignedEnvelope::sign(&published, &identity.signing_key()) else {
                 continue;
             };
-            if let Err(e) = collect(&store, cases.jurisdiction(), signed.clone(), &published).await
+            if let Err(e) = collect(
+                &store,
+                cases.jurisdiction(),
+                signed.clone(),
+                &published,
+                now,
+            )
+            .await
             {
                 tracing::warn!(error = %e, "could not keep this node's report");
             }
@@ -321,18 +328,34 @@ pub async fn run_publisher(
     }
 }
 
+/// How far back a member's report is still kept: a member publishes only its current
+/// periods, so older ones can only be replays; the bound keeps what one member can make every
+/// other store (one report per period name, and names are canonical).
+const KEPT_YEARS: i64 = 5;
+
+/// Whether a report of `period` is kept at `now`: a canonical name that spells its bounds, a
+/// period that has begun (a day of clock skew aside) and ended less than `KEPT_YEARS` ago.
+pub fn keeps_period(period: &Period, now: Timestamp) -> bool {
+    const DAY_MS: i64 = 86_400_000;
+    let oldest = Timestamp::from_millis(now.as_millis().saturating_sub(KEPT_YEARS * 366 * DAY_MS));
+    let skew = Timestamp::from_millis(now.as_millis().saturating_add(DAY_MS));
+    period.name.parse::<Period>().ok().as_ref() == Some(period)
+        && period.from <= skew
+        && period.to >= oldest
+}
+
 /// Keeps a member's signed report if it is newer than the one held.
 pub async fn collect(
     store: &Store,
     member: &Jurisdiction,
     envelope: SignedEnvelope,
     report: &PublishedReport,
+    now: Timestamp,
 ) -> Result<bool, crate::store::StoreError> {
-    // Only well-formed periods (whose name is their bounds) are kept under their name.
     let Some(period) = &report.report.period else {
         return Ok(false);
     };
-    if period.name.parse::<Period>().ok().as_ref() != Some(period) {
+    if !keeps_period(period, now) {
         return Ok(false);
     }
     let key = report_key(&period.name, member);
@@ -413,7 +436,15 @@ pub async fn run_collector(
             tracing::warn!(member = %member.jurisdiction, %why, "report refused");
             continue;
         }
-        if let Err(e) = collect(&store, &member.jurisdiction, envelope, &published).await {
+        if let Err(e) = collect(
+            &store,
+            &member.jurisdiction,
+            envelope,
+            &published,
+            Timestamp::now(),
+        )
+        .await
+        {
             tracing::warn!(error = %e, "could not keep a member's report");
         }
     }
@@ -462,15 +493,41 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("db")).unwrap();
         let de: Jurisdiction = "DE".parse().unwrap();
+        let now: Timestamp = "2026-11-26T12:00:00Z".parse().unwrap();
+        let collect = |e, p| {
+            let (store, de) = (store.clone(), de.clone());
+            async move { collect(&store, &de, e, &p, now).await.unwrap() }
+        };
         let (e, p) = published(Some("2026-11"), "2026-11-26T10:00:00Z", 5);
-        assert!(collect(&store, &de, e, &p).await.unwrap());
+        assert!(collect(e, p).await);
         let (e, p) = published(Some("2026-11"), "2026-11-26T09:00:00Z", 1);
-        assert!(!collect(&store, &de, e, &p).await.unwrap(), "older");
+        assert!(!collect(e, p).await, "older");
         let (e, p) = published(None, "2026-11-26T11:00:00Z", 1);
-        assert!(!collect(&store, &de, e, &p).await.unwrap(), "no period");
+        assert!(!collect(e, p).await, "no period");
         let (e, mut p) = published(Some("2026-11"), "2026-11-26T11:00:00Z", 1);
         p.report.period.as_mut().unwrap().name = "2026-11/FR".into();
-        assert!(!collect(&store, &de, e, &p).await.unwrap(), "forged name");
+        assert!(!collect(e, p).await, "forged name");
+        // The same month under another spelling, a future month, one ended over five years
+        // ago: none is kept (each would be a new key, written with a synced batch).
+        for (name, from, to) in [
+            ("+2026-11", "2026-11-01", "2026-12-01"),
+            ("2027-01", "2027-01-01", "2027-02-01"),
+            ("2021-01", "2021-01-01", "2021-02-01"),
+        ] {
+            let (e, mut p) = published(Some("2026-11"), "2026-11-26T11:00:00Z", 1);
+            let at = |d: &str| format!("{d}T00:00:00Z").parse().unwrap();
+            p.report.period = Some(Period {
+                name: name.into(),
+                from: at(from),
+                to: at(to),
+            });
+            assert!(!collect(e, p).await, "{name} kept");
+        }
+        let (e, p) = published(Some("2024-03"), "2026-11-26T11:00:00Z", 1);
+        assert!(
+            collect(e, p).await,
+            "a past period within five years is kept"
+        );
         let held = collected(&store, "2026-11");
         assert_eq!((held.len(), held[0].requests.sent), (1, 5));
         assert!(collected(&store, "2026-10").is_empty());
