@@ -215,8 +215,10 @@ impl Policy {
 
         let m = &self.minimisation;
         if let (Some(max), Some(window)) = (m.max_window_days, &request.time_window) {
-            let days = (window.to.as_millis() - window.from.as_millis()) / 86_400_000;
-            if days > i64::from(max) {
+            // In i128: a window across the whole clock must not wrap round to a short one.
+            let days = (i128::from(window.to.as_millis()) - i128::from(window.from.as_millis()))
+                / 86_400_000;
+            if days > i128::from(max) {
                 fire(
                     "minimisation.window",
                     Referred,

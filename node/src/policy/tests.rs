@@ -134,6 +134,19 @@ fn every_rule_fires_as_the_table_says() {
             Referred,
         ),
         (
+            "window across the whole clock (its length overflows i64)",
+            "FR",
+            |r| {
+                r.time_window = Some(TimeWindow {
+                    from: Timestamp::from_millis(i64::MIN + 1),
+                    to: Timestamp::from_millis(i64::MAX),
+                })
+            },
+            "minimisation.window",
+            Referred,
+            Referred,
+        ),
+        (
             "too many selectors",
             "FR",
             |r| {

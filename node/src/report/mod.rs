@@ -80,7 +80,7 @@ pub fn compute(
         };
         bump(&mut report.by_outcome, outcome.to_owned(), r.role);
         let minutes = |from: Option<Timestamp>, to: Option<Timestamp>| {
-            Some(((to?.as_millis() - from?.as_millis()).max(0) / 60_000) as u64)
+            Some((to?.as_millis().saturating_sub(from?.as_millis()).max(0) / 60_000) as u64)
         };
         if let Some(m) = minutes(r.log.delivered_at.or(r.log.submitted_at), r.log.decided_at) {
             decision.push(m);
