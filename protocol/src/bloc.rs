@@ -446,7 +446,10 @@ impl BlocConfig {
 
     /// Days from `now` to expiry (negative once expired).
     pub fn days_left(&self, now: Timestamp) -> i64 {
-        self.expires_at.as_millis().saturating_sub(now.as_millis()).div_euclid(DAY_MS)
+        self.expires_at
+            .as_millis()
+            .saturating_sub(now.as_millis())
+            .div_euclid(DAY_MS)
     }
 
     pub fn is_expired(&self, now: Timestamp) -> bool {

@@ -127,7 +127,17 @@ fn fetch_and_compare(bloc: &Bloc, id: CaseId, out: &Path, originals: &[PathBuf])
             std::fs::read(original).unwrap(),
             "{name:?} differs"
         );
+        // Decrypted evidence is readable by the officer who fetched it, nobody else.
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(out.join(name)).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{name:?} has mode {mode:o}");
     }
+    let leftovers: Vec<_> = std::fs::read_dir(out)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".comity-fetch"))
+        .collect();
+    assert!(leftovers.is_empty(), "staging left behind: {leftovers:?}");
     printed
 }
 

@@ -5,6 +5,7 @@
 //! few seconds otherwise, nothing with `--json` (whose result goes to stdout).
 
 use std::io::IsTerminal;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -258,7 +259,11 @@ pub async fn fetch(
     }
     let staging = out.join(format!(".comity-fetch-{case}"));
     let _ = std::fs::remove_dir_all(&staging);
-    std::fs::create_dir(&staging)
+    // Decrypted evidence is for this officer alone: the staging directory and every file in
+    // it are readable by their owner only.
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&staging)
         .with_context(|| format!("cannot create {}", staging.display()))?;
     let result = fetch_into(client, case, &index, &staging, json).await;
     if let Err(e) = result {
@@ -272,11 +277,24 @@ pub async fn fetch(
         };
         bail!("{e:#}{detail}; nothing was written to {}", out.display());
     }
-    let mut fetched = Vec::new();
+    let mut fetched: Vec<FetchedFile> = Vec::new();
     for file in &index.files {
         let target = out.join(&file.name);
-        std::fs::rename(staging.join(&file.name), &target)
-            .with_context(|| format!("cannot move {} into place", file.name))?;
+        // A link never replaces a file that appeared meanwhile (a rename would): on any
+        // failure the files already placed are taken back, so that nothing is written.
+        if let Err(e) = std::fs::hard_link(staging.join(&file.name), &target) {
+            for placed in &fetched {
+                let _ = std::fs::remove_file(&placed.path);
+            }
+            let _ = std::fs::remove_dir_all(&staging);
+            if e.kind() == std::io::ErrorKind::AlreadyExists {
+                bail!(
+                    "{} appeared while the evidence was fetched; fetch into an empty directory (nothing was written)",
+                    target.display()
+                );
+            }
+            return Err(e).with_context(|| format!("cannot move {} into place", file.name));
+        }
         fetched.push(FetchedFile {
             name: file.name.clone(),
             size: file.size,
@@ -285,7 +303,7 @@ pub async fn fetch(
             path: target,
         });
     }
-    let _ = std::fs::remove_dir(&staging);
+    let _ = std::fs::remove_dir_all(&staging);
     let fetched = Fetched {
         case_id: case,
         root: index.root,
@@ -324,7 +342,11 @@ async fn fetch_into(
     for (n, entry) in index.files.iter().enumerate() {
         let response = client.evidence_file(case, n).await?;
         let path = staging.join(&entry.name);
-        let mut file = tokio::fs::File::create(&path)
+        let mut file = tokio::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
             .await
             .with_context(|| format!("cannot create {}", path.display()))?;
         let mut hasher = blake3::Hasher::new();
