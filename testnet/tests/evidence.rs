@@ -129,7 +129,10 @@ fn fetch_and_compare(bloc: &Bloc, id: CaseId, out: &Path, originals: &[PathBuf])
         );
         // Decrypted evidence is readable by the officer who fetched it, nobody else.
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(out.join(name)).unwrap().permissions().mode();
+        let mode = std::fs::metadata(out.join(name))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600, "{name:?} has mode {mode:o}");
     }
     let leftovers: Vec<_> = std::fs::read_dir(out)

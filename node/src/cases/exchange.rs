@@ -48,6 +48,16 @@ pub(super) async fn serve(cases: Cases, mut inbound: mpsc::Receiver<InboundReque
     }
 }
 
+/// This node could not answer `what` for a reason of its own: the member is told to retry,
+/// and the detail (which may name paths or disks) stays in this node's log.
+fn unavailable(e: &dyn std::fmt::Display, what: &str) -> ExchangeResponse {
+    warn!(error = %e, what, "could not answer a member");
+    reject(
+        RejectCode::Unavailable,
+        format!("this node cannot answer {what} now; retry later"),
+    )
+}
+
 pub(super) fn reject(code: RejectCode, detail: impl Into<String>) -> ExchangeResponse {
     ExchangeResponse::Rejected(Rejection {
         code,
@@ -115,19 +125,19 @@ impl Cases {
             ExchangeRequest::Pull(pull) => {
                 return match self.answer_pull(&member, &pull) {
                     Ok(page) => ExchangeResponse::Events(page),
-                    Err(e) => reject(RejectCode::Unavailable, e.to_string()),
+                    Err(e) => unavailable(&e, "a pull"),
                 };
             }
             ExchangeRequest::Policy => {
                 return match self.signed_policy() {
                     Ok(summary) => ExchangeResponse::Policy(summary),
-                    Err(e) => reject(RejectCode::Unavailable, e.to_string()),
+                    Err(e) => unavailable(&e, "the policy summary"),
                 };
             }
             ExchangeRequest::Consistency { old, new } => {
                 return match crate::audit::consistency(&self.inner.store, old, new) {
                     Ok(proof) => ExchangeResponse::Consistency(proof.proof),
-                    Err(e) => reject(RejectCode::Unavailable, e.to_string()),
+                    Err(e) => unavailable(&e, "a consistency proof"),
                 };
             }
             // Answered above; kept so that the match stays exhaustive without a panic.
@@ -256,7 +266,7 @@ impl Cases {
         let stored = match self.inner.store.get(Cf::Inbox, &message_key(message_id)) {
             Ok(Some(bytes)) if !bytes.is_empty() => bytes,
             Ok(_) => return None,
-            Err(e) => return Some(reject(RejectCode::Unavailable, e.to_string())),
+            Err(e) => return Some(unavailable(&e, "a receipt given before")),
         };
         let receipt = match SignedEnvelope::from_bytes(&stored, limits::MAX_RESPONSE_FRAME) {
             Ok(r) => r,

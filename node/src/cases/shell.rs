@@ -170,15 +170,56 @@ impl Cases {
 }
 
 impl From<CaseError> for core::IngestError {
+    /// What the member that sent the events is told when this node cannot take them: a fixed
+    /// text by kind of failure. The detail (a path, a disk error) stays in this node's log.
     fn from(e: CaseError) -> Self {
-        match e {
-            CaseError::Store(StoreError::Exists(_)) => {
-                core::IngestError::Unavailable(GUARD_TAKEN.into())
-            }
-            CaseError::Store(e) => core::IngestError::Unavailable(format!(
-                "could not store the events, retry later: {e}"
-            )),
-            e => core::IngestError::Unavailable(e.to_string()),
+        if let CaseError::Store(StoreError::Exists(_)) = e {
+            return core::IngestError::Unavailable(GUARD_TAKEN.into());
         }
+        tracing::warn!(error = %e, "events not taken in; the sender will retry");
+        core::IngestError::Unavailable(public_reason(&e).into())
+    }
+}
+
+/// A failure of this node as another member may read it: no paths, no local detail.
+pub(super) fn public_reason(e: &CaseError) -> &'static str {
+    match e {
+        CaseError::Store(_) => "the receiving node cannot store the events now; retry later",
+        CaseError::Vault(crate::vault::VaultError::Shredded(_)) => {
+            "the case's content was destroyed at the receiving node"
+        }
+        CaseError::Vault(_) => "the receiving node cannot open its case keys now; retry later",
+        CaseError::Corrupt(_) | CaseError::Log(_) => {
+            "the receiving node's copy of the case is damaged; its operator is told"
+        }
+        _ => "the receiving node cannot take the events now; retry later",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_local_failure_reaches_the_sender_without_its_detail() {
+        let disk_full = CaseError::Vault(crate::vault::VaultError::Io {
+            path: "/srv/comity/keys/.s1.tmp".into(),
+            source: std::io::Error::other("No space left on device"),
+        });
+        let core::IngestError::Unavailable(told) = core::IngestError::from(disk_full) else {
+            panic!("a local failure is worth a retry")
+        };
+        assert!(!told.contains("/srv") && !told.contains("space"), "{told}");
+        let store = CaseError::Store(StoreError::Write(
+            "IO error: /srv/comity/store/000012.log".into(),
+        ));
+        let core::IngestError::Unavailable(told) = core::IngestError::from(store) else {
+            panic!("a local failure is worth a retry")
+        };
+        assert!(!told.contains("/srv"), "{told}");
+        assert!(matches!(
+            core::IngestError::from(CaseError::Store(StoreError::Exists(vec![]))),
+            core::IngestError::Unavailable(g) if g == GUARD_TAKEN
+        ));
     }
 }
