@@ -283,8 +283,8 @@ impl Cases {
             Ok(r) if r.body_hash == *body_hash => {
                 info!(message = %message_id, "duplicate message answered with its original receipt");
                 // The first answer may have been lost with its stream: send our events of the
-                // case again (duplicates are harmless to the sender).
-                let events = self.own_events(&r.case_id).unwrap_or_default();
+                // case again (duplicates are harmless to the sender), as many as a reply holds.
+                let events = core::within_reply(self.own_events(&r.case_id).unwrap_or_default());
                 Some(ExchangeResponse::Receipt(Receipted { receipt, events }))
             }
             Ok(_) => Some(reject(

@@ -127,7 +127,7 @@ pub fn receive(
         let events = if own.is_empty() && carries_genesis && record.role == Role::Executing {
             let mut others = log.version_vector();
             others.remove(ctx.me);
-            log.events_after(&others)
+            within_reply(log.events_after(&others))
         } else {
             own
         };
@@ -367,4 +367,25 @@ fn answer_request(
         own.push(ctx.append(log, kind)?.1);
     }
     Ok(own)
+}
+
+/// Bytes of events a reply to a push may carry: the rest of the frame is the receipt and its
+/// framing, with room to spare.
+pub const REPLY_EVENTS_BUDGET: usize = comity_protocol::limits::MAX_RESPONSE_FRAME - (64 << 10);
+
+/// The longest prefix of `events` (in fold order, so causal) whose encoding fits in a reply:
+/// an answer the sender cannot receive would wedge its outbox. What is left out reaches the
+/// sender by its pulls.
+pub fn within_reply(events: Vec<SignedEnvelope>) -> Vec<SignedEnvelope> {
+    // An upper bound of an envelope's encoding: its body, its content type, the key id, the
+    // signature, and the COSE structure and headers around them.
+    let size = |e: &SignedEnvelope| e.body.len() + e.content_type.len() + 32 + 64 + 64;
+    let mut used = 0;
+    events
+        .into_iter()
+        .take_while(|e| {
+            used += size(e);
+            used <= REPLY_EVENTS_BUDGET
+        })
+        .collect()
 }

@@ -339,3 +339,35 @@ fn accepted(roster: &Roster) -> (Party, Party) {
     de.act(roster, accept, "reviewer").unwrap();
     (fr, de)
 }
+
+#[test]
+fn a_reply_never_carries_more_events_than_its_frame_holds() {
+    let big = |n: u8| comity_protocol::SignedEnvelope {
+        content_type: "application/comity.event+cbor".into(),
+        signer: comity_protocol::PublicKey([n; 32]),
+        body: vec![n; 100_000],
+        signature: comity_protocol::Signature64([n; 64]),
+    };
+    let events: Vec<_> = (0..20).map(big).collect();
+    let kept = crate::cases::core::within_reply(events.clone());
+    assert!(!kept.is_empty() && kept.len() < events.len());
+    assert_eq!(kept[..], events[..kept.len()], "a prefix: causal order kept");
+    let reply = comity_protocol::ExchangeResponse::Receipt(comity_protocol::Receipted {
+        receipt: big(99),
+        events: kept,
+    });
+    let frame = comity_protocol::to_canonical_cbor(&reply).unwrap();
+    assert!(
+        frame.len() <= comity_protocol::limits::MAX_RESPONSE_FRAME,
+        "{} bytes",
+        frame.len()
+    );
+    // Small events all fit.
+    let small: Vec<_> = (0..20)
+        .map(|n| comity_protocol::SignedEnvelope {
+            body: vec![n; 100],
+            ..big(n)
+        })
+        .collect();
+    assert_eq!(crate::cases::core::within_reply(small).len(), 20);
+}
