@@ -83,12 +83,20 @@ pub enum AuditWhat {
         hash: Hash32,
         action: String,
     },
-    /// A peer's message or event was refused.
+    /// A peer's message or event was refused. One entry per peer and code per hour: `repeats`
+    /// counts the refusals of that kind since the previous entry, which were not recorded
+    /// one by one (a member must not be able to grow every other member's log without end).
     Refusal {
         peer: String,
         code: String,
         case_id: Option<CaseId>,
+        #[serde(default, skip_serializing_if = "is_zero")]
+        repeats: u64,
     },
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

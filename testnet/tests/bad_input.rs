@@ -200,6 +200,27 @@ async fn malformed_forged_oversized_invalid_and_stranger_requests_are_refused() 
         assert!(codes.contains(&code), "{code} not recorded: {codes:?}");
     }
     assert!(refusals.iter().all(|r| r.member == Some(j("FR"))));
+
+    // A flood of forged events, each in a case of its own: every one is refused, and DE keeps
+    // the latest few of that kind from FR, not one record per invented case.
+    for _ in 0..40 {
+        let mut forged_event = genesis(&forger.signing_key(), CaseId::new(), request("FR", "DE"));
+        forged_event.signer = fr.public_key();
+        let push = signed_push(&fr.signing_key(), CaseId::new(), vec![forged_event]);
+        let (code, _) = rejection(sender.push(de.peer_id, &push).await.unwrap());
+        assert_eq!(code, RejectCode::BadSignature);
+    }
+    let kept = de_client
+        .refusals()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.code == RejectCode::BadSignature)
+        .count();
+    assert!(
+        (2..=16).contains(&kept),
+        "{kept} bad-signature refusals kept"
+    );
     let case = send(&bloc, "FR", "DE", Some(20_000)).await;
     assert_eq!(case.summary.state, "delivered");
     assert_eq!(de_client.cases().await.unwrap().len(), 1);

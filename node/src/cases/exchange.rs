@@ -17,17 +17,12 @@ use tokio::sync::{Semaphore, mpsc};
 use tracing::{info, warn};
 
 use super::core::{self, IngestError, Plan, Via};
-use super::record::{Refusal, encode, message_key, refusal_key};
+use super::record::message_key;
 use super::shell::{GUARD_TAKEN, Load};
 use super::{CaseError, Cases};
 use crate::network::InboundRequest;
 use crate::roster::Member;
-use crate::store::{Batch, Cf};
-
-/// A refusal identical to one recorded less than this long ago is not recorded again.
-const REFUSAL_REPEAT_WINDOW: Duration = Duration::from_secs(3600);
-/// Distinct recent refusals remembered for that.
-const MAX_RECENT_REFUSALS: usize = 10_000;
+use crate::store::Cf;
 
 /// Inbound requests handled at once; more wait in the network's bounded queue.
 const MAX_CONCURRENT: usize = 128;
@@ -327,101 +322,5 @@ fn case_of(frame: &[u8]) -> Option<CaseId> {
         | ExchangeRequest::Policy
         | ExchangeRequest::Consistency { .. }
         | ExchangeRequest::Bloc { .. } => None,
-    }
-}
-
-impl Cases {
-    /// Keeps a refusal (synced) so that operators and auditors can see what was refused from
-    /// whom and why; the refused message itself is not applied.
-    pub(super) async fn record_refusal(
-        &self,
-        peer: PeerId,
-        case_id: Option<CaseId>,
-        code: RejectCode,
-        reason: &str,
-    ) {
-        // Refusal records are read by auditors, who never see content: the details of
-        // malformed or invalid messages may quote it, so only field names are kept.
-        let reason = match code {
-            RejectCode::Malformed => {
-                "malformed (details withheld: they may quote the content)".to_owned()
-            }
-            RejectCode::Invalid => withheld_problems(reason),
-            _ => reason.to_owned(),
-        };
-        // The same refusal again (an invalid event offered by every pull, say) is recorded
-        // once per window, so that a faulty member cannot grow the log without end.
-        {
-            let mut recent = self.inner.recent_refusals.lock().expect("refusals lock");
-            let key = (peer, case_id, code, reason.clone());
-            let now = std::time::Instant::now();
-            if recent
-                .get(&key)
-                .is_some_and(|at| now.duration_since(*at) < REFUSAL_REPEAT_WINDOW)
-            {
-                tracing::debug!(%peer, %code, "refusal already recorded in this window");
-                return;
-            }
-            if recent.len() >= MAX_RECENT_REFUSALS {
-                recent.retain(|_, at| now.duration_since(*at) < REFUSAL_REPEAT_WINDOW);
-                if recent.len() >= MAX_RECENT_REFUSALS {
-                    recent.clear();
-                }
-            }
-            recent.insert(key, now);
-        }
-        let refusal = Refusal {
-            at: self.now(),
-            peer: peer.to_string(),
-            member: self
-                .inner
-                .governance
-                .roster()
-                .by_peer(&peer)
-                .map(|(m, _)| m.jurisdiction.clone()),
-            case_id,
-            code,
-            reason,
-        };
-        let mut batch = Batch::new();
-        batch.put(Cf::Refusals, refusal_key(&refusal), encode(&refusal));
-        crate::audit::record(
-            &mut batch,
-            crate::audit::AuditWhat::Refusal {
-                peer: refusal.peer.clone(),
-                code: refusal.code.to_string(),
-                case_id: refusal.case_id,
-            },
-        );
-        if let Err(e) = self.inner.store.commit(batch).await {
-            warn!(%peer, error = %e, "could not record a refusal");
-        }
-    }
-
-    /// Every refusal recorded, oldest first.
-    pub fn refusals(&self) -> Result<Vec<Refusal>, CaseError> {
-        self.inner
-            .store
-            .scan(Cf::Refusals)?
-            .iter()
-            .map(|(_, v)| super::record::decode(v).map_err(CaseError::from))
-            .collect()
-    }
-}
-
-/// `field: problem; field: problem` → the fields only (problems may quote content).
-fn withheld_problems(detail: &str) -> String {
-    let fields: Vec<&str> = detail
-        .split("; ")
-        .filter_map(|p| p.split_once(": ").map(|(field, _)| field.trim()))
-        .filter(|f| !f.is_empty() && !f.contains(' '))
-        .collect();
-    if fields.is_empty() {
-        "invalid (details withheld: they may quote the content)".to_owned()
-    } else {
-        format!(
-            "invalid fields: {} (details withheld: they may quote the content)",
-            fields.join(", ")
-        )
     }
 }

@@ -12,6 +12,7 @@ mod index;
 mod outbox;
 mod precheck;
 pub mod record;
+mod refusals;
 mod retention;
 mod shell;
 mod sync;
@@ -130,6 +131,8 @@ struct Inner {
     cases_per_pull: usize,
     /// Refusals recorded lately, by peer, case, code and reason: repeats are not recorded.
     recent_refusals: Mutex<HashMap<RefusalKey, std::time::Instant>>,
+    /// Serialises updates of the refusal tallies (read, count, write).
+    refusal_lock: tokio::sync::Mutex<()>,
 }
 
 impl Cases {
@@ -169,6 +172,7 @@ impl Cases {
                 fulfilments: settings.fulfilments.clone(),
                 cases_per_pull: settings.cases_per_pull.max(1),
                 recent_refusals: Mutex::new(HashMap::new()),
+                refusal_lock: tokio::sync::Mutex::new(()),
             }),
         };
         let cap = cases.retention_cap();

@@ -235,8 +235,3 @@ pub struct Refusal {
     pub code: comity_protocol::RejectCode,
     pub reason: String,
 }
-
-pub fn refusal_key(refusal: &Refusal) -> Vec<u8> {
-    // Time first, so that a scan lists them in order; a random tail keeps keys unique.
-    format!("{:020}/{}", refusal.at.as_millis(), MessageId::new()).into_bytes()
-}

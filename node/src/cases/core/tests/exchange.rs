@@ -351,7 +351,11 @@ fn a_reply_never_carries_more_events_than_its_frame_holds() {
     let events: Vec<_> = (0..20).map(big).collect();
     let kept = crate::cases::core::within_reply(events.clone());
     assert!(!kept.is_empty() && kept.len() < events.len());
-    assert_eq!(kept[..], events[..kept.len()], "a prefix: causal order kept");
+    assert_eq!(
+        kept[..],
+        events[..kept.len()],
+        "a prefix: causal order kept"
+    );
     let reply = comity_protocol::ExchangeResponse::Receipt(comity_protocol::Receipted {
         receipt: big(99),
         events: kept,

@@ -1,0 +1,214 @@
+//! Refusals of what members send: kept so that operators and auditors see what was refused
+//! from whom and why, within bounds a member cannot push. Per peer and code the store keeps a
+//! tally and the latest few refusals (older ones are overwritten), and the audit log gets one
+//! entry per hour with the count of those in between, whatever case ids the sender invents.
+//!
+//! Keys (`Cf::Refusals`): `t/{member or peer}/{code}` → the tally; `s/{member or peer}/{code}/{slot}`
+//! → a refusal. Stores from before this layout keep their older records, which are listed too.
+
+use std::time::Duration;
+
+use comity_protocol::{CaseId, RejectCode, Timestamp};
+use libp2p::PeerId;
+use serde::{Deserialize, Serialize};
+use tracing::warn;
+
+use super::record::{Refusal, decode, encode};
+use super::{CaseError, Cases};
+use crate::store::{Batch, Cf};
+
+/// A refusal identical to one recorded less than this long ago is not recorded again.
+const REFUSAL_REPEAT_WINDOW: Duration = Duration::from_secs(3600);
+/// Distinct recent refusals remembered for that.
+const MAX_RECENT_REFUSALS: usize = 10_000;
+/// Refusals kept per peer and code: the latest ones.
+const SAMPLES: u64 = 16;
+/// One audit entry per peer and code in this long; the refusals between are counted in it.
+const AUDIT_WINDOW_MS: i64 = 3_600_000;
+
+/// The refusals of one kind from one peer, all told.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tally {
+    pub count: u64,
+    pub first_at: Option<Timestamp>,
+    pub last_at: Option<Timestamp>,
+    /// When the last audit entry for these was written.
+    pub audited_at: Option<Timestamp>,
+    /// Refusals since that entry, counted in the next one.
+    pub unaudited: u64,
+}
+
+/// One more refusal at `now`: the new tally, the slot its sample overwrites, and, when it is
+/// audited, how many went unaudited before it.
+pub(super) fn tally_step(held: Option<Tally>, now: Timestamp) -> (Tally, u64, Option<u64>) {
+    let mut tally = held.unwrap_or_default();
+    let slot = tally.count % SAMPLES;
+    tally.count += 1;
+    tally.first_at.get_or_insert(now);
+    tally.last_at = Some(now);
+    let due = tally
+        .audited_at
+        .is_none_or(|at| now.as_millis().saturating_sub(at.as_millis()) >= AUDIT_WINDOW_MS);
+    if due {
+        let repeats = std::mem::take(&mut tally.unaudited);
+        tally.audited_at = Some(now);
+        (tally, slot, Some(repeats))
+    } else {
+        tally.unaudited += 1;
+        (tally, slot, None)
+    }
+}
+
+impl Cases {
+    /// Keeps a refusal (synced) so that operators and auditors can see what was refused from
+    /// whom and why; the refused message itself is not applied.
+    pub(super) async fn record_refusal(
+        &self,
+        peer: PeerId,
+        case_id: Option<CaseId>,
+        code: RejectCode,
+        reason: &str,
+    ) {
+        // Refusal records are read by auditors, who never see content: the details of
+        // malformed or invalid messages may quote it, so only field names are kept.
+        let reason = match code {
+            RejectCode::Malformed => {
+                "malformed (details withheld: they may quote the content)".to_owned()
+            }
+            RejectCode::Invalid => withheld_problems(reason),
+            _ => reason.to_owned(),
+        };
+        // The same refusal again (an invalid event offered by every pull, say) is recorded
+        // once per window, so that a faulty member cannot grow the log without end.
+        {
+            let mut recent = self.inner.recent_refusals.lock().expect("refusals lock");
+            let key = (peer, case_id, code, reason.clone());
+            let now = std::time::Instant::now();
+            if recent
+                .get(&key)
+                .is_some_and(|at| now.duration_since(*at) < REFUSAL_REPEAT_WINDOW)
+            {
+                tracing::debug!(%peer, %code, "refusal already recorded in this window");
+                return;
+            }
+            if recent.len() >= MAX_RECENT_REFUSALS {
+                recent.retain(|_, at| now.duration_since(*at) < REFUSAL_REPEAT_WINDOW);
+                if recent.len() >= MAX_RECENT_REFUSALS {
+                    recent.clear();
+                }
+            }
+            recent.insert(key, now);
+        }
+        let refusal = Refusal {
+            at: self.now(),
+            peer: peer.to_string(),
+            member: self
+                .inner
+                .governance
+                .roster()
+                .by_peer(&peer)
+                .map(|(m, _)| m.jurisdiction.clone()),
+            case_id,
+            code,
+            reason,
+        };
+        let who = refusal
+            .member
+            .as_ref()
+            .map_or_else(|| refusal.peer.clone(), |m| m.to_string());
+        let tally_key = format!("t/{who}/{code}").into_bytes();
+        let _guard = self.inner.refusal_lock.lock().await;
+        let held = match self.inner.store.get(Cf::Refusals, &tally_key) {
+            Ok(held) => held.and_then(|b| decode::<Tally>(&b).ok()),
+            Err(e) => {
+                warn!(%peer, error = %e, "could not read the refusal tally");
+                return;
+            }
+        };
+        let (tally, slot, audit) = tally_step(held, refusal.at);
+        let mut batch = Batch::new();
+        batch.put(Cf::Refusals, tally_key, encode(&tally));
+        batch.put(
+            Cf::Refusals,
+            format!("s/{who}/{code}/{slot:02}").into_bytes(),
+            encode(&refusal),
+        );
+        if let Some(repeats) = audit {
+            crate::audit::record(
+                &mut batch,
+                crate::audit::AuditWhat::Refusal {
+                    peer: refusal.peer.clone(),
+                    code: refusal.code.to_string(),
+                    case_id: refusal.case_id,
+                    repeats,
+                },
+            );
+        }
+        if let Err(e) = self.inner.store.commit(batch).await {
+            warn!(%peer, error = %e, "could not record a refusal");
+        }
+    }
+
+    /// The refusals kept (the latest few of each peer and code), oldest first.
+    pub fn refusals(&self) -> Result<Vec<Refusal>, CaseError> {
+        let mut kept = self
+            .inner
+            .store
+            .scan(Cf::Refusals)?
+            .iter()
+            .filter(|(k, _)| !k.starts_with(b"t/"))
+            .map(|(_, v)| decode::<Refusal>(v).map_err(CaseError::from))
+            .collect::<Result<Vec<_>, _>>()?;
+        kept.sort_by_key(|r| r.at);
+        Ok(kept)
+    }
+}
+
+/// `field: problem; field: problem` → the fields only (problems may quote content).
+fn withheld_problems(detail: &str) -> String {
+    let fields: Vec<&str> = detail
+        .split("; ")
+        .filter_map(|p| p.split_once(": ").map(|(field, _)| field.trim()))
+        .filter(|f| !f.is_empty() && !f.contains(' '))
+        .collect();
+    if fields.is_empty() {
+        "invalid (details withheld: they may quote the content)".to_owned()
+    } else {
+        format!(
+            "invalid fields: {} (details withheld: they may quote the content)",
+            fields.join(", ")
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_flood_of_refusals_keeps_a_bounded_sample_and_one_audit_entry_an_hour() {
+        let at = |ms: i64| Timestamp::from_millis(1_800_000_000_000 + ms);
+        let mut held = None;
+        let mut slots = std::collections::BTreeSet::new();
+        let mut audited = Vec::new();
+        // 1,000 refusals a second apart (each with a new case id, say).
+        for i in 0..1_000 {
+            let (tally, slot, audit) = tally_step(held, at(i * 1_000));
+            slots.insert(slot);
+            audited.extend(audit);
+            held = Some(tally);
+        }
+        let tally = held.clone().unwrap();
+        assert_eq!(tally.count, 1_000);
+        assert_eq!(
+            slots.len() as u64,
+            SAMPLES,
+            "the samples overwrite one another"
+        );
+        assert_eq!(audited, vec![0], "one entry in the first hour");
+        // An hour after the entry, the next refusal is audited with the 999 in between.
+        let (tally, _, audit) = tally_step(held, at(AUDIT_WINDOW_MS));
+        assert_eq!(audit, Some(999));
+        assert_eq!((tally.unaudited, tally.first_at), (0, Some(at(0))));
+    }
+}
