@@ -8,8 +8,8 @@
 use comity_protocol::audit::{Checkpoint, Cosignature};
 use comity_protocol::merkle;
 use comity_protocol::{
-    ExchangeRequest, ExchangeResponse, Jurisdiction, MessageId, SignedEnvelope, Timestamp,
-    from_cbor, limits, to_canonical_cbor,
+    ExchangeRequest, ExchangeResponse, Jurisdiction, SignedEnvelope, Timestamp, from_cbor, limits,
+    to_canonical_cbor,
 };
 use serde::{Deserialize, Serialize};
 use tracing::{debug, info, warn};
@@ -147,7 +147,7 @@ async fn witness(
         }
         if checkpoint.tree_size == earlier.tree_size {
             if checkpoint.root != earlier.root {
-                alert(store, member, previous.checkpoint, envelope, "two checkpoints of the same size with different roots: a split view or a rewritten log").await;
+                alert(store, member, checkpoint.tree_size, previous.checkpoint, envelope, "two checkpoints of the same size with different roots: a split view or a rewritten log").await;
             }
             return;
         }
@@ -168,10 +168,18 @@ async fn witness(
         };
         let proof = match from_cbor::<ExchangeResponse>(&answer, limits::MAX_RESPONSE_FRAME) {
             Ok(ExchangeResponse::Consistency(proof)) => proof,
+            // Its node could not answer now (a full disk, say): asked again next checkpoint.
+            Ok(ExchangeResponse::Rejected(r))
+                if r.code == comity_protocol::RejectCode::Unavailable =>
+            {
+                debug!(member = %member.jurisdiction, reason = %r.detail, "no consistency proof yet; will check the next checkpoint");
+                return;
+            }
             _ => {
                 alert(
                     store,
                     member,
+                    checkpoint.tree_size,
                     previous.checkpoint,
                     envelope,
                     "the member gave no consistency proof between its checkpoints",
@@ -191,7 +199,7 @@ async fn witness(
             )
             .is_ok();
         if !holds {
-            alert(store, member, previous.checkpoint, envelope, "the new checkpoint is not consistent with the one seen before: the log was rewritten").await;
+            alert(store, member, checkpoint.tree_size, previous.checkpoint, envelope, "the new checkpoint is not consistent with the one seen before: the log was rewritten").await;
             return;
         }
     }
@@ -254,14 +262,29 @@ async fn keep_cosignature(
     }
 }
 
+/// Evidence kept per member: the first contradictions are what matters, and a member must not
+/// be able to grow this table without end.
+const MAX_EVIDENCE_PER_MEMBER: usize = 16;
+
 async fn alert(
     store: &Store,
     member: &Member,
+    tree_size: u64,
     earlier: SignedEnvelope,
     later: SignedEnvelope,
     reason: &str,
 ) {
-    warn!(member = %member.jurisdiction, reason, "AUDIT ALERT: a member's log contradicts what it showed before; evidence kept");
+    warn!(member = %member.jurisdiction, size = tree_size, reason, "AUDIT ALERT: a member's log contradicts what it showed before");
+    // Once per member and tree size, and a few per member at most.
+    let prefix = format!("{}/", member.jurisdiction);
+    let key = format!("{prefix}{tree_size:020}").into_bytes();
+    let held = store
+        .scan_prefix(Cf::WitnessEvidence, prefix.as_bytes())
+        .unwrap_or_default();
+    if held.iter().any(|(k, _)| *k == key) || held.len() >= MAX_EVIDENCE_PER_MEMBER {
+        debug!(member = %member.jurisdiction, size = tree_size, "contradiction already in evidence");
+        return;
+    }
     let evidence = Evidence {
         member: member.jurisdiction.clone(),
         at: Timestamp::now(),
@@ -271,8 +294,7 @@ async fn alert(
     };
     let mut value = Vec::new();
     ciborium::into_writer(&evidence, &mut value).expect("evidence encodes");
-    let key = format!("{:020}/{}", evidence.at.as_millis(), MessageId::new());
     let mut batch = Batch::new();
-    batch.put(Cf::WitnessEvidence, key.into_bytes(), value);
+    batch.put(Cf::WitnessEvidence, key, value);
     let _ = store.commit(batch).await;
 }
