@@ -52,10 +52,15 @@ impl Behaviour {
             &config.bloc,
         ))
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
+        // Kademlia finds members' addresses; Comity stores no records in it. With inserts
+        // filtered, a peer's PUT_VALUE or ADD_PROVIDER is only an event, which nobody stores:
+        // no member can fill this node's memory through the DHT.
+        let mut kad_config = kad::Config::new(kad_protocol);
+        kad_config.set_record_filtering(kad::StoreInserts::FilterBoth);
         let mut kad = kad::Behaviour::with_config(
             peer_id,
             kad::store::MemoryStore::new(peer_id),
-            kad::Config::new(kad_protocol),
+            kad_config,
         );
         kad.set_mode(Some(kad::Mode::Server));
 
