@@ -57,11 +57,8 @@ impl Behaviour {
         // no member can fill this node's memory through the DHT.
         let mut kad_config = kad::Config::new(kad_protocol);
         kad_config.set_record_filtering(kad::StoreInserts::FilterBoth);
-        let mut kad = kad::Behaviour::with_config(
-            peer_id,
-            kad::store::MemoryStore::new(peer_id),
-            kad_config,
-        );
+        let mut kad =
+            kad::Behaviour::with_config(peer_id, kad::store::MemoryStore::new(peer_id), kad_config);
         kad.set_mode(Some(kad::Mode::Server));
 
         let mdns = if config.mdns {

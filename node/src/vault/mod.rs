@@ -439,7 +439,22 @@ impl Shared {
                 .map_err(io(&path))?;
             return self.slots.sync_data().map_err(io(&path));
         }
+        // A key file of an older store: overwritten in place and synced before it is
+        // unlinked, so that its blocks do not keep the wrapped key until reused.
         let path = self.key_path(id);
+        let file = match std::fs::OpenOptions::new().write(true).open(&path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(io(&path)(e)),
+        };
+        {
+            use std::os::unix::fs::FileExt;
+            let len = file.metadata().map_err(io(&path))?.len();
+            file.write_all_at(&vec![0u8; len as usize], 0)
+                .map_err(io(&path))?;
+            file.sync_data().map_err(io(&path))?;
+        }
+        drop(file);
         match std::fs::remove_file(&path) {
             Ok(()) => self.sync_dir(),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
@@ -538,9 +553,18 @@ mod tests {
         assert!(next >= before, "{next} < {before}");
         assert_eq!(vault.unseal(&ids[1], &case, &sealed).unwrap(), b"content");
 
+        // A second name for the old key file shows what its blocks hold after the shred.
+        let witness = dir.path().join("witness-link");
+        std::fs::hard_link(keys.join(format!("{old_id}.key")), &witness).unwrap();
         vault.shred(&ids[1]).unwrap();
         vault.shred(old_id).unwrap();
         assert!(!vault.holds(&ids[1]) && !vault.holds(old_id));
+        assert!(!keys.join(format!("{old_id}.key")).exists());
+        let left = std::fs::read(&witness).unwrap();
+        assert!(
+            !left.is_empty() && left.iter().all(|b| *b == 0),
+            "an old key file is overwritten before it is unlinked"
+        );
         assert!(matches!(
             vault.unseal(old_id, &case, &old_sealed),
             Err(VaultError::Shredded(_))
