@@ -260,6 +260,7 @@ fn case_settings(config: &Config, policy: Option<crate::policy::Policy>) -> Case
             .cases_per_pull
             .unwrap_or(crate::cases::CASES_PER_PULL),
         fulfilments: std::sync::Arc::new(crate::evidence::Announcer),
+        give_up_after: Duration::from_secs(config.outbox.give_up_after_secs.max(1)),
     }
 }
 

@@ -354,6 +354,9 @@ pub struct DeliveryView {
     pub last_error: Option<String>,
     /// The executing side refused the message itself (not the request's merits).
     pub refused: Option<String>,
+    /// Messages of the case its member never acknowledged, no longer sent (see `retry`).
+    #[serde(default)]
+    pub given_up: Option<String>,
 }
 
 impl From<&crate::cases::record::Delivery> for DeliveryView {
@@ -364,6 +367,7 @@ impl From<&crate::cases::record::Delivery> for DeliveryView {
             last_attempt: d.last_attempt,
             last_error: d.last_error.clone(),
             refused: d.refused.clone(),
+            given_up: d.given_up.clone(),
         }
     }
 }

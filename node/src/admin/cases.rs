@@ -304,3 +304,25 @@ pub(super) fn detail(state: &AdminState, record: &CaseRecord) -> CaseDetail {
         evidence_received_at: record.log.evidence_received_at,
     }
 }
+
+/// `POST /v1/cases/{id}/retry`: the case's messages its member never acknowledged in time are
+/// sent again (an officer of either side).
+pub(super) async fn retry(
+    Extension(officer): Extension<Officer>,
+    State(state): State<AdminState>,
+    Path(id): Path<String>,
+) -> Reply<CaseDetail> {
+    allow(&officer, &[Role::Requester, Role::Reviewer])?;
+    let id = parse_case(&id)?;
+    let n = state.cases.retry_given_up(id).await?;
+    if n == 0 {
+        return Err(failure(
+            StatusCode::CONFLICT,
+            "nothing-to-retry",
+            format!("case {id} has no message its member failed to acknowledge in time"),
+        ));
+    }
+    info!(officer = %officer.name, case = %id, messages = n, "given-up messages sent again");
+    let record = state.cases.get(&id)?.ok_or(CaseError::NotFound(id))?;
+    Ok(Json(detail(&state, &record)))
+}

@@ -273,6 +273,11 @@ impl AdminClient {
     ) -> Result<Option<crate::cases::Precheck>, ClientError> {
         self.get(&format!("/cases/{case}/precheck")).await
     }
+    /// Sends again the messages of a case its member never acknowledged in time.
+    pub async fn retry(&self, case: CaseId) -> Result<CaseDetail, ClientError> {
+        self.post(&format!("/cases/{case}/retry"), &serde_json::json!({}))
+            .await
+    }
     pub async fn approve(&self, case: CaseId) -> Result<CaseDetail, ClientError> {
         self.post(&format!("/cases/{case}/approve"), &serde_json::json!({}))
             .await

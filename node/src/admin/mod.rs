@@ -122,6 +122,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/cases/{id}/export", get(export::export))
         .route("/cases/{id}/act", post(cases::act))
         .route("/cases/{id}/approve", post(cases::approve))
+        .route("/cases/{id}/retry", post(cases::retry))
         .route("/cases/{id}/precheck", get(cases::precheck))
         .route(
             "/cases/{id}/evidence",

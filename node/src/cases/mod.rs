@@ -129,6 +129,7 @@ struct Inner {
     /// Records, in a fulfilment's batch, the transfer of the package it names.
     fulfilments: Arc<dyn Fulfilments>,
     cases_per_pull: usize,
+    give_up_after: Duration,
     /// Refusals recorded lately, by peer, case, code and reason: repeats are not recorded.
     recent_refusals: Mutex<HashMap<RefusalKey, std::time::Instant>>,
     /// Serialises updates of the refusal tallies (read, count, write).
@@ -171,6 +172,7 @@ impl Cases {
                 evidence_wake: Arc::new(tokio::sync::Notify::new()),
                 fulfilments: settings.fulfilments.clone(),
                 cases_per_pull: settings.cases_per_pull.max(1),
+                give_up_after: settings.give_up_after,
                 recent_refusals: Mutex::new(HashMap::new()),
                 refusal_lock: tokio::sync::Mutex::new(()),
             }),
@@ -179,7 +181,8 @@ impl Cases {
         if index::ensure(&cases.inner.store, cap, || cases.list()).await? {
             info!("case index built from the stored cases");
         }
-        let pending = cases.outbox_entries()?;
+        let mut pending = cases.outbox_entries()?;
+        pending.retain(|e| !e.dead);
         info!(pending = pending.len(), "outbox loaded");
         // Subscribed here, before any task runs, so that no connection goes unseen.
         let outbox_connections = cases.inner.network.connections();
@@ -389,7 +392,7 @@ impl Cases {
     /// Hands stored outbox entries to the worker. They are durable: if the worker's queue is
     /// gone the node is stopping, and the outbox is reloaded from the store at the next start.
     async fn dispatch(&self, entries: Vec<OutboxEntry>) {
-        for entry in entries {
+        for entry in entries.into_iter().filter(|e| !e.dead) {
             let _ = self.inner.outbox.send(entry).await;
         }
     }

@@ -9,7 +9,8 @@ use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 use comity_protocol::{
-    ExchangeResponse, MessageId, Receipt, Receipted, RejectCode, SignedEnvelope, from_cbor, limits,
+    CaseId, ExchangeResponse, MessageId, Receipt, Receipted, RejectCode, SignedEnvelope, from_cbor,
+    limits,
 };
 use libp2p::PeerId;
 use rand::Rng;
@@ -42,6 +43,9 @@ pub struct CaseSettings {
     pub cases_per_pull: usize,
     /// Told of fulfilments that name an evidence package.
     pub fulfilments: std::sync::Arc<dyn super::Fulfilments>,
+    /// A push its member has not acknowledged after this long is no longer sent (it is kept,
+    /// and shown on its case, until an officer asks for it again).
+    pub give_up_after: Duration,
 }
 
 enum Outcome {
@@ -169,6 +173,14 @@ fn backoff(settings: &CaseSettings, attempts: u32) -> Duration {
 impl Cases {
     /// One delivery attempt of one outbox entry.
     async fn deliver(&self, entry: &OutboxEntry) -> Outcome {
+        let waited = self
+            .now()
+            .as_millis()
+            .saturating_sub(entry.queued_at.as_millis());
+        let give_up_after = self.inner.give_up_after;
+        if u128::try_from(waited).is_ok_and(|w| w >= give_up_after.as_millis()) {
+            return self.give_up(entry, give_up_after).await;
+        }
         let roster = self.roster();
         let Some((member, _)) = roster.by_jurisdiction(&entry.to) else {
             warn!(case = %entry.case_id, to = %entry.to, "recipient is no longer an admitted member of the bloc; not retried");
@@ -269,6 +281,43 @@ impl Cases {
         }
     }
 
+    /// Stops sending a push its member has not acknowledged in `waited`: kept, marked, and
+    /// shown on its case.
+    async fn give_up(&self, entry: &OutboxEntry, waited: Duration) -> Outcome {
+        let stored = self
+            .run(entry.case_id, Load::Record, |ctx, case| {
+                Ok::<_, CaseError>(core::given_up(ctx, case.record, entry, waited))
+            })
+            .await;
+        match stored {
+            Ok(_) => {
+                warn!(case = %entry.case_id, message = %entry.message_id, to = %entry.to, hours = waited.as_secs() / 3600, "no receipt in time: the message is no longer sent until an officer retries it");
+                Outcome::Refused
+            }
+            Err(e) => Outcome::Retry(e.to_string()),
+        }
+    }
+
+    /// Sends again the pushes of `case_id` given up on (an officer's `comity case retry`).
+    /// Returns how many.
+    pub async fn retry_given_up(&self, case_id: CaseId) -> Result<usize, CaseError> {
+        let dead: Vec<OutboxEntry> = self
+            .outbox_entries()?
+            .into_iter()
+            .filter(|e| e.dead && e.case_id == case_id)
+            .collect();
+        let n = dead.len();
+        self.run(case_id, Load::Record, |ctx, case| {
+            if case.record.is_none() {
+                return Err(CaseError::NotFound(case_id));
+            }
+            Ok::<_, CaseError>(core::retried(ctx, case.record, dead))
+        })
+        .await?;
+        info!(case = %case_id, messages = n, "given-up messages sent again");
+        Ok(n)
+    }
+
     /// Records a failed attempt of a request's delivery on its case, so officers see why it
     /// is not delivered yet.
     async fn retry(&self, entry: &OutboxEntry, reason: String) -> Outcome {
@@ -337,6 +386,7 @@ mod tests {
             retention_sweep: Duration::from_secs(60),
             cases_per_pull: 1,
             fulfilments: std::sync::Arc::new(crate::evidence::Announcer),
+            give_up_after: Duration::from_secs(7 * 86_400),
         }
     }
 

@@ -66,6 +66,9 @@ pub struct Delivery {
     pub last_error: Option<String>,
     /// The executing side refused the message itself (not the request's merits).
     pub refused: Option<String>,
+    /// Pushes of this case the member never acknowledged, no longer sent: why, and since when.
+    #[serde(default)]
+    pub given_up: Option<String>,
 }
 
 /// The fold of the case log, as of the last event stored.
@@ -204,6 +207,10 @@ pub struct OutboxEntry {
     pub key_id: String,
     pub queued_at: Timestamp,
     pub events: usize,
+    /// Not acknowledged for longer than the outbox waits: kept, shown on the case, and not
+    /// sent again until an officer asks (`comity case retry`).
+    #[serde(default)]
+    pub dead: bool,
 }
 
 /// Store keys: the ULID text form, which sorts by creation time like the ULID itself.

@@ -399,6 +399,13 @@ pub enum CaseCommand {
         #[command(flatten)]
         read: ReadArgs,
     },
+    /// Send again the messages of a case that its member did not acknowledge in time
+    /// (`[outbox] give_up_after_secs`), once the member is back.
+    Retry {
+        id: CaseId,
+        #[command(flatten)]
+        read: ReadArgs,
+    },
     /// Executing side: deliver the evidence. With --evidence, the files are sealed to the
     /// requesting jurisdiction, signed in a manifest, and pulled by its node; without, the
     /// fulfilment only records that the data were provided another way.
@@ -528,7 +535,8 @@ impl CaseCommand {
             | CaseCommand::Show { .. }
             | CaseCommand::Log { .. }
             | CaseCommand::Export { .. }
-            | CaseCommand::Approve { .. } => {
+            | CaseCommand::Approve { .. }
+            | CaseCommand::Retry { .. } => {
                 return Ok(None);
             }
         }))

@@ -152,6 +152,10 @@ async fn case(command: CaseCommand) -> anyhow::Result<()> {
             output::case_detail(&case, read.json)
         }
         CaseCommand::Approve { id, read } => approve(id, &read).await,
+        CaseCommand::Retry { id, read } => {
+            let case = client(&read.connection)?.retry(id).await?;
+            output::case_detail(&case, read.json)
+        }
         CaseCommand::Fulfil {
             id,
             note,

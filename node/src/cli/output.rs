@@ -218,6 +218,9 @@ fn print_custody(c: &CaseDetail) {
     if c.summary.not_delivered {
         println!("NOT DELIVERED still retrying");
     }
+    if let Some(given_up) = &c.delivery.given_up {
+        println!("GIVEN UP      {given_up}");
+    }
     if let Some(refused) = &c.delivery.refused {
         println!("REFUSED       by {}: {refused}", s.counterparty);
     }

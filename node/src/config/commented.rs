@@ -98,6 +98,11 @@ const COMMENTS: &[(&str, &str, &str)] = &[
         "Seconds after which a request without a receipt is flagged \"not delivered\" (still retried).",
     ),
     (
+        "outbox",
+        "give_up_after_secs",
+        "Seconds after which a message its member never acknowledged is no longer sent: it is kept\nand shown on its case until an officer sends it again (`comity case retry`).",
+    ),
+    (
         "log",
         "filter",
         "RUST_LOG-style filter (the RUST_LOG variable overrides it); format is \"text\" or \"json\".",

@@ -160,6 +160,9 @@ pub struct OutboxSection {
     /// A request still without a receipt after this long is shown as "not delivered" (it is
     /// still retried).
     pub not_delivered_after_secs: u64,
+    /// A message its member has not acknowledged after this long is no longer sent: it is
+    /// kept and shown on its case until an officer sends it again (`comity case retry`).
+    pub give_up_after_secs: u64,
 }
 
 /// Safeguards this node applies beyond what the protocol requires.
@@ -309,6 +312,8 @@ impl Default for OutboxSection {
             max_backoff_secs: 60,
             max_in_flight: 256,
             not_delivered_after_secs: 3600,
+            // A week: a member down longer than that is a matter for its officers.
+            give_up_after_secs: 7 * 86_400,
         }
     }
 }

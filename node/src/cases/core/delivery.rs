@@ -88,3 +88,55 @@ pub fn failed(
     }
     plan
 }
+
+/// `entry` was not acknowledged for longer than the outbox waits (`waited`): it is kept but no
+/// longer sent, and the case says so, until an officer asks for it to be sent again.
+pub fn given_up(
+    ctx: &Context,
+    record: Option<CaseRecord>,
+    entry: &OutboxEntry,
+    waited: std::time::Duration,
+) -> Plan {
+    let mut dead = entry.clone();
+    dead.dead = true;
+    let mut plan = Plan {
+        outbox_put: vec![dead],
+        effects: vec![Effect::WakeWaiters(entry.case_id)],
+        ..Plan::default()
+    };
+    if let Some(mut record) = record {
+        record.updated_at = ctx.now;
+        record.delivery.given_up = Some(format!(
+            "{} acknowledged no message of this case in {} hour(s); they are no longer sent: `comity case retry {}` sends them again",
+            entry.to,
+            waited.as_secs() / 3600,
+            entry.case_id
+        ));
+        plan.record = Some(record);
+    }
+    plan
+}
+
+/// An officer asks for the case's given-up pushes (`dead`) to be sent again: queued anew, so
+/// that the member has the whole wait again.
+pub fn retried(ctx: &Context, record: Option<CaseRecord>, dead: Vec<OutboxEntry>) -> Plan {
+    let mut plan = Plan {
+        outbox_put: dead
+            .into_iter()
+            .map(|mut e| {
+                e.dead = false;
+                e.queued_at = ctx.now;
+                e
+            })
+            .collect(),
+        ..Plan::default()
+    };
+    if let Some(mut record) = record
+        && record.delivery.given_up.is_some()
+    {
+        record.updated_at = ctx.now;
+        record.delivery.given_up = None;
+        plan.record = Some(record);
+    }
+    plan
+}

@@ -20,7 +20,7 @@ use comity_protocol::{
 };
 use ed25519_dalek::SigningKey;
 
-pub use delivery::{delivered, failed, refused};
+pub use delivery::{delivered, failed, given_up, refused, retried};
 pub use officer::{act, approve, check_disclosure_approval, draft, send};
 pub use receive::{IngestError, Via, receive, within_reply};
 
@@ -146,6 +146,7 @@ impl Context<'_> {
             key_id: record.key_id.clone(),
             queued_at: push.sent_at,
             events: count,
+            dead: false,
         })
     }
 }

@@ -118,8 +118,11 @@ impl Party {
             assert_eq!(*index, self.case.log.len(), "events are stored in order");
             self.case.log.insert_stored(envelope.clone()).unwrap();
         }
-        self.outbox
-            .retain(|e| !plan.outbox_delete.contains(&e.message_id));
+        // Stored by message id: a put replaces the entry it names.
+        self.outbox.retain(|e| {
+            !plan.outbox_delete.contains(&e.message_id)
+                && !plan.outbox_put.iter().any(|p| p.message_id == e.message_id)
+        });
         self.outbox.extend(plan.outbox_put.iter().cloned());
         if let Some((id, receipt)) = &plan.inbox {
             assert!(
