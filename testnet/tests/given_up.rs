@@ -28,11 +28,18 @@ async fn messages_never_acknowledged_are_given_up_shown_and_sent_again_on_reques
         if case.delivery.given_up.is_some() {
             break case;
         }
-        assert!(Instant::now() < deadline, "not given up: {:?}", case.delivery);
+        assert!(
+            Instant::now() < deadline,
+            "not given up: {:?}",
+            case.delivery
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     let shown = case.delivery.given_up.unwrap();
-    assert!(shown.contains("DE") && shown.contains("comity case retry"), "{shown}");
+    assert!(
+        shown.contains("DE") && shown.contains("comity case retry"),
+        "{shown}"
+    );
     assert!(case.signed_receipt.is_none());
     let lag = fr.status().await.unwrap().outbox_depth;
     assert!(lag >= 1, "the message is kept, not dropped");

@@ -82,6 +82,8 @@ pub async fn run(
     me: Jurisdiction,
 ) {
     let mut gossip = network.gossip();
+    let mut running: std::collections::HashMap<Jurisdiction, tokio::task::JoinHandle<()>> =
+        std::collections::HashMap::new();
     loop {
         let (source, data) = match gossip.recv().await {
             Ok(message) => message,
@@ -114,10 +116,31 @@ pub async fn run(
             warn!(member = %member.jurisdiction, "checkpoint refused: it is of another member's log");
             continue;
         }
-        witness(
-            &store, &network, member, envelope, checkpoint, &identity, &me,
-        )
-        .await;
+        // Each member's checkpoints are witnessed on a task of their own, one at a time: a
+        // member slow to give its consistency proof delays nobody else's. A checkpoint that
+        // comes while its member's previous one is still being checked is left to the next.
+        if running
+            .get(&member.jurisdiction)
+            .is_some_and(|task| !task.is_finished())
+        {
+            debug!(member = %member.jurisdiction, "still checking this member's previous checkpoint");
+            continue;
+        }
+        let (store, network, member, identity, me) = (
+            store.clone(),
+            network.clone(),
+            member.clone(),
+            identity.clone(),
+            me.clone(),
+        );
+        let j = member.jurisdiction.clone();
+        let task = tokio::spawn(async move {
+            witness(
+                &store, &network, &member, envelope, checkpoint, &identity, &me,
+            )
+            .await;
+        });
+        running.insert(j, task);
     }
 }
 

@@ -383,12 +383,17 @@ fn a_push_never_acknowledged_is_given_up_shown_on_its_case_and_sent_again_on_req
     let (mut fr, mut de) = sent(&roster);
     let entry = fr.outbox[0].clone();
     let week = std::time::Duration::from_secs(7 * 86_400);
-    let plan = fr.with(&roster, |ctx, case| given_up(ctx, case.record, &entry, week));
+    let plan = fr.with(&roster, |ctx, case| {
+        given_up(ctx, case.record, &entry, week)
+    });
     fr.apply(plan);
     assert_eq!(fr.outbox.len(), 1, "kept, never silently dropped");
     assert!(fr.outbox[0].dead, "and no longer sent");
     let shown = fr.record().delivery.given_up.clone().unwrap();
-    assert!(shown.contains("DE") && shown.contains("168 hour"), "{shown}");
+    assert!(
+        shown.contains("DE") && shown.contains("168 hour"),
+        "{shown}"
+    );
     assert!(fr.effects.contains(&Effect::WakeWaiters(entry.case_id)));
 
     // An officer asks for it again: it is sent as before, and delivers the case.
@@ -396,10 +401,17 @@ fn a_push_never_acknowledged_is_given_up_shown_on_its_case_and_sent_again_on_req
     let plan = fr.with(&roster, |ctx, case| retried(ctx, case.record, dead));
     fr.apply(plan);
     assert!(!fr.outbox[0].dead);
-    assert!(fr.outbox[0].queued_at > entry.queued_at, "the member has the whole wait again");
+    assert!(
+        fr.outbox[0].queued_at > entry.queued_at,
+        "the member has the whole wait again"
+    );
     assert_eq!(fr.record().delivery.given_up, None);
     let entry = fr.outbox[0].clone();
-    let reply = de.take_push(&roster, &j("FR"), &entry).unwrap().reply.unwrap();
+    let reply = de
+        .take_push(&roster, &j("FR"), &entry)
+        .unwrap()
+        .reply
+        .unwrap();
     fr.take_receipt(&roster, &j("DE"), &entry, reply);
     assert_eq!(fr.state(), Some(CaseState::Delivered));
     assert!(fr.outbox.is_empty());
