@@ -69,10 +69,13 @@ pub fn from_canonical_cbor<T: DeserializeOwned>(
     bytes: &[u8],
     max_len: usize,
 ) -> Result<T, CodecError> {
-    let value: Value = from_cbor(bytes, max_len)?;
-    if encode(&canonicalize(value)?)? != bytes {
-        return Err(CodecError::NonCanonical);
+    if bytes.len() > max_len {
+        return Err(CodecError::TooLarge {
+            len: bytes.len(),
+            max: max_len,
+        });
     }
+    check_canonical(bytes)?;
     from_cbor(bytes, max_len)
 }
 
@@ -90,10 +93,131 @@ pub fn bstr_head(len: usize) -> Vec<u8> {
 
 /// Whether `bytes` is exactly one CBOR item in core deterministic encoding, without floats.
 pub fn is_canonical(bytes: &[u8]) -> bool {
-    let Ok(value) = from_cbor::<Value>(bytes, usize::MAX) else {
-        return false;
-    };
-    matches!(canonicalize(value).and_then(|v| encode(&v)), Ok(again) if again == bytes)
+    check_canonical(bytes).is_ok()
+}
+/// Deepest nesting a canonical check follows (ciborium's own decoder stops at 256).
+const MAX_DEPTH: usize = 128;
+
+/// Checks that `bytes` are exactly one item in core deterministic CBOR without floats, reading
+/// them in place: no value tree, no copy, no allocation. Refuses non-shortest heads,
+/// indefinite lengths, unsorted or repeated map keys, floats, simple values other than
+/// false, true and null, bignum tags (which decoders turn into integers), invalid UTF-8 and
+/// anything after the item.
+pub fn check_canonical(bytes: &[u8]) -> Result<(), CodecError> {
+    let mut reader = Reader { bytes, pos: 0 };
+    reader.item(0)?;
+    match bytes.len() - reader.pos {
+        0 => Ok(()),
+        count => Err(CodecError::TrailingBytes { count }),
+    }
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+fn truncated() -> CodecError {
+    CodecError::Decode("the message ends in the middle of an item (truncated frame?)".to_owned())
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: u64) -> Result<&'a [u8], CodecError> {
+        let n = usize::try_from(n).map_err(|_| truncated())?;
+        let end = self.pos.checked_add(n).ok_or_else(truncated)?;
+        let taken = self.bytes.get(self.pos..end).ok_or_else(truncated)?;
+        self.pos = end;
+        Ok(taken)
+    }
+
+    fn remaining(&self) -> u64 {
+        (self.bytes.len() - self.pos) as u64
+    }
+
+    /// The initial byte's major type and the argument of its head, refused unless in its
+    /// shortest form.
+    fn head(&mut self) -> Result<(u8, u64), CodecError> {
+        let initial = self.take(1)?[0];
+        let (major, info) = (initial >> 5, initial & 0x1f);
+        if major == 7 {
+            return match info {
+                20..=22 => Ok((7, u64::from(info))),
+                25..=27 => Err(CodecError::Float),
+                _ => Err(CodecError::NonCanonical),
+            };
+        }
+        let (arg, least) = match info {
+            0..=23 => return Ok((major, u64::from(info))),
+            24 => (u64::from(self.take(1)?[0]), 24),
+            25 => (u64::from(u16::from_be_bytes(self.fixed()?)), 0x100),
+            26 => (u64::from(u32::from_be_bytes(self.fixed()?)), 0x1_0000),
+            27 => (u64::from_be_bytes(self.fixed()?), 0x1_0000_0000),
+            31 => return Err(CodecError::NonCanonical), // indefinite length
+            _ => {
+                return Err(CodecError::Decode(format!(
+                    "reserved additional information {info} at byte {}",
+                    self.pos - 1
+                )));
+            }
+        };
+        if arg < least {
+            return Err(CodecError::NonCanonical);
+        }
+        Ok((major, arg))
+    }
+
+    fn fixed<const N: usize>(&mut self) -> Result<[u8; N], CodecError> {
+        Ok(self.take(N as u64)?.try_into().expect("took N bytes"))
+    }
+
+    fn item(&mut self, depth: usize) -> Result<(), CodecError> {
+        if depth > MAX_DEPTH {
+            return Err(CodecError::Decode("nested too deeply".to_owned()));
+        }
+        let (major, arg) = self.head()?;
+        match major {
+            0 | 1 | 7 => Ok(()),
+            2 => self.take(arg).map(drop),
+            3 => std::str::from_utf8(self.take(arg)?)
+                .map(drop)
+                .map_err(|_| CodecError::Decode("a text string is not valid UTF-8".to_owned())),
+            4 => {
+                // Every item takes a byte at least: a count beyond what is left is a lie.
+                if arg > self.remaining() {
+                    return Err(truncated());
+                }
+                (0..arg).try_for_each(|_| self.item(depth + 1))
+            }
+            5 => {
+                if arg.saturating_mul(2) > self.remaining() {
+                    return Err(truncated());
+                }
+                let mut previous: Option<(usize, usize)> = None;
+                for _ in 0..arg {
+                    let start = self.pos;
+                    self.item(depth + 1)?;
+                    let key = (start, self.pos);
+                    if let Some((a, b)) = previous {
+                        match self.bytes[a..b].cmp(&self.bytes[key.0..key.1]) {
+                            std::cmp::Ordering::Less => {}
+                            std::cmp::Ordering::Equal => {
+                                return Err(CodecError::DuplicateKey {
+                                    key: format!("{:02x?}", &self.bytes[key.0..key.1]),
+                                });
+                            }
+                            std::cmp::Ordering::Greater => return Err(CodecError::NonCanonical),
+                        }
+                    }
+                    previous = Some(key);
+                    self.item(depth + 1)?;
+                }
+                Ok(())
+            }
+            6 if arg == 2 || arg == 3 => Err(CodecError::NonCanonical),
+            6 => self.item(depth + 1),
+            _ => unreachable!("a major type has three bits"),
+        }
+    }
 }
 
 fn encode(value: &Value) -> Result<Vec<u8>, CodecError> {
@@ -148,7 +272,70 @@ fn describe_decode_error(e: ciborium::de::Error<std::io::Error>) -> CodecError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
     use std::collections::BTreeMap;
+
+    /// The check as it was: decode into a value tree, sort, encode again, compare.
+    fn canonical_by_tree(bytes: &[u8]) -> bool {
+        let Ok(value) = from_cbor::<Value>(bytes, usize::MAX) else {
+            return false;
+        };
+        matches!(canonicalize(value).and_then(|v| encode(&v)), Ok(again) if again == bytes)
+    }
+
+    fn value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            any::<i64>().prop_map(|n| Value::Integer(n.into())),
+            any::<u64>().prop_map(|n| Value::Integer(n.into())),
+            proptest::collection::vec(any::<u8>(), 0..40).prop_map(Value::Bytes),
+            ".{0,30}".prop_map(Value::Text),
+            any::<bool>().prop_map(Value::Bool),
+            Just(Value::Null),
+        ];
+        leaf.prop_recursive(4, 64, 8, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..8).prop_map(Value::Array),
+                proptest::collection::vec((inner.clone(), inner.clone()), 0..8)
+                    .prop_map(Value::Map),
+                (100u64..1000, inner).prop_map(|(t, v)| Value::Tag(t, Box::new(v))),
+            ]
+        })
+    }
+
+    proptest! {
+        /// Read in place, the check agrees with re-encoding the value tree, for values encoded
+        /// as they come (maps unsorted, keys perhaps repeated) and canonically.
+        #[test]
+        fn the_check_in_place_agrees_with_the_tree(v in value()) {
+            let raw = encode(&v).unwrap();
+            prop_assert_eq!(is_canonical(&raw), canonical_by_tree(&raw));
+            if let Ok(canonical) = canonicalize(v).and_then(|v| encode(&v)) {
+                prop_assert!(is_canonical(&canonical));
+            }
+        }
+
+        /// On any bytes at all, the check in place is never laxer than the tree.
+        #[test]
+        fn arbitrary_bytes_are_never_accepted_that_the_tree_refuses(
+            bytes in proptest::collection::vec(any::<u8>(), 0..64)
+        ) {
+            if is_canonical(&bytes) {
+                prop_assert!(canonical_by_tree(&bytes), "{:02x?}", bytes);
+            }
+        }
+    }
+
+    #[test]
+    fn a_deep_or_lying_item_is_refused_without_reading_past_the_input() {
+        // 2^64 - 1 array items announced in nine bytes.
+        let liar = [0x9b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff];
+        assert!(matches!(check_canonical(&liar), Err(CodecError::Decode(_))));
+        let deep = [vec![0x81; 10_000], vec![0x00]].concat();
+        assert!(matches!(check_canonical(&deep), Err(CodecError::Decode(_))));
+        // Bignums are integers to a decoder: never canonical as tags.
+        assert!(!is_canonical(&[0xc2, 0x41, 0x01]));
+        assert_eq!(check_canonical(&[0xfa, 0, 0, 0, 0]), Err(CodecError::Float));
+    }
 
     #[test]
     fn keys_sort_by_encoded_bytes_so_shorter_keys_come_first() {
