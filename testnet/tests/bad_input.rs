@@ -276,3 +276,62 @@ async fn admin_api_refuses_missing_and_wrong_tokens_and_lists_invalid_fields() {
         "nothing stored"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_equivocating_member_is_refused_and_both_of_its_events_are_kept() {
+    let (_dir, mut bloc) = bloc(&["FR", "DE"]).await;
+    bloc.start_all().unwrap();
+    bloc.wait_connected(CONNECT).await.unwrap();
+    let (fr, de) = members(&bloc);
+    let de_client = bloc.client("DE");
+    let sender = RawPeer::start(fr.clone(), &de).await.unwrap();
+
+    // A request DE accepts.
+    let case_id = CaseId::new();
+    let first = genesis(&fr.signing_key(), case_id, request("FR", "DE"));
+    let push = signed_push(&fr.signing_key(), case_id, vec![first.clone()]);
+    assert!(matches!(
+        sender.push(de.peer_id, &push).await.unwrap(),
+        ExchangeResponse::Receipt(_)
+    ));
+    // FR signs two different withdrawals as its second event.
+    let mut log = CaseLog::new(case_id);
+    log.insert_stored(first).unwrap();
+    let withdrawal = |reason: &str| {
+        let event = log.next_event(
+            &j("FR"),
+            EventKind::Withdrawn {
+                reason: reason.into(),
+            },
+            Timestamp::now(),
+        );
+        SignedEnvelope::sign(&event, &fr.signing_key()).unwrap()
+    };
+    let (one, other) = (withdrawal("no longer needed"), withdrawal("sent by mistake"));
+    let push = signed_push(&fr.signing_key(), case_id, vec![one.clone()]);
+    assert!(matches!(
+        sender.push(de.peer_id, &push).await.unwrap(),
+        ExchangeResponse::Receipt(_)
+    ));
+    let push = signed_push(&fr.signing_key(), case_id, vec![other.clone()]);
+    let (code, detail) = rejection(sender.push(de.peer_id, &push).await.unwrap());
+    assert_eq!(code, RejectCode::Invalid);
+    assert!(detail.contains("equivocation"), "{detail}");
+
+    // Both signed events are kept as evidence, and shown.
+    let kept = de_client.equivocations().await.unwrap();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert_eq!((kept[0].author.clone(), kept[0].case_id), (j("FR"), case_id));
+    assert_eq!(kept[0].existing, one);
+    assert_eq!(kept[0].offered, other);
+    let status = de_client.status().await.unwrap();
+    assert!(
+        status.equivocations.iter().any(|e| e.contains("FR signed two")),
+        "{:?}",
+        status.equivocations
+    );
+    // The same again adds nothing.
+    let push = signed_push(&fr.signing_key(), case_id, vec![other]);
+    rejection(sender.push(de.peer_id, &push).await.unwrap());
+    assert_eq!(de_client.equivocations().await.unwrap().len(), 1);
+}

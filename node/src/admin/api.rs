@@ -82,6 +82,10 @@ pub struct StatusView {
     /// Contradictions found in members' audit logs (evidence kept).
     #[serde(default)]
     pub audit_alerts: Vec<String>,
+    /// Members that signed two different events as the same number (evidence kept; see
+    /// `GET /v1/equivocations`).
+    #[serde(default)]
+    pub equivocations: Vec<String>,
     /// The key evidence for this node is sealed to, and whether the roster lists it.
     #[serde(default)]
     pub sealing_key: Option<String>,
@@ -381,6 +385,44 @@ pub struct RefusalView {
     pub case_id: Option<CaseId>,
     pub code: comity_protocol::RejectCode,
     pub reason: String,
+}
+
+/// `GET /v1/equivocations`: two different events a member signed as the same number of its
+/// own in one case, both signed envelopes kept as evidence.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct EquivocationView {
+    pub at: Timestamp,
+    /// The member that sent the second one.
+    pub from: Jurisdiction,
+    pub author: Jurisdiction,
+    pub case_id: CaseId,
+    pub seq: u64,
+    pub existing: SignedEnvelope,
+    pub offered: SignedEnvelope,
+}
+
+impl From<crate::cases::EquivocationRecord> for EquivocationView {
+    fn from(e: crate::cases::EquivocationRecord) -> Self {
+        Self {
+            at: e.at,
+            from: e.from,
+            author: e.author,
+            case_id: e.case_id,
+            seq: e.seq,
+            existing: e.existing,
+            offered: e.offered,
+        }
+    }
+}
+
+impl EquivocationView {
+    /// One line for status and lists.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} signed two different events as its number {} in case {} (from {} at {}; both kept)",
+            self.author, self.seq, self.case_id, self.from, self.at
+        )
+    }
 }
 
 impl From<crate::cases::record::Refusal> for RefusalView {

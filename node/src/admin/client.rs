@@ -6,9 +6,9 @@ use std::time::Duration;
 use comity_protocol::{CaseId, Jurisdiction};
 
 use super::api::{
-    API_PREFIX, Action, ApiError, CaseDetail, CaseFilter, CaseSummary, EvidenceUpload,
-    FaultRequest, FulfilledView, LogView, NewEvidence, NewOfficer, NewOfficerToken, NewRequest,
-    PeerView, RefusalView, SendCase, StatusView,
+    API_PREFIX, Action, ApiError, CaseDetail, CaseFilter, CaseSummary, EquivocationView,
+    EvidenceUpload, FaultRequest, FulfilledView, LogView, NewEvidence, NewOfficer, NewOfficerToken,
+    NewRequest, PeerView, RefusalView, SendCase, StatusView,
 };
 use super::officers::{Officer, Role as OfficerRole};
 use serde::Serialize;
@@ -362,6 +362,9 @@ impl AdminClient {
     }
     pub async fn refusals(&self) -> Result<Vec<RefusalView>, ClientError> {
         self.get("/refusals").await
+    }
+    pub async fn equivocations(&self) -> Result<Vec<EquivocationView>, ClientError> {
+        self.get("/equivocations").await
     }
     pub async fn fault(
         &self,

@@ -138,6 +138,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/faults", post(fault))
         .route("/faults/clock", post(advance_clock))
         .route("/refusals", get(refusals))
+        .route("/equivocations", get(equivocations))
         .route("/access-log", get(access_log))
         .route("/reports/transparency", get(transparency))
         .route("/reports/bloc", get(bloc_reports))
@@ -257,6 +258,13 @@ async fn status(State(state): State<AdminState>) -> Reply<StatusView> {
             .into_iter()
             .map(|e| format!("{} at {}: {}", e.member, e.at, e.reason))
             .collect(),
+        equivocations: state
+            .cases
+            .equivocations()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|e| api::EquivocationView::from(e).describe())
+            .collect(),
         sealing_key: Some(state.evidence.sealing_key().to_string()),
         sealing_key_in_roster: roster
             .by_jurisdiction(state.cases.jurisdiction())
@@ -315,6 +323,21 @@ fn peer_views(state: &AdminState, net: &network::NetworkStatus) -> Vec<PeerView>
 async fn peers(State(state): State<AdminState>) -> Reply<Vec<PeerView>> {
     let net = network_status(&state).await?;
     Ok(Json(peer_views(&state, &net)))
+}
+
+async fn equivocations(
+    Extension(officer): Extension<Officer>,
+    State(state): State<AdminState>,
+) -> Reply<Vec<api::EquivocationView>> {
+    allow(&officer, &[Role::Auditor])?;
+    Ok(Json(
+        state
+            .cases
+            .equivocations()?
+            .into_iter()
+            .map(Into::into)
+            .collect(),
+    ))
 }
 
 async fn refusals(

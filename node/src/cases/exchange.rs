@@ -68,6 +68,7 @@ impl IngestError {
                 format!("{n} linked event(s) not held yet; pulling them, retry"),
             ),
             IngestError::Refused(code, why) => reject(code, why),
+            IngestError::Equivocation(e) => reject(RejectCode::Invalid, e.reason),
             IngestError::Unavailable(why) => reject(RejectCode::Unavailable, why),
         }
     }
@@ -205,6 +206,10 @@ impl Cases {
                         Some(reply) => ExchangeResponse::Receipt(reply),
                         None => reject(RejectCode::Unavailable, "no receipt was planned; retry"),
                     };
+                }
+                Err(IngestError::Equivocation(e)) => {
+                    self.keep_equivocation(member, push.case_id, &e).await;
+                    return IngestError::Equivocation(e).into_response();
                 }
                 Err(IngestError::Missing(n)) => {
                     // The sender is ahead of us in this case: fetch what we lack from it.

@@ -13,6 +13,7 @@ mod outbox;
 mod precheck;
 pub mod record;
 mod refusals;
+pub use refusals::EquivocationRecord;
 mod retention;
 mod shell;
 mod sync;

@@ -3,8 +3,13 @@
 //! tally and the latest few refusals (older ones are overwritten), and the audit log gets one
 //! entry per hour with the count of those in between, whatever case ids the sender invents.
 //!
+//! An equivocation (a member signing two different events as the same number of its own in one
+//! case) is refused like any invalid event, and both signed envelopes are kept as evidence: once
+//! per author, case and number, 16 per author at most.
+//!
 //! Keys (`Cf::Refusals`): `t/{member or peer}/{code}` → the tally; `s/{member or peer}/{code}/{slot}`
-//! → a refusal. Stores from before this layout keep their older records, which are listed too.
+//! → a refusal; `e/{author}/{case}/{seq}` → an equivocation. Stores from before this layout keep
+//! their older records, which are listed too.
 
 use std::time::Duration;
 
@@ -25,6 +30,22 @@ const MAX_RECENT_REFUSALS: usize = 10_000;
 const SAMPLES: u64 = 16;
 /// One audit entry per peer and code in this long; the refusals between are counted in it.
 const AUDIT_WINDOW_MS: i64 = 3_600_000;
+
+/// Equivocations kept per author: the first ones are the evidence that matters.
+const MAX_EQUIVOCATIONS: usize = 16;
+
+/// Two different events a member signed as the same number of its own in one case, as kept.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct EquivocationRecord {
+    pub at: Timestamp,
+    /// The member that sent the second one (the author, or the member that passed it on).
+    pub from: comity_protocol::Jurisdiction,
+    pub author: comity_protocol::Jurisdiction,
+    pub case_id: CaseId,
+    pub seq: u64,
+    pub existing: comity_protocol::SignedEnvelope,
+    pub offered: comity_protocol::SignedEnvelope,
+}
 
 /// The refusals of one kind from one peer, all told.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -149,6 +170,54 @@ impl Cases {
         }
     }
 
+    /// Keeps both signed envelopes of an equivocation, once per author, case and number.
+    pub(super) async fn keep_equivocation(
+        &self,
+        from: &crate::roster::Member,
+        case_id: CaseId,
+        e: &super::core::Equivocation,
+    ) {
+        warn!(author = %e.author, seq = e.seq, case = %case_id, from = %from.jurisdiction, "EQUIVOCATION: two different events signed as the same number; both kept as evidence");
+        let prefix = format!("e/{}/", e.author);
+        let key = format!("{prefix}{case_id}/{:020}", e.seq).into_bytes();
+        let _guard = self.inner.refusal_lock.lock().await;
+        let held = self
+            .inner
+            .store
+            .scan_prefix(Cf::Refusals, prefix.as_bytes())
+            .unwrap_or_default();
+        if held.iter().any(|(k, _)| *k == key) || held.len() >= MAX_EQUIVOCATIONS {
+            return;
+        }
+        let record = EquivocationRecord {
+            at: self.now(),
+            from: from.jurisdiction.clone(),
+            author: e.author.clone(),
+            case_id,
+            seq: e.seq,
+            existing: e.existing.clone(),
+            offered: e.offered.clone(),
+        };
+        let mut batch = Batch::new();
+        batch.put(Cf::Refusals, key, encode(&record));
+        if let Err(err) = self.inner.store.commit(batch).await {
+            warn!(error = %err, "could not keep the evidence of an equivocation");
+        }
+    }
+
+    /// Every equivocation kept, oldest first.
+    pub fn equivocations(&self) -> Result<Vec<EquivocationRecord>, CaseError> {
+        let mut kept = self
+            .inner
+            .store
+            .scan_prefix(Cf::Refusals, b"e/")?
+            .iter()
+            .map(|(_, v)| decode::<EquivocationRecord>(v).map_err(CaseError::from))
+            .collect::<Result<Vec<_>, _>>()?;
+        kept.sort_by_key(|e| e.at);
+        Ok(kept)
+    }
+
     /// The refusals kept (the latest few of each peer and code), oldest first.
     pub fn refusals(&self) -> Result<Vec<Refusal>, CaseError> {
         let mut kept = self
@@ -156,7 +225,7 @@ impl Cases {
             .store
             .scan(Cf::Refusals)?
             .iter()
-            .filter(|(k, _)| !k.starts_with(b"t/"))
+            .filter(|(k, _)| !k.starts_with(b"t/") && !k.starts_with(b"e/"))
             .map(|(_, v)| decode::<Refusal>(v).map_err(CaseError::from))
             .collect::<Result<Vec<_>, _>>()?;
         kept.sort_by_key(|r| r.at);

@@ -17,6 +17,7 @@ use super::core::{IngestError, Via};
 use super::record::CaseRecord;
 use super::{CaseError, Cases};
 use crate::roster::Member;
+use comity_protocol::RejectCode;
 
 /// Bytes of events in one pull answer; the rest follows in the next page.
 const PAGE_BUDGET: usize = limits::MAX_RESPONSE_FRAME - (64 << 10);
@@ -228,6 +229,17 @@ impl Cases {
                     warn!(case = %case_id, member = %member.jurisdiction, %code, "refused pulled events; not applied");
                     self.record_refusal(member.peer_id, Some(case_id), code, &why)
                         .await;
+                }
+                Err(IngestError::Equivocation(e)) => {
+                    warn!(case = %case_id, member = %member.jurisdiction, "equivocation in pulled events; both kept as evidence");
+                    self.keep_equivocation(member, case_id, &e).await;
+                    self.record_refusal(
+                        member.peer_id,
+                        Some(case_id),
+                        RejectCode::Invalid,
+                        &e.reason,
+                    )
+                    .await;
                 }
                 Err(IngestError::Missing(n)) => {
                     return Err(format!("{n} linked events still missing"));

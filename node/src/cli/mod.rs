@@ -57,8 +57,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             output::access_log(&records, read.json)
         }
         Command::Refusals(read) => {
-            let refusals = client(&read.connection)?.refusals().await?;
-            output::refusals(&refusals, read.json)
+            let client = client(&read.connection)?;
+            let refusals = client.refusals().await?;
+            let equivocations = client.equivocations().await?;
+            output::refusals(&refusals, &equivocations, read.json)
         }
         Command::Inbox(read) => {
             let cases = client(&read.connection)?.inbox().await?;

@@ -56,6 +56,9 @@ pub fn status(s: &StatusView, as_json: bool) -> anyhow::Result<()> {
     for alert in &s.audit_alerts {
         println!("AUDIT ALERT   {alert}");
     }
+    for e in &s.equivocations {
+        println!("EQUIVOCATION  {e}");
+    }
     for alert in &s.bloc_alerts {
         println!("BLOC ALERT    {alert}");
     }
@@ -319,9 +322,19 @@ fn describe_decision(decision: &comity_protocol::Decision) -> String {
     }
 }
 
-pub fn refusals(refusals: &[crate::admin::api::RefusalView], as_json: bool) -> anyhow::Result<()> {
+pub fn refusals(
+    refusals: &[crate::admin::api::RefusalView],
+    equivocations: &[crate::admin::api::EquivocationView],
+    as_json: bool,
+) -> anyhow::Result<()> {
     if as_json {
-        return json(&refusals);
+        return json(&serde_json::json!({
+            "refusals": refusals,
+            "equivocations": equivocations,
+        }));
+    }
+    for e in equivocations {
+        println!("EQUIVOCATION  {}", e.describe());
     }
     if refusals.is_empty() {
         println!("no refusals");

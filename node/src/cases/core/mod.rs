@@ -22,7 +22,7 @@ use ed25519_dalek::SigningKey;
 
 pub use delivery::{delivered, failed, given_up, refused, retried};
 pub use officer::{act, approve, check_disclosure_approval, draft, send};
-pub use receive::{IngestError, Via, receive, within_reply};
+pub use receive::{Equivocation, IngestError, Via, receive, within_reply};
 
 use super::CaseError;
 use super::record::{CaseRecord, OutboxEntry};

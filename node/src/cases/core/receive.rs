@@ -34,7 +34,23 @@ pub enum IngestError {
     Missing(usize),
     /// Refused for good: the code and a reason.
     Refused(RejectCode, String),
+    /// The author signed two different events with the same number: refused (as invalid),
+    /// and both signed envelopes are evidence to keep.
+    Equivocation(Box<Equivocation>),
     Unavailable(String),
+}
+
+/// Two different events an author signed as the same number of its own in one case.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Equivocation {
+    pub author: Jurisdiction,
+    pub seq: u64,
+    /// The one held first.
+    pub existing: SignedEnvelope,
+    /// The one just offered.
+    pub offered: SignedEnvelope,
+    /// What the member is told, and what the refusal records.
+    pub reason: String,
 }
 
 impl IngestError {
@@ -42,6 +58,7 @@ impl IngestError {
         match self {
             IngestError::Missing(n) => format!("{n} linked event(s) missing"),
             IngestError::Refused(code, why) => format!("{code}: {why}"),
+            IngestError::Equivocation(e) => format!("{}: {}", RejectCode::Invalid, e.reason),
             IngestError::Unavailable(why) => why.clone(),
         }
     }
@@ -242,6 +259,28 @@ fn insert_all(
                 fresh.push(envelope);
             }
             Ok(Inserted::Duplicate(id)) => ids.push(id),
+            Err(e @ EventError::Equivocation { .. }) => {
+                let EventError::Equivocation {
+                    author,
+                    seq,
+                    existing,
+                    ..
+                } = &e
+                else {
+                    unreachable!("matched above")
+                };
+                let held = log.get(existing).map(|(_, held)| held.clone());
+                return Err(match held {
+                    Some(existing) => IngestError::Equivocation(Box::new(Equivocation {
+                        author: author.clone(),
+                        seq: *seq,
+                        existing,
+                        offered: envelope,
+                        reason: e.to_string(),
+                    })),
+                    None => event_refusal(e),
+                });
+            }
             Err(e) => return Err(event_refusal(e)),
         }
     }

@@ -416,3 +416,51 @@ fn a_push_never_acknowledged_is_given_up_shown_on_its_case_and_sent_again_on_req
     assert_eq!(fr.state(), Some(CaseState::Delivered));
     assert!(fr.outbox.is_empty());
 }
+
+#[test]
+fn an_author_signing_two_events_as_one_number_is_refused_with_both_kept() {
+    let roster = roster();
+    let (mut fr, mut de) = delivered_case(&roster);
+    settle(&roster, &mut fr, &mut de);
+    // The same DE, twice: once it accepts, once it refuses, both as its next event.
+    let mut twin = Party {
+        me: de.me.clone(),
+        key: de.key.clone(),
+        case: de.case.clone(),
+        outbox: Vec::new(),
+        inbox: de.inbox.clone(),
+        effects: Vec::new(),
+        closed: de.closed.clone(),
+        minutes: de.minutes,
+    };
+    de.act(
+        &roster,
+        EventKind::Decided {
+            decision: Decision::Accept,
+        },
+        "reviewer",
+    )
+    .unwrap();
+    twin.act(
+        &roster,
+        EventKind::Decided {
+            decision: Decision::Refuse {
+                reasons: vec!["no".into()],
+            },
+        },
+        "reviewer",
+    )
+    .unwrap();
+    let accepted = de.outbox[0].clone();
+    let refused = twin.outbox[0].clone();
+    fr.take_push(&roster, &j("DE"), &accepted).unwrap();
+    let before = fr.case.log.len();
+    let Err(IngestError::Equivocation(e)) = fr.take_push(&roster, &j("DE"), &refused) else {
+        panic!("an equivocation is refused as such")
+    };
+    assert_eq!(e.author, j("DE"));
+    assert_eq!(e.existing, open_push(&accepted).2[0]);
+    assert_eq!(e.offered, open_push(&refused).2[0]);
+    assert!(e.reason.contains("equivocation"), "{}", e.reason);
+    assert_eq!(fr.case.log.len(), before, "nothing of it applied");
+}
