@@ -307,7 +307,10 @@ async fn an_equivocating_member_is_refused_and_both_of_its_events_are_kept() {
         );
         SignedEnvelope::sign(&event, &fr.signing_key()).unwrap()
     };
-    let (one, other) = (withdrawal("no longer needed"), withdrawal("sent by mistake"));
+    let (one, other) = (
+        withdrawal("no longer needed"),
+        withdrawal("sent by mistake"),
+    );
     let push = signed_push(&fr.signing_key(), case_id, vec![one.clone()]);
     assert!(matches!(
         sender.push(de.peer_id, &push).await.unwrap(),
@@ -321,12 +324,18 @@ async fn an_equivocating_member_is_refused_and_both_of_its_events_are_kept() {
     // Both signed events are kept as evidence, and shown.
     let kept = de_client.equivocations().await.unwrap();
     assert_eq!(kept.len(), 1, "{kept:?}");
-    assert_eq!((kept[0].author.clone(), kept[0].case_id), (j("FR"), case_id));
+    assert_eq!(
+        (kept[0].author.clone(), kept[0].case_id),
+        (j("FR"), case_id)
+    );
     assert_eq!(kept[0].existing, one);
     assert_eq!(kept[0].offered, other);
     let status = de_client.status().await.unwrap();
     assert!(
-        status.equivocations.iter().any(|e| e.contains("FR signed two")),
+        status
+            .equivocations
+            .iter()
+            .any(|e| e.contains("FR signed two")),
         "{:?}",
         status.equivocations
     );

@@ -16,6 +16,7 @@ use libp2p::PeerId;
 use tokio::sync::{Semaphore, mpsc};
 use tracing::{info, warn};
 
+use super::budget::{self, Budget};
 use super::core::{self, IngestError, Plan, Via};
 use super::record::message_key;
 use super::shell::{GUARD_TAKEN, Load};
@@ -29,17 +30,57 @@ const MAX_CONCURRENT: usize = 128;
 
 pub(super) async fn serve(cases: Cases, mut inbound: mpsc::Receiver<InboundRequest>) {
     let permits = Arc::new(Semaphore::new(MAX_CONCURRENT));
+    let budget = Arc::new(std::sync::Mutex::new(
+        Budget::new(std::time::Instant::now()),
+    ));
     while let Some(request) = inbound.recv().await {
+        let peer = request.peer;
+        let others = cases.roster().members().len().saturating_sub(1);
+        let share = budget::share(MAX_CONCURRENT, others);
+        let (admitted, turned_away) = {
+            let mut budget = budget.lock().expect("budget lock");
+            (
+                budget.admit(peer, share),
+                budget.report(std::time::Instant::now()),
+            )
+        };
+        for (peer, n) in turned_away {
+            warn!(%peer, turned_away = n, share, "a member had more requests in hand than its share; the rest were told to retry");
+        }
+        if !admitted {
+            // Answered at once, without waiting for a place: the member's flood waits on
+            // itself, not on the others.
+            let busy = reject(
+                RejectCode::Unavailable,
+                "this node is handling as many of your requests as it takes at once; retry shortly",
+            );
+            let frame = to_canonical_cbor(&busy).expect("responses always encode");
+            cases.inner.network.respond(request.channel, frame).await;
+            continue;
+        }
         let Ok(permit) = permits.clone().acquire_owned().await else {
             break;
         };
+        let place = Place(budget.clone(), peer);
         let cases = cases.clone();
         tokio::spawn(async move {
-            let response = cases.receive(request.peer, &request.frame).await;
+            let response = cases.receive(peer, &request.frame).await;
             let frame = to_canonical_cbor(&response).expect("responses always encode");
             cases.inner.network.respond(request.channel, frame).await;
-            drop(permit);
+            drop((place, permit));
         });
+    }
+}
+
+/// A member's place in hand, given back when its request is answered (or its task fails).
+struct Place(Arc<std::sync::Mutex<Budget>>, libp2p::PeerId);
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .done(&self.1);
     }
 }
 

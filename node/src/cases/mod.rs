@@ -6,6 +6,7 @@
 //! reconnect pull what they lack. This module logs identifiers and sizes only, never a
 //! request's contents or selectors.
 
+mod budget;
 pub mod core;
 mod exchange;
 mod index;
