@@ -121,6 +121,14 @@ pub struct PeerView {
     pub bloc_version: Option<u64>,
     #[serde(default)]
     pub bloc_agreement: Option<String>,
+    /// Its requests this node has in hand now, against its share of the places, and those it
+    /// sent beyond its share since the node started (answered `unavailable`).
+    #[serde(default)]
+    pub requests_in_hand: usize,
+    #[serde(default)]
+    pub request_share: usize,
+    #[serde(default)]
+    pub requests_turned_away: u64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -305,7 +305,12 @@ fn peer_views(state: &AdminState, net: &network::NetworkStatus) -> Vec<PeerView>
                 }
                 .to_owned()
             });
+            let (requests_in_hand, request_share, requests_turned_away) =
+                state.cases.budget_usage(&m.peer_id);
             PeerView {
+                requests_in_hand,
+                request_share,
+                requests_turned_away,
                 bloc_version: head.map(|h| h.version),
                 bloc_agreement,
                 jurisdiction: m.jurisdiction.clone(),

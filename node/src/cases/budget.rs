@@ -24,6 +24,8 @@ pub const REPORT_EVERY: Duration = Duration::from_secs(10);
 pub struct Budget {
     in_hand: HashMap<PeerId, usize>,
     turned_away: HashMap<PeerId, u64>,
+    /// Since the node started, per member (members only reach this: the allow-list).
+    turned_away_total: HashMap<PeerId, u64>,
     reported: Instant,
 }
 
@@ -32,6 +34,7 @@ impl Budget {
         Self {
             in_hand: HashMap::new(),
             turned_away: HashMap::new(),
+            turned_away_total: HashMap::new(),
             reported: now,
         }
     }
@@ -41,6 +44,7 @@ impl Budget {
         let n = self.in_hand.entry(peer).or_default();
         if *n >= cap {
             *self.turned_away.entry(peer).or_default() += 1;
+            *self.turned_away_total.entry(peer).or_default() += 1;
             return false;
         }
         *n += 1;
@@ -55,6 +59,14 @@ impl Budget {
                 self.in_hand.remove(peer);
             }
         }
+    }
+
+    /// `peer`'s requests in hand now, and those turned away since the node started.
+    pub fn usage(&self, peer: &PeerId) -> (usize, u64) {
+        (
+            self.in_hand.get(peer).copied().unwrap_or(0),
+            self.turned_away_total.get(peer).copied().unwrap_or(0),
+        )
     }
 
     /// Once per `REPORT_EVERY`: the members turned away since the last report, with counts.
@@ -95,6 +107,8 @@ mod tests {
             budget.report(t0 + REPORT_EVERY * 3).is_empty(),
             "nothing new"
         );
+        assert_eq!(budget.usage(&flooder), (3, 97), "shown against its share");
+        assert_eq!(budget.usage(&other), (3, 0));
     }
 
     #[test]

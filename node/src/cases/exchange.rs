@@ -26,13 +26,11 @@ use crate::roster::Member;
 use crate::store::Cf;
 
 /// Inbound requests handled at once; more wait in the network's bounded queue.
-const MAX_CONCURRENT: usize = 128;
+pub(super) const MAX_CONCURRENT: usize = 128;
 
 pub(super) async fn serve(cases: Cases, mut inbound: mpsc::Receiver<InboundRequest>) {
     let permits = Arc::new(Semaphore::new(MAX_CONCURRENT));
-    let budget = Arc::new(std::sync::Mutex::new(
-        Budget::new(std::time::Instant::now()),
-    ));
+    let budget = cases.inner.budget.clone();
     while let Some(request) = inbound.recv().await {
         let peer = request.peer;
         let others = cases.roster().members().len().saturating_sub(1);

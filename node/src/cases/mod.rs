@@ -132,6 +132,8 @@ struct Inner {
     fulfilments: Arc<dyn Fulfilments>,
     cases_per_pull: usize,
     give_up_after: Duration,
+    /// Each member's share of the request places, and its use.
+    budget: Arc<std::sync::Mutex<budget::Budget>>,
     /// Refusals recorded lately, by peer, case, code and reason: repeats are not recorded.
     recent_refusals: Mutex<HashMap<RefusalKey, std::time::Instant>>,
     /// Serialises updates of the refusal tallies (read, count, write).
@@ -175,6 +177,9 @@ impl Cases {
                 fulfilments: settings.fulfilments.clone(),
                 cases_per_pull: settings.cases_per_pull.max(1),
                 give_up_after: settings.give_up_after,
+                budget: Arc::new(std::sync::Mutex::new(budget::Budget::new(
+                    std::time::Instant::now(),
+                ))),
                 recent_refusals: Mutex::new(HashMap::new()),
                 refusal_lock: tokio::sync::Mutex::new(()),
             }),
@@ -236,6 +241,14 @@ impl Cases {
     /// Notified when a stored event concerns an evidence package.
     pub fn evidence_wake(&self) -> Arc<tokio::sync::Notify> {
         self.inner.evidence_wake.clone()
+    }
+
+    /// A member's requests in hand, its share of the places, and those turned away since start.
+    pub fn budget_usage(&self, peer: &libp2p::PeerId) -> (usize, usize, u64) {
+        let others = self.roster().members().len().saturating_sub(1);
+        let share = budget::share(exchange::MAX_CONCURRENT, others);
+        let (in_hand, turned_away) = self.inner.budget.lock().expect("budget lock").usage(peer);
+        (in_hand, share, turned_away)
     }
 
     pub fn jurisdiction(&self) -> &Jurisdiction {

@@ -78,6 +78,7 @@ pub fn peers(peers: &[PeerView], as_json: bool) -> anyhow::Result<()> {
         "name",
         "connected",
         "lag (pushes/events)",
+        "requests (in hand/share, turned away)",
         "bloc config",
         "peer id",
     ]);
@@ -87,6 +88,10 @@ pub fn peers(peers: &[PeerView], as_json: bool) -> anyhow::Result<()> {
             p.name.clone(),
             if p.connected { "yes" } else { "no" }.to_string(),
             format!("{}/{}", p.pending_pushes, p.pending_events),
+            format!(
+                "{}/{}, {}",
+                p.requests_in_hand, p.request_share, p.requests_turned_away
+            ),
             match (p.bloc_version, &p.bloc_agreement) {
                 (Some(v), Some(a)) => format!("v{v} ({a})"),
                 _ => "not yet compared".into(),
