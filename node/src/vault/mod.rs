@@ -83,6 +83,9 @@ fn slot_of(id: &str) -> Option<u64> {
 /// Spare keys kept ready, and how many are made at once when the pool runs low.
 const POOL_LOW: usize = 512;
 const POOL_BATCH: usize = 256;
+/// How often the key thread looks at the spares, and the longest it waits after failures.
+const POOL_PAUSE: std::time::Duration = std::time::Duration::from_millis(20);
+const POOL_MAX_PAUSE: std::time::Duration = std::time::Duration::from_secs(30);
 
 impl std::fmt::Debug for Vault {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -190,12 +193,25 @@ impl Vault {
         std::thread::Builder::new()
             .name("vault-keys".into())
             .spawn(move || {
+                // On a full disk (or any failure) the thread backs off, doubling up to 30 s,
+                // and says so once per streak, not fifty times a second.
+                let mut pause = POOL_PAUSE;
                 while !pool.stop.load(std::sync::atomic::Ordering::Relaxed) {
                     let low = pool.spare.lock().expect("vault lock").len() < POOL_LOW;
-                    if low && let Err(e) = pool.refill(POOL_BATCH) {
-                        tracing::warn!(error = %e, "could not make spare case keys");
+                    match low.then(|| pool.refill(POOL_BATCH)) {
+                        Some(Err(e)) => {
+                            if pause == POOL_PAUSE {
+                                tracing::warn!(error = %e, "could not make spare case keys; new cases make theirs one by one, and this retries with backoff");
+                            }
+                            pause = (pause * 2).min(POOL_MAX_PAUSE);
+                        }
+                        Some(Ok(())) if pause != POOL_PAUSE => {
+                            tracing::info!("spare case keys made again");
+                            pause = POOL_PAUSE;
+                        }
+                        _ => {}
                     }
-                    std::thread::sleep(std::time::Duration::from_millis(20));
+                    std::thread::sleep(pause);
                 }
             })
             .map_err(io(dir))?;
