@@ -230,6 +230,11 @@ impl Cases {
         if let Some(response) = self.replay_receipt(&push.message_id, &body_hash) {
             return response;
         }
+        // A new case counts against its member's daily quota.
+        let new_case = matches!(self.record_closed(&push.case_id), Ok(None));
+        if new_case && let Err(full) = self.may_open(member) {
+            return *full;
+        }
         let via = Via::Push {
             message_id: push.message_id,
             body_hash,
@@ -241,6 +246,9 @@ impl Cases {
                 .await;
             match result {
                 Ok(plan) => {
+                    if new_case && plan.record.is_some() {
+                        self.opened(member);
+                    }
                     return match plan.reply {
                         Some(reply) => ExchangeResponse::Receipt(reply),
                         None => reject(RejectCode::Unavailable, "no receipt was planned; retry"),
@@ -294,6 +302,55 @@ impl Cases {
             }
         }
         Ok(plan)
+    }
+
+    /// Whether `member` may open one more case here today: its daily quota (read from the
+    /// index once a day, then counted here). Over it, the member is told to retry, and its
+    /// outbox does so until the next day.
+    pub(super) fn may_open(&self, member: &Member) -> Result<(), Box<ExchangeResponse>> {
+        let quota = self.inner.new_cases_per_day;
+        let today = super::index::day_of(self.now());
+        let mut opened = self.inner.opened_today.lock().expect("quota lock");
+        let count = match opened.get(&member.jurisdiction) {
+            Some((day, n)) if *day == today => *n,
+            _ => {
+                let n = super::index::opened_on(&self.inner.store, &member.jurisdiction, today)
+                    .map_err(|e| Box::new(unavailable(&e, "a new request")))?;
+                let n = u32::try_from(n).unwrap_or(u32::MAX);
+                opened.insert(member.jurisdiction.clone(), (today, n));
+                n
+            }
+        };
+        if count < quota {
+            return Ok(());
+        }
+        if count == quota {
+            warn!(member = %member.jurisdiction, quota, "a member reached its daily quota of new requests; more are told to retry tomorrow");
+            opened.insert(
+                member.jurisdiction.clone(),
+                (today, quota.saturating_add(1)),
+            );
+        }
+        Err(Box::new(reject(
+            RejectCode::Unavailable,
+            format!(
+                "{} opened {quota} requests here today, its daily quota ([safeguards] max_new_cases_per_member_per_day); retry tomorrow",
+                member.jurisdiction
+            ),
+        )))
+    }
+
+    /// Counts a case `member` just opened here.
+    pub(super) fn opened(&self, member: &Member) {
+        let today = super::index::day_of(self.now());
+        let mut opened = self.inner.opened_today.lock().expect("quota lock");
+        let entry = opened
+            .entry(member.jurisdiction.clone())
+            .or_insert((today, 0));
+        if entry.0 != today {
+            *entry = (today, 0);
+        }
+        entry.1 = entry.1.saturating_add(1);
     }
 
     /// The receipt we already gave for `message_id`, if any.

@@ -4,6 +4,8 @@
 //! - `m/{member}/{case}`: a sent or received case shared with that member (what a pull lists);
 //! - `r/{until, 20 digits of ms}/{case}`: a requester's case whose retention ends then;
 //! - `s/{case}` → key id: a purged case whose key is still to be destroyed;
+//! - `n/{member}/{day, 8 digits}/{case}`: a case a member opened here that day (UTC), for the
+//!   per-member daily quota;
 //! - `t/{submitted, 20 digits of ms}/{case}` and `p/{purged, 20 digits}/{case}`: when a case
 //!   was submitted and purged (kept after the purge), so that a period's report reads only the
 //!   cases active in it.
@@ -18,7 +20,7 @@ use crate::store::{Batch, Cf, Store, StoreError};
 
 /// Names the index's layout and the retention cap it was built with.
 const VERSION_KEY: &[u8] = b"v";
-const VERSION: &str = "2";
+const VERSION: &str = "3";
 
 fn shared_key(member: &Jurisdiction, case: &CaseId) -> Vec<u8> {
     format!("m/{member}/{case}").into_bytes()
@@ -65,6 +67,14 @@ pub fn put(batch: &mut Batch, record: &CaseRecord, cap_days: Option<u32>) {
     if let Some(at) = record.log.submitted_at {
         batch.put(Cf::CaseIndex, dated_key('t', at, id), Vec::new());
     }
+    if record.role == Role::Executing {
+        let day = day_of(record.created_at);
+        batch.put(
+            Cf::CaseIndex,
+            format!("n/{}/{day:08}/{id}", record.counterparty).into_bytes(),
+            Vec::new(),
+        );
+    }
     if let Some(at) = record.purged_at {
         batch.put(Cf::CaseIndex, dated_key('p', at, id), Vec::new());
     }
@@ -108,6 +118,18 @@ pub fn retention_due(store: &Store, now: Timestamp) -> Result<Vec<CaseId>, Store
         .iter()
         .filter_map(|(k, _)| case_of(k))
         .collect())
+}
+
+/// The day (UTC) of `at`, counted from 1970-01-01.
+pub fn day_of(at: Timestamp) -> i64 {
+    at.as_millis().div_euclid(86_400_000)
+}
+
+/// How many cases `member` opened here on `day`.
+pub fn opened_on(store: &Store, member: &Jurisdiction, day: i64) -> Result<usize, StoreError> {
+    Ok(store
+        .scan_prefix(Cf::CaseIndex, format!("n/{member}/{day:08}/").as_bytes())?
+        .len())
 }
 
 /// The cases submitted or purged at or after `from`: all that a report of a period starting

@@ -132,6 +132,9 @@ struct Inner {
     fulfilments: Arc<dyn Fulfilments>,
     cases_per_pull: usize,
     give_up_after: Duration,
+    /// New requests one member may open here in a day, and what each opened today.
+    new_cases_per_day: u32,
+    opened_today: Mutex<HashMap<Jurisdiction, (i64, u32)>>,
     /// Each member's share of the request places, and its use.
     budget: Arc<std::sync::Mutex<budget::Budget>>,
     /// Refusals recorded lately, by peer, case, code and reason: repeats are not recorded.
@@ -177,6 +180,8 @@ impl Cases {
                 fulfilments: settings.fulfilments.clone(),
                 cases_per_pull: settings.cases_per_pull.max(1),
                 give_up_after: settings.give_up_after,
+                new_cases_per_day: settings.new_cases_per_member_per_day,
+                opened_today: Mutex::new(HashMap::new()),
                 budget: Arc::new(std::sync::Mutex::new(budget::Budget::new(
                     std::time::Instant::now(),
                 ))),

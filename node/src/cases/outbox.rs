@@ -46,6 +46,8 @@ pub struct CaseSettings {
     /// A push its member has not acknowledged after this long is no longer sent (it is kept,
     /// and shown on its case, until an officer asks for it again).
     pub give_up_after: Duration,
+    /// New requests one member may open here in a day (UTC).
+    pub new_cases_per_member_per_day: u32,
 }
 
 enum Outcome {
@@ -387,6 +389,7 @@ mod tests {
             cases_per_pull: 1,
             fulfilments: std::sync::Arc::new(crate::evidence::Announcer),
             give_up_after: Duration::from_secs(7 * 86_400),
+            new_cases_per_member_per_day: 10_000,
         }
     }
 

@@ -201,19 +201,24 @@ impl Cases {
                     return Err("the member answered a pull with something else".into());
                 }
             };
-            stored += self.ingest_page(member, page.events).await?;
-            if !page.more {
+            let (new, held_back) = self.ingest_page(member, page.events).await?;
+            stored += new;
+            // A page that brought nothing but cases over the member's daily quota would come
+            // again and again: stop this round; they are pulled another day.
+            if !page.more || (new == 0 && held_back > 0) {
                 return Ok(stored);
             }
         }
         Ok(stored)
     }
 
+    /// Takes in a pull's page, case by case. Returns the events stored, and how many cases
+    /// were held back because the member is over its daily quota of new cases.
     async fn ingest_page(
         &self,
         member: &Member,
         events: Vec<SignedEnvelope>,
-    ) -> Result<usize, String> {
+    ) -> Result<(usize, usize), String> {
         let mut by_case: BTreeMap<CaseId, Vec<SignedEnvelope>> = BTreeMap::new();
         for envelope in events {
             // Only the case id is read here; `ingest` verifies everything.
@@ -221,10 +226,21 @@ impl Cases {
                 .map_err(|e| format!("unreadable event in a pull answer: {e}"))?;
             by_case.entry(event.case_id).or_default().push(envelope);
         }
-        let mut stored = 0;
+        let (mut stored, mut held_back) = (0, 0);
         for (case_id, events) in by_case {
+            // A case new here counts against its member's daily quota, pulled or pushed.
+            let new_case = matches!(self.record_closed(&case_id), Ok(None));
+            if new_case && self.may_open(member).is_err() {
+                held_back += 1;
+                continue;
+            }
             match self.ingest(member, case_id, events, Via::Pull).await {
-                Ok(plan) => stored += plan.received,
+                Ok(plan) => {
+                    if new_case && plan.record.is_some() {
+                        self.opened(member);
+                    }
+                    stored += plan.received;
+                }
                 Err(IngestError::Refused(code, why)) => {
                     warn!(case = %case_id, member = %member.jurisdiction, %code, "refused pulled events; not applied");
                     self.record_refusal(member.peer_id, Some(case_id), code, &why)
@@ -247,7 +263,7 @@ impl Cases {
                 Err(IngestError::Unavailable(why)) => return Err(why),
             }
         }
-        Ok(stored)
+        Ok((stored, held_back))
     }
 
     /// What `member` lacks of our shared cases, up to one page.

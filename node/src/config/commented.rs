@@ -118,6 +118,11 @@ const COMMENTS: &[(&str, &str, &str)] = &[
         "Seconds between looks for cases whose retention has ended (their content is then destroyed).",
     ),
     (
+        "safeguards",
+        "max_new_cases_per_member_per_day",
+        "New requests one member may open here in a day (UTC); more wait, in the sender's outbox, for\nthe next day.",
+    ),
+    (
         "audit",
         "checkpoint_secs",
         "Seconds between signed checkpoints of the audit log (when it grew).",

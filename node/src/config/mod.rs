@@ -175,6 +175,9 @@ pub struct SafeguardsSection {
     /// Seconds between looks for cases whose retention has ended (their content is then
     /// destroyed).
     pub retention_sweep_secs: u64,
+    /// New requests one member may open at this node in a day (UTC); more are answered
+    /// `unavailable` and arrive the next day (the sender's outbox retries them).
+    pub max_new_cases_per_member_per_day: u32,
 }
 
 impl Default for SafeguardsSection {
@@ -182,6 +185,7 @@ impl Default for SafeguardsSection {
         Self {
             disclosure_approval: vec![comity_protocol::DataCategory::Content],
             retention_sweep_secs: 60,
+            max_new_cases_per_member_per_day: 10_000,
         }
     }
 }
