@@ -56,8 +56,17 @@ pub(super) async fn serve(cases: Cases, mut inbound: mpsc::Receiver<InboundReque
             cases.inner.network.respond(request.channel, frame).await;
             continue;
         }
-        let Ok(permit) = permits.clone().acquire_owned().await else {
-            break;
+        // Shares can add up to more than the places (each member has 16 at least): an
+        // admitted request that finds none free is told to retry, and waits on nobody.
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            drop(Place(budget.clone(), peer));
+            let busy = reject(
+                RejectCode::Unavailable,
+                "this node is handling as many requests as it takes at once; retry shortly",
+            );
+            let frame = to_canonical_cbor(&busy).expect("responses always encode");
+            cases.inner.network.respond(request.channel, frame).await;
+            continue;
         };
         let place = Place(budget.clone(), peer);
         let cases = cases.clone();
@@ -231,9 +240,12 @@ impl Cases {
             return response;
         }
         // A new case counts against its member's daily quota.
-        let new_case = matches!(self.record_closed(&push.case_id), Ok(None));
-        if new_case && let Err(full) = self.may_open(member) {
-            return *full;
+        let mut opening = None;
+        if matches!(self.record_closed(&push.case_id), Ok(None)) {
+            match self.may_open(member) {
+                Ok(place) => opening = Some(place),
+                Err(full) => return *full,
+            }
         }
         let via = Via::Push {
             message_id: push.message_id,
@@ -246,8 +258,10 @@ impl Cases {
                 .await;
             match result {
                 Ok(plan) => {
-                    if new_case && plan.record.is_some() {
-                        self.opened(member);
+                    if plan.record.is_some()
+                        && let Some(opening) = opening.take()
+                    {
+                        opening.keep();
                     }
                     return match plan.reply {
                         Some(reply) => ExchangeResponse::Receipt(reply),
@@ -304,10 +318,11 @@ impl Cases {
         Ok(plan)
     }
 
-    /// Whether `member` may open one more case here today: its daily quota (read from the
-    /// index once a day, then counted here). Over it, the member is told to retry, and its
-    /// outbox does so until the next day.
-    pub(super) fn may_open(&self, member: &Member) -> Result<(), Box<ExchangeResponse>> {
+    /// Takes one of `member`'s new cases for today, if its daily quota has room (read from
+    /// the index once a day, then counted here). The place is given back unless the case is
+    /// opened. Over the quota, the member is told to retry, and its outbox does so until the
+    /// next day.
+    pub(super) fn may_open(&self, member: &Member) -> Result<Opening<'_>, Box<ExchangeResponse>> {
         let quota = self.inner.new_cases_per_day;
         let today = super::index::day_of(self.now());
         let mut opened = self.inner.opened_today.lock().expect("quota lock");
@@ -316,41 +331,31 @@ impl Cases {
             _ => {
                 let n = super::index::opened_on(&self.inner.store, &member.jurisdiction, today)
                     .map_err(|e| Box::new(unavailable(&e, "a new request")))?;
-                let n = u32::try_from(n).unwrap_or(u32::MAX);
-                opened.insert(member.jurisdiction.clone(), (today, n));
-                n
+                u32::try_from(n).unwrap_or(u32::MAX)
             }
         };
-        if count < quota {
-            return Ok(());
+        if count >= quota {
+            let mut warned = self.inner.quota_warned.lock().expect("quota lock");
+            warned.retain(|(_, day)| *day == today);
+            if warned.insert((member.jurisdiction.clone(), today)) {
+                warn!(member = %member.jurisdiction, quota, "a member reached its daily quota of new requests; more are told to retry tomorrow");
+            }
+            opened.insert(member.jurisdiction.clone(), (today, count));
+            return Err(Box::new(reject(
+                RejectCode::Unavailable,
+                format!(
+                    "{} opened {quota} requests here today, its daily quota ([safeguards] max_new_cases_per_member_per_day); retry tomorrow",
+                    member.jurisdiction
+                ),
+            )));
         }
-        if count == quota {
-            warn!(member = %member.jurisdiction, quota, "a member reached its daily quota of new requests; more are told to retry tomorrow");
-            opened.insert(
-                member.jurisdiction.clone(),
-                (today, quota.saturating_add(1)),
-            );
-        }
-        Err(Box::new(reject(
-            RejectCode::Unavailable,
-            format!(
-                "{} opened {quota} requests here today, its daily quota ([safeguards] max_new_cases_per_member_per_day); retry tomorrow",
-                member.jurisdiction
-            ),
-        )))
-    }
-
-    /// Counts a case `member` just opened here.
-    pub(super) fn opened(&self, member: &Member) {
-        let today = super::index::day_of(self.now());
-        let mut opened = self.inner.opened_today.lock().expect("quota lock");
-        let entry = opened
-            .entry(member.jurisdiction.clone())
-            .or_insert((today, 0));
-        if entry.0 != today {
-            *entry = (today, 0);
-        }
-        entry.1 = entry.1.saturating_add(1);
+        opened.insert(member.jurisdiction.clone(), (today, count + 1));
+        Ok(Opening {
+            cases: self,
+            member: member.jurisdiction.clone(),
+            day: today,
+            kept: false,
+        })
     }
 
     /// The receipt we already gave for `message_id`, if any.
@@ -423,5 +428,39 @@ fn case_of(frame: &[u8]) -> Option<CaseId> {
         | ExchangeRequest::Policy
         | ExchangeRequest::Consistency { .. }
         | ExchangeRequest::Bloc { .. } => None,
+    }
+}
+
+/// A new case a member may open today, held while it is taken in: given back on drop unless
+/// the case was opened (`keep`).
+pub(super) struct Opening<'a> {
+    cases: &'a Cases,
+    member: comity_protocol::Jurisdiction,
+    day: i64,
+    kept: bool,
+}
+
+impl Opening<'_> {
+    pub(super) fn keep(mut self) {
+        self.kept = true;
+    }
+}
+
+impl Drop for Opening<'_> {
+    fn drop(&mut self) {
+        if self.kept {
+            return;
+        }
+        let mut opened = self
+            .cases
+            .inner
+            .opened_today
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some((day, n)) = opened.get_mut(&self.member)
+            && *day == self.day
+        {
+            *n = n.saturating_sub(1);
+        }
     }
 }

@@ -67,14 +67,6 @@ pub fn put(batch: &mut Batch, record: &CaseRecord, cap_days: Option<u32>) {
     if let Some(at) = record.log.submitted_at {
         batch.put(Cf::CaseIndex, dated_key('t', at, id), Vec::new());
     }
-    if record.role == Role::Executing {
-        let day = day_of(record.created_at);
-        batch.put(
-            Cf::CaseIndex,
-            format!("n/{}/{day:08}/{id}", record.counterparty).into_bytes(),
-            Vec::new(),
-        );
-    }
     if let Some(at) = record.purged_at {
         batch.put(Cf::CaseIndex, dated_key('p', at, id), Vec::new());
     }
@@ -118,6 +110,24 @@ pub fn retention_due(store: &Store, now: Timestamp) -> Result<Vec<CaseId>, Store
         .iter()
         .filter_map(|(k, _)| case_of(k))
         .collect())
+}
+
+/// Adds to `batch` that the member `record` is shared with opened it here at `now` (this
+/// node's clock: a requester's own dates are not trusted for its quota).
+pub fn opened(batch: &mut Batch, record: &CaseRecord, now: Timestamp) {
+    if record.role == Role::Executing {
+        batch.put(
+            Cf::CaseIndex,
+            format!(
+                "n/{}/{:08}/{}",
+                record.counterparty,
+                day_of(now),
+                record.case_id
+            )
+            .into_bytes(),
+            Vec::new(),
+        );
+    }
 }
 
 /// The day (UTC) of `at`, counted from 1970-01-01.
@@ -185,6 +195,8 @@ pub async fn ensure(
     }
     for record in records()? {
         put(&mut batch, &record, cap_days);
+        // Cases stored before this index: their day as the request gives it.
+        opened(&mut batch, &record, record.created_at);
     }
     batch.put(Cf::CaseIndex, VERSION_KEY, marker.into_bytes());
     store.commit(batch).await?;

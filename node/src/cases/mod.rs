@@ -135,6 +135,8 @@ struct Inner {
     /// New requests one member may open here in a day, and what each opened today.
     new_cases_per_day: u32,
     opened_today: Mutex<HashMap<Jurisdiction, (i64, u32)>>,
+    /// Members told today that they reached their quota (logged once a day each).
+    quota_warned: Mutex<std::collections::HashSet<(Jurisdiction, i64)>>,
     /// Each member's share of the request places, and its use.
     budget: Arc<std::sync::Mutex<budget::Budget>>,
     /// Refusals recorded lately, by peer, case, code and reason: repeats are not recorded.
@@ -182,6 +184,7 @@ impl Cases {
                 give_up_after: settings.give_up_after,
                 new_cases_per_day: settings.new_cases_per_member_per_day,
                 opened_today: Mutex::new(HashMap::new()),
+                quota_warned: Mutex::new(std::collections::HashSet::new()),
                 budget: Arc::new(std::sync::Mutex::new(budget::Budget::new(
                     std::time::Instant::now(),
                 ))),

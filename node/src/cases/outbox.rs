@@ -60,6 +60,9 @@ struct Pending {
     entry: OutboxEntry,
     attempts: u32,
     due: Instant,
+    /// When its first attempt of this run began (by the case service's clock): none has
+    /// succeeded since, or it would be gone.
+    failing_since: Option<comity_protocol::Timestamp>,
 }
 
 pub(super) async fn run(
@@ -82,6 +85,7 @@ pub(super) async fn run(
                 entry,
                 attempts: 0,
                 due: now,
+                failing_since: None,
             },
         );
     }
@@ -96,11 +100,19 @@ pub(super) async fn run(
                 break;
             }
             schedule.pop_first();
-            let Some(p) = pending.get(&id) else { continue };
+            let Some(p) = pending.get_mut(&id) else {
+                continue;
+            };
+            // Attempting since the first attempt of this run: none has succeeded since.
+            let failing_since = *p.failing_since.get_or_insert_with(|| cases.now());
             let cases = cases.clone();
             let entry = p.entry.clone();
-            let task =
-                in_flight.spawn(async move { (entry.message_id, cases.deliver(&entry).await) });
+            let task = in_flight.spawn(async move {
+                (
+                    entry.message_id,
+                    cases.deliver(&entry, Some(failing_since)).await,
+                )
+            });
             tasks.insert(task.id(), id);
         }
         let next_due = schedule.first().map(|(due, _)| *due);
@@ -116,7 +128,7 @@ pub(super) async fn run(
                 let Some(entry) = entry else { break };
                 let now = Instant::now();
                 schedule.insert((now, entry.message_id));
-                pending.insert(entry.message_id, Pending { entry, attempts: 0, due: now });
+                pending.insert(entry.message_id, Pending { entry, attempts: 0, due: now, failing_since: None });
             }
             Some(done) = in_flight.join_next_with_id(), if !in_flight.is_empty() => {
                 let (id, outcome) = match done {
@@ -174,14 +186,13 @@ fn backoff(settings: &CaseSettings, attempts: u32) -> Duration {
 
 impl Cases {
     /// One delivery attempt of one outbox entry.
-    async fn deliver(&self, entry: &OutboxEntry) -> Outcome {
-        let waited = self
-            .now()
-            .as_millis()
-            .saturating_sub(entry.queued_at.as_millis());
-        let give_up_after = self.inner.give_up_after;
-        if u128::try_from(waited).is_ok_and(|w| w >= give_up_after.as_millis()) {
-            return self.give_up(entry, give_up_after).await;
+    async fn deliver(
+        &self,
+        entry: &OutboxEntry,
+        failing_since: Option<comity_protocol::Timestamp>,
+    ) -> Outcome {
+        if self.waited_too_long(entry, failing_since) {
+            return self.give_up(entry, self.inner.give_up_after).await;
         }
         let roster = self.roster();
         let Some((member, _)) = roster.by_jurisdiction(&entry.to) else {
@@ -281,6 +292,22 @@ impl Cases {
             Ok(_) => Outcome::Refused,
             Err(e) => Outcome::Retry(e.to_string()),
         }
+    }
+
+    /// Whether to stop sending `entry`: queued longer than the outbox waits, and failing in
+    /// this run for a day at least (or the whole wait, if shorter), so that a node back after a
+    /// long stop, or a clock that jumped, gives its members time to answer first.
+    fn waited_too_long(
+        &self,
+        entry: &OutboxEntry,
+        failing_since: Option<comity_protocol::Timestamp>,
+    ) -> bool {
+        let now = self.now().as_millis();
+        let give_up_after = i64::try_from(self.inner.give_up_after.as_millis()).unwrap_or(i64::MAX);
+        let failing_for = give_up_after.min(86_400_000);
+        let queued = now.saturating_sub(entry.queued_at.as_millis());
+        failing_since.is_some_and(|since| now.saturating_sub(since.as_millis()) >= failing_for)
+            && queued >= give_up_after
     }
 
     /// Stops sending a push its member has not acknowledged in `waited`: kept, marked, and

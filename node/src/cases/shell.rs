@@ -76,9 +76,12 @@ impl Cases {
         if plan.is_empty() {
             return Ok(());
         }
+        let mut batch = Batch::new();
         if let Some(record) = &mut plan.record
             && record.key_id.is_empty()
         {
+            // A case new here: counted for its member's daily quota, by this node's clock.
+            super::index::opened(&mut batch, record, self.now());
             record.key_id = self.inner.vault.new_key()?;
             for entry in &mut plan.outbox_put {
                 entry.key_id.clone_from(&record.key_id);
@@ -92,7 +95,6 @@ impl Cases {
                 }
             }
         }
-        let mut batch = Batch::new();
         if !plan.events.is_empty() {
             let record = plan.record.as_ref().ok_or_else(|| {
                 CaseError::Refused("events planned without their case's record".into())

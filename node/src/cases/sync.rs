@@ -229,15 +229,22 @@ impl Cases {
         let (mut stored, mut held_back) = (0, 0);
         for (case_id, events) in by_case {
             // A case new here counts against its member's daily quota, pulled or pushed.
-            let new_case = matches!(self.record_closed(&case_id), Ok(None));
-            if new_case && self.may_open(member).is_err() {
-                held_back += 1;
-                continue;
+            let mut opening = None;
+            if matches!(self.record_closed(&case_id), Ok(None)) {
+                match self.may_open(member) {
+                    Ok(place) => opening = Some(place),
+                    Err(_) => {
+                        held_back += 1;
+                        continue;
+                    }
+                }
             }
             match self.ingest(member, case_id, events, Via::Pull).await {
                 Ok(plan) => {
-                    if new_case && plan.record.is_some() {
-                        self.opened(member);
+                    if plan.record.is_some()
+                        && let Some(opening) = opening.take()
+                    {
+                        opening.keep();
                     }
                     stored += plan.received;
                 }

@@ -262,8 +262,12 @@ impl Evidence {
     async fn sweep_all(&self) -> Result<(), EvidenceError> {
         let records = self.records()?;
         let known: HashSet<String> = records.iter().map(|r| r.case_id.to_string()).collect();
+        // One package that cannot be tended does not hold up the others.
         for record in records {
-            self.tend(record).await?;
+            let case_id = record.case_id;
+            if let Err(e) = self.tend(record).await {
+                warn!(case = %case_id, error = %e, "evidence package not tended; tried again next sweep");
+            }
         }
         self.delete_orphans(&known)
     }
