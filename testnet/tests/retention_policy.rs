@@ -65,4 +65,9 @@ async fn retention_is_capped_by_the_requesters_policy() {
     for client in [&fr, &de] {
         assert!(client.case(id).await.unwrap().request.is_none());
     }
+    // The receipts DE gave for the case's pushes went with it: no row of it is left to grow.
+    bloc.stop("DE").unwrap();
+    let store = comity_node::store::Store::open(&bloc.node("DE").dir.join("store")).unwrap();
+    let rows = store.scan(comity_node::store::Cf::Inbox).unwrap();
+    assert!(rows.is_empty(), "{} inbox rows left", rows.len());
 }

@@ -4,6 +4,8 @@
 //! - `m/{member}/{case}`: a sent or received case shared with that member (what a pull lists);
 //! - `r/{until, 20 digits of ms}/{case}`: a requester's case whose retention ends then;
 //! - `s/{case}` → key id: a purged case whose key is still to be destroyed;
+//! - `i/{case}/{message}`: a push of that case this node receipted (its row in `Cf::Inbox`), so
+//!   that a purge takes the rows with it;
 //! - `n/{member}/{day, 8 digits}/{case}`: a case a member opened here that day (UTC), for the
 //!   per-member daily quota;
 //! - `t/{submitted, 20 digits of ms}/{case}` and `p/{purged, 20 digits}/{case}`: when a case
@@ -20,7 +22,7 @@ use crate::store::{Batch, Cf, Store, StoreError};
 
 /// Names the index's layout and the retention cap it was built with.
 const VERSION_KEY: &[u8] = b"v";
-const VERSION: &str = "3";
+const VERSION: &str = "4";
 
 fn shared_key(member: &Jurisdiction, case: &CaseId) -> Vec<u8> {
     format!("m/{member}/{case}").into_bytes()
@@ -130,6 +132,29 @@ pub fn opened(batch: &mut Batch, record: &CaseRecord, now: Timestamp) {
     }
 }
 
+/// Adds to `batch` that a push of `case` was receipted under `message`.
+pub fn received(batch: &mut Batch, case: &CaseId, message: &comity_protocol::MessageId) {
+    batch.put(
+        Cf::CaseIndex,
+        format!("i/{case}/{message}").into_bytes(),
+        Vec::new(),
+    );
+}
+
+/// Adds to `batch` the deletion of the receipts given for `case`'s pushes (its case is purged).
+pub fn forget_received(store: &Store, batch: &mut Batch, case: &CaseId) -> Result<(), StoreError> {
+    for (key, _) in store.scan_prefix(Cf::CaseIndex, format!("i/{case}/").as_bytes())? {
+        if let Some(message) = std::str::from_utf8(&key)
+            .ok()
+            .and_then(|k| k.rsplit('/').next())
+        {
+            batch.delete(Cf::Inbox, message.as_bytes().to_vec());
+        }
+        batch.delete(Cf::CaseIndex, key);
+    }
+    Ok(())
+}
+
 /// The day (UTC) of `at`, counted from 1970-01-01.
 pub fn day_of(at: Timestamp) -> i64 {
     at.as_millis().div_euclid(86_400_000)
@@ -193,10 +218,41 @@ pub async fn ensure(
     for (key, _) in store.scan(Cf::CaseIndex)? {
         batch.delete(Cf::CaseIndex, key);
     }
-    for record in records()? {
+    let records = records()?;
+    let purged: std::collections::HashSet<CaseId> = records
+        .iter()
+        .filter(|r| r.purged_at.is_some())
+        .map(|r| r.case_id)
+        .collect();
+    for record in records {
         put(&mut batch, &record, cap_days);
         // Cases stored before this index: their day as the request gives it.
         opened(&mut batch, &record, record.created_at);
+    }
+    // Receipts given before this index: their case, from the receipt itself.
+    for (key, value) in store.scan(Cf::Inbox)? {
+        let case = comity_protocol::SignedEnvelope::from_bytes(
+            &value,
+            comity_protocol::limits::MAX_RESPONSE_FRAME,
+        )
+        .ok()
+        .and_then(|e| {
+            comity_protocol::from_cbor::<comity_protocol::Receipt>(
+                &e.body,
+                comity_protocol::limits::MAX_RESPONSE_FRAME,
+            )
+            .ok()
+        })
+        .map(|r| r.case_id);
+        if case.is_some_and(|c| purged.contains(&c)) {
+            batch.delete(Cf::Inbox, key); // a purged case keeps no receipts
+        } else if let (Some(case), Ok(message)) = (case, std::str::from_utf8(&key)) {
+            batch.put(
+                Cf::CaseIndex,
+                format!("i/{case}/{message}").into_bytes(),
+                Vec::new(),
+            );
+        }
     }
     batch.put(Cf::CaseIndex, VERSION_KEY, marker.into_bytes());
     store.commit(batch).await?;

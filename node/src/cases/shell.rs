@@ -123,6 +123,8 @@ impl Cases {
             }
             if plan.effects.iter().any(|e| matches!(e, Effect::Shred(_))) {
                 self.inner.fulfilments.purged(&mut batch, record.case_id);
+                // The receipts given for its pushes go with it.
+                super::index::forget_received(&self.inner.store, &mut batch, &record.case_id)?;
             }
             batch.put(
                 Cf::Cases,
@@ -143,7 +145,12 @@ impl Cases {
         }
         if let Some((message_id, receipt)) = &plan.inbox {
             batch.require_absent(Cf::Inbox, message_key(message_id));
-            batch.put(Cf::Inbox, message_key(message_id), receipt.to_bytes());
+            // The push that purges its case is receipted but not kept, like every later one.
+            let purging = plan.effects.iter().any(|e| matches!(e, Effect::Shred(_)));
+            if let Some(record) = plan.record.as_ref().filter(|_| !purging) {
+                batch.put(Cf::Inbox, message_key(message_id), receipt.to_bytes());
+                super::index::received(&mut batch, &record.case_id, message_id);
+            }
         }
         self.inner.store.commit(batch).await?;
         Ok(())

@@ -159,7 +159,8 @@ pub fn receive(
 }
 
 /// A case whose content is destroyed here: nothing can be added. A push is receipted so that
-/// the sender stops, and nothing else is kept.
+/// the sender stops, and nothing is kept, not even the push's message id: a purged case leaves
+/// no row a member could make grow.
 fn purged(
     ctx: &Context,
     case_id: comity_protocol::CaseId,
@@ -169,10 +170,9 @@ fn purged(
     if let Some((message_id, body_hash)) = push {
         let receipt = sign_receipt(ctx, case_id, message_id, body_hash)?;
         plan.reply = Some(Receipted {
-            receipt: receipt.clone(),
+            receipt,
             events: Vec::new(),
         });
-        plan.inbox = Some((message_id, receipt));
     }
     Ok(plan)
 }

@@ -137,6 +137,7 @@ fn a_purge_racing_a_fulfilment_destroys_the_content_on_both_sides() {
     let plan = fr.take_push(&roster, &j("DE"), &fulfilment).unwrap();
     assert!(plan.events.is_empty() && plan.record.is_none() && plan.announce.is_none());
     assert!(plan.reply.is_some());
+    assert!(plan.inbox.is_none(), "not even the message id is kept");
     // The purge reaches DE: it destroys its copy too.
     let purge = fr.outbox[0].clone();
     let plan = de.take_push(&roster, &j("FR"), &purge).unwrap();
