@@ -16,7 +16,7 @@ use libp2p::PeerId;
 use tokio::sync::{Semaphore, mpsc};
 use tracing::{info, warn};
 
-use super::budget::{self, Budget};
+use super::budget::Budget;
 use super::core::{self, IngestError, Plan, Via};
 use super::record::message_key;
 use super::shell::{GUARD_TAKEN, Load};
@@ -33,8 +33,7 @@ pub(super) async fn serve(cases: Cases, mut inbound: mpsc::Receiver<InboundReque
     let budget = cases.inner.budget.clone();
     while let Some(request) = inbound.recv().await {
         let peer = request.peer;
-        let others = cases.roster().members().len().saturating_sub(1);
-        let share = budget::share(MAX_CONCURRENT, others);
+        let share = cases.request_share();
         let (admitted, turned_away) = {
             let mut budget = budget.lock().expect("budget lock");
             (
@@ -48,24 +47,14 @@ pub(super) async fn serve(cases: Cases, mut inbound: mpsc::Receiver<InboundReque
         if !admitted {
             // Answered at once, without waiting for a place: the member's flood waits on
             // itself, not on the others.
-            let busy = reject(
-                RejectCode::Unavailable,
-                "this node is handling as many of your requests as it takes at once; retry shortly",
-            );
-            let frame = to_canonical_cbor(&busy).expect("responses always encode");
-            cases.inner.network.respond(request.channel, frame).await;
+            busy(&cases, request.channel, "of your requests").await;
             continue;
         }
         // Shares can add up to more than the places (each member has 16 at least): an
         // admitted request that finds none free is told to retry, and waits on nobody.
         let Ok(permit) = permits.clone().try_acquire_owned() else {
             drop(Place(budget.clone(), peer));
-            let busy = reject(
-                RejectCode::Unavailable,
-                "this node is handling as many requests as it takes at once; retry shortly",
-            );
-            let frame = to_canonical_cbor(&busy).expect("responses always encode");
-            cases.inner.network.respond(request.channel, frame).await;
+            busy(&cases, request.channel, "requests").await;
             continue;
         };
         let place = Place(budget.clone(), peer);
@@ -77,6 +66,20 @@ pub(super) async fn serve(cases: Cases, mut inbound: mpsc::Receiver<InboundReque
             drop((place, permit));
         });
     }
+}
+
+/// Tells a member to retry shortly: this node holds as many `what` as it takes at once.
+async fn busy(
+    cases: &Cases,
+    channel: libp2p::request_response::ResponseChannel<Vec<u8>>,
+    what: &str,
+) {
+    let reply = reject(
+        RejectCode::Unavailable,
+        format!("this node is handling as many {what} as it takes at once; retry shortly"),
+    );
+    let frame = to_canonical_cbor(&reply).expect("responses always encode");
+    cases.inner.network.respond(channel, frame).await;
 }
 
 /// A member's place in hand, given back when its request is answered (or its task fails).

@@ -253,10 +253,14 @@ impl Cases {
 
     /// A member's requests in hand, its share of the places, and those turned away since start.
     pub fn budget_usage(&self, peer: &libp2p::PeerId) -> (usize, usize, u64) {
-        let others = self.roster().members().len().saturating_sub(1);
-        let share = budget::share(exchange::MAX_CONCURRENT, others);
         let (in_hand, turned_away) = self.inner.budget.lock().expect("budget lock").usage(peer);
-        (in_hand, share, turned_away)
+        (in_hand, self.request_share(), turned_away)
+    }
+
+    /// One member's share of the request places, with as many members as the bloc has now.
+    fn request_share(&self) -> usize {
+        let others = self.roster().members().len().saturating_sub(1);
+        budget::share(exchange::MAX_CONCURRENT, others)
     }
 
     pub fn jurisdiction(&self) -> &Jurisdiction {

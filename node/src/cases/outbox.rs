@@ -108,10 +108,7 @@ pub(super) async fn run(
             let cases = cases.clone();
             let entry = p.entry.clone();
             let task = in_flight.spawn(async move {
-                (
-                    entry.message_id,
-                    cases.deliver(&entry, Some(failing_since)).await,
-                )
+                (entry.message_id, cases.deliver(&entry, failing_since).await)
             });
             tasks.insert(task.id(), id);
         }
@@ -189,7 +186,7 @@ impl Cases {
     async fn deliver(
         &self,
         entry: &OutboxEntry,
-        failing_since: Option<comity_protocol::Timestamp>,
+        failing_since: comity_protocol::Timestamp,
     ) -> Outcome {
         if self.waited_too_long(entry, failing_since) {
             return self.give_up(entry, self.inner.give_up_after).await;
@@ -300,14 +297,13 @@ impl Cases {
     fn waited_too_long(
         &self,
         entry: &OutboxEntry,
-        failing_since: Option<comity_protocol::Timestamp>,
+        failing_since: comity_protocol::Timestamp,
     ) -> bool {
         let now = self.now().as_millis();
         let give_up_after = i64::try_from(self.inner.give_up_after.as_millis()).unwrap_or(i64::MAX);
         let failing_for = give_up_after.min(86_400_000);
         let queued = now.saturating_sub(entry.queued_at.as_millis());
-        failing_since.is_some_and(|since| now.saturating_sub(since.as_millis()) >= failing_for)
-            && queued >= give_up_after
+        now.saturating_sub(failing_since.as_millis()) >= failing_for && queued >= give_up_after
     }
 
     /// Stops sending a push its member has not acknowledged in `waited`: kept, marked, and
