@@ -50,7 +50,9 @@ pub enum Command {
     Case(CaseCommand),
     /// Requests received from other jurisdictions.
     Inbox(ReadArgs),
-    /// Messages and events refused from peers, with the reason (never applied).
+    /// Messages and events refused from peers, with the reason (never applied), and members'
+    /// equivocations (two different events signed as one number, both kept). With --json, an
+    /// object: {"refusals": [...], "equivocations": [...]}.
     Refusals(ReadArgs),
     /// Every read of case content: officer, time, case, stated purpose (auditors).
     AccessLog {
