@@ -10,6 +10,8 @@ mod output;
 mod report;
 mod request;
 
+pub use request::{RequestFormat, parse_request};
+
 use std::path::Path;
 use std::time::Duration;
 

@@ -135,20 +135,39 @@ pub fn build(args: &NewArgs, requesting: Jurisdiction) -> anyhow::Result<Assista
 fn from_file(path: &PathBuf, requesting: Jurisdiction) -> anyhow::Result<AssistanceRequest> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let mut value: serde_json::Value = if path.extension().is_some_and(|e| e == "json") {
-        serde_json::from_str(&text)
-            .with_context(|| format!("{} is not valid JSON", path.display()))?
-    } else {
-        let toml: toml::Value = toml::from_str(&text)
-            .with_context(|| format!("{} is not valid TOML", path.display()))?;
-        serde_json::to_value(datetimes_as_text(toml))?
+    let format = match path.extension().is_some_and(|e| e == "json") {
+        true => RequestFormat::Json,
+        false => RequestFormat::Toml,
+    };
+    parse_request(&text, format, requesting).with_context(|| format!("in {}", path.display()))
+}
+
+/// How a request file is written: chosen by its extension (`.json`, anything else TOML).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RequestFormat {
+    Json,
+    Toml,
+}
+
+/// Reads a request written as a file: JSON or TOML, `requesting` filled in when absent. Does
+/// not validate it (the draft does, with every problem listed).
+pub fn parse_request(
+    text: &str,
+    format: RequestFormat,
+    requesting: Jurisdiction,
+) -> anyhow::Result<AssistanceRequest> {
+    let mut value: serde_json::Value = match format {
+        RequestFormat::Json => serde_json::from_str(text).context("not valid JSON")?,
+        RequestFormat::Toml => {
+            let toml: toml::Value = toml::from_str(text).context("not valid TOML")?;
+            serde_json::to_value(datetimes_as_text(toml))?
+        }
     };
     if let Some(map) = value.as_object_mut() {
         map.entry("requesting")
             .or_insert_with(|| serde_json::Value::String(requesting.to_string()));
     }
-    serde_json::from_value(value)
-        .with_context(|| format!("{} is not a valid request", path.display()))
+    serde_json::from_value(value).context("not a valid request")
 }
 
 /// TOML's native date-times (`from = 2026-07-01T00:00:00Z`) become RFC 3339 text, which the
