@@ -197,6 +197,11 @@ fn network_settings(
             max_pending_incoming: config.network.max_pending_incoming,
             request_timeout: Duration::from_secs(config.network.request_timeout_secs.max(1)),
             frames: Default::default(),
+            rates: crate::network::admission::Rates {
+                exchange: config.network.requests_per_second_per_member,
+                evidence: config.network.evidence_requests_per_second_per_member,
+                gossip: config.network.gossip_per_second_per_member,
+            },
         },
         redial_interval: Duration::from_secs(config.network.redial_interval_secs.max(1)),
     }

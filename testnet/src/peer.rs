@@ -137,6 +137,12 @@ impl RawPeer {
                 max_pending_incoming: 16,
                 request_timeout: Duration::from_secs(10),
                 frames,
+                // A raw peer takes whatever the node under test sends it.
+                rates: comity_node::network::admission::Rates {
+                    exchange: 0,
+                    evidence: 0,
+                    gossip: 0,
+                },
             },
             redial_interval: Duration::from_millis(200),
         })?)

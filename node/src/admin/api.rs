@@ -129,6 +129,22 @@ pub struct PeerView {
     pub request_share: usize,
     #[serde(default)]
     pub requests_turned_away: u64,
+    /// Its rate budget at this node (messages per second: exchange, evidence, gossip; 0 is
+    /// none), and what it sent beyond it since the node started, answered "retry shortly"
+    /// unread (gossip: dropped).
+    #[serde(default)]
+    pub rate_budget: Option<RateUsage>,
+}
+
+/// One member's rate budget and what it sent beyond it, per door.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RateUsage {
+    pub exchange_per_s: u32,
+    pub evidence_per_s: u32,
+    pub gossip_per_s: u32,
+    pub exchange_over: u64,
+    pub evidence_over: u64,
+    pub gossip_over: u64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

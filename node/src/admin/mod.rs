@@ -307,7 +307,22 @@ fn peer_views(state: &AdminState, net: &network::NetworkStatus) -> Vec<PeerView>
             });
             let (requests_in_hand, request_share, requests_turned_away) =
                 state.cases.budget_usage(&m.peer_id);
+            let over = net
+                .turned_away
+                .iter()
+                .find(|(p, _)| *p == m.peer_id.to_string())
+                .map(|(_, over)| *over)
+                .unwrap_or_default();
+            let rate_budget = Some(api::RateUsage {
+                exchange_per_s: net.rates.exchange,
+                evidence_per_s: net.rates.evidence,
+                gossip_per_s: net.rates.gossip,
+                exchange_over: over[0],
+                evidence_over: over[1],
+                gossip_over: over[2],
+            });
             PeerView {
+                rate_budget,
                 requests_in_hand,
                 request_share,
                 requests_turned_away,

@@ -79,6 +79,7 @@ pub fn peers(peers: &[PeerView], as_json: bool) -> anyhow::Result<()> {
         "connected",
         "lag (pushes/events)",
         "requests (in hand/share, turned away)",
+        "over rate (exchange/evidence/gossip)",
         "bloc config",
         "peer id",
     ]);
@@ -92,6 +93,18 @@ pub fn peers(peers: &[PeerView], as_json: bool) -> anyhow::Result<()> {
                 "{}/{}, {}",
                 p.requests_in_hand, p.request_share, p.requests_turned_away
             ),
+            match &p.rate_budget {
+                Some(r) => format!(
+                    "{}/{}/{} (budget {}/{}/{} per s)",
+                    r.exchange_over,
+                    r.evidence_over,
+                    r.gossip_over,
+                    r.exchange_per_s,
+                    r.evidence_per_s,
+                    r.gossip_per_s
+                ),
+                None => "-".into(),
+            },
             match (p.bloc_version, &p.bloc_agreement) {
                 (Some(v), Some(a)) => format!("v{v} ({a})"),
                 _ => "not yet compared".into(),

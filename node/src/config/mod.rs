@@ -137,6 +137,14 @@ pub struct NetworkSection {
     pub max_pending_incoming: u32,
     /// How long a peer has to answer one exchange request.
     pub request_timeout_secs: u64,
+    /// Each member's rate budget at this node, in messages per second (it may send two
+    /// seconds' worth at once): exchange requests (pushes, pulls, …), evidence requests
+    /// (manifests and chunks) and gossip (checkpoints, reports). Beyond it, requests are
+    /// answered "retry shortly" without being read, and gossip is dropped; the counts are in
+    /// `comity peers` and the log. 0 turns a budget off.
+    pub requests_per_second_per_member: u32,
+    pub evidence_requests_per_second_per_member: u32,
+    pub gossip_per_second_per_member: u32,
     /// How often members that are not connected are dialled again.
     pub redial_interval_secs: u64,
 }
@@ -296,6 +304,9 @@ impl Default for NetworkSection {
             max_connections_per_peer: 4,
             max_pending_incoming: 64,
             request_timeout_secs: 15,
+            requests_per_second_per_member: 200,
+            evidence_requests_per_second_per_member: 2000,
+            gossip_per_second_per_member: 20,
             redial_interval_secs: 3,
         }
     }

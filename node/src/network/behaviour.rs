@@ -38,6 +38,8 @@ pub struct BehaviourConfig {
     pub request_timeout: Duration,
     /// Size limits of exchange frames; the protocol's limits unless a test needs others.
     pub frames: FrameCodec,
+    /// Each member's rate budget at the door.
+    pub rates: super::admission::Rates,
 }
 
 impl Behaviour {

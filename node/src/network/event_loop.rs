@@ -12,6 +12,10 @@ use libp2p::{Multiaddr, PeerId, Swarm, gossipsub, identify, mdns, noise, tcp, ya
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tracing::{debug, info, warn};
 
+use comity_protocol::evidence::EvidenceResponse;
+use comity_protocol::{ExchangeResponse, RejectCode, Rejection, to_canonical_cbor};
+
+use super::admission::{Admission, Door, Rates};
 use super::behaviour::{Behaviour, BehaviourEvent};
 use super::{Command, InboundRequest, NetworkError, NetworkSettings, NetworkStatus, RequestError};
 use crate::roster::Roster;
@@ -22,6 +26,9 @@ const RETIRING_PEER_GRACE: Duration = Duration::from_secs(300);
 
 /// Where messages of one gossip topic go, with their publisher.
 type Gossip = broadcast::Sender<(PeerId, Vec<u8>)>;
+
+/// Requests in flight, by id, each with where its answer goes.
+type Pending = HashMap<OutboundRequestId, oneshot::Sender<Result<Vec<u8>, RequestError>>>;
 
 pub struct EventLoop {
     swarm: Swarm<Behaviour>,
@@ -36,9 +43,9 @@ pub struct EventLoop {
     governance_tx: broadcast::Sender<(PeerId, Vec<u8>)>,
     topic: gossipsub::IdentTopic,
     governance_topic: gossipsub::IdentTopic,
-    pending: HashMap<OutboundRequestId, oneshot::Sender<Result<Vec<u8>, RequestError>>>,
+    pending: Pending,
     /// Evidence requests in flight (ids are per behaviour, hence a map of their own).
-    pending_evidence: HashMap<OutboundRequestId, oneshot::Sender<Result<Vec<u8>, RequestError>>>,
+    pending_evidence: Pending,
     connected: HashSet<PeerId>,
     /// Members whose link a fault injection cut: not redialled until restored.
     cut: HashSet<PeerId>,
@@ -51,6 +58,8 @@ pub struct EventLoop {
     listen_config: Vec<Multiaddr>,
     behaviour: super::BehaviourConfig,
     redial_interval: Duration,
+    /// Each member's rate budget at the door.
+    admission: Admission,
 }
 
 impl std::fmt::Debug for EventLoop {
@@ -172,6 +181,7 @@ impl EventLoop {
             retiring: HashMap::new(),
             listen: Vec::new(),
             listen_config: settings.listen,
+            admission: Admission::new(settings.behaviour.rates, std::time::Instant::now()),
             behaviour: settings.behaviour,
             redial_interval: settings.redial_interval,
         };
@@ -254,6 +264,7 @@ impl EventLoop {
                 _ = redial.tick() => {
                     self.end_retiring();
                     self.dial_missing_members();
+                    self.report_budget(std::time::Instant::now());
                 }
                 changed = self.membership.changed() => {
                     if changed.is_ok() {
@@ -397,10 +408,23 @@ impl EventLoop {
                 let mut connected: Vec<String> =
                     self.connected.iter().map(|p| p.to_string()).collect();
                 connected.sort();
+                let turned_away = self
+                    .roster
+                    .members()
+                    .iter()
+                    .map(|m| {
+                        (
+                            m.peer_id.to_string(),
+                            self.admission.turned_away(&m.peer_id),
+                        )
+                    })
+                    .collect();
                 let _ = reply.send(NetworkStatus {
                     peer_id: self.swarm.local_peer_id().to_string(),
                     listen_addrs: self.listen.iter().map(|a| a.to_string()).collect(),
                     connected,
+                    rates: self.admission.rates(),
+                    turned_away,
                 });
             }
         }
@@ -475,12 +499,15 @@ impl EventLoop {
                     return;
                 };
                 let member = self.roster.by_peer(&source).is_some();
+                let joining = self.roster.config().is_none()
+                    && self.bootstrap.iter().any(|(p, _)| *p == source);
+                // Budgeted after the membership check: the buckets are per member, never
+                // per key a member can make up.
+                if !(member || joining) || !self.within_budget(source, Door::Gossip) {
+                    return;
+                }
                 if message.topic == self.governance_topic.hash() {
-                    let joining = self.roster.config().is_none()
-                        && self.bootstrap.iter().any(|(p, _)| *p == source);
-                    if member || joining {
-                        let _ = self.governance_tx.send((source, message.data));
-                    }
+                    let _ = self.governance_tx.send((source, message.data));
                 } else if member {
                     let _ = self.gossip_tx.send((source, message.data));
                 }
@@ -521,11 +548,12 @@ impl EventLoop {
         evidence: bool,
     ) {
         use request_response::{Event, InboundFailure, Message, OutboundFailure};
-        let (inbound_queue, pending) = if evidence {
-            (&self.evidence_inbound, &mut self.pending_evidence)
-        } else {
-            (&self.inbound, &mut self.pending)
-        };
+        fn pending(this: &mut EventLoop, evidence: bool) -> &mut Pending {
+            match evidence {
+                true => &mut this.pending_evidence,
+                false => &mut this.pending,
+            }
+        }
         match event {
             Event::Message {
                 peer,
@@ -535,6 +563,25 @@ impl EventLoop {
                     },
                 ..
             } => {
+                let door = if evidence {
+                    Door::Evidence
+                } else {
+                    Door::Exchange
+                };
+                if !self.within_budget(peer, door) {
+                    // Answered at once, unread: the sender's outbox retries.
+                    let busy = over_budget_frame(door, self.admission.rates());
+                    let behaviour = self.swarm.behaviour_mut();
+                    let _ = match door {
+                        Door::Evidence => behaviour.evidence.send_response(channel, busy),
+                        _ => behaviour.exchange.send_response(channel, busy),
+                    };
+                    return;
+                }
+                let inbound_queue = match evidence {
+                    true => &self.evidence_inbound,
+                    false => &self.inbound,
+                };
                 let inbound = InboundRequest {
                     peer,
                     frame: request,
@@ -542,7 +589,7 @@ impl EventLoop {
                 };
                 if let Err(e) = inbound_queue.try_send(inbound) {
                     // Dropping the channel resets the stream; the sender's outbox retries.
-                    warn!(%peer, "inbound queue full, request dropped for retry");
+                    debug!(%peer, "inbound queue full, request dropped for retry");
                     drop(e);
                 }
             }
@@ -554,7 +601,7 @@ impl EventLoop {
                     },
                 ..
             } => {
-                if let Some(reply) = pending.remove(&request_id) {
+                if let Some(reply) = pending(self, evidence).remove(&request_id) {
                     let _ = reply.send(Ok(response));
                 }
             }
@@ -570,17 +617,66 @@ impl EventLoop {
                     OutboundFailure::UnsupportedProtocols => RequestError::UnsupportedProtocol,
                     OutboundFailure::Io(e) => RequestError::Io(e.to_string()),
                 };
-                if let Some(reply) = pending.remove(&request_id) {
+                if let Some(reply) = pending(self, evidence).remove(&request_id) {
                     let _ = reply.send(Err(error));
                 }
             }
             Event::InboundFailure { peer, error, .. } => match error {
                 InboundFailure::Io(e) => {
-                    warn!(%peer, error = %e, "refused inbound exchange stream")
+                    // Oversized or cut-off frames: counted, and logged once per interval.
+                    debug!(%peer, error = %e, "refused inbound exchange stream");
+                    let now = std::time::Instant::now();
+                    self.admission.refused_stream(peer);
+                    self.report_budget(now);
                 }
                 other => debug!(%peer, error = %other, "inbound exchange failed"),
             },
             Event::ResponseSent { .. } => {}
         }
     }
+
+    /// Whether a message of `peer` through `door` is within the member's rate budget.
+    fn within_budget(&mut self, peer: PeerId, door: Door) -> bool {
+        let now = std::time::Instant::now();
+        let admitted = self.admission.admit(peer, door, now);
+        self.report_budget(now);
+        admitted
+    }
+
+    /// Logs, once per interval, what members sent beyond their budgets, with counts.
+    fn report_budget(&mut self, now: std::time::Instant) {
+        let rates = self.admission.rates();
+        for (peer, door, n) in self.admission.report(now) {
+            let member = self
+                .roster
+                .by_peer(&peer)
+                .map(|(m, _)| m.jurisdiction.to_string());
+            warn!(%peer, member, turned_away = n, what = door.name(), rate_per_s = rates.of(door), "a member sent beyond its rate budget; the rest were answered \"retry shortly\" unread (gossip: dropped)");
+        }
+        for (peer, n) in self.admission.report_refused(now) {
+            let member = self
+                .roster
+                .by_peer(&peer)
+                .map(|(m, _)| m.jurisdiction.to_string());
+            warn!(%peer, member, streams = n, "refused inbound streams (oversized or cut-off frames)");
+        }
+    }
+}
+
+/// The fixed answer to a request beyond its member's rate budget: `unavailable` (retried by
+/// the sender's outbox) on the exchange, `refused` on the evidence protocol.
+fn over_budget_frame(door: Door, rates: Rates) -> Vec<u8> {
+    let detail = format!(
+        "over your rate budget at this node ({} {} per second); retry shortly",
+        rates.of(door),
+        door.name()
+    );
+    let reply = match door {
+        Door::Evidence => to_canonical_cbor(&EvidenceResponse::Refused { reason: detail }),
+        _ => to_canonical_cbor(&ExchangeResponse::Rejected(Rejection {
+            code: RejectCode::Unavailable,
+            detail,
+        })),
+    };
+    reply.expect("fixed answers encode")
 }

@@ -5,6 +5,7 @@
 //! loop keeps pending replies in maps keyed by request id. This module never decodes a
 //! message: it moves frames, admits roster members only, and keeps them connected.
 
+pub mod admission;
 mod behaviour;
 pub mod codec;
 mod event_loop;
@@ -69,6 +70,10 @@ pub struct NetworkStatus {
     pub peer_id: String,
     pub listen_addrs: Vec<String>,
     pub connected: Vec<String>,
+    /// Each member's rate budget, and what each member sent beyond it since the node started
+    /// (exchange, evidence, gossip), by PeerId.
+    pub rates: admission::Rates,
+    pub turned_away: Vec<(String, [u64; 3])>,
 }
 
 #[derive(Debug)]
