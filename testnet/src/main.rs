@@ -11,6 +11,7 @@ use comity_testnet::Bloc;
 use comity_testnet::bench::converge::{self, ConvergeOptions};
 use comity_testnet::bench::evidence::{self, EvidenceOptions};
 use comity_testnet::bench::exchange::{self, ExchangeOptions};
+use comity_testnet::bench::hostile::{self, HostileOptions};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -111,6 +112,29 @@ enum BenchCommand {
         /// Requests per concurrency level (16 and 64 in flight).
         #[arg(long, default_value_t = 2000)]
         per_level: usize,
+        /// Print one JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Three honest members and a hostile one flooding a victim with everything a member can
+    /// send: the victim's disk and memory growth, and honest p99 under attack vs before it.
+    Hostile {
+        /// Length of the attack, in seconds.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        /// Length of the quiet phase before it, in seconds.
+        #[arg(long, default_value_t = 20)]
+        quiet_seconds: u64,
+        /// Each honest sender's pace: one request per this many milliseconds.
+        #[arg(long, default_value_t = 50)]
+        interval_ms: u64,
+        /// Messages each flood keeps in flight.
+        #[arg(long, default_value_t = 8)]
+        in_flight: usize,
+        /// Floods to run, comma-separated (all by default): new_cases, forged_events,
+        /// garbage, oversized, pulls, consistency, evidence, reports, checkpoints.
+        #[arg(long, value_delimiter = ',')]
+        floods: Vec<String>,
         /// Print one JSON object instead of a table.
         #[arg(long)]
         json: bool,
@@ -299,6 +323,46 @@ async fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Bench(BenchCommand::Hostile {
+            seconds,
+            quiet_seconds,
+            interval_ms,
+            in_flight,
+            floods,
+            json,
+        }) => {
+            if let Some(unknown) = floods
+                .iter()
+                .find(|f| !hostile::FLOODS.contains(&f.as_str()))
+            {
+                anyhow::bail!(
+                    "no flood named {unknown:?}: choose among {}",
+                    hostile::FLOODS.join(", ")
+                );
+            }
+            let mut options = HostileOptions {
+                attack: Duration::from_secs(seconds),
+                quiet: Duration::from_secs(quiet_seconds),
+                interval: Duration::from_millis(interval_ms),
+                in_flight,
+                ..HostileOptions::default()
+            };
+            if !floods.is_empty() {
+                options.floods = floods;
+            }
+            let report = hostile::run(&options, &mut |step| {
+                if !json {
+                    eprintln!("… {step}");
+                }
+            })
+            .await?;
+            if json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                println!("{}", hostile_table(&report));
+            }
+            Ok(())
+        }
         Command::Bench(BenchCommand::Exchange {
             sequential,
             per_level,
@@ -439,4 +503,49 @@ async fn up(
     );
     bloc.detach();
     Ok(())
+}
+
+fn hostile_table(report: &hostile::HostileReport) -> Table {
+    let mut t = Table::new();
+    t.load_preset(UTF8_BORDERS_ONLY)
+        .set_header(vec!["measure", "figure", "target"]);
+    let rows = [
+        (
+            "victim disk growth",
+            format!("{:.1} MiB", report.victim_disk_growth_mb),
+            "≤ 64 MiB",
+        ),
+        (
+            "victim RSS growth",
+            format!("{:.1} MiB", report.victim_rss_growth_mb),
+            "≤ 64 MiB",
+        ),
+        (
+            "honest p99, quiet",
+            format!("{:.2} ms", report.quiet_p99_ms),
+            "",
+        ),
+        (
+            "honest p99, under attack",
+            format!("{:.2} ms", report.honest_p99_ms),
+            "",
+        ),
+        (
+            "honest p99 ratio",
+            format!("{:.2}", report.honest_p99_ratio),
+            "≤ 3",
+        ),
+        ("kept serving", report.kept_serving.to_string(), "true"),
+    ];
+    for (name, figure, target) in rows {
+        t.add_row(vec![name.to_string(), figure, target.to_string()]);
+    }
+    for (kind, count) in &report.floods {
+        t.add_row(vec![
+            format!("flood {kind}"),
+            format!("{} sent, {} answered", count.sent, count.answered),
+            String::new(),
+        ]);
+    }
+    t
 }

@@ -82,7 +82,14 @@ pub async fn run(
     log: &mut dyn FnMut(&str),
 ) -> anyhow::Result<ConvergeReport> {
     let dir = tempfile::tempdir()?;
-    let mut bloc = Bloc::create(dir.path(), &["FR".parse()?, "DE".parse()?]).await?;
+    // The engine's capacity is measured: no rate budget caps the members.
+    let mut bloc = Bloc::create_with(
+        dir.path(),
+        &["FR".parse()?, "DE".parse()?],
+        "testnet",
+        super::unbudgeted,
+    )
+    .await?;
     bloc.log_filter = "warn".into();
     bloc.start_all()?;
     bloc.wait_connected(Duration::from_secs(30))

@@ -125,7 +125,9 @@ pub async fn run(
 ) -> anyhow::Result<ExchangeReport> {
     let dir = tempfile::tempdir()?;
     let jurisdictions = ["FR".parse()?, "DE".parse()?];
-    let mut bloc = Bloc::create(dir.path(), &jurisdictions).await?;
+    // The engine's capacity is measured: no rate budget caps the members.
+    let mut bloc =
+        Bloc::create_with(dir.path(), &jurisdictions, "testnet", super::unbudgeted).await?;
     bloc.log_filter = "warn".into();
     bloc.start_all()?;
     bloc.wait_connected(Duration::from_secs(30))

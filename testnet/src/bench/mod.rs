@@ -4,8 +4,16 @@ pub mod converge;
 pub mod echo;
 pub mod evidence;
 pub mod exchange;
+pub mod hostile;
 
 use std::time::Duration;
+
+/// For benchmarks of the engine's capacity between members that trust each other: no rate
+/// budget (`[network] requests_per_second_per_member = 0`), which would cap the figure at
+/// the budget instead of measuring the engine.
+pub(crate) fn unbudgeted(config: &mut comity_node::config::Config) {
+    config.network.requests_per_second_per_member = 0;
+}
 
 /// Latency percentiles of a sample, in milliseconds.
 pub fn percentile_ms(sorted: &[Duration], p: f64) -> f64 {
@@ -55,10 +63,20 @@ pub(crate) async fn approved_drafts(
     approver: &comity_node::admin::api::AdminClient,
     n: usize,
 ) -> anyhow::Result<Vec<comity_protocol::CaseId>> {
-    use futures::StreamExt;
     let mut request = comity_protocol::examples::sample_request();
     request.requesting = "FR".parse()?;
     request.executing = "DE".parse()?;
+    approved_drafts_of(client, approver, request, n).await
+}
+
+/// `n` approved drafts of `request`, drafted by `client` and approved by `approver`.
+pub(crate) async fn approved_drafts_of(
+    client: &comity_node::admin::api::AdminClient,
+    approver: &comity_node::admin::api::AdminClient,
+    request: comity_protocol::AssistanceRequest,
+    n: usize,
+) -> anyhow::Result<Vec<comity_protocol::CaseId>> {
+    use futures::StreamExt;
     futures::stream::iter(0..n)
         .map(|_| {
             let request = request.clone();
