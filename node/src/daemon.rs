@@ -18,6 +18,7 @@ use crate::store::Store;
 
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let identity = NodeIdentity::load(&config.key_path(), &config.signing_key_path())?;
+    let admin_tls = admin_tls(&config)?;
     if config.testing.faults {
         tracing::warn!("fault injection is enabled ([testing] faults): testnets only");
     }
@@ -75,6 +76,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     spawn_dashboard(&config, &cases, &store);
     let admin_task = tokio::spawn(admin::serve(
         config.admin.listen,
+        admin_tls,
         AdminState {
             cases,
             evidence,
@@ -290,4 +292,21 @@ async fn shutdown_signal() -> anyhow::Result<&'static str> {
         _ = term.recv() => "SIGTERM",
         _ = int.recv() => "SIGINT",
     })
+}
+
+/// The admin API's TLS from the config, checked before anything starts: beyond loopback it
+/// is required, and both files must be given and make a TLS identity.
+fn admin_tls(config: &Config) -> anyhow::Result<Option<std::sync::Arc<rustls::ServerConfig>>> {
+    let tls = match (&config.admin.tls_cert, &config.admin.tls_key) {
+        (Some(cert), Some(key)) => Some(
+            admin::tls::load(&config.resolve(cert), &config.resolve(key))
+                .map_err(anyhow::Error::msg)?,
+        ),
+        (None, None) => None,
+        _ => anyhow::bail!("[admin] needs both tls_cert and tls_key, or neither"),
+    };
+    if let Some(problem) = admin::tls::exposure_problem(config.admin.listen, tls.is_some()) {
+        anyhow::bail!(problem);
+    }
+    Ok(tls)
 }

@@ -56,11 +56,46 @@ pub struct AdminClient {
 
 impl AdminClient {
     pub fn new(base: impl Into<String>, token: impl Into<String>) -> Self {
-        let http = reqwest::Client::builder()
+        let http = Self::http()
+            .build()
+            .expect("an http client without TLS settings builds");
+        Self::with_http(base, token, http)
+    }
+
+    /// A client of an https admin API whose certificate is `ca_pem` or was issued by it (a
+    /// pinned self-signed certificate, or the operator's CA): no other authority is trusted.
+    pub fn with_ca(
+        base: impl Into<String>,
+        token: impl Into<String>,
+        ca_pem: &[u8],
+    ) -> Result<Self, ClientError> {
+        let certificates = reqwest::Certificate::from_pem_bundle(ca_pem)
+            .map_err(|e| ClientError::Protocol(format!("the CA file is not PEM: {e}")))?;
+        if certificates.is_empty() {
+            return Err(ClientError::Protocol(
+                "the CA file holds no certificate".into(),
+            ));
+        }
+        let mut builder = Self::http()
+            .use_rustls_tls()
+            .tls_built_in_root_certs(false)
+            .https_only(true);
+        for certificate in certificates {
+            builder = builder.add_root_certificate(certificate);
+        }
+        let http = builder
+            .build()
+            .map_err(|e| ClientError::Protocol(format!("cannot set up TLS: {e}")))?;
+        Ok(Self::with_http(base, token, http))
+    }
+
+    fn http() -> reqwest::ClientBuilder {
+        reqwest::Client::builder()
             .timeout(Duration::from_secs(120))
             .pool_max_idle_per_host(256)
-            .build()
-            .expect("http client");
+    }
+
+    fn with_http(base: impl Into<String>, token: impl Into<String>, http: reqwest::Client) -> Self {
         Self {
             base: base.into().trim_end_matches('/').to_owned(),
             token: token.into(),

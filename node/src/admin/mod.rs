@@ -11,6 +11,7 @@ mod client;
 mod evidence;
 mod export;
 pub mod officers;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -173,22 +174,38 @@ pub fn router(state: AdminState) -> Router {
 /// Serves the admin API until `shutdown` resolves.
 pub async fn serve(
     addr: SocketAddr,
+    tls: Option<std::sync::Arc<rustls::ServerConfig>>,
     state: AdminState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    if let Some(problem) = tls::exposure_problem(addr, tls.is_some()) {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            problem,
+        ));
+    }
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
         std::io::Error::new(
             e.kind(),
             format!("cannot bind the admin API on {addr}: {e}"),
         )
     })?;
-    if !addr.ip().is_loopback() {
-        warn!(%addr, "admin API is listening beyond loopback; put TLS in front of it");
+    let router = router(state);
+    match tls {
+        Some(config) => {
+            info!(%addr, "admin API listening (https)");
+            let listener = tls::TlsListener::new(listener, config)?;
+            axum::serve(listener, router)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+        None => {
+            info!(%addr, "admin API listening");
+            axum::serve(listener, router)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
     }
-    info!(%addr, "admin API listening");
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
 }
 
 async fn authenticate(State(state): State<AdminState>, request: Request, next: Next) -> Response {

@@ -38,6 +38,17 @@ pub enum Command {
         #[arg(short, long, env = "COMITY_CONFIG", default_value = "comity.toml")]
         config: PathBuf,
     },
+    /// Make a self-signed certificate and key (PEM, key mode 0600) for the admin API over
+    /// https, and say how to use them: beyond loopback, the node serves its API only with TLS.
+    TlsCert {
+        /// Directory to write cert.pem and key.pem into.
+        #[arg(long, default_value = "admin-tls")]
+        dir: PathBuf,
+        /// Host names and IP addresses the API is reached by (repeat); localhost and
+        /// 127.0.0.1 are always included.
+        #[arg(long = "name")]
+        names: Vec<String>,
+    },
     /// This node: jurisdiction, PeerId, addresses, members connected, outbox depth.
     Status(ReadArgs),
     /// The bloc's members and whether each is connected.
@@ -261,6 +272,10 @@ pub struct Connection {
     /// File holding the bearer token (mode 0600).
     #[arg(long, env = "COMITY_TOKEN_FILE")]
     pub token_file: Option<PathBuf>,
+    /// For an https admin API: the node's certificate (pinned) or the CA that issued it, PEM.
+    /// With -c and a config that sets [admin] tls_cert, that certificate is pinned.
+    #[arg(long, env = "COMITY_CA_FILE")]
+    pub ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -34,6 +34,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             crate::daemon::run(config).await
         }
+        Command::TlsCert { dir, names } => tls_cert(&dir, names),
         Command::Status(read) => {
             let status = client(&read.connection)?.status().await?;
             output::status(&status, read.json)
@@ -279,13 +280,18 @@ fn client(connection: &Connection) -> anyhow::Result<AdminClient> {
         None if Path::new("comity.toml").exists() => Some(Config::load(Path::new("comity.toml"))?),
         None => None,
     };
+    let own_cert = config
+        .as_ref()
+        .and_then(|c| c.admin.tls_cert.as_ref().map(|p| c.resolve(p)));
     let base = match (&connection.admin, &config) {
         (Some(url), _) => url.clone(),
+        (None, Some(config)) if own_cert.is_some() => format!("https://{}", config.admin.listen),
         (None, Some(config)) => format!("http://{}", config.admin.listen),
         (None, None) => {
             bail!("no admin API given: pass -c CONFIG or --admin URL (or set COMITY_CONFIG)")
         }
     };
+    let ca_file = connection.ca_file.clone().or(own_cert);
     let token = match (&connection.token, &connection.token_file) {
         (Some(token), _) => token.clone(),
         (None, Some(path)) => read_token(path)?,
@@ -294,7 +300,51 @@ fn client(connection: &Connection) -> anyhow::Result<AdminClient> {
             _ => bail!("no token: pass --token-file FILE or set COMITY_TOKEN_FILE"),
         },
     };
-    Ok(AdminClient::new(base, token))
+    if !base.starts_with("https://") {
+        return Ok(AdminClient::new(base, token));
+    }
+    let Some(ca_file) = ca_file else {
+        bail!(
+            "{base} is https: pass --ca-file with the node's certificate (or its CA), or -c with \
+             the node's config"
+        );
+    };
+    let pem = std::fs::read(&ca_file)
+        .with_context(|| format!("cannot read the CA file {}", ca_file.display()))?;
+    AdminClient::with_ca(base, token, &pem).with_context(|| format!("{}", ca_file.display()))
+}
+
+/// `comity tls-cert`: a self-signed pair for the admin API, and how to use it.
+fn tls_cert(dir: &Path, mut names: Vec<String>) -> anyhow::Result<()> {
+    for always in ["localhost", "127.0.0.1"] {
+        if !names.iter().any(|n| n == always) {
+            names.push(always.to_owned());
+        }
+    }
+    let (cert, key) = crate::admin::tls::self_signed(&names).map_err(anyhow::Error::msg)?;
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
+    for path in [&cert_path, &key_path] {
+        if path.exists() {
+            bail!(
+                "{} exists: remove it first, or choose another --dir",
+                path.display()
+            );
+        }
+    }
+    crate::roster::write_private(&key_path, key.as_bytes())
+        .with_context(|| format!("cannot write {}", key_path.display()))?;
+    std::fs::write(&cert_path, cert)
+        .with_context(|| format!("cannot write {}", cert_path.display()))?;
+    println!(
+        "wrote {} and {} (mode 0600) for {}\n\nIn the node's config:\n  [admin]\n  listen = \"0.0.0.0:7701\"\n  tls_cert = \"{}\"\n  tls_key = \"{}\"\n\nOfficers elsewhere pin the certificate:\n  comity status --admin https://HOST:7701 --ca-file cert.pem --token-file TOKEN",
+        cert_path.display(),
+        key_path.display(),
+        names.join(", "),
+        cert_path.display(),
+        key_path.display()
+    );
+    Ok(())
 }
 
 fn read_token(path: &Path) -> anyhow::Result<String> {

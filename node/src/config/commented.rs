@@ -79,13 +79,18 @@ const COMMENTS: &[(&str, &str, &str)] = &[
     ),
     (
         "network",
+        "requests_per_second_per_member",
+        "Each member's rate budget here (two seconds' worth may come at once): beyond it, its\nrequests are answered \"retry shortly\" unread, and its gossip dropped. 0 is no budget.",
+    ),
+    (
+        "network",
         "redial_interval_secs",
         "Seconds between dials of members that are not connected.",
     ),
     (
         "admin",
         "listen",
-        "Admin API (HTTP + JSON, bearer tokens). Keep it on loopback unless fronted by TLS.",
+        "Admin API (HTTP + JSON, bearer tokens). Beyond loopback only with TLS: set tls_cert and\ntls_key (PEM; `comity tls-cert` makes a self-signed pair), or the node will not start.",
     ),
     (
         "outbox",

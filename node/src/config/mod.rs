@@ -152,9 +152,15 @@ pub struct NetworkSection {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AdminSection {
-    /// Address of the admin API. Loopback unless you front it with something that
-    /// authenticates and encrypts: officers' bearer tokens travel in clear HTTP.
+    /// Address of the admin API. Beyond loopback only with TLS (`tls_cert` and `tls_key`):
+    /// the node refuses to start otherwise.
     pub listen: SocketAddr,
+    /// TLS for the admin API: a PEM certificate (chain) and its PEM private key (mode 0600).
+    /// `comity tls-cert` makes a self-signed pair, which the CLI pins with `--ca-file`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -316,6 +322,8 @@ impl Default for AdminSection {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 7701)),
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -370,7 +378,11 @@ impl Config {
                 listen: vec![listen],
                 ..NetworkSection::default()
             },
-            admin: AdminSection { listen: admin },
+            admin: AdminSection {
+                listen: admin,
+                tls_cert: None,
+                tls_key: None,
+            },
             outbox: OutboxSection::default(),
             log: LogSection::default(),
             safeguards: SafeguardsSection::default(),
