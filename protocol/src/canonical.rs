@@ -101,10 +101,29 @@ const MAX_DEPTH: usize = 128;
 /// Checks that `bytes` are exactly one item in core deterministic CBOR without floats, reading
 /// them in place: no value tree, no copy, no allocation. Refuses non-shortest heads,
 /// indefinite lengths, unsorted or repeated map keys, floats, simple values other than
-/// false, true and null, bignum tags (which decoders turn into integers), invalid UTF-8 and
-/// anything after the item.
+/// false, true and null, invalid UTF-8 and anything after the item.
+///
+/// Comity's profile is narrower than CBOR's: map keys are text strings and there are no tags
+/// (signed objects inside messages travel as byte strings). Serde reads a field or variant
+/// name from a byte string or an index as well as from text, and a decoder drops most tags:
+/// each would give a message a second encoding, found by fuzzing.
 pub fn check_canonical(bytes: &[u8]) -> Result<(), CodecError> {
-    let mut reader = Reader { bytes, pos: 0 };
+    check(bytes, true)
+}
+
+/// Whether `bytes` are one item in core deterministic CBOR (RFC 8949 §4.2.1) without floats,
+/// whatever its keys and tags: for COSE structures, whose headers have integer keys and which
+/// are tagged. Comity's own messages are checked with [`check_canonical`].
+pub fn is_deterministic(bytes: &[u8]) -> bool {
+    check(bytes, false).is_ok()
+}
+
+fn check(bytes: &[u8], profile: bool) -> Result<(), CodecError> {
+    let mut reader = Reader {
+        bytes,
+        pos: 0,
+        profile,
+    };
     reader.item(0)?;
     match bytes.len() - reader.pos {
         0 => Ok(()),
@@ -115,6 +134,8 @@ pub fn check_canonical(bytes: &[u8]) -> Result<(), CodecError> {
 struct Reader<'a> {
     bytes: &'a [u8],
     pos: usize,
+    /// Comity's profile: text keys, no tags.
+    profile: bool,
 }
 
 fn truncated() -> CodecError {
@@ -195,6 +216,9 @@ impl<'a> Reader<'a> {
                 let mut previous: Option<(usize, usize)> = None;
                 for _ in 0..arg {
                     let start = self.pos;
+                    if self.profile && self.bytes.get(start).is_none_or(|b| b >> 5 != 3) {
+                        return Err(CodecError::NonCanonical);
+                    }
                     self.item(depth + 1)?;
                     let key = (start, self.pos);
                     if let Some((a, b)) = previous {
@@ -213,7 +237,7 @@ impl<'a> Reader<'a> {
                 }
                 Ok(())
             }
-            6 if arg == 2 || arg == 3 => Err(CodecError::NonCanonical),
+            6 if self.profile || arg == 2 || arg == 3 => Err(CodecError::NonCanonical),
             6 => self.item(depth + 1),
             _ => unreachable!("a major type has three bits"),
         }
@@ -275,12 +299,25 @@ mod tests {
     use proptest::prelude::*;
     use std::collections::BTreeMap;
 
-    /// The check as it was: decode into a value tree, sort, encode again, compare.
+    /// The check as it was: decode into a value tree, sort, encode again, compare; and
+    /// Comity's profile: text keys, no tags.
     fn canonical_by_tree(bytes: &[u8]) -> bool {
         let Ok(value) = from_cbor::<Value>(bytes, usize::MAX) else {
             return false;
         };
-        matches!(canonicalize(value).and_then(|v| encode(&v)), Ok(again) if again == bytes)
+        in_profile(&value)
+            && matches!(canonicalize(value).and_then(|v| encode(&v)), Ok(again) if again == bytes)
+    }
+
+    fn in_profile(value: &Value) -> bool {
+        match value {
+            Value::Tag(..) => false,
+            Value::Array(items) => items.iter().all(in_profile),
+            Value::Map(entries) => entries
+                .iter()
+                .all(|(k, v)| matches!(k, Value::Text(_)) && in_profile(v)),
+            _ => true,
+        }
     }
 
     fn value() -> impl Strategy<Value = Value> {
@@ -309,7 +346,7 @@ mod tests {
         fn the_check_in_place_agrees_with_the_tree(v in value()) {
             let raw = encode(&v).unwrap();
             prop_assert_eq!(is_canonical(&raw), canonical_by_tree(&raw));
-            if let Ok(canonical) = canonicalize(v).and_then(|v| encode(&v)) {
+            if in_profile(&v) && let Ok(canonical) = canonicalize(v).and_then(|v| encode(&v)) {
                 prop_assert!(is_canonical(&canonical));
             }
         }
@@ -323,6 +360,33 @@ mod tests {
                 prop_assert!(canonical_by_tree(&bytes), "{:02x?}", bytes);
             }
         }
+    }
+
+    #[test]
+    fn names_as_bytes_or_indexes_and_tags_are_second_encodings_and_refused() {
+        #[derive(Debug, PartialEq, Serialize, serde::Deserialize)]
+        struct Named {
+            a: u8,
+        }
+        let text = to_canonical_cbor(&Named { a: 1 }).unwrap();
+        assert_eq!(text, [0xa1, 0x61, b'a', 0x01]);
+        assert!(is_canonical(&text));
+        // The same struct with its field name as a byte string, or as its index: serde reads
+        // both (fuzzing found the first).
+        for other in [[0xa1, 0x41, b'a', 0x01].as_slice(), &[0xa1, 0x00, 0x01]] {
+            assert_eq!(
+                check_canonical(other),
+                Err(CodecError::NonCanonical),
+                "{other:02x?}"
+            );
+        }
+        // A tag around a value: a decoder drops it.
+        assert_eq!(
+            check_canonical(&[0xd8, 0x64, 0x01]),
+            Err(CodecError::NonCanonical)
+        );
+        // COSE structures keep their integer keys and tags: deterministic, not Comity's profile.
+        assert!(is_deterministic(&[0xd2, 0xa1, 0x01, 0x27]));
     }
 
     #[test]

@@ -162,9 +162,26 @@ impl fmt::Display for Jurisdiction {
 macro_rules! ulid_id {
     ($(#[$doc:meta])* $name:ident, $what:literal) => {
         $(#[$doc])*
-        #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
         #[serde(transparent)]
         pub struct $name(pub Ulid);
+
+        /// Read only in the form it is written (upper case): a ULID parser also takes lower
+        /// case and look-alike letters, which would give one id several encodings in signed
+        /// messages (found by fuzzing). Typed input (`FromStr`) stays lenient.
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let text = String::deserialize(deserializer)?;
+                let id: Self = text.parse().map_err(serde::de::Error::custom)?;
+                if id.to_string() != text {
+                    return Err(serde::de::Error::custom(format!(
+                        "{} {text:?} is not in its one written form {id}",
+                        $what
+                    )));
+                }
+                Ok(id)
+            }
+        }
 
         impl $name {
             /// A fresh identifier for the current time.
@@ -408,6 +425,20 @@ mod tests {
         assert!(serde_json::from_str::<Jurisdiction>("\"fr\"").is_err());
         assert!(serde_json::from_str::<Jurisdiction>("\"ZZ\"").is_err());
         assert_eq!(serde_json::to_string(&ok).unwrap(), "\"FR-PNF\"");
+    }
+
+    #[test]
+    fn a_ulid_id_is_read_from_the_wire_only_in_its_written_form() {
+        let id = CaseId::from_parts(1_700_000_000_000, 42);
+        let upper = crate::to_canonical_cbor(&id).unwrap();
+        assert_eq!(crate::from_cbor::<CaseId>(&upper, 64).unwrap(), id);
+        let lower = crate::to_canonical_cbor(&id.to_string().to_lowercase()).unwrap();
+        let err = crate::from_cbor::<CaseId>(&lower, 64)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("written form"), "{err}");
+        // Typed by an officer, lower case is fine.
+        assert_eq!(id.to_string().to_lowercase().parse::<CaseId>().unwrap(), id);
     }
 
     #[test]

@@ -93,7 +93,7 @@ proptest! {
         let key = SigningKey::from_bytes(&seed);
         let env = SignedEnvelope::sign(&receipt, &key).unwrap();
         let wire = env.to_bytes();
-        prop_assert!(is_canonical(&wire));
+        prop_assert!(comity_protocol::canonical::is_deterministic(&wire));
         let env = SignedEnvelope::from_bytes(&wire, wire.len()).unwrap();
         prop_assert_eq!(env.open::<Receipt>(&key.verifying_key()).unwrap(), receipt);
     }

@@ -202,7 +202,8 @@ async fn malformed_forged_oversized_invalid_and_stranger_requests_are_refused() 
     assert!(refusals.iter().all(|r| r.member == Some(j("FR"))));
 
     // A flood of forged events, each in a case of its own: every one is refused, and DE keeps
-    // the latest few of that kind from FR, not one record per invented case.
+    // a few of that kind from FR (a sample with each write of the tally, at most one a
+    // second), not one record per invented case.
     for _ in 0..40 {
         let mut forged_event = genesis(&forger.signing_key(), CaseId::new(), request("FR", "DE"));
         forged_event.signer = fr.public_key();
@@ -218,7 +219,7 @@ async fn malformed_forged_oversized_invalid_and_stranger_requests_are_refused() 
         .filter(|r| r.code == RejectCode::BadSignature)
         .count();
     assert!(
-        (2..=16).contains(&kept),
+        (1..=16).contains(&kept),
         "{kept} bad-signature refusals kept"
     );
     let case = send(&bloc, "FR", "DE", Some(20_000)).await;

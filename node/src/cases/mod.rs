@@ -141,8 +141,9 @@ struct Inner {
     budget: Arc<std::sync::Mutex<budget::Budget>>,
     /// Refusals recorded lately, by peer, case, code and reason: repeats are not recorded.
     recent_refusals: Mutex<HashMap<RefusalKey, std::time::Instant>>,
-    /// Serialises updates of the refusal tallies (read, count, write).
-    refusal_lock: tokio::sync::Mutex<()>,
+    /// The refusal tallies, counted here and written at most once a second each (with a
+    /// sample and, hourly, an audit entry): a flood of refusals is not a flood of writes.
+    refusal_tallies: tokio::sync::Mutex<HashMap<Vec<u8>, refusals::Counted>>,
 }
 
 impl Cases {
@@ -189,7 +190,7 @@ impl Cases {
                     std::time::Instant::now(),
                 ))),
                 recent_refusals: Mutex::new(HashMap::new()),
-                refusal_lock: tokio::sync::Mutex::new(()),
+                refusal_tallies: tokio::sync::Mutex::new(HashMap::new()),
             }),
         };
         let cap = cases.retention_cap();

@@ -2,6 +2,9 @@
 //! from whom and why, within bounds a member cannot push. Per peer and code the store keeps a
 //! tally and the latest few refusals (older ones are overwritten), and the audit log gets one
 //! entry per hour with the count of those in between, whatever case ids the sender invents.
+//! Tallies are counted in memory and written at most once a second each, with the refusal of
+//! the moment as a sample: a flood of refusals costs a write a second, not a write each (a
+//! crash loses at most that second's count).
 //!
 //! An equivocation (a member signing two different events as the same number of its own in one
 //! case) is refused like any invalid event, and both signed envelopes are kept as evidence: once
@@ -30,6 +33,18 @@ const MAX_RECENT_REFUSALS: usize = 10_000;
 const SAMPLES: u64 = 16;
 /// One audit entry per peer and code in this long; the refusals between are counted in it.
 const AUDIT_WINDOW_MS: i64 = 3_600_000;
+
+/// A tally is written at most this often (its count is kept here in between).
+const PERSIST_EVERY: Duration = Duration::from_secs(1);
+/// Tallies counted in memory at once (one per member or peer and code).
+const MAX_COUNTED: usize = 4096;
+
+/// A tally as counted, and when it was last written.
+#[derive(Debug)]
+pub(super) struct Counted {
+    tally: Tally,
+    written: Option<std::time::Instant>,
+}
 
 /// Equivocations kept per author: the first ones are the evidence that matters.
 const MAX_EQUIVOCATIONS: usize = 16;
@@ -138,15 +153,39 @@ impl Cases {
             .as_ref()
             .map_or_else(|| refusal.peer.clone(), |m| m.to_string());
         let tally_key = format!("t/{who}/{code}").into_bytes();
-        let _guard = self.inner.refusal_lock.lock().await;
-        let held = match self.inner.store.get(Cf::Refusals, &tally_key) {
-            Ok(held) => held.and_then(|b| decode::<Tally>(&b).ok()),
-            Err(e) => {
-                warn!(%peer, error = %e, "could not read the refusal tally");
-                return;
-            }
+        let mut tallies = self.inner.refusal_tallies.lock().await;
+        let held = match tallies.get(&tally_key) {
+            Some(counted) => Some(counted.tally.clone()),
+            None => match self.inner.store.get(Cf::Refusals, &tally_key) {
+                Ok(held) => held.and_then(|b| decode::<Tally>(&b).ok()),
+                Err(e) => {
+                    warn!(%peer, error = %e, "could not read the refusal tally");
+                    return;
+                }
+            },
         };
         let (tally, slot, audit) = tally_step(held, refusal.at);
+        let now = std::time::Instant::now();
+        if tallies.len() >= MAX_COUNTED && !tallies.contains_key(&tally_key) {
+            // Only members and peers that reached this node are counted: a full map means
+            // that many of them; the stored tallies stay, and are read again when needed.
+            tallies.retain(|_, c| {
+                c.written
+                    .is_some_and(|w| now.duration_since(w) < PERSIST_EVERY)
+            });
+        }
+        let counted = tallies.entry(tally_key.clone()).or_insert(Counted {
+            tally: tally.clone(),
+            written: None,
+        });
+        counted.tally = tally.clone();
+        let due = counted
+            .written
+            .is_none_or(|w| now.duration_since(w) >= PERSIST_EVERY);
+        if audit.is_none() && !due {
+            return;
+        }
+        counted.written = Some(now);
         let mut batch = Batch::new();
         batch.put(Cf::Refusals, tally_key, encode(&tally));
         batch.put(
@@ -177,18 +216,20 @@ impl Cases {
         case_id: CaseId,
         e: &super::core::Equivocation,
     ) {
-        warn!(author = %e.author, seq = e.seq, case = %case_id, from = %from.jurisdiction, "EQUIVOCATION: two different events signed as the same number; both kept as evidence");
         let prefix = format!("e/{}/", e.author);
         let key = format!("{prefix}{case_id}/{:020}", e.seq).into_bytes();
-        let _guard = self.inner.refusal_lock.lock().await;
+        // Serialised with the tallies' writes: one look at what is held, then one write.
+        let _guard = self.inner.refusal_tallies.lock().await;
         let held = self
             .inner
             .store
             .scan_prefix(Cf::Refusals, prefix.as_bytes())
             .unwrap_or_default();
         if held.iter().any(|(k, _)| *k == key) || held.len() >= MAX_EQUIVOCATIONS {
+            // Refused and counted like any invalid event; logged only when kept.
             return;
         }
+        warn!(author = %e.author, seq = e.seq, case = %case_id, from = %from.jurisdiction, "EQUIVOCATION: two different events signed as the same number; both kept as evidence");
         let record = EquivocationRecord {
             at: self.now(),
             from: from.jurisdiction.clone(),
