@@ -8,9 +8,20 @@ use tracing_subscriber::EnvFilter;
 use crate::config::LogFormat;
 
 pub fn init(default_filter: &str, format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env()
+    let mut filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(default_filter))
         .unwrap_or_else(|_| EnvFilter::new("info"));
+    // libp2p's request-response warns once per stream it drops at capacity: a line per
+    // message a peer sends. This node counts and reports what it turns away itself, once per
+    // interval; an explicit directive for the crate still wins.
+    let explicit = std::env::var("RUST_LOG").unwrap_or_else(|_| default_filter.to_owned());
+    if !explicit.contains("libp2p_request_response") {
+        filter = filter.add_directive(
+            "libp2p_request_response=error"
+                .parse()
+                .expect("a static directive parses"),
+        );
+    }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -307,7 +307,7 @@ impl Default for NetworkSection {
             listen: vec!["/ip4/0.0.0.0/tcp/4001".parse().expect("static multiaddr")],
             mdns: false,
             max_connections: 512,
-            max_connections_per_peer: 4,
+            max_connections_per_peer: 2,
             max_pending_incoming: 64,
             request_timeout_secs: 15,
             requests_per_second_per_member: 200,

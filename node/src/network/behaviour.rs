@@ -28,6 +28,9 @@ pub struct Behaviour {
     pub gossip: gossipsub::Behaviour,
 }
 
+/// Exchange requests read or answered at once on one connection (inbound and outbound).
+pub const EXCHANGE_STREAMS_PER_CONNECTION: usize = 64;
+
 #[derive(Debug, Clone)]
 pub struct BehaviourConfig {
     pub bloc: String,
@@ -78,9 +81,11 @@ impl Behaviour {
                 StreamProtocol::new(comity_protocol::EXCHANGE_PROTOCOL),
                 request_response::ProtocolSupport::Full,
             )],
+            // Per connection, inbound and outbound together: with two connections per member,
+            // at most 2 × 64 frames of a member are read or answered at once (each ≤ 1 MiB).
             request_response::Config::default()
                 .with_request_timeout(config.request_timeout)
-                .with_max_concurrent_streams(256),
+                .with_max_concurrent_streams(EXCHANGE_STREAMS_PER_CONNECTION),
         );
 
         let evidence = request_response::Behaviour::with_codec(
