@@ -716,13 +716,13 @@ fn decode(signed: &MultiSigned) -> Result<BlocConfig, BlocError> {
             BlocConfig::CONTENT_TYPE
         )));
     }
-    if !crate::is_canonical(&signed.body) {
-        return Err(BlocError::Malformed(
-            "the body is not canonical CBOR".into(),
-        ));
-    }
-    let config: BlocConfig = crate::from_cbor(&signed.body, MAX_CONFIG_BYTES)
-        .map_err(|e| BlocError::Malformed(e.to_string()))?;
+    let config: BlocConfig =
+        crate::from_canonical_cbor(&signed.body, MAX_CONFIG_BYTES).map_err(|e| match e {
+            crate::CodecError::NonCanonical => {
+                BlocError::Malformed("the body is not canonical CBOR".into())
+            }
+            other => BlocError::Malformed(other.to_string()),
+        })?;
     if config.version == 0 {
         return Err(BlocError::Malformed(
             "version 0: versions start at 1".into(),

@@ -64,8 +64,11 @@ pub fn from_cbor<T: DeserializeOwned>(bytes: &[u8], max_len: usize) -> Result<T,
 }
 
 /// Like [`from_cbor`], and also refuses bytes that are not the canonical encoding of what they
-/// contain, so that a value has exactly one accepted encoding.
-pub fn from_canonical_cbor<T: DeserializeOwned>(
+/// decode to, so that a value has exactly one accepted encoding: what signed bodies are read
+/// with. The in-place check refuses most other forms cheaply; the decoded value is then
+/// encoded again and compared, because serde also reads a struct from an array of its fields
+/// (found by fuzzing), which no check of the bytes alone can tell from a list.
+pub fn from_canonical_cbor<T: Serialize + DeserializeOwned>(
     bytes: &[u8],
     max_len: usize,
 ) -> Result<T, CodecError> {
@@ -76,7 +79,11 @@ pub fn from_canonical_cbor<T: DeserializeOwned>(
         });
     }
     check_canonical(bytes)?;
-    from_cbor(bytes, max_len)
+    let value = from_cbor(bytes, max_len)?;
+    if to_canonical_cbor(&value)? != bytes {
+        return Err(CodecError::NonCanonical);
+    }
+    Ok(value)
 }
 
 /// The head of a definite-length byte string of `len` bytes, in shortest form (RFC 8949 §3.1).
@@ -380,6 +387,28 @@ mod tests {
                 "{other:02x?}"
             );
         }
+        // A struct variant as an array of its fields: canonical CBOR (an array), read by serde
+        // as the variant (fuzzing found it); only encoding the value again tells.
+        #[derive(Debug, PartialEq, Serialize, serde::Deserialize)]
+        #[serde(rename_all = "kebab-case")]
+        enum Asked {
+            Bloc { have: u64 },
+        }
+        let map = to_canonical_cbor(&Asked::Bloc { have: 0 }).unwrap();
+        let array = [0xa1, 0x64, b'b', b'l', b'o', b'c', 0x81, 0x00];
+        assert!(is_canonical(&array));
+        assert_eq!(
+            from_cbor::<Asked>(&array, 16).unwrap(),
+            Asked::Bloc { have: 0 }
+        );
+        assert_eq!(
+            from_canonical_cbor::<Asked>(&array, 16),
+            Err(CodecError::NonCanonical)
+        );
+        assert_eq!(
+            from_canonical_cbor::<Asked>(&map, 16).unwrap(),
+            Asked::Bloc { have: 0 }
+        );
         // A tag around a value: a decoder drops it.
         assert_eq!(
             check_canonical(&[0xd8, 0x64, 0x01]),

@@ -21,7 +21,7 @@
 //! refuses anything that differs (other header parameters, non-shortest lengths, another
 //! order), so an event's id and a checkpoint's leaf — hashes of the exact bytes — are stable.
 
-use crate::canonical::{CodecError, bstr_head, from_cbor, is_canonical, to_canonical_cbor};
+use crate::canonical::{CodecError, bstr_head, to_canonical_cbor};
 use crate::ids::{Hash32, IdError, parse_hex};
 use crate::limits::MAX_REQUEST_FRAME;
 use coset::{
@@ -268,10 +268,7 @@ impl SignedEnvelope {
             });
         }
         self.verify_signature()?;
-        if !is_canonical(&self.body) {
-            return Err(EnvelopeError::NonCanonical);
-        }
-        Ok(from_cbor(&self.body, MAX_REQUEST_FRAME)?)
+        signed_body(&self.body)
     }
 
     /// Checks the signature against the object's own key id and content type, without
@@ -347,6 +344,14 @@ impl SignedEnvelope {
         }
         Ok(envelope)
     }
+}
+
+/// A signed body as `T`, accepted only in its one canonical encoding.
+fn signed_body<T: Signable>(body: &[u8]) -> Result<T, EnvelopeError> {
+    crate::canonical::from_canonical_cbor(body, MAX_REQUEST_FRAME).map_err(|e| match e {
+        CodecError::NonCanonical => EnvelopeError::NonCanonical,
+        other => other.into(),
+    })
 }
 
 /// In CBOR, an object travels inside other messages as a byte string holding its exact COSE
@@ -492,10 +497,7 @@ impl MultiSigned {
                 threshold: threshold.max(1),
             });
         }
-        if !is_canonical(&self.body) {
-            return Err(EnvelopeError::NonCanonical);
-        }
-        Ok((from_cbor(&self.body, MAX_REQUEST_FRAME)?, signers))
+        Ok((signed_body(&self.body)?, signers))
     }
 
     /// Each signature checked against its own key id, whoever that is: for showing an object
