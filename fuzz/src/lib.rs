@@ -37,8 +37,9 @@ pub const TARGETS: &[(&str, fn(&[u8]))] = &[
 ];
 
 /// Decodes `bytes` as `T` the way peers' messages are decoded; if that succeeds, the value's
-/// canonical encoding must be read back, strictly, as the same value; and the strict reader
-/// (what signed bodies are read with) must accept `bytes` only if they are that encoding.
+/// canonical encoding must be read back by the strict reader (what signed bodies are read
+/// with) as the same value, and the strict reader must take `bytes` as that value or not at
+/// all.
 fn round_trip<T>(bytes: &[u8], max: usize) -> Option<T>
 where
     T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug,
@@ -52,8 +53,7 @@ where
         "a value changed through its canonical encoding"
     );
     if let Ok(strict) = from_canonical_cbor::<T>(bytes, max) {
-        assert_eq!(again, bytes, "the strict reader took a second encoding");
-        assert_eq!(strict, value);
+        assert_eq!(strict, value, "the two readers read different values");
     }
     Some(value)
 }
@@ -82,7 +82,7 @@ pub fn canonical(data: &[u8]) {
             "the canonical check accepted a non-shortest form"
         );
     }
-    let strict = from_canonical_cbor::<ciborium::Value>(data, limits::MAX_REQUEST_FRAME);
+    let strict = from_canonical_cbor::<ciborium::Value>(data, usize::MAX);
     assert_eq!(
         strict.is_ok(),
         in_place.is_ok(),
@@ -152,7 +152,8 @@ pub fn case_event(data: &[u8]) {
 /// Evidence protocol messages, the chunk fast path against the plain decoder, and manifests.
 pub fn evidence(data: &[u8]) {
     let _ = round_trip::<EvidenceRequest>(data, limits::MAX_REQUEST_FRAME);
-    let response = round_trip::<EvidenceResponse>(data, limits::MAX_RESPONSE_FRAME);
+    let response =
+        round_trip::<EvidenceResponse>(data, comity_protocol::evidence::MAX_EVIDENCE_RESPONSE);
     if let Some(range) = comity_protocol::evidence::chunk_in_frame(data) {
         match response {
             Some(EvidenceResponse::Chunk(bytes)) => {

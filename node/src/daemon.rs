@@ -269,6 +269,7 @@ fn case_settings(config: &Config, policy: Option<crate::policy::Policy>) -> Case
         fulfilments: std::sync::Arc::new(crate::evidence::Announcer),
         give_up_after: Duration::from_secs(config.outbox.give_up_after_secs.max(1)),
         new_cases_per_member_per_day: config.safeguards.max_new_cases_per_member_per_day,
+        queries_per_second_per_member: config.network.queries_per_second_per_member,
     }
 }
 

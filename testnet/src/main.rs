@@ -116,6 +116,18 @@ enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// The hostile member of `bench hostile`, in a process of its own (started by it).
+    #[command(hide = true)]
+    Attacker {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long)]
+        seconds: u64,
+        #[arg(long)]
+        in_flight: usize,
+        #[arg(long, value_delimiter = ',')]
+        floods: Vec<String>,
+    },
     /// Three honest members and a hostile one flooding a victim with everything a member can
     /// send: the victim's disk and memory growth, and honest p99 under attack vs before it.
     Hostile {
@@ -135,6 +147,10 @@ enum BenchCommand {
         /// garbage, oversized, pulls, consistency, evidence, reports, checkpoints.
         #[arg(long, value_delimiter = ',')]
         floods: Vec<String>,
+        /// The victim's rate budget per member (exchange requests per second; 0: none), for
+        /// comparing budgets; the node's default otherwise.
+        #[arg(long)]
+        victim_rate: Option<u32>,
         /// Print one JSON object instead of a table.
         #[arg(long)]
         json: bool,
@@ -323,12 +339,24 @@ async fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Bench(BenchCommand::Attacker {
+            dir,
+            seconds,
+            in_flight,
+            floods,
+        }) => {
+            let sent =
+                hostile::attacker(&dir, Duration::from_secs(seconds), in_flight, &floods).await?;
+            println!("{}", serde_json::to_string(&sent)?);
+            Ok(())
+        }
         Command::Bench(BenchCommand::Hostile {
             seconds,
             quiet_seconds,
             interval_ms,
             in_flight,
             floods,
+            victim_rate,
             json,
         }) => {
             if let Some(unknown) = floods
@@ -345,6 +373,7 @@ async fn main() -> anyhow::Result<()> {
                 quiet: Duration::from_secs(quiet_seconds),
                 interval: Duration::from_millis(interval_ms),
                 in_flight,
+                victim_rate,
                 ..HostileOptions::default()
             };
             if !floods.is_empty() {

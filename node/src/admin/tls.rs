@@ -58,12 +58,25 @@ pub fn server_config(cert_pem: &[u8], key_pem: &[u8]) -> Result<Arc<ServerConfig
     Ok(Arc::new(config))
 }
 
-/// Reads the certificate and key files named in the config.
+/// Reads the certificate and key files named in the config. The key must be readable by its
+/// owner only (mode 0600), like every other key of the node.
 pub fn load(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, String> {
+    use std::os::unix::fs::PermissionsExt;
     let read = |path: &Path, what: &str| {
         std::fs::read(path)
             .map_err(|e| format!("cannot read the admin TLS {what} {}: {e}", path.display()))
     };
+    let mode = std::fs::metadata(key)
+        .map_err(|e| format!("cannot read the admin TLS key {}: {e}", key.display()))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        return Err(format!(
+            "the admin TLS key {} is readable by others (mode {:o}): chmod 600 it",
+            key.display(),
+            mode & 0o777
+        ));
+    }
     server_config(&read(cert, "certificate")?, &read(key, "key")?)
         .map_err(|e| format!("{} / {}: {e}", cert.display(), key.display()))
 }

@@ -1,6 +1,8 @@
 //! Each member's share of this node's request handling: a member may have a bounded number of
 //! requests in hand at once (the node's places shared out among the other members, 16 at
-//! least), so that its flood waits on itself and not on the other members.
+//! least), so that its flood waits on itself and not on the other members; and a rate of
+//! queries (pulls, proofs, the policy, the bloc configuration), whose answers cost this node
+//! reads that a push does not (a pull may list thousands of cases).
 //! What goes over the bound is answered at once with `unavailable` (the sender retries), and
 //! counted; the counts are logged once per interval, not once per message. No I/O here.
 
@@ -8,6 +10,8 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use libp2p::PeerId;
+
+use crate::network::admission::Bucket;
 
 /// The fewest requests of one member handled at once, however many members share the places.
 pub const MIN_SHARE: usize = 16;
@@ -27,16 +31,57 @@ pub struct Budget {
     /// Since the node started, per member (members only reach this: the allow-list).
     turned_away_total: HashMap<PeerId, u64>,
     reported: Instant,
+    /// Queries a second per member (0: no budget), each member's bucket, and the queries over
+    /// it: since the last report, and since the node started.
+    query_rate: u32,
+    queries: HashMap<PeerId, Bucket>,
+    queries_over: HashMap<PeerId, u64>,
+    queries_over_total: HashMap<PeerId, u64>,
+    queries_reported: Instant,
 }
 
 impl Budget {
-    pub fn new(now: Instant) -> Self {
+    pub fn new(query_rate: u32, now: Instant) -> Self {
         Self {
             in_hand: HashMap::new(),
             turned_away: HashMap::new(),
             turned_away_total: HashMap::new(),
             reported: now,
+            query_rate,
+            queries: HashMap::new(),
+            queries_over: HashMap::new(),
+            queries_over_total: HashMap::new(),
+            queries_reported: now,
         }
+    }
+
+    /// Whether a query of `peer` (a member: only members reach this) is within its rate.
+    pub fn query(&mut self, peer: PeerId, now: Instant) -> bool {
+        let rate = self.query_rate;
+        let bucket = self
+            .queries
+            .entry(peer)
+            .or_insert_with(|| Bucket::full(rate, now));
+        if bucket.take(rate, now) {
+            return true;
+        }
+        *self.queries_over.entry(peer).or_default() += 1;
+        *self.queries_over_total.entry(peer).or_default() += 1;
+        false
+    }
+
+    pub fn query_rate(&self) -> u32 {
+        self.query_rate
+    }
+
+    /// Once per `REPORT_EVERY`: members' queries over their rate since the last report.
+    pub fn report_queries(&mut self, now: Instant) -> Vec<(PeerId, u64)> {
+        if self.queries_over.is_empty() || now.duration_since(self.queries_reported) < REPORT_EVERY
+        {
+            return Vec::new();
+        }
+        self.queries_reported = now;
+        self.queries_over.drain().collect()
     }
 
     /// Takes one of `peer`'s `cap` places, or counts the request as turned away.
@@ -61,11 +106,13 @@ impl Budget {
         }
     }
 
-    /// `peer`'s requests in hand now, and those turned away since the node started.
+    /// `peer`'s requests in hand now, and those turned away since the node started (beyond
+    /// its share, and queries beyond its rate).
     pub fn usage(&self, peer: &PeerId) -> (usize, u64) {
         (
             self.in_hand.get(peer).copied().unwrap_or(0),
-            self.turned_away_total.get(peer).copied().unwrap_or(0),
+            self.turned_away_total.get(peer).copied().unwrap_or(0)
+                + self.queries_over_total.get(peer).copied().unwrap_or(0),
         )
     }
 
@@ -86,7 +133,7 @@ mod tests {
     #[test]
     fn one_member_over_its_share_leaves_the_others_theirs() {
         let t0 = Instant::now();
-        let mut budget = Budget::new(t0);
+        let mut budget = Budget::new(0, t0);
         let (flooder, other) = (PeerId::random(), PeerId::random());
         let admitted = (0..100).filter(|_| budget.admit(flooder, 3)).count();
         assert_eq!(admitted, 3, "the flooder gets its share and no more");
@@ -112,6 +159,19 @@ mod tests {
     }
 
     #[test]
+    fn queries_beyond_a_members_rate_are_turned_away_and_counted() {
+        let t0 = Instant::now();
+        let mut budget = Budget::new(5, t0);
+        let (asker, other) = (PeerId::random(), PeerId::random());
+        let answered = (0..50).filter(|_| budget.query(asker, t0)).count();
+        assert_eq!(answered, 10, "two seconds' worth at once");
+        assert!(budget.query(other, t0), "the others keep theirs");
+        assert!(budget.query(asker, t0 + Duration::from_millis(200)));
+        assert_eq!(budget.usage(&asker), (0, 40));
+        assert_eq!(budget.report_queries(t0 + REPORT_EVERY), vec![(asker, 40)]);
+    }
+
+    #[test]
     fn a_member_alone_may_use_the_node_and_many_share_it_down_to_a_floor() {
         assert_eq!(share(128, 1), 128);
         assert_eq!(share(128, 4), 32);
@@ -121,7 +181,7 @@ mod tests {
 
     #[test]
     fn places_given_back_leave_nothing_behind() {
-        let mut budget = Budget::new(Instant::now());
+        let mut budget = Budget::new(0, Instant::now());
         let peer = PeerId::random();
         assert!(budget.admit(peer, 2) && budget.admit(peer, 2));
         budget.done(&peer);

@@ -169,6 +169,15 @@ impl Cases {
             );
         };
         let member = member.clone();
+        if !matches!(request, ExchangeRequest::Push(_)) && !self.within_query_rate(peer) {
+            return reject(
+                RejectCode::Unavailable,
+                format!(
+                    "over your rate of queries at this node ({} per second: pulls, proofs, policy); retry shortly",
+                    self.inner.budget.lock().expect("budget lock").query_rate()
+                ),
+            );
+        }
         let envelope = match request {
             ExchangeRequest::Push(envelope) => envelope,
             ExchangeRequest::Pull(pull) => {
@@ -195,6 +204,20 @@ impl Cases {
             }
         };
         self.receive_push(&roster, &member, peer, envelope).await
+    }
+
+    /// Whether a query of `peer` is within its member's rate; what goes over is logged once per
+    /// interval with counts.
+    fn within_query_rate(&self, peer: PeerId) -> bool {
+        let now = std::time::Instant::now();
+        let (within, over) = {
+            let mut budget = self.inner.budget.lock().expect("budget lock");
+            (budget.query(peer, now), budget.report_queries(now))
+        };
+        for (peer, n) in over {
+            warn!(%peer, queries_turned_away = n, "a member queried beyond its rate; the rest were told to retry");
+        }
+        within
     }
 
     /// A push: its envelope checked against the member's keys, then its events taken in, once

@@ -187,6 +187,7 @@ impl Cases {
                 opened_today: Mutex::new(HashMap::new()),
                 quota_warned: Mutex::new(std::collections::HashSet::new()),
                 budget: Arc::new(std::sync::Mutex::new(budget::Budget::new(
+                    settings.queries_per_second_per_member,
                     std::time::Instant::now(),
                 ))),
                 recent_refusals: Mutex::new(HashMap::new()),

@@ -48,6 +48,8 @@ pub struct CaseSettings {
     pub give_up_after: Duration,
     /// New requests one member may open here in a day (UTC).
     pub new_cases_per_member_per_day: u32,
+    /// Queries (pulls, proofs, policy, bloc) one member may make here a second (0: no budget).
+    pub queries_per_second_per_member: u32,
 }
 
 enum Outcome {
@@ -413,6 +415,7 @@ mod tests {
             fulfilments: std::sync::Arc::new(crate::evidence::Announcer),
             give_up_after: Duration::from_secs(7 * 86_400),
             new_cases_per_member_per_day: 10_000,
+            queries_per_second_per_member: 0,
         }
     }
 

@@ -4,7 +4,7 @@
 //! entry per hour with the count of those in between, whatever case ids the sender invents.
 //! Tallies are counted in memory and written at most once a second each, with the refusal of
 //! the moment as a sample: a flood of refusals costs a write a second, not a write each (a
-//! crash loses at most that second's count).
+//! stop or a crash loses at most the last second's count).
 //!
 //! An equivocation (a member signing two different events as the same number of its own in one
 //! case) is refused like any invalid event, and both signed envelopes are kept as evidence: once
@@ -39,11 +39,13 @@ const PERSIST_EVERY: Duration = Duration::from_secs(1);
 /// Tallies counted in memory at once (one per member or peer and code).
 const MAX_COUNTED: usize = 4096;
 
-/// A tally as counted, and when it was last written.
+/// A tally as counted, when it was last written, and what is still to write (the sample's
+/// key and refusal) when counts came since.
 #[derive(Debug)]
 pub(super) struct Counted {
     tally: Tally,
     written: Option<std::time::Instant>,
+    pending: Option<(Vec<u8>, Refusal)>,
 }
 
 /// Equivocations kept per author: the first ones are the evidence that matters.
@@ -168,31 +170,40 @@ impl Cases {
         let now = std::time::Instant::now();
         if tallies.len() >= MAX_COUNTED && !tallies.contains_key(&tally_key) {
             // Only members and peers that reached this node are counted: a full map means
-            // that many of them; the stored tallies stay, and are read again when needed.
-            tallies.retain(|_, c| {
-                c.written
-                    .is_some_and(|w| now.duration_since(w) < PERSIST_EVERY)
-            });
+            // that many of them. Tallies already written are forgotten (they are read again
+            // from the store when needed); those with counts still to write stay.
+            tallies.retain(|_, c| c.pending.is_some());
         }
+        let sample_key = format!("s/{who}/{code}/{slot:02}").into_bytes();
         let counted = tallies.entry(tally_key.clone()).or_insert(Counted {
             tally: tally.clone(),
             written: None,
+            pending: None,
         });
         counted.tally = tally.clone();
         let due = counted
             .written
             .is_none_or(|w| now.duration_since(w) >= PERSIST_EVERY);
         if audit.is_none() && !due {
+            // Written a second after the last write at the latest, with this refusal as its
+            // sample: a burst's last count is not left waiting for the next refusal.
+            let flush_due = counted.pending.is_none();
+            counted.pending = Some((sample_key, refusal));
+            if flush_due {
+                let cases = self.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(PERSIST_EVERY).await;
+                    cases.flush_tally(tally_key).await;
+                });
+            }
             return;
         }
         counted.written = Some(now);
+        counted.pending = None;
+        drop(tallies);
         let mut batch = Batch::new();
         batch.put(Cf::Refusals, tally_key, encode(&tally));
-        batch.put(
-            Cf::Refusals,
-            format!("s/{who}/{code}/{slot:02}").into_bytes(),
-            encode(&refusal),
-        );
+        batch.put(Cf::Refusals, sample_key, encode(&refusal));
         if let Some(repeats) = audit {
             crate::audit::record(
                 &mut batch,
@@ -206,6 +217,26 @@ impl Cases {
         }
         if let Err(e) = self.inner.store.commit(batch).await {
             warn!(%peer, error = %e, "could not record a refusal");
+        }
+    }
+
+    /// Writes a tally counted since its last write, with its latest refusal as a sample.
+    async fn flush_tally(&self, tally_key: Vec<u8>) {
+        let mut tallies = self.inner.refusal_tallies.lock().await;
+        let Some(counted) = tallies.get_mut(&tally_key) else {
+            return;
+        };
+        let Some((sample_key, refusal)) = counted.pending.take() else {
+            return;
+        };
+        counted.written = Some(std::time::Instant::now());
+        let tally = counted.tally.clone();
+        drop(tallies);
+        let mut batch = Batch::new();
+        batch.put(Cf::Refusals, tally_key, encode(&tally));
+        batch.put(Cf::Refusals, sample_key, encode(&refusal));
+        if let Err(e) = self.inner.store.commit(batch).await {
+            warn!(error = %e, "could not record a refusal tally");
         }
     }
 

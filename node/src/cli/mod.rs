@@ -285,8 +285,19 @@ fn client(connection: &Connection) -> anyhow::Result<AdminClient> {
         .and_then(|c| c.admin.tls_cert.as_ref().map(|p| c.resolve(p)));
     let base = match (&connection.admin, &config) {
         (Some(url), _) => url.clone(),
-        (None, Some(config)) if own_cert.is_some() => format!("https://{}", config.admin.listen),
-        (None, Some(config)) => format!("http://{}", config.admin.listen),
+        (None, Some(config)) => {
+            // On the node's own host: a node listening on every address is reached on
+            // loopback, which its certificate always names.
+            let mut at = config.admin.listen;
+            if at.ip().is_unspecified() {
+                at.set_ip(match at {
+                    std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                    std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+                });
+            }
+            let scheme = if own_cert.is_some() { "https" } else { "http" };
+            format!("{scheme}://{at}")
+        }
         (None, None) => {
             bail!("no admin API given: pass -c CONFIG or --admin URL (or set COMITY_CONFIG)")
         }
@@ -301,6 +312,16 @@ fn client(connection: &Connection) -> anyhow::Result<AdminClient> {
         },
     };
     if !base.starts_with("https://") {
+        if connection.ca_file.is_some() {
+            bail!("{base} is plain http, but a CA file was given: use the https:// address");
+        }
+        if !is_loopback_url(&base) {
+            bail!(
+                "{base} is plain http beyond loopback: the token would cross the network in \
+                 clear. Use https:// with --ca-file (the node serves beyond loopback only \
+                 with TLS)"
+            );
+        }
         return Ok(AdminClient::new(base, token));
     }
     let Some(ca_file) = ca_file else {
@@ -312,6 +333,22 @@ fn client(connection: &Connection) -> anyhow::Result<AdminClient> {
     let pem = std::fs::read(&ca_file)
         .with_context(|| format!("cannot read the CA file {}", ca_file.display()))?;
     AdminClient::with_ca(base, token, &pem).with_context(|| format!("{}", ca_file.display()))
+}
+
+/// Whether an http URL's host is this machine's loopback (where a token in clear stays).
+fn is_loopback_url(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => authority
+            .rsplit_once(':')
+            .map_or(authority, |(host, _)| host),
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// `comity tls-cert`: a self-signed pair for the admin API, and how to use it.
@@ -360,4 +397,31 @@ fn read_token(path: &Path) -> anyhow::Result<String> {
     }
     let token = std::fs::read_to_string(path)?;
     Ok(token.trim().to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_loopback_url;
+
+    #[test]
+    fn only_loopback_hosts_may_be_spoken_to_in_clear() {
+        for url in [
+            "http://127.0.0.1:7701",
+            "http://127.0.0.1:7701/v1/status",
+            "http://localhost:7701",
+            "http://[::1]:7701",
+            "http://127.9.9.9",
+        ] {
+            assert!(is_loopback_url(url), "{url}");
+        }
+        for url in [
+            "http://10.0.0.5:7701",
+            "http://node.example.org:7701",
+            "http://[2001:db8::1]:7701",
+            "http://127.0.0.1.example.org:7701",
+            "http://0.0.0.0:7701",
+        ] {
+            assert!(!is_loopback_url(url), "{url}");
+        }
+    }
 }

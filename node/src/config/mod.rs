@@ -145,6 +145,10 @@ pub struct NetworkSection {
     pub requests_per_second_per_member: u32,
     pub evidence_requests_per_second_per_member: u32,
     pub gossip_per_second_per_member: u32,
+    /// Of its exchange requests, the queries (pulls, proofs, the policy, the bloc
+    /// configuration) a member may make a second: their answers cost reads that pushes do
+    /// not. Beyond it, answered "retry shortly".
+    pub queries_per_second_per_member: u32,
     /// How often members that are not connected are dialled again.
     pub redial_interval_secs: u64,
 }
@@ -311,8 +315,9 @@ impl Default for NetworkSection {
             max_pending_incoming: 64,
             request_timeout_secs: 15,
             requests_per_second_per_member: 200,
-            evidence_requests_per_second_per_member: 2000,
+            evidence_requests_per_second_per_member: 10_000,
             gossip_per_second_per_member: 20,
+            queries_per_second_per_member: 20,
             redial_interval_secs: 3,
         }
     }

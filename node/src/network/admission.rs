@@ -60,10 +60,37 @@ const BURST_SECS: f64 = 2.0;
 /// How often what was turned away is reported.
 pub const REPORT_EVERY: Duration = Duration::from_secs(10);
 
+/// One token bucket: `rate` a second, two seconds' worth at once.
 #[derive(Clone, Copy, Debug)]
-struct Bucket {
+pub struct Bucket {
     tokens: f64,
     at: Instant,
+}
+
+impl Bucket {
+    /// A full bucket at `now`.
+    pub fn full(rate: u32, now: Instant) -> Self {
+        Self {
+            tokens: f64::from(rate) * BURST_SECS,
+            at: now,
+        }
+    }
+
+    /// Takes a token at `now` if there is one. A rate of 0 is no budget: always a token.
+    pub fn take(&mut self, rate: u32, now: Instant) -> bool {
+        let rate = f64::from(rate);
+        if rate == 0.0 {
+            return true;
+        }
+        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * rate).min(rate * BURST_SECS);
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            return true;
+        }
+        false
+    }
 }
 
 /// The buckets and the counts of what was turned away.
@@ -102,20 +129,15 @@ impl Admission {
     /// Whether one message of `peer` through `door` is within its rate at `now`; if not, it
     /// is counted as turned away. A rate of 0 turns nothing away (no budget).
     pub fn admit(&mut self, peer: PeerId, door: Door, now: Instant) -> bool {
-        let rate = f64::from(self.rates.of(door));
-        if rate == 0.0 {
+        let rate = self.rates.of(door);
+        if rate == 0 {
             return true;
         }
-        let capacity = rate * BURST_SECS;
-        let bucket = self.buckets.entry((peer, door)).or_insert(Bucket {
-            tokens: capacity,
-            at: now,
-        });
-        let elapsed = now.saturating_duration_since(bucket.at).as_secs_f64();
-        bucket.tokens = (bucket.tokens + elapsed * rate).min(capacity);
-        bucket.at = now;
-        if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
+        let bucket = self
+            .buckets
+            .entry((peer, door))
+            .or_insert_with(|| Bucket::full(rate, now));
+        if bucket.take(rate, now) {
             return true;
         }
         *self.over.entry((peer, door)).or_default() += 1;

@@ -245,6 +245,7 @@ impl EventLoop {
             self.swarm.behaviour_mut().allow.disallow_peer(*peer);
             let _ = self.swarm.disconnect_peer_id(*peer);
             self.connected.remove(peer);
+            self.admission.forget(peer);
         }
         self.roster = roster;
         self.dial_missing_members();
@@ -297,6 +298,7 @@ impl EventLoop {
                 self.swarm.behaviour_mut().allow.disallow_peer(peer);
                 let _ = self.swarm.disconnect_peer_id(peer);
                 self.connected.remove(&peer);
+                self.admission.forget(&peer);
             }
         }
     }

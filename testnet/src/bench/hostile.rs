@@ -5,7 +5,8 @@
 //! reports for every period, and equivocating checkpoints. The honest members meanwhile send
 //! requests to the victim at a steady pace, as they did in a quiet phase just before: their
 //! p99 latency under attack is set beside the quiet one, and the victim's disk and memory
-//! growth are measured from outside its process.
+//! growth are measured from outside its process. The hostile member runs in a process of its
+//! own at the lowest CPU priority, standing in for its own machine.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -46,6 +47,8 @@ pub struct HostileOptions {
     pub in_flight: usize,
     /// The floods to run (all of [`FLOODS`] by default).
     pub floods: Vec<String>,
+    /// The victim's rate budget per member for exchange requests; its default otherwise.
+    pub victim_rate: Option<u32>,
 }
 
 /// Every flood the hostile member can run.
@@ -69,11 +72,12 @@ impl Default for HostileOptions {
             interval: Duration::from_millis(50),
             in_flight: 8,
             floods: FLOODS.iter().map(|f| f.to_string()).collect(),
+            victim_rate: None,
         }
     }
 }
 
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, serde::Deserialize)]
 pub struct FloodCount {
     /// Messages sent.
     pub sent: u64,
@@ -85,7 +89,7 @@ pub struct FloodCount {
 
 #[derive(Clone, Debug, Serialize)]
 pub struct HostileReport {
-    /// The victim's store and files, grown over the attack (blocks on disk).
+    /// The victim's store and files, grown over the attack (bytes written, as file lengths).
     pub victim_disk_growth_mb: f64,
     /// The victim's resident memory at its peak during the attack, over its level before.
     pub victim_rss_growth_mb: f64,
@@ -101,6 +105,8 @@ pub struct HostileReport {
     pub honest_p99_ratio: f64,
     pub honest_requests: usize,
     pub quiet_requests: usize,
+    /// The victim's rate budget per member for exchange requests (0: none).
+    pub victim_rate_per_s: u32,
     /// Honest requests that failed or got no verified receipt in 30 s, and status probes of
     /// the victim's admin API that failed, during the attack: both 0 when it kept serving.
     pub honest_failures: u64,
@@ -126,15 +132,20 @@ pub async fn run(
         .iter()
         .map(|j| j.parse())
         .collect::<Result<_, _>>()?;
-    let mut bloc = Bloc::create(dir.path(), &members).await?;
+    let rate = options.victim_rate;
+    let mut bloc = Bloc::create_with(dir.path(), &members, "testnet", |config| {
+        if let (Some(rate), VICTIM) = (rate, config.node.jurisdiction.as_str()) {
+            config.network.requests_per_second_per_member = rate;
+        }
+    })
+    .await?;
     bloc.log_filter = "warn".into();
     bloc.start_all()?;
     bloc.wait_connected(Duration::from_secs(30))
         .await
         .context("starting the four nodes")?;
-    // The hostile member's node stops; its keys play the attacker.
+    // The hostile member's node stops; its keys play the attacker (`attacker`, below).
     bloc.stop(HOSTILE)?;
-    let hostile = NodeIdentity::load_dir(&bloc.node(HOSTILE).dir)?;
 
     let per_sender = ((options.quiet + options.attack).as_millis()
         / options.interval.as_millis().max(1)) as usize
@@ -156,22 +167,21 @@ pub async fn run(
     let (disk_before, rss_before) = (disk_bytes(&victim.dir)?, rss_bytes(pid)?);
 
     log(&format!("attack phase, {:?}", options.attack));
-    let attacker = Attacker::start(&bloc, hostile).await?;
     let started = Instant::now();
     let deadline = started + options.attack;
     let victim_client = bloc.client(VICTIM);
     let (honest, floods, (rss_peak, status_failures)) = tokio::join!(
         honest_phase(&senders, options.interval, options.attack),
-        attacker.flood(&options.floods, deadline, options.in_flight),
+        attack_from_own_process(&bloc.dir, options),
         watch_victim(&victim_client, pid, deadline),
     );
+    let floods = floods?;
     let attack_secs = started.elapsed().as_secs_f64();
     anyhow::ensure!(
         floods.values().any(|f| f.sent > 0),
         "no flood ran: choose among {}",
         FLOODS.join(", ")
     );
-    drop(attacker);
     tokio::time::sleep(Duration::from_secs(2)).await;
     let disk_after = disk_bytes(&bloc.node(VICTIM).dir)?;
     let hostile_j: Jurisdiction = HOSTILE.parse()?;
@@ -196,6 +206,9 @@ pub async fn run(
         honest_p99_ratio: percentile_ms(&honest.latencies, 99.0)
             / percentile_ms(&quiet.latencies, 99.0),
         honest_requests: honest.latencies.len(),
+        victim_rate_per_s: rate.unwrap_or_else(|| {
+            comity_node::config::NetworkSection::default().requests_per_second_per_member
+        }),
         quiet_requests: quiet.latencies.len(),
         honest_failures: honest.failures,
         status_failures,
@@ -209,6 +222,49 @@ pub async fn run(
     };
     super::every_figure_present(&report)?;
     Ok(report)
+}
+
+/// Runs the hostile member in a process of its own, at the lowest CPU priority (`nice -n
+/// 19`): in a bloc it runs on its own machine, and what its floods cost is the victim's work,
+/// not the attacker's share of the victim's cores. Returns what each flood sent.
+async fn attack_from_own_process(
+    dir: &Path,
+    options: &HostileOptions,
+) -> anyhow::Result<BTreeMap<String, FloodCount>> {
+    let output = tokio::process::Command::new("nice")
+        .args(["-n", "19"])
+        .arg(std::env::current_exe()?)
+        .args(["bench", "attacker", "--dir"])
+        .arg(dir)
+        .args(["--seconds", &options.attack.as_secs().to_string()])
+        .args(["--in-flight", &options.in_flight.to_string()])
+        .args(["--floods", &options.floods.join(",")])
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .await
+        .context("starting the hostile member's process")?;
+    anyhow::ensure!(
+        output.status.success(),
+        "the hostile member's process failed ({})",
+        output.status
+    );
+    Ok(serde_json::from_slice(&output.stdout)?)
+}
+
+/// The hostile member's process: floods the victim of the bloc at `dir` for `length`, with the
+/// keys of the hostile member (whose node is down), and returns what each flood sent.
+pub async fn attacker(
+    dir: &Path,
+    length: Duration,
+    in_flight: usize,
+    floods: &[String],
+) -> anyhow::Result<BTreeMap<String, FloodCount>> {
+    let bloc = Bloc::open(dir)?;
+    let hostile = NodeIdentity::load_dir(&bloc.node(HOSTILE).dir)?;
+    let attacker = Attacker::start(&bloc, hostile).await?;
+    Ok(attacker
+        .flood(floods, Instant::now() + length, in_flight)
+        .await)
 }
 
 /// `n` approved drafts from `from` to the victim.
@@ -293,9 +349,9 @@ fn rss_bytes(pid: u32) -> anyhow::Result<u64> {
     Ok(kb * 1024)
 }
 
-/// Bytes of disk blocks under `dir` (files that grow sparsely count as what they use).
+/// Bytes of the files under `dir`, as written (their length): RocksDB preallocates its
+/// write-ahead log, so blocks on disk would hide what a flood made it write.
 fn disk_bytes(dir: &Path) -> anyhow::Result<u64> {
-    use std::os::unix::fs::MetadataExt;
     let mut total = 0;
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
@@ -306,7 +362,7 @@ fn disk_bytes(dir: &Path) -> anyhow::Result<u64> {
         total += if meta.is_dir() {
             disk_bytes(&entry.path()).unwrap_or(0)
         } else {
-            meta.blocks() * 512
+            meta.len()
         };
     }
     Ok(total)
