@@ -101,10 +101,19 @@ async fn beyond_loopback_only_with_tls_and_the_cli_pins_the_certificate() {
     );
     // Plain http beyond loopback: refused before anything is sent (the token would travel in
     // clear). The address is never dialled.
-    let out = cli(&["status", "--admin", "http://192.0.2.1:7701", "--token-file", token]);
+    let out = cli(&[
+        "status",
+        "--admin",
+        "http://192.0.2.1:7701",
+        "--token-file",
+        token,
+    ]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("beyond loopback") && err.contains("https"), "{err}");
+    assert!(
+        err.contains("beyond loopback") && err.contains("https"),
+        "{err}"
+    );
     // Plain http to the https port: no answer.
     let http = format!("http://127.0.0.1:{}", node.admin.port());
     let out = cli(&["status", "--admin", &http, "--token-file", token]);
