@@ -20,8 +20,11 @@ use comity_protocol::{
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+/// A fuzz target: arbitrary bytes in, a panic if a property breaks.
+pub type Target = fn(&[u8]);
+
 /// Every target, by name: the fuzz programs, the corpus directories and the test all use it.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("canonical", canonical),
     ("exchange_request", exchange_request),
     ("exchange_response", exchange_response),

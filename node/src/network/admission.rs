@@ -178,7 +178,7 @@ impl Admission {
         }
         self.reported = now;
         let mut report: Vec<_> = self.over.drain().map(|((p, d), n)| (p, d, n)).collect();
-        report.sort_by(|a, b| (a.1, a.0).cmp(&(b.1, b.0)));
+        report.sort_by_key(|a| (a.1, a.0));
         report
     }
 }
