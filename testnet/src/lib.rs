@@ -121,6 +121,9 @@ async fn init_member(
     // A testnet is where faults are injected (and only there).
     config.testing.faults = true;
     config.bloc.announce_secs = 2;
+    // Tests play a member by hand beside its running node (a raw peer with its keys): room for
+    // those connections beside the two a member's node may hold (the default).
+    config.network.max_connections_per_peer = 4;
     adjust(&mut config);
     std::fs::write(&done.config_path, config.to_commented_toml())?;
     Ok(NodeInfo {
