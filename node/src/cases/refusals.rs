@@ -150,6 +150,14 @@ impl Cases {
             code,
             reason,
         };
+        self.count_refusal(peer, refusal).await;
+    }
+
+    /// Counts a refusal in its tally (per member or peer, and code), and writes the tally with
+    /// this refusal as a sample when a second has passed since the last write or an audit
+    /// entry is due; otherwise a second after the last write.
+    async fn count_refusal(&self, peer: PeerId, refusal: Refusal) {
+        let code = refusal.code;
         let who = refusal
             .member
             .as_ref()

@@ -183,6 +183,28 @@ impl Admission {
     }
 }
 
+/// The fixed answer to a request beyond its member's rate budget: `unavailable` (retried by
+/// the sender's outbox) on the exchange, `refused` on the evidence protocol.
+pub fn over_budget_frame(door: Door, rates: Rates) -> Vec<u8> {
+    let detail = format!(
+        "over your rate budget at this node ({} {} per second); retry shortly",
+        rates.of(door),
+        door.name()
+    );
+    let reply = match door {
+        Door::Evidence => comity_protocol::to_canonical_cbor(
+            &comity_protocol::evidence::EvidenceResponse::Refused { reason: detail },
+        ),
+        _ => comity_protocol::to_canonical_cbor(&comity_protocol::ExchangeResponse::Rejected(
+            comity_protocol::Rejection {
+                code: comity_protocol::RejectCode::Unavailable,
+                detail,
+            },
+        )),
+    };
+    reply.expect("fixed answers encode")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

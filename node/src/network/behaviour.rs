@@ -133,3 +133,44 @@ impl Behaviour {
         })
     }
 }
+
+/// A swarm with `keypair` as its identity, subscribed to `topics`, listening on `listen`.
+pub(super) fn build_swarm(
+    keypair: libp2p::identity::Keypair,
+    behaviour: &BehaviourConfig,
+    topics: &[&libp2p::gossipsub::IdentTopic],
+    listen: &[libp2p::Multiaddr],
+) -> Result<libp2p::Swarm<Behaviour>, super::NetworkError> {
+    let setup = |e: &dyn std::fmt::Display| super::NetworkError::Setup(e.to_string());
+    let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
+        .with_tokio()
+        .with_tcp(
+            libp2p::tcp::Config::default().nodelay(true),
+            libp2p::noise::Config::new,
+            libp2p::yamux::Config::default,
+        )
+        .map_err(|e| setup(&e))?
+        .with_behaviour(|key| {
+            Behaviour::new(key, behaviour)
+                .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
+        })
+        .map_err(|e| setup(&e))?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(3600)))
+        .build();
+    for t in topics {
+        swarm
+            .behaviour_mut()
+            .gossip
+            .subscribe(t)
+            .map_err(|e| super::NetworkError::Setup(e.to_string()))?;
+    }
+    for addr in listen {
+        swarm
+            .listen_on(addr.clone())
+            .map_err(|e| super::NetworkError::Listen {
+                addr: addr.clone(),
+                message: e.to_string(),
+            })?;
+    }
+    Ok(swarm)
+}

@@ -5,17 +5,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use libp2p::request_response::{self, OutboundRequestId};
+use libp2p::request_response::OutboundRequestId;
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{DialError, ListenError, SwarmEvent};
-use libp2p::{Multiaddr, PeerId, Swarm, gossipsub, identify, mdns, noise, tcp, yamux};
+use libp2p::{Multiaddr, PeerId, Swarm, gossipsub, identify, mdns};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tracing::{debug, info, warn};
 
-use comity_protocol::evidence::EvidenceResponse;
-use comity_protocol::{ExchangeResponse, RejectCode, Rejection, to_canonical_cbor};
-
-use super::admission::{Admission, Door, Rates};
+use super::admission::{Admission, Door};
 use super::behaviour::{Behaviour, BehaviourEvent};
 use super::{Command, InboundRequest, NetworkError, NetworkSettings, NetworkStatus, RequestError};
 use crate::roster::Roster;
@@ -28,38 +25,39 @@ const RETIRING_PEER_GRACE: Duration = Duration::from_secs(300);
 type Gossip = broadcast::Sender<(PeerId, Vec<u8>)>;
 
 /// Requests in flight, by id, each with where its answer goes.
-type Pending = HashMap<OutboundRequestId, oneshot::Sender<Result<Vec<u8>, RequestError>>>;
+pub(super) type Pending =
+    HashMap<OutboundRequestId, oneshot::Sender<Result<Vec<u8>, RequestError>>>;
 
 pub struct EventLoop {
-    swarm: Swarm<Behaviour>,
-    roster: Arc<Roster>,
-    membership: watch::Receiver<Arc<Roster>>,
-    bootstrap: Vec<(PeerId, Multiaddr)>,
-    commands: mpsc::Receiver<Command>,
-    inbound: mpsc::Sender<InboundRequest>,
-    evidence_inbound: mpsc::Sender<InboundRequest>,
-    connected_tx: broadcast::Sender<PeerId>,
-    gossip_tx: broadcast::Sender<(PeerId, Vec<u8>)>,
-    governance_tx: broadcast::Sender<(PeerId, Vec<u8>)>,
-    topic: gossipsub::IdentTopic,
-    governance_topic: gossipsub::IdentTopic,
-    pending: Pending,
+    pub(super) swarm: Swarm<Behaviour>,
+    pub(super) roster: Arc<Roster>,
+    pub(super) membership: watch::Receiver<Arc<Roster>>,
+    pub(super) bootstrap: Vec<(PeerId, Multiaddr)>,
+    pub(super) commands: mpsc::Receiver<Command>,
+    pub(super) inbound: mpsc::Sender<InboundRequest>,
+    pub(super) evidence_inbound: mpsc::Sender<InboundRequest>,
+    pub(super) connected_tx: broadcast::Sender<PeerId>,
+    pub(super) gossip_tx: broadcast::Sender<(PeerId, Vec<u8>)>,
+    pub(super) governance_tx: broadcast::Sender<(PeerId, Vec<u8>)>,
+    pub(super) topic: gossipsub::IdentTopic,
+    pub(super) governance_topic: gossipsub::IdentTopic,
+    pub(super) pending: Pending,
     /// Evidence requests in flight (ids are per behaviour, hence a map of their own).
-    pending_evidence: Pending,
-    connected: HashSet<PeerId>,
+    pub(super) pending_evidence: Pending,
+    pub(super) connected: HashSet<PeerId>,
     /// Members whose link a fault injection cut: not redialled until restored.
-    cut: HashSet<PeerId>,
+    pub(super) cut: HashSet<PeerId>,
     /// Old PeerIds of members whose transport key rotated, still admitted until the given
     /// time, so that the member learns (over its old connections) of the version that moved
     /// it: without this, a member could be locked out by its own rotation.
-    retiring: HashMap<PeerId, std::time::Instant>,
-    listen: Vec<Multiaddr>,
+    pub(super) retiring: HashMap<PeerId, std::time::Instant>,
+    pub(super) listen: Vec<Multiaddr>,
     /// What the swarm was built from, to build it again under a new transport key.
-    listen_config: Vec<Multiaddr>,
-    behaviour: super::BehaviourConfig,
-    redial_interval: Duration,
+    pub(super) listen_config: Vec<Multiaddr>,
+    pub(super) behaviour: super::BehaviourConfig,
+    pub(super) redial_interval: Duration,
     /// Each member's rate budget at the door.
-    admission: Admission,
+    pub(super) admission: Admission,
 }
 
 impl std::fmt::Debug for EventLoop {
@@ -70,47 +68,6 @@ impl std::fmt::Debug for EventLoop {
     }
 }
 
-/// A swarm with `keypair` as its identity, subscribed to `topics`, listening on `listen`.
-fn build_swarm(
-    keypair: libp2p::identity::Keypair,
-    behaviour: &super::BehaviourConfig,
-    topics: &[&gossipsub::IdentTopic],
-    listen: &[Multiaddr],
-) -> Result<Swarm<Behaviour>, NetworkError> {
-    let setup = |e: &dyn std::fmt::Display| NetworkError::Setup(e.to_string());
-    let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
-        .with_tokio()
-        .with_tcp(
-            tcp::Config::default().nodelay(true),
-            noise::Config::new,
-            yamux::Config::default,
-        )
-        .map_err(|e| setup(&e))?
-        .with_behaviour(|key| {
-            Behaviour::new(key, behaviour)
-                .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
-        })
-        .map_err(|e| setup(&e))?
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(3600)))
-        .build();
-    for t in topics {
-        swarm
-            .behaviour_mut()
-            .gossip
-            .subscribe(t)
-            .map_err(|e| NetworkError::Setup(e.to_string()))?;
-    }
-    for addr in listen {
-        swarm
-            .listen_on(addr.clone())
-            .map_err(|e| NetworkError::Listen {
-                addr: addr.clone(),
-                message: e.to_string(),
-            })?;
-    }
-    Ok(swarm)
-}
-
 impl EventLoop {
     /// Starts the network again under a new transport key (a rotation applied): requests in
     /// flight fail (their outboxes retry), connections and listeners close, and the new
@@ -118,7 +75,12 @@ impl EventLoop {
     fn rekey(&mut self, keypair: libp2p::identity::Keypair) {
         let topics = [&self.topic, &self.governance_topic];
         // The old swarm must release its ports before the new one listens.
-        let quiet = match build_swarm(keypair.clone(), &self.behaviour, &topics, &[]) {
+        let quiet = match super::behaviour::build_swarm(
+            keypair.clone(),
+            &self.behaviour,
+            &topics,
+            &[],
+        ) {
             Ok(s) => s,
             Err(e) => {
                 warn!(error = %e, "cannot start the network under the new transport key; keeping the old one");
@@ -155,7 +117,7 @@ impl EventLoop {
         let topic = gossipsub::IdentTopic::new(format!("/comity/{}/checkpoints/2", roster.bloc()));
         let governance_topic =
             gossipsub::IdentTopic::new(format!("/comity/{}/bloc/1", roster.bloc()));
-        let swarm = build_swarm(
+        let swarm = super::behaviour::build_swarm(
             settings.identity.keypair(),
             &settings.behaviour,
             &[&topic, &governance_topic],
@@ -541,144 +503,4 @@ impl EventLoop {
             _ => {}
         }
     }
-
-    /// Events of the exchange protocol, or (`evidence`) of the evidence protocol: the same
-    /// frames, each to its own service and its own pending map.
-    fn on_exchange_event(
-        &mut self,
-        event: request_response::Event<Vec<u8>, Vec<u8>>,
-        evidence: bool,
-    ) {
-        use request_response::{Event, InboundFailure, Message, OutboundFailure};
-        fn pending(this: &mut EventLoop, evidence: bool) -> &mut Pending {
-            match evidence {
-                true => &mut this.pending_evidence,
-                false => &mut this.pending,
-            }
-        }
-        match event {
-            Event::Message {
-                peer,
-                message:
-                    Message::Request {
-                        request, channel, ..
-                    },
-                ..
-            } => {
-                let door = if evidence {
-                    Door::Evidence
-                } else {
-                    Door::Exchange
-                };
-                if !self.within_budget(peer, door) {
-                    // Answered at once, unread: the sender's outbox retries.
-                    let busy = over_budget_frame(door, self.admission.rates());
-                    let behaviour = self.swarm.behaviour_mut();
-                    let _ = match door {
-                        Door::Evidence => behaviour.evidence.send_response(channel, busy),
-                        _ => behaviour.exchange.send_response(channel, busy),
-                    };
-                    return;
-                }
-                let inbound_queue = match evidence {
-                    true => &self.evidence_inbound,
-                    false => &self.inbound,
-                };
-                let inbound = InboundRequest {
-                    peer,
-                    frame: request,
-                    channel,
-                };
-                if let Err(e) = inbound_queue.try_send(inbound) {
-                    // Dropping the channel resets the stream; the sender's outbox retries.
-                    debug!(%peer, "inbound queue full, request dropped for retry");
-                    drop(e);
-                }
-            }
-            Event::Message {
-                message:
-                    Message::Response {
-                        request_id,
-                        response,
-                    },
-                ..
-            } => {
-                if let Some(reply) = pending(self, evidence).remove(&request_id) {
-                    let _ = reply.send(Ok(response));
-                }
-            }
-            Event::OutboundFailure {
-                request_id, error, ..
-            } => {
-                let error = match error {
-                    OutboundFailure::DialFailure => {
-                        RequestError::Unreachable("no connection could be made".into())
-                    }
-                    OutboundFailure::Timeout => RequestError::Timeout,
-                    OutboundFailure::ConnectionClosed => RequestError::ConnectionClosed,
-                    OutboundFailure::UnsupportedProtocols => RequestError::UnsupportedProtocol,
-                    OutboundFailure::Io(e) => RequestError::Io(e.to_string()),
-                };
-                if let Some(reply) = pending(self, evidence).remove(&request_id) {
-                    let _ = reply.send(Err(error));
-                }
-            }
-            Event::InboundFailure { peer, error, .. } => match error {
-                InboundFailure::Io(e) => {
-                    // Oversized or cut-off frames: counted, and logged once per interval.
-                    debug!(%peer, error = %e, "refused inbound exchange stream");
-                    let now = std::time::Instant::now();
-                    self.admission.refused_stream(peer);
-                    self.report_budget(now);
-                }
-                other => debug!(%peer, error = %other, "inbound exchange failed"),
-            },
-            Event::ResponseSent { .. } => {}
-        }
-    }
-
-    /// Whether a message of `peer` through `door` is within the member's rate budget.
-    fn within_budget(&mut self, peer: PeerId, door: Door) -> bool {
-        let now = std::time::Instant::now();
-        let admitted = self.admission.admit(peer, door, now);
-        self.report_budget(now);
-        admitted
-    }
-
-    /// Logs, once per interval, what members sent beyond their budgets, with counts.
-    fn report_budget(&mut self, now: std::time::Instant) {
-        let rates = self.admission.rates();
-        for (peer, door, n) in self.admission.report(now) {
-            let member = self
-                .roster
-                .by_peer(&peer)
-                .map(|(m, _)| m.jurisdiction.to_string());
-            warn!(%peer, member, turned_away = n, what = door.name(), rate_per_s = rates.of(door), "a member sent beyond its rate budget; the rest were answered \"retry shortly\" unread (gossip: dropped)");
-        }
-        for (peer, n) in self.admission.report_refused(now) {
-            let member = self
-                .roster
-                .by_peer(&peer)
-                .map(|(m, _)| m.jurisdiction.to_string());
-            warn!(%peer, member, streams = n, "refused inbound streams (oversized or cut-off frames)");
-        }
-    }
-}
-
-/// The fixed answer to a request beyond its member's rate budget: `unavailable` (retried by
-/// the sender's outbox) on the exchange, `refused` on the evidence protocol.
-fn over_budget_frame(door: Door, rates: Rates) -> Vec<u8> {
-    let detail = format!(
-        "over your rate budget at this node ({} {} per second); retry shortly",
-        rates.of(door),
-        door.name()
-    );
-    let reply = match door {
-        Door::Evidence => to_canonical_cbor(&EvidenceResponse::Refused { reason: detail }),
-        _ => to_canonical_cbor(&ExchangeResponse::Rejected(Rejection {
-            code: RejectCode::Unavailable,
-            detail,
-        })),
-    };
-    reply.expect("fixed answers encode")
 }

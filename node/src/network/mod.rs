@@ -10,6 +10,7 @@ mod behaviour;
 pub mod codec;
 mod event_loop;
 pub mod faults;
+mod inbound;
 
 use std::time::Duration;
 
