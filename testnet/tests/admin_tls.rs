@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use comity_node::config::Config;
 use common::*;
+use tokio::io::AsyncReadExt;
 
 fn cli(args: &[&str]) -> std::process::Output {
     Command::new(comity_testnet::comity_binary().unwrap())
@@ -83,6 +84,26 @@ async fn beyond_loopback_only_with_tls_and_the_cli_pins_the_certificate() {
     // Elsewhere, with the certificate pinned by hand.
     let cert = tls_dir.join("cert.pem");
     ok(status_at(&["--ca-file", cert.to_str().unwrap()]));
+    // Idle connections that never start a handshake, from one address (127.0.0.2): they
+    // hold at most that address's few places, and an officer elsewhere is still served.
+    let mut idle = Vec::new();
+    for _ in 0..80 {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+        idle.push(socket.connect(node.admin).await.unwrap());
+    }
+    ok(status_at(&["--ca-file", cert.to_str().unwrap()]));
+    let mut closed = 0;
+    for stream in &mut idle {
+        let mut byte = [0u8; 1];
+        let read = tokio::time::timeout(Duration::from_secs(3), stream.read(&mut byte)).await;
+        closed += usize::from(matches!(read, Ok(Ok(0)) | Ok(Err(_))));
+    }
+    assert!(
+        closed >= 70,
+        "only {closed} of 80 idle connections were closed by the node"
+    );
+    drop(idle);
     // Without a CA file: told what to pass.
     let out = status_at(&[]);
     assert!(!out.status.success());

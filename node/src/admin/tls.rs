@@ -14,15 +14,51 @@ use rustls::ServerConfig;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 use tracing::debug;
 
-/// Handshakes in progress at once; more connections wait in the kernel's backlog.
+/// Handshakes in progress at once, and from any one address: a connection beyond either is
+/// closed at once, so that idle connections from one place cannot hold the API for everyone.
 const MAX_HANDSHAKES: usize = 64;
+const MAX_HANDSHAKES_PER_ADDRESS: usize = 8;
 /// How long a client has to finish its handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Handshakes in progress, in all and by address. No I/O here.
+#[derive(Debug, Default)]
+struct Handshakes {
+    total: usize,
+    by_address: std::collections::HashMap<std::net::IpAddr, usize>,
+}
+
+impl Handshakes {
+    /// Takes a place for a handshake from `ip`, if there is one.
+    fn begin(&mut self, ip: std::net::IpAddr) -> bool {
+        let here = self.by_address.entry(ip).or_default();
+        if self.total >= MAX_HANDSHAKES || *here >= MAX_HANDSHAKES_PER_ADDRESS {
+            if *here == 0 {
+                self.by_address.remove(&ip);
+            }
+            return false;
+        }
+        *here += 1;
+        self.total += 1;
+        true
+    }
+
+    /// Gives back a place `begin` took.
+    fn end(&mut self, ip: std::net::IpAddr) {
+        if let Some(here) = self.by_address.get_mut(&ip) {
+            *here -= 1;
+            self.total -= 1;
+            if *here == 0 {
+                self.by_address.remove(&ip);
+            }
+        }
+    }
+}
 
 /// What is wrong with serving the admin API on `listen`, with or without TLS; `None` when it
 /// may. Beyond loopback, only with TLS.
@@ -100,12 +136,9 @@ impl TlsListener {
         let local = tcp.local_addr()?;
         let (tx, accepted) = mpsc::channel(MAX_HANDSHAKES);
         let acceptor = TlsAcceptor::from(config);
-        let handshakes = Arc::new(Semaphore::new(MAX_HANDSHAKES));
+        let handshakes = Arc::new(std::sync::Mutex::new(Handshakes::default()));
         tokio::spawn(async move {
             loop {
-                let Ok(permit) = handshakes.clone().acquire_owned().await else {
-                    return;
-                };
                 // Ends with the server: the listener is dropped, and the port closed.
                 let accepted = tokio::select! {
                     accepted = tcp.accept() => accepted,
@@ -119,7 +152,12 @@ impl TlsListener {
                         continue;
                     }
                 };
-                let (acceptor, handed) = (acceptor.clone(), tx.clone());
+                let ip = peer.ip();
+                if !handshakes.lock().expect("handshakes lock").begin(ip) {
+                    debug!(%peer, "admin API: too many handshakes in progress; connection closed");
+                    continue;
+                }
+                let (acceptor, handed, places) = (acceptor.clone(), tx.clone(), handshakes.clone());
                 tokio::spawn(async move {
                     let handshake =
                         tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream));
@@ -130,7 +168,7 @@ impl TlsListener {
                         Ok(Err(e)) => debug!(%peer, error = %e, "admin API TLS handshake failed"),
                         Err(_) => debug!(%peer, "admin API TLS handshake timed out"),
                     }
-                    drop(permit);
+                    places.lock().expect("handshakes lock").end(ip);
                 });
             }
         });
@@ -158,6 +196,34 @@ impl axum::serve::Listener for TlsListener {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn handshakes_are_bounded_in_all_and_per_address() {
+        let mut places = Handshakes::default();
+        let one: std::net::IpAddr = "192.0.2.1".parse().unwrap();
+        let taken = (0..20).filter(|_| places.begin(one)).count();
+        assert_eq!(
+            taken, MAX_HANDSHAKES_PER_ADDRESS,
+            "one address gets its share"
+        );
+        let mut others = 0;
+        for n in 0..255u8 {
+            let ip = std::net::IpAddr::from([198, 51, 100, n]);
+            others += usize::from(places.begin(ip));
+        }
+        assert_eq!(
+            others + taken,
+            MAX_HANDSHAKES,
+            "and all of them together no more"
+        );
+        places.end(one);
+        assert!(
+            places.begin("203.0.113.9".parse().unwrap()),
+            "a place given back is free"
+        );
+        places.end("203.0.113.77".parse().unwrap()); // never begun: harmless
+        assert_eq!(places.total, MAX_HANDSHAKES);
+    }
 
     #[test]
     fn beyond_loopback_only_with_tls_and_the_error_names_the_settings() {
