@@ -97,6 +97,14 @@ pub(super) fn tally_step(held: Option<Tally>, now: Timestamp) -> (Tally, u64, Op
     }
 }
 
+/// A tally's write: the tally and its sample, in one batch.
+fn tally_batch(tally_key: Vec<u8>, tally: &Tally, sample_key: Vec<u8>, refusal: &Refusal) -> Batch {
+    let mut batch = Batch::new();
+    batch.put(Cf::Refusals, tally_key, encode(tally));
+    batch.put(Cf::Refusals, sample_key, encode(refusal));
+    batch
+}
+
 impl Cases {
     /// Keeps a refusal (synced) so that operators and auditors can see what was refused from
     /// whom and why; the refused message itself is not applied.
@@ -209,9 +217,7 @@ impl Cases {
         counted.written = Some(now);
         counted.pending = None;
         drop(tallies);
-        let mut batch = Batch::new();
-        batch.put(Cf::Refusals, tally_key, encode(&tally));
-        batch.put(Cf::Refusals, sample_key, encode(&refusal));
+        let mut batch = tally_batch(tally_key, &tally, sample_key, &refusal);
         if let Some(repeats) = audit {
             crate::audit::record(
                 &mut batch,
@@ -240,9 +246,7 @@ impl Cases {
         counted.written = Some(std::time::Instant::now());
         let tally = counted.tally.clone();
         drop(tallies);
-        let mut batch = Batch::new();
-        batch.put(Cf::Refusals, tally_key, encode(&tally));
-        batch.put(Cf::Refusals, sample_key, encode(&refusal));
+        let batch = tally_batch(tally_key, &tally, sample_key, &refusal);
         if let Err(e) = self.inner.store.commit(batch).await {
             warn!(error = %e, "could not record a refusal tally");
         }

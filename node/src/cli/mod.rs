@@ -335,20 +335,16 @@ fn client(connection: &Connection) -> anyhow::Result<AdminClient> {
     AdminClient::with_ca(base, token, &pem).with_context(|| format!("{}", ca_file.display()))
 }
 
-/// Whether an http URL's host is this machine's loopback (where a token in clear stays).
+/// Whether a URL's host is this machine's loopback (where a token in clear stays), read as
+/// the http client reads it (WHATWG URL parsing: `0x7f.1` is 127.0.0.1, a name ending in
+/// `.example.org` is a name).
 fn is_loopback_url(url: &str) -> bool {
-    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    let host = match authority.strip_prefix('[') {
-        Some(v6) => v6.split(']').next().unwrap_or_default(),
-        None => authority
-            .rsplit_once(':')
-            .map_or(authority, |(host, _)| host),
-    };
-    host.eq_ignore_ascii_case("localhost")
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
+    match url::Url::parse(url).ok().as_ref().and_then(url::Url::host) {
+        Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
 }
 
 /// `comity tls-cert`: a self-signed pair for the admin API, and how to use it.
@@ -411,6 +407,7 @@ mod tests {
             "http://localhost:7701",
             "http://[::1]:7701",
             "http://127.9.9.9",
+            "http://0x7f.1:7701",
         ] {
             assert!(is_loopback_url(url), "{url}");
         }
