@@ -98,6 +98,27 @@ pub fn exchange_request(data: &[u8]) {
     let Some(request) = round_trip::<ExchangeRequest>(data, limits::MAX_REQUEST_FRAME) else {
         return;
     };
+    // The budgets read a request's kind before decoding it: never another kind, and always
+    // the kind of a request in its canonical form.
+    let kind = match &request {
+        ExchangeRequest::Push(_) => "push",
+        ExchangeRequest::Pull(_) => "pull",
+        ExchangeRequest::Policy => "policy",
+        ExchangeRequest::Consistency { .. } => "consistency",
+        ExchangeRequest::Bloc { .. } => "bloc",
+    };
+    let peeked = ExchangeRequest::peek_kind(data);
+    assert!(
+        peeked.is_none_or(|p| p == kind),
+        "peeked {peeked:?} of a {kind}"
+    );
+    if from_canonical_cbor::<ExchangeRequest>(data, limits::MAX_REQUEST_FRAME).is_ok() {
+        assert_eq!(
+            peeked,
+            Some(kind),
+            "the kind of a canonical request is not peeked"
+        );
+    }
     if let ExchangeRequest::Push(envelope) = request {
         let _ = envelope.verify_signature();
         if let Some(push) = body::<EventPush>(&envelope) {

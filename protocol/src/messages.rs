@@ -138,6 +138,26 @@ pub enum ExchangeRequest {
     Bloc { have: u64 },
 }
 
+impl ExchangeRequest {
+    /// The name of the request in `frame` (`push`, `pull`, `policy`, `consistency`, `bloc`),
+    /// read from its first bytes without decoding the rest: what a budget needs to know before
+    /// paying for the decoding. `None` when the frame does not start as a request does.
+    pub fn peek_kind(frame: &[u8]) -> Option<&str> {
+        // A variant with content is a map of one entry keyed by its name; a unit variant is
+        // its name alone. Names are short texts (one header byte).
+        let name = match frame.first()? {
+            0xa1 => &frame[1..],
+            _ => frame,
+        };
+        let (&head, rest) = name.split_first()?;
+        let len = usize::from(head & 0x1f);
+        if head >> 5 != 3 || len > 23 {
+            return None;
+        }
+        std::str::from_utf8(rest.get(..len)?).ok()
+    }
+}
+
 /// The answer to an [`ExchangeRequest`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
@@ -246,6 +266,38 @@ impl fmt::Display for Rejection {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_requests_kind_is_read_from_its_first_bytes() {
+        let requests = [
+            (ExchangeRequest::Policy, "policy"),
+            (ExchangeRequest::Bloc { have: 7 }, "bloc"),
+            (
+                ExchangeRequest::Consistency { old: 1, new: 2 },
+                "consistency",
+            ),
+            (
+                ExchangeRequest::Pull(PullRequest {
+                    cases: Vec::new(),
+                    range: None,
+                }),
+                "pull",
+            ),
+        ];
+        for (request, kind) in requests {
+            let frame = to_canonical_cbor(&request).unwrap();
+            assert_eq!(ExchangeRequest::peek_kind(&frame), Some(kind));
+        }
+        for garbage in [
+            &[][..],
+            &[0xa1],
+            &[0xa1, 0x78, 0x40],
+            &[0x00, 0x01],
+            &[0x64, b'p'],
+        ] {
+            assert_eq!(ExchangeRequest::peek_kind(garbage), None, "{garbage:?}");
+        }
+    }
     use crate::caselog::{CaseEvent, EventKind};
     use crate::examples::sample_request;
     use crate::limits::{MAX_NAME, MAX_REQUEST_FRAME, MAX_RESPONSE_FRAME, MAX_SELECTORS, MAX_TEXT};

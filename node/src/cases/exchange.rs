@@ -150,6 +150,13 @@ impl Cases {
     }
 
     async fn receive_inner(&self, peer: PeerId, frame: &[u8]) -> ExchangeResponse {
+        // Queries beyond the member's rate are turned away before they are decoded (a pull
+        // can list thousands of cases): decoding is most of what they cost.
+        let peeked = ExchangeRequest::peek_kind(frame);
+        let query = |kind: &str| matches!(kind, "pull" | "policy" | "consistency");
+        if peeked.is_some_and(query) && !self.within_query_rate(peer) {
+            return self.over_query_rate();
+        }
         let request = match from_cbor::<ExchangeRequest>(frame, limits::MAX_REQUEST_FRAME) {
             Ok(r) => r,
             Err(e) => return reject(RejectCode::Malformed, format!("cannot decode request: {e}")),
@@ -169,20 +176,24 @@ impl Cases {
             );
         };
         let member = member.clone();
-        if !matches!(request, ExchangeRequest::Push(_)) && !self.within_query_rate(peer) {
-            return reject(
-                RejectCode::Unavailable,
-                format!(
-                    "over your rate of queries at this node ({} per second: pulls, proofs, policy); retry shortly",
-                    self.inner.budget.lock().expect("budget lock").query_rate()
-                ),
-            );
+        // A query whose kind could not be read ahead (a form other than the canonical one).
+        if peeked.is_none()
+            && !matches!(request, ExchangeRequest::Push(_))
+            && !self.within_query_rate(peer)
+        {
+            return self.over_query_rate();
         }
         let envelope = match request {
             ExchangeRequest::Push(envelope) => envelope,
             ExchangeRequest::Pull(pull) => {
-                return match self.answer_pull(&member, &pull) {
-                    Ok(page) => ExchangeResponse::Events(page),
+                // Store reads (and the unsealing of the cases it sends) off the async workers,
+                // where they would hold up every other member's requests.
+                let (cases, asker) = (self.clone(), member.clone());
+                let answer =
+                    tokio::task::spawn_blocking(move || cases.answer_pull(&asker, &pull)).await;
+                return match answer {
+                    Ok(Ok(page)) => ExchangeResponse::Events(page),
+                    Ok(Err(e)) => unavailable(&e, "a pull"),
                     Err(e) => unavailable(&e, "a pull"),
                 };
             }
@@ -204,6 +215,16 @@ impl Cases {
             }
         };
         self.receive_push(&roster, &member, peer, envelope).await
+    }
+
+    fn over_query_rate(&self) -> ExchangeResponse {
+        reject(
+            RejectCode::Unavailable,
+            format!(
+                "over your rate of queries at this node ({} per second: pulls, proofs, policy); retry shortly",
+                self.inner.budget.lock().expect("budget lock").query_rate()
+            ),
+        )
     }
 
     /// Whether a query of `peer` is within its member's rate; what goes over is logged once per

@@ -1,7 +1,9 @@
 //! Indexes of the cases (`Cf::CaseIndex`), written in the batch of every plan that stores a
 //! record, so that pulls and the retention sweep read only the cases that concern them:
 //!
-//! - `m/{member}/{case}`: a sent or received case shared with that member (what a pull lists);
+//! - `m/{member}/{case}` → [`SyncSummary`]: a sent or received case shared with that member,
+//!   with how many events of each author it holds and whether it is offered to pulls, so that
+//!   a pull (asked or answered) reads no case record but those it must send or that changed;
 //! - `r/{until, 20 digits of ms}/{case}`: a requester's case whose retention ends then;
 //! - `s/{case}` → key id: a purged case whose key is still to be destroyed;
 //! - `i/{case}/{message}`: a push of that case this node receipted (its row in `Cf::Inbox`), so
@@ -12,8 +14,13 @@
 //!   was submitted and purged (kept after the purge), so that a period's report reads only the
 //!   cases active in it.
 //!
+//! Like the dates, the event counts are metadata in the clear (the case ids already are): the
+//! requests, their parties' details and the events themselves stay sealed in the records.
+//!
 //! The key format is this module's alone. Nodes whose store predates the index build it at
 //! start; so does a change of the policy's retention cap, which moves every retention date.
+
+use std::collections::BTreeMap;
 
 use comity_protocol::{CaseId, Jurisdiction, Timestamp};
 
@@ -22,7 +29,25 @@ use crate::store::{Batch, Cf, Store, StoreError};
 
 /// Names the index's layout and the retention cap it was built with.
 const VERSION_KEY: &[u8] = b"v";
-const VERSION: &str = "4";
+const VERSION: &str = "5";
+
+/// What a pull needs of a case shared with a member, kept beside its index entry.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SyncSummary {
+    /// The highest sequence number held of each author.
+    pub have: BTreeMap<Jurisdiction, u64>,
+    /// Offered to the member's pulls: not a request it refused at the door.
+    pub offered: bool,
+}
+
+impl SyncSummary {
+    fn of(record: &CaseRecord) -> Self {
+        Self {
+            have: record.log.have.clone(),
+            offered: record.delivery.refused.is_none(),
+        }
+    }
+}
 
 fn shared_key(member: &Jurisdiction, case: &CaseId) -> Vec<u8> {
     format!("m/{member}/{case}").into_bytes()
@@ -83,11 +108,9 @@ pub fn put(batch: &mut Batch, record: &CaseRecord, cap_days: Option<u32>) {
         }
         return;
     }
-    batch.put(
-        Cf::CaseIndex,
-        shared_key(&record.counterparty, id),
-        Vec::new(),
-    );
+    let summary =
+        comity_protocol::to_canonical_cbor(&SyncSummary::of(record)).expect("summaries encode");
+    batch.put(Cf::CaseIndex, shared_key(&record.counterparty, id), summary);
     if record.role == Role::Requester
         && let Some(until) = retention_until(record, cap_days)
     {
@@ -95,12 +118,19 @@ pub fn put(batch: &mut Batch, record: &CaseRecord, cap_days: Option<u32>) {
     }
 }
 
-/// The cases shared with `member` that are not purged.
-pub fn shared_with(store: &Store, member: &Jurisdiction) -> Result<Vec<CaseId>, StoreError> {
+/// The cases shared with `member` that are not purged, each with its summary (`None` if the
+/// entry's value cannot be read: the caller reads the record instead).
+pub fn shared_with(
+    store: &Store,
+    member: &Jurisdiction,
+) -> Result<Vec<(CaseId, Option<SyncSummary>)>, StoreError> {
     Ok(store
         .scan_prefix(Cf::CaseIndex, &shared_prefix(member))?
         .iter()
-        .filter_map(|(k, _)| case_of(k))
+        .filter_map(|(k, v)| {
+            let summary = comity_protocol::from_cbor(v, comity_protocol::limits::MAX_REQUEST_FRAME);
+            Some((case_of(k)?, summary.ok()))
+        })
         .collect())
 }
 
@@ -295,6 +325,45 @@ mod tests {
         }
     }
 
+    fn shared_ids(store: &Store, member: &str) -> Vec<CaseId> {
+        shared_with(store, &member.parse().unwrap())
+            .unwrap()
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_cases_summary_follows_its_record_and_an_unreadable_one_is_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut record = case(Role::Executing, "IT", 0);
+        let it: Jurisdiction = "IT".parse().unwrap();
+        for (seq, refused) in [(1, None), (3, Some("refused at the door".to_owned()))] {
+            record.log.have = BTreeMap::from([(it.clone(), seq)]);
+            record.delivery.refused = refused.clone();
+            let mut batch = Batch::new();
+            put(&mut batch, &record, None);
+            store.commit(batch).await.unwrap();
+            let expected = SyncSummary {
+                have: BTreeMap::from([(it.clone(), seq)]),
+                offered: refused.is_none(),
+            };
+            assert_eq!(
+                shared_with(&store, &it).unwrap(),
+                vec![(record.case_id, Some(expected))]
+            );
+        }
+        // An entry of an older layout (no value): the caller reads the record.
+        let mut batch = Batch::new();
+        batch.put(Cf::CaseIndex, shared_key(&it, &record.case_id), Vec::new());
+        store.commit(batch).await.unwrap();
+        assert_eq!(
+            shared_with(&store, &it).unwrap(),
+            vec![(record.case_id, None)]
+        );
+    }
+
     #[tokio::test]
     async fn the_index_is_built_once_from_stored_cases_and_again_when_the_cap_changes() {
         let dir = tempfile::tempdir().unwrap();
@@ -312,11 +381,11 @@ mod tests {
                 .await
                 .unwrap()
         );
-        let de = shared_with(&store, &"DE".parse().unwrap()).unwrap();
+        let de = shared_ids(&store, "DE");
         assert_eq!(de.len(), 2, "drafts are nobody's to pull");
         assert!(de.contains(&old.case_id) && de.contains(&young.case_id));
         let it = shared_with(&store, &"IT".parse().unwrap()).unwrap();
-        assert_eq!(it, vec![theirs.case_id]);
+        assert_eq!(it, vec![(theirs.case_id, Some(SyncSummary::of(&theirs)))]);
         // Day 400: the case of day 0 is due (365 days), the one of day 300 is not; the
         // executing side's case never is (it follows the requester's purge).
         let due = retention_due(&store, Timestamp::from_millis(400 * DAY)).unwrap();
@@ -339,11 +408,7 @@ mod tests {
         store.commit(batch).await.unwrap();
         let due = retention_due(&store, Timestamp::from_millis(400 * DAY)).unwrap();
         assert_eq!(due, vec![young.case_id]);
-        assert!(
-            !shared_with(&store, &"DE".parse().unwrap())
-                .unwrap()
-                .contains(&old.case_id)
-        );
+        assert!(!shared_ids(&store, "DE").contains(&old.case_id));
         assert_eq!(
             to_shred(&store).unwrap(),
             vec![(old.case_id, "k".to_owned())]

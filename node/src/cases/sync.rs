@@ -14,7 +14,6 @@ use tokio::sync::{broadcast, mpsc};
 use tracing::{debug, info, warn};
 
 use super::core::{IngestError, Via};
-use super::record::CaseRecord;
 use super::{CaseError, Cases};
 use crate::roster::Member;
 use comity_protocol::RejectCode;
@@ -122,22 +121,34 @@ impl Cases {
 
     /// The cases shared with `member` that a pull offers or asks for (through the index: only
     /// those cases are read).
-    fn shared_with(&self, member: &Member) -> Result<Vec<CaseRecord>, CaseError> {
-        let mut records = Vec::new();
-        for case_id in super::index::shared_with(&self.inner.store, &member.jurisdiction)? {
-            let Some(record) = self.record_closed(&case_id)? else {
-                continue;
+    fn shared_with(&self, member: &Member) -> Result<Vec<CaseHave>, CaseError> {
+        let mut shared = Vec::new();
+        for (case_id, summary) in
+            super::index::shared_with(&self.inner.store, &member.jurisdiction)?
+        {
+            let summary = match summary {
+                Some(summary) => summary,
+                // Not summarised (an entry of an older layout): from the record itself.
+                None => match self.record_closed(&case_id)? {
+                    Some(record) if record.log.state.is_some() && record.purged_at.is_none() => {
+                        super::index::SyncSummary {
+                            have: record.log.have,
+                            offered: record.delivery.refused.is_none(),
+                        }
+                    }
+                    _ => continue,
+                },
             };
-            // A request the member refused at the door is not offered again; a purged case's
-            // log is unreadable here.
-            if record.log.state.is_some()
-                && record.delivery.refused.is_none()
-                && record.purged_at.is_none()
-            {
-                records.push(record);
+            // A request the member refused at the door is not offered again; a purged case
+            // has no entry.
+            if summary.offered {
+                shared.push(CaseHave {
+                    case_id,
+                    have: summary.have,
+                });
             }
         }
-        Ok(records)
+        Ok(shared)
     }
 
     /// Pulls, page by page, every event of our shared cases that `member` holds and we lack:
@@ -148,7 +159,7 @@ impl Cases {
             .shared_with(member)
             .map_err(|e| e.to_string())?
             .iter()
-            .map(|r| r.case_id)
+            .map(|c| c.case_id)
             .collect();
         ids.sort();
         let ranges = CaseRange::covering(&ids, self.inner.cases_per_pull);
@@ -167,14 +178,10 @@ impl Cases {
                 .shared_with(member)
                 .map_err(|e| e.to_string())?
                 .into_iter()
-                .filter(|r| {
+                .filter(|c| {
                     range
                         .as_ref()
-                        .is_none_or(|range| range.contains(&r.case_id))
-                })
-                .map(|r| CaseHave {
-                    case_id: r.case_id,
-                    have: r.log.have,
+                        .is_none_or(|range| range.contains(&c.case_id))
                 })
                 .collect();
             let request = PullRequest {
@@ -286,20 +293,20 @@ impl Cases {
         let mut bytes = 0;
         let mut more = false;
         let in_range = |id: &CaseId| pull.range.as_ref().is_none_or(|r| r.contains(id));
-        for record in self.shared_with(member)? {
-            if !in_range(&record.case_id) {
+        for ours in self.shared_with(member)? {
+            if !in_range(&ours.case_id) {
                 continue;
             }
-            let theirs = have.get(&record.case_id).copied().unwrap_or(&empty);
-            let behind = record
-                .log
+            let theirs = have.get(&ours.case_id).copied().unwrap_or(&empty);
+            let behind = ours
                 .have
                 .iter()
                 .any(|(author, seq)| theirs.get(author).copied().unwrap_or(0) < *seq);
             if !behind {
                 continue;
             }
-            let log = self.load_log(&record.case_id)?;
+            // Only the cases the member lacks events of are read (and unsealed).
+            let log = self.load_log(&ours.case_id)?;
             // In causal order, so a page may end inside a case: the asker inserts a prefix
             // and asks again from there.
             for event in log.events_after(theirs) {
