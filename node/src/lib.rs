@@ -6,6 +6,7 @@
 //! typed client), `cli` (the officer and operator commands).
 
 pub mod admin;
+pub mod allocator;
 pub mod audit;
 pub mod bloc;
 pub mod cases;

@@ -199,6 +199,13 @@ impl Drop for Inner {
     }
 }
 
+/// Memory the store may hold, whatever members write: RocksDB's defaults (a 64 MiB memtable
+/// and a 32 MiB block cache per column family) would let a flood of writes grow a node by
+/// hundreds of MiB before anything is flushed.
+const MEMTABLES_BYTES: usize = 32 << 20; // all memtables together; the largest is flushed past it
+const MEMTABLE_BYTES: usize = 8 << 20; // one column family's
+const BLOCK_CACHE_BYTES: usize = 32 << 20; // shared by every column family
+
 impl Store {
     /// Opens (or creates) the store and starts its writer thread.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
@@ -207,9 +214,16 @@ impl Store {
         options.create_missing_column_families(true);
         options.set_max_open_files(512);
         options.set_keep_log_file_num(4);
-        let descriptors = Cf::ALL
-            .iter()
-            .map(|cf| ColumnFamilyDescriptor::new(cf.name(), Options::default()));
+        options.set_db_write_buffer_size(MEMTABLES_BYTES);
+        let cache = rocksdb::Cache::new_lru_cache(BLOCK_CACHE_BYTES);
+        let mut table = rocksdb::BlockBasedOptions::default();
+        table.set_block_cache(&cache);
+        let descriptors = Cf::ALL.iter().map(|cf| {
+            let mut options = Options::default();
+            options.set_write_buffer_size(MEMTABLE_BYTES);
+            options.set_block_based_table_factory(&table);
+            ColumnFamilyDescriptor::new(cf.name(), options)
+        });
         let db =
             DB::open_cf_descriptors(&options, path, descriptors).map_err(|e| StoreError::Open {
                 path: path.to_owned(),
