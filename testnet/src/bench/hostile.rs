@@ -6,7 +6,7 @@
 //! requests to the victim at a steady pace, as they did in a quiet phase just before: their
 //! p99 latency under attack is set beside the quiet one, and the victim's disk and memory
 //! growth are measured from outside its process. The hostile member runs in a process of its
-//! own at the lowest CPU priority, standing in for its own machine.
+//! own at the lowest CPU priority (`SCHED_IDLE`), standing in for its own machine.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -224,25 +224,39 @@ pub async fn run(
     Ok(report)
 }
 
-/// Runs the hostile member in a process of its own, at the lowest CPU priority (`nice -n
-/// 19`): in a bloc it runs on its own machine, and what its floods cost is the victim's work,
-/// not the attacker's share of the victim's cores. Returns what each flood sent.
+/// Runs the hostile member in a process of its own, at the lowest CPU priority: in a bloc it
+/// runs on its own machine, and what its floods cost is the victim's work, not the attacker's
+/// share of the victim's cores. `SCHED_IDLE` (`chrt --idle 0`) gives way at once to any other
+/// process that wakes, as a machine of its own would; `nice -n 19` (used where `chrt` is
+/// missing) still lets it finish its time slice (3 ms) before the victim's threads run, which
+/// shows in the victim's tail latency. Returns what each flood sent.
 async fn attack_from_own_process(
     dir: &Path,
     options: &HostileOptions,
 ) -> anyhow::Result<BTreeMap<String, FloodCount>> {
-    let output = tokio::process::Command::new("nice")
-        .args(["-n", "19"])
-        .arg(std::env::current_exe()?)
-        .args(["bench", "attacker", "--dir"])
-        .arg(dir)
-        .args(["--seconds", &options.attack.as_secs().to_string()])
-        .args(["--in-flight", &options.in_flight.to_string()])
-        .args(["--floods", &options.floods.join(",")])
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .await
-        .context("starting the hostile member's process")?;
+    let exe = std::env::current_exe()?;
+    let mut output = None;
+    for lowest in [&["chrt", "--idle", "0"][..], &["nice", "-n", "19"][..]] {
+        let attempt = tokio::process::Command::new(lowest[0])
+            .args(&lowest[1..])
+            .arg(&exe)
+            .args(["bench", "attacker", "--dir"])
+            .arg(dir)
+            .args(["--seconds", &options.attack.as_secs().to_string()])
+            .args(["--in-flight", &options.in_flight.to_string()])
+            .args(["--floods", &options.floods.join(",")])
+            .stderr(std::process::Stdio::inherit())
+            .output()
+            .await;
+        match attempt {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            other => {
+                output = Some(other.context("starting the hostile member's process")?);
+                break;
+            }
+        }
+    }
+    let output = output.context("neither chrt nor nice is installed")?;
     anyhow::ensure!(
         output.status.success(),
         "the hostile member's process failed ({})",
