@@ -21,6 +21,11 @@ pub fn share(places: usize, members: usize) -> usize {
     (places / members.max(1)).max(MIN_SHARE)
 }
 /// How often the requests turned away are logged, per member.
+/// Bytes of a query's answer that count as one query against the member's rate: a pull
+/// answered with a full page (about a megabyte of events, read and unsealed case by case)
+/// counts as fifteen.
+pub const QUERY_UNIT: usize = 64 << 10;
+
 pub const REPORT_EVERY: Duration = Duration::from_secs(10);
 
 /// Requests in hand per member, and those turned away since the last report.
@@ -68,6 +73,17 @@ impl Budget {
         *self.queries_over.entry(peer).or_default() += 1;
         *self.queries_over_total.entry(peer).or_default() += 1;
         false
+    }
+
+    /// Charges `peer` for what its query turned out to cost: one query more per
+    /// [`QUERY_UNIT`] bytes of answer.
+    pub fn charge_query(&mut self, peer: PeerId, answer_bytes: usize, now: Instant) {
+        let rate = self.query_rate;
+        let cost = answer_bytes as f64 / QUERY_UNIT as f64;
+        self.queries
+            .entry(peer)
+            .or_insert_with(|| Bucket::full(rate, now))
+            .charge(rate, cost, now);
     }
 
     pub fn query_rate(&self) -> u32 {
@@ -129,6 +145,24 @@ impl Budget {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pull_answered_with_a_page_counts_as_many_queries_as_its_size() {
+        let t0 = Instant::now();
+        let mut budget = Budget::new(20, t0);
+        let (puller, other) = (PeerId::random(), PeerId::random());
+        assert!(budget.query(puller, t0));
+        // A 960 KiB page: 15 queries more; with 39 left of the burst, 24 remain.
+        budget.charge_query(puller, 960 << 10, t0);
+        assert_eq!((0..100).filter(|_| budget.query(puller, t0)).count(), 24);
+        // Small answers cost next to nothing; the other members are not charged.
+        budget.charge_query(other, 100, t0);
+        assert_eq!((0..100).filter(|_| budget.query(other, t0)).count(), 39);
+        // No budget (rate 0): never charged, never refused.
+        let mut free = Budget::new(0, t0);
+        free.charge_query(puller, 1 << 30, t0);
+        assert!(free.query(puller, t0));
+    }
 
     #[test]
     fn one_member_over_its_share_leaves_the_others_theirs() {

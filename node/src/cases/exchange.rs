@@ -192,7 +192,13 @@ impl Cases {
                 let answer =
                     tokio::task::spawn_blocking(move || cases.answer_pull(&asker, &pull)).await;
                 return match answer {
-                    Ok(Ok(page)) => ExchangeResponse::Events(page),
+                    Ok(Ok((page, bytes))) => {
+                        // Paid for by the size of the answer: the reading is what costs.
+                        let now = std::time::Instant::now();
+                        let mut budget = self.inner.budget.lock().expect("budget lock");
+                        budget.charge_query(peer, bytes, now);
+                        ExchangeResponse::Events(page)
+                    }
                     Ok(Err(e)) => unavailable(&e, "a pull"),
                     Err(e) => unavailable(&e, "a pull"),
                 };

@@ -22,6 +22,10 @@ use comity_protocol::RejectCode;
 const PAGE_BUDGET: usize = limits::MAX_RESPONSE_FRAME - (64 << 10);
 /// Pages pulled in one round before yielding to other work.
 const MAX_PAGES: usize = 256;
+/// Times a round waits when the member says "retry shortly" (over our rate of queries
+/// there), and how long each time: a full page costs about a second of a member's rate.
+const MAX_WAITS: usize = 120;
+const RETRY_PAUSE: Duration = Duration::from_millis(500);
 /// Cases listed in one pull request (about 70 bytes each, well inside a request frame); more
 /// shared cases are pulled range by range.
 pub const CASES_PER_PULL: usize = 4096;
@@ -173,6 +177,7 @@ impl Cases {
 
     async fn pull_range(&self, member: &Member, range: Option<CaseRange>) -> Result<usize, String> {
         let mut stored = 0;
+        let mut waits = 0;
         for _ in 0..MAX_PAGES {
             let cases = self
                 .shared_with(member)
@@ -200,6 +205,15 @@ impl Cases {
                 .map_err(|e| e.to_string())?
             {
                 ExchangeResponse::Events(page) => page,
+                // Over our rate of queries there (a long catch-up pays for its pages): wait
+                // and ask again, a while before giving up for this round.
+                ExchangeResponse::Rejected(r)
+                    if r.code == RejectCode::Unavailable && waits < MAX_WAITS =>
+                {
+                    waits += 1;
+                    tokio::time::sleep(RETRY_PAUSE).await;
+                    continue;
+                }
                 ExchangeResponse::Rejected(r) => return Err(r.to_string()),
                 ExchangeResponse::Receipt(_)
                 | ExchangeResponse::Policy(_)
@@ -285,7 +299,7 @@ impl Cases {
         &self,
         member: &Member,
         pull: &PullRequest,
-    ) -> Result<EventsPage, CaseError> {
+    ) -> Result<(EventsPage, usize), CaseError> {
         let have: BTreeMap<CaseId, &BTreeMap<comity_protocol::Jurisdiction, u64>> =
             pull.cases.iter().map(|c| (c.case_id, &c.have)).collect();
         let empty = BTreeMap::new();
@@ -322,6 +336,6 @@ impl Cases {
                 break;
             }
         }
-        Ok(EventsPage { events, more })
+        Ok((EventsPage { events, more }, bytes))
     }
 }

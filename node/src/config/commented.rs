@@ -80,7 +80,7 @@ const COMMENTS: &[(&str, &str, &str)] = &[
     (
         "network",
         "requests_per_second_per_member",
-        "Each member's rate budget here (two seconds' worth may come at once): beyond it, its\nrequests are answered \"retry shortly\" unread, and its gossip dropped; of its requests,\nqueries_per_second_per_member may be pulls, proofs and policy queries. 0 is no budget.",
+        "Each member's rate budget here (two seconds' worth may come at once): beyond it, its\nrequests are answered \"retry shortly\" unread, and its gossip dropped; of its requests,\nqueries_per_second_per_member may be pulls, proofs and policy queries (a pull counts one\nmore for every 64 KiB of events it is answered with). 0 is no budget.",
     ),
     (
         "network",

@@ -147,7 +147,8 @@ pub struct NetworkSection {
     pub gossip_per_second_per_member: u32,
     /// Of its exchange requests, the queries (pulls, proofs, the policy, the bloc
     /// configuration) a member may make a second: their answers cost reads that pushes do
-    /// not. Beyond it, answered "retry shortly".
+    /// not (a pull counts one more for every 64 KiB of events it is answered with). Beyond
+    /// it, answered "retry shortly".
     pub queries_per_second_per_member: u32,
     /// How often members that are not connected are dialled again.
     pub redial_interval_secs: u64,

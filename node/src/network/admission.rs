@@ -78,18 +78,34 @@ impl Bucket {
 
     /// Takes a token at `now` if there is one. A rate of 0 is no budget: always a token.
     pub fn take(&mut self, rate: u32, now: Instant) -> bool {
-        let rate = f64::from(rate);
-        if rate == 0.0 {
+        if rate == 0 {
             return true;
         }
-        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
-        self.tokens = (self.tokens + elapsed * rate).min(rate * BURST_SECS);
-        self.at = now;
+        self.refill(rate, now);
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
             return true;
         }
         false
+    }
+
+    /// Charges `cost` more tokens at `now` for what a message turned out to cost (a pull
+    /// answered with a megabyte of events): the bucket may go into debt, down to minus its
+    /// burst, and the next messages wait until it is paid.
+    pub fn charge(&mut self, rate: u32, cost: f64, now: Instant) {
+        if rate == 0 {
+            return;
+        }
+        self.refill(rate, now);
+        let burst = f64::from(rate) * BURST_SECS;
+        self.tokens = (self.tokens - cost.max(0.0)).max(-burst);
+    }
+
+    fn refill(&mut self, rate: u32, now: Instant) {
+        let rate = f64::from(rate);
+        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * rate).min(rate * BURST_SECS);
+        self.at = now;
     }
 }
 
@@ -232,6 +248,24 @@ mod tests {
             .count();
         assert_eq!(more, 5);
         assert_eq!(admission.turned_away(&peer), [175, 0, 0]);
+    }
+
+    #[test]
+    fn a_costly_message_is_paid_for_before_the_next() {
+        let t0 = Instant::now();
+        let mut bucket = Bucket::full(10, t0);
+        assert!(bucket.take(10, t0));
+        // Charged 49 more: 19 - 49 = -30, floored at minus the burst (-20).
+        bucket.charge(10, 49.0, t0);
+        assert!(
+            !bucket.take(10, t0 + Duration::from_millis(2000)),
+            "still in debt"
+        );
+        assert!(bucket.take(10, t0 + Duration::from_millis(2100)), "paid");
+        // No budget, no debt.
+        let mut free = Bucket::full(0, t0);
+        free.charge(0, 1e9, t0);
+        assert!(free.take(0, t0));
     }
 
     #[test]
