@@ -10,6 +10,7 @@ mod cases;
 mod client;
 mod evidence;
 mod export;
+mod health;
 pub mod officers;
 pub mod tls;
 
@@ -160,6 +161,8 @@ pub fn router(state: AdminState) -> Router {
         })
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
     Router::new()
+        .route("/health", get(health::alive))
+        .route("/ready", get(health::ready))
         .nest(api::API_PREFIX, v1)
         .fallback(|| async {
             failure(

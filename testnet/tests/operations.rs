@@ -1,0 +1,79 @@
+//! What an operator's tools see of a running node, between real processes: `/health` and
+//! `/ready` answer without a token, in status words only, and `/ready` turns unready when every
+//! member is cut off; a node's log written to a file carries no colour codes; the CLI ends
+//! quietly when its reader goes away (`comity status | head -1`).
+
+mod common;
+
+use std::io::Read;
+use std::os::unix::process::ExitStatusExt;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+async fn get(url: &str) -> (u16, String) {
+    let response = reqwest::get(url).await.unwrap();
+    (response.status().as_u16(), response.text().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_and_readiness_answer_without_a_token_and_follow_the_links() {
+    let (_dir, mut bloc) = bloc(&["FR", "DE", "IT"]).await;
+    bloc.start_all().unwrap();
+    bloc.wait_connected(Duration::from_secs(30)).await.unwrap();
+    let fr = bloc.node("FR").admin_url();
+
+    assert_eq!(get(&format!("{fr}/health")).await, (200, "alive\n".into()));
+    assert_eq!(get(&format!("{fr}/ready")).await, (200, "ready\n".into()));
+
+    // FR cut off from every member: unready, saying why in words, and ready again after.
+    bloc.partition("FR", "DE", true).await.unwrap();
+    bloc.partition("FR", "IT", true).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let unready = loop {
+        let answer = get(&format!("{fr}/ready")).await;
+        if answer.0 != 200 || Instant::now() > deadline {
+            break answer;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(unready, (503, "unready: no-member-connected\n".into()));
+    bloc.partition("FR", "DE", false).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while get(&format!("{fr}/ready")).await.0 != 200 {
+        assert!(Instant::now() < deadline, "FR never ready again");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // The API itself still wants a token.
+    assert_eq!(get(&format!("{fr}/v1/status")).await.0, 401);
+
+    // The log, written to a file, is plain text.
+    let log = bloc.log("FR");
+    assert!(!log.is_empty());
+    assert!(!log.contains('\u{1b}'), "escape codes in node.log");
+
+    // `comity status | head -1`: the reader is gone before the CLI writes.
+    let mut child = std::process::Command::new(comity_testnet::comity_binary().unwrap())
+        .args(["status", "-c"])
+        .arg(&bloc.node("FR").config)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert!(
+        status.success() || status.signal() == Some(13),
+        "{status:?}: {stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
