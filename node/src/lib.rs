@@ -6,7 +6,6 @@
 //! typed client), `cli` (the officer and operator commands).
 
 pub mod admin;
-pub mod allocator;
 pub mod audit;
 pub mod bloc;
 pub mod cases;
@@ -21,6 +20,7 @@ pub mod identity;
 pub mod init;
 pub mod network;
 pub mod policy;
+pub mod process;
 pub mod report;
 pub mod roster;
 pub mod store;

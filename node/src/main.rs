@@ -1,7 +1,7 @@
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
-    comity_node::allocator::bound();
+    comity_node::process::bound_allocator();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -13,6 +13,9 @@ fn main() -> std::process::ExitCode {
         }
     };
     let cli = comity_node::cli::Cli::parse();
+    if !cli.is_daemon() {
+        comity_node::process::default_sigpipe();
+    }
     match runtime.block_on(comity_node::cli::run(cli)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

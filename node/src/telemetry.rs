@@ -22,8 +22,13 @@ pub fn init(default_filter: &str, format: LogFormat) {
                 .expect("a static directive parses"),
         );
     }
+    // Colours only for a person at a terminal: a log file, a pipe or the journal gets plain
+    // text, and `NO_COLOR` (any value) turns them off everywhere.
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour)
         .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),

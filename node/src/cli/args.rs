@@ -27,6 +27,13 @@ pub struct Cli {
     pub command: Command,
 }
 
+impl Cli {
+    /// Whether this is the daemon (`comity run`) rather than a command that prints and ends.
+    pub fn is_daemon(&self) -> bool {
+        matches!(self.command, Command::Run { .. })
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Create a node: transport, signing, sealing and master keys (0600), commented config,
