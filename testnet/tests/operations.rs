@@ -1,7 +1,9 @@
 //! What an operator's tools see of a running node, between real processes: `/health` and
 //! `/ready` answer without a token, in status words only, and `/ready` turns unready when every
 //! member is cut off; a node's log written to a file carries no colour codes; the CLI ends
-//! quietly when its reader goes away (`comity status | head -1`).
+//! `request send --wait` fails when nothing was delivered in time; the CLI ends
+//! quietly when its reader goes away (`comity status | head -1`), and names the URL it tried
+//! when the node is down.
 
 mod common;
 
@@ -39,6 +41,26 @@ async fn health_and_readiness_answer_without_a_token_and_follow_the_links() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert_eq!(unready, (503, "unready: no-member-connected\n".into()));
+    // Meanwhile `request send --wait` cannot deliver: it says so and exits non-zero.
+    let draft = bloc
+        .client("FR")
+        .create_request(&comity_node::admin::api::NewRequest {
+            request: request("FR", "DE"),
+        })
+        .await
+        .unwrap();
+    let id = draft.summary.case_id.to_string();
+    bloc.approver("FR")
+        .approve(draft.summary.case_id)
+        .await
+        .unwrap();
+    let out = comity(
+        &bloc.node("FR").config,
+        &["request", "send", &id, "--wait", "1"],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "exit 0 without delivery");
+    assert!(stderr.contains("not delivered within 1 s"), "{stderr}");
     bloc.partition("FR", "DE", false).await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     while get(&format!("{fr}/ready")).await.0 != 200 {
@@ -76,4 +98,14 @@ async fn health_and_readiness_answer_without_a_token_and_follow_the_links() {
         "{status:?}: {stderr}"
     );
     assert!(!stderr.contains("panicked"), "{stderr}");
+
+    // A node that is down: the error names the URL the CLI tried.
+    bloc.stop("FR").unwrap();
+    let out = comity(&bloc.node("FR").config, &["status"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("/v1/status") && stderr.contains("is `comity run` running?"),
+        "{stderr}"
+    );
 }

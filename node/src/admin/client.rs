@@ -133,7 +133,7 @@ impl AdminClient {
                 .send()
                 .await
                 .map_err(|e| ClientError::Connect {
-                    url: format!("{}{}", self.base, path),
+                    url: format!("{}{API_PREFIX}{path}", self.base),
                     message: e.to_string(),
                 })?;
         let status = response.status();
@@ -236,7 +236,7 @@ impl AdminClient {
                 .send()
                 .await
                 .map_err(|e| ClientError::Connect {
-                    url: format!("{}{}", self.base, path),
+                    url: format!("{}{API_PREFIX}{path}", self.base),
                     message: e.to_string(),
                 })?;
         if response.status().is_success() {

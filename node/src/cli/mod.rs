@@ -212,7 +212,15 @@ async fn request_command(command: RequestCommand) -> anyhow::Result<()> {
             let case = client(&read.connection)?
                 .send(id, wait.map(Duration::from_secs))
                 .await?;
-            output::case_detail(&case, read.json)
+            output::case_detail(&case, read.json)?;
+            // Asked to wait for delivery and it did not come: say so, and fail like `curl -f`.
+            let delivered = case.receipt.as_ref().is_some_and(|r| r.signature_valid);
+            match wait {
+                Some(secs) if !delivered => anyhow::bail!(
+                    "not delivered within {secs} s: the request is in the outbox and is retried;                      follow it with `comity case show {id}`"
+                ),
+                _ => Ok(()),
+            }
         }
         RequestCommand::New(args) => {
             let client = client(&args.read.connection)?;

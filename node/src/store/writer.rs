@@ -116,6 +116,27 @@ fn write_group(db: &DB, group: &mut Vec<Job>, next_audit: &mut u64) {
     }
 }
 
+/// The group's one error, for each of its jobs: the same message, not wrapped again (which
+/// read "store write failed, nothing was saved: store write failed, nothing was saved: …").
 fn clone_error(e: &StoreError) -> StoreError {
-    StoreError::Write(e.to_string())
+    match e {
+        StoreError::Write(message) => StoreError::Write(message.clone()),
+        other => StoreError::Write(other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_job_of_a_failed_group_gets_the_error_once() {
+        let error = StoreError::Write("IO error: No space left on device".into());
+        assert_eq!(clone_error(&error).to_string(), error.to_string());
+        assert_eq!(
+            error.to_string().matches("nothing was saved").count(),
+            1,
+            "{error}"
+        );
+    }
 }
