@@ -295,6 +295,66 @@ async fn shutdown_signal() -> anyhow::Result<&'static str> {
     })
 }
 
+/// Room a node needs free on its store's file system to start and take writes: RocksDB
+/// preallocates its write-ahead log (about 1.1 × one memtable of 8 MiB) and flushes memtables
+/// of up to 32 MiB in all, beside its manifest and logs.
+pub const ROOM_NEEDED: u64 = 64 << 20;
+
+/// `comity config check`: everything `comity run` reads before it starts, read and checked
+/// the same way, without starting (the store is not opened: a running node holds it). Returns
+/// what was checked, one line each; the first problem is the error.
+pub fn check(config: &Config) -> anyhow::Result<Vec<String>> {
+    let mut checked = Vec::new();
+    let identity = NodeIdentity::load(&config.key_path(), &config.signing_key_path())?;
+    checked.push(format!(
+        "keys: {} (PeerId {})",
+        config.key_path().display(),
+        identity.peer_id()
+    ));
+    let tls = admin_tls(config)?;
+    checked.push(format!(
+        "admin API: {} ({})",
+        config.admin.listen,
+        if tls.is_some() {
+            "https"
+        } else {
+            "http, loopback"
+        }
+    ));
+    let (policy, _) = read_policy(config)?;
+    checked.push(match policy {
+        Some(_) => "policy: read and valid".into(),
+        None => "policy: none (every request goes to the officers)".into(),
+    });
+    let store = config.store_path();
+    let free = free_room(&store)?;
+    anyhow::ensure!(
+        free >= ROOM_NEEDED,
+        "only {} MiB free for the store at {}: a node needs {} MiB to start and take writes; free some space",
+        free >> 20,
+        store.display(),
+        ROOM_NEEDED >> 20
+    );
+    checked.push(format!(
+        "store: {} ({} MiB free, {} MiB needed)",
+        store.display(),
+        free >> 20,
+        ROOM_NEEDED >> 20
+    ));
+    Ok(checked)
+}
+
+/// Bytes free to this process on the file system of `path` (or of its nearest existing parent).
+fn free_room(path: &std::path::Path) -> anyhow::Result<u64> {
+    let existing = path
+        .ancestors()
+        .find(|p| p.exists())
+        .unwrap_or(std::path::Path::new("."));
+    let stats = nix::sys::statvfs::statvfs(existing)
+        .map_err(|e| anyhow::anyhow!("cannot read free space at {}: {e}", existing.display()))?;
+    Ok(u64::from(stats.blocks_available()) * u64::from(stats.fragment_size()))
+}
+
 /// The admin API's TLS from the config, checked before anything starts: beyond loopback it
 /// is required, and both files must be given and make a TLS identity.
 fn admin_tls(config: &Config) -> anyhow::Result<Option<std::sync::Arc<rustls::ServerConfig>>> {

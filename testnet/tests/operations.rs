@@ -1,4 +1,5 @@
-//! What an operator's tools see of a running node, between real processes: `/health` and
+//! What an operator's tools see of a running node, between real processes: `config check`
+//! reads what `run` would and reports problems with their line; `/health` and
 //! `/ready` answer without a token, in status words only, and `/ready` turns unready when every
 //! member is cut off; a node's log written to a file carries no colour codes; the CLI ends
 //! `request send --wait` fails when nothing was delivered in time; the CLI ends
@@ -25,6 +26,28 @@ async fn health_and_readiness_answer_without_a_token_and_follow_the_links() {
     bloc.start_all().unwrap();
     bloc.wait_connected(Duration::from_secs(30)).await.unwrap();
     let fr = bloc.node("FR").admin_url();
+
+    // `config check` beside the running node: what `run` would read, checked without starting.
+    let config = bloc.node("FR").config.clone();
+    let checked = ok(comity(&config, &["config", "check"]));
+    assert!(
+        checked.contains("ready to run") && checked.contains("MiB free"),
+        "{checked}"
+    );
+    let broken = config.with_file_name("broken.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &broken,
+        text.replacen("[node]", "[node]\nlisten_everywhere = 1", 1),
+    )
+    .unwrap();
+    let out = comity(&broken, &["config", "check"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("listen_everywhere") && stderr.contains("line"),
+        "{stderr}"
+    );
 
     assert_eq!(get(&format!("{fr}/health")).await, (200, "alive\n".into()));
     assert_eq!(get(&format!("{fr}/ready")).await, (200, "ready\n".into()));

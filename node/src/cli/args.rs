@@ -45,6 +45,9 @@ pub enum Command {
         #[arg(short, long, env = "COMITY_CONFIG", default_value = "comity.toml")]
         config: PathBuf,
     },
+    /// Check a node's configuration as `run` would read it, without starting it.
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// Make a self-signed certificate and key (PEM, key mode 0600) for the admin API over
     /// https, and say how to use them: beyond loopback, the node serves its API only with TLS.
     TlsCert {
@@ -191,6 +194,17 @@ pub enum AuditCommand {
         /// lists it (`comity bloc status`).
         #[arg(long)]
         signer: comity_protocol::PublicKey,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Read the config file and what it names (keys, TLS files, policy) and the room free for
+    /// the store; every problem as `run` would report it, but without starting.
+    Check {
+        /// The node's config file.
+        #[arg(short, long, env = "COMITY_CONFIG", default_value = "comity.toml")]
+        config: PathBuf,
     },
 }
 

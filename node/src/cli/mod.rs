@@ -35,6 +35,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             crate::daemon::run(config).await
         }
         Command::TlsCert { dir, names } => tls_cert(&dir, names),
+        Command::Config(ConfigCommand::Check { config }) => {
+            let loaded = Config::load(&config)?;
+            for line in crate::daemon::check(&loaded)? {
+                println!("ok  {line}");
+            }
+            println!("{}: ready to run", config.display());
+            Ok(())
+        }
         Command::Status(read) => {
             let status = client(&read.connection)?.status().await?;
             output::status(&status, read.json)
