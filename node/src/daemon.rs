@@ -352,7 +352,8 @@ fn free_room(path: &std::path::Path) -> anyhow::Result<u64> {
         .unwrap_or(std::path::Path::new("."));
     let stats = nix::sys::statvfs::statvfs(existing)
         .map_err(|e| anyhow::anyhow!("cannot read free space at {}: {e}", existing.display()))?;
-    Ok(u64::from(stats.blocks_available()) * u64::from(stats.fragment_size()))
+    // The field types are the platform's (`fsblkcnt_t`, `c_ulong`).
+    Ok(stats.blocks_available() as u64 * stats.fragment_size() as u64)
 }
 
 /// The admin API's TLS from the config, checked before anything starts: beyond loopback it
