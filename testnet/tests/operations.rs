@@ -4,7 +4,7 @@
 //! member is cut off; a node's log written to a file carries no colour codes; the CLI ends
 //! `request send --wait` fails when nothing was delivered in time; the CLI ends
 //! quietly when its reader goes away (`comity status | head -1`), and names the URL it tried
-//! when the node is down.
+//! when the node is down; a node given another's peer-to-peer port refuses to start.
 
 mod common;
 
@@ -129,6 +129,41 @@ async fn health_and_readiness_answer_without_a_token_and_follow_the_links() {
     assert!(!out.status.success());
     assert!(
         stderr.contains("/v1/status") && stderr.contains("is `comity run` running?"),
+        "{stderr}"
+    );
+
+    // A node given the peer-to-peer port of another (DE's) refuses to start, saying so.
+    let mut second = comity_node::config::Config::load(&config).unwrap();
+    let de = comity_node::config::Config::load(&bloc.node("DE").config).unwrap();
+    second.network.listen = de.network.listen.clone();
+    let second_path = config.with_file_name("second.toml");
+    std::fs::write(&second_path, second.to_commented_toml()).unwrap();
+    let mut run = std::process::Command::new(comity_testnet::comity_binary().unwrap())
+        .args(["run", "-c"])
+        .arg(&second_path)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = run.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            run.kill().unwrap();
+            panic!("a second node on DE's port kept running");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let mut stderr = String::new();
+    run.stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(!status.success());
+    assert!(
+        stderr.contains("another process listens on port"),
         "{stderr}"
     );
 }

@@ -165,6 +165,10 @@ pub(super) fn build_swarm(
             .map_err(|e| super::NetworkError::Setup(e.to_string()))?;
     }
     for addr in listen {
+        port_free(addr).map_err(|message| super::NetworkError::Listen {
+            addr: addr.clone(),
+            message,
+        })?;
         swarm
             .listen_on(addr.clone())
             .map_err(|e| super::NetworkError::Listen {
@@ -173,4 +177,30 @@ pub(super) fn build_swarm(
             })?;
     }
     Ok(swarm)
+}
+
+/// Whether the TCP port of `addr` is free. libp2p's listener shares ports (`SO_REUSEPORT`),
+/// so a second node given the same port would start beside the first and silently split its
+/// connections; a plain bind, which no listener shares, tells. Port 0 is always free.
+fn port_free(addr: &libp2p::Multiaddr) -> Result<(), String> {
+    use libp2p::multiaddr::Protocol;
+    let mut ip = None;
+    for protocol in addr.iter() {
+        match protocol {
+            Protocol::Ip4(v4) => ip = Some(std::net::IpAddr::V4(v4)),
+            Protocol::Ip6(v6) => ip = Some(std::net::IpAddr::V6(v6)),
+            Protocol::Tcp(port) if port != 0 => {
+                let Some(ip) = ip else { return Ok(()) };
+                return match std::net::TcpListener::bind((ip, port)) {
+                    Ok(_) => Ok(()),
+                    Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => Err(format!(
+                        "another process listens on port {port}; each node needs its own `[network] listen` port"
+                    )),
+                    Err(_) => Ok(()), // anything else, libp2p's own bind reports
+                };
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }

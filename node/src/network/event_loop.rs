@@ -410,7 +410,7 @@ impl EventLoop {
                         .roster
                         .by_peer(&peer_id)
                         .map(|(m, _)| m.jurisdiction.to_string());
-                    info!(peer = %peer_id, member = ?member, "member connected");
+                    info!(peer = %peer_id, member = member.as_deref(), "member connected");
                     let _ = self.connected_tx.send(peer_id);
                 }
                 debug!(peer = %peer_id, connections = num_established.get(), "connection established");
@@ -422,7 +422,8 @@ impl EventLoop {
                 ..
             } => {
                 self.connected.remove(&peer_id);
-                info!(peer = %peer_id, cause = ?cause.map(|c| c.to_string()), "member disconnected");
+                let cause = cause.map(|c| c.to_string());
+                info!(peer = %peer_id, cause = cause.as_deref(), "member disconnected");
             }
             SwarmEvent::IncomingConnectionError {
                 peer_id,
