@@ -230,9 +230,10 @@ pub enum OfficerCommand {
         name: String,
         #[arg(long, value_enum)]
         role: Role,
-        /// Also write the token to this file (mode 0600).
-        #[arg(long)]
-        token_file: Option<PathBuf>,
+        /// Also write the new officer's token to this file (mode 0600). Not `--token-file`,
+        /// which names the token this command authenticates with.
+        #[arg(long, value_name = "FILE")]
+        save_token: Option<PathBuf>,
         #[command(flatten)]
         read: ReadArgs,
     },

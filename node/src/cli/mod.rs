@@ -88,11 +88,11 @@ async fn officer(command: OfficerCommand) -> anyhow::Result<()> {
         OfficerCommand::Add {
             name,
             role,
-            token_file,
+            save_token,
             read,
         } => {
             let added = client(&read.connection)?.add_officer(&name, role).await?;
-            if let Some(path) = &token_file {
+            if let Some(path) = &save_token {
                 crate::roster::write_private(path, format!("{}\n", added.token).as_bytes())
                     .with_context(|| format!("cannot write the token file {}", path.display()))?;
             }
@@ -105,7 +105,7 @@ async fn officer(command: OfficerCommand) -> anyhow::Result<()> {
             );
             println!("Token (shown once; only its hash is stored):");
             println!("  {}", added.token);
-            if let Some(path) = token_file {
+            if let Some(path) = save_token {
                 println!("  also written to {} (mode 0600)", path.display());
             }
             Ok(())
@@ -414,6 +414,14 @@ fn read_token(path: &Path) -> anyhow::Result<String> {
 #[cfg(test)]
 mod tests {
     use super::is_loopback_url;
+
+    /// Clap's own checks of every command (names used twice, conflicting flags…), which a
+    /// release build skips: `officer add` once had two `--token-file`s and panicked in debug.
+    #[test]
+    fn the_command_line_is_well_formed() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
 
     #[test]
     fn only_loopback_hosts_may_be_spoken_to_in_clear() {
