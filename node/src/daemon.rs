@@ -83,6 +83,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             store: store.clone(),
             network: client,
             faults: config.testing.faults,
+            ready_probe: Default::default(),
         },
         stopped(stop_rx.clone()),
     ));

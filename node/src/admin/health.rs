@@ -6,7 +6,7 @@
 //! expired, and at least one member is connected. Otherwise it answers 503 with the words of
 //! what is missing, e.g. `unready: no-member-connected`.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::extract::State;
@@ -19,7 +19,8 @@ use crate::store::{Batch, Cf};
 /// its result. Without a token anyone who reaches the port may ask.
 const PROBE_EVERY: Duration = Duration::from_secs(1);
 
-static LAST_PROBE: Mutex<Option<(Instant, bool)>> = Mutex::new(None);
+/// When the store was last probed, and whether it took the write.
+pub type ReadyProbe = Arc<Mutex<Option<(Instant, bool)>>>;
 
 pub async fn alive() -> &'static str {
     "alive\n"
@@ -64,7 +65,7 @@ fn answer(missing: &[&str]) -> (StatusCode, String) {
 
 async fn store_writable(state: &AdminState) -> bool {
     let now = Instant::now();
-    if let Some((at, ok)) = *LAST_PROBE.lock().expect("probe lock")
+    if let Some((at, ok)) = *state.ready_probe.lock().expect("probe lock")
         && now.duration_since(at) < PROBE_EVERY
     {
         return ok;
@@ -73,7 +74,7 @@ async fn store_writable(state: &AdminState) -> bool {
     let stamp = comity_protocol::Timestamp::now().as_millis().to_be_bytes();
     batch.put(Cf::Settings, b"ready-probe".to_vec(), stamp.to_vec());
     let ok = state.store.commit(batch).await.is_ok();
-    *LAST_PROBE.lock().expect("probe lock") = Some((Instant::now(), ok));
+    *state.ready_probe.lock().expect("probe lock") = Some((Instant::now(), ok));
     ok
 }
 

@@ -10,7 +10,7 @@ mod cases;
 mod client;
 mod evidence;
 mod export;
-mod health;
+pub mod health;
 pub mod officers;
 pub mod tls;
 
@@ -52,6 +52,8 @@ pub struct AdminState {
     pub network: network::Client,
     /// Whether `POST /v1/faults` is served (testnets only).
     pub faults: bool,
+    /// The last store probe of `/ready`, reused for a second.
+    pub ready_probe: health::ReadyProbe,
 }
 
 #[derive(Debug)]

@@ -41,7 +41,8 @@ pub struct SyncSummary {
 }
 
 impl SyncSummary {
-    fn of(record: &CaseRecord) -> Self {
+    /// The summary of `record` as stored beside its index entry.
+    pub fn of(record: &CaseRecord) -> Self {
         Self {
             have: record.log.have.clone(),
             offered: record.delivery.refused.is_none(),

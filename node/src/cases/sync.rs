@@ -135,10 +135,7 @@ impl Cases {
                 // Not summarised (an entry of an older layout): from the record itself.
                 None => match self.record_closed(&case_id)? {
                     Some(record) if record.log.state.is_some() && record.purged_at.is_none() => {
-                        super::index::SyncSummary {
-                            have: record.log.have,
-                            offered: record.delivery.refused.is_none(),
-                        }
+                        super::index::SyncSummary::of(&record)
                     }
                     _ => continue,
                 },
