@@ -36,8 +36,22 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         let _ = rx.wait_for(|stop| *stop).await;
     };
 
+    // Bound before anything starts, so that a port in use stops the start with a clear error.
+    let metrics_listener = match config.metrics.listen {
+        Some(listen) => Some(admin::metrics::bind(listen).await?),
+        None => None,
+    };
+    let (tap, exchanges) = crate::opmon::Tap::new(governance.membership());
+    tokio::spawn(crate::opmon::run(
+        store.clone(),
+        exchanges,
+        crate::opmon::Retention {
+            days: config.opmon.retention_days.max(1),
+            max_records: config.opmon.max_records.max(1),
+        },
+    ));
     let (client, event_loop, network::Inbound { exchange, evidence }) =
-        network::new(network_settings(&config, &identity, &governance))?;
+        network::new(network_settings(&config, &identity, &governance, tap))?;
     let network_task = tokio::spawn(event_loop.run(stopped(stop_rx.clone())));
     governance.start(client.clone());
 
@@ -74,17 +88,28 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         Duration::from_secs(config.audit.report_secs.max(1)),
     ));
     spawn_dashboard(&config, &cases, &store);
+    let admin_state = AdminState {
+        cases,
+        evidence,
+        store: store.clone(),
+        network: client,
+        faults: config.testing.faults,
+        ready_probe: Default::default(),
+    };
+    if let Some(listener) = metrics_listener {
+        info!(listen = %config.metrics.listen.unwrap_or(config.admin.listen), "metrics serving (/metrics, /health, /ready)");
+        let metrics =
+            admin::metrics::serve(listener, admin_state.clone(), stopped(stop_rx.clone()));
+        tokio::spawn(async move {
+            if let Err(e) = metrics.await {
+                tracing::error!(error = %e, "the metrics listener stopped; the node goes on without it");
+            }
+        });
+    }
     let admin_task = tokio::spawn(admin::serve(
         config.admin.listen,
         admin_tls,
-        AdminState {
-            cases,
-            evidence,
-            store: store.clone(),
-            network: client,
-            faults: config.testing.faults,
-            ready_probe: Default::default(),
-        },
+        admin_state,
         stopped(stop_rx.clone()),
     ));
     info!(
@@ -186,6 +211,7 @@ fn network_settings(
     config: &Config,
     identity: &NodeIdentity,
     governance: &Governance,
+    tap: crate::opmon::Tap,
 ) -> NetworkSettings {
     NetworkSettings {
         identity: identity.clone(),
@@ -207,6 +233,7 @@ fn network_settings(
             },
         },
         redial_interval: Duration::from_secs(config.network.redial_interval_secs.max(1)),
+        tap,
     }
 }
 

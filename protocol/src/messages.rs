@@ -143,18 +143,55 @@ impl ExchangeRequest {
     /// read from its first bytes without decoding the rest: what a budget needs to know before
     /// paying for the decoding. `None` when the frame does not start as a request does.
     pub fn peek_kind(frame: &[u8]) -> Option<&str> {
-        // A variant with content is a map of one entry keyed by its name; a unit variant is
-        // its name alone. Names are short texts (one header byte).
-        let name = match frame.first()? {
-            0xa1 => &frame[1..],
-            _ => frame,
-        };
-        let (&head, rest) = name.split_first()?;
-        let len = usize::from(head & 0x1f);
-        if head >> 5 != 3 || len > 23 {
-            return None;
+        peek_variant(frame).map(|(name, _)| name)
+    }
+}
+
+/// The variant name an externally tagged enum in canonical CBOR starts with (`push`,
+/// `chunk`, `rejected`…), read without decoding the rest.
+pub fn peek_variant_name(frame: &[u8]) -> Option<&str> {
+    peek_variant(frame).map(|(name, _)| name)
+}
+
+/// The variant name an externally tagged enum in canonical CBOR starts with, and the bytes
+/// after it (the variant's content). A variant with content is a map of one entry keyed by
+/// its name; a unit variant is its name alone. Names are short texts (one header byte).
+fn peek_variant(frame: &[u8]) -> Option<(&str, &[u8])> {
+    match frame.first()? {
+        0xa1 => short_text(&frame[1..]),
+        _ => short_text(frame),
+    }
+}
+
+/// A text of at most 23 bytes (one header byte) at the start of `bytes`, and what follows.
+fn short_text(bytes: &[u8]) -> Option<(&str, &[u8])> {
+    let (&head, rest) = bytes.split_first()?;
+    let len = usize::from(head & 0x1f);
+    if head >> 5 != 3 || len > 23 {
+        return None;
+    }
+    let text = std::str::from_utf8(rest.get(..len)?).ok()?;
+    Some((text, &rest[len..]))
+}
+
+impl ExchangeResponse {
+    /// What the response in `frame` is (`receipt`, `rejected`, `events`, …) and, for a
+    /// rejection, its code, read from the first bytes without decoding the rest: what the
+    /// node's operational records keep of an answer (never its content).
+    pub fn peek_outcome(frame: &[u8]) -> Option<(&str, Option<&str>)> {
+        let (kind, rest) = peek_variant(frame)?;
+        if kind != "rejected" {
+            return Some((kind, None));
         }
-        std::str::from_utf8(rest.get(..len)?).ok()
+        // A `Rejection` is a map of two entries; canonical order puts `code` first.
+        let code = rest
+            .split_first()
+            .filter(|(head, _)| **head == 0xa2)
+            .and_then(|(_, fields)| short_text(fields))
+            .filter(|(key, _)| *key == "code")
+            .and_then(|(_, value)| short_text(value))
+            .map(|(code, _)| code);
+        Some((kind, code))
     }
 }
 
@@ -297,6 +334,42 @@ mod tests {
         ] {
             assert_eq!(ExchangeRequest::peek_kind(garbage), None, "{garbage:?}");
         }
+    }
+
+    #[test]
+    fn a_responses_outcome_and_refusal_code_are_read_from_its_first_bytes() {
+        for code in [
+            RejectCode::Malformed,
+            RejectCode::TooLarge,
+            RejectCode::UnknownSigner,
+            RejectCode::BadSignature,
+            RejectCode::Misaddressed,
+            RejectCode::Invalid,
+            RejectCode::Unavailable,
+        ] {
+            let frame = to_canonical_cbor(&ExchangeResponse::Rejected(Rejection {
+                code,
+                detail: "a long explanation that is never read ahead".into(),
+            }))
+            .unwrap();
+            assert_eq!(
+                ExchangeResponse::peek_outcome(&frame),
+                Some(("rejected", Some(code.code())))
+            );
+        }
+        let frame = to_canonical_cbor(&ExchangeResponse::Policy(None)).unwrap();
+        assert_eq!(
+            ExchangeResponse::peek_outcome(&frame),
+            Some(("policy", None))
+        );
+        assert_eq!(ExchangeResponse::peek_outcome(&[0xa1, 0x01]), None);
+        // A rejection whose fields are not where they belong: the kind, without a code.
+        assert_eq!(
+            ExchangeResponse::peek_outcome(&[
+                0xa1, 0x68, b'r', b'e', b'j', b'e', b'c', b't', b'e', b'd', 0x00
+            ]),
+            Some(("rejected", None))
+        );
     }
     use crate::caselog::{CaseEvent, EventKind};
     use crate::examples::sample_request;

@@ -95,7 +95,9 @@ impl RawPeer {
                 let lie = lie.lock().expect("lock").clone();
                 let answer = lie.answer(&identity, &me, &sender_key, &request.frame);
                 let frame = to_canonical_cbor(&answer).expect("responses encode");
-                answering.respond(request.channel, frame).await;
+                answering
+                    .respond(request.started, request.channel, frame)
+                    .await;
             }
         });
         Ok(Self { client, stop })
@@ -145,6 +147,7 @@ impl RawPeer {
                 },
             },
             redial_interval: Duration::from_millis(200),
+            tap: comity_node::opmon::Tap::off(),
         })?)
     }
 

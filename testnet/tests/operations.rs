@@ -167,3 +167,163 @@ async fn health_and_readiness_answer_without_a_token_and_follow_the_links() {
         "{stderr}"
     );
 }
+
+/// The value of the sample of `name` whose labels include every one of `labels`.
+fn sample(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
+        .find(|l| labels.iter().all(|label| l.contains(label)))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_and_opmon_show_the_exchanges_and_the_outbox_without_content() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = comity_testnet::free_port();
+    let mut bloc =
+        comity_testnet::Bloc::create_with(dir.path(), &[j("FR"), j("DE")], "testnet", |c| {
+            if c.node.jurisdiction.as_str() == "FR" {
+                c.metrics.listen = Some(format!("127.0.0.1:{port}").parse().unwrap());
+            }
+        })
+        .await
+        .unwrap();
+    bloc.start_all().unwrap();
+    bloc.wait_connected(Duration::from_secs(30)).await.unwrap();
+    let metrics = format!("http://127.0.0.1:{port}");
+
+    // Health on the metrics listener too, without a token.
+    assert_eq!(
+        get(&format!("{metrics}/health")).await,
+        (200, "alive\n".into())
+    );
+    assert_eq!(
+        get(&format!("{metrics}/ready")).await,
+        (200, "ready\n".into())
+    );
+
+    for _ in 0..3 {
+        send(&bloc, "FR", "DE", Some(20_000)).await;
+    }
+    // DE cut off: the next request waits in FR's outbox.
+    bloc.partition("FR", "DE", true).await.unwrap();
+    let draft = bloc
+        .client("FR")
+        .create_request(&comity_node::admin::api::NewRequest {
+            request: request("FR", "DE"),
+        })
+        .await
+        .unwrap();
+    bloc.approver("FR")
+        .approve(draft.summary.case_id)
+        .await
+        .unwrap();
+    bloc.client("FR")
+        .send(draft.summary.case_id, None)
+        .await
+        .unwrap();
+
+    let (status, text) = get(&format!("{metrics}/metrics")).await;
+    assert_eq!(status, 200);
+    assert!(text.ends_with("# EOF\n"), "not OpenMetrics");
+    let out_receipts = sample(
+        &text,
+        "comity_exchanges_total",
+        &[
+            "member=\"DE\"",
+            "direction=\"out\"",
+            "kind=\"push\"",
+            "outcome=\"receipt\"",
+        ],
+    );
+    assert!(out_receipts >= Some(3.0), "{text}");
+    assert_eq!(
+        sample(&text, "comity_outbox_messages", &["member=\"DE\""]),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, "comity_member_connected", &["member=\"DE\""]),
+        Some(0.0)
+    );
+    assert!(sample(&text, "comity_cases", &["role=\"requester\""]).is_some());
+    assert!(sample(&text, "comity_store_commit_duration_seconds_count", &[]) > Some(0.0));
+    assert!(
+        sample(
+            &text,
+            "comity_exchange_duration_seconds_count",
+            &["direction=\"out\"", "kind=\"push\""]
+        ) >= Some(3.0)
+    );
+    assert!(sample(&text, "comity_bloc_config_version", &[]) >= Some(1.0));
+    assert!(
+        text.contains("libp2p_swarm_connections_established_total"),
+        "no libp2p metrics"
+    );
+    // Nothing personal: not the selector, not the authority, not a case id.
+    for secret in [
+        "alice@example.org",
+        "Parquet",
+        &draft.summary.case_id.to_string(),
+    ] {
+        assert!(!text.contains(secret), "{secret} in metrics");
+    }
+
+    // Operational monitoring: FR's record of each push, both times and sizes, no content; DE
+    // holds the same exchange under the same id.
+    // Records are written in batches (within a second or so).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (json, pushes) = loop {
+        let json = ok(comity(
+            &bloc.node("FR").config,
+            &["opmon", "--member", "DE", "--json"],
+        ));
+        let records: Vec<comity_node::opmon::Record> = serde_json::from_str(&json).unwrap();
+        let pushes: Vec<_> = records
+            .into_iter()
+            .filter(|r| r.kind == "push" && r.outcome == "receipt")
+            .collect();
+        if pushes.len() >= 3 || Instant::now() > deadline {
+            break (json, pushes);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(pushes.len() >= 3, "{json}");
+    for r in &pushes {
+        assert_eq!(r.direction, comity_node::opmon::Direction::Out);
+        assert!(r.request_bytes > 0 && r.response_bytes > 0, "{r:?}");
+        assert!(r.requested_at <= r.answered_at, "{r:?}");
+    }
+    for secret in [
+        "alice@example.org",
+        "Parquet",
+        &draft.summary.case_id.to_string(),
+    ] {
+        assert!(!json.contains(secret), "{secret} in opmon");
+    }
+    let table = ok(comity(&bloc.node("FR").config, &["opmon", "--since", "1h"]));
+    assert!(
+        table.contains("receipt") && table.contains("push"),
+        "{table}"
+    );
+    let bad = comity(&bloc.node("FR").config, &["opmon", "--since", "yesterday"]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("RFC 3339"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let de = ok(comity(
+            &bloc.node("DE").config,
+            &["opmon", "--member", "FR", "--json"],
+        ));
+        let de: Vec<comity_node::opmon::Record> = serde_json::from_str(&de).unwrap();
+        if let Some(same) = de.iter().find(|r| r.id == pushes[0].id) {
+            assert_eq!(same.direction, comity_node::opmon::Direction::In);
+            assert_eq!(same.request_bytes, pushes[0].request_bytes);
+            assert_eq!(same.response_bytes, pushes[0].response_bytes);
+            break;
+        }
+        assert!(Instant::now() < deadline, "DE holds no record of FR's push");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

@@ -395,6 +395,26 @@ impl AdminClient {
     ) -> Result<Vec<crate::report::Report>, ClientError> {
         self.get(&format!("/reports/bloc?period={period}")).await
     }
+    /// The records of exchanges (`GET /v1/opmon`), oldest first.
+    pub async fn opmon(
+        &self,
+        query: &crate::opmon::Query,
+    ) -> Result<Vec<crate::opmon::Record>, ClientError> {
+        let mut params = Vec::new();
+        if let Some(since) = query.since {
+            params.push(format!("since={since}"));
+        }
+        if let Some(member) = &query.member {
+            params.push(format!("member={member}"));
+        }
+        if let Some(limit) = query.limit {
+            params.push(format!("limit={limit}"));
+        }
+        match params.is_empty() {
+            true => self.get("/opmon").await,
+            false => self.get(&format!("/opmon?{}", params.join("&"))).await,
+        }
+    }
     pub async fn refusals(&self) -> Result<Vec<RefusalView>, ClientError> {
         self.get("/refusals").await
     }

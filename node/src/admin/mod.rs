@@ -11,6 +11,7 @@ mod client;
 mod evidence;
 mod export;
 pub mod health;
+pub mod metrics;
 pub mod officers;
 pub mod tls;
 
@@ -142,6 +143,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/faults", post(fault))
         .route("/faults/clock", post(advance_clock))
         .route("/refusals", get(refusals))
+        .route("/opmon", get(opmon))
         .route("/equivocations", get(equivocations))
         .route("/access-log", get(access_log))
         .route("/reports/transparency", get(transparency))
@@ -380,6 +382,22 @@ async fn equivocations(
             .map(Into::into)
             .collect(),
     ))
+}
+
+/// The record of every exchange (operational monitoring): no content, so auditors and the
+/// node's administrators may read it.
+async fn opmon(
+    Extension(officer): Extension<Officer>,
+    State(state): State<AdminState>,
+    Query(query): Query<crate::opmon::Query>,
+) -> Reply<Vec<crate::opmon::Record>> {
+    allow(&officer, &[Role::Auditor, Role::Admin])?;
+    let store = state.store.clone();
+    let records = tokio::task::spawn_blocking(move || crate::opmon::list(&store, &query))
+        .await
+        .map_err(|e| failure(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
+        .map_err(|e| failure(StatusCode::SERVICE_UNAVAILABLE, "store", e.to_string()))?;
+    Ok(Json(records))
 }
 
 async fn refusals(

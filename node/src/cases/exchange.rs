@@ -47,14 +47,14 @@ pub(super) async fn serve(cases: Cases, mut inbound: mpsc::Receiver<InboundReque
         if !admitted {
             // Answered at once, without waiting for a place: the member's flood waits on
             // itself, not on the others.
-            busy(&cases, request.channel, "of your requests").await;
+            busy(&cases, request, "of your requests").await;
             continue;
         }
         // Shares can add up to more than the places (each member has 16 at least): an
         // admitted request that finds none free is told to retry, and waits on nobody.
         let Ok(permit) = permits.clone().try_acquire_owned() else {
             drop(Place(budget.clone(), peer));
-            busy(&cases, request.channel, "requests").await;
+            busy(&cases, request, "requests").await;
             continue;
         };
         let place = Place(budget.clone(), peer);
@@ -62,24 +62,26 @@ pub(super) async fn serve(cases: Cases, mut inbound: mpsc::Receiver<InboundReque
         tokio::spawn(async move {
             let response = cases.receive(peer, &request.frame).await;
             let frame = to_canonical_cbor(&response).expect("responses always encode");
-            cases.inner.network.respond(request.channel, frame).await;
+            let network = &cases.inner.network;
+            network
+                .respond(request.started, request.channel, frame)
+                .await;
             drop((place, permit));
         });
     }
 }
 
 /// Tells a member to retry shortly: this node holds as many `what` as it takes at once.
-async fn busy(
-    cases: &Cases,
-    channel: libp2p::request_response::ResponseChannel<Vec<u8>>,
-    what: &str,
-) {
+async fn busy(cases: &Cases, request: InboundRequest, what: &str) {
     let reply = reject(
         RejectCode::Unavailable,
         format!("this node is handling as many {what} as it takes at once; retry shortly"),
     );
     let frame = to_canonical_cbor(&reply).expect("responses always encode");
-    cases.inner.network.respond(channel, frame).await;
+    let network = &cases.inner.network;
+    network
+        .respond(request.started, request.channel, frame)
+        .await;
 }
 
 /// A member's place in hand, given back when its request is answered (or its task fails).

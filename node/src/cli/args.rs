@@ -75,6 +75,22 @@ pub enum Command {
     /// equivocations (two different events signed as one number, both kept). With --json, an
     /// object: {"refusals": [...], "equivocations": [...]}.
     Refusals(ReadArgs),
+    /// The record of every exchange with members: who, which way, what kind, sizes, when the
+    /// request and its answer left or arrived, and the outcome; never content (auditors,
+    /// admins). The id is the same in the member's own records of the exchange.
+    Opmon {
+        /// Only exchanges answered since then: an RFC 3339 time, or an age such as 30m, 6h, 2d.
+        #[arg(long, value_parser = parse_since)]
+        since: Option<comity_protocol::Timestamp>,
+        /// Only exchanges with this member (jurisdiction code).
+        #[arg(long)]
+        member: Option<String>,
+        /// The newest this many (at most 10000).
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        #[command(flatten)]
+        read: ReadArgs,
+    },
     /// Every read of case content: officer, time, case, stated purpose (auditors).
     AccessLog {
         /// Only reads of this case.
@@ -579,5 +595,36 @@ impl CaseCommand {
                 return Ok(None);
             }
         }))
+    }
+}
+
+/// `--since`: an RFC 3339 time, or an age before now (`90s`, `30m`, `6h`, `2d`).
+fn parse_since(text: &str) -> Result<comity_protocol::Timestamp, String> {
+    if let Ok(at) = text.parse() {
+        return Ok(at);
+    }
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let seconds = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3_600,
+        "d" => 86_400,
+        _ => 0,
+    };
+    match number.parse::<u64>() {
+        Ok(n) if seconds > 0 => {
+            let ago = std::time::Duration::from_secs(n.saturating_mul(seconds));
+            let now = comity_protocol::Timestamp::now().as_millis();
+            let ms = i64::try_from(ago.as_millis()).unwrap_or(i64::MAX);
+            Ok(comity_protocol::Timestamp::from_millis(
+                now.saturating_sub(ms),
+            ))
+        }
+        _ => Err(format!(
+            "`{text}` is neither an RFC 3339 time (2026-11-30T09:00:00Z) nor an age such as 30m, 6h or 2d"
+        )),
     }
 }

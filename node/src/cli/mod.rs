@@ -67,6 +67,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let records = client(&read.connection)?.access_log(case).await?;
             output::access_log(&records, read.json)
         }
+        Command::Opmon {
+            since,
+            member,
+            limit,
+            read,
+        } => {
+            let query = crate::opmon::Query {
+                since,
+                member,
+                limit: Some(limit),
+            };
+            let records = client(&read.connection)?.opmon(&query).await?;
+            output::opmon(&records, read.json)
+        }
         Command::Refusals(read) => {
             let client = client(&read.connection)?;
             let refusals = client.refusals().await?;

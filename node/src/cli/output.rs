@@ -340,6 +340,48 @@ fn describe_decision(decision: &comity_protocol::Decision) -> String {
     }
 }
 
+pub fn opmon(records: &[crate::opmon::Record], as_json: bool) -> anyhow::Result<()> {
+    if as_json {
+        return json(&records);
+    }
+    if records.is_empty() {
+        println!("no exchanges recorded");
+        return Ok(());
+    }
+    let mut t = table(&[
+        "answered at",
+        "member",
+        "dir",
+        "kind",
+        "outcome",
+        "req B",
+        "resp B",
+        "ms",
+        "id",
+    ]);
+    for r in records {
+        t.add_row(vec![
+            r.answered_at.to_string(),
+            r.member.clone(),
+            r.direction.as_str().to_owned(),
+            match r.protocol.as_str() {
+                "exchange" => r.kind.clone(),
+                other => format!("{other}/{}", r.kind),
+            },
+            match &r.fault {
+                Some(fault) => format!("{} ({fault})", r.outcome),
+                None => r.outcome.clone(),
+            },
+            r.request_bytes.to_string(),
+            r.response_bytes.to_string(),
+            r.duration().as_millis().to_string(),
+            r.id.clone(),
+        ]);
+    }
+    println!("{t}");
+    Ok(())
+}
+
 pub fn refusals(
     refusals: &[crate::admin::api::RefusalView],
     equivocations: &[crate::admin::api::EquivocationView],

@@ -143,6 +143,26 @@ const COMMENTS: &[(&str, &str, &str)] = &[
         "A read-only page of the bloc-wide statistics and cosigned checkpoints, without login, on a\nport of its own. Off unless set, e.g. listen = \"127.0.0.1:7791\"; it shows no case content,\nbut keep it off public networks.",
     ),
     (
+        "metrics",
+        "",
+        "Prometheus/OpenMetrics endpoint (GET /metrics, /health, /ready) on a port of its own, without a\ntoken. Off unless set, e.g. listen = \"127.0.0.1:7792\"; it carries counts, sizes, times and\njurisdiction codes only. docs/operations.md lists every metric.",
+    ),
+    (
+        "opmon",
+        "",
+        "Operational monitoring: a record of every exchange (member, direction, kind, sizes, times,\noutcome; never content), listed by `comity opmon`.",
+    ),
+    (
+        "opmon",
+        "retention_days",
+        "Records older than this many days are deleted.",
+    ),
+    (
+        "opmon",
+        "max_records",
+        "At most this many records are kept (about 150 bytes each); the oldest go first.",
+    ),
+    (
         "evidence",
         "parallel",
         "Chunks of a package pulled at once from the sending member.",
@@ -197,6 +217,7 @@ mod tests {
         config.node.store_dir = PathBuf::from("a \"quoted\" dir\\with\\backslashes");
         config.bloc.anchor = Some(comity_protocol::Hash32::of(b"genesis"));
         config.dashboard.listen = Some("127.0.0.1:7791".parse().unwrap());
+        config.metrics.listen = Some("127.0.0.1:7792".parse().unwrap());
         config.testing.cases_per_pull = Some(16);
         config.testing.faults = true;
         let text = config.to_commented_toml();

@@ -45,6 +45,10 @@ pub struct Config {
     #[serde(default)]
     pub dashboard: DashboardSection,
     #[serde(default)]
+    pub metrics: MetricsSection,
+    #[serde(default)]
+    pub opmon: OpmonSection,
+    #[serde(default)]
     pub evidence: EvidenceSection,
     #[serde(default)]
     pub bloc: BlocSection,
@@ -236,6 +240,35 @@ pub struct DashboardSection {
     pub listen: Option<SocketAddr>,
 }
 
+/// The Prometheus/OpenMetrics endpoint (`GET /metrics`, with `/health` and `/ready`), on a
+/// port of its own, without a token: it carries counts, sizes, times and jurisdiction codes,
+/// never a person, a selector or a case. Off unless `listen` is set.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsSection {
+    pub listen: Option<SocketAddr>,
+}
+
+/// Operational monitoring: the record of every exchange (`comity opmon`), and how long it is
+/// kept.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OpmonSection {
+    /// Records older than this many days are deleted.
+    pub retention_days: u32,
+    /// At most this many records are kept (about 150 bytes each); the oldest go first.
+    pub max_records: usize,
+}
+
+impl Default for OpmonSection {
+    fn default() -> Self {
+        Self {
+            retention_days: 30,
+            max_records: 1_000_000,
+        }
+    }
+}
+
 /// Evidence transfers (the bloc's limits are in its configuration's `evidence` settings).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -394,6 +427,8 @@ impl Config {
             safeguards: SafeguardsSection::default(),
             audit: AuditSection::default(),
             dashboard: DashboardSection::default(),
+            metrics: MetricsSection::default(),
+            opmon: OpmonSection::default(),
             evidence: EvidenceSection::default(),
             bloc: BlocSection::default(),
             testing: TestingSection::default(),

@@ -58,6 +58,8 @@ pub struct EventLoop {
     pub(super) redial_interval: Duration,
     /// Each member's rate budget at the door.
     pub(super) admission: Admission,
+    /// Where exchanges are recorded (operational monitoring, metrics).
+    pub(super) tap: crate::opmon::Tap,
 }
 
 impl std::fmt::Debug for EventLoop {
@@ -146,6 +148,7 @@ impl EventLoop {
             admission: Admission::new(settings.behaviour.rates, std::time::Instant::now()),
             behaviour: settings.behaviour,
             redial_interval: settings.redial_interval,
+            tap: settings.tap,
         };
         event_loop.apply_roster(roster);
         Ok(event_loop)
@@ -395,6 +398,18 @@ impl EventLoop {
     }
 
     fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        use libp2p::metrics::Recorder;
+        let p2p = &crate::metrics::get().p2p;
+        p2p.record(&event);
+        if let SwarmEvent::Behaviour(behaviour) = &event {
+            match behaviour {
+                BehaviourEvent::Identify(e) => p2p.record(e),
+                BehaviourEvent::Ping(e) => p2p.record(e),
+                BehaviourEvent::Kad(e) => p2p.record(e),
+                BehaviourEvent::Gossip(e) => p2p.record(e),
+                _ => {}
+            }
+        }
         match event {
             SwarmEvent::NewListenAddr { address, .. } => {
                 info!(%address, "listening");

@@ -53,7 +53,9 @@ impl EventLoop {
                     true => &self.evidence_inbound,
                     false => &self.inbound,
                 };
+                let protocol = if evidence { "evidence" } else { "exchange" };
                 let inbound = InboundRequest {
+                    started: self.tap.start(peer, protocol, &request),
                     peer,
                     frame: request,
                     channel,

@@ -64,6 +64,8 @@ pub struct InboundRequest {
     pub peer: PeerId,
     pub frame: Vec<u8>,
     pub channel: ResponseChannel<Vec<u8>>,
+    /// When it arrived, for the exchange's record (given back with the answer).
+    pub started: crate::opmon::Started,
 }
 
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
@@ -120,11 +122,20 @@ pub struct Client {
     governance: broadcast::Sender<(PeerId, Vec<u8>)>,
     /// Fault injection on links (testnets): empty, and passing everything, otherwise.
     faults: faults::Faults,
+    /// Where every exchange is recorded (operational monitoring, metrics).
+    tap: crate::opmon::Tap,
 }
 
 impl Client {
     /// Sends one exchange request frame and waits for the response frame.
     pub async fn request(&self, peer: PeerId, frame: Vec<u8>) -> Result<Vec<u8>, RequestError> {
+        let (started, bytes) = (self.tap.start(peer, "exchange", &frame), frame.len());
+        let result = self.send_request(peer, frame).await;
+        self.tap.sent(started, bytes as u64, &result);
+        result
+    }
+
+    async fn send_request(&self, peer: PeerId, frame: Vec<u8>) -> Result<Vec<u8>, RequestError> {
         let frame = self.faults.outbound(peer, frame).await?;
         let (reply, rx) = oneshot::channel();
         self.commands
@@ -134,7 +145,14 @@ impl Client {
         rx.await.map_err(|_| RequestError::Shutdown)?
     }
 
-    pub async fn respond(&self, channel: ResponseChannel<Vec<u8>>, frame: Vec<u8>) {
+    /// Answers a request (`started` is what arrived with it, for the exchange's record).
+    pub async fn respond(
+        &self,
+        started: crate::opmon::Started,
+        channel: ResponseChannel<Vec<u8>>,
+        frame: Vec<u8>,
+    ) {
+        self.tap.answered(started, &frame);
         // If the loop is gone the node is stopping; the peer will retry and get the same receipt.
         let _ = self
             .commands
@@ -148,6 +166,17 @@ impl Client {
         peer: PeerId,
         frame: Vec<u8>,
     ) -> Result<Vec<u8>, RequestError> {
+        let (started, bytes) = (self.tap.start(peer, "evidence", &frame), frame.len());
+        let result = self.send_evidence_request(peer, frame).await;
+        self.tap.sent(started, bytes as u64, &result);
+        result
+    }
+
+    async fn send_evidence_request(
+        &self,
+        peer: PeerId,
+        frame: Vec<u8>,
+    ) -> Result<Vec<u8>, RequestError> {
         let frame = self.faults.outbound(peer, frame).await?;
         let (reply, rx) = oneshot::channel();
         self.commands
@@ -157,7 +186,14 @@ impl Client {
         rx.await.map_err(|_| RequestError::Shutdown)?
     }
 
-    pub async fn evidence_respond(&self, channel: ResponseChannel<Vec<u8>>, frame: Vec<u8>) {
+    /// Answers an evidence request (`started` is what arrived with it).
+    pub async fn evidence_respond(
+        &self,
+        started: crate::opmon::Started,
+        channel: ResponseChannel<Vec<u8>>,
+        frame: Vec<u8>,
+    ) {
+        self.tap.answered(started, &frame);
         // If the loop is gone the node is stopping; the receiver asks again later.
         let _ = self
             .commands
@@ -225,6 +261,8 @@ pub struct NetworkSettings {
     pub listen: Vec<Multiaddr>,
     pub behaviour: BehaviourConfig,
     pub redial_interval: Duration,
+    /// Where exchanges are recorded ([`crate::opmon::Tap::off`] keeps none).
+    pub tap: crate::opmon::Tap,
 }
 
 /// What peers ask of this node: exchange requests for the case service, evidence requests for
@@ -242,6 +280,7 @@ pub fn new(settings: NetworkSettings) -> Result<(Client, EventLoop, Inbound), Ne
     let (connected_tx, _) = broadcast::channel(256);
     let (gossip_tx, _) = broadcast::channel(256);
     let (governance_tx, _) = broadcast::channel(256);
+    let tap = settings.tap.clone();
     let event_loop = EventLoop::new(
         settings,
         commands_rx,
@@ -257,6 +296,7 @@ pub fn new(settings: NetworkSettings) -> Result<(Client, EventLoop, Inbound), Ne
             gossip: gossip_tx,
             governance: governance_tx,
             faults: faults::Faults::default(),
+            tap,
         },
         event_loop,
         Inbound {

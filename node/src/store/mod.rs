@@ -60,10 +60,13 @@ pub enum Cf {
     /// `m/`member`/`case → shared with that member; `r/`until`/`case → retention ends then;
     /// `s/`case → a purged case whose key is still to be destroyed (see `cases::index`).
     CaseIndex,
+    /// answered-at (ms, big-endian) / sequence → one exchange's operational record: who,
+    /// which way, what kind, sizes, times and outcome; never content (see `opmon`).
+    Opmon,
 }
 
 impl Cf {
-    pub const ALL: [Cf; 19] = [
+    pub const ALL: [Cf; 20] = [
         Cf::Cases,
         Cf::Outbox,
         Cf::Inbox,
@@ -83,6 +86,7 @@ impl Cf {
         Cf::Evidence,
         Cf::Bloc,
         Cf::CaseIndex,
+        Cf::Opmon,
     ];
 
     fn name(self) -> &'static str {
@@ -106,6 +110,7 @@ impl Cf {
             Cf::Evidence => "evidence",
             Cf::Bloc => "bloc",
             Cf::CaseIndex => "case-index",
+            Cf::Opmon => "opmon",
         }
     }
 }
@@ -116,6 +121,10 @@ pub enum StoreError {
         "cannot open the store at {path}: {message} (is another `comity run` using it? is the disk full?)"
     )]
     Open { path: PathBuf, message: String },
+    #[error(
+        "the store at {path} is damaged: {message}. Nothing was changed. Restore the latest backup (`comity restore --from BACKUP --data-dir DIR`), or move the damaged store aside and rebuild the cases this node shares from its members (`comity recover --from-peers`)"
+    )]
+    Damaged { path: PathBuf, message: String },
     #[error("store write failed, nothing was saved: {0} (check free disk space and permissions)")]
     Write(String),
     #[error("store read failed: {0}")]
@@ -224,11 +233,8 @@ impl Store {
             options.set_block_based_table_factory(&table);
             ColumnFamilyDescriptor::new(cf.name(), options)
         });
-        let db =
-            DB::open_cf_descriptors(&options, path, descriptors).map_err(|e| StoreError::Open {
-                path: path.to_owned(),
-                message: e.to_string(),
-            })?;
+        let db = DB::open_cf_descriptors(&options, path, descriptors)
+            .map_err(|e| open_error(path, &e))?;
         let db = Arc::new(db);
         let (writer, thread) = writer::spawn(db.clone());
         Ok(Self {
@@ -246,12 +252,8 @@ impl Store {
     pub fn open_read_only(path: &Path) -> Result<Self, StoreError> {
         let options = Options::default();
         let names = Cf::ALL.iter().map(|cf| cf.name());
-        let db = DB::open_cf_for_read_only(&options, path, names, false).map_err(|e| {
-            StoreError::Open {
-                path: path.to_owned(),
-                message: e.to_string(),
-            }
-        })?;
+        let db = DB::open_cf_for_read_only(&options, path, names, false)
+            .map_err(|e| open_error(path, &e))?;
         Ok(Self {
             inner: Arc::new(Inner {
                 db: Arc::new(db),
@@ -335,6 +337,45 @@ impl Store {
             .map_err(|e| StoreError::Read(e.to_string()))
     }
 
+    /// Visits the records of one kind whose keys are in `from..to`, in key order or (with
+    /// `newest_first`) in reverse, until `visit` returns false: a bounded walk of a large
+    /// table.
+    pub fn visit(
+        &self,
+        cf: Cf,
+        (from, to): (&[u8], &[u8]),
+        newest_first: bool,
+        mut visit: impl FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), StoreError> {
+        let mode = match newest_first {
+            false => IteratorMode::From(from, rocksdb::Direction::Forward),
+            true => IteratorMode::From(to, rocksdb::Direction::Reverse),
+        };
+        for item in self.inner.db.iterator_cf(handle(&self.inner.db, cf), mode) {
+            let (k, v) = item.map_err(|e| StoreError::Read(e.to_string()))?;
+            if *k < *from || *k >= *to {
+                if newest_first && *k >= *to {
+                    continue; // the reverse walk starts at `to` itself
+                }
+                break;
+            }
+            if !visit(&k, &v) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// A consistent copy of the whole store in `dir` (which must not exist), taken while the
+    /// node runs: RocksDB hard-links the table files and copies the rest.
+    pub fn checkpoint_to(&self, dir: &Path) -> Result<(), StoreError> {
+        let checkpoint = rocksdb::checkpoint::Checkpoint::new(&self.inner.db)
+            .map_err(|e| StoreError::Read(e.to_string()))?;
+        checkpoint
+            .create_checkpoint(dir)
+            .map_err(|e| StoreError::Write(format!("checkpoint to {}: {e}", dir.display())))
+    }
+
     pub fn count(&self, cf: Cf) -> Result<usize, StoreError> {
         let mut n = 0;
         for item in self
@@ -346,6 +387,16 @@ impl Store {
             n += 1;
         }
         Ok(n)
+    }
+}
+
+/// Why a store did not open: damaged files (RocksDB found a checksum or format it cannot read)
+/// are told apart from a store in use or a full disk, because what to do differs.
+fn open_error(path: &Path, e: &rocksdb::Error) -> StoreError {
+    let (path, message) = (path.to_owned(), e.to_string());
+    match e.kind() {
+        rocksdb::ErrorKind::Corruption => StoreError::Damaged { path, message },
+        _ => StoreError::Open { path, message },
     }
 }
 

@@ -104,10 +104,17 @@ fn write_group(db: &DB, group: &mut Vec<Job>, next_audit: &mut u64) {
     }
     let mut options = WriteOptions::default();
     options.set_sync(true);
+    let started = std::time::Instant::now();
     let result = db
         .write_opt(batch, &options)
         .map_err(|e| StoreError::Write(e.to_string()));
+    let metrics = crate::metrics::get();
+    metrics
+        .store_commit_seconds
+        .observe(started.elapsed().as_secs_f64());
+    metrics.store_group_size.observe(accepted.len() as f64);
     if result.is_err() {
+        metrics.store_commit_failures.inc();
         // Nothing was written: the numbers are free again, and the log stays gap-free.
         *next_audit = first_audit;
     }
