@@ -16,7 +16,48 @@ use crate::identity::NodeIdentity;
 use crate::network::{self, BehaviourConfig, NetworkSettings};
 use crate::store::Store;
 
+/// A started node: what `run` waits on and `recover` drives.
+struct Started {
+    cases: Cases,
+    network: network::Client,
+    store: Store,
+    stop: watch::Sender<bool>,
+    network_task: tokio::task::JoinHandle<()>,
+    admin_task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Started {
+    async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.network_task).await;
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.admin_task).await;
+    }
+}
+
+/// `comity run`: starts the node and serves until SIGINT or SIGTERM.
 pub async fn run(config: Config) -> anyhow::Result<()> {
+    let Started {
+        stop,
+        network_task,
+        mut admin_task,
+        ..
+    } = start(&config, false).await?;
+    let reason = tokio::select! {
+        signal = shutdown_signal() => signal?,
+        result = &mut admin_task => {
+            result.context("admin API task failed")??;
+            "admin API stopped"
+        }
+    };
+    info!(reason, "shutting down");
+    let _ = stop.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(5), network_task).await;
+    info!("stopped");
+    Ok(())
+}
+
+async fn start(config: &Config, recovering: bool) -> anyhow::Result<Started> {
+    let config = config.clone();
     let identity = NodeIdentity::load(&config.key_path(), &config.signing_key_path())?;
     let admin_tls = admin_tls(&config)?;
     if config.testing.faults {
@@ -55,6 +96,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let network_task = tokio::spawn(event_loop.run(stopped(stop_rx.clone())));
     governance.start(client.clone());
 
+    let mut settings = case_settings(&config, policy);
+    if recovering {
+        // Every shared case comes back at once: the daily quota of new cases is for members'
+        // new requests, not for this node's own history.
+        settings.new_cases_per_member_per_day = u32::MAX;
+    }
     let cases = Cases::start(
         store.clone(),
         vault,
@@ -62,7 +109,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         governance.clone(),
         client.clone(),
         exchange,
-        case_settings(&config, policy),
+        settings,
     )
     .await?;
     let evidence = crate::evidence::Evidence::start(
@@ -89,10 +136,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     ));
     spawn_dashboard(&config, &cases, &store);
     let admin_state = AdminState {
-        cases,
+        cases: cases.clone(),
         evidence,
         store: store.clone(),
-        network: client,
+        network: client.clone(),
         faults: config.testing.faults,
         ready_probe: Default::default(),
     };
@@ -120,19 +167,148 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         members = roster.members().len(),
         "node started"
     );
+    Ok(Started {
+        cases,
+        network: client,
+        store,
+        stop: stop_tx,
+        network_task,
+        admin_task,
+    })
+}
 
-    let reason = tokio::select! {
-        signal = shutdown_signal() => signal?,
-        result = admin_task => {
-            result.context("admin API task failed")??;
-            "admin API stopped"
+/// Marks a store that `recover --from-peers` rebuilt: it may run again on it (to add what
+/// members unreachable the first time hold).
+const RECOVERED_KEY: &[u8] = b"recovered-from-peers";
+
+/// What `recover --from-peers` rebuilt, member by member.
+#[derive(Debug, Clone)]
+pub struct Recovered {
+    pub members: Vec<RecoveredMember>,
+    /// The first admin's token, when the store held no officer (shown once).
+    pub admin_token: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RecoveredMember {
+    pub jurisdiction: comity_protocol::Jurisdiction,
+    /// `None`: not reached in time; its cases were not pulled.
+    pub reached: Option<RecoveredFrom>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RecoveredFrom {
+    /// Cases this node now shares with the member, and the events pulled from it.
+    pub cases: usize,
+    pub events: usize,
+    /// Why the last pull stopped short, if it did.
+    pub problem: Option<String>,
+}
+
+/// `comity recover --from-peers`: rebuilds the case logs of a node whose store was lost by
+/// pulling every case it shares from its members, each event's signature verified as any
+/// pull's. Starts the node (admin API included), waits up to `wait` for the members, pulls
+/// from each until nothing is missing, and stops.
+pub async fn recover(config: Config, wait: Duration) -> anyhow::Result<Recovered> {
+    {
+        let store = Store::open(&config.store_path())?;
+        let recovered_before = store
+            .get(crate::store::Cf::Settings, RECOVERED_KEY)?
+            .is_some();
+        let held = store.count(crate::store::Cf::Cases)?;
+        if held > 0 && !recovered_before {
+            bail!(
+                "the store at {} holds {held} case(s): recovery from peers rebuilds a store that was lost. Move it aside (or restore a backup with `comity restore`) and run again",
+                config.store_path().display()
+            );
         }
+        let mut batch = crate::store::Batch::new();
+        batch.put(
+            crate::store::Cf::Settings,
+            RECOVERED_KEY.to_vec(),
+            comity_protocol::Timestamp::now()
+                .as_millis()
+                .to_be_bytes()
+                .to_vec(),
+        );
+        store.commit(batch).await?;
+    }
+    let started = start(&config, true).await?;
+    let admin_token = match crate::admin::officers::list(&started.store)?.is_empty() {
+        true => Some(
+            crate::admin::officers::add(
+                &started.store,
+                "admin",
+                crate::admin::officers::Role::Admin,
+            )
+            .await?
+            .1,
+        ),
+        false => None,
     };
-    info!(reason, "shutting down");
-    let _ = stop_tx.send(true);
-    let _ = tokio::time::timeout(Duration::from_secs(5), network_task).await;
-    info!("stopped");
-    Ok(())
+    let deadline = tokio::time::Instant::now() + wait;
+    let me = config.node.jurisdiction.clone();
+    let mut members = Vec::new();
+    for member in started
+        .cases
+        .roster()
+        .members()
+        .iter()
+        .filter(|m| m.jurisdiction != me)
+        .cloned()
+    {
+        let peer = member.peer_id.to_string();
+        let reached = loop {
+            let connected = started
+                .network
+                .status()
+                .await
+                .is_some_and(|s| s.connected.contains(&peer));
+            if connected || tokio::time::Instant::now() >= deadline {
+                break connected;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        if !reached {
+            members.push(RecoveredMember {
+                jurisdiction: member.jurisdiction.clone(),
+                reached: None,
+            });
+            continue;
+        }
+        let (mut events, mut problem) = (0, None);
+        for attempt in 0..5u64 {
+            match started.cases.recover_from(&member).await {
+                Ok(0) => {
+                    problem = None;
+                    break;
+                }
+                Ok(n) => {
+                    events += n;
+                    problem = None;
+                }
+                Err(e) => {
+                    problem = Some(e);
+                    tokio::time::sleep(Duration::from_millis(500 * (attempt + 1))).await;
+                }
+            }
+        }
+        let cases = started.cases.shared_count(&member.jurisdiction)?;
+        info!(member = %member.jurisdiction, cases, events, "recovered from member");
+        members.push(RecoveredMember {
+            jurisdiction: member.jurisdiction.clone(),
+            reached: Some(RecoveredFrom {
+                cases,
+                events,
+                problem,
+            }),
+        });
+    }
+    started.stop().await;
+    Ok(Recovered {
+        members,
+        admin_token,
+    })
 }
 
 /// The bloc's governance, from the store and the `[bloc]` section.

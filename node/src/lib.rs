@@ -8,6 +8,7 @@
 
 pub mod admin;
 pub mod audit;
+pub mod backup;
 pub mod bloc;
 pub mod cases;
 pub mod cli;

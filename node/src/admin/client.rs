@@ -395,6 +395,18 @@ impl AdminClient {
     ) -> Result<Vec<crate::report::Report>, ClientError> {
         self.get(&format!("/reports/bloc?period={period}")).await
     }
+    /// Has the running node write a checkpoint of its store into `dir` (on its host).
+    pub async fn backup_checkpoint(&self, dir: &std::path::Path) -> Result<(), ClientError> {
+        let _: super::CheckpointRequest = self
+            .post(
+                "/backup/checkpoint",
+                &super::CheckpointRequest {
+                    dir: dir.to_owned(),
+                },
+            )
+            .await?;
+        Ok(())
+    }
     /// The records of exchanges (`GET /v1/opmon`), oldest first.
     pub async fn opmon(
         &self,

@@ -144,6 +144,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/faults/clock", post(advance_clock))
         .route("/refusals", get(refusals))
         .route("/opmon", get(opmon))
+        .route("/backup/checkpoint", post(backup_checkpoint))
         .route("/equivocations", get(equivocations))
         .route("/access-log", get(access_log))
         .route("/reports/transparency", get(transparency))
@@ -382,6 +383,41 @@ async fn equivocations(
             .map(Into::into)
             .collect(),
     ))
+}
+
+/// Where the running node writes a checkpoint of its store, for `comity backup`.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct CheckpointRequest {
+    /// A directory on the node's host that does not exist yet (its parent must).
+    pub dir: std::path::PathBuf,
+}
+
+/// A consistent copy of the store, taken while the node runs (admins): RocksDB hard-links
+/// the table files and copies the rest into `dir`.
+async fn backup_checkpoint(
+    Extension(officer): Extension<Officer>,
+    State(state): State<AdminState>,
+    Json(request): Json<CheckpointRequest>,
+) -> Reply<CheckpointRequest> {
+    allow(&officer, &[Role::Admin])?;
+    if !request.dir.is_absolute() || request.dir.exists() {
+        return Err(failure(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-request",
+            format!(
+                "{} must be an absolute path that does not exist yet",
+                request.dir.display()
+            ),
+        ));
+    }
+    let store = state.store.clone();
+    let dir = request.dir.clone();
+    tokio::task::spawn_blocking(move || store.checkpoint_to(&dir))
+        .await
+        .map_err(|e| failure(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
+        .map_err(|e| failure(StatusCode::SERVICE_UNAVAILABLE, "store", e.to_string()))?;
+    info!(officer = %officer.name, "store checkpoint taken for a backup");
+    Ok(Json(request))
 }
 
 /// The record of every exchange (operational monitoring): no content, so auditors and the

@@ -123,6 +123,18 @@ impl Cases {
             .expect("one sync worker")
     }
 
+    /// Pulls from `member` every event of the cases it shares with this node that this node
+    /// lacks, including cases this node holds nothing of (`comity recover --from-peers`).
+    /// Returns how many events were stored.
+    pub async fn recover_from(&self, member: &Member) -> Result<usize, String> {
+        self.pull_from(member).await
+    }
+
+    /// How many cases this node shares with `member` (through the index).
+    pub fn shared_count(&self, member: &comity_protocol::Jurisdiction) -> Result<usize, CaseError> {
+        Ok(super::index::shared_with(&self.inner.store, member)?.len())
+    }
+
     /// The cases shared with `member` that a pull offers or asks for (through the index: only
     /// those cases are read).
     fn shared_with(&self, member: &Member) -> Result<Vec<CaseHave>, CaseError> {

@@ -48,6 +48,25 @@ pub enum Command {
     /// Check a node's configuration as `run` would read it, without starting it.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Rebuild a lost store from the members: start the node, pull every case it shares with
+    /// each member (every signature verified, case keys from the vault), list what came back
+    /// and from whom, and stop. The store must be absent, empty, or made by an earlier
+    /// recovery (run it again to add members that were unreachable). Stop `comity run` first.
+    Recover {
+        /// Pull from the bloc's members (the one source there is; required, to say so).
+        #[arg(long, required = true)]
+        from_peers: bool,
+        /// The node's config file.
+        #[arg(short, long, env = "COMITY_CONFIG", default_value = "comity.toml")]
+        config: PathBuf,
+        /// Seconds to wait for members to connect before pulling from those that did.
+        #[arg(long, default_value_t = 120)]
+        wait: u64,
+        /// Write the new admin token (made when the store held no officer) to this file
+        /// (mode 0600) as well as showing it.
+        #[arg(long)]
+        save_token: Option<PathBuf>,
+    },
     /// Make a self-signed certificate and key (PEM, key mode 0600) for the admin API over
     /// https, and say how to use them: beyond loopback, the node serves its API only with TLS.
     TlsCert {
@@ -75,6 +94,38 @@ pub enum Command {
     /// equivocations (two different events signed as one number, both kept). With --json, an
     /// object: {"refusals": [...], "equivocations": [...]}.
     Refusals(ReadArgs),
+    /// Back up this node into a new directory: a consistent checkpoint of its store (taken by
+    /// the running node, or from the store when the node is stopped), its keys, vault, policy,
+    /// genesis, evidence and a config pointing inside, with a manifest of hashes (admins).
+    /// The master key is left out unless --include-master-key: keep it offline, apart.
+    Backup {
+        /// The directory to write (must not exist, or be empty).
+        #[arg(long)]
+        out: PathBuf,
+        /// Also copy the master key (then guard the backup as the master key itself).
+        #[arg(long)]
+        include_master_key: bool,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Restore a backup into a data directory that holds no node, after checking every file
+    /// against the backup's manifest. Start it with `comity run -c DATA_DIR/comity.toml`: it
+    /// catches up with its members as they connect.
+    Restore {
+        /// The backup directory (with its backup.json).
+        #[arg(long)]
+        from: PathBuf,
+        /// Where to restore the node (created if missing; must hold no store or config).
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// The master key file, when the backup does not hold it; checked against the
+        /// fingerprint the backup recorded.
+        #[arg(long)]
+        master_key: Option<PathBuf>,
+        /// Only check the backup against its manifest; restore nothing.
+        #[arg(long)]
+        verify_only: bool,
+    },
     /// The record of every exchange with members: who, which way, what kind, sizes, when the
     /// request and its answer left or arrived, and the outcome; never content (auditors,
     /// admins). The id is the same in the member's own records of the exchange.

@@ -34,6 +34,21 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             crate::daemon::run(config).await
         }
+        Command::Recover {
+            from_peers: _,
+            config,
+            wait,
+            save_token,
+        } => {
+            let config = Config::load(&config)?;
+            crate::telemetry::init(
+                &config.log.filter,
+                cli.log_format.unwrap_or(config.log.format),
+            );
+            let recovered =
+                crate::daemon::recover(config, std::time::Duration::from_secs(wait)).await?;
+            output::recovered(&recovered, save_token.as_deref())
+        }
         Command::TlsCert { dir, names } => tls_cert(&dir, names),
         Command::Config(ConfigCommand::Check { config }) => {
             let loaded = Config::load(&config)?;
@@ -67,6 +82,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let records = client(&read.connection)?.access_log(case).await?;
             output::access_log(&records, read.json)
         }
+        Command::Backup {
+            out,
+            include_master_key,
+            connection,
+        } => backup(&out, include_master_key, &connection).await,
+        Command::Restore {
+            from,
+            data_dir,
+            master_key,
+            verify_only,
+        } => restore(&from, &data_dir, master_key.as_deref(), verify_only),
         Command::Opmon {
             since,
             member,
@@ -301,6 +327,91 @@ async fn init_node(args: InitArgs) -> anyhow::Result<()> {
             done.config_path.display()
         );
     }
+    Ok(())
+}
+
+async fn backup(
+    out: &Path,
+    include_master_key: bool,
+    connection: &Connection,
+) -> anyhow::Result<()> {
+    let path = connection
+        .config
+        .clone()
+        .unwrap_or_else(|| "comity.toml".into());
+    let config = Config::load(&path)?;
+    let out = std::path::absolute(out)?;
+    let config = &config;
+    let manifest =
+        crate::backup::backup(config, &out, include_master_key, |store_dir| async move {
+            // The running node takes the checkpoint (it holds the store); a stopped node's store
+            // is opened here.
+            match client(connection)?.backup_checkpoint(&store_dir).await {
+                Ok(()) => Ok(crate::backup::Taken::Live),
+                Err(crate::admin::api::ClientError::Connect { .. }) => {
+                    let store = crate::store::Store::open(&config.store_path())?;
+                    store.checkpoint_to(&store_dir)?;
+                    Ok(crate::backup::Taken::Stopped)
+                }
+                Err(e) => Err(e.into()),
+            }
+        })
+        .await?;
+    let bytes: u64 = manifest.files.iter().map(|f| f.bytes).sum();
+    println!(
+        "backed up {} to {} ({} files, {} MiB; store checkpoint taken {})",
+        manifest.jurisdiction,
+        out.display(),
+        manifest.files.len(),
+        bytes >> 20,
+        if manifest.taken_live {
+            "by the running node"
+        } else {
+            "from the stopped node's store"
+        }
+    );
+    if manifest.master_key_included {
+        println!("the master key is in it: guard this backup as the master key itself");
+    } else {
+        println!(
+            "the master key ({}) is not in it: keep its own copy offline, apart from this backup; restore asks for it",
+            config.master_key_path().display()
+        );
+    }
+    Ok(())
+}
+
+fn restore(
+    from: &Path,
+    data_dir: &Path,
+    master_key: Option<&Path>,
+    verify_only: bool,
+) -> anyhow::Result<()> {
+    if verify_only {
+        let (manifest, problems) = crate::backup::verify(from)?;
+        if !problems.is_empty() {
+            bail!("the backup is damaged:\n  {}", problems.join("\n  "));
+        }
+        println!(
+            "{}: a whole backup of {} taken at {} ({} files)",
+            from.display(),
+            manifest.jurisdiction,
+            manifest.created_at,
+            manifest.files.len()
+        );
+        return Ok(());
+    }
+    let (manifest, config) = crate::backup::restore(from, data_dir, master_key)?;
+    println!(
+        "restored {} (backup of {}) into {}",
+        manifest.jurisdiction,
+        manifest.created_at,
+        data_dir.display()
+    );
+    println!(
+        "Next: `comity config check -c {0}`, then `comity run -c {0}`: the node catches up with its members as they connect. Work done after the backup is pulled back from the members for shared cases; local-only records since then (drafts, officers, access log) are not.",
+        config.display()
+    );
     Ok(())
 }
 

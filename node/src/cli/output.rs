@@ -340,6 +340,73 @@ fn describe_decision(decision: &comity_protocol::Decision) -> String {
     }
 }
 
+/// What `recover --from-peers` rebuilt, and what it could not.
+pub fn recovered(
+    recovered: &crate::daemon::Recovered,
+    save_token: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    let mut t = table(&[
+        "member",
+        "reached",
+        "cases shared",
+        "events pulled",
+        "problem",
+    ]);
+    let mut missing = Vec::new();
+    for m in &recovered.members {
+        match &m.reached {
+            Some(r) => {
+                t.add_row(vec![
+                    m.jurisdiction.to_string(),
+                    "yes".into(),
+                    r.cases.to_string(),
+                    r.events.to_string(),
+                    r.problem.clone().unwrap_or_default(),
+                ]);
+                if r.problem.is_some() {
+                    missing.push(m.jurisdiction.to_string());
+                }
+            }
+            None => {
+                t.add_row(vec![
+                    m.jurisdiction.to_string(),
+                    "NO".into(),
+                    "-".into(),
+                    "-".into(),
+                    "not connected in time".into(),
+                ]);
+                missing.push(m.jurisdiction.to_string());
+            }
+        }
+    }
+    println!("{t}");
+    if !missing.is_empty() {
+        println!(
+            "Not recovered: the cases shared with {}. Run `comity recover --from-peers` again when they are reachable (it adds to what is here).",
+            missing.join(", ")
+        );
+    }
+    println!(
+        "Never recoverable from members: drafts never sent, officers and their tokens, the access log, refusal records, operational records, and this node's audit log before now (a new one starts; members that witnessed the old one will report that it does not extend it: tell them why). Evidence packages come back only if the evidence directory survived."
+    );
+    if let Some(token) = &recovered.admin_token {
+        println!();
+        println!("The store held no officer: a new admin was made. Its token (shown once):");
+        println!("  {token}");
+        if let Some(path) = save_token {
+            crate::roster::write_private(path, format!("{token}\n").as_bytes())?;
+            println!("  also written to {} (mode 0600)", path.display());
+        }
+    }
+    if !missing.is_empty() {
+        anyhow::bail!(
+            "recovery is incomplete: {} not recovered",
+            missing.join(", ")
+        );
+    }
+    Ok(())
+}
+
 pub fn opmon(records: &[crate::opmon::Record], as_json: bool) -> anyhow::Result<()> {
     if as_json {
         return json(&records);
