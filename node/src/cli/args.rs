@@ -48,6 +48,15 @@ pub enum Command {
     /// Check a node's configuration as `run` would read it, without starting it.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Print the completion script of `comity` for a shell, e.g.
+    /// `comity completions bash > /etc/bash_completion.d/comity`.
+    Completions { shell: clap_complete::Shell },
+    /// Write the man pages of `comity` and every subcommand into a directory (packaging).
+    #[command(hide = true)]
+    Manpages {
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Rebuild a lost store from the members: start the node, pull every case it shares with
     /// each member (every signature verified, case keys from the vault), list what came back
     /// and from whom, and stop. The store must be absent, empty, or made by an earlier

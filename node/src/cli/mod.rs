@@ -50,6 +50,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             output::recovered(&recovered, save_token.as_deref())
         }
         Command::TlsCert { dir, names } => tls_cert(&dir, names),
+        Command::Completions { shell } => {
+            let mut command = <args::Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut command, "comity", &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Manpages { out } => {
+            std::fs::create_dir_all(&out)?;
+            let command = <args::Cli as clap::CommandFactory>::command();
+            clap_mangen::generate_to(command, &out)
+                .with_context(|| format!("writing man pages into {}", out.display()))?;
+            Ok(())
+        }
         Command::Config(ConfigCommand::Check { config }) => {
             let loaded = Config::load(&config)?;
             for line in crate::daemon::check(&loaded)? {
