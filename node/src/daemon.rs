@@ -549,7 +549,7 @@ pub fn check(config: &Config) -> anyhow::Result<Vec<String>> {
 }
 
 /// Bytes free to this process on the file system of `path` (or of its nearest existing parent).
-fn free_room(path: &std::path::Path) -> anyhow::Result<u64> {
+pub(crate) fn free_room(path: &std::path::Path) -> anyhow::Result<u64> {
     let existing = path
         .ancestors()
         .find(|p| p.exists())

@@ -92,6 +92,8 @@ async fn request_from_a_file_is_sent_and_both_sides_show_it() {
         &["case", "show", &id, "--purpose", "check delivery"],
     ));
     assert!(shown.contains("signature   valid"), "{shown}");
+    // The receipt names its signer as the roster does: by the member.
+    assert!(shown.contains("signed by DE (key "), "{shown}");
 
     let inbox: serde_json::Value =
         serde_json::from_str(&ok(comity(&de, &["inbox", "--json"]))).unwrap();

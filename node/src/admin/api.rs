@@ -101,6 +101,14 @@ pub struct StatusView {
     /// Warnings about the bloc configuration: expiry near or past, forks.
     #[serde(default)]
     pub bloc_alerts: Vec<String>,
+    /// Whether the store took a small synced write just now (false: full disk, read-only
+    /// file system, permissions; nothing new can be saved).
+    #[serde(default = "yes")]
+    pub store_writable: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -247,7 +255,11 @@ pub struct CaseDetail {
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ReceiptView {
+    /// The signing key, hex.
     pub signer: String,
+    /// The member that key belongs (or belonged) to in the bloc configuration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signer_jurisdiction: Option<Jurisdiction>,
     pub signature_valid: bool,
     /// Why the receipt does not verify, if it does not.
     pub problem: Option<String>,
@@ -485,12 +497,14 @@ pub struct ApiError {
 /// Verifies a stored receipt against the executing member's key, for display.
 pub fn receipt_view(
     receipt: &SignedEnvelope,
-    key: Option<&comity_protocol::PublicKey>,
+    key: Option<(&comity_protocol::PublicKey, &Jurisdiction)>,
     key_note: Option<String>,
 ) -> ReceiptView {
     let signer = receipt.signer.to_string();
-    let Some(key) = key else {
+    let signer_jurisdiction = key.map(|(_, j)| j.clone());
+    let Some((key, _)) = key else {
         return ReceiptView {
+            signer_jurisdiction,
             signer,
             signature_valid: false,
             problem: Some(
@@ -507,6 +521,7 @@ pub fn receipt_view(
         .and_then(|k| receipt.open::<Receipt>(&k).map_err(|e| e.to_string()))
     {
         Ok(body) => ReceiptView {
+            signer_jurisdiction,
             signer,
             signature_valid: true,
             problem: None,
@@ -514,6 +529,7 @@ pub fn receipt_view(
             key_note,
         },
         Err(problem) => ReceiptView {
+            signer_jurisdiction,
             signer,
             signature_valid: false,
             problem: Some(problem),

@@ -283,7 +283,7 @@ pub(super) fn detail(state: &AdminState, record: &CaseRecord) -> CaseDetail {
         let note = roster.note(receipt_signer, &r.signer);
         api::receipt_view(
             r,
-            note.map(|_| &r.signer),
+            note.map(|_| (&r.signer, receipt_signer)),
             note.filter(|n| *n != comity_protocol::bloc::KeyNote::Current)
                 .map(|n| n.to_string()),
         )

@@ -3,7 +3,8 @@
 //!
 //! `/health` says the process serves HTTP. `/ready` says the node can do its work: its store
 //! takes a synced write, its network listens, it holds a bloc configuration that has not
-//! expired, and at least one member is connected. Otherwise it answers 503 with the words of
+//! expired, at least one member is connected, and the store's disk has the room a node needs
+//! (`daemon::ROOM_NEEDED`, 64 MiB). Otherwise it answers 503 with the words of
 //! what is missing, e.g. `unready: no-member-connected`.
 
 use std::sync::{Arc, Mutex};
@@ -30,6 +31,11 @@ pub async fn ready(State(state): State<AdminState>) -> (StatusCode, String) {
     let mut missing = Vec::new();
     if !store_writable(&state).await {
         missing.push("store-not-writable");
+    } else if crate::daemon::free_room(state.store.path())
+        .is_ok_and(|free| free < crate::daemon::ROOM_NEEDED)
+    {
+        // Writes still succeed, but a flush or a restart may not: the node needs this much.
+        missing.push("store-disk-nearly-full");
     }
     match state.network.status().await {
         None => missing.push("network-stopped"),
@@ -63,7 +69,8 @@ fn answer(missing: &[&str]) -> (StatusCode, String) {
     }
 }
 
-async fn store_writable(state: &AdminState) -> bool {
+/// Whether the store takes a small synced write (probed at most once a second).
+pub(super) async fn store_writable(state: &AdminState) -> bool {
     let now = Instant::now();
     if let Some((at, ok)) = *state.ready_probe.lock().expect("probe lock")
         && now.duration_since(at) < PROBE_EVERY

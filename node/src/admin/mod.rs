@@ -267,6 +267,7 @@ async fn status(State(state): State<AdminState>) -> Reply<StatusView> {
         ));
     }
     Ok(Json(StatusView {
+        store_writable: health::store_writable(&state).await,
         bloc_version: bloc.version.unwrap_or_default(),
         bloc_hash: bloc.hash,
         bloc_expires_at: bloc.expires_at,

@@ -375,7 +375,7 @@ impl Governance {
                     signers: verified.signers.clone(),
                 },
             );
-            info!(version = v, hash = %verified.hash, signers = ?verified.signers.iter().map(|j| j.to_string()).collect::<Vec<_>>(), %from, "bloc configuration applied");
+            info!(version = v, hash = %verified.hash, signers = %verified.signers.iter().map(|j| j.to_string()).collect::<Vec<_>>().join(","), %from, "bloc configuration applied");
         }
         // Proposals the new head made stale are gone from the chain: drop them here.
         for (key, _) in self

@@ -38,7 +38,7 @@ pub(super) async fn run(cases: Cases) {
             match cases.act(case_id, EventKind::Purged, "retention").await {
                 Ok(record) => {
                     let until = cases.retention_until(&record);
-                    info!(case = %case_id, until = ?until, "retention ended: content destroyed");
+                    info!(case = %case_id, until = until.map(|u| u.to_string()), "retention ended: content destroyed");
                 }
                 Err(e) => {
                     warn!(case = %case_id, error = %e, "retention purge failed; will retry")

@@ -328,6 +328,11 @@ async fn init_node(args: InitArgs) -> anyhow::Result<()> {
         println!("  also written to {} (mode 0600)", path.display());
     }
     println!();
+    println!(
+        "Back up: the keys (node.key, signing.key, sealing.key), the vault (keys/) and the store with `comity backup --out DIR -c {}`; keep master.key offline, apart from backups (docs/operations.md).",
+        done.config_path.display()
+    );
+    println!();
     if args.bloc_anchor.is_some() {
         println!(
             "Next: `comity run -c {}`; once a member's proposal adding this card applies, the node pulls and verifies the bloc's configuration by itself",

@@ -53,6 +53,11 @@ pub fn status(s: &StatusView, as_json: bool) -> anyhow::Result<()> {
         };
         println!("sealing key   {key} ({listed})");
     }
+    if !s.store_writable {
+        println!(
+            "STORE ALERT   the store cannot write: nothing new is saved (free disk space, check the data directory's mount and permissions; see the node's log)"
+        );
+    }
     for alert in &s.audit_alerts {
         println!("AUDIT ALERT   {alert}");
     }
@@ -260,7 +265,13 @@ fn print_custody(c: &CaseDetail) {
         println!("receipt       none yet");
         return;
     };
-    println!("receipt       signed by {}", receipt.signer);
+    match &receipt.signer_jurisdiction {
+        Some(member) => println!("receipt       signed by {member} (key {})", receipt.signer),
+        None => println!(
+            "receipt       signed by key {} (no member's)",
+            receipt.signer
+        ),
+    }
     println!(
         "  signature   {}",
         if receipt.signature_valid {

@@ -447,7 +447,7 @@ impl EventLoop {
                 ..
             } => match error {
                 ListenError::Denied { cause } => warn!(
-                    peer = ?peer_id.map(|p| p.to_string()),
+                    peer = peer_id.map(|p| p.to_string()),
                     remote = %send_back_addr,
                     reason = %cause,
                     "refused connection: peer is not a member of the bloc roster or over the limits"
@@ -458,10 +458,10 @@ impl EventLoop {
             },
             SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => match error {
                 DialError::Denied { cause } => {
-                    warn!(peer = ?peer_id.map(|p| p.to_string()), reason = %cause, "refused outgoing connection")
+                    warn!(peer = peer_id.map(|p| p.to_string()), reason = %cause, "refused outgoing connection")
                 }
                 other => {
-                    debug!(peer = ?peer_id.map(|p| p.to_string()), error = %other, "dial failed")
+                    debug!(peer = peer_id.map(|p| p.to_string()), error = %other, "dial failed")
                 }
             },
             SwarmEvent::Behaviour(event) => self.on_behaviour_event(event),
