@@ -30,8 +30,9 @@ const BATCH_WAIT: Duration = Duration::from_secs(1);
 /// How often records past the limits are deleted.
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
+#[schema(as = ExchangeDirection)]
 pub enum Direction {
     /// A member asked this node.
     In,
@@ -49,7 +50,8 @@ impl Direction {
 }
 
 /// One exchange, as this node saw it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = ExchangeRecord)]
 pub struct Record {
     /// BLAKE3 of the request's bytes (16 bytes, hex): the same at both ends.
     pub id: String,
@@ -397,7 +399,8 @@ fn doomed(
 }
 
 /// Which records to list: since when, with which member, how many at most (the newest).
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, utoipa::ToSchema, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct Query {
     #[serde(default)]
     pub since: Option<Timestamp>,

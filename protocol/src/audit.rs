@@ -12,6 +12,7 @@ use crate::ids::{CaseId, Hash32, Jurisdiction, Timestamp};
 use crate::merkle::{self, ConsistencyProof, InclusionProof};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Checkpoint {
     /// Whose log.
@@ -29,6 +30,7 @@ impl Signable for Checkpoint {
 /// A witness's countersignature of another member's checkpoint, made after checking that the
 /// checkpoint is consistent with the last one the witness had seen of that member.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Cosignature {
     pub log: Jurisdiction,
@@ -44,6 +46,7 @@ impl Signable for Cosignature {
 
 /// What one audit entry records.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "what", rename_all = "kebab-case")]
 pub enum AuditWhat {
     /// A case event stored (ours or a peer's).
@@ -100,6 +103,7 @@ fn is_zero(n: &u64) -> bool {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AuditEntry {
     pub at: Timestamp,
     #[serde(flatten)]
@@ -110,6 +114,7 @@ pub struct AuditEntry {
 /// for anyone with the node's public key to check it. With the other members' cosignatures of
 /// that checkpoint, when it has some: they vouch that the node showed them the same log.
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EntryProof {
     #[serde(with = "crate::bytes::vec")]
     pub entry: Vec<u8>,
@@ -121,6 +126,7 @@ pub struct EntryProof {
 
 /// A consistency proof between two checkpoints, with both signed checkpoints.
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CheckpointConsistency {
     pub proof: ConsistencyProof,
     pub old: SignedEnvelope,

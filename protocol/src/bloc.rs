@@ -44,6 +44,7 @@ pub use chain::{Chain, Offered};
 
 /// One version of the bloc's configuration.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct BlocConfig {
     pub bloc: String,
@@ -66,6 +67,7 @@ impl Signable for BlocConfig {
 
 /// How the bloc governs itself.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Rules {
     /// The share of the current members that must sign the next version.
@@ -96,6 +98,7 @@ impl Default for Rules {
 
 /// A fraction of the members, rounded up: two thirds of five is four... of four is three.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Threshold {
     pub numerator: u32,
@@ -143,6 +146,7 @@ impl Threshold {
 
 /// The bloc-wide settings every member applies alike.
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
     pub deadlines: Deadlines,
@@ -153,6 +157,7 @@ pub struct Settings {
 /// of an accepted one. Defaults from the EU e-Evidence Regulation (2023/1543): ten days, and
 /// eight hours in an emergency.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default, deny_unknown_fields)]
 pub struct Deadlines {
     pub normal_hours: u64,
@@ -195,6 +200,7 @@ impl Deadlines {
 
 /// The bloc's limits on evidence packages: every member seals and accepts packages by them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default, deny_unknown_fields)]
 pub struct EvidenceLimits {
     /// Largest package (all files together), in bytes. Larger ones are refused before any
@@ -239,6 +245,7 @@ impl EvidenceLimits {
 
 /// One member, present or past.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Member {
     pub jurisdiction: Jurisdiction,
@@ -264,6 +271,7 @@ pub struct Member {
 
 /// One signing key in a member's history.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct KeyRecord {
     pub key: PublicKey,
@@ -276,6 +284,7 @@ pub struct KeyRecord {
 
 /// The version (and its issue time) that changed a key.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Change {
     pub version: u64,
@@ -291,6 +300,7 @@ impl KeyRecord {
 /// What a member states about itself, signed by its signing key and its transport key: the
 /// `member.toml` an operator sends to the bloc, and the card in its configuration entry.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct MemberCard {
     pub bloc: String,

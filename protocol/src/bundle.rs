@@ -33,6 +33,7 @@ pub const MAX_PARTS: usize = 1 << 20;
 
 /// A member whose key the bundle relies on, as the exporting node's roster lists it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct BundleMember {
     pub jurisdiction: Jurisdiction,
@@ -47,6 +48,7 @@ pub struct BundleMember {
 
 /// What kind of object a part holds.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum PartKind {
     /// A signed case event (`COSE_Sign1`), in the case log's fold order.
@@ -75,6 +77,7 @@ impl std::fmt::Display for PartKind {
 
 /// One part of the bundle: what it is, and the hash and size of its bytes.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Part {
     pub kind: PartKind,
@@ -84,6 +87,7 @@ pub struct Part {
 
 /// The signed first item of a bundle.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct BundleHeader {
     pub case_id: CaseId,
@@ -144,6 +148,7 @@ pub fn part_len(head: &[u8]) -> Option<(u64, usize)> {
 
 /// One check and its outcome.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Check {
     pub what: String,
     pub ok: bool,
@@ -154,6 +159,7 @@ pub struct Check {
 
 /// One step of the case, without content.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Step {
     pub at: Timestamp,
     pub author: Jurisdiction,
@@ -166,6 +172,7 @@ pub struct Step {
 
 /// What a verification found.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BundleReport {
     pub case_id: Option<CaseId>,
     pub exported_by: Option<Jurisdiction>,

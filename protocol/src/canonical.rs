@@ -372,6 +372,7 @@ mod tests {
     #[test]
     fn names_as_bytes_or_indexes_and_tags_are_second_encodings_and_refused() {
         #[derive(Debug, PartialEq, Serialize, serde::Deserialize)]
+        #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
         struct Named {
             a: u8,
         }
@@ -390,6 +391,7 @@ mod tests {
         // A struct variant as an array of its fields: canonical CBOR (an array), read by serde
         // as the variant (fuzzing found it); only encoding the value again tells.
         #[derive(Debug, PartialEq, Serialize, serde::Deserialize)]
+        #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
         #[serde(rename_all = "kebab-case")]
         enum Asked {
             Bloc { have: u64 },

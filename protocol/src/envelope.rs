@@ -394,6 +394,7 @@ impl<'de> Deserialize<'de> for SignedEnvelope {
 }
 
 #[derive(Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 struct JsonView {
     content_type: String,

@@ -50,6 +50,7 @@ pub const MAX_EVIDENCE_RESPONSE: usize = MAX_CHUNK_BYTES as usize * 2;
 /// A member's published X25519 sealing key (in the bloc roster): evidence for that member is
 /// sealed to it. A byte string on the wire, lowercase hex in text.
 #[derive(Copy, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(transparent)]
 pub struct SealingKey(#[serde(with = "crate::bytes::fixed")] pub [u8; 32]);
 
@@ -67,6 +68,7 @@ impl std::fmt::Debug for SealingKey {
 
 /// One file of a package, as the officer who opens it sees it. Travels sealed.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct FileEntry {
     pub name: String,
@@ -78,6 +80,7 @@ pub struct FileEntry {
 
 /// The signed description of a package (`comity/evidence-manifest/v1`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct EvidenceManifest {
     pub case_id: CaseId,
@@ -448,6 +451,7 @@ fn open_records(
 
 /// A request of the evidence protocol, from the requesting side to the executing side.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum EvidenceRequest {
     /// The signed manifest of the case's package.
@@ -462,6 +466,7 @@ pub enum EvidenceRequest {
 
 /// The answer to an [`EvidenceRequest`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum EvidenceResponse {
     Manifest(SignedEnvelope),

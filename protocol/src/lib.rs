@@ -18,6 +18,8 @@ pub mod examples;
 pub mod ids;
 pub mod merkle;
 pub mod messages;
+#[cfg(feature = "openapi")]
+mod openapi;
 pub mod policy;
 pub mod report;
 pub mod request;

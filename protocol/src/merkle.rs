@@ -335,6 +335,7 @@ fn to_arrays(path: &[Hash32]) -> Vec<[u8; 32]> {
 
 /// An inclusion proof with the sizes it is for, to send or store.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct InclusionProof {
     pub index: u64,
     pub tree_size: u64,
@@ -366,6 +367,7 @@ impl InclusionProof {
 
 /// A consistency proof with the sizes it is for, to send or store.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ConsistencyProof {
     pub old_size: u64,
     pub new_size: u64,
@@ -400,6 +402,7 @@ impl ConsistencyProof {
 /// appending leaves and computing the root need, so that a growing log's root costs
 /// O(log n) per leaf instead of a pass over every leaf.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Frontier {
     size: u64,
     peaks: Vec<[u8; 32]>,

@@ -105,6 +105,7 @@ pub struct EventsPage {
 /// hash `body_hash` at time `received_at`. The requester keeps it as proof of delivery that
 /// it can show to a third party.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Receipt {
     pub message_id: MessageId,
@@ -241,6 +242,7 @@ pub struct Receipted {
 /// Why a node refused a message at the door. Refusals on the merits (the request is lawful
 /// but declined) are case events, not rejections.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Rejection {
     pub code: RejectCode,
@@ -251,6 +253,7 @@ pub struct Rejection {
 
 /// Machine-readable reason for a [`Rejection`].
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum RejectCode {
     /// The frame could not be decoded.

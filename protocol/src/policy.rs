@@ -13,6 +13,7 @@ use crate::request::{AssistanceRequest, DataCategory, Instrument};
 
 /// An agreement with one partner: which instruments, which data, until when (sunset).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Agreement {
     pub partner: Jurisdiction,
     pub instruments: Vec<Instrument>,
@@ -22,12 +23,14 @@ pub struct Agreement {
 
 /// Offences that carry the death penalty in a requesting state: assistance is refused.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DeathPenalty {
     pub state: Jurisdiction,
     pub offences: Vec<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Minimisation {
     /// Longest time window a request may cover, in days.
     pub max_window_days: Option<u32>,
@@ -39,6 +42,7 @@ pub struct Minimisation {
 
 /// A node's policy.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Policy {
     pub agreements: Vec<Agreement>,
     /// Offence categories refused outright (e.g. political offences).
@@ -53,6 +57,7 @@ pub struct Policy {
 
 /// One rule's verdict on one request.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RuleResult {
     /// A stable code, e.g. `agreement.expired`.
     pub rule: String,
@@ -63,6 +68,7 @@ pub struct RuleResult {
 
 /// The check of one request: the overall outcome and every rule that fired.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PolicyCheck {
     pub outcome: PolicyOutcome,
     pub rules: Vec<RuleResult>,
@@ -274,6 +280,7 @@ impl Policy {
 /// A member's signed statement of what it accepts (its whole policy), for requesters to
 /// pre-check their drafts against.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PolicySummary {
     pub issuer: Jurisdiction,

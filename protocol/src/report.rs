@@ -10,6 +10,7 @@ use crate::ids::{Jurisdiction, Timestamp};
 
 /// A reporting period: a year (`2026`), a quarter (`2026-Q3`) or a month (`2026-11`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Period {
     pub name: String,
     pub from: Timestamp,
@@ -59,12 +60,14 @@ impl std::str::FromStr for Period {
 
 /// Counts of requests, by side.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Counts {
     pub sent: u64,
     pub received: u64,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Report {
     pub jurisdiction: String,
     pub period: Option<Period>,
@@ -89,6 +92,7 @@ pub struct Report {
 
 /// A member's report for a period, signed and published to the bloc.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PublishedReport {
     pub issuer: Jurisdiction,

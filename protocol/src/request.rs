@@ -18,6 +18,7 @@ pub use crate::selector::Selector;
 /// Deserializing checks only the shape; call [`AssistanceRequest::validate`] to check the
 /// rules and get every problem at once.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct AssistanceRequest {
     pub requesting: Jurisdiction,
@@ -62,6 +63,7 @@ impl AssistanceRequest {
 
 /// An authority acting in a request: who issued or validated it, and how to reach them.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Authority {
     pub name: String,
@@ -73,6 +75,7 @@ pub struct Authority {
 
 /// The offence under investigation.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Offence {
     /// Category code from the bloc's list, lower-case kebab case: `fraud`, `cybercrime`.
@@ -86,6 +89,7 @@ pub struct Offence {
 
 /// The period the requested data relates to; `from` is inclusive, `to` exclusive.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct TimeWindow {
     pub from: Timestamp,
@@ -94,6 +98,7 @@ pub struct TimeWindow {
 
 /// Whether the person concerned may be told about the request.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Confidentiality {
     pub delay_user_notification: bool,
@@ -116,6 +121,7 @@ macro_rules! coded_enum {
     ($(#[$doc:meta])* $name:ident, $what:literal { $($(#[$vdoc:meta])* $variant:ident = $code:literal,)+ }) => {
         $(#[$doc])*
         #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
         pub enum $name {
             $($(#[$vdoc])* #[serde(rename = $code)] $variant,)+
         }

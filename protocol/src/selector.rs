@@ -18,6 +18,7 @@ use thiserror::Error;
 
 /// A typed identifier of the data subject or of the data sought.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(
     tag = "type",
     content = "value",
@@ -34,6 +35,7 @@ pub enum Selector {
     /// is often needed too behind carrier-grade NAT.
     Ip {
         #[serde(with = "ip_as_text")]
+        #[cfg_attr(feature = "openapi", schema(value_type = String, example = "203.0.113.7"))]
         address: IpAddr,
         port: Option<u16>,
         at: Timestamp,

@@ -15,6 +15,7 @@ use std::fmt;
 
 /// One problem with one field.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FieldProblem {
     /// Path of the field, e.g. `selectors[2]`, `issuing_authority.contact`, `time_window.to`.
     pub field: String,
@@ -30,6 +31,7 @@ impl fmt::Display for FieldProblem {
 
 /// Every problem found in a request; never empty when returned as an error.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[error("{}", self.0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
 pub struct ValidationErrors(pub Vec<FieldProblem>);
 

@@ -91,8 +91,14 @@ async fn health_and_readiness_answer_without_a_token_and_follow_the_links() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
-    // The API itself still wants a token.
+    // The API itself still wants a token; its description does not, and is the one checked in.
     assert_eq!(get(&format!("{fr}/v1/status")).await.0, 401);
+    let (status, served) = get(&format!("{fr}/v1/openapi.json")).await;
+    assert_eq!(status, 200);
+    let checked_in =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/openapi.json"))
+            .unwrap();
+    assert_eq!(served, checked_in, "the node serves another description");
 
     // The log, written to a file, is plain text.
     let log = bloc.log("FR");

@@ -10,7 +10,7 @@ use crate::store::{Batch, Cf, Store, StoreError};
 /// Longest purpose an officer may state.
 pub const MAX_PURPOSE: usize = 500;
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AccessRecord {
     pub at: Timestamp,
     pub officer: String,

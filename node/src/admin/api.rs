@@ -15,7 +15,7 @@ pub const API_PREFIX: &str = "/v1";
 
 /// Which side of a case this node is on, as the API shows it (the stored record has its own
 /// type: the two may change apart).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum CaseRole {
     /// This node drafted and sent the request.
@@ -43,7 +43,7 @@ impl std::fmt::Display for CaseRole {
 }
 
 /// `POST /v1/cases/{id}/evidence`: the files of a package, announced before their bytes.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct NewEvidence {
     pub files: Vec<crate::evidence::UploadFile>,
     #[serde(default)]
@@ -54,7 +54,7 @@ pub struct NewEvidence {
 pub type EvidenceUpload = crate::evidence::UploadTicket;
 
 /// A sealed package and the fulfilment that names it.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FulfilledView {
     pub case: CaseDetail,
     pub root: comity_protocol::Hash32,
@@ -65,7 +65,7 @@ pub struct FulfilledView {
     pub seal_ms: u64,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StatusView {
     pub jurisdiction: Jurisdiction,
     pub bloc: String,
@@ -111,7 +111,7 @@ fn yes() -> bool {
     true
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PeerView {
     pub jurisdiction: Jurisdiction,
     pub name: String,
@@ -145,7 +145,7 @@ pub struct PeerView {
 }
 
 /// One member's rate budget and what it sent beyond it, per door.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RateUsage {
     pub exchange_per_s: u32,
     pub evidence_per_s: u32,
@@ -155,40 +155,44 @@ pub struct RateUsage {
     pub gossip_over: u64,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct NewRequest {
     pub request: AssistanceRequest,
 }
 
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SendCase {
     #[serde(default)]
     pub wait_ms: Option<u64>,
 }
 
 /// The purpose an officer states to read case content (`?purpose=`).
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, utoipa::ToSchema, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PurposeQuery {
     #[serde(default)]
     pub purpose: Option<String>,
 }
 
 /// `GET /v1/reports/transparency?period=2026-Q3`.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, utoipa::ToSchema, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ReportQuery {
     #[serde(default)]
     pub period: Option<String>,
 }
 
 /// `GET /v1/access-log?case=`.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, utoipa::ToSchema, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct AccessQuery {
     #[serde(default)]
     pub case: Option<String>,
 }
 
 /// Filters of `GET /v1/cases`.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, utoipa::ToSchema, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct CaseFilter {
     /// Lifecycle state code (`draft`, `submitted`, `delivered`, `accepted`, …).
     #[serde(default)]
@@ -198,7 +202,7 @@ pub struct CaseFilter {
     pub overdue: bool,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CaseSummary {
     pub case_id: CaseId,
     pub role: CaseRole,
@@ -226,7 +230,7 @@ pub struct CaseSummary {
     pub heads: Vec<EventId>,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CaseDetail {
     #[serde(flatten)]
     pub summary: CaseSummary,
@@ -253,7 +257,7 @@ pub struct CaseDetail {
     pub evidence_received_at: Option<Timestamp>,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ReceiptView {
     /// The signing key, hex.
     pub signer: String,
@@ -272,7 +276,7 @@ pub struct ReceiptView {
 
 /// A case's signed log, in fold order. Every event shown was verified against its author's
 /// roster key when it was stored and again when the log was read.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LogView {
     pub case_id: CaseId,
     pub state: Option<String>,
@@ -287,7 +291,7 @@ pub struct LogView {
 }
 
 /// An officer's step in a case (`POST /v1/cases/{id}/act`).
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "action", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum Action {
     /// Executing side: accept, accept in part, or refuse with reasons.
@@ -372,21 +376,21 @@ impl Action {
     }
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct NewOfficer {
     pub name: String,
     pub role: OfficerRole,
 }
 
 /// A new officer and its token: shown this once, stored only hashed.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct NewOfficerToken {
     pub officer: Officer,
     pub token: String,
 }
 
 /// The delivery of a request, as the API shows it (requesting side).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DeliveryView {
     pub attempts: u32,
     pub queued_at: Option<Timestamp>,
@@ -413,7 +417,7 @@ impl From<&crate::cases::record::Delivery> for DeliveryView {
 }
 
 /// `GET /v1/refusals`: a message or event refused from a peer, never applied.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RefusalView {
     pub at: Timestamp,
     pub peer: String,
@@ -425,7 +429,7 @@ pub struct RefusalView {
 
 /// `GET /v1/equivocations`: two different events a member signed as the same number of its
 /// own in one case, both signed envelopes kept as evidence.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct EquivocationView {
     pub at: Timestamp,
     /// The member that sent the second one.
@@ -476,7 +480,7 @@ impl From<crate::cases::record::Refusal> for RefusalView {
 
 /// `POST /v1/faults` (testnets only): the faults to put in force on the link to a member
 /// (`{"member": "DE", "link": {"cut": true}}`; a link with no fault named is restored).
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FaultRequest {
     pub member: Jurisdiction,
@@ -486,7 +490,7 @@ pub struct FaultRequest {
 
 /// Every error the API returns: a machine code, a reason a person can act on, and for invalid
 /// requests every field-level problem.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ApiError {
     pub error: String,
     pub reason: String,

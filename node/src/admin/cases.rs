@@ -12,6 +12,7 @@ use super::api::{
     Action, CaseDetail, CaseFilter, CaseSummary, LogView, NewRequest, PurposeQuery, SendCase,
 };
 use super::officers::{Officer, Role};
+use super::openapi::Errors;
 use super::{
     AdminState, CONTENT_READERS, Failure, MAX_WAIT, READERS, Reply, access, allow, api, failure,
 };
@@ -23,6 +24,14 @@ pub(super) fn wait(ms: Option<u64>) -> Option<Duration> {
     ms.map(|ms| Duration::from_millis(ms).min(MAX_WAIT))
 }
 
+/// Drafts an assistance request; it is checked in full (every problem listed) and waits for a second officer's approval (requesters).
+#[utoipa::path(
+    post,
+    path = "/requests",
+    tag = "cases",
+    request_body = NewRequest,
+    responses((status = 201, description = "The draft was made; another officer approves it before it is sent (requesters)", body = CaseDetail), Errors)
+)]
 pub(super) async fn create_request(
     Extension(officer): Extension<Officer>,
     State(state): State<AdminState>,
@@ -38,6 +47,15 @@ pub(super) async fn create_request(
     Ok((StatusCode::CREATED, Json(detail(&state, &record))))
 }
 
+/// Sends an approved request to the executing member, optionally waiting for its signed receipt (`wait_ms`, at most 60 s) (requesters).
+#[utoipa::path(
+    post,
+    path = "/cases/{id}/send",
+    tag = "cases",
+    params(("id" = String, Path, description = "The case id (a ULID)")),
+    request_body = Option<SendCase>,
+    responses((status = 200, description = "The approved request is sent, and the member's receipt waited for up to wait_ms (requesters)", body = CaseDetail), Errors)
+)]
 pub(super) async fn send_case(
     Extension(officer): Extension<Officer>,
     State(state): State<AdminState>,
@@ -57,6 +75,14 @@ pub(super) async fn send_case(
     Ok(Json(detail(&state, &record)))
 }
 
+/// Cases this node is party to, newest first, without content; filter by state or overdue.
+#[utoipa::path(
+    get,
+    path = "/cases",
+    tag = "cases",
+    params(CaseFilter),
+    responses((status = 200, description = "Cases, newest first, without content", body = Vec<CaseSummary>), Errors)
+)]
 pub(super) async fn list_cases(
     Extension(officer): Extension<Officer>,
     State(state): State<AdminState>,
@@ -75,6 +101,13 @@ pub(super) async fn list_cases(
     Ok(Json(cases))
 }
 
+/// Requests received from other members, without content.
+#[utoipa::path(
+    get,
+    path = "/inbox",
+    tag = "cases",
+    responses((status = 200, description = "Requests received from other members, without content", body = Vec<CaseSummary>), Errors)
+)]
 pub(super) async fn inbox(
     Extension(officer): Extension<Officer>,
     State(state): State<AdminState>,
@@ -92,6 +125,14 @@ pub(super) async fn inbox(
     ))
 }
 
+/// The case's signed log in fold order, every event verified against its author's key.
+#[utoipa::path(
+    get,
+    path = "/cases/{id}/log",
+    tag = "cases",
+    params(("id" = String, Path, description = "The case id (a ULID)"), PurposeQuery),
+    responses((status = 200, description = "The case's signed log, verified (content needs a stated purpose)", body = LogView), Errors)
+)]
 pub(super) async fn case_log(
     Extension(officer): Extension<Officer>,
     State(state): State<AdminState>,
@@ -130,6 +171,13 @@ pub(super) async fn case_log(
 }
 
 /// A draft checked against the executing member's published policy.
+#[utoipa::path(
+    get,
+    path = "/cases/{id}/precheck",
+    tag = "cases",
+    params(("id" = String, Path, description = "The case id (a ULID)")),
+    responses((status = 200, description = "The draft checked against the executing member's published policy (none when it publishes none)", body = Option<crate::cases::Precheck>), Errors)
+)]
 pub(super) async fn precheck(
     Extension(officer): Extension<Officer>,
     State(state): State<AdminState>,
@@ -142,6 +190,13 @@ pub(super) async fn precheck(
 
 /// Four-eyes approval: of a draft (requesting side) or of a disclosure (executing side).
 /// Only officers who hold the `approver` role approve; an admin does not stand in for one.
+#[utoipa::path(
+    post,
+    path = "/cases/{id}/approve",
+    tag = "cases",
+    params(("id" = String, Path, description = "The case id (a ULID)")),
+    responses((status = 200, description = "The draft is approved by a second officer (approvers)", body = CaseDetail), Errors)
+)]
 pub(super) async fn approve(
     Extension(officer): Extension<Officer>,
     State(state): State<AdminState>,
@@ -163,6 +218,15 @@ pub(super) async fn approve(
     Ok(Json(detail(&state, &record)))
 }
 
+/// An officer's step in a case (decide, ask or answer a clarification, fulfil, acknowledge, preserve, withdraw, close, purge), signed into its log; the roles allowed depend on the step.
+#[utoipa::path(
+    post,
+    path = "/cases/{id}/act",
+    tag = "cases",
+    params(("id" = String, Path, description = "The case id (a ULID)")),
+    request_body = Action,
+    responses((status = 200, description = "The step was taken and signed into the case log", body = CaseDetail), Errors)
+)]
 pub(super) async fn act(
     Extension(officer): Extension<Officer>,
     State(state): State<AdminState>,
@@ -184,6 +248,14 @@ pub(super) async fn act(
     Ok(Json(detail(&state, &record)))
 }
 
+/// One case: its summary, delivery, receipt and decision; with `?purpose=`, its content, the read recorded in the access log.
+#[utoipa::path(
+    get,
+    path = "/cases/{id}",
+    tag = "cases",
+    params(("id" = String, Path, description = "The case id (a ULID)"), PurposeQuery),
+    responses((status = 200, description = "One case; with ?purpose= its content, the read recorded in the access log", body = CaseDetail), Errors)
+)]
 pub(super) async fn show_case(
     Extension(officer): Extension<Officer>,
     State(state): State<AdminState>,
@@ -307,6 +379,13 @@ pub(super) fn detail(state: &AdminState, record: &CaseRecord) -> CaseDetail {
 
 /// `POST /v1/cases/{id}/retry`: the case's messages its member never acknowledged in time are
 /// sent again (an officer of either side).
+#[utoipa::path(
+    post,
+    path = "/cases/{id}/retry",
+    tag = "cases",
+    params(("id" = String, Path, description = "The case id (a ULID)")),
+    responses((status = 200, description = "The case's given-up messages are sent again", body = CaseDetail), Errors)
+)]
 pub(super) async fn retry(
     Extension(officer): Extension<Officer>,
     State(state): State<AdminState>,

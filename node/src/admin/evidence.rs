@@ -12,6 +12,7 @@ use futures::StreamExt;
 use super::api::{EvidenceUpload, FulfilledView, NewEvidence, PurposeQuery};
 use super::cases::{detail, parse_case, record_access, stated_purpose};
 use super::officers::{Officer, Role};
+use super::openapi::Errors;
 use super::{AdminState, CONTENT_READERS, Failure, READERS, Reply, allow, failure, faults_enabled};
 use crate::evidence::{EvidenceError, EvidenceFaults, EvidenceStatus, PackageIndex};
 
@@ -41,6 +42,15 @@ impl From<EvidenceError> for Failure {
 }
 
 /// `POST /v1/cases/{id}/evidence`: announces a package; everything refusable is refused here.
+#[utoipa::path(
+    post,
+    operation_id = "evidence_announce",
+    path = "/cases/{id}/evidence",
+    tag = "evidence",
+    params(("id" = String, Path, description = "The case id (a ULID)")),
+    request_body = NewEvidence,
+    responses((status = 200, description = "The package is announced; upload its files next (reviewers)", body = EvidenceUpload), Errors)
+)]
 pub(super) async fn announce(
     Extension(officer): Extension<Officer>,
     State(state): State<AdminState>,
@@ -58,6 +68,15 @@ pub(super) async fn announce(
 }
 
 /// `PUT /v1/evidence/uploads/{upload}`: the announced files' bytes, back to back.
+#[utoipa::path(
+    put,
+    operation_id = "evidence_upload",
+    path = "/evidence/uploads/{upload}",
+    tag = "evidence",
+    params(("upload" = String, Path, description = "The upload id from the announcement")),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "The announced files' bytes, back to back"),
+    responses((status = 200, description = "The package is sealed and the case fulfilled (reviewers)", body = FulfilledView), Errors)
+)]
 pub(super) async fn upload(
     Extension(officer): Extension<Officer>,
     State(state): State<AdminState>,
@@ -80,6 +99,14 @@ pub(super) async fn upload(
 }
 
 /// `GET /v1/cases/{id}/evidence/status`: progress, without content.
+#[utoipa::path(
+    get,
+    operation_id = "evidence_status",
+    path = "/cases/{id}/evidence/status",
+    tag = "evidence",
+    params(("id" = String, Path, description = "The case id (a ULID)")),
+    responses((status = 200, description = "How far the package's transfer is", body = EvidenceStatus), Errors)
+)]
 pub(super) async fn status(
     Extension(officer): Extension<Officer>,
     State(state): State<AdminState>,
@@ -91,6 +118,14 @@ pub(super) async fn status(
 }
 
 /// `GET /v1/cases/{id}/evidence?purpose=…`: the file table of a received package.
+#[utoipa::path(
+    get,
+    operation_id = "evidence_index",
+    path = "/cases/{id}/evidence",
+    tag = "evidence",
+    params(("id" = String, Path, description = "The case id (a ULID)"), PurposeQuery),
+    responses((status = 200, description = "The received package's files (a stated purpose, recorded)", body = PackageIndex), Errors)
+)]
 pub(super) async fn index(
     Extension(officer): Extension<Officer>,
     State(state): State<AdminState>,
@@ -107,6 +142,14 @@ pub(super) async fn index(
 }
 
 /// `GET /v1/cases/{id}/evidence/files/{n}?purpose=…`: one file's bytes, opened as they go.
+#[utoipa::path(
+    get,
+    operation_id = "evidence_file",
+    path = "/cases/{id}/evidence/files/{n}",
+    tag = "evidence",
+    params(("id" = String, Path, description = "The case id (a ULID)"), ("n" = usize, Path, description = "The file's number in the index"), PurposeQuery),
+    responses((status = 200, description = "The file's bytes, opened as they go (a stated purpose, recorded)", content_type = "application/octet-stream", body = Vec<u8>), Errors)
+)]
 pub(super) async fn file(
     Extension(officer): Extension<Officer>,
     State(state): State<AdminState>,
@@ -136,6 +179,14 @@ pub(super) async fn file(
 }
 
 /// Testnets only: makes the sending side serve damaged chunks or manifests, or slowly.
+#[utoipa::path(
+    post,
+    operation_id = "evidence_faults",
+    path = "/faults/evidence",
+    tag = "testnet",
+    request_body = EvidenceFaults,
+    responses((status = 200, description = "The evidence faults in force (testnets, admins)", body = EvidenceFaults), Errors)
+)]
 pub(super) async fn faults(
     Extension(officer): Extension<Officer>,
     State(state): State<AdminState>,

@@ -15,12 +15,14 @@ use tokio::io::AsyncReadExt;
 
 use super::cases::{parse_case, record_access, stated_purpose};
 use super::officers::Officer;
+use super::openapi::Errors;
 use super::{AdminState, CONTENT_READERS, Failure, allow, failure};
 use crate::admin::api::PurposeQuery;
 use crate::audit::AuditError;
 use crate::export::{self, ExportError};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(super) struct ExportQuery {
     #[serde(default)]
     purpose: Option<String>,
@@ -48,6 +50,14 @@ impl From<ExportError> for Failure {
     }
 }
 
+/// The case as a bundle anyone can verify offline: its signed log, the receipts and the audit log's proofs (`?with_evidence=true` adds the package). A stated purpose, recorded.
+#[utoipa::path(
+    get,
+    path = "/cases/{id}/export",
+    tag = "cases",
+    params(("id" = String, Path, description = "The case id (a ULID)"), ExportQuery),
+    responses((status = 200, description = "A bundle anyone can verify offline: the case's signed log, receipts and audit proofs (a stated purpose, recorded)", content_type = "application/cbor", body = Vec<u8>), Errors)
+)]
 pub(super) async fn export(
     Extension(officer): Extension<Officer>,
     State(state): State<AdminState>,

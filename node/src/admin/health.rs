@@ -23,10 +23,30 @@ const PROBE_EVERY: Duration = Duration::from_secs(1);
 /// When the store was last probed, and whether it took the write.
 pub type ReadyProbe = Arc<Mutex<Option<(Instant, bool)>>>;
 
+/// Whether the process serves HTTP (no token needed).
+#[utoipa::path(
+    get,
+    path = "/health",
+    tag = "operations",
+    security(()),
+    responses((status = 200, description = "`alive`", content_type = "text/plain", body = String))
+)]
 pub async fn alive() -> &'static str {
     "alive\n"
 }
 
+/// Whether the node can do its work (no token needed): `ready`, or 503 and the words of what
+/// is missing (docs/operations.md lists them).
+#[utoipa::path(
+    get,
+    path = "/ready",
+    tag = "operations",
+    security(()),
+    responses(
+        (status = 200, description = "`ready`", content_type = "text/plain", body = String),
+        (status = 503, description = "`unready: ` and the words of what is missing, e.g. `no-member-connected`", content_type = "text/plain", body = String),
+    )
+)]
 pub async fn ready(State(state): State<AdminState>) -> (StatusCode, String) {
     let mut missing = Vec::new();
     if !store_writable(&state).await {

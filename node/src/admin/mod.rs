@@ -13,6 +13,7 @@ mod export;
 pub mod health;
 pub mod metrics;
 pub mod officers;
+pub mod openapi;
 pub mod tls;
 
 use std::net::SocketAddr;
@@ -22,15 +23,17 @@ use axum::extract::{Path, Query, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
 use axum::{Extension, Json, Router};
 use tracing::{info, warn};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::cases::{CaseError, Cases};
 use crate::network;
 use crate::store::Store;
 use api::{AccessQuery, ApiError, FaultRequest, NewOfficer, NewOfficerToken, PeerView, StatusView};
 use officers::{Officer, Role};
+use openapi::Errors;
 
 /// Roles that may list cases (no content).
 const READERS: &[Role] = &[
@@ -114,66 +117,85 @@ impl From<CaseError> for Failure {
 
 type Reply<T> = Result<Json<T>, Failure>;
 
+/// Every endpoint of `/v1`, each registered with its OpenAPI description (`routes!` takes
+/// only handlers that carry one): the router and `openapi::document` come from this one list.
+fn v1_routes() -> OpenApiRouter<AdminState> {
+    OpenApiRouter::new()
+        .routes(routes!(status))
+        .routes(routes!(peers))
+        .routes(routes!(cases::create_request))
+        .routes(routes!(cases::list_cases))
+        .routes(routes!(cases::inbox))
+        .routes(routes!(cases::show_case))
+        .routes(routes!(cases::send_case))
+        .routes(routes!(cases::case_log))
+        .routes(routes!(export::export))
+        .routes(routes!(cases::act))
+        .routes(routes!(cases::approve))
+        .routes(routes!(cases::retry))
+        .routes(routes!(cases::precheck))
+        .routes(routes!(evidence::announce, evidence::index))
+        .routes(routes!(evidence::status))
+        .routes(routes!(evidence::file))
+        .routes({
+            // Evidence files may be large: their upload is streamed, without a body limit.
+            let (schemas, paths, method) = routes!(evidence::upload);
+            (
+                schemas,
+                paths,
+                method.layer(axum::extract::DefaultBodyLimit::disable()),
+            )
+        })
+        .routes(routes!(evidence::faults))
+        .routes(routes!(fault))
+        .routes(routes!(advance_clock))
+        .routes(routes!(refusals))
+        .routes(routes!(opmon))
+        .routes(routes!(backup_checkpoint))
+        .routes(routes!(equivocations))
+        .routes(routes!(access_log))
+        .routes(routes!(transparency))
+        .routes(routes!(bloc_reports))
+        .routes(routes!(list_officers, add_officer))
+        .routes(routes!(revoke_officer))
+        .routes(routes!(bloc::status))
+        .routes(routes!(bloc::history))
+        .routes(routes!(bloc::version))
+        .routes(routes!(bloc::proposals, bloc::propose))
+        .routes(routes!(bloc::sign))
+        .routes(routes!(bloc::import))
+}
+
+/// The whole API with its description; `/v1` behind the token check when `state` is given
+/// (the description alone needs no state).
+fn api(state: Option<AdminState>) -> OpenApiRouter<AdminState> {
+    let mut v1 = v1_routes();
+    if let Some(state) = state {
+        v1 = v1.route_layer(middleware::from_fn_with_state(state, authenticate));
+    }
+    // Added after the token check: the description is public.
+    let v1 = v1.routes(routes!(openapi::served));
+    OpenApiRouter::with_openapi(openapi::base())
+        .routes(routes!(health::alive))
+        .routes(routes!(health::ready))
+        .nest(api::API_PREFIX, v1)
+}
+
 pub fn router(state: AdminState) -> Router {
-    let v1 = Router::new()
-        .route("/status", get(status))
-        .route("/peers", get(peers))
-        .route("/requests", post(cases::create_request))
-        .route("/cases", get(cases::list_cases))
-        .route("/inbox", get(cases::inbox))
-        .route("/cases/{id}", get(cases::show_case))
-        .route("/cases/{id}/send", post(cases::send_case))
-        .route("/cases/{id}/log", get(cases::case_log))
-        .route("/cases/{id}/export", get(export::export))
-        .route("/cases/{id}/act", post(cases::act))
-        .route("/cases/{id}/approve", post(cases::approve))
-        .route("/cases/{id}/retry", post(cases::retry))
-        .route("/cases/{id}/precheck", get(cases::precheck))
-        .route(
-            "/cases/{id}/evidence",
-            post(evidence::announce).get(evidence::index),
-        )
-        .route("/cases/{id}/evidence/status", get(evidence::status))
-        .route("/cases/{id}/evidence/files/{n}", get(evidence::file))
-        .route(
-            "/evidence/uploads/{upload}",
-            put(evidence::upload).layer(axum::extract::DefaultBodyLimit::disable()),
-        )
-        .route("/faults/evidence", post(evidence::faults))
-        .route("/faults", post(fault))
-        .route("/faults/clock", post(advance_clock))
-        .route("/refusals", get(refusals))
-        .route("/opmon", get(opmon))
-        .route("/backup/checkpoint", post(backup_checkpoint))
-        .route("/equivocations", get(equivocations))
-        .route("/access-log", get(access_log))
-        .route("/reports/transparency", get(transparency))
-        .route("/reports/bloc", get(bloc_reports))
-        .route("/officers", get(list_officers).post(add_officer))
-        .route("/officers/{name}/revoke", post(revoke_officer))
-        .route("/bloc", get(bloc::status))
-        .route("/bloc/history", get(bloc::history))
-        .route("/bloc/versions/{n}", get(bloc::version))
-        .route("/bloc/proposals", get(bloc::proposals).post(bloc::propose))
-        .route("/bloc/sign", post(bloc::sign))
-        .route("/bloc/import", post(bloc::import))
+    let (router, _) = api(Some(state.clone())).split_for_parts();
+    router
         .method_not_allowed_fallback(|| async {
             failure(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "method-not-allowed",
-                "this endpoint does not take that method; see docs/architecture.md",
+                "this endpoint does not take that method; see /v1/openapi.json",
             )
         })
-        .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
-    Router::new()
-        .route("/health", get(health::alive))
-        .route("/ready", get(health::ready))
-        .nest(api::API_PREFIX, v1)
         .fallback(|| async {
             failure(
                 StatusCode::NOT_FOUND,
                 "not-found",
-                "no such endpoint; see docs/architecture.md",
+                "no such endpoint; see /v1/openapi.json",
             )
         })
         .with_state(state)
@@ -251,6 +273,13 @@ async fn authenticate(State(state): State<AdminState>, request: Request, next: N
     }
 }
 
+/// This node: jurisdiction, PeerId, addresses, members, outbox, audit witnesses, bloc configuration, store and alerts.
+#[utoipa::path(
+    get,
+    path = "/status",
+    tag = "node",
+    responses((status = 200, description = "This node: its jurisdiction, members, outbox, audit witnesses, bloc configuration and alerts", body = StatusView), Errors)
+)]
 async fn status(State(state): State<AdminState>) -> Reply<StatusView> {
     let net = network_status(&state).await?;
     let roster = state.cases.roster();
@@ -366,11 +395,25 @@ fn peer_views(state: &AdminState, net: &network::NetworkStatus) -> Vec<PeerView>
         .collect()
 }
 
+/// The bloc's members: connected or not, replication lag, configuration agreement and budgets.
+#[utoipa::path(
+    get,
+    path = "/peers",
+    tag = "node",
+    responses((status = 200, description = "Each member: connected or not, replication lag, budgets", body = Vec<PeerView>), Errors)
+)]
 async fn peers(State(state): State<AdminState>) -> Reply<Vec<PeerView>> {
     let net = network_status(&state).await?;
     Ok(Json(peer_views(&state, &net)))
 }
 
+/// Members that signed two different events as the same number, with both events kept as evidence (auditors).
+#[utoipa::path(
+    get,
+    path = "/equivocations",
+    tag = "audit",
+    responses((status = 200, description = "Members that signed two different events as one number (auditors)", body = Vec<api::EquivocationView>), Errors)
+)]
 async fn equivocations(
     Extension(officer): Extension<Officer>,
     State(state): State<AdminState>,
@@ -387,14 +430,22 @@ async fn equivocations(
 }
 
 /// Where the running node writes a checkpoint of its store, for `comity backup`.
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct CheckpointRequest {
     /// A directory on the node's host that does not exist yet (its parent must).
+    #[schema(value_type = String)]
     pub dir: std::path::PathBuf,
 }
 
 /// A consistent copy of the store, taken while the node runs (admins): RocksDB hard-links
 /// the table files and copies the rest into `dir`.
+#[utoipa::path(
+    post,
+    path = "/backup/checkpoint",
+    tag = "operations",
+    request_body = CheckpointRequest,
+    responses((status = 200, description = "The checkpoint was written (admins)", body = CheckpointRequest), Errors)
+)]
 async fn backup_checkpoint(
     Extension(officer): Extension<Officer>,
     State(state): State<AdminState>,
@@ -423,6 +474,13 @@ async fn backup_checkpoint(
 
 /// The record of every exchange (operational monitoring): no content, so auditors and the
 /// node's administrators may read it.
+#[utoipa::path(
+    get,
+    path = "/opmon",
+    tag = "operations",
+    params(crate::opmon::Query),
+    responses((status = 200, description = "Exchange records, oldest first (auditors, admins)", body = Vec<crate::opmon::Record>), Errors)
+)]
 async fn opmon(
     Extension(officer): Extension<Officer>,
     State(state): State<AdminState>,
@@ -437,6 +495,13 @@ async fn opmon(
     Ok(Json(records))
 }
 
+/// Messages and events refused from members, per member and code, with the reason (auditors).
+#[utoipa::path(
+    get,
+    path = "/refusals",
+    tag = "audit",
+    responses((status = 200, description = "Messages refused from members, with the reason (auditors)", body = Vec<api::RefusalView>), Errors)
+)]
 async fn refusals(
     Extension(officer): Extension<Officer>,
     State(state): State<AdminState>,
@@ -453,6 +518,13 @@ async fn refusals(
 }
 
 /// Testnets only: moves the node's clock forward, to reach deadlines and retention.
+#[utoipa::path(
+    post,
+    path = "/faults/clock",
+    tag = "testnet",
+    request_body = Object,
+    responses((status = 200, description = "The clock moved (testnets with [testing] faults, admins)", body = Object), Errors)
+)]
 async fn advance_clock(
     Extension(officer): Extension<Officer>,
     State(state): State<AdminState>,
@@ -474,6 +546,14 @@ async fn advance_clock(
     Ok(Json(serde_json::json!({ "now": state.cases.now() })))
 }
 
+/// Cuts, slows or damages the link to a member (testnets with `[testing] faults`; admins).
+#[utoipa::path(
+    post,
+    path = "/faults",
+    tag = "testnet",
+    request_body = FaultRequest,
+    responses((status = 200, description = "The link fault is in force (testnets with [testing] faults, admins)", body = Object), Errors)
+)]
 async fn fault(
     Extension(officer): Extension<Officer>,
     State(state): State<AdminState>,
@@ -504,6 +584,13 @@ async fn fault(
 }
 
 /// Aggregate statistics of a period, without personal data (auditors).
+#[utoipa::path(
+    get,
+    path = "/reports/transparency",
+    tag = "reports",
+    params(api::ReportQuery),
+    responses((status = 200, description = "This node's transparency report for a period (auditors)", body = crate::report::Report), Errors)
+)]
 async fn transparency(
     Extension(officer): Extension<Officer>,
     State(state): State<AdminState>,
@@ -525,6 +612,13 @@ async fn transparency(
 
 /// The signed transparency reports the bloc's members published for a period (ours included),
 /// one per member, each verified against the roster when it arrived (auditors).
+#[utoipa::path(
+    get,
+    path = "/reports/bloc",
+    tag = "reports",
+    params(api::ReportQuery),
+    responses((status = 200, description = "The members' published reports for a period (auditors)", body = Vec<crate::report::Report>), Errors)
+)]
 async fn bloc_reports(
     Extension(officer): Extension<Officer>,
     State(state): State<AdminState>,
@@ -544,6 +638,14 @@ async fn bloc_reports(
     Ok(Json(crate::report::collected(&state.store, &period.name)))
 }
 
+/// Every read of case content: officer, time, case, stated purpose (auditors).
+#[utoipa::path(
+    get,
+    path = "/access-log",
+    tag = "audit",
+    params(AccessQuery),
+    responses((status = 200, description = "Every read of case content (auditors)", body = Vec<access::AccessRecord>), Errors)
+)]
 async fn access_log(
     Extension(officer): Extension<Officer>,
     State(state): State<AdminState>,
@@ -589,6 +691,13 @@ fn allow(officer: &Officer, roles: &[Role]) -> Result<(), Failure> {
     })
 }
 
+/// The officers, their roles and whether their tokens are revoked (admins).
+#[utoipa::path(
+    get,
+    path = "/officers",
+    tag = "officers",
+    responses((status = 200, description = "The officers and their roles (admins)", body = Vec<Officer>), Errors)
+)]
 async fn list_officers(
     Extension(officer): Extension<Officer>,
     State(state): State<AdminState>,
@@ -597,6 +706,14 @@ async fn list_officers(
     Ok(Json(officers::list(&state.store).map_err(officer_failure)?))
 }
 
+/// Adds an officer with one role; the answer holds its token, shown once (admins).
+#[utoipa::path(
+    post,
+    path = "/officers",
+    tag = "officers",
+    request_body = NewOfficer,
+    responses((status = 201, description = "The officer was added; its token is shown once (admins)", body = NewOfficerToken), Errors)
+)]
 async fn add_officer(
     Extension(officer): Extension<Officer>,
     State(state): State<AdminState>,
@@ -618,6 +735,14 @@ async fn add_officer(
     ))
 }
 
+/// Revokes an officer's token (admins).
+#[utoipa::path(
+    post,
+    path = "/officers/{name}/revoke",
+    tag = "officers",
+    params(("name" = String, Path, description = "The officer's name")),
+    responses((status = 200, description = "The officer's token no longer works (admins)", body = Officer), Errors)
+)]
 async fn revoke_officer(
     Extension(officer): Extension<Officer>,
     State(state): State<AdminState>,

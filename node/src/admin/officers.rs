@@ -23,6 +23,7 @@ use comity_protocol::Timestamp;
     Serialize,
     Deserialize,
     clap::ValueEnum,
+    utoipa::ToSchema,
 )]
 #[serde(rename_all = "kebab-case")]
 pub enum Role {
@@ -69,7 +70,7 @@ impl std::fmt::Display for Role {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Officer {
     pub name: String,
     pub role: Role,

@@ -72,7 +72,7 @@ pub struct GovernanceSettings {
 }
 
 /// What a member's pull answer said of its chain, for `comity peers`.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct PeerHead {
     pub version: u64,
     pub hash: Hash32,

@@ -68,7 +68,7 @@ impl Governance {
     }
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct KeyView {
     pub key: comity_protocol::PublicKey,
     pub introduced: u64,
@@ -76,7 +76,7 @@ pub struct KeyView {
     pub revoked: Option<u64>,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct MemberView {
     pub jurisdiction: Jurisdiction,
     pub name: String,
@@ -89,7 +89,7 @@ pub struct MemberView {
     pub head: Option<PeerHead>,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct BlocStatus {
     pub bloc: String,
     pub anchor: Hash32,
@@ -109,7 +109,7 @@ pub struct BlocStatus {
 }
 
 /// One version as `comity bloc history` and `show` give it.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct VersionView {
     pub version: u64,
     pub hash: Hash32,

@@ -312,7 +312,7 @@ impl Governance {
 }
 
 /// What `comity bloc propose` asks for.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProposeRequest {
     /// `member.toml` texts of members to add.
@@ -335,7 +335,7 @@ pub struct ProposeRequest {
     pub renew: bool,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ProposalView {
     pub version: u64,
     pub hash: Hash32,

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use super::{CaseError, Cases};
 
 /// The result of pre-checking a draft against a member's published summary.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Precheck {
     pub issuer: Jurisdiction,
     /// When the member signed the summary the check used.

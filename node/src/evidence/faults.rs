@@ -10,7 +10,7 @@ use comity_protocol::to_canonical_cbor;
 use super::serve::Answer;
 
 /// Testnets only: what the sending side does wrong on purpose.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct EvidenceFaults {
     /// Flip a byte of this chunk when serving it.

@@ -18,7 +18,7 @@ use crate::cases::record::Role;
 const STREAM_QUEUE: usize = 4;
 
 /// The contents of a received package, as an officer sees them.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PackageIndex {
     pub case_id: CaseId,
     pub root: Hash32,

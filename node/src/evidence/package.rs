@@ -25,7 +25,7 @@ const MAX_UPLOADS: usize = 8;
 const SEAL_QUEUE: usize = 4;
 
 /// One file an officer announces before sending its bytes.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct UploadFile {
     pub name: String,
     pub size: u64,
@@ -43,7 +43,7 @@ pub struct Upload {
 }
 
 /// What an officer is told when an upload is announced.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct UploadTicket {
     pub upload: String,
     pub total_bytes: u64,

@@ -8,7 +8,8 @@ use crate::cases::record::encode;
 use crate::store::{Batch, Cf};
 
 /// Which way a package goes on this node.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = TransferDirection)]
 #[serde(rename_all = "kebab-case")]
 pub enum Direction {
     /// Sealed here, served to the requesting member.
@@ -18,7 +19,7 @@ pub enum Direction {
 }
 
 /// Where a package stands on this node.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum PackageState {
     /// Incoming: the fulfilment named it; the manifest is not fetched yet.
@@ -60,7 +61,7 @@ pub struct PackageRecord {
 }
 
 /// What `comity evidence status` shows.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct EvidenceStatus {
     pub case_id: CaseId,
     pub direction: Direction,

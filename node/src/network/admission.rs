@@ -38,7 +38,9 @@ impl Door {
 
 /// Messages per second a member may send through each door; a member may also send up to
 /// two seconds' worth at once (a burst after a partition or a restart).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
 pub struct Rates {
     pub exchange: u32,
     pub evidence: u32,

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use super::RequestError;
 
 /// What fault injection does to the link with one member. The default is a healthy link.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LinkFault {
     /// Connections are closed and refused, in both directions.

@@ -19,6 +19,7 @@ pub type EventId = Hash32;
 
 /// One change to a case, as signed by the jurisdiction that made it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CaseEvent {
     pub case_id: CaseId,
@@ -45,6 +46,7 @@ impl Signable for CaseEvent {
 /// submission: the officer who drafted the request and the other officer who approved it
 /// (named as their node knows them), and when.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Approval {
     pub drafted_by: String,
@@ -68,6 +70,7 @@ impl Approval {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub enum EventKind {
     /// The genesis: the requester's request. Seq 1, no links, `request.requesting == author`.
@@ -127,6 +130,7 @@ pub enum EventKind {
 
 /// The automatic policy check's verdict.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum PolicyOutcome {
     Passed,
@@ -138,6 +142,7 @@ pub enum PolicyOutcome {
 
 /// The executing side's decision on a request.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub enum Decision {
     Accept,
@@ -153,6 +158,7 @@ pub enum Decision {
 
 /// Which party may author a kind of event.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum Side {
     Requester,

@@ -11,6 +11,7 @@ use std::fmt;
 
 /// Where a case stands in its lifecycle.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum CaseState {
     Submitted,
@@ -56,6 +57,7 @@ impl fmt::Display for CaseState {
 /// The preservation sub-state, separate from the lifecycle: data can be kept from deletion
 /// while the request itself is still under review.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Preservation {
     pub until: Timestamp,
@@ -64,6 +66,7 @@ pub struct Preservation {
 
 /// One event as the fold saw it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct LogEntry {
     pub id: EventId,
@@ -81,6 +84,7 @@ pub struct LogEntry {
 
 /// The case as the fold of its log: identical on every replica holding the same events.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CaseView {
     pub case_id: CaseId,

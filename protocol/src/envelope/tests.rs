@@ -4,6 +4,7 @@ use proptest::prelude::*;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 struct Note {
     text: String,
 }
@@ -12,6 +13,7 @@ impl Signable for Note {
 }
 
 #[derive(Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 struct OtherNote {
     text: String,
 }
@@ -272,6 +274,7 @@ proptest! {
 #[test]
 fn wire_and_json_forms() {
     #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
     struct Carrier {
         inner: SignedEnvelope,
     }
