@@ -82,7 +82,7 @@ async fn start(config: &Config, recovering: bool) -> anyhow::Result<Started> {
         Some(listen) => Some(admin::metrics::bind(listen).await?),
         None => None,
     };
-    let (tap, exchanges) = crate::opmon::Tap::new(governance.membership());
+    let (tap, exchanges) = crate::opmon::Tap::new(governance.membership(), config.log.mode);
     tokio::spawn(crate::opmon::run(
         store.clone(),
         exchanges,

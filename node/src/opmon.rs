@@ -74,6 +74,10 @@ pub struct Record {
     /// The refusal code, or why no answer came (`timeout`, `unreachable`, …).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fault: Option<String>,
+    /// The case the exchange was about, when it was about one case (pushes, evidence) and the
+    /// node keeps full records (`[log] mode = "full"`); never in `metadata` mode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub case_id: Option<comity_protocol::CaseId>,
 }
 
 impl Record {
@@ -99,11 +103,42 @@ pub struct Retention {
 pub struct Started {
     pub peer: PeerId,
     pub protocol: &'static str,
-    id: String,
+    /// Filled when the request is sent, or (for one that arrived) when it is answered: the
+    /// network's event loop does not hash frames.
+    id: Option<String>,
+    case: Option<comity_protocol::CaseId>,
+    /// Whether the records name cases (`[log] mode = "full"`).
+    keeps_cases: bool,
     kind: String,
     bytes: u64,
     at: Timestamp,
     started: Instant,
+}
+
+impl Started {
+    /// Whether the record would keep the case this exchange is about (worth reading it).
+    pub fn keeps_cases(&self) -> bool {
+        self.keeps_cases
+    }
+
+    /// The case this exchange is about (kept only in `full` mode).
+    pub fn about(&mut self, case: comity_protocol::CaseId) {
+        if self.keeps_cases {
+            self.case = Some(case);
+        }
+    }
+}
+
+/// What the node keeps of each exchange beyond the case itself (`[log] mode`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// Records name the case an exchange was about, so that an operator can follow one case's
+    /// traffic (`comity opmon --case`).
+    #[default]
+    Full,
+    /// Records never name a case: nothing ties an exchange to a case, or to the people in it.
+    Metadata,
 }
 
 /// Where the network hands its exchanges; cloned into every part that sends or answers.
@@ -111,6 +146,7 @@ pub struct Started {
 pub struct Tap {
     records: Option<mpsc::Sender<Record>>,
     membership: Option<Membership>,
+    mode: Mode,
 }
 
 impl Tap {
@@ -119,27 +155,39 @@ impl Tap {
         Self {
             records: None,
             membership: None,
+            mode: Mode::Metadata,
         }
     }
 
     /// A tap whose records go to the returned queue (for [`run`]).
-    pub fn new(membership: Membership) -> (Self, mpsc::Receiver<Record>) {
+    pub fn new(membership: Membership, mode: Mode) -> (Self, mpsc::Receiver<Record>) {
         let (tx, rx) = mpsc::channel(QUEUE);
         (
             Self {
                 records: Some(tx),
                 membership: Some(membership),
+                mode,
             },
             rx,
         )
     }
 
-    /// A request that just arrived from `peer`, or is about to be sent to it.
+    /// A request about to be sent to `peer`.
     pub fn start(&self, peer: PeerId, protocol: &'static str, frame: &[u8]) -> Started {
+        let mut started = self.arrived(peer, protocol, frame);
+        started.id = Some(exchange_id(frame));
+        started
+    }
+
+    /// A request that just arrived from `peer` (read ahead only: this runs in the network's
+    /// event loop).
+    pub fn arrived(&self, peer: PeerId, protocol: &'static str, frame: &[u8]) -> Started {
         Started {
             peer,
             protocol,
-            id: exchange_id(frame),
+            id: None,
+            case: None,
+            keeps_cases: self.mode == Mode::Full && self.records.is_some(),
             kind: request_kind(protocol, frame),
             bytes: frame.len() as u64,
             at: Timestamp::now(),
@@ -147,12 +195,13 @@ impl Tap {
         }
     }
 
-    /// This node's answer to `asked` is on its way.
-    pub fn answered(&self, asked: Started, response: &[u8]) {
+    /// This node's answer to `asked` (whose bytes were `request`) is on its way.
+    pub fn answered(&self, asked: Started, request: &[u8], response: &[u8]) {
         let (outcome, fault) = response_outcome(asked.protocol, response);
         self.observe(
             Record {
-                id: asked.id,
+                id: asked.id.unwrap_or_else(|| exchange_id(request)),
+                case_id: asked.case,
                 member: self.member(&asked.peer),
                 direction: Direction::In,
                 protocol: asked.protocol.into(),
@@ -179,7 +228,8 @@ impl Tap {
         };
         self.observe(
             Record {
-                id: asked.id,
+                id: asked.id.unwrap_or_default(),
+                case_id: asked.case,
                 member: self.member(&asked.peer),
                 direction: Direction::Out,
                 protocol: asked.protocol.into(),
@@ -408,6 +458,9 @@ pub struct Query {
     pub member: Option<String>,
     #[serde(default)]
     pub limit: Option<usize>,
+    /// Only exchanges about this case (recorded in `full` mode only).
+    #[serde(default)]
+    pub case: Option<comity_protocol::CaseId>,
 }
 
 /// Most records one query returns.
@@ -425,6 +478,7 @@ pub fn list(store: &Store, query: &Query) -> Result<Vec<Record>, StoreError> {
                 .member
                 .as_ref()
                 .is_none_or(|m| record.member.eq_ignore_ascii_case(m))
+            && query.case.is_none_or(|c| record.case_id == Some(c))
         {
             found.push(record);
         }
@@ -451,6 +505,7 @@ mod tests {
             answered_at: Timestamp::from_millis(at),
             outcome: "receipt".into(),
             fault: None,
+            case_id: None,
         }
     }
 
@@ -495,6 +550,15 @@ mod tests {
         )
         .unwrap();
         assert_eq!(since, records[7..].to_vec());
+        let about = list(
+            &store,
+            &Query {
+                case: Some(comity_protocol::CaseId::from_parts(1, 2)),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert!(about.is_empty(), "no record names that case");
     }
 
     #[tokio::test]
@@ -552,7 +616,9 @@ mod tests {
         assert_eq!(exchange_id(frame), exchange_id(frame.as_slice()));
         assert_eq!(exchange_id(frame).len(), 32);
         let tap = Tap::off();
-        let asked = tap.start(PeerId::random(), "exchange", frame);
+        let asked = tap.arrived(PeerId::random(), "exchange", frame);
+        assert_eq!(asked.id, None, "hashed in the event loop");
+        assert!(!asked.keeps_cases());
         let encoded = serde_json::to_string(&record(5, "FI")).unwrap();
         assert!(!encoded.contains("selector"));
         assert_eq!(asked.kind, "unreadable");

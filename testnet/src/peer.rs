@@ -96,7 +96,7 @@ impl RawPeer {
                 let answer = lie.answer(&identity, &me, &sender_key, &request.frame);
                 let frame = to_canonical_cbor(&answer).expect("responses encode");
                 answering
-                    .respond(request.started, request.channel, frame)
+                    .respond((request.started, &request.frame), request.channel, frame)
                     .await;
             }
         });

@@ -422,6 +422,9 @@ impl AdminClient {
         if let Some(limit) = query.limit {
             params.push(format!("limit={limit}"));
         }
+        if let Some(case) = query.case {
+            params.push(format!("case={case}"));
+        }
         match params.is_empty() {
             true => self.get("/opmon").await,
             false => self.get(&format!("/opmon?{}", params.join("&"))).await,

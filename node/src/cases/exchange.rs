@@ -62,9 +62,16 @@ pub(super) async fn serve(cases: Cases, mut inbound: mpsc::Receiver<InboundReque
         tokio::spawn(async move {
             let response = cases.receive(peer, &request.frame).await;
             let frame = to_canonical_cbor(&response).expect("responses always encode");
+            let mut started = request.started;
+            if started.keeps_cases()
+                && ExchangeRequest::peek_kind(&request.frame) == Some("push")
+                && let Some(case) = case_of(&request.frame)
+            {
+                started.about(case);
+            }
             let network = &cases.inner.network;
             network
-                .respond(request.started, request.channel, frame)
+                .respond((started, &request.frame), request.channel, frame)
                 .await;
             drop((place, permit));
         });
@@ -80,7 +87,7 @@ async fn busy(cases: &Cases, request: InboundRequest, what: &str) {
     let frame = to_canonical_cbor(&reply).expect("responses always encode");
     let network = &cases.inner.network;
     network
-        .respond(request.started, request.channel, frame)
+        .respond((request.started, &request.frame), request.channel, frame)
         .await;
 }
 

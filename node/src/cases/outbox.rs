@@ -204,7 +204,9 @@ impl Cases {
                 .await;
         };
         let peer: PeerId = member.peer_id;
-        let response = match self.inner.network.request(peer, entry.frame.clone()).await {
+        let network = &self.inner.network;
+        let sent = network.request_about(peer, entry.frame.clone(), Some(entry.case_id));
+        let response = match sent.await {
             Ok(frame) => frame,
             Err(e) => return self.retry(entry, e.to_string()).await,
         };

@@ -145,6 +145,9 @@ pub enum Command {
         /// Only exchanges with this member (jurisdiction code).
         #[arg(long)]
         member: Option<String>,
+        /// Only exchanges about this case (recorded with `[log] mode = "full"`).
+        #[arg(long)]
+        case: Option<comity_protocol::CaseId>,
         /// The newest this many (at most 10000).
         #[arg(long, default_value_t = 100)]
         limit: usize,

@@ -108,12 +108,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Opmon {
             since,
             member,
+            case,
             limit,
             read,
         } => {
             let query = crate::opmon::Query {
                 since,
                 member,
+                case,
                 limit: Some(limit),
             };
             let records = client(&read.connection)?.opmon(&query).await?;

@@ -143,6 +143,11 @@ const COMMENTS: &[(&str, &str, &str)] = &[
         "A read-only page of the bloc-wide statistics and cosigned checkpoints, without login, on a\nport of its own. Off unless set, e.g. listen = \"127.0.0.1:7791\"; it shows no case content,\nbut keep it off public networks.",
     ),
     (
+        "log",
+        "mode",
+        "What the node keeps of each exchange beyond the case: \"full\" (its operational record names\nthe case it was about) or \"metadata\" (records never name a case).",
+    ),
+    (
         "metrics",
         "",
         "Prometheus/OpenMetrics endpoint (GET /metrics, /health, /ready) on a port of its own, without a\ntoken. Off unless set, e.g. listen = \"127.0.0.1:7792\"; it carries counts, sizes, times and\njurisdiction codes only. docs/operations.md lists every metric.",

@@ -302,6 +302,9 @@ pub struct LogSection {
     pub filter: String,
     /// `text` for people, `json` for log collectors.
     pub format: LogFormat,
+    /// What the node keeps of each exchange beyond the case itself: `full` (the exchange
+    /// records name the case an exchange was about) or `metadata` (they never do).
+    pub mode: crate::opmon::Mode,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -385,6 +388,7 @@ impl Default for LogSection {
         Self {
             filter: "info".into(),
             format: LogFormat::Text,
+            mode: crate::opmon::Mode::Full,
         }
     }
 }

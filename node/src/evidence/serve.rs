@@ -47,7 +47,7 @@ pub(super) async fn serve(
             evidence
                 .inner
                 .network
-                .evidence_respond(request.started, request.channel, frame)
+                .evidence_respond((request.started, &request.frame), request.channel, frame)
                 .await;
         });
     }

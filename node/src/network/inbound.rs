@@ -55,7 +55,7 @@ impl EventLoop {
                 };
                 let protocol = if evidence { "evidence" } else { "exchange" };
                 let inbound = InboundRequest {
-                    started: self.tap.start(peer, protocol, &request),
+                    started: self.tap.arrived(peer, protocol, &request),
                     peer,
                     frame: request,
                     channel,

@@ -129,7 +129,21 @@ pub struct Client {
 impl Client {
     /// Sends one exchange request frame and waits for the response frame.
     pub async fn request(&self, peer: PeerId, frame: Vec<u8>) -> Result<Vec<u8>, RequestError> {
-        let (started, bytes) = (self.tap.start(peer, "exchange", &frame), frame.len());
+        self.request_about(peer, frame, None).await
+    }
+
+    /// [`Client::request`] for a request about one case (its record names the case in `full`
+    /// logging mode).
+    pub async fn request_about(
+        &self,
+        peer: PeerId,
+        frame: Vec<u8>,
+        case: Option<comity_protocol::CaseId>,
+    ) -> Result<Vec<u8>, RequestError> {
+        let (mut started, bytes) = (self.tap.start(peer, "exchange", &frame), frame.len());
+        if let Some(case) = case {
+            started.about(case);
+        }
         let result = self.send_request(peer, frame).await;
         self.tap.sent(started, bytes as u64, &result);
         result
@@ -145,14 +159,15 @@ impl Client {
         rx.await.map_err(|_| RequestError::Shutdown)?
     }
 
-    /// Answers a request (`started` is what arrived with it, for the exchange's record).
+    /// Answers a request (`started` arrived with it, `request` is its bytes: for the
+    /// exchange's record).
     pub async fn respond(
         &self,
-        started: crate::opmon::Started,
+        (started, request): (crate::opmon::Started, &[u8]),
         channel: ResponseChannel<Vec<u8>>,
         frame: Vec<u8>,
     ) {
-        self.tap.answered(started, &frame);
+        self.tap.answered(started, request, &frame);
         // If the loop is gone the node is stopping; the peer will retry and get the same receipt.
         let _ = self
             .commands
@@ -166,7 +181,12 @@ impl Client {
         peer: PeerId,
         frame: Vec<u8>,
     ) -> Result<Vec<u8>, RequestError> {
-        let (started, bytes) = (self.tap.start(peer, "evidence", &frame), frame.len());
+        let (mut started, bytes) = (self.tap.start(peer, "evidence", &frame), frame.len());
+        if started.keeps_cases()
+            && let Some(case) = evidence_case(&frame)
+        {
+            started.about(case);
+        }
         let result = self.send_evidence_request(peer, frame).await;
         self.tap.sent(started, bytes as u64, &result);
         result
@@ -186,14 +206,19 @@ impl Client {
         rx.await.map_err(|_| RequestError::Shutdown)?
     }
 
-    /// Answers an evidence request (`started` is what arrived with it).
+    /// Answers an evidence request (`started` arrived with it, `request` is its bytes).
     pub async fn evidence_respond(
         &self,
-        started: crate::opmon::Started,
+        (mut started, request): (crate::opmon::Started, &[u8]),
         channel: ResponseChannel<Vec<u8>>,
         frame: Vec<u8>,
     ) {
-        self.tap.answered(started, &frame);
+        if started.keeps_cases()
+            && let Some(case) = evidence_case(request)
+        {
+            started.about(case);
+        }
+        self.tap.answered(started, request, &frame);
         // If the loop is gone the node is stopping; the receiver asks again later.
         let _ = self
             .commands
@@ -248,6 +273,16 @@ impl Client {
     /// Peers as they (re)connect: the outbox retries their queue at once.
     pub fn connections(&self) -> broadcast::Receiver<PeerId> {
         self.connected.subscribe()
+    }
+}
+
+/// The case an evidence request is about (its frames are small: read whole).
+fn evidence_case(frame: &[u8]) -> Option<comity_protocol::CaseId> {
+    use comity_protocol::evidence::{EvidenceRequest, MAX_EVIDENCE_REQUEST};
+    match comity_protocol::from_cbor::<EvidenceRequest>(frame, MAX_EVIDENCE_REQUEST).ok()? {
+        EvidenceRequest::Manifest { case_id } | EvidenceRequest::Chunk { case_id, .. } => {
+            Some(case_id)
+        }
     }
 }
 
