@@ -42,6 +42,8 @@ pub struct Metrics {
     pub request_bytes: Family<FlowLabels, Counter>,
     pub response_bytes: Family<FlowLabels, Counter>,
     pub opmon_dropped: Counter,
+    /// Exchange records kept (set by the writer as it adds and deletes them).
+    pub opmon_records: prometheus_client::metrics::gauge::Gauge,
     pub store_commit_seconds: Histogram,
     pub store_group_size: Histogram,
     pub store_commit_failures: Counter,
@@ -134,6 +136,12 @@ impl Metrics {
             "Exchange records not kept because the operational monitoring queue was full",
             opmon_dropped.clone(),
         );
+        let opmon_records = prometheus_client::metrics::gauge::Gauge::default();
+        ours.register(
+            "opmon_records",
+            "Exchange records kept for `comity opmon`",
+            opmon_records.clone(),
+        );
         // 0.1 ms to about 3 s.
         let store_commit_seconds = Histogram::new(exponential_buckets(0.0001, 2.0, 16));
         ours.register_with_unit(
@@ -164,6 +172,7 @@ impl Metrics {
             request_bytes,
             response_bytes,
             opmon_dropped,
+            opmon_records,
             store_commit_seconds,
             store_group_size,
             store_commit_failures,

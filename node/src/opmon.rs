@@ -382,13 +382,14 @@ pub async fn run(store: Store, mut records: mpsc::Receiver<Record>, retention: R
         }
         if last_sweep.elapsed() >= SWEEP_EVERY || held > retention.max_records {
             last_sweep = Instant::now();
-            match sweep(&store, retention, Timestamp::now()).await {
+            match sweep(&store, retention, Timestamp::now(), held).await {
                 Ok(left) => held = left,
                 Err(e) => {
                     tracing::warn!(error = %e, "old operational monitoring records were not deleted")
                 }
             }
         }
+        crate::metrics::get().opmon_records.set(held as i64);
     }
 }
 
@@ -399,19 +400,21 @@ fn key(at: Timestamp, seq: u32) -> [u8; 12] {
     key
 }
 
-/// Deletes the records older than the retention days, then the oldest beyond the most kept;
-/// returns how many are left.
+/// Deletes the records older than the retention days, then the oldest beyond the most kept,
+/// of the `held` records the store holds (counted by the writer as it goes: the table is not
+/// counted again); returns how many are left.
 pub async fn sweep(
     store: &Store,
     retention: Retention,
     now: Timestamp,
+    held: usize,
 ) -> Result<usize, StoreError> {
     let cutoff = now
         .as_millis()
         .saturating_sub(i64::from(retention.days) * 86_400_000);
     let doomed = {
         let store = store.clone();
-        tokio::task::spawn_blocking(move || doomed(&store, retention, cutoff))
+        tokio::task::spawn_blocking(move || doomed(&store, retention, cutoff, held))
             .await
             .map_err(|e| StoreError::Read(e.to_string()))??
     };
@@ -432,9 +435,9 @@ fn doomed(
     store: &Store,
     retention: Retention,
     cutoff_millis: i64,
+    total: usize,
 ) -> Result<(Vec<Vec<u8>>, usize), StoreError> {
     let cutoff = key(Timestamp::from_millis(cutoff_millis.max(0)), 0);
-    let total = store.count(Cf::Opmon)?;
     let over = total.saturating_sub(retention.max_records);
     let mut keys = Vec::new();
     store.visit(Cf::Opmon, (&[], &[0xff; 13]), false, |k, _| {
@@ -444,7 +447,7 @@ fn doomed(
         }
         doomed
     })?;
-    let left = total - keys.len();
+    let left = total.saturating_sub(keys.len());
     Ok((keys, left))
 }
 
@@ -585,7 +588,7 @@ mod tests {
             days: 30,
             max_records: 100,
         };
-        let left = sweep(&store, retention, Timestamp::from_millis(now))
+        let left = sweep(&store, retention, Timestamp::from_millis(now), 15)
             .await
             .unwrap();
         assert_eq!(left, 10);
@@ -600,6 +603,7 @@ mod tests {
                 max_records: 4,
             },
             Timestamp::from_millis(now),
+            left,
         )
         .await
         .unwrap();

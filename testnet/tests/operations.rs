@@ -217,21 +217,7 @@ async fn metrics_and_opmon_show_the_exchanges_and_the_outbox_without_content() {
     }
     // DE cut off: the next request waits in FR's outbox.
     bloc.partition("FR", "DE", true).await.unwrap();
-    let draft = bloc
-        .client("FR")
-        .create_request(&comity_node::admin::api::NewRequest {
-            request: request("FR", "DE"),
-        })
-        .await
-        .unwrap();
-    bloc.approver("FR")
-        .approve(draft.summary.case_id)
-        .await
-        .unwrap();
-    bloc.client("FR")
-        .send(draft.summary.case_id, None)
-        .await
-        .unwrap();
+    let draft = send(&bloc, "FR", "DE", None).await;
 
     let (status, text) = get(&format!("{metrics}/metrics")).await;
     assert_eq!(status, 200);

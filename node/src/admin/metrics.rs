@@ -98,7 +98,6 @@ struct Snapshot {
     bloc_expired: bool,
     audit_entries: u64,
     last_checkpoint_age_secs: Option<f64>,
-    opmon_records: u64,
 }
 
 impl Snapshot {
@@ -183,7 +182,6 @@ impl Snapshot {
                 .ok()
             })
             .map(|c| now.saturating_sub(c.at.as_millis()).max(0) as f64 / 1000.0);
-        snapshot.opmon_records = state.store.count(Cf::Opmon)? as u64;
         Ok(snapshot)
     }
 }
@@ -396,16 +394,6 @@ impl Collector for Snapshot {
                 } as f64),
             )?;
         }
-        family(
-            e,
-            (
-                "opmon_records",
-                "Exchange records kept for `comity opmon`.",
-                None,
-            ),
-            false,
-            one(self.opmon_records as f64),
-        )?;
         Ok(())
     }
 }
