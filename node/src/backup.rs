@@ -267,6 +267,12 @@ fn check_master(path: &Path, manifest: &Manifest) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Copies a checkpoint the running node took (beside its store) into the backup's `store/`.
+pub fn copy_checkpoint(taken: &Path, store_dir: &Path) -> anyhow::Result<()> {
+    copy_tree(taken, store_dir)
+        .with_context(|| format!("copying the node's checkpoint {}", taken.display()))
+}
+
 fn prepare_empty_dir(dir: &Path) -> anyhow::Result<()> {
     if let Ok(mut entries) = std::fs::read_dir(dir) {
         ensure!(

@@ -67,6 +67,13 @@ async fn a_backup_taken_under_load_restores_and_the_node_catches_up() {
         &["backup", "--out", backup.to_str().unwrap()],
     ));
     assert!(out.contains("taken by the running node"), "{out}");
+    // The node took it beside its store; nothing of it is left there.
+    let left: Vec<_> = std::fs::read_dir(&fr.dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("store.backup-"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
     assert!(
         out.contains("master key") && out.contains("not in it"),
         "{out}"

@@ -395,17 +395,13 @@ impl AdminClient {
     ) -> Result<Vec<crate::report::Report>, ClientError> {
         self.get(&format!("/reports/bloc?period={period}")).await
     }
-    /// Has the running node write a checkpoint of its store into `dir` (on its host).
-    pub async fn backup_checkpoint(&self, dir: &std::path::Path) -> Result<(), ClientError> {
-        let _: super::CheckpointRequest = self
-            .post(
-                "/backup/checkpoint",
-                &super::CheckpointRequest {
-                    dir: dir.to_owned(),
-                },
-            )
+    /// Has the running node write a checkpoint of its store beside it; returns where (on the
+    /// node's host).
+    pub async fn backup_checkpoint(&self) -> Result<std::path::PathBuf, ClientError> {
+        let taken: super::Checkpoint = self
+            .post("/backup/checkpoint", &serde_json::json!({}))
             .await?;
-        Ok(())
+        Ok(taken.dir)
     }
     /// The records of exchanges (`GET /v1/opmon`), oldest first.
     pub async fn opmon(

@@ -429,47 +429,43 @@ async fn equivocations(
     ))
 }
 
-/// Where the running node writes a checkpoint of its store, for `comity backup`.
+/// A checkpoint of the store the running node took for `comity backup`.
 #[derive(Debug, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
-pub struct CheckpointRequest {
-    /// A directory on the node's host that does not exist yet (its parent must).
+pub struct Checkpoint {
+    /// Where it is on the node's host: a directory beside the store (`store.backup-…`), on
+    /// the same file system and inside the node's data directory, which is all a sandboxed
+    /// node may write. `comity backup` copies it into the backup, then removes it.
     #[schema(value_type = String)]
     pub dir: std::path::PathBuf,
 }
 
 /// A consistent copy of the store, taken while the node runs (admins): RocksDB hard-links
-/// the table files and copies the rest into `dir`.
+/// the table files and copies the rest into a new directory beside the store.
 #[utoipa::path(
     post,
     path = "/backup/checkpoint",
     tag = "operations",
-    request_body = CheckpointRequest,
-    responses((status = 200, description = "The checkpoint was written (admins)", body = CheckpointRequest), Errors)
+    responses((status = 200, description = "The checkpoint was written (admins)", body = Checkpoint), Errors)
 )]
 async fn backup_checkpoint(
     Extension(officer): Extension<Officer>,
     State(state): State<AdminState>,
-    Json(request): Json<CheckpointRequest>,
-) -> Reply<CheckpointRequest> {
+) -> Reply<Checkpoint> {
     allow(&officer, &[Role::Admin])?;
-    if !request.dir.is_absolute() || request.dir.exists() {
-        return Err(failure(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid-request",
-            format!(
-                "{} must be an absolute path that does not exist yet",
-                request.dir.display()
-            ),
-        ));
-    }
     let store = state.store.clone();
-    let dir = request.dir.clone();
-    tokio::task::spawn_blocking(move || store.checkpoint_to(&dir))
+    let name = format!(
+        "store.backup-{}-{:08x}",
+        comity_protocol::Timestamp::now().as_millis(),
+        rand::random::<u32>()
+    );
+    let dir = store.path().with_file_name(name);
+    let taken = dir.clone();
+    tokio::task::spawn_blocking(move || store.checkpoint_to(&taken))
         .await
         .map_err(|e| failure(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
         .map_err(|e| failure(StatusCode::SERVICE_UNAVAILABLE, "store", e.to_string()))?;
-    info!(officer = %officer.name, "store checkpoint taken for a backup");
-    Ok(Json(request))
+    info!(officer = %officer.name, dir = %dir.display(), "store checkpoint taken for a backup");
+    Ok(Json(Checkpoint { dir }))
 }
 
 /// The record of every exchange (operational monitoring): no content, so auditors and the

@@ -365,8 +365,19 @@ async fn backup(
         crate::backup::backup(config, &out, include_master_key, |store_dir| async move {
             // The running node takes the checkpoint (it holds the store); a stopped node's store
             // is opened here.
-            match client(connection)?.backup_checkpoint(&store_dir).await {
-                Ok(()) => Ok(crate::backup::Taken::Live),
+            match client(connection)?.backup_checkpoint().await {
+                Ok(taken) => {
+                    // Taken beside the store (all a sandboxed node may write): copied into
+                    // the backup, then removed.
+                    crate::backup::copy_checkpoint(&taken, &store_dir)?;
+                    if let Err(e) = std::fs::remove_dir_all(&taken) {
+                        eprintln!(
+                            "warning: cannot remove the node's checkpoint {}: {e}; remove it by hand",
+                            taken.display()
+                        );
+                    }
+                    Ok(crate::backup::Taken::Live)
+                }
                 Err(crate::admin::api::ClientError::Connect { .. }) => {
                     let store = crate::store::Store::open(&config.store_path())?;
                     store.checkpoint_to(&store_dir)?;
