@@ -152,21 +152,14 @@ impl Snapshot {
                 .or_default() += 1;
         }
         let now = Timestamp::now().as_millis();
-        for (_, value) in state.store.scan(Cf::Outbox)? {
-            let Ok(entry) =
-                crate::cases::record::decode::<crate::cases::record::OutboxEntry>(&value)
-            else {
-                continue;
-            };
-            let figures = snapshot.members.entry(entry.to.to_string()).or_default();
-            if entry.dead {
-                figures.outbox_given_up += 1;
-                continue;
-            }
-            figures.outbox_messages += 1;
-            figures.outbox_events += entry.events as u64;
-            let age = now.saturating_sub(entry.queued_at.as_millis()).max(0) as f64 / 1000.0;
-            figures.oldest_queued_secs = figures.oldest_queued_secs.max(age);
+        for (member, lag) in state.cases.outbox_by_member()? {
+            let figures = snapshot.members.entry(member.to_string()).or_default();
+            figures.outbox_given_up = lag.given_up as u64;
+            figures.outbox_messages = (lag.pushes - lag.given_up) as u64;
+            figures.outbox_events = (lag.events - lag.given_up_events) as u64;
+            figures.oldest_queued_secs = lag.oldest.map_or(0.0, |at| {
+                now.saturating_sub(at.as_millis()).max(0) as f64 / 1000.0
+            });
         }
         snapshot.audit_entries = state
             .store

@@ -348,8 +348,8 @@ fn peer_views(state: &AdminState, net: &network::NetworkStatus) -> Vec<PeerView>
         .iter()
         .filter(|m| m.peer_id.to_string() != net.peer_id)
         .map(|m| {
-            let (pending_pushes, pending_events) =
-                lag.get(&m.jurisdiction).copied().unwrap_or_default();
+            let lag = lag.get(&m.jurisdiction).copied().unwrap_or_default();
+            let (pending_pushes, pending_events) = (lag.pushes, lag.events);
             let head = governance.peer_head(&m.jurisdiction);
             let bloc_agreement = head.as_ref().map(|h| {
                 match (h.version.cmp(&ours.0), Some(h.hash) == ours.1) {

@@ -44,6 +44,7 @@ pub use precheck::Precheck;
 use record::{CaseRecord, OutboxEntry, Role};
 use shell::Load;
 pub use sync::CASES_PER_PULL;
+pub use tables::OutboxLag;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CaseError {

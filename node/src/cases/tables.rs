@@ -9,6 +9,19 @@ use super::record::{CaseRecord, OutboxEntry, case_key, decode, encode, events_pr
 use super::{CaseError, Cases};
 use crate::store::Cf;
 
+/// What waits in the outbox for one member.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OutboxLag {
+    /// Pushes not yet receipted, and the events in them (those given up included).
+    pub pushes: usize,
+    pub events: usize,
+    /// Pushes no longer sent until an officer retries them, and their events.
+    pub given_up: usize,
+    pub given_up_events: usize,
+    /// When the oldest push still being sent was queued.
+    pub oldest: Option<comity_protocol::Timestamp>,
+}
+
 impl Cases {
     /// A case's record without its content opened (lists, indexes, bookkeeping).
     pub fn record_closed(&self, case_id: &CaseId) -> Result<Option<CaseRecord>, CaseError> {
@@ -94,13 +107,29 @@ impl Cases {
         Ok(self.inner.store.count(Cf::Outbox)?)
     }
 
-    /// Pushes not yet receipted, per member: the replication lag.
-    pub fn outbox_by_member(&self) -> Result<HashMap<Jurisdiction, (usize, usize)>, CaseError> {
-        let mut lag: HashMap<Jurisdiction, (usize, usize)> = HashMap::new();
-        for entry in self.outbox_entries()? {
-            let e = lag.entry(entry.to).or_default();
-            e.0 += 1;
-            e.1 += entry.events;
+    /// Pushes not yet receipted, per member: the replication lag. Read without opening a
+    /// frame; pushes of a case whose content was destroyed cannot be sent any more and are
+    /// left out, as in [`Self::outbox_entries`].
+    pub fn outbox_by_member(&self) -> Result<HashMap<Jurisdiction, OutboxLag>, CaseError> {
+        let mut lag: HashMap<Jurisdiction, OutboxLag> = HashMap::new();
+        for (_, v) in self.inner.store.scan(Cf::Outbox)? {
+            let entry: OutboxEntry = decode(&v)?;
+            if entry.sealed && !self.inner.vault.holds(&entry.key_id) {
+                continue;
+            }
+            let member = lag.entry(entry.to).or_default();
+            member.pushes += 1;
+            member.events += entry.events;
+            if entry.dead {
+                member.given_up += 1;
+                member.given_up_events += entry.events;
+            } else {
+                member.oldest = Some(
+                    member
+                        .oldest
+                        .map_or(entry.queued_at, |t| t.min(entry.queued_at)),
+                );
+            }
         }
         Ok(lag)
     }
