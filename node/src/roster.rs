@@ -15,7 +15,11 @@ use comity_protocol::{Hash32, Jurisdiction, PublicKey, Timestamp};
 use libp2p::{Multiaddr, PeerId};
 use tokio::sync::watch;
 
-pub use comity_protocol::bloc::{Deadlines, EvidenceLimits};
+pub use comity_protocol::bloc::{Deadlines, EvidenceLimits, Settings};
+
+/// The settings of a bloc that has no configuration yet.
+static DEFAULT_SETTINGS: std::sync::LazyLock<Settings> =
+    std::sync::LazyLock::new(Settings::default);
 
 /// One admitted member, as the current configuration gives it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -110,8 +114,12 @@ impl Roster {
     }
 
     pub fn deadlines(&self) -> Deadlines {
-        self.config()
-            .map_or_else(Deadlines::default, |c| c.settings.deadlines)
+        self.settings().deadlines
+    }
+
+    /// The bloc-wide settings: deadlines, instrument rules, evidence limits.
+    pub fn settings(&self) -> &Settings {
+        self.config().map_or(&DEFAULT_SETTINGS, |c| &c.settings)
     }
 
     /// Admitted members.

@@ -145,12 +145,73 @@ impl Threshold {
 }
 
 /// The bloc-wide settings every member applies alike.
-#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
     pub deadlines: Deadlines,
     pub evidence: EvidenceLimits,
+    /// The bloc's own figures for instruments, replacing those of the instruments' texts
+    /// ([`crate::Instrument::terms`]), e.g. where a treaty between the members sets shorter
+    /// ones. Left out of the encoding when empty, so that configurations signed before it
+    /// existed keep their bytes.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    #[cfg_attr(feature = "openapi", schema(value_type = BTreeMap<String, InstrumentRules>))]
+    pub instruments: BTreeMap<crate::Instrument, InstrumentRules>,
+}
+
+/// A bloc's figures for one instrument; each one left out keeps the instrument's own.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(default, deny_unknown_fields)]
+pub struct InstrumentRules {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decision_hours: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub execution_hours: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub preservation_days: Option<u32>,
+    /// Most days a preservation may be extended by, in all.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub extension_days: Option<u32>,
+}
+
+impl InstrumentRules {
+    /// The setting names of one instrument's rules: `instruments.<code>.<field>`.
+    pub const FIELDS: &[&str] = &[
+        "decision_hours",
+        "execution_hours",
+        "preservation_days",
+        "extension_days",
+    ];
+
+    fn fields(&self) -> [(&'static str, Option<u64>); 4] {
+        [
+            ("decision_hours", self.decision_hours),
+            ("execution_hours", self.execution_hours),
+            ("preservation_days", self.preservation_days.map(u64::from)),
+            ("extension_days", self.extension_days.map(u64::from)),
+        ]
+    }
+
+    fn problem(&self, instrument: crate::Instrument) -> Option<String> {
+        let bad = |name: &str, value: u64, max: u64| {
+            format!("instruments.{instrument}.{name} = {value} must be between 1 and {max}")
+        };
+        for (name, value) in self.fields() {
+            let Some(value) = value else { continue };
+            let max = if name.ends_with("_hours") {
+                24 * 366
+            } else {
+                3660
+            };
+            let min = u64::from(name != "extension_days");
+            if !(min..=max).contains(&value) {
+                return Some(bad(name, value, max));
+            }
+        }
+        None
+    }
 }
 
 /// The bloc's deadlines by urgency, for a decision on a delivered request and for fulfilment
@@ -555,6 +616,14 @@ impl BlocConfig {
             return invalid(p);
         }
         if let Some(p) = self.settings.evidence.problem() {
+            return invalid(p);
+        }
+        if let Some(p) = self
+            .settings
+            .instruments
+            .iter()
+            .find_map(|(i, rules)| rules.problem(*i))
+        {
             return invalid(p);
         }
         if self.members.len() > MAX_MEMBERS {
@@ -1235,6 +1304,41 @@ impl BlocConfig {
             "evidence.chunk_bytes" => {
                 s.evidence.chunk_bytes = u32::try_from(number()?).map_err(|_| bad("too large"))?
             }
+            _ if name.starts_with("instruments.") => {
+                let rest = &name["instruments.".len()..];
+                let (code, field) = rest.split_once('.').ok_or_else(|| {
+                    bad("write instruments.<instrument>.<field>, e.g. instruments.eu-eio.decision_hours")
+                })?;
+                let instrument: crate::Instrument = code
+                    .parse()
+                    .map_err(|e: crate::UnknownCode| bad(&e.to_string()))?;
+                // `default` removes the bloc's figure: the instrument's own applies again.
+                let value = if value == "default" {
+                    None
+                } else {
+                    Some(number()?)
+                };
+                let days = |v: Option<u64>| {
+                    v.map(|v| u32::try_from(v).map_err(|_| bad("too large")))
+                        .transpose()
+                };
+                let rules = s.instruments.entry(instrument).or_default();
+                match field {
+                    "decision_hours" => rules.decision_hours = value,
+                    "execution_hours" => rules.execution_hours = value,
+                    "preservation_days" => rules.preservation_days = days(value)?,
+                    "extension_days" => rules.extension_days = days(value)?,
+                    _ => {
+                        return Err(bad(&format!(
+                            "an instrument's settings are {}",
+                            InstrumentRules::FIELDS.join(", ")
+                        )));
+                    }
+                }
+                if *rules == InstrumentRules::default() {
+                    s.instruments.remove(&instrument);
+                }
+            }
             "rules.threshold" => {
                 self.rules.threshold = value.parse().map_err(|e: String| bad(&e))?
             }
@@ -1270,6 +1374,10 @@ pub const SETTINGS: &[&str] = &[
     "rules.lifetime_days",
     "rules.warn_days",
     "rules.rotation_grace_hours",
+    "instruments.<instrument>.decision_hours",
+    "instruments.<instrument>.execution_hours",
+    "instruments.<instrument>.preservation_days",
+    "instruments.<instrument>.extension_days",
 ];
 
 /// What changed from `before` to `after`, one line each, for `comity bloc show --diff` and
@@ -1354,6 +1462,35 @@ pub fn diff(before: &BlocConfig, after: &BlocConfig) -> Vec<String> {
     for ((name, a), (_, b)) in settings(before).into_iter().zip(settings(after)) {
         if a != b {
             lines.push(format!("~ {name}: {a} → {b}"));
+        }
+    }
+    let instruments: BTreeSet<_> = before
+        .settings
+        .instruments
+        .keys()
+        .chain(after.settings.instruments.keys())
+        .collect();
+    let shown = |v: Option<u64>| v.map_or_else(|| "default".to_owned(), |v| v.to_string());
+    for instrument in instruments {
+        let rules = |c: &BlocConfig| {
+            c.settings
+                .instruments
+                .get(instrument)
+                .copied()
+                .unwrap_or_default()
+        };
+        for ((name, a), (_, b)) in rules(before)
+            .fields()
+            .into_iter()
+            .zip(rules(after).fields())
+        {
+            if a != b {
+                lines.push(format!(
+                    "~ instruments.{instrument}.{name}: {} → {}",
+                    shown(a),
+                    shown(b)
+                ));
+            }
         }
     }
     if after.expires_at != before.expires_at {

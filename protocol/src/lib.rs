@@ -12,6 +12,7 @@ pub mod bundle;
 mod bytes;
 pub mod canonical;
 pub mod caselog;
+pub mod deadlines;
 pub mod envelope;
 pub mod evidence;
 pub mod examples;
@@ -38,8 +39,8 @@ pub use messages::{
     PullRequest, Receipt, Receipted, RejectCode, Rejection,
 };
 pub use request::{
-    AssistanceRequest, Authority, Confidentiality, DataCategory, Instrument, Offence, RequestKind,
-    TimeWindow, UnknownCode, Urgency,
+    Anchor, AssistanceRequest, Authority, Confidentiality, DataCategory, Instrument, Offence,
+    RequestKind, TimeWindow, UnknownCode, Urgency,
 };
 pub use selector::{Selector, SelectorError};
 pub use validate::{FieldProblem, ValidationErrors};

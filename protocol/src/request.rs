@@ -48,19 +48,6 @@ pub struct AssistanceRequest {
     pub language: String,
 }
 
-impl AssistanceRequest {
-    /// How long the executing side has to answer: the shorter of the instrument's legal
-    /// deadline and the deadline the urgency asks for. The urgency can shorten a legal
-    /// deadline (the requester asks for speed) but never lengthen it.
-    pub fn response_deadline(&self) -> Duration {
-        let wanted = self.urgency.default_deadline();
-        match self.instrument.deadline(self.urgency) {
-            Some(legal) => legal.min(wanted),
-            None => wanted,
-        }
-    }
-}
-
 /// An authority acting in a request: who issued or validated it, and how to reach them.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -194,31 +181,104 @@ coded_enum!(
 const HOUR: Duration = Duration::from_secs(3600);
 const DAY: Duration = Duration::from_secs(24 * 3600);
 
-impl Instrument {
-    /// The deadline the instrument itself sets for answering, if its text gives a figure.
-    ///
-    /// - eu-epoc: 10 days, 8 hours in an emergency (Regulation 2023/1543).
-    /// - eu-eio: 30 days for the recognition decision (the Directive says "shorter when
-    ///   urgent" without a figure, so urgency applies through [`Urgency::default_deadline`]).
-    /// - budapest-2ap-art8: 45 days to serve the order (reasonable efforts).
-    /// - Others give no figure ("expedited", "as fast as possible", or treaty-specific):
-    ///   `None`, and the urgency's default deadline applies.
-    pub fn deadline(&self, urgency: Urgency) -> Option<Duration> {
-        match (self, urgency) {
-            (Instrument::EuEpoc, Urgency::Emergency) => Some(8 * HOUR),
-            (Instrument::EuEpoc, _) => Some(10 * DAY),
-            (Instrument::EuEio, _) => Some(30 * DAY),
-            (Instrument::Budapest2apArt8, _) => Some(45 * DAY),
-            _ => None,
-        }
-    }
+/// Where a deadline is counted from.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "kebab-case")]
+pub enum Anchor {
+    /// From the executing side's signed receipt of the request.
+    Receipt,
+    /// From the executing side's decision.
+    Decision,
+}
 
-    /// How long data must be kept once preserved, for preservation instruments: at least 60
-    /// days under Budapest Art. 29, 60 days (extendable) under an EPOC-PR.
-    pub fn preservation_period(&self) -> Option<Duration> {
+/// How long data preserved under an instrument is kept, and how far it may be extended.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct PreservationTerms {
+    /// How long a preservation lasts when the officer names no end.
+    pub period: Duration,
+    /// How much longer than `period` it may be extended, in all; `None`: no cap.
+    pub max_extension: Option<Duration>,
+}
+
+/// What an instrument's own text sets for one urgency: the catalogue entry of
+/// [`Instrument::terms`]. `None` where the text gives no figure.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct InstrumentTerms {
+    /// Time to decide on (recognise, accept or refuse) a delivered request, from its receipt.
+    pub decision: Option<Duration>,
+    /// Time to execute (fulfil) an accepted request, and what it is counted from.
+    pub execution: Option<(Duration, Anchor)>,
+    pub preservation: Option<PreservationTerms>,
+    /// Where the figures come from, for the officer who reads a deadline.
+    pub citation: &'static str,
+}
+
+impl Instrument {
+    /// The instrument's catalogue entry for a request of `urgency`: the deadlines and
+    /// preservation rules its own text sets. A bloc may override any of them
+    /// ([`crate::bloc::Settings::instruments`]); [`crate::deadlines`] combines the two.
+    ///
+    /// - eu-epoc (Regulation 2023/1543 Art. 10): produce within 10 days of receipt, 8 hours in
+    ///   an emergency; the decision is due by then too.
+    /// - eu-epoc-pr (Art. 11): preserve without undue delay for 60 days, extendable by 30.
+    /// - eu-eio (Directive 2014/41/EU Art. 12): recognise within 30 days, execute within 90
+    ///   days of that decision. "Shorter when urgent" has no figure: an urgent EIO takes the
+    ///   bloc's deadline for its urgency.
+    /// - budapest-art29 (Budapest Convention Art. 29(7)): preserve at least 60 days, and
+    ///   afterwards pending the decision on the request: no cap.
+    /// - budapest-2ap-art8 (Second Additional Protocol Art. 8): serve within 45 days.
+    /// - Others give no figure ("expedited", "as fast as possible", or treaty-specific).
+    pub fn terms(&self, urgency: Urgency) -> InstrumentTerms {
+        let none = InstrumentTerms {
+            decision: None,
+            execution: None,
+            preservation: None,
+            citation: "",
+        };
+        let emergency = urgency == Urgency::Emergency;
         match self {
-            Instrument::BudapestArt29 | Instrument::EuEpocPr => Some(60 * DAY),
-            _ => None,
+            Instrument::EuEpoc => {
+                let limit = if emergency { 8 * HOUR } else { 10 * DAY };
+                InstrumentTerms {
+                    decision: Some(limit),
+                    execution: Some((limit, Anchor::Receipt)),
+                    citation: "Regulation (EU) 2023/1543 Art. 10",
+                    ..none
+                }
+            }
+            Instrument::EuEpocPr => InstrumentTerms {
+                preservation: Some(PreservationTerms {
+                    period: 60 * DAY,
+                    max_extension: Some(30 * DAY),
+                }),
+                citation: "Regulation (EU) 2023/1543 Art. 11",
+                ..none
+            },
+            Instrument::EuEio if urgency == Urgency::Normal => InstrumentTerms {
+                decision: Some(30 * DAY),
+                execution: Some((90 * DAY, Anchor::Decision)),
+                citation: "Directive 2014/41/EU Art. 12",
+                ..none
+            },
+            Instrument::EuEio => InstrumentTerms {
+                citation: "Directive 2014/41/EU Art. 12(2)",
+                ..none
+            },
+            Instrument::BudapestArt29 => InstrumentTerms {
+                preservation: Some(PreservationTerms {
+                    period: 60 * DAY,
+                    max_extension: None,
+                }),
+                citation: "Budapest Convention Art. 29(7)",
+                ..none
+            },
+            Instrument::Budapest2apArt8 => InstrumentTerms {
+                decision: Some(45 * DAY),
+                citation: "Second Additional Protocol Art. 8",
+                ..none
+            },
+            _ => none,
         }
     }
 
@@ -325,29 +385,110 @@ mod tests {
     }
 
     #[test]
-    fn deadlines_follow_the_reference() {
-        assert_eq!(Instrument::EuEpoc.deadline(Urgency::Normal), Some(10 * DAY));
-        assert_eq!(
-            Instrument::EuEpoc.deadline(Urgency::Emergency),
-            Some(8 * HOUR)
+    fn the_catalogue_follows_the_reference() {
+        use Urgency::*;
+        type Row = (
+            Instrument,
+            Urgency,
+            Option<Duration>,
+            Option<(Duration, Anchor)>,
+            Option<Duration>,
+            Option<Option<Duration>>,
         );
-        assert_eq!(Instrument::MlatBilateral.deadline(Urgency::Normal), None);
-        assert_eq!(Urgency::Urgent.default_deadline(), 3 * DAY);
-
-        let mut r = crate::examples::sample_request();
-        assert_eq!(r.response_deadline(), 10 * DAY);
-        r.urgency = Urgency::Urgent;
-        assert_eq!(
-            r.response_deadline(),
-            3 * DAY,
-            "urgency shortens the legal deadline"
-        );
-        r.instrument = Instrument::MlatBilateral;
-        r.urgency = Urgency::Normal;
-        assert_eq!(
-            r.response_deadline(),
-            10 * DAY,
-            "no legal figure: urgency default"
-        );
+        // (instrument, urgency, decision, execution, preservation period, extension cap)
+        let table: &[Row] = &[
+            (
+                Instrument::EuEpoc,
+                Normal,
+                Some(10 * DAY),
+                Some((10 * DAY, Anchor::Receipt)),
+                None,
+                None,
+            ),
+            (
+                Instrument::EuEpoc,
+                Urgent,
+                Some(10 * DAY),
+                Some((10 * DAY, Anchor::Receipt)),
+                None,
+                None,
+            ),
+            (
+                Instrument::EuEpoc,
+                Emergency,
+                Some(8 * HOUR),
+                Some((8 * HOUR, Anchor::Receipt)),
+                None,
+                None,
+            ),
+            (
+                Instrument::EuEio,
+                Normal,
+                Some(30 * DAY),
+                Some((90 * DAY, Anchor::Decision)),
+                None,
+                None,
+            ),
+            (Instrument::EuEio, Urgent, None, None, None, None),
+            (
+                Instrument::EuEpocPr,
+                Normal,
+                None,
+                None,
+                Some(60 * DAY),
+                Some(Some(30 * DAY)),
+            ),
+            (
+                Instrument::BudapestArt29,
+                Urgent,
+                None,
+                None,
+                Some(60 * DAY),
+                Some(None),
+            ),
+            (
+                Instrument::Budapest2apArt8,
+                Normal,
+                Some(45 * DAY),
+                None,
+                None,
+                None,
+            ),
+            (Instrument::MlatBilateral, Normal, None, None, None, None),
+            (
+                Instrument::Budapest2apArt9,
+                Emergency,
+                None,
+                None,
+                None,
+                None,
+            ),
+        ];
+        for &(instrument, urgency, decision, execution, period, cap) in table {
+            let t = instrument.terms(urgency);
+            let what = format!("{instrument} {urgency}");
+            assert_eq!(t.decision, decision, "{what}: decision");
+            assert_eq!(t.execution, execution, "{what}: execution");
+            assert_eq!(
+                t.preservation.map(|p| p.period),
+                period,
+                "{what}: preservation"
+            );
+            assert_eq!(
+                t.preservation.map(|p| p.max_extension),
+                cap,
+                "{what}: extension cap"
+            );
+            let figures = t.decision.is_some() || t.execution.is_some() || t.preservation.is_some();
+            assert!(
+                !figures || !t.citation.is_empty(),
+                "{what}: a figure names its source"
+            );
+        }
+        for i in Instrument::ALL {
+            if i.terms(Normal).preservation.is_some() {
+                assert!(i.allows_preservation(), "{i}");
+            }
+        }
     }
 }

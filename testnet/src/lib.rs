@@ -258,7 +258,7 @@ impl Bloc {
             .values()
             .map(|n| std::fs::read_to_string(n.dir.join(comity_node::init::MEMBER_FILE)))
             .collect::<Result<Vec<_>, _>>()?;
-        let blank = files::genesis(&self.bloc_id, &cards, self.rules, self.settings)?;
+        let blank = files::genesis(&self.bloc_id, &cards, self.rules, self.settings.clone())?;
         let copies = self
             .nodes
             .values()
@@ -292,6 +292,17 @@ impl Bloc {
         deadlines: comity_node::roster::Deadlines,
     ) -> anyhow::Result<()> {
         self.settings.deadlines = deadlines;
+        self.form_genesis()
+    }
+
+    /// Sets the bloc's own figures for `instrument` in its genesis (before the members start),
+    /// in place of the instrument's.
+    pub fn set_instrument_rules(
+        &mut self,
+        instrument: comity_protocol::Instrument,
+        rules: comity_protocol::bloc::InstrumentRules,
+    ) -> anyhow::Result<()> {
+        self.settings.instruments.insert(instrument, rules);
         self.form_genesis()
     }
 

@@ -154,7 +154,7 @@ async fn a_case_runs_its_lifecycle_with_identical_logs_on_both_sides() {
     let closed = fr
         .cases_filtered(&comity_node::admin::api::CaseFilter {
             state: Some("closed".into()),
-            overdue: false,
+            ..Default::default()
         })
         .await
         .unwrap();
@@ -276,12 +276,16 @@ async fn overdue_and_undelivered_requests_are_flagged_on_both_sides() {
     })
     .await
     .unwrap();
-    // The shortest deadlines a bloc may set; both clocks are moved past them below.
-    bloc.set_deadlines(comity_node::roster::Deadlines {
-        normal_hours: 1,
-        urgent_hours: 1,
-        emergency_hours: 1,
-    })
+    // The shortest deadlines a bloc may set for the request's instrument, in place of the
+    // Regulation's ten days; both clocks are moved past them below.
+    bloc.set_instrument_rules(
+        comity_protocol::Instrument::EuEpoc,
+        comity_protocol::bloc::InstrumentRules {
+            decision_hours: Some(1),
+            execution_hours: Some(1),
+            ..Default::default()
+        },
+    )
     .unwrap();
 
     // DE is down: the request is flagged not delivered, with the reason, and kept queued.
@@ -302,13 +306,18 @@ async fn overdue_and_undelivered_requests_are_flagged_on_both_sides() {
         client.advance_clock(2 * 3600).await.unwrap();
     }
     let overdue = comity_node::admin::api::CaseFilter {
-        state: None,
         overdue: true,
+        ..Default::default()
     };
     for client in [&fr, &de] {
         let late = client.cases_filtered(&overdue).await.unwrap();
         assert_eq!(late.len(), 1);
         assert_eq!(late[0].overdue.as_deref(), Some("decision"));
+        assert_eq!(
+            late[0].due_rule.as_deref(),
+            Some("bloc setting instruments.eu-epoc.decision_hours = 1"),
+            "each side says which rule set the deadline"
+        );
         assert!(!late[0].not_delivered);
     }
     act(

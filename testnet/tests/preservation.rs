@@ -43,17 +43,35 @@ async fn data_is_preserved_extended_only_later_and_released_through_the_api() {
         fr.act(id, &Action::ReleasePreservation).await,
         "nothing is preserved",
     );
-    let refused = fr.act(id, &Action::Preserve { until: days(60) }).await;
+    let refused = fr
+        .act(
+            id,
+            &Action::Preserve {
+                until: Some(days(60)),
+            },
+        )
+        .await;
     assert!(
         matches!(refused, Err(ClientError::Api { status: 409, .. })),
         "the requester preserved data: {refused:?}"
     );
 
-    de.act(id, &Action::Preserve { until: days(60) })
-        .await
-        .unwrap();
+    de.act(
+        id,
+        &Action::Preserve {
+            until: Some(days(60)),
+        },
+    )
+    .await
+    .unwrap();
     conflict(
-        de.act(id, &Action::Preserve { until: days(70) }).await,
+        de.act(
+            id,
+            &Action::Preserve {
+                until: Some(days(70)),
+            },
+        )
+        .await,
         "already preserved",
     );
     conflict(

@@ -300,7 +300,11 @@ async fn every_endpoint_checks_the_officers_role() {
             },
             vec![Reviewer, Admin],
         ),
-        ("DE", Action::Preserve { until }, vec![Reviewer, Admin]),
+        (
+            "DE",
+            Action::Preserve { until: Some(until) },
+            vec![Reviewer, Admin],
+        ),
         (
             "DE",
             Action::ExtendPreservation { until },

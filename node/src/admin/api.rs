@@ -200,6 +200,9 @@ pub struct CaseFilter {
     /// Only cases past a decision or fulfilment deadline.
     #[serde(default)]
     pub overdue: bool,
+    /// Only cases whose preservation ends within the warning period.
+    #[serde(default)]
+    pub lapsing: bool,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
@@ -214,8 +217,11 @@ pub struct CaseSummary {
     pub urgency: String,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
-    /// When the next step is due (a decision, or fulfilment), by the bloc's deadlines.
+    /// When the next step is due (a decision, or fulfilment).
     pub due: Option<Timestamp>,
+    /// The rule that set `due`: the instrument's text or the bloc's setting.
+    #[serde(default)]
+    pub due_rule: Option<String>,
     /// What is overdue, if anything: `decision` or `fulfilment`.
     pub overdue: Option<String>,
     /// A sent request with no receipt after the configured time (still retried).
@@ -224,10 +230,29 @@ pub struct CaseSummary {
     pub retention_until: Option<Timestamp>,
     /// When this node destroyed the case's content.
     pub purged_at: Option<Timestamp>,
+    /// Data kept from deletion for this case, if any.
+    #[serde(default)]
+    pub preservation: Option<PreservationView>,
     /// Events in this node's replica of the log, and its heads: two replicas with the same
     /// heads hold the same log.
     pub events: usize,
     pub heads: Vec<EventId>,
+}
+
+/// A preservation and the rule it runs under.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct PreservationView {
+    pub since: Option<Timestamp>,
+    pub until: Timestamp,
+    /// Released by an officer, or lapsed at `until` (the executing node then records the
+    /// release itself).
+    pub released_at: Option<Timestamp>,
+    /// The latest end extensions may reach, where the rule caps them.
+    pub latest_end: Option<Timestamp>,
+    /// Still in force, and ends within the warning period: extend it or let it lapse.
+    pub lapses_soon: bool,
+    /// The instrument's preservation rule, or the bloc's for it.
+    pub rule: String,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
@@ -318,9 +343,11 @@ pub enum Action {
     },
     /// Requesting side: the evidence arrived.
     Acknowledge,
-    /// Executing side: data preserved until a date; extended to a later one.
+    /// Executing side: data preserved until a date (by default, for the period the
+    /// instrument's rules give); extended to a later one, up to their cap.
     Preserve {
-        until: Timestamp,
+        #[serde(default)]
+        until: Option<Timestamp>,
     },
     ExtendPreservation {
         until: Timestamp,
@@ -332,8 +359,13 @@ pub enum Action {
 }
 
 impl Action {
-    pub fn into_event(self) -> EventKind {
-        match self {
+    /// The event this step signs. `preserve_until` gives the end of a preservation that names
+    /// none (the instrument's period), or why there is none.
+    pub fn into_event(
+        self,
+        preserve_until: impl FnOnce() -> Result<Timestamp, String>,
+    ) -> Result<EventKind, String> {
+        Ok(match self {
             Action::Decide { decision } => EventKind::Decided { decision },
             Action::RequestClarification { question } => {
                 EventKind::ClarificationRequested { question }
@@ -348,11 +380,14 @@ impl Action {
             Action::Acknowledge => EventKind::EvidenceAcknowledged {
                 manifest_root: None,
             },
-            Action::Preserve { until } => EventKind::Preserved { until },
+            Action::Preserve { until: Some(until) } => EventKind::Preserved { until },
+            Action::Preserve { until: None } => EventKind::Preserved {
+                until: preserve_until()?,
+            },
             Action::ExtendPreservation { until } => EventKind::PreservationExtended { until },
             Action::ReleasePreservation => EventKind::PreservationReleased,
             Action::Purge => EventKind::Purged,
-        }
+        })
     }
 }
 

@@ -75,7 +75,7 @@ pub(super) async fn send_case(
     Ok(Json(detail(&state, &record)))
 }
 
-/// Cases this node is party to, newest first, without content; filter by state or overdue.
+/// Cases this node is party to, newest first, without content; filter by state, overdue or lapsing preservation.
 #[utoipa::path(
     get,
     path = "/cases",
@@ -97,6 +97,7 @@ pub(super) async fn list_cases(
         .map(|c| summary(&state, c, now))
         .filter(|c| filter.state.as_ref().is_none_or(|s| *s == c.state))
         .filter(|c| !filter.overdue || c.overdue.is_some())
+        .filter(|c| !filter.lapsing || c.preservation.as_ref().is_some_and(|p| p.lapses_soon))
         .collect();
     Ok(Json(cases))
 }
@@ -237,7 +238,16 @@ pub(super) async fn act(
     let Json(action) =
         body.map_err(|e| failure(StatusCode::BAD_REQUEST, "bad-json", e.body_text()))?;
     allow(&officer, action.roles())?;
-    let mut event = action.into_event();
+    let mut event = action
+        .into_event(|| {
+            let record = state.cases.get(&id).ok().flatten();
+            let rule = record.map(|r| state.cases.preservation_rule(&r));
+            match rule {
+                Some(rule) => rule.start(state.cases.now(), None),
+                None => Err(format!("case {id} is not held here")),
+            }
+        })
+        .map_err(|why| failure(StatusCode::CONFLICT, "conflict", why))?;
     // An acknowledgement names the package the fulfilment delivered, when there is one.
     if let comity_protocol::EventKind::EvidenceAcknowledged { manifest_root } = &mut event
         && manifest_root.is_none()
@@ -334,10 +344,24 @@ pub(super) fn summary(state: &AdminState, record: &CaseRecord, now: Timestamp) -
         created_at: record.created_at,
         updated_at: record.updated_at,
         due: due.at,
+        due_rule: due.rule,
         overdue: due.overdue.map(str::to_owned),
         not_delivered: due.not_delivered,
         retention_until: state.cases.retention_until(record),
         purged_at: record.purged_at,
+        preservation: record.log.preservation.map(|p| {
+            let rule = state.cases.preservation_rule(record);
+            api::PreservationView {
+                since: p.since,
+                until: p.until,
+                released_at: p.released_at,
+                latest_end: p.since.and_then(|since| rule.latest_end(since)),
+                lapses_soon: !p.released
+                    && p.until > now
+                    && p.until <= now.saturating_add(crate::cases::PRESERVATION_WARNING),
+                rule: rule.rule,
+            }
+        }),
         events: record.log.events,
         heads: record.log.heads.clone(),
     }

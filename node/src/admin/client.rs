@@ -341,6 +341,9 @@ impl AdminClient {
         if filter.overdue {
             query.push("overdue=true".into());
         }
+        if filter.lapsing {
+            query.push("lapsing=true".into());
+        }
         self.get(&format!("/cases?{}", query.join("&"))).await
     }
     /// The signed log of a case (needs a purpose: see `with_purpose`).

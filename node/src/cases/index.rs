@@ -10,6 +10,8 @@
 //!   that a purge takes the rows with it;
 //! - `n/{member}/{day, 8 digits}/{case}`: a case a member opened here that day (UTC), for the
 //!   per-member daily quota;
+//! - `k/{until, 20 digits of ms}/{case}`: an executing case whose data is preserved until
+//!   then (an extension adds a later one; the sweep drops the stale one);
 //! - `t/{submitted, 20 digits of ms}/{case}` and `p/{purged, 20 digits}/{case}`: when a case
 //!   was submitted and purged (kept after the purge), so that a period's report reads only the
 //!   cases active in it.
@@ -29,7 +31,7 @@ use crate::store::{Batch, Cf, Store, StoreError};
 
 /// Names the index's layout and the retention cap it was built with.
 const VERSION_KEY: &[u8] = b"v";
-const VERSION: &str = "5";
+const VERSION: &str = "6";
 
 /// What a pull needs of a case shared with a member, kept beside its index entry.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -109,6 +111,12 @@ pub fn put(batch: &mut Batch, record: &CaseRecord, cap_days: Option<u32>) {
         }
         return;
     }
+    if record.role == Role::Executing
+        && let Some(p) = record.log.preservation
+        && !p.released
+    {
+        batch.put(Cf::CaseIndex, dated_key('k', p.until, id), Vec::new());
+    }
     let summary =
         comity_protocol::to_canonical_cbor(&SyncSummary::of(record)).expect("summaries encode");
     batch.put(Cf::CaseIndex, shared_key(&record.counterparty, id), summary);
@@ -143,6 +151,36 @@ pub fn retention_due(store: &Store, now: Timestamp) -> Result<Vec<CaseId>, Store
         .iter()
         .filter_map(|(k, _)| case_of(k))
         .collect())
+}
+
+/// Preservations that end before `before`, each with its index key: lapsed ones, or, with a
+/// later `before`, those to warn about. A key may be stale (the preservation was extended or
+/// released since): the record decides.
+pub fn preservations_ending(
+    store: &Store,
+    before: Timestamp,
+) -> Result<Vec<(Vec<u8>, CaseId)>, StoreError> {
+    let end = format!("k/{:020}/", before.as_millis().max(0)).into_bytes();
+    Ok(store
+        .scan_range(Cf::CaseIndex, b"k/", &end)?
+        .into_iter()
+        .filter_map(|(k, _)| {
+            let case = case_of(&k)?;
+            Some((k, case))
+        })
+        .collect())
+}
+
+/// When a preservation index key says it ends.
+pub fn preservation_end(key: &[u8]) -> Option<Timestamp> {
+    let text = std::str::from_utf8(key).ok()?;
+    let ms = text.strip_prefix("k/")?.split('/').next()?.parse().ok()?;
+    Some(Timestamp::from_millis(ms))
+}
+
+/// Drops an index key the sweep found done with.
+pub fn forget(batch: &mut Batch, key: Vec<u8>) {
+    batch.delete(Cf::CaseIndex, key);
 }
 
 /// Adds to `batch` that the member `record` is shared with opened it here at `now` (this

@@ -236,6 +236,17 @@ impl Cases {
         index::retention_until(record, self.retention_cap())
     }
 
+    /// The preservation rule of `record`'s instrument (or the bloc's for it).
+    pub fn preservation_rule(
+        &self,
+        record: &CaseRecord,
+    ) -> comity_protocol::deadlines::PreservationRule {
+        comity_protocol::deadlines::preservation(
+            self.inner.governance.roster().settings(),
+            record.summary.instrument,
+        )
+    }
+
     /// The policy's cap on retention, in days.
     fn retention_cap(&self) -> Option<u32> {
         self.inner
@@ -482,12 +493,18 @@ pub(crate) fn key_of(
     }
 }
 
-/// Where a case stands against the bloc's deadlines.
+/// How long before a preservation lapses officers are warned: it is flagged in case lists
+/// (`--lapsing`) and the node logs it once.
+pub const PRESERVATION_WARNING: std::time::Duration = std::time::Duration::from_secs(7 * 86_400);
+
+/// Where a case stands against its deadlines.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Due {
     /// When the next step is due: a decision on a delivered request, or fulfilment of an
     /// accepted one.
     pub at: Option<Timestamp>,
+    /// The rule that set `at`: the instrument's text, or the bloc's setting.
+    pub rule: Option<String>,
     /// `decision` or `fulfilment`, once past due.
     pub overdue: Option<&'static str>,
     /// Sent, without a receipt for longer than the configured time.
@@ -495,33 +512,46 @@ pub struct Due {
 }
 
 impl Cases {
+    /// When `record`'s next step is due, by the rule its instrument, urgency and the bloc's
+    /// settings give (`comity_protocol::deadlines`).
     pub fn due(&self, record: &CaseRecord, now: Timestamp) -> Due {
-        let deadline = self
-            .inner
-            .governance
-            .roster()
-            .deadlines()
-            .for_urgency(record.summary.urgency);
+        use comity_protocol::Anchor;
+        use comity_protocol::deadlines;
+        let roster = self.inner.governance.roster();
+        let settings = roster.settings();
+        let (instrument, urgency) = (record.summary.instrument, record.summary.urgency);
         let mut due = Due::default();
         let log = &record.log;
-        let (step, from) = match log.state {
+        let received = log.delivered_at.or(log.submitted_at);
+        let step = match log.state {
             Some(
                 CaseState::Submitted
                 | CaseState::Delivered
                 | CaseState::UnderReview
                 | CaseState::ClarificationRequested
                 | CaseState::Clarified,
-            ) => ("decision", log.delivered_at.or(log.submitted_at)),
-            Some(CaseState::Accepted | CaseState::PartiallyAccepted) => {
-                ("fulfilment", log.decided_at)
-            }
-            _ => ("", None),
+            ) => Some((
+                "decision",
+                deadlines::decision(settings, instrument, urgency),
+            )),
+            Some(CaseState::Accepted | CaseState::PartiallyAccepted) => Some((
+                "fulfilment",
+                deadlines::execution(settings, instrument, urgency),
+            )),
+            _ => None,
         };
-        if let Some(from) = from {
-            let at = from.saturating_add(deadline);
-            due.at = Some(at);
-            if now > at {
-                due.overdue = Some(step);
+        if let Some((step, deadline)) = step {
+            let from = match deadline.from {
+                Anchor::Receipt => received,
+                Anchor::Decision => log.decided_at,
+            };
+            if let Some(from) = from {
+                let at = from.saturating_add(deadline.after);
+                due.at = Some(at);
+                due.rule = Some(deadline.rule);
+                if now > at {
+                    due.overdue = Some(step);
+                }
             }
         }
         if record.role == Role::Requester

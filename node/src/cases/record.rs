@@ -92,6 +92,9 @@ pub struct LogSummary {
     /// When the requester's node stated that the package arrived whole.
     #[serde(default)]
     pub evidence_received_at: Option<Timestamp>,
+    /// Data kept from deletion: until when, and whether released.
+    #[serde(default)]
+    pub preservation: Option<comity_protocol::Preservation>,
 }
 
 impl LogSummary {
@@ -111,6 +114,7 @@ impl LogSummary {
             decision: view.decision.clone(),
             manifest_root: view.manifest_root,
             evidence_received_at: view.evidence_received_at,
+            preservation: view.preservation,
             events: log.len(),
             heads: view.heads.clone(),
             have: log.version_vector(),

@@ -1,7 +1,14 @@
 //! Retention that deletes: when a case's retention ends, the requesting node destroys its
 //! content (crypto-shredding: the case's key is deleted) and records a signed `purged` event,
 //! which the executing node follows by destroying its own copy.
+//!
+//! The same sweep ends preservations: the executing node warns before one lapses and, at its
+//! end, records a signed `preservation-released` event, so that both sides see the data is no
+//! longer kept from deletion.
 
+use std::collections::HashSet;
+
+use comity_protocol::{CaseId, Timestamp};
 use tracing::{info, warn};
 
 use super::{Cases, index};
@@ -10,9 +17,11 @@ use comity_protocol::EventKind;
 
 pub(super) async fn run(cases: Cases) {
     let mut sweep = tokio::time::interval(cases.inner.retention_sweep);
+    let mut warned = HashSet::new();
     loop {
         sweep.tick().await;
         cases.finish_purges().await;
+        cases.lapse_preservations(&mut warned).await;
         let now = cases.now();
         let due = match index::retention_due(&cases.inner.store, now) {
             Ok(due) => due,
@@ -49,6 +58,71 @@ pub(super) async fn run(cases: Cases) {
 }
 
 impl Cases {
+    /// Releases, with a signed event, every preservation of ours that has reached its end, and
+    /// warns once (per run of the node) about those that end within the warning period.
+    async fn lapse_preservations(&self, warned: &mut HashSet<(CaseId, Timestamp)>) {
+        let now = self.now();
+        let ending = match index::preservations_ending(
+            &self.inner.store,
+            now.saturating_add(super::PRESERVATION_WARNING),
+        ) {
+            Ok(ending) => ending,
+            Err(e) => {
+                warn!(error = %e, "preservation sweep could not read the index");
+                return;
+            }
+        };
+        for (key, case_id) in ending {
+            let record = match self.record_closed(&case_id) {
+                Ok(record) => record,
+                Err(e) => {
+                    warn!(case = %case_id, error = %e, "preservation sweep could not read a case");
+                    continue;
+                }
+            };
+            let active = record
+                .as_ref()
+                .filter(|r| r.purged_at.is_none())
+                .and_then(|r| r.log.preservation)
+                .filter(|p| !p.released);
+            let keyed = index::preservation_end(&key);
+            match active {
+                // The key this preservation is indexed by, not yet at its end: warn once.
+                Some(p) if Some(p.until) == keyed && p.until >= now => {
+                    if warned.insert((case_id, p.until)) {
+                        warn!(case = %case_id, until = %p.until, "preservation lapses soon: extend it (`comity case preserve --extend-until`) or let it lapse");
+                    }
+                    continue;
+                }
+                Some(p) if Some(p.until) == keyed => {
+                    match self
+                        .act(
+                            case_id,
+                            EventKind::PreservationReleased,
+                            "preservation-lapse",
+                        )
+                        .await
+                    {
+                        Ok(_) => {
+                            info!(case = %case_id, until = %p.until, "preservation lapsed: release recorded")
+                        }
+                        Err(e) => {
+                            warn!(case = %case_id, error = %e, "preservation lapse could not be recorded; will retry");
+                            continue;
+                        }
+                    }
+                }
+                // Extended (a later key stands for it), released, purged or gone.
+                _ => {}
+            }
+            let mut batch = Batch::new();
+            index::forget(&mut batch, key);
+            if let Err(e) = self.inner.store.commit(batch).await {
+                warn!(case = %case_id, error = %e, "could not drop a done preservation's index entry");
+            }
+        }
+    }
+
     /// Destroys the keys of purged cases that a crash (or a failed shred) left behind.
     async fn finish_purges(&self) {
         let pending = match index::to_shred(&self.inner.store) {

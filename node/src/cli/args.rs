@@ -425,6 +425,9 @@ pub enum CaseCommand {
         /// Only cases past a decision or fulfilment deadline.
         #[arg(long)]
         overdue: bool,
+        /// Only cases whose preservation ends within seven days.
+        #[arg(long)]
+        lapsing: bool,
         #[command(flatten)]
         read: ReadArgs,
     },
@@ -550,13 +553,17 @@ pub enum CaseCommand {
         #[command(flatten)]
         read: ReadArgs,
     },
-    /// Preservation: preserve until a date, extend, or release.
+    /// Preservation: preserve (for the instrument's period, or until a date), extend, or
+    /// release.
     Preserve {
         id: CaseId,
-        /// Executing side: data preserved until this time (RFC 3339).
-        #[arg(long, group = "preservation", required = true)]
+        /// Executing side: data preserved until this time (RFC 3339). Without it, and without
+        /// --extend-until or --release, for the period the instrument's rules give
+        /// (eu-epoc-pr, budapest-art29: 60 days).
+        #[arg(long, group = "preservation")]
         until: Option<Timestamp>,
-        /// Executing side: extend the preservation to this time.
+        /// Executing side: extend the preservation to this time, within the instrument's cap
+        /// (eu-epoc-pr: 30 days beyond the first 60).
         #[arg(long, group = "preservation")]
         extend_until: Option<Timestamp>,
         /// Either side: the preservation is no longer needed.
@@ -642,10 +649,10 @@ impl CaseCommand {
                 read,
             } => {
                 let action = match (until, extend_until, release) {
-                    (Some(until), _, _) => Action::Preserve { until: *until },
+                    (until @ Some(_), _, _) => Action::Preserve { until: *until },
                     (None, Some(until), _) => Action::ExtendPreservation { until: *until },
                     (None, None, true) => Action::ReleasePreservation,
-                    _ => bail!("give --until, --extend-until or --release"),
+                    (None, None, false) => Action::Preserve { until: None },
                 };
                 (*id, action, read)
             }

@@ -187,9 +187,14 @@ async fn case(command: CaseCommand) -> anyhow::Result<()> {
         CaseCommand::List {
             state,
             overdue,
+            lapsing,
             read,
         } => {
-            let filter = CaseFilter { state, overdue };
+            let filter = CaseFilter {
+                state,
+                overdue,
+                lapsing,
+            };
             let cases = client(&read.connection)?.cases_filtered(&filter).await?;
             output::case_list(&cases, read.json)
         }

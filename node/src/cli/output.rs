@@ -145,11 +145,17 @@ pub fn case_list(cases: &[CaseSummary], as_json: bool) -> anyhow::Result<()> {
         if c.not_delivered {
             state.push_str(" (not delivered)");
         }
-        let due = match (&c.due, &c.overdue) {
+        let mut due = match (&c.due, &c.overdue) {
             (Some(due), Some(what)) => format!("{what} OVERDUE since {due}"),
             (Some(due), None) => due.to_string(),
             _ => String::new(),
         };
+        if let Some(rule) = &c.due_rule {
+            due.push_str(&format!("\n({rule})"));
+        }
+        if let Some(p) = c.preservation.as_ref().filter(|p| p.lapses_soon) {
+            due.push_str(&format!("\npreservation LAPSES at {}", p.until));
+        }
         t.add_row(vec![
             c.case_id.to_string(),
             c.role.to_string(),
@@ -211,6 +217,21 @@ pub fn case_detail(c: &CaseDetail, as_json: bool) -> anyhow::Result<()> {
                 .map(|what| format!(" — {what} OVERDUE"))
                 .unwrap_or_default()
         );
+        if let Some(rule) = &c.summary.due_rule {
+            println!("              set by {rule}");
+        }
+    }
+    if let Some(p) = &c.summary.preservation {
+        let state = match (p.released_at, p.lapses_soon) {
+            (Some(at), _) => format!("released at {at} (was until {})", p.until),
+            (None, true) => format!("until {} — LAPSES SOON: extend it or let it lapse", p.until),
+            (None, false) => format!("until {}", p.until),
+        };
+        println!("preserved     {state}");
+        if let Some(latest) = p.latest_end {
+            println!("              extensions up to {latest} at the latest");
+        }
+        println!("              rule: {}", p.rule);
     }
     if let Some(a) = &c.approval {
         println!(

@@ -402,6 +402,81 @@ fn expiry_and_diff() {
     assert!(matches!(err, KeyRefusal::Left { .. }), "{err}");
 }
 
+#[test]
+fn instrument_rules_are_settings_that_leave_old_configurations_alone() {
+    let fs = founders(2);
+    let (g, hash) = genesis(&fs);
+    let v1 = verify_genesis(&g, &hash).unwrap().config;
+    // No instrument rules: the encoding has no trace of them, so that configurations signed
+    // before they existed keep their bytes and hashes.
+    let bytes = crate::to_canonical_cbor(&v1.settings).unwrap();
+    assert!(!bytes.windows(11).any(|w| w == b"instruments"));
+
+    let set = |name: &str, value: &str| Amendment::Set(name.into(), value.into());
+    let v2 = v1
+        .amend(
+            &hash,
+            &[
+                set("instruments.eu-eio.decision_hours", "480"),
+                set("instruments.eu-epoc-pr.extension_days", "0"),
+            ],
+            ts(1),
+        )
+        .unwrap();
+    v2.check_shape().unwrap();
+    let eio = v2.settings.instruments[&crate::Instrument::EuEio];
+    assert_eq!(eio.decision_hours, Some(480));
+    let lines = diff(&v1, &v2);
+    assert!(
+        lines.contains(&"~ instruments.eu-eio.decision_hours: default → 480".to_string()),
+        "{lines:?}"
+    );
+    // Back to the instrument's own figure: the entry goes.
+    let v3 = v2
+        .amend(
+            &hash,
+            &[set("instruments.eu-eio.decision_hours", "default")],
+            ts(2),
+        )
+        .unwrap();
+    assert!(
+        !v3.settings
+            .instruments
+            .contains_key(&crate::Instrument::EuEio)
+    );
+
+    for (name, value, says) in [
+        (
+            "instruments.eu-xyz.decision_hours",
+            "1",
+            "unknown instrument",
+        ),
+        (
+            "instruments.eu-eio.speed",
+            "1",
+            "decision_hours, execution_hours",
+        ),
+        (
+            "instruments.eu-eio",
+            "1",
+            "instruments.<instrument>.<field>",
+        ),
+        (
+            "instruments.eu-eio.decision_hours",
+            "0",
+            "between 1 and 8784",
+        ),
+        (
+            "instruments.eu-eio.preservation_days",
+            "x",
+            "not a whole number",
+        ),
+    ] {
+        let err = v1.amend(&hash, &[set(name, value)], ts(1)).unwrap_err();
+        assert!(err.to_string().contains(says), "{name}={value}: {err}");
+    }
+}
+
 /// A chain of `len` valid versions from `n` founders, each signed by exactly the threshold,
 /// some rotating a key; and a set of bad versions that must never apply.
 fn scenario(n: usize, len: usize) -> (Hash32, Vec<MultiSigned>, Vec<MultiSigned>) {

@@ -62,6 +62,12 @@ impl fmt::Display for CaseState {
 pub struct Preservation {
     pub until: Timestamp,
     pub released: bool,
+    /// When it started (the `preserved` event): extensions are capped from here.
+    #[serde(default)]
+    pub since: Option<Timestamp>,
+    /// When it ended early or lapsed (the `preservation-released` event).
+    #[serde(default)]
+    pub released_at: Option<Timestamp>,
 }
 
 /// One event as the fold saw it.
@@ -260,6 +266,8 @@ impl CaseView {
                 self.preservation = Some(super::Preservation {
                     until: *until,
                     released: false,
+                    since: Some(at),
+                    released_at: None,
                 });
             }
             EventKind::PreservationExtended { until } => match &mut self.preservation {
@@ -276,7 +284,10 @@ impl CaseView {
             EventKind::PreservationReleased => match &mut self.preservation {
                 None => return Err("nothing is preserved: there is nothing to release".into()),
                 Some(p) if p.released => return Err("preservation already released".into()),
-                Some(p) => p.released = true,
+                Some(p) => {
+                    p.released = true;
+                    p.released_at = Some(at);
+                }
             },
             EventKind::Purged => {
                 if self.purged_at.is_some() {

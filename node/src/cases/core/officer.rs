@@ -189,6 +189,7 @@ pub fn act(ctx: &Context, case: Case, kind: EventKind, officer: &str) -> Result<
             record.role
         )));
     }
+    check_preservation(ctx, &record, &kind)?;
     let purging = matches!(kind, EventKind::Purged);
     let code = kind.code();
     let index = log.len();
@@ -221,6 +222,33 @@ pub fn act(ctx: &Context, case: Case, kind: EventKind, officer: &str) -> Result<
         effects,
         ..Plan::default()
     })
+}
+
+/// The instrument's preservation rules (or the bloc's for it): a new preservation lasts at
+/// most its period where extensions are capped, and no extension goes past the cap. Steps the
+/// fold refuses anyway (preserving twice, extending nothing) are left to it.
+fn check_preservation(
+    ctx: &Context,
+    record: &CaseRecord,
+    kind: &EventKind,
+) -> Result<(), CaseError> {
+    let active = record.log.preservation.filter(|p| !p.released);
+    let rule = || {
+        comity_protocol::deadlines::preservation(ctx.roster.settings(), record.summary.instrument)
+    };
+    match (kind, active) {
+        (EventKind::Preserved { until }, None) => {
+            rule()
+                .start(ctx.now, Some(*until))
+                .map_err(CaseError::Refused)?;
+        }
+        (EventKind::PreservationExtended { until }, Some(p)) => {
+            let since = p.since.unwrap_or(ctx.now);
+            rule().extend(since, *until).map_err(CaseError::Refused)?;
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 /// Four-eyes on disclosure: the categories the node's safeguards name need an approval by

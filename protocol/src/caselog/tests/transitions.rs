@@ -188,14 +188,9 @@ fn preservation_is_a_sub_state() {
     let mut step = |who: &str, kind: EventKind, applied: bool| {
         r.act(who, kind).unwrap();
         assert_eq!(r.last_entry().applied, applied, "{:?}", r.last_entry());
-        r.log.view().preservation
+        r.log.view().preservation.map(|p| (p.until, p.released))
     };
-    let p = |until, released| {
-        Some(Preservation {
-            until: t(until),
-            released,
-        })
-    };
+    let p = |until, released| Some((t(until), released));
     assert_eq!(step("DE", EventKind::PreservationReleased, false), None);
     assert_eq!(
         step("DE", EventKind::Preserved { until: t(10) }, true),
