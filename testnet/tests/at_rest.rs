@@ -1,7 +1,8 @@
 //! Encryption at rest and retention that deletes: a distinctive selector never reaches the
 //! RocksDB files (SST, WAL) in clear on either node; when the retention ends the requester
 //! destroys the content, the `purged` event reaches the executing node, which does the same,
-//! and the sealed content no longer opens, even with the master key.
+//! and the sealed content no longer opens, even with the master key. Decision texts are
+//! content too: sealed like the request, gone with it.
 
 mod common;
 
@@ -16,6 +17,8 @@ use comity_protocol::Selector;
 use common::*;
 
 const DISTINCTIVE: &str = "zq7-distinctive-selector@example.org";
+/// The scope of a partial acceptance: a decision text, content like the request.
+const SCOPE: &str = "zq7-distinctive-scope: subscriber data of March only";
 
 fn files_containing(dir: &Path, needle: &[u8]) -> Vec<String> {
     let mut found = Vec::new();
@@ -75,6 +78,27 @@ async fn content_is_sealed_at_rest_and_destroyed_when_retention_ends() {
         shown.request.unwrap().selectors,
         vec![Selector::Email(DISTINCTIVE.into())]
     );
+    // A decision with a text: officers who state a purpose read it on both sides.
+    de.act(
+        id,
+        &comity_node::admin::api::Action::Decide {
+            decision: comity_protocol::Decision::Partial {
+                scope: SCOPE.into(),
+            },
+        },
+    )
+    .await
+    .unwrap();
+    wait_for_state(&fr, id, "partially-accepted", Duration::from_secs(20)).await;
+    for client in [&fr, &de] {
+        let decision = client.case(id).await.unwrap().decision;
+        assert_eq!(
+            decision,
+            Some(comity_protocol::Decision::Partial {
+                scope: SCOPE.into()
+            })
+        );
+    }
 
     // Nothing on disk holds the selector in clear: not the stores (SST, WAL, MANIFEST), not
     // the logs. Stopping flushes what RocksDB holds in memory.
@@ -84,6 +108,11 @@ async fn content_is_sealed_at_rest_and_destroyed_when_retention_ends() {
         assert!(
             found.is_empty(),
             "{node}: the selector is in clear in {found:?}"
+        );
+        let found = files_containing(&bloc.node(node).dir, b"zq7-distinctive-scope");
+        assert!(
+            found.is_empty(),
+            "{node}: the decision's text is in clear in {found:?}"
         );
         let dir = &bloc.node(node).dir;
         let key = key_id(dir, id);

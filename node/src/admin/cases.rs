@@ -279,7 +279,10 @@ pub(super) async fn show_case(
     record_access(&state, &officer, id, "case", purpose).await?;
     let mut detail = detail(&state, &record);
     detail.request = record.request.clone();
-    detail.decision = record.log.decision.clone();
+    // The decision's texts are sealed in the log with the rest of the content.
+    if record.log.decision.is_some() && record.purged_at.is_none() {
+        detail.decision = state.cases.load_log(&id)?.view().decision;
+    }
     Ok(Json(detail))
 }
 

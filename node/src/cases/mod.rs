@@ -198,6 +198,7 @@ impl Cases {
         let cap = cases.retention_cap();
         if index::ensure(&cases.inner.store, cap, || cases.list()).await? {
             info!("case index built from the stored cases");
+            cases.rewrite_decisions().await?;
         }
         let mut pending = cases.outbox_entries()?;
         pending.retain(|e| !e.dead);

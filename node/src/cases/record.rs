@@ -81,7 +81,11 @@ pub struct LogSummary {
     pub decided_at: Option<Timestamp>,
     pub fulfilled_at: Option<Timestamp>,
     pub closed_at: Option<Timestamp>,
-    pub decision: Option<Decision>,
+    /// The kind of the decision only: its texts (refusal reasons, the scope of a partial
+    /// acceptance) are content, sealed in the case's log with the rest of it, and destroyed
+    /// with the case's key.
+    #[serde(default, deserialize_with = "decision_kind")]
+    pub decision: Option<DecisionKind>,
     pub events: usize,
     pub heads: Vec<EventId>,
     /// Per author, the highest contiguous sequence held: what a pull sends.
@@ -95,6 +99,51 @@ pub struct LogSummary {
     /// Data kept from deletion: until when, and whether released.
     #[serde(default)]
     pub preservation: Option<comity_protocol::Preservation>,
+}
+
+/// What was decided, without the decision's texts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DecisionKind {
+    Accept,
+    Partial,
+    Refuse,
+}
+
+impl DecisionKind {
+    pub fn of(decision: &Decision) -> Self {
+        match decision {
+            Decision::Accept => DecisionKind::Accept,
+            Decision::Partial { .. } => DecisionKind::Partial,
+            Decision::Refuse { .. } => DecisionKind::Refuse,
+        }
+    }
+
+    /// The state code a case with this decision has: `accepted`, `partially-accepted`,
+    /// `refused`.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            DecisionKind::Accept => "accepted",
+            DecisionKind::Partial => "partially-accepted",
+            DecisionKind::Refuse => "refused",
+        }
+    }
+}
+
+/// Reads the decision of a record written by this version (its kind) or by an earlier one,
+/// which kept the whole decision in the clear: only its kind is kept, and the record is
+/// rewritten without the texts when the node starts (`Cases::open`).
+fn decision_kind<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<DecisionKind>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Stored {
+        Kind(DecisionKind),
+        Whole(Decision),
+    }
+    Ok(Option::<Stored>::deserialize(d)?.map(|s| match s {
+        Stored::Kind(kind) => kind,
+        Stored::Whole(decision) => DecisionKind::of(&decision),
+    }))
 }
 
 impl LogSummary {
@@ -111,7 +160,7 @@ impl LogSummary {
             decided_at: view.decided_at,
             fulfilled_at: view.fulfilled_at,
             closed_at: view.closed_at,
-            decision: view.decision.clone(),
+            decision: view.decision.as_ref().map(DecisionKind::of),
             manifest_root: view.manifest_root,
             evidence_received_at: view.evidence_received_at,
             preservation: view.preservation,
@@ -245,4 +294,62 @@ pub struct Refusal {
     pub case_id: Option<CaseId>,
     pub code: comity_protocol::RejectCode,
     pub reason: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A record of an earlier version kept the whole decision: it still reads, as its kind,
+    /// and written again it holds no trace of the decision's texts.
+    #[test]
+    fn a_legacy_decision_reads_as_its_kind_and_is_written_without_its_texts() {
+        #[derive(Serialize)]
+        struct Legacy {
+            decision: Option<Decision>,
+            events: usize,
+            heads: Vec<EventId>,
+            have: BTreeMap<Jurisdiction, u64>,
+            state: Option<CaseState>,
+            submitted_at: Option<Timestamp>,
+            delivered_at: Option<Timestamp>,
+            decided_at: Option<Timestamp>,
+            fulfilled_at: Option<Timestamp>,
+            closed_at: Option<Timestamp>,
+        }
+        for (decision, kind) in [
+            (
+                Decision::Refuse {
+                    reasons: vec!["secret-reason-text".into()],
+                },
+                DecisionKind::Refuse,
+            ),
+            (
+                Decision::Partial {
+                    scope: "secret-scope-text".into(),
+                },
+                DecisionKind::Partial,
+            ),
+            (Decision::Accept, DecisionKind::Accept),
+        ] {
+            let legacy = encode(&Legacy {
+                decision: Some(decision),
+                events: 3,
+                heads: Vec::new(),
+                have: BTreeMap::new(),
+                state: None,
+                submitted_at: None,
+                delivered_at: None,
+                decided_at: None,
+                fulfilled_at: None,
+                closed_at: None,
+            });
+            let read: LogSummary = decode(&legacy).unwrap();
+            assert_eq!(read.decision, Some(kind));
+            assert_eq!(read.events, 3);
+            let again = encode(&read);
+            assert!(!again.windows(6).any(|w| w == b"secret"));
+            assert_eq!(decode::<LogSummary>(&again).unwrap(), read);
+        }
+    }
 }

@@ -77,6 +77,26 @@ impl Cases {
     }
 
     /// Every case, newest first.
+    /// Stores again every record with a decision, in this version's form: records written by
+    /// an earlier one kept the decision's texts in the clear. Run once, when the index is
+    /// rebuilt for a new layout.
+    pub(super) async fn rewrite_decisions(&self) -> Result<(), CaseError> {
+        let mut batch = crate::store::Batch::new();
+        let mut n = 0;
+        for (key, bytes) in self.inner.store.scan(Cf::Cases)? {
+            let record = self.decode_record(&bytes, false)?;
+            if record.log.decision.is_some() {
+                batch.put(Cf::Cases, key, self.encode_record(&record)?);
+                n += 1;
+            }
+        }
+        if n > 0 {
+            self.inner.store.commit(batch).await?;
+            tracing::info!(records = n, "decision texts moved out of the case records");
+        }
+        Ok(())
+    }
+
     pub fn list(&self) -> Result<Vec<CaseRecord>, CaseError> {
         let mut cases = self
             .inner

@@ -8,8 +8,8 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
+use comity_protocol::Timestamp;
 pub use comity_protocol::report::{Counts, Period, PublishedReport, Report};
-use comity_protocol::{Decision, Timestamp};
 
 use comity_protocol::{Jurisdiction, SignedEnvelope, limits};
 
@@ -72,9 +72,7 @@ pub fn compute(
             bump(&mut report.by_data_category, category.to_string(), r.role);
         }
         let outcome = match (&r.log.decision, r.log.state) {
-            (Some(Decision::Accept), _) => "accepted",
-            (Some(Decision::Partial { .. }), _) => "partially-accepted",
-            (Some(Decision::Refuse { .. }), _) => "refused",
+            (Some(kind), _) => kind.outcome(),
             (None, Some(comity_protocol::CaseState::Withdrawn)) => "withdrawn",
             _ => "pending",
         };
