@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use tokio::sync::watch;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::admin::{self, AdminState};
 use crate::bloc::{Governance, GovernanceSettings};
@@ -360,7 +360,13 @@ fn read_policy(
             Some(policy)
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            info!(path = %config.policy_path().display(), "no policy file: incoming requests are not checked automatically");
+            if config.node.policy_mode != crate::config::PolicyMode::ManualReview {
+                bail!(
+                    "no policy file at {}: a node checks incoming requests against its policy. Write one (see docs/examples/policy.toml; check it with `comity policy check`), or set `policy_mode = \"manual-review\"` in [node] to leave every request to a reviewer, unchecked",
+                    config.policy_path().display()
+                );
+            }
+            warn!(path = %config.policy_path().display(), "manual review ([node] policy_mode): no policy file, incoming requests are left to reviewers unchecked");
             None
         }
         Err(e) => bail!("cannot read policy {}: {e}", config.policy_path().display()),
@@ -528,7 +534,7 @@ pub fn check(config: &Config) -> anyhow::Result<Vec<String>> {
     let (policy, _) = read_policy(config)?;
     checked.push(match policy {
         Some(_) => "policy: read and valid".into(),
-        None => "policy: none (every request goes to the officers)".into(),
+        None => "policy: none, manual review ([node] policy_mode): every request goes to reviewers unchecked".into(),
     });
     let store = config.store_path();
     let free = free_room(&store)?;

@@ -92,7 +92,7 @@ pub fn render(
         p = escape(&period.name),
         me = escape(me),
     );
-    out.push_str("<table id=\"summary\">\n<tr><th>member</th><th>sent</th><th>received</th><th>accepted</th><th>refused</th><th>overdue</th><th>purges</th><th>median minutes to decision</th></tr>\n");
+    out.push_str("<table id=\"summary\">\n<tr><th>member</th><th>sent</th><th>received</th><th>accepted</th><th>refused</th><th>overdue</th><th>purges</th><th>policy overrides</th><th>median minutes to decision</th></tr>\n");
     for r in reports {
         let outcome = |o: &str| {
             r.by_outcome
@@ -102,7 +102,7 @@ pub fn render(
         };
         let _ = writeln!(
             out,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             escape(&r.jurisdiction),
             r.requests.sent,
             r.requests.received,
@@ -110,6 +110,7 @@ pub fn render(
             outcome("refused"),
             r.overdue,
             r.purges,
+            r.overrides,
             r.decision_minutes_median
                 .map(|m| m.to_string())
                 .unwrap_or_else(|| "–".into()),

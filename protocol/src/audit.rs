@@ -70,6 +70,13 @@ pub enum AuditWhat {
     },
     /// An officer approved a draft or a disclosure (four-eyes).
     Approval { officer: String, case_id: CaseId },
+    /// An officer asked to override the policy's refusal of a case (`step: requested`), or
+    /// another officer approved that (`approved`).
+    PolicyOverride {
+        officer: String,
+        case_id: CaseId,
+        step: String,
+    },
     /// The node started with a policy other than the one recorded last (changed, added or
     /// removed): the BLAKE3 hash of the `policy.toml` now in force, or none.
     Policy { policy_hash: Option<Hash32> },

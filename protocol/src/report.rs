@@ -88,6 +88,16 @@ pub struct Report {
     pub overdue: u64,
     /// Cases whose content this node destroyed in the period.
     pub purges: u64,
+    /// Received requests the policy refused that officers went on with by an override
+    /// (four-eyes, with a stated reason), and the overrides themselves.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub overridden_cases: u64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub overrides: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// A member's report for a period, signed and published to the bloc.

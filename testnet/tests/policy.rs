@@ -132,3 +132,122 @@ async fn incoming_requests_are_checked_and_the_requester_sees_why() {
     );
     bloc.wait_converged(Duration::from_secs(20)).await.unwrap();
 }
+
+/// A policy refusal binds between real nodes: an expired agreement's request cannot be
+/// accepted by one officer; an override asked by one and approved by another lets it through,
+/// signed into both logs and counted in the transparency report. A pending case whose
+/// agreement expires mid-way is flagged by the monitor, and its fulfilment is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusal_binds_until_a_four_eyes_override_and_expiry_mid_case_blocks() {
+    use comity_node::admin::api::{Action, ClientError};
+    use comity_protocol::Decision;
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut bloc = comity_testnet::Bloc::create_with(
+        dir.path(),
+        &[j("FR"), j("DE"), j("IT")],
+        "testnet",
+        |c| {
+            c.safeguards.retention_sweep_secs = 1;
+        },
+    )
+    .await
+    .unwrap();
+    // FR's agreement ended long ago (the sunset clause); IT's ends in two days.
+    let in_two_days = comity_protocol::Timestamp::from_millis(
+        comity_protocol::Timestamp::now().as_millis() + 2 * 86_400_000,
+    );
+    let policy = format!(
+        r#"
+[[agreement]]
+partner = "FR"
+instruments = ["eu-epoc"]
+data_categories = ["subscriber", "traffic"]
+expires = 2020-01-01
+
+[[agreement]]
+partner = "IT"
+instruments = ["eu-epoc"]
+data_categories = ["subscriber", "traffic"]
+expires = {in_two_days}
+"#
+    );
+    std::fs::write(bloc.node("DE").dir.join("policy.toml"), policy).unwrap();
+    bloc.start_all().unwrap();
+    bloc.wait_connected(Duration::from_secs(30)).await.unwrap();
+    let (fr, de, approver) = (bloc.client("FR"), bloc.client("DE"), bloc.approver("DE"));
+    let status = de.status().await.unwrap();
+    assert_eq!(status.policy_mode, "policy");
+    assert_eq!(status.expired_agreements, vec![j("FR")]);
+    assert_eq!(
+        bloc.client("FR").status().await.unwrap().policy_mode,
+        "manual-review",
+        "FR runs without a policy, as its config says"
+    );
+
+    let id = send(&bloc, "FR", "DE", Some(20_000)).await.summary.case_id;
+    let case = wait_case(&de, id, "DE checked it", |c| c.summary.policy.is_some()).await;
+    assert_eq!(case.summary.policy.as_deref(), Some("refused"));
+    assert!(case.summary.policy_blocked);
+    let accept = Action::Decide {
+        decision: Decision::Accept,
+    };
+    let conflict = |r: Result<_, ClientError>, needle: &str| match r {
+        Err(ClientError::Api { status: 409, error }) => {
+            assert!(error.reason.contains(needle), "{}", error.reason)
+        }
+        other => panic!("expected a 409 saying {needle:?}, got {other:?}"),
+    };
+    conflict(de.act(id, &accept).await, "override");
+
+    // One officer asks, with a reason; the same officer cannot approve; another does.
+    let asked = de
+        .request_override(id, "renewal of the treaty signed, in force next month")
+        .await
+        .unwrap();
+    let pending = asked.override_request.unwrap();
+    assert_eq!(pending.requested_by, "admin");
+    conflict(de.approve_override(id).await, "four-eyes");
+    conflict(de.act(id, &accept).await, "override");
+    approver.approve_override(id).await.unwrap();
+    de.act(id, &accept).await.unwrap();
+    wait_for_state(&fr, id, "accepted", Duration::from_secs(20)).await;
+    bloc.wait_converged(Duration::from_secs(30)).await.unwrap();
+    let log = fr.log(id).await.unwrap();
+    let kinds: Vec<&str> = log.entries.iter().map(|e| e.kind.as_str()).collect();
+    assert!(
+        kinds.ends_with(&["policy-overridden", "decided"]),
+        "FR's replica holds the override: {kinds:?}"
+    );
+    assert_eq!(log.envelopes, de.log(id).await.unwrap().envelopes);
+    let report = de.transparency(None).await.unwrap();
+    assert_eq!((report.overrides, report.overridden_cases), (1, 1));
+
+    // IT's request arrives under its agreement and is accepted; the agreement then ends.
+    let it = send(&bloc, "IT", "DE", Some(20_000)).await.summary.case_id;
+    let case = wait_case(&de, it, "DE checked it", |c| c.summary.policy.is_some()).await;
+    assert_eq!(case.summary.policy.as_deref(), Some("passed"));
+    de.act(it, &accept).await.unwrap();
+    de.advance_clock(3 * 86_400).await.unwrap();
+    let flagged = wait_case(&de, it, "the monitor flags it", |c| {
+        c.summary.policy_blocked
+    })
+    .await;
+    assert_eq!(flagged.summary.state, "accepted");
+    conflict(
+        de.act(
+            it,
+            &Action::Fulfil {
+                note: String::new(),
+            },
+        )
+        .await,
+        "to fulfil it anyway",
+    );
+    let it_client = bloc.client("IT");
+    let seen = wait_case(&it_client, it, "IT sees the new check", |c| {
+        c.summary.policy.as_deref() == Some("refused")
+    })
+    .await;
+    assert_eq!(seen.summary.state, "accepted");
+}

@@ -105,6 +105,15 @@ pub struct StatusView {
     /// file system, permissions; nothing new can be saved).
     #[serde(default = "yes")]
     pub store_writable: bool,
+    /// `policy` (incoming requests are checked, refusals bind) or `manual-review` (no policy:
+    /// the operator chose to leave every request to reviewers, unchecked).
+    #[serde(default)]
+    pub policy_mode: String,
+    /// Agreements in the policy, and the partners whose agreement has expired.
+    #[serde(default)]
+    pub policy_agreements: usize,
+    #[serde(default)]
+    pub expired_agreements: Vec<Jurisdiction>,
 }
 
 fn yes() -> bool {
@@ -174,6 +183,13 @@ pub struct PurposeQuery {
     pub purpose: Option<String>,
 }
 
+/// `POST /v1/cases/{id}/override`: why the case should go on despite the policy's refusal.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OverrideRequestBody {
+    pub reason: String,
+}
+
 /// `GET /v1/reports/transparency?period=2026-Q3`.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, utoipa::ToSchema, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -230,6 +246,13 @@ pub struct CaseSummary {
     pub retention_until: Option<Timestamp>,
     /// When this node destroyed the case's content.
     pub purged_at: Option<Timestamp>,
+    /// The policy's latest check of a received request: `passed`, `referred`, `refused`.
+    #[serde(default)]
+    pub policy: Option<String>,
+    /// The policy refused it and no override covers that: it can be refused, not accepted or
+    /// fulfilled, until an officer's override is approved by another.
+    #[serde(default)]
+    pub policy_blocked: bool,
     /// Data kept from deletion for this case, if any.
     #[serde(default)]
     pub preservation: Option<PreservationView>,
@@ -237,6 +260,14 @@ pub struct CaseSummary {
     /// heads hold the same log.
     pub events: usize,
     pub heads: Vec<EventId>,
+}
+
+/// An override of the policy awaiting approval.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct OverrideView {
+    pub requested_by: String,
+    pub requested_at: Timestamp,
+    pub reason: Option<String>,
 }
 
 /// A preservation and the rule it runs under.
@@ -270,6 +301,13 @@ pub struct CaseDetail {
     pub approval: Option<comity_protocol::Approval>,
     /// Four-eyes on the executing side: who approved disclosing the data, and when.
     pub disclosure_approval: Option<(String, Timestamp)>,
+    /// How many overrides of the policy the case has had.
+    #[serde(default)]
+    pub overrides: u32,
+    /// An override asked for and awaiting another officer's approval: who asked, and when
+    /// (its reason only on a read that stated its purpose).
+    #[serde(default)]
+    pub override_request: Option<OverrideView>,
     /// The counterparty's signed receipt of the request, and whether it verifies.
     pub receipt: Option<ReceiptView>,
     /// The receipt exactly as received, for showing to a third party.

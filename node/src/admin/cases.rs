@@ -219,6 +219,51 @@ pub(super) async fn approve(
     Ok(Json(detail(&state, &record)))
 }
 
+/// Asks to go on with a case the policy refused, for a stated reason; another officer approves it (`/override/approve`) before it counts.
+#[utoipa::path(
+    post,
+    path = "/cases/{id}/override",
+    tag = "cases",
+    params(("id" = String, Path, description = "The case id (a ULID)")),
+    request_body = api::OverrideRequestBody,
+    responses((status = 200, description = "The override is asked for and awaits another officer's approval", body = CaseDetail), Errors)
+)]
+pub(super) async fn request_override(
+    Extension(officer): Extension<Officer>,
+    State(state): State<AdminState>,
+    Path(id): Path<String>,
+    body: Result<Json<api::OverrideRequestBody>, axum::extract::rejection::JsonRejection>,
+) -> Reply<CaseDetail> {
+    let id = parse_case(&id)?;
+    let Json(body) =
+        body.map_err(|e| failure(StatusCode::BAD_REQUEST, "bad-json", e.body_text()))?;
+    allow(&officer, &[Role::Reviewer])?;
+    let record = state
+        .cases
+        .request_override(id, &officer.name, body.reason)
+        .await?;
+    Ok(Json(detail(&state, &record)))
+}
+
+/// Four-eyes: another officer than the one who asked approves an override of the policy; the node signs it, with the reason and both names, into the case's log.
+#[utoipa::path(
+    post,
+    path = "/cases/{id}/override/approve",
+    tag = "cases",
+    params(("id" = String, Path, description = "The case id (a ULID)")),
+    responses((status = 200, description = "The override is approved and signed into the case log", body = CaseDetail), Errors)
+)]
+pub(super) async fn approve_override(
+    Extension(officer): Extension<Officer>,
+    State(state): State<AdminState>,
+    Path(id): Path<String>,
+) -> Reply<CaseDetail> {
+    let id = parse_case(&id)?;
+    allow(&officer, &[Role::Approver, Role::Reviewer])?;
+    let record = state.cases.approve_override(id, &officer.name).await?;
+    Ok(Json(detail(&state, &record)))
+}
+
 /// An officer's step in a case (decide, ask or answer a clarification, fulfil, acknowledge, preserve, withdraw, close, purge), signed into its log; the roles allowed depend on the step.
 #[utoipa::path(
     post,
@@ -279,6 +324,9 @@ pub(super) async fn show_case(
     record_access(&state, &officer, id, "case", purpose).await?;
     let mut detail = detail(&state, &record);
     detail.request = record.request.clone();
+    if let (Some(view), Some(o)) = (&mut detail.override_request, &record.override_request) {
+        view.reason = o.reason.clone();
+    }
     // The decision's texts are sealed in the log with the rest of the content.
     if record.log.decision.is_some() && record.purged_at.is_none() {
         detail.decision = state.cases.load_log(&id)?.view().decision;
@@ -352,6 +400,11 @@ pub(super) fn summary(state: &AdminState, record: &CaseRecord, now: Timestamp) -
         not_delivered: due.not_delivered,
         retention_until: state.cases.retention_until(record),
         purged_at: record.purged_at,
+        policy: record
+            .log
+            .policy
+            .map(|o| comity_protocol::policy::outcome_code(o).to_owned()),
+        policy_blocked: record.role == CaseRole::Executing && record.log.policy_blocks(),
         preservation: record.log.preservation.map(|p| {
             let rule = state.cases.preservation_rule(record);
             api::PreservationView {
@@ -397,6 +450,12 @@ pub(super) fn detail(state: &AdminState, record: &CaseRecord) -> CaseDetail {
         decision: None,
         approval: record.approval.clone(),
         disclosure_approval: record.disclosure_approval.clone(),
+        overrides: record.log.overrides,
+        override_request: record.override_request.as_ref().map(|o| api::OverrideView {
+            requested_by: o.requested_by.clone(),
+            requested_at: o.requested_at,
+            reason: None,
+        }),
         receipt,
         signed_receipt: record.receipt.clone(),
         manifest_root: record.log.manifest_root,

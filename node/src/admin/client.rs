@@ -350,6 +350,27 @@ impl AdminClient {
     pub async fn log(&self, case: CaseId) -> Result<LogView, ClientError> {
         self.get_content(&format!("/cases/{case}/log")).await
     }
+    /// Asks to override the policy's refusal of a case, for `reason`.
+    pub async fn request_override(
+        &self,
+        case: CaseId,
+        reason: &str,
+    ) -> Result<CaseDetail, ClientError> {
+        let body = super::api::OverrideRequestBody {
+            reason: reason.to_owned(),
+        };
+        self.post(&format!("/cases/{case}/override"), &body).await
+    }
+
+    /// Approves another officer's override of the policy (four-eyes).
+    pub async fn approve_override(&self, case: CaseId) -> Result<CaseDetail, ClientError> {
+        self.post(
+            &format!("/cases/{case}/override/approve"),
+            &serde_json::json!({}),
+        )
+        .await
+    }
+
     pub async fn act(&self, case: CaseId, action: &Action) -> Result<CaseDetail, ClientError> {
         self.post(&format!("/cases/{case}/act"), action).await
     }

@@ -132,6 +132,8 @@ fn v1_routes() -> OpenApiRouter<AdminState> {
         .routes(routes!(export::export))
         .routes(routes!(cases::act))
         .routes(routes!(cases::approve))
+        .routes(routes!(cases::request_override))
+        .routes(routes!(cases::approve_override))
         .routes(routes!(cases::retry))
         .routes(routes!(cases::precheck))
         .routes(routes!(evidence::announce, evidence::index))
@@ -297,6 +299,18 @@ async fn status(State(state): State<AdminState>) -> Reply<StatusView> {
     }
     Ok(Json(StatusView {
         store_writable: health::store_writable(&state).await,
+        policy_mode: if state.cases.policy().is_some() {
+            "policy"
+        } else {
+            "manual-review"
+        }
+        .into(),
+        policy_agreements: state.cases.policy().map_or(0, |p| p.agreements.len()),
+        expired_agreements: state
+            .cases
+            .policy()
+            .map(|p| p.expired(state.cases.now()).into_iter().collect())
+            .unwrap_or_default(),
         bloc_version: bloc.version.unwrap_or_default(),
         bloc_hash: bloc.hash,
         bloc_expires_at: bloc.expires_at,

@@ -361,6 +361,7 @@ mod tests {
             drafted_by: None,
             approval: None,
             disclosure_approval: None,
+            override_request: None,
         }
     }
 

@@ -10,6 +10,7 @@ mod budget;
 pub mod core;
 mod exchange;
 mod index;
+mod monitor;
 mod outbox;
 mod precheck;
 pub mod record;
@@ -216,6 +217,7 @@ impl Cases {
         tokio::spawn(exchange::serve(cases.clone(), inbound));
         tokio::spawn(sync::run(cases.clone(), sync_connections));
         tokio::spawn(retention::run(cases.clone()));
+        tokio::spawn(monitor::run(cases.clone()));
         Ok(cases)
     }
 
@@ -235,6 +237,11 @@ impl Cases {
     /// capped by this node's policy. Nobody can extend it.
     pub fn retention_until(&self, record: &CaseRecord) -> Option<Timestamp> {
         index::retention_until(record, self.retention_cap())
+    }
+
+    /// The policy incoming requests are checked against; `None` in manual review.
+    pub fn policy(&self) -> Option<&crate::policy::Policy> {
+        self.inner.policy.as_ref()
     }
 
     /// The preservation rule of `record`'s instrument (or the bloc's for it).
@@ -403,6 +410,41 @@ impl Cases {
         let record = plan.record.expect("a step's plan holds its record");
         info!(case = %case_id, event = code, to = %record.counterparty, officer, "event recorded");
         Ok(record)
+    }
+
+    /// An officer asks to go on with a case the policy refused (see [`core::request_override`]).
+    pub async fn request_override(
+        &self,
+        case_id: CaseId,
+        officer: &str,
+        reason: String,
+    ) -> Result<CaseRecord, CaseError> {
+        let plan = self
+            .run(case_id, Load::Record, |ctx, case| {
+                core::request_override(ctx, case, officer, reason)
+            })
+            .await
+            .inspect_err(
+                |e| warn!(case = %case_id, officer, reason = %e, "override request refused"),
+            )?;
+        info!(case = %case_id, officer, "override of the policy asked for");
+        Ok(plan.record.expect("an override plan holds its record"))
+    }
+
+    /// Another officer approves the override; the node signs it into the case's log.
+    pub async fn approve_override(
+        &self,
+        case_id: CaseId,
+        approver: &str,
+    ) -> Result<CaseRecord, CaseError> {
+        let plan = self
+            .run(case_id, Load::Log, |ctx, case| {
+                core::approve_override(ctx, case, approver)
+            })
+            .await
+            .inspect_err(|e| warn!(case = %case_id, officer = approver, reason = %e, "override approval refused"))?;
+        info!(case = %case_id, officer = approver, "override of the policy approved and recorded");
+        Ok(plan.record.expect("an override plan holds its record"))
     }
 
     /// Four-eyes on disclosure: the categories the node's safeguards name need an approval by

@@ -99,6 +99,22 @@ pub struct LogSummary {
     /// Data kept from deletion: until when, and whether released.
     #[serde(default)]
     pub preservation: Option<comity_protocol::Preservation>,
+    /// The latest policy check's outcome, and whether an override covers it.
+    #[serde(default)]
+    pub policy: Option<comity_protocol::PolicyOutcome>,
+    #[serde(default)]
+    pub overridden: bool,
+    /// Overrides of the policy applied in this case.
+    #[serde(default)]
+    pub overrides: u32,
+}
+
+impl LogSummary {
+    /// Whether the policy's latest check refused the case and no override covers it: an
+    /// officer may refuse it, but not accept or fulfil it.
+    pub fn policy_blocks(&self) -> bool {
+        self.policy == Some(comity_protocol::PolicyOutcome::Refused) && !self.overridden
+    }
 }
 
 /// What was decided, without the decision's texts.
@@ -164,6 +180,9 @@ impl LogSummary {
             manifest_root: view.manifest_root,
             evidence_received_at: view.evidence_received_at,
             preservation: view.preservation,
+            policy: view.policy,
+            overridden: view.overridden,
+            overrides: view.overrides,
             events: log.len(),
             heads: view.heads.clone(),
             have: log.version_vector(),
@@ -209,6 +228,23 @@ pub struct CaseRecord {
     /// Four-eyes on disclosure: who approved it, and when (executing side).
     #[serde(default)]
     pub disclosure_approval: Option<(String, Timestamp)>,
+    /// An officer's request to go on despite the policy's refusal, awaiting another officer's
+    /// approval (executing side).
+    #[serde(default)]
+    pub override_request: Option<OverrideRequest>,
+}
+
+/// A request to override the policy's refusal of a case, until another officer approves it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OverrideRequest {
+    pub requested_by: String,
+    pub requested_at: Timestamp,
+    /// The stated reason: content, sealed with the case's key in the store
+    /// (`sealed_reason`); `None` when the record was read without opening it.
+    #[serde(skip)]
+    pub reason: Option<String>,
+    #[serde(default, with = "serde_bytes")]
+    pub sealed_reason: Vec<u8>,
 }
 
 impl CaseRecord {

@@ -183,17 +183,31 @@ impl Cases {
     /// changes once made (it is only removed, by a purge), so a record read from the store
     /// keeps the sealed bytes it was read with: the request is sealed once per case.
     pub(super) fn encode_record(&self, record: &CaseRecord) -> Result<Vec<u8>, CaseError> {
-        if let Some(request) = &record.request
-            && record.sealed_request.is_empty()
-        {
-            let mut stored = record.clone();
+        let unsealed_reason = record
+            .override_request
+            .as_ref()
+            .is_some_and(|o| o.sealed_reason.is_empty() && o.reason.is_some());
+        let unsealed_request = record.request.is_some() && record.sealed_request.is_empty();
+        if !unsealed_reason && !unsealed_request {
+            return Ok(encode(record));
+        }
+        let mut stored = record.clone();
+        if unsealed_request && let Some(request) = &record.request {
             stored.sealed_request =
                 self.inner
                     .vault
                     .seal(&record.key_id, &record.case_id, &encode(request))?;
-            return Ok(encode(&stored));
         }
-        Ok(encode(record))
+        if let Some(o) = stored.override_request.as_mut()
+            && unsealed_reason
+            && let Some(reason) = &o.reason
+        {
+            o.sealed_reason =
+                self.inner
+                    .vault
+                    .seal(&record.key_id, &record.case_id, reason.as_bytes())?;
+        }
+        Ok(encode(&stored))
     }
 
     /// A stored case record; with `open`, its request opened (absent once purged).
@@ -207,6 +221,20 @@ impl Cases {
             {
                 Ok(plain) => record.request = Some(decode(&plain)?),
                 Err(crate::vault::VaultError::Shredded(_)) => record.request = None,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if open
+            && let Some(o) = record.override_request.as_mut()
+            && !o.sealed_reason.is_empty()
+        {
+            match self
+                .inner
+                .vault
+                .unseal(&record.key_id, &record.case_id, &o.sealed_reason)
+            {
+                Ok(plain) => o.reason = Some(String::from_utf8_lossy(&plain).into_owned()),
+                Err(crate::vault::VaultError::Shredded(_)) => o.reason = None,
                 Err(e) => return Err(e.into()),
             }
         }

@@ -520,6 +520,20 @@ pub enum CaseCommand {
         #[command(flatten)]
         read: ReadArgs,
     },
+    /// Executing side: go on with a case the policy refused. One officer asks, with a reason
+    /// (`--reason`); another approves (`--approve`), and the node signs the override into
+    /// the case's log. Only then can the case be accepted or fulfilled.
+    Override {
+        id: CaseId,
+        /// Why this request should go on despite the policy (recorded, sealed, in the log).
+        #[arg(long, group = "step", required = true)]
+        reason: Option<String>,
+        /// Approve the override another officer asked for (four-eyes).
+        #[arg(long, group = "step")]
+        approve: bool,
+        #[command(flatten)]
+        read: ReadArgs,
+    },
     /// Send again the messages of a case that its member did not acknowledge in time
     /// (`[outbox] give_up_after_secs`), once the member is back.
     Retry {
@@ -661,6 +675,7 @@ impl CaseCommand {
             | CaseCommand::Log { .. }
             | CaseCommand::Export { .. }
             | CaseCommand::Approve { .. }
+            | CaseCommand::Override { .. }
             | CaseCommand::Retry { .. } => {
                 return Ok(None);
             }

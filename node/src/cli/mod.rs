@@ -224,6 +224,20 @@ async fn case(command: CaseCommand) -> anyhow::Result<()> {
             output::case_detail(&case, read.json)
         }
         CaseCommand::Approve { id, read } => approve(id, &read).await,
+        CaseCommand::Override {
+            id,
+            reason,
+            approve,
+            read,
+        } => {
+            let client = client(&read.connection)?;
+            let case = match (reason, approve) {
+                (Some(reason), _) => client.request_override(id, &reason).await?,
+                (None, true) => client.approve_override(id).await?,
+                (None, false) => bail!("give --reason … or --approve"),
+            };
+            output::case_detail(&case, read.json)
+        }
         CaseCommand::Retry { id, read } => {
             let case = client(&read.connection)?.retry(id).await?;
             output::case_detail(&case, read.json)

@@ -53,6 +53,27 @@ pub fn status(s: &StatusView, as_json: bool) -> anyhow::Result<()> {
         };
         println!("sealing key   {key} ({listed})");
     }
+    match s.policy_mode.as_str() {
+        "manual-review" => println!(
+            "policy        MANUAL REVIEW: no policy file; every incoming request goes to reviewers unchecked"
+        ),
+        _ => println!(
+            "policy        {} agreement(s){}",
+            s.policy_agreements,
+            if s.expired_agreements.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "; EXPIRED with {}",
+                    s.expired_agreements
+                        .iter()
+                        .map(|j| j.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            }
+        ),
+    }
     if !s.store_writable {
         println!(
             "STORE ALERT   the store cannot write: nothing new is saved (free disk space, check the data directory's mount and permissions; see the node's log)"
@@ -144,6 +165,9 @@ pub fn case_list(cases: &[CaseSummary], as_json: bool) -> anyhow::Result<()> {
         let mut state = c.state.clone();
         if c.not_delivered {
             state.push_str(" (not delivered)");
+        }
+        if c.policy_blocked {
+            state.push_str(" (POLICY REFUSED: override needed)");
         }
         let mut due = match (&c.due, &c.overdue) {
             (Some(due), Some(what)) => format!("{what} OVERDUE since {due}"),
@@ -247,6 +271,28 @@ pub fn case_detail(c: &CaseDetail, as_json: bool) -> anyhow::Result<()> {
     }
     if let Some((by, at)) = &c.disclosure_approval {
         println!("disclosure    approved by {by} at {at}");
+    }
+    if let Some(outcome) = &c.summary.policy {
+        let cover = match (outcome.as_str(), c.summary.policy_blocked) {
+            ("refused", false) => " — OVERRIDDEN (four-eyes)",
+            ("refused", true) => {
+                " — BLOCKED: accepting or fulfilling needs an override (`comity case override`)"
+            }
+            _ => "",
+        };
+        println!("policy        {outcome}{cover}");
+    }
+    if c.overrides > 0 {
+        println!("overrides     {}", c.overrides);
+    }
+    if let Some(o) = &c.override_request {
+        println!(
+            "override      asked by {} at {}, awaiting another officer's approval",
+            o.requested_by, o.requested_at
+        );
+        if let Some(reason) = &o.reason {
+            println!("              reason: {reason}");
+        }
     }
     print_custody(c);
     Ok(())

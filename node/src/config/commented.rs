@@ -54,7 +54,12 @@ const COMMENTS: &[(&str, &str, &str)] = &[
     (
         "node",
         "policy",
-        "This node's policy (see docs/examples/policy.toml); incoming requests are checked against it\non arrival. Without the file, they are not checked.",
+        "This node's policy (see docs/examples/policy.toml); incoming requests are checked against it\non arrival and again while pending when it changes or an agreement expires. A refusal binds:\naccepting the request needs an override approved by a second officer.",
+    ),
+    (
+        "node",
+        "policy_mode",
+        "Without a policy file: \"policy\" refuses to start; \"manual-review\" starts and leaves every\nincoming request to a reviewer, unchecked (`comity status` shows it). Write policy.toml and\nit applies, whatever this says.",
     ),
     (
         "node",

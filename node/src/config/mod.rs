@@ -77,9 +77,15 @@ pub struct NodeSection {
     #[serde(default = "defaults::signing_key_file")]
     pub signing_key_file: PathBuf,
     /// This node's policy (agreements, refusal grounds, dual criminality, minimisation).
-    /// Incoming requests are checked against it on arrival; without the file, they are not.
+    /// Incoming requests are checked against it on arrival, and again while pending when it
+    /// changes or an agreement expires; a refusal binds until an override.
     #[serde(default = "defaults::policy_file")]
     pub policy: PathBuf,
+    /// What the node does without a policy file: `policy` (the default) refuses to start,
+    /// `manual-review` starts and leaves every incoming request to a reviewer, unchecked. A
+    /// policy file, once written, applies whatever this says.
+    #[serde(default)]
+    pub policy_mode: PolicyMode,
     /// Master key wrapping the per-case data keys (mode 0600). Kept outside the store; back it
     /// up offline: without it no case content can be read.
     #[serde(default = "defaults::master_key")]
@@ -94,6 +100,19 @@ pub struct NodeSection {
     /// Evidence packages, sealed: being sent, being received and received.
     #[serde(default = "defaults::evidence_dir")]
     pub evidence_dir: PathBuf,
+}
+
+/// Whether a node must run with a policy, or was set by its operator to review every request
+/// by hand.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PolicyMode {
+    /// The policy file must exist: the node does not start without it.
+    #[default]
+    Policy,
+    /// No policy: every incoming request is left to a reviewer, unchecked. An explicit choice,
+    /// shown by `comity status`.
+    ManualReview,
 }
 
 /// The bloc this node belongs to: what it trusts, and where it first finds members.
@@ -412,6 +431,9 @@ impl Config {
                 key_file: defaults::key_file(),
                 signing_key_file: defaults::signing_key_file(),
                 policy: defaults::policy_file(),
+                // A new node has no policy yet: its operator writes one, and until then
+                // reviews every request by hand. The commented config says so.
+                policy_mode: PolicyMode::ManualReview,
                 master_key: defaults::master_key(),
                 keys_dir: defaults::keys_dir(),
                 sealing_key: defaults::sealing_key(),

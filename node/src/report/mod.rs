@@ -1,6 +1,7 @@
 //! Transparency reports: aggregate statistics of the cases this node is party to, computed from
 //! their logs' summaries, with no personal data — counts by partner, instrument, data category
-//! and outcome; time to decision and to fulfilment; overdue cases; purges.
+//! and outcome; time to decision and to fulfilment; overdue cases; purges; overrides of the
+//! policy (four-eyes).
 //!
 //! Computing and formatting are pure; `publish` and `collect` move signed reports through the
 //! bloc's gossip topic, so that every member keeps every member's reports.
@@ -57,6 +58,10 @@ pub fn compute(
         }
         if !within(r.log.submitted_at) {
             continue;
+        }
+        if r.role == Role::Executing && r.log.overrides > 0 {
+            report.overridden_cases += 1;
+            report.overrides += u64::from(r.log.overrides);
         }
         match r.role {
             Role::Requester => report.requests.sent += 1,
@@ -148,6 +153,10 @@ fn figures(report: &Report) -> Vec<(&'static str, String)> {
         ),
         ("overdue now", report.overdue.to_string()),
         ("purges", report.purges.to_string()),
+        (
+            "policy overrides (cases)",
+            format!("{} ({})", report.overrides, report.overridden_cases),
+        ),
     ]
 }
 

@@ -83,11 +83,21 @@ pub enum EventKind {
     },
     /// The executing side's signed statement that it received and stored the request.
     Received,
-    /// The executing side's automatic policy check. A `refused` outcome does not refuse the
-    /// case: a reviewer decides.
+    /// The executing side's automatic policy check: on arrival, and again while the case is
+    /// pending when the policy changes or an agreement expires. A `refused` outcome does not
+    /// refuse the case, but the executing node lets an officer accept or fulfil it only with
+    /// an override ([`EventKind::PolicyOverridden`]).
     PolicyChecked {
         outcome: PolicyOutcome,
         rules: Vec<String>,
+    },
+    /// Four-eyes on the executing side: an officer asked to go on despite the policy's
+    /// refusal, for a stated reason, and another officer approved it. Covers the policy
+    /// check before it, not a later one.
+    PolicyOverridden {
+        reason: String,
+        requested_by: String,
+        approved_by: String,
     },
     /// The executing side's decision. Final: a later decision is recorded but not applied.
     Decided {
@@ -183,6 +193,7 @@ impl EventKind {
             EventKind::Submitted { .. } => "submitted",
             EventKind::Received => "received",
             EventKind::PolicyChecked { .. } => "policy-checked",
+            EventKind::PolicyOverridden { .. } => "policy-overridden",
             EventKind::Decided { .. } => "decided",
             EventKind::ClarificationRequested { .. } => "clarification-requested",
             EventKind::Clarified { .. } => "clarified",
@@ -211,6 +222,7 @@ impl EventKind {
             | EventKind::Purged => Side::Requester,
             EventKind::Received
             | EventKind::PolicyChecked { .. }
+            | EventKind::PolicyOverridden { .. }
             | EventKind::Decided { .. }
             | EventKind::ClarificationRequested { .. }
             | EventKind::Fulfilled { .. }
@@ -246,6 +258,24 @@ impl EventKind {
             } => too_long("the scope of a partial acceptance", scope),
             EventKind::PolicyChecked { rules, .. } => {
                 rules.iter().find_map(|r| too_long("a policy rule", r))
+            }
+            EventKind::PolicyOverridden {
+                reason,
+                requested_by,
+                approved_by,
+            } => {
+                let name_ok = |n: &str| !n.trim().is_empty() && n.len() <= crate::limits::MAX_NAME;
+                if reason.trim().is_empty() {
+                    Some("an override must state its reason".to_owned())
+                } else if !name_ok(requested_by) || !name_ok(approved_by) {
+                    Some("an override must name who asked for it and who approved it".to_owned())
+                } else if requested_by == approved_by {
+                    Some(format!(
+                        "{requested_by} asked for the override and cannot approve it: four-eyes needs another officer"
+                    ))
+                } else {
+                    too_long("the override's reason", reason)
+                }
             }
             EventKind::ClarificationRequested { question } => too_long("the question", question),
             EventKind::Clarified { answer } => too_long("the answer", answer),

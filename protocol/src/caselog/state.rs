@@ -112,6 +112,15 @@ pub struct CaseView {
     /// When the requester's node stated that this package arrived whole.
     #[serde(default)]
     pub evidence_received_at: Option<Timestamp>,
+    /// The outcome of the latest applied policy check, if any.
+    #[serde(default)]
+    pub policy: Option<super::PolicyOutcome>,
+    /// Whether an override covers the latest policy check (a later check needs a new one).
+    #[serde(default)]
+    pub overridden: bool,
+    /// Overrides applied in this case.
+    #[serde(default)]
+    pub overrides: u32,
     /// Every event, in fold order.
     pub entries: Vec<LogEntry>,
     pub heads: Vec<EventId>,
@@ -134,6 +143,9 @@ impl CaseView {
             preservation: None,
             manifest_root: None,
             evidence_received_at: None,
+            policy: None,
+            overridden: false,
+            overrides: 0,
             entries: Vec::new(),
             heads: Vec::new(),
         }
@@ -189,10 +201,34 @@ impl CaseView {
                     self.state = Some(S::Delivered);
                 }
             }
-            EventKind::PolicyChecked { .. } => match state {
-                S::Delivered | S::UnderReview | S::Clarified => self.state = Some(S::UnderReview),
-                _ => return cannot("policy-check"),
-            },
+            EventKind::PolicyChecked { outcome, .. } => {
+                match state {
+                    S::Delivered | S::UnderReview | S::Clarified => {
+                        self.state = Some(S::UnderReview)
+                    }
+                    // A pending case checked again (the policy changed, an agreement expired):
+                    // the outcome is recorded, the lifecycle stays where it is.
+                    S::ClarificationRequested | S::Accepted | S::PartiallyAccepted => {}
+                    _ => return cannot("policy-check"),
+                }
+                self.policy = Some(*outcome);
+                self.overridden = false;
+            }
+            EventKind::PolicyOverridden { .. } => {
+                if self.policy != Some(super::PolicyOutcome::Refused) {
+                    return Err(
+                        "nothing to override: the latest policy check did not refuse".into(),
+                    );
+                }
+                if self.overridden {
+                    return Err("the latest policy check is already overridden".into());
+                }
+                if !open {
+                    return cannot("override the policy on");
+                }
+                self.overridden = true;
+                self.overrides += 1;
+            }
             EventKind::Decided { decision } => {
                 if self.decision.is_some() {
                     return Err("decision already made: decisions are final".to_owned());

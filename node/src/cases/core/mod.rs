@@ -21,7 +21,10 @@ use comity_protocol::{
 use ed25519_dalek::SigningKey;
 
 pub use delivery::{delivered, failed, given_up, refused, retried};
-pub use officer::{act, approve, check_disclosure_approval, draft, send};
+pub use officer::{
+    act, approve, approve_override, check_disclosure_approval, draft, recheck, request_override,
+    send,
+};
 pub use receive::{Equivocation, IngestError, Via, receive, within_reply};
 
 use super::CaseError;

@@ -2,12 +2,15 @@
 //! approval of disclosure and every later step on either side; the retention purge.
 
 use comity_protocol::{
-    Approval, AssistanceRequest, CaseId, CaseLog, EventKind, FieldProblem, Side, ValidationErrors,
+    Approval, AssistanceRequest, CaseId, CaseLog, Decision, EventKind, FieldProblem, Side,
+    ValidationErrors,
 };
 
 use super::{Case, Context, Effect, Plan, purge};
 use crate::cases::CaseError;
-use crate::cases::record::{CaseRecord, Delivery, LogSummary, RequestSummary, Role};
+use crate::cases::record::{
+    CaseRecord, Delivery, LogSummary, OverrideRequest, RequestSummary, Role,
+};
 use comity_protocol::audit::AuditWhat;
 
 /// Checks a request and makes it a draft of `officer` (its key is allocated by the shell).
@@ -54,6 +57,7 @@ pub fn draft(
         drafted_by: Some(officer.to_owned()),
         approval: None,
         disclosure_approval: None,
+        override_request: None,
     })
 }
 
@@ -190,6 +194,7 @@ pub fn act(ctx: &Context, case: Case, kind: EventKind, officer: &str) -> Result<
         )));
     }
     check_preservation(ctx, &record, &kind)?;
+    check_policy(&record, &kind)?;
     let purging = matches!(kind, EventKind::Purged);
     let code = kind.code();
     let index = log.len();
@@ -222,6 +227,165 @@ pub fn act(ctx: &Context, case: Case, kind: EventKind, officer: &str) -> Result<
         effects,
         ..Plan::default()
     })
+}
+
+/// A policy that refused a case binds: accepting or fulfilling it needs an override that
+/// covers the latest check. Refusing it, asking for clarification, preserving do not.
+fn check_policy(record: &CaseRecord, kind: &EventKind) -> Result<(), CaseError> {
+    let goes_on = matches!(
+        kind,
+        EventKind::Decided {
+            decision: Decision::Accept | Decision::Partial { .. }
+        } | EventKind::Fulfilled { .. }
+    );
+    if record.role != Role::Executing || !goes_on || !record.log.policy_blocks() {
+        return Ok(());
+    }
+    let id = record.case_id;
+    Err(CaseError::Refused(format!(
+        "the policy refused case {id} (its rules are in `comity case log {id}`): to {} it anyway, an officer asks for an override with a reason (`comity case override {id} --reason …`) and another officer approves it (`comity case override {id} --approve`)",
+        if matches!(kind, EventKind::Fulfilled { .. }) {
+            "fulfil"
+        } else {
+            "accept"
+        }
+    )))
+}
+
+/// Asks to go on with a case the policy refused, for a stated reason. The reason is kept,
+/// sealed, until another officer approves ([`approve_override`]).
+pub fn request_override(
+    ctx: &Context,
+    case: Case,
+    officer: &str,
+    reason: String,
+) -> Result<Plan, CaseError> {
+    let mut record = case.record.ok_or(CaseError::NotFound(case.log.case_id()))?;
+    let id = record.case_id;
+    let refuse = |why: String| Err(CaseError::Refused(why));
+    if record.role != Role::Executing {
+        return refuse(format!(
+            "case {id} is one this node sent: only the executing side's policy can be overridden"
+        ));
+    }
+    if record.purged_at.is_some() {
+        return refuse(format!("case {id}'s content was destroyed"));
+    }
+    if !record.log.policy_blocks() {
+        return refuse(format!(
+            "nothing to override: the policy's latest check of case {id} did not refuse it, or an override already covers it"
+        ));
+    }
+    let reason = reason.trim().to_owned();
+    if reason.is_empty() || reason.len() > comity_protocol::limits::MAX_TEXT {
+        return refuse(format!(
+            "an override needs a reason of 1 to {} bytes: why this request should go on despite the policy",
+            comity_protocol::limits::MAX_TEXT
+        ));
+    }
+    if let Some(pending) = &record.override_request {
+        return refuse(format!(
+            "{} already asked to override the policy on case {id} at {}; another officer approves it (`comity case override {id} --approve`)",
+            pending.requested_by, pending.requested_at
+        ));
+    }
+    record.override_request = Some(OverrideRequest {
+        requested_by: officer.to_owned(),
+        requested_at: ctx.now,
+        reason: Some(reason),
+        sealed_reason: Vec::new(),
+    });
+    record.updated_at = ctx.now;
+    Ok(Plan {
+        record: Some(record),
+        audit: vec![AuditWhat::PolicyOverride {
+            officer: officer.to_owned(),
+            case_id: id,
+            step: "requested".into(),
+        }],
+        ..Plan::default()
+    })
+}
+
+/// The policy monitor's check of a pending case: when the policy in force (or the time, past
+/// an agreement's expiry) gives another outcome than the case's latest check, the node signs
+/// the new check into the log. A refusal then blocks acceptance and fulfilment until an
+/// override covers it. Nothing happens to a case that is not pending here, or whose outcome
+/// is unchanged.
+pub fn recheck(ctx: &Context, case: Case) -> Result<Plan, CaseError> {
+    use comity_protocol::CaseState as S;
+    let (Some(record), Some(policy)) = (&case.record, ctx.policy) else {
+        return Ok(Plan::default());
+    };
+    let pending = matches!(
+        record.log.state,
+        Some(
+            S::Delivered
+                | S::UnderReview
+                | S::ClarificationRequested
+                | S::Clarified
+                | S::Accepted
+                | S::PartiallyAccepted
+        )
+    );
+    if record.role != Role::Executing || record.purged_at.is_some() || !pending {
+        return Ok(Plan::default());
+    }
+    let Some(request) = &record.request else {
+        return Ok(Plan::default());
+    };
+    let check = policy.check(request, &record.counterparty, ctx.now);
+    if record.log.policy == Some(check.outcome) {
+        return Ok(Plan::default());
+    }
+    let kind = EventKind::PolicyChecked {
+        outcome: check.outcome,
+        rules: check.event_rules(),
+    };
+    act(ctx, case, kind, "policy-monitor")
+}
+
+/// Four-eyes on an override: `approver`, not the officer who asked, approves it; the node
+/// signs a `policy-overridden` event with the reason and both names into the case's log.
+pub fn approve_override(ctx: &Context, case: Case, approver: &str) -> Result<Plan, CaseError> {
+    let Case { record, log } = case;
+    let mut record = record.ok_or(CaseError::NotFound(log.case_id()))?;
+    let id = record.case_id;
+    let Some(pending) = record.override_request.take() else {
+        return Err(CaseError::Refused(format!(
+            "no override of the policy was asked for on case {id} (`comity case override {id} --reason …`)"
+        )));
+    };
+    if pending.requested_by == approver {
+        return Err(CaseError::Refused(format!(
+            "four-eyes: {approver} asked for this override and cannot approve it; another officer must"
+        )));
+    }
+    let reason = pending.reason.ok_or_else(|| {
+        CaseError::Refused(format!(
+            "the reason for the override of case {id} could not be opened"
+        ))
+    })?;
+    let kind = EventKind::PolicyOverridden {
+        reason,
+        requested_by: pending.requested_by,
+        approved_by: approver.to_owned(),
+    };
+    let mut plan = act(
+        ctx,
+        Case {
+            record: Some(record),
+            log,
+        },
+        kind,
+        approver,
+    )?;
+    plan.audit.push(AuditWhat::PolicyOverride {
+        officer: approver.to_owned(),
+        case_id: id,
+        step: "approved".into(),
+    });
+    Ok(plan)
 }
 
 /// The instrument's preservation rules (or the bloc's for it): a new preservation lasts at

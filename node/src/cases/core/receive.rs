@@ -359,6 +359,7 @@ fn new_record(
         log: LogSummary::default(),
         drafted_by: None,
         disclosure_approval: None,
+        override_request: None,
     })
 }
 

@@ -433,6 +433,7 @@ fn an_author_signing_two_events_as_one_number_is_refused_with_both_kept() {
         effects: Vec::new(),
         closed: de.closed.clone(),
         minutes: de.minutes,
+        policy: None,
     };
     de.act(
         &roster,

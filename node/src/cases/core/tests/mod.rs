@@ -74,6 +74,7 @@ pub(super) struct Party {
     pub(super) effects: Vec<Effect>,
     pub(super) closed: Option<String>,
     pub(super) minutes: i64,
+    pub(super) policy: Option<Policy>,
 }
 
 impl Party {
@@ -87,6 +88,7 @@ impl Party {
             effects: Vec::new(),
             closed: None,
             minutes: 0,
+            policy: None,
         }
     }
 
@@ -97,7 +99,7 @@ impl Party {
             me: &self.me,
             roster,
             signer: &self.key,
-            policy: None,
+            policy: self.policy.as_ref(),
             disclosure_approval: &[comity_protocol::DataCategory::Content],
             now: Timestamp::from_millis(T0 + self.minutes * 60_000),
             closed: self.closed.clone(),

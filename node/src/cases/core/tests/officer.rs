@@ -1,6 +1,7 @@
 //! Officers' inputs: drafts, approvals, sends and every step in every state.
 
-use comity_protocol::{CaseId, CaseState, Decision, EventKind, Timestamp};
+use comity_protocol::audit::AuditWhat;
+use comity_protocol::{CaseId, CaseState, Decision, EventKind, PolicyOutcome, Timestamp};
 
 use super::*;
 use crate::cases::record::Role;
@@ -249,5 +250,161 @@ fn every_step_in_every_state_is_either_applied_or_refused_with_a_reason() {
     assert!(
         applied > 10 && refused > 30,
         "applied {applied}, refused {refused}"
+    );
+}
+
+/// DE's policy: an agreement with FR for the sample request's instrument and data, ending
+/// `expires_after` minutes after T0 (`None`: no agreement with FR at all).
+fn de_policy(expires_after: Option<i64>) -> comity_protocol::policy::Policy {
+    use comity_protocol::policy::{Agreement, Policy};
+    Policy {
+        agreements: expires_after
+            .map(|m| Agreement {
+                partner: j("FR"),
+                instruments: vec![comity_protocol::Instrument::EuEpoc],
+                data_categories: comity_protocol::DataCategory::ALL.to_vec(),
+                expires: Some(Timestamp::from_millis(T0 + m * 60_000)),
+            })
+            .into_iter()
+            .collect(),
+        ..Default::default()
+    }
+}
+
+/// FR's request delivered to a DE that runs `policy`.
+fn delivered_under(roster: &Roster, policy: comity_protocol::policy::Policy) -> (Party, Party) {
+    let (mut fr, mut de) = sent(roster);
+    de.policy = Some(policy);
+    let entry = fr.outbox[0].clone();
+    let plan = de.take_push(roster, &j("FR"), &entry).unwrap();
+    fr.take_receipt(roster, &j("DE"), &entry, plan.reply.unwrap());
+    (fr, de)
+}
+
+#[test]
+fn a_refusal_by_the_policy_binds_until_a_four_eyes_override() {
+    let roster = roster();
+    let (mut fr, mut de) = delivered_under(&roster, de_policy(None));
+    assert_eq!(de.record().log.policy, Some(PolicyOutcome::Refused));
+    assert!(de.record().log.policy_blocks());
+    let accept = || EventKind::Decided {
+        decision: Decision::Accept,
+    };
+
+    // Neither accepting nor a partial acceptance; refusing stays open.
+    for decision in [
+        Decision::Accept,
+        Decision::Partial {
+            scope: "less".into(),
+        },
+    ] {
+        let err = de
+            .act(&roster, EventKind::Decided { decision }, "reviewer.a")
+            .unwrap_err();
+        assert!(err.to_string().contains("comity case override"), "{err}");
+    }
+    let refusal = de.with_clone(&roster, |ctx, case| {
+        act(
+            ctx,
+            case,
+            EventKind::Decided {
+                decision: Decision::Refuse {
+                    reasons: vec!["no agreement".into()],
+                },
+            },
+            "reviewer.a",
+        )
+    });
+    assert!(refusal.is_ok(), "{refusal:?}");
+
+    // An override needs a reason, is asked once, and is approved by another officer.
+    let ask = |de: &mut Party, officer: &str, reason: &str| {
+        let plan = de.with(&roster, |ctx, case| {
+            request_override(ctx, case, officer, reason.into())
+        })?;
+        Ok::<_, CaseError>(de.apply(plan))
+    };
+    assert!(ask(&mut de, "reviewer.a", "  ").is_err());
+    let plan = ask(&mut de, "reviewer.a", "treaty applies pending renewal").unwrap();
+    assert!(plan.events.is_empty(), "asking signs nothing yet");
+    assert!(matches!(
+        plan.audit.as_slice(),
+        [AuditWhat::PolicyOverride { step, .. }] if step == "requested"
+    ));
+    let again = ask(&mut de, "reviewer.b", "again").unwrap_err();
+    assert!(again.to_string().contains("already asked"), "{again}");
+    assert!(
+        de.act(&roster, accept(), "reviewer.b").is_err(),
+        "not yet approved"
+    );
+    let own = de
+        .with(&roster, |ctx, case| {
+            approve_override(ctx, case, "reviewer.a")
+        })
+        .unwrap_err();
+    assert!(own.to_string().contains("four-eyes"), "{own}");
+    let plan = de
+        .with(&roster, |ctx, case| {
+            approve_override(ctx, case, "approver.b")
+        })
+        .unwrap();
+    let plan = de.apply(plan);
+    assert_eq!(plan.events.len(), 1, "the override is signed into the log");
+    assert!(de.record().override_request.is_none());
+    assert!(!de.record().log.policy_blocks());
+    assert_eq!(de.record().log.overrides, 1);
+    let err = de
+        .with(&roster, |ctx, case| {
+            approve_override(ctx, case, "approver.c")
+        })
+        .unwrap_err();
+    assert!(err.to_string().contains("no override"), "{err}");
+
+    de.act(&roster, accept(), "reviewer.b").unwrap();
+    // FR holds the override and the decision too: both replicas alike.
+    for entry in de.outbox.clone() {
+        fr.take_push(&roster, &j("DE"), &entry).unwrap();
+    }
+    assert_eq!(fr.record().log.overrides, 1);
+    same_case(&fr, &de);
+}
+
+#[test]
+fn an_agreement_that_expires_mid_case_flags_it_and_blocks_its_next_step() {
+    let roster = roster();
+    // The agreement ends 30 minutes after T0: the request arrives under it.
+    let (_fr, mut de) = delivered_under(&roster, de_policy(Some(30)));
+    assert_eq!(de.record().log.policy, Some(PolicyOutcome::Passed));
+    de.act(
+        &roster,
+        EventKind::Decided {
+            decision: Decision::Accept,
+        },
+        "reviewer.a",
+    )
+    .unwrap();
+    // Before the expiry, checking again changes nothing and signs nothing.
+    let plan = de.with(&roster, recheck).unwrap();
+    assert!(plan.is_empty());
+    // After it, the pending (accepted, not fulfilled) case is flagged, still accepted.
+    de.minutes = 31;
+    let plan = de.with(&roster, recheck).unwrap();
+    de.apply(plan);
+    assert_eq!(de.state(), Some(CaseState::Accepted));
+    assert_eq!(de.record().log.policy, Some(PolicyOutcome::Refused));
+    let err = de
+        .act(
+            &roster,
+            EventKind::Fulfilled {
+                manifest_root: None,
+                note: String::new(),
+            },
+            "reviewer.b",
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("to fulfil it anyway"), "{err}");
+    assert!(
+        de.with(&roster, recheck).unwrap().is_empty(),
+        "flagged once"
     );
 }
