@@ -62,11 +62,14 @@ pub enum AuditWhat {
         case_id: CaseId,
         read: String,
     },
-    /// An officer was added or revoked.
+    /// An officer was added or revoked, or that was proposed to a second admin; `by` names
+    /// the admin or admins who did it.
     Officer {
         officer: String,
         role: String,
         change: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<String>,
     },
     /// An officer approved a draft or a disclosure (four-eyes).
     Approval { officer: String, case_id: CaseId },

@@ -105,17 +105,20 @@ async fn init_member(
     })
     .await
     .with_context(|| format!("initialising {j}"))?;
-    // Four-eyes needs a second officer: every testnet member gets an approver.
+    // Four-eyes needs a second officer: every testnet member gets an approver, and a second
+    // admin for the appointments that take two (auditors, oversight, governors).
     let approver_token_file = node_dir.join("approver.token");
+    let second_admin_token_file = node_dir.join("admin2.token");
     {
+        use comity_node::admin::officers::{Role, add};
         let store = comity_node::store::Store::open(&node_dir.join("store"))?;
-        let (_, token) = comity_node::admin::officers::add(
-            &store,
-            "approver",
-            comity_node::admin::officers::Role::Approver,
-        )
-        .await?;
-        comity_node::roster::write_private(&approver_token_file, format!("{token}\n").as_bytes())?;
+        for (name, role, file) in [
+            ("approver", Role::Approver, &approver_token_file),
+            ("admin2", Role::Admin, &second_admin_token_file),
+        ] {
+            let (_, token) = add(&store, name, role).await?;
+            comity_node::roster::write_private(file, format!("{token}\n").as_bytes())?;
+        }
     }
     let mut config = comity_node::config::Config::load(&done.config_path)?;
     // A testnet is where faults are injected (and only there).
@@ -134,6 +137,7 @@ async fn init_member(
         config: done.config_path,
         token_file,
         approver_token_file,
+        second_admin_token_file,
         admin,
         p2p_port,
         pid: None,
@@ -164,6 +168,9 @@ pub struct NodeInfo {
     pub token_file: PathBuf,
     /// An officer with the `approver` role, for four-eyes approvals.
     pub approver_token_file: PathBuf,
+    /// A second admin (`admin2`), for the appointments that take two.
+    #[serde(default)]
+    pub second_admin_token_file: PathBuf,
     pub admin: SocketAddr,
     pub p2p_port: u16,
     pub log: PathBuf,
@@ -190,6 +197,30 @@ impl NodeInfo {
     pub fn approver(&self) -> anyhow::Result<AdminClient> {
         let token = std::fs::read_to_string(&self.approver_token_file)?;
         Ok(AdminClient::new(self.admin_url(), token.trim()).with_purpose(TESTNET_PURPOSE))
+    }
+
+    /// The admin API as this member's second admin (`admin2`).
+    pub fn second_admin(&self) -> anyhow::Result<AdminClient> {
+        let token = std::fs::read_to_string(&self.second_admin_token_file)?;
+        Ok(AdminClient::new(self.admin_url(), token.trim()).with_purpose(TESTNET_PURPOSE))
+    }
+
+    /// Appoints an officer as the rules ask: by the admin, and for the roles that take two
+    /// admins, approved by the second.
+    pub async fn appoint(
+        &self,
+        name: &str,
+        role: comity_node::admin::officers::Role,
+    ) -> anyhow::Result<comity_node::admin::api::NewOfficerToken> {
+        use comity_node::admin::api::{NewOfficerToken, OfficerChange};
+        let mut change = self.client()?.appoint_officer(name, role).await?;
+        if let OfficerChange::Pending { .. } = change {
+            change = self.second_admin()?.approve_officer(name).await?;
+        }
+        match change {
+            OfficerChange::Added { officer, token } => Ok(NewOfficerToken { officer, token }),
+            other => anyhow::bail!("appointing {name} did not add it: {other:?}"),
+        }
     }
 }
 
@@ -441,6 +472,22 @@ impl Bloc {
 
     pub fn client(&self, j: &str) -> AdminClient {
         self.node(j).client().expect("token file readable")
+    }
+
+    /// Appoints an officer at member `j` (see [`NodeInfo::appoint`]).
+    pub async fn appoint(
+        &self,
+        j: &str,
+        name: &str,
+        role: comity_node::admin::officers::Role,
+    ) -> anyhow::Result<comity_node::admin::api::NewOfficerToken> {
+        self.node(j).appoint(name, role).await
+    }
+
+    pub fn second_admin(&self, j: &str) -> AdminClient {
+        self.node(j)
+            .second_admin()
+            .expect("second admin token file readable")
     }
 
     pub fn approver(&self, j: &str) -> AdminClient {

@@ -23,10 +23,7 @@ async fn every_read_of_case_content_is_logged_with_its_purpose() {
         .await
         .unwrap();
     let reviewer = AdminClient::new(&url, reviewer.token);
-    let auditor = de_admin
-        .add_officer("auditor", Role::Auditor)
-        .await
-        .unwrap();
+    let auditor = bloc.appoint("DE", "auditor", Role::Auditor).await.unwrap();
     let auditor = AdminClient::new(&url, auditor.token);
 
     // Without a purpose: refused, and nothing is read.
@@ -55,5 +52,100 @@ async fn every_read_of_case_content_is_logged_with_its_purpose() {
     match reviewer.access_log(None).await {
         Err(ClientError::Api { status: 403, error }) => assert!(error.reason.contains("`auditor`")),
         other => panic!("only auditors read the access log, got {other:?}"),
+    }
+}
+
+/// Oversight is not appointed by the overseen alone: one admin only proposes an auditor or an
+/// oversight officer, the same admin cannot approve it, a second admin does. The oversight
+/// officer then reads the access log, the audit log and the officers (who appointed whom),
+/// and is refused the content.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversight_takes_two_admins_and_never_reads_content() {
+    use comity_node::admin::api::OfficerChange;
+
+    let (_dir, mut bloc) = bloc(&["FR", "DE"]).await;
+    bloc.start_all().unwrap();
+    bloc.wait_connected(Duration::from_secs(30)).await.unwrap();
+    let (admin, admin2) = (bloc.client("DE"), bloc.second_admin("DE"));
+    let url = bloc.node("DE").admin_url();
+    let id = send(&bloc, "FR", "DE", Some(20_000)).await.summary.case_id;
+    admin.case(id).await.unwrap(); // a read of content, recorded
+
+    for role in [Role::Auditor, Role::Oversight] {
+        let name = format!("{role}-1");
+        let proposed = admin.appoint_officer(&name, role).await.unwrap();
+        assert!(
+            matches!(&proposed, OfficerChange::Pending { pending } if pending.proposed_by == "admin"),
+            "{proposed:?}"
+        );
+        // Not an officer yet, and its proposer cannot complete it.
+        assert!(
+            admin
+                .officers()
+                .await
+                .unwrap()
+                .iter()
+                .all(|o| o.name != name)
+        );
+        match admin.approve_officer(&name).await {
+            Err(ClientError::Api { status: 409, error }) => {
+                assert!(error.reason.contains("four-eyes"), "{}", error.reason)
+            }
+            other => panic!("the proposer approved its own proposal: {other:?}"),
+        }
+    }
+    assert_eq!(admin.pending_officers().await.unwrap().len(), 2);
+    let OfficerChange::Added { officer, token } =
+        admin2.approve_officer("oversight-1").await.unwrap()
+    else {
+        panic!("the second admin's approval adds the officer");
+    };
+    assert_eq!(officer.appointed_by, ["admin", "admin2"]);
+    let oversight = AdminClient::new(&url, token).with_purpose("annual inspection");
+
+    // It reads the access log, the audit log and who appointed whom ...
+    let reads = oversight.access_log(Some(id)).await.unwrap();
+    assert!(reads.iter().any(|r| r.officer == "admin"), "{reads:?}");
+    let entries = oversight.audit_entries(0, 1000).await.unwrap();
+    assert!(
+        entries.iter().any(|e| matches!(
+            &e.entry.what,
+            comity_protocol::audit::AuditWhat::Officer { officer, change, by: Some(by), .. }
+                if officer == "oversight-1" && change == "added" && by == "admin, admin2"
+        )),
+        "the appointment and both admins are in the audit log"
+    );
+    let listed = oversight.officers().await.unwrap();
+    assert!(
+        listed
+            .iter()
+            .any(|o| o.name == "oversight-1" && o.appointed_by.len() == 2)
+    );
+    assert_eq!(oversight.cases().await.unwrap().len(), 1, "case metadata");
+    // ... but never the content, and it appoints nobody.
+    for result in [
+        oversight.case(id).await.map(|_| ()),
+        oversight.log(id).await.map(|_| ()),
+    ] {
+        match result {
+            Err(ClientError::Api { status: 403, .. }) => {}
+            other => panic!("oversight read content: {other:?}"),
+        }
+    }
+    match oversight.appoint_officer("x", Role::Reviewer).await {
+        Err(ClientError::Api { status: 403, .. }) => {}
+        other => panic!("oversight appointed an officer: {other:?}"),
+    }
+
+    // Revoking it takes two admins too: its token works until the second approves.
+    assert!(matches!(
+        admin.revoke_or_propose("oversight-1").await.unwrap(),
+        OfficerChange::Pending { .. }
+    ));
+    oversight.access_log(None).await.unwrap();
+    admin2.approve_officer("oversight-1").await.unwrap();
+    match oversight.access_log(None).await {
+        Err(ClientError::Api { status: 401, .. }) => {}
+        other => panic!("a revoked token still works: {other:?}"),
     }
 }

@@ -98,7 +98,7 @@ async fn every_event_read_officer_change_approval_and_refusal_is_audited() {
     }
     let officer = |name: &'static str, change: &'static str| {
         move |w: &AuditWhat| {
-            matches!(w, AuditWhat::Officer { officer, role, change: c }
+            matches!(w, AuditWhat::Officer { officer, role, change: c, .. }
                 if officer == name && role == "requester" && c == change)
         }
     };

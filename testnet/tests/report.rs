@@ -76,7 +76,7 @@ async fn the_report_counts_what_happened() {
     let url = bloc.node("FR").admin_url();
     let auditor = AdminClient::new(
         &url,
-        fr.add_officer("auditor", Role::Auditor)
+        bloc.appoint("FR", "auditor", Role::Auditor)
             .await
             .unwrap()
             .token,
@@ -107,7 +107,7 @@ async fn the_report_counts_what_happened() {
     // DE sees the same three from its side; a period before the workload counts nothing.
     let de_auditor = AdminClient::new(
         bloc.node("DE").admin_url(),
-        de.add_officer("auditor", Role::Auditor)
+        bloc.appoint("DE", "auditor", Role::Auditor)
             .await
             .unwrap()
             .token,
@@ -126,8 +126,8 @@ async fn the_report_counts_what_happened() {
     );
 
     // The CLI's formats carry the same numbers.
-    let token = fr
-        .add_officer("auditor-cli", Role::Auditor)
+    let token = bloc
+        .appoint("FR", "auditor-cli", Role::Auditor)
         .await
         .unwrap()
         .token;

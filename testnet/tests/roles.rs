@@ -30,8 +30,12 @@ async fn every_endpoint_checks_the_officers_role() {
 
     let mut tokens: BTreeMap<(&str, Role), String> = BTreeMap::new();
     for (node, admin) in [("FR", &fr), ("DE", &de)] {
+        let _ = admin;
         for role in Role::ALL {
-            let added = admin.add_officer(&format!("{role}-1"), role).await.unwrap();
+            let added = bloc
+                .appoint(node, &format!("{role}-1"), role)
+                .await
+                .unwrap();
             assert_eq!(added.officer.role, role);
             tokens.insert((node, role), added.token);
         }
@@ -48,7 +52,8 @@ async fn every_endpoint_checks_the_officers_role() {
 
     use Role::*;
     let everyone = Role::ALL.to_vec();
-    let readers = vec![Requester, Approver, Reviewer, Auditor, Admin];
+    let readers = vec![Requester, Approver, Reviewer, Auditor, Oversight, Admin];
+    let overseers = vec![Auditor, Oversight, Admin];
     let content = vec![Requester, Approver, Reviewer, Admin];
     let endpoint = |node, method, path: String, body, allowed| Endpoint {
         node,
@@ -166,14 +171,14 @@ async fn every_endpoint_checks_the_officers_role() {
             Method::GET,
             "/v1/refusals".into(),
             None,
-            vec![Auditor, Admin],
+            overseers.clone(),
         ),
         endpoint(
             "FR",
             Method::GET,
             "/v1/access-log".into(),
             None,
-            vec![Auditor, Admin],
+            overseers.clone(),
         ),
         endpoint(
             "FR",
@@ -248,7 +253,48 @@ async fn every_endpoint_checks_the_officers_role() {
             Some(json!({})),
             vec![Admin],
         ),
-        endpoint("FR", Method::GET, "/v1/officers".into(), None, vec![Admin]),
+        endpoint(
+            "FR",
+            Method::GET,
+            "/v1/officers".into(),
+            None,
+            overseers.clone(),
+        ),
+        endpoint(
+            "FR",
+            Method::GET,
+            "/v1/officers/pending".into(),
+            None,
+            overseers.clone(),
+        ),
+        endpoint(
+            "FR",
+            Method::POST,
+            "/v1/officers/nobody/approve".into(),
+            Some(json!({})),
+            vec![Admin],
+        ),
+        endpoint(
+            "FR",
+            Method::GET,
+            "/v1/audit/entries?from=0&limit=10".into(),
+            None,
+            overseers.clone(),
+        ),
+        endpoint(
+            "DE",
+            Method::POST,
+            format!("/v1/cases/{sent}/override"),
+            Some(json!({"reason": "why not"})),
+            vec![Reviewer, Admin],
+        ),
+        endpoint(
+            "DE",
+            Method::POST,
+            format!("/v1/cases/{sent}/override/approve"),
+            Some(json!({})),
+            vec![Approver, Reviewer, Admin],
+        ),
         endpoint(
             "FR",
             Method::POST,
@@ -269,14 +315,14 @@ async fn every_endpoint_checks_the_officers_role() {
             Method::GET,
             "/v1/reports/transparency?period=2026".into(),
             None,
-            vec![Auditor, Admin],
+            overseers.clone(),
         ),
         endpoint(
             "FR",
             Method::GET,
             "/v1/reports/bloc?period=2026".into(),
             None,
-            vec![Auditor, Admin],
+            overseers.clone(),
         ),
     ];
     // Every case action, each on the side that takes it (most are then refused for the case's

@@ -198,6 +198,26 @@ pub struct ReportQuery {
     pub period: Option<String>,
 }
 
+/// `GET /v1/audit/entries?from=&limit=`: a page of the audit log.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, utoipa::ToSchema, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AuditQuery {
+    /// The first entry's index (0: the first entry of the log).
+    #[serde(default)]
+    pub from: u64,
+    /// At most this many entries (1 to 1,000; 100 by default).
+    #[serde(default)]
+    pub limit: Option<u64>,
+}
+
+/// One entry of the audit log, with its index (for `comity audit prove`).
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct AuditEntryView {
+    pub index: u64,
+    #[serde(flatten)]
+    pub entry: comity_protocol::audit::AuditEntry,
+}
+
 /// `GET /v1/access-log?case=`.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, utoipa::ToSchema, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -460,6 +480,34 @@ pub struct NewOfficer {
 pub struct NewOfficerToken {
     pub officer: Officer,
     pub token: String,
+}
+
+/// What a change to the officers did: an officer made (its token shown once), revoked, or a
+/// change that waits for a second admin.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(tag = "outcome", rename_all = "kebab-case")]
+pub enum OfficerChange {
+    Added {
+        officer: Officer,
+        token: String,
+    },
+    Revoked {
+        officer: Officer,
+    },
+    Pending {
+        pending: super::officers::PendingChange,
+    },
+}
+
+impl From<super::officers::Outcome> for OfficerChange {
+    fn from(o: super::officers::Outcome) -> Self {
+        use super::officers::Outcome;
+        match o {
+            Outcome::Added(officer, token) => OfficerChange::Added { officer, token },
+            Outcome::Revoked(officer) => OfficerChange::Revoked { officer },
+            Outcome::Pending(pending) => OfficerChange::Pending { pending },
+        }
+    }
 }
 
 /// The delivery of a request, as the API shows it (requesting side).

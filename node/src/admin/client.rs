@@ -8,7 +8,7 @@ use comity_protocol::{CaseId, Jurisdiction};
 use super::api::{
     API_PREFIX, Action, ApiError, CaseDetail, CaseFilter, CaseSummary, EquivocationView,
     EvidenceUpload, FaultRequest, FulfilledView, LogView, NewEvidence, NewOfficer, NewOfficerToken,
-    NewRequest, PeerView, RefusalView, SendCase, StatusView,
+    NewRequest, OfficerChange, PeerView, RefusalView, SendCase, StatusView,
 };
 use super::officers::{Officer, Role as OfficerRole};
 use serde::Serialize;
@@ -374,11 +374,41 @@ impl AdminClient {
     pub async fn act(&self, case: CaseId, action: &Action) -> Result<CaseDetail, ClientError> {
         self.post(&format!("/cases/{case}/act"), action).await
     }
+    /// Adds an officer whose role one admin may appoint; see [`Self::appoint_officer`].
     pub async fn add_officer(
         &self,
         name: &str,
         role: OfficerRole,
     ) -> Result<NewOfficerToken, ClientError> {
+        match self.appoint_officer(name, role).await? {
+            OfficerChange::Added { officer, token } => Ok(NewOfficerToken { officer, token }),
+            other => Err(pending_error(other)),
+        }
+    }
+    pub async fn officers(&self) -> Result<Vec<Officer>, ClientError> {
+        self.get("/officers").await
+    }
+    /// Revokes an officer whose role one admin may revoke; see [`Self::change_officer`].
+    pub async fn revoke_officer(&self, name: &str) -> Result<Officer, ClientError> {
+        match self.revoke_or_propose(name).await? {
+            OfficerChange::Revoked { officer } => Ok(officer),
+            other => Err(pending_error(other)),
+        }
+    }
+
+    /// Revokes an officer, or proposes its revocation to a second admin (auditors, oversight,
+    /// governors, admins once there are two).
+    pub async fn revoke_or_propose(&self, name: &str) -> Result<OfficerChange, ClientError> {
+        self.post(&format!("/officers/{name}/revoke"), &serde_json::json!({}))
+            .await
+    }
+
+    /// Appoints an officer, or proposes the appointment to a second admin.
+    pub async fn appoint_officer(
+        &self,
+        name: &str,
+        role: OfficerRole,
+    ) -> Result<OfficerChange, ClientError> {
         self.post(
             "/officers",
             &NewOfficer {
@@ -388,12 +418,28 @@ impl AdminClient {
         )
         .await
     }
-    pub async fn officers(&self) -> Result<Vec<Officer>, ClientError> {
-        self.get("/officers").await
-    }
-    pub async fn revoke_officer(&self, name: &str) -> Result<Officer, ClientError> {
-        self.post(&format!("/officers/{name}/revoke"), &serde_json::json!({}))
+
+    /// Approves another admin's proposed appointment or revocation (four-eyes).
+    pub async fn approve_officer(&self, name: &str) -> Result<OfficerChange, ClientError> {
+        self.post(&format!("/officers/{name}/approve"), &serde_json::json!({}))
             .await
+    }
+
+    /// A page of the audit log (auditors, oversight).
+    pub async fn audit_entries(
+        &self,
+        from: u64,
+        limit: u64,
+    ) -> Result<Vec<super::api::AuditEntryView>, ClientError> {
+        self.get(&format!("/audit/entries?from={from}&limit={limit}"))
+            .await
+    }
+
+    /// Appointments and revocations waiting for a second admin.
+    pub async fn pending_officers(
+        &self,
+    ) -> Result<Vec<super::officers::PendingChange>, ClientError> {
+        self.get("/officers/pending").await
     }
     /// Testnets only: moves the node's clock forward.
     pub async fn advance_clock(&self, secs: u64) -> Result<serde_json::Value, ClientError> {
@@ -479,4 +525,16 @@ impl AdminClient {
             None => self.get("/access-log").await,
         }
     }
+}
+
+/// A change that one admin could not make alone, as an error for the callers that expected it
+/// done.
+fn pending_error(change: OfficerChange) -> ClientError {
+    ClientError::Protocol(match change {
+        OfficerChange::Pending { pending } => format!(
+            "the {} of {} ({}) waits for a second admin's approval (`comity officer approve {}`)",
+            pending.change, pending.name, pending.role, pending.name
+        ),
+        other => format!("unexpected answer: {other:?}"),
+    })
 }

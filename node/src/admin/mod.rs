@@ -31,7 +31,7 @@ use utoipa_axum::routes;
 use crate::cases::{CaseError, Cases};
 use crate::network;
 use crate::store::Store;
-use api::{AccessQuery, ApiError, FaultRequest, NewOfficer, NewOfficerToken, PeerView, StatusView};
+use api::{AccessQuery, ApiError, FaultRequest, NewOfficer, PeerView, StatusView};
 use officers::{Officer, Role};
 use openapi::Errors;
 
@@ -41,8 +41,10 @@ const READERS: &[Role] = &[
     Role::Approver,
     Role::Reviewer,
     Role::Auditor,
+    Role::Oversight,
 ];
-/// Roles that may read a case's content (with a stated purpose). Auditors may not.
+/// Roles that may read a case's content (with a stated purpose). Auditors and oversight may
+/// not.
 const CONTENT_READERS: &[Role] = &[Role::Requester, Role::Approver, Role::Reviewer];
 
 /// Longest an officer may ask to wait for a receipt in one call.
@@ -160,6 +162,9 @@ fn v1_routes() -> OpenApiRouter<AdminState> {
         .routes(routes!(bloc_reports))
         .routes(routes!(list_officers, add_officer))
         .routes(routes!(revoke_officer))
+        .routes(routes!(approve_officer))
+        .routes(routes!(pending_officers))
+        .routes(routes!(audit_entries))
         .routes(routes!(bloc::status))
         .routes(routes!(bloc::history))
         .routes(routes!(bloc::version))
@@ -432,7 +437,7 @@ async fn equivocations(
     Extension(officer): Extension<Officer>,
     State(state): State<AdminState>,
 ) -> Reply<Vec<api::EquivocationView>> {
-    allow(&officer, &[Role::Auditor])?;
+    allow(&officer, &[Role::Auditor, Role::Oversight])?;
     Ok(Json(
         state
             .cases
@@ -496,7 +501,7 @@ async fn opmon(
     State(state): State<AdminState>,
     Query(query): Query<crate::opmon::Query>,
 ) -> Reply<Vec<crate::opmon::Record>> {
-    allow(&officer, &[Role::Auditor, Role::Admin])?;
+    allow(&officer, &[Role::Auditor, Role::Oversight, Role::Admin])?;
     let store = state.store.clone();
     let records = tokio::task::spawn_blocking(move || crate::opmon::list(&store, &query))
         .await
@@ -516,7 +521,7 @@ async fn refusals(
     Extension(officer): Extension<Officer>,
     State(state): State<AdminState>,
 ) -> Reply<Vec<api::RefusalView>> {
-    allow(&officer, &[Role::Auditor])?;
+    allow(&officer, &[Role::Auditor, Role::Oversight])?;
     Ok(Json(
         state
             .cases
@@ -606,7 +611,7 @@ async fn transparency(
     State(state): State<AdminState>,
     Query(query): Query<api::ReportQuery>,
 ) -> Reply<crate::report::Report> {
-    allow(&officer, &[Role::Auditor])?;
+    allow(&officer, &[Role::Auditor, Role::Oversight])?;
     let period = match &query.period {
         Some(p) => Some(
             p.parse::<crate::report::Period>()
@@ -634,7 +639,7 @@ async fn bloc_reports(
     State(state): State<AdminState>,
     Query(query): Query<api::ReportQuery>,
 ) -> Reply<Vec<crate::report::Report>> {
-    allow(&officer, &[Role::Auditor])?;
+    allow(&officer, &[Role::Auditor, Role::Oversight])?;
     let Some(period) = &query.period else {
         return Err(failure(
             StatusCode::BAD_REQUEST,
@@ -661,7 +666,7 @@ async fn access_log(
     State(state): State<AdminState>,
     Query(query): Query<AccessQuery>,
 ) -> Reply<Vec<access::AccessRecord>> {
-    allow(&officer, &[Role::Auditor])?;
+    allow(&officer, &[Role::Auditor, Role::Oversight])?;
     let case = match &query.case {
         Some(id) => Some(cases::parse_case(id)?),
         None => None,
@@ -701,69 +706,157 @@ fn allow(officer: &Officer, roles: &[Role]) -> Result<(), Failure> {
     })
 }
 
-/// The officers, their roles and whether their tokens are revoked (admins).
+/// A page of the audit log: every case event, access, officer change, approval, override and refusal, as identifiers only (auditors, oversight).
+#[utoipa::path(
+    get,
+    path = "/audit/entries",
+    tag = "audit",
+    params(api::AuditQuery),
+    responses((status = 200, description = "Entries of the audit log, oldest first, with their indices", body = Vec<api::AuditEntryView>), Errors)
+)]
+async fn audit_entries(
+    Extension(officer): Extension<Officer>,
+    State(state): State<AdminState>,
+    Query(query): Query<api::AuditQuery>,
+) -> Reply<Vec<api::AuditEntryView>> {
+    allow(&officer, &[Role::Auditor, Role::Oversight])?;
+    let limit = query.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(failure(
+            StatusCode::BAD_REQUEST,
+            "limit",
+            format!("limit={limit}: ask for 1 to 1000 entries at a time, and page with from="),
+        ));
+    }
+    let entries = crate::audit::entries(&state.store, query.from, limit)
+        .map_err(|e| failure(StatusCode::SERVICE_UNAVAILABLE, "store", e.to_string()))?;
+    Ok(Json(
+        entries
+            .into_iter()
+            .map(|(index, entry)| api::AuditEntryView { index, entry })
+            .collect(),
+    ))
+}
+
+/// The officers, their roles, who appointed and revoked them (admins, auditors, oversight).
 #[utoipa::path(
     get,
     path = "/officers",
     tag = "officers",
-    responses((status = 200, description = "The officers and their roles (admins)", body = Vec<Officer>), Errors)
+    responses((status = 200, description = "The officers, their roles and who appointed them (admins, auditors, oversight)", body = Vec<Officer>), Errors)
 )]
 async fn list_officers(
     Extension(officer): Extension<Officer>,
     State(state): State<AdminState>,
 ) -> Reply<Vec<Officer>> {
-    allow(&officer, &[Role::Admin])?;
+    allow(&officer, &[Role::Admin, Role::Auditor, Role::Oversight])?;
     Ok(Json(officers::list(&state.store).map_err(officer_failure)?))
 }
 
-/// Adds an officer with one role; the answer holds its token, shown once (admins).
+/// Appointments and revocations waiting for a second admin (admins, auditors, oversight).
+#[utoipa::path(
+    get,
+    path = "/officers/pending",
+    tag = "officers",
+    responses((status = 200, description = "Changes waiting for a second admin", body = Vec<officers::PendingChange>), Errors)
+)]
+async fn pending_officers(
+    Extension(officer): Extension<Officer>,
+    State(state): State<AdminState>,
+) -> Reply<Vec<officers::PendingChange>> {
+    allow(&officer, &[Role::Admin, Role::Auditor, Role::Oversight])?;
+    Ok(Json(
+        officers::pending_changes(&state.store).map_err(officer_failure)?,
+    ))
+}
+
+fn change_status(change: &api::OfficerChange) -> StatusCode {
+    match change {
+        api::OfficerChange::Added { .. } => StatusCode::CREATED,
+        api::OfficerChange::Revoked { .. } => StatusCode::OK,
+        api::OfficerChange::Pending { .. } => StatusCode::ACCEPTED,
+    }
+}
+
+/// Appoints an officer with one role; its token is shown once. Auditors, oversight, governors (and admins, once there are two) are appointed by two admins: one proposes (202), another approves (`/officers/{name}/approve`).
 #[utoipa::path(
     post,
     path = "/officers",
     tag = "officers",
     request_body = NewOfficer,
-    responses((status = 201, description = "The officer was added; its token is shown once (admins)", body = NewOfficerToken), Errors)
+    responses(
+        (status = 201, description = "The officer was added; its token is shown once (admins)", body = api::OfficerChange),
+        (status = 202, description = "The appointment waits for a second admin's approval", body = api::OfficerChange),
+        Errors
+    )
 )]
 async fn add_officer(
     Extension(officer): Extension<Officer>,
     State(state): State<AdminState>,
     body: Result<Json<NewOfficer>, axum::extract::rejection::JsonRejection>,
-) -> Result<(StatusCode, Json<NewOfficerToken>), Failure> {
+) -> Result<(StatusCode, Json<api::OfficerChange>), Failure> {
     allow(&officer, &[Role::Admin])?;
     let Json(body) =
         body.map_err(|e| failure(StatusCode::BAD_REQUEST, "bad-json", e.body_text()))?;
-    let (added, token) = officers::add(&state.store, &body.name, body.role)
-        .await
-        .map_err(officer_failure)?;
-    info!(by = %officer.name, officer = %added.name, role = %added.role, "officer added");
-    Ok((
-        StatusCode::CREATED,
-        Json(NewOfficerToken {
-            officer: added,
-            token,
-        }),
-    ))
+    let change: api::OfficerChange =
+        officers::appoint(&state.store, &body.name, body.role, &officer.name)
+            .await
+            .map_err(officer_failure)?
+            .into();
+    info!(by = %officer.name, officer = %body.name, role = %body.role, pending = matches!(change, api::OfficerChange::Pending { .. }), "officer appointment");
+    Ok((change_status(&change), Json(change)))
 }
 
-/// Revokes an officer's token (admins).
+/// Approves another admin's proposed appointment or revocation (four-eyes; admins).
+#[utoipa::path(
+    post,
+    path = "/officers/{name}/approve",
+    tag = "officers",
+    params(("name" = String, Path, description = "The officer's name")),
+    responses(
+        (status = 201, description = "The appointment is approved: the officer is added, its token shown once", body = api::OfficerChange),
+        (status = 200, description = "The revocation is approved: the token no longer works", body = api::OfficerChange),
+        Errors
+    )
+)]
+async fn approve_officer(
+    Extension(officer): Extension<Officer>,
+    State(state): State<AdminState>,
+    Path(name): Path<String>,
+) -> Result<(StatusCode, Json<api::OfficerChange>), Failure> {
+    allow(&officer, &[Role::Admin])?;
+    let change: api::OfficerChange = officers::approve(&state.store, &name, &officer.name)
+        .await
+        .map_err(officer_failure)?
+        .into();
+    info!(by = %officer.name, officer = %name, "officer change approved");
+    Ok((change_status(&change), Json(change)))
+}
+
+/// Revokes an officer's token; for auditors, oversight, governors (and admins, once there are two), proposes it to a second admin (202).
 #[utoipa::path(
     post,
     path = "/officers/{name}/revoke",
     tag = "officers",
     params(("name" = String, Path, description = "The officer's name")),
-    responses((status = 200, description = "The officer's token no longer works (admins)", body = Officer), Errors)
+    responses(
+        (status = 200, description = "The officer's token no longer works (admins)", body = api::OfficerChange),
+        (status = 202, description = "The revocation waits for a second admin's approval", body = api::OfficerChange),
+        Errors
+    )
 )]
 async fn revoke_officer(
     Extension(officer): Extension<Officer>,
     State(state): State<AdminState>,
     Path(name): Path<String>,
-) -> Reply<Officer> {
+) -> Result<(StatusCode, Json<api::OfficerChange>), Failure> {
     allow(&officer, &[Role::Admin])?;
-    let revoked = officers::revoke(&state.store, &name)
+    let change: api::OfficerChange = officers::revoke(&state.store, &name, &officer.name)
         .await
-        .map_err(officer_failure)?;
-    info!(by = %officer.name, officer = %revoked.name, "officer revoked");
-    Ok(Json(revoked))
+        .map_err(officer_failure)?
+        .into();
+    info!(by = %officer.name, officer = %name, "officer revocation");
+    Ok((change_status(&change), Json(change)))
 }
 
 fn officer_failure(e: officers::OfficerError) -> Failure {
@@ -772,6 +865,8 @@ fn officer_failure(e: officers::OfficerError) -> Failure {
         OfficerError::Exists(_) => StatusCode::CONFLICT,
         OfficerError::NotFound(_) => StatusCode::NOT_FOUND,
         OfficerError::BadName(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        OfficerError::PendingExists { .. } | OfficerError::FourEyes(_) => StatusCode::CONFLICT,
+        OfficerError::NothingPending(_) => StatusCode::NOT_FOUND,
         OfficerError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
     };
     failure(status, "officer", e.to_string())

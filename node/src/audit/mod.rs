@@ -337,6 +337,19 @@ pub fn prove_all(store: &Store, indices: &[u64]) -> Result<Vec<EntryProof>, Audi
         .collect()
 }
 
+/// Up to `limit` entries from index `from`, each with its index: what an auditor reads.
+pub fn entries(store: &Store, from: u64, limit: u64) -> Result<Vec<(u64, AuditEntry)>, AuditError> {
+    let end = from.saturating_add(limit);
+    Ok(store
+        .scan_range(Cf::Audit, &from.to_be_bytes(), &end.to_be_bytes())?
+        .into_iter()
+        .filter_map(|(k, v)| {
+            let index = u64::from_be_bytes(<[u8; 8]>::try_from(&k[..]).ok()?);
+            Some((index, from_cbor(&v, limits::MAX_REQUEST_FRAME).ok()?))
+        })
+        .collect())
+}
+
 /// The audit entry indices of `case_id`'s stored events, by event id.
 pub fn case_event_entries(
     store: &Store,
@@ -402,6 +415,7 @@ mod tests {
                             officer: format!("o{i}"),
                             role: "clerk".into(),
                             change: "added".into(),
+                            by: None,
                         },
                     );
                     store.commit(batch).await.unwrap();

@@ -266,6 +266,18 @@ pub enum AuditCommand {
         #[arg(short, long, env = "COMITY_CONFIG", default_value = "comity.toml")]
         config: PathBuf,
     },
+    /// Read the audit log's entries through the admin API (auditors, oversight): who did
+    /// what to which case, as identifiers only.
+    Entries {
+        /// The first entry's index.
+        #[arg(long, default_value_t = 0)]
+        from: u64,
+        /// At most this many (1 to 1000).
+        #[arg(long, default_value_t = 100)]
+        limit: u64,
+        #[command(flatten)]
+        read: ReadArgs,
+    },
     /// Check a proof printed by `prove` or `consistency`, offline, with the node's public key.
     Check {
         file: PathBuf,
@@ -304,7 +316,9 @@ pub enum PolicyCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum OfficerCommand {
-    /// Create an officer with its own token (shown once, stored hashed).
+    /// Appoint an officer with its own token (shown once, stored hashed). Auditors,
+    /// oversight and governors (and admins, once there are two) take two admins: this
+    /// proposes, and another admin approves with `comity officer approve NAME`.
     Add {
         name: String,
         #[arg(long, value_enum)]
@@ -316,11 +330,23 @@ pub enum OfficerCommand {
         #[command(flatten)]
         read: ReadArgs,
     },
-    /// Every officer, with role and whether revoked.
+    /// Every officer, with role, who appointed it, whether and by whom revoked, and the
+    /// changes waiting for a second admin.
     List(ReadArgs),
-    /// Revoke an officer: its token stops working at once.
+    /// Revoke an officer: its token stops working at once (for the roles that take two
+    /// admins, once another admin approves).
     Revoke {
         name: String,
+        #[command(flatten)]
+        read: ReadArgs,
+    },
+    /// Approve another admin's proposed appointment or revocation (four-eyes). An
+    /// appointment's token is shown once, here.
+    Approve {
+        name: String,
+        /// Also write the new officer's token to this file (mode 0600).
+        #[arg(long, value_name = "FILE")]
+        save_token: Option<PathBuf>,
         #[command(flatten)]
         read: ReadArgs,
     },

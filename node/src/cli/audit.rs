@@ -57,6 +57,9 @@ pub(super) fn run(command: AuditCommand) -> anyhow::Result<()> {
             let (store, _) = open(&config)?;
             output::json(&audit::consistency(&store, old, new)?)
         }
+        AuditCommand::Entries { .. } => {
+            bail!("`comity audit entries` reads through the admin API (handled by the CLI)")
+        }
         AuditCommand::Check { file, signer } => {
             let text = std::fs::read_to_string(&file)
                 .with_context(|| format!("cannot read {}", file.display()))?;

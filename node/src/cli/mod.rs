@@ -80,6 +80,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             output::peers(&peers, read.json)
         }
         Command::Officer(command) => officer(command).await,
+        Command::Audit(AuditCommand::Entries { from, limit, read }) => {
+            let entries = client(&read.connection)?.audit_entries(from, limit).await?;
+            output::audit_entries(&entries, read.json)
+        }
         Command::Audit(command) => audit::run(command),
         Command::Report(command) => report::run(command).await,
         Command::Policy(PolicyCommand::Check { file }) => report::check_policy(&file),
@@ -137,6 +141,48 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// Shows what a change to the officers did; a new officer's token is shown once (and saved
+/// to `save_token`, mode 0600, when given).
+fn officer_change(
+    change: crate::admin::api::OfficerChange,
+    save_token: Option<&std::path::Path>,
+    as_json: bool,
+) -> anyhow::Result<()> {
+    use crate::admin::api::OfficerChange;
+    if let (OfficerChange::Added { token, .. }, Some(path)) = (&change, save_token) {
+        crate::roster::write_private(path, format!("{token}\n").as_bytes())
+            .with_context(|| format!("cannot write the token file {}", path.display()))?;
+    }
+    if as_json {
+        return output::json(&change);
+    }
+    match change {
+        OfficerChange::Added { officer, token } => {
+            println!(
+                "Officer {} ({}) added, appointed by {}.",
+                officer.name,
+                officer.role,
+                officer.appointed_by.join(" and ")
+            );
+            println!("Token (shown once; only its hash is stored):");
+            println!("  {token}");
+            if let Some(path) = save_token {
+                println!("  also written to {} (mode 0600)", path.display());
+            }
+        }
+        OfficerChange::Revoked { officer } => println!(
+            "Officer {} revoked by {}; its token no longer works.",
+            officer.name,
+            officer.revoked_by.join(" and ")
+        ),
+        OfficerChange::Pending { pending } => println!(
+            "The {} of {} ({}) is proposed by {}; it takes effect when another admin approves it: `comity officer approve {}`.",
+            pending.change, pending.name, pending.role, pending.proposed_by, pending.name
+        ),
+    }
+    Ok(())
+}
+
 async fn officer(command: OfficerCommand) -> anyhow::Result<()> {
     match command {
         OfficerCommand::Add {
@@ -145,39 +191,28 @@ async fn officer(command: OfficerCommand) -> anyhow::Result<()> {
             save_token,
             read,
         } => {
-            let added = client(&read.connection)?.add_officer(&name, role).await?;
-            if let Some(path) = &save_token {
-                crate::roster::write_private(path, format!("{}\n", added.token).as_bytes())
-                    .with_context(|| format!("cannot write the token file {}", path.display()))?;
-            }
-            if read.json {
-                return output::json(&added);
-            }
-            println!(
-                "Officer {} ({}) added.",
-                added.officer.name, added.officer.role
-            );
-            println!("Token (shown once; only its hash is stored):");
-            println!("  {}", added.token);
-            if let Some(path) = save_token {
-                println!("  also written to {} (mode 0600)", path.display());
-            }
-            Ok(())
+            let change = client(&read.connection)?
+                .appoint_officer(&name, role)
+                .await?;
+            officer_change(change, save_token.as_deref(), read.json)
         }
         OfficerCommand::List(read) => {
-            let officers = client(&read.connection)?.officers().await?;
-            output::officers(&officers, read.json)
+            let client = client(&read.connection)?;
+            let officers = client.officers().await?;
+            let pending = client.pending_officers().await?;
+            output::officers(&officers, &pending, read.json)
         }
         OfficerCommand::Revoke { name, read } => {
-            let revoked = client(&read.connection)?.revoke_officer(&name).await?;
-            if read.json {
-                return output::json(&revoked);
-            }
-            println!(
-                "Officer {} revoked; its token no longer works.",
-                revoked.name
-            );
-            Ok(())
+            let change = client(&read.connection)?.revoke_or_propose(&name).await?;
+            officer_change(change, None, read.json)
+        }
+        OfficerCommand::Approve {
+            name,
+            save_token,
+            read,
+        } => {
+            let change = client(&read.connection)?.approve_officer(&name).await?;
+            officer_change(change, save_token.as_deref(), read.json)
         }
     }
 }

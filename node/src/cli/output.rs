@@ -563,18 +563,67 @@ pub fn refusals(
     Ok(())
 }
 
-pub fn officers(officers: &[crate::admin::officers::Officer], as_json: bool) -> anyhow::Result<()> {
+pub fn officers(
+    officers: &[crate::admin::officers::Officer],
+    pending: &[crate::admin::officers::PendingChange],
+    as_json: bool,
+) -> anyhow::Result<()> {
     if as_json {
-        return json(&officers);
+        return json(&serde_json::json!({ "officers": officers, "pending": pending }));
     }
-    let mut t = table(&["officer", "role", "created", "revoked"]);
+    let mut t = table(&["officer", "role", "created", "appointed by", "revoked"]);
     for o in officers {
         t.add_row(vec![
             o.name.clone(),
             o.role.to_string(),
             o.created_at.to_string(),
-            o.revoked_at.map(|t| t.to_string()).unwrap_or_default(),
+            o.appointed_by.join(" + "),
+            match o.revoked_at {
+                Some(at) if o.revoked_by.is_empty() => at.to_string(),
+                Some(at) => format!("{at} by {}", o.revoked_by.join(" + ")),
+                None => String::new(),
+            },
         ]);
+    }
+    println!("{t}");
+    for p in pending {
+        println!(
+            "PENDING  {} of {} ({}), proposed by {} at {}: another admin approves with `comity officer approve {}`",
+            p.change, p.name, p.role, p.proposed_by, p.proposed_at, p.name
+        );
+    }
+    Ok(())
+}
+
+pub fn audit_entries(
+    entries: &[crate::admin::api::AuditEntryView],
+    as_json: bool,
+) -> anyhow::Result<()> {
+    if as_json {
+        return json(&entries);
+    }
+    if entries.is_empty() {
+        println!("no entries there");
+        return Ok(());
+    }
+    let mut t = table(&["#", "at", "what"]);
+    for e in entries {
+        let what = serde_json::to_value(&e.entry.what)
+            .ok()
+            .and_then(|v| {
+                let map = v.as_object()?.clone();
+                Some(
+                    map.iter()
+                        .map(|(k, v)| match v {
+                            serde_json::Value::String(s) => format!("{k}={s}"),
+                            other => format!("{k}={other}"),
+                        })
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                )
+            })
+            .unwrap_or_default();
+        t.add_row(vec![e.index.to_string(), e.entry.at.to_string(), what]);
     }
     println!("{t}");
     Ok(())
