@@ -53,7 +53,17 @@ pub struct Policy {
     pub minimisation: Minimisation,
     /// Retention this node applies to received data when a request asks for none longer.
     pub default_retention_days: Option<u32>,
+    /// How long this node keeps its own records of a request it received and executed (its
+    /// decision, its fulfilment, the request itself), from the request's submission, whatever
+    /// the requester does with what it received. [`DEFAULT_EXECUTING_RETENTION_DAYS`] if not
+    /// set.
+    #[serde(default)]
+    pub executing_retention_days: Option<u32>,
 }
+
+/// How long an executing node keeps its own records of a case when its policy does not say:
+/// five years.
+pub const DEFAULT_EXECUTING_RETENTION_DAYS: u32 = 5 * 365;
 
 /// One rule's verdict on one request.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,7 +1,8 @@
 //! Encryption at rest and retention that deletes: a distinctive selector never reaches the
-//! RocksDB files (SST, WAL) in clear on either node; when the retention ends the requester
-//! destroys the content, the `purged` event reaches the executing node, which does the same,
-//! and the sealed content no longer opens, even with the master key. Decision texts are
+//! RocksDB files (SST, WAL) in clear on either node; when the request's retention ends the
+//! requester destroys what it received and its signed `purged` event reaches the executing
+//! node, which keeps its own records until its own retention ends, then destroys them with a
+//! signed `records-destroyed`; the sealed content no longer opens, even with the master key. Decision texts are
 //! content too: sealed like the request, gone with it.
 
 mod common;
@@ -121,25 +122,20 @@ async fn content_is_sealed_at_rest_and_destroyed_when_retention_ends() {
         assert!(vault.holds(&key), "{node}: the case's key is held");
     }
 
-    // Past the retention, FR destroys the content; DE follows the signed `purged` event.
+    // Past the request's retention, FR destroys what it received; DE, the executing side,
+    // records FR's signed `purged` event and keeps its own records for its own retention.
     bloc.start_all().unwrap();
     bloc.wait_connected(Duration::from_secs(30)).await.unwrap();
     let (fr, de) = (bloc.client("FR"), bloc.client("DE"));
     fr.advance_clock(31 * 86_400).await.unwrap();
+    let purged = |cases: Vec<comity_node::admin::api::CaseSummary>| {
+        cases
+            .iter()
+            .any(|c| c.case_id == id && c.purged_at.is_some())
+    };
     let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let purged = |cases: Vec<comity_node::admin::api::CaseSummary>| {
-            cases
-                .iter()
-                .any(|c| c.case_id == id && c.purged_at.is_some())
-        };
-        if purged(fr.cases().await.unwrap()) && purged(de.cases().await.unwrap()) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the case was not purged on both sides"
-        );
+    while !purged(fr.cases().await.unwrap()) {
+        assert!(Instant::now() < deadline, "FR did not purge the case");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     // The deadline was the request's 30 days from its submission.
@@ -148,43 +144,70 @@ async fn content_is_sealed_at_rest_and_destroyed_when_retention_ends() {
         (30 * 86_400_000..30 * 86_400_000 + 60_000).contains(&kept),
         "{kept} ms"
     );
-    for client in [&fr, &de] {
-        let case = client.case(id).await.unwrap();
-        assert!(case.request.is_none(), "the content is gone");
-        match client.log(id).await {
-            Err(ClientError::Api { status: 410, .. }) => {}
-            other => panic!("the log of a purged case is gone, got {other:?}"),
-        }
+    let case = fr.case(id).await.unwrap();
+    assert!(case.request.is_none(), "FR's content is gone");
+    match fr.log(id).await {
+        Err(ClientError::Api { status: 410, .. }) => {}
+        other => panic!("the log of a purged case is gone, got {other:?}"),
     }
-    let log_kinds: Vec<String> = bloc
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let log = de.log(id).await.unwrap();
+        if log.entries.iter().any(|e| e.kind == "purged" && e.applied) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "DE never got FR's purge");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    bloc.wait_converged(Duration::from_secs(20)).await.unwrap();
+    let heads = |cases: Vec<comity_node::admin::api::CaseSummary>| {
+        cases.into_iter().find(|c| c.case_id == id).unwrap().heads
+    };
+    assert_eq!(
+        heads(fr.cases().await.unwrap()),
+        heads(de.cases().await.unwrap())
+    );
+    let at_de = de.case(id).await.unwrap();
+    assert!(at_de.request.is_some(), "DE still opens its own records");
+    assert_eq!(
+        at_de.decision,
+        Some(comity_protocol::Decision::Partial {
+            scope: SCOPE.into()
+        })
+    );
+    assert!(at_de.summary.purged_at.is_none());
+    let own_until = at_de.summary.retention_until.unwrap();
+    // From the submission (signed a moment after the draft was made).
+    let own = own_until.as_millis() - sent.summary.created_at.as_millis();
+    assert!(
+        (5 * 365 * 86_400_000..5 * 365 * 86_400_000 + 60_000).contains(&own),
+        "{own} ms: five years, the default when DE's policy does not say"
+    );
+
+    // At the end of its own retention DE destroys its records, with a signed statement.
+    de.advance_clock(5 * 365 * 86_400 + 86_400).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !purged(de.cases().await.unwrap()) {
+        assert!(Instant::now() < deadline, "DE did not destroy its records");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(de.case(id).await.unwrap().request.is_none());
+    match de.log(id).await {
+        Err(ClientError::Api { status: 410, .. }) => {}
+        other => panic!("the log of a destroyed case is gone, got {other:?}"),
+    }
+    let lines: Vec<String> = bloc
         .log("DE")
         .lines()
         .filter(|l| l.contains(&id.to_string()))
         .map(|l| l.to_owned())
         .collect();
     assert!(
-        log_kinds.iter().any(|l| l.contains("content destroyed")),
-        "{log_kinds:?}"
+        lines
+            .iter()
+            .any(|l| l.contains("records-destroyed") && l.contains("event recorded")),
+        "{lines:?}"
     );
-
-    // The `purged` event is on both replicas: the same heads and state on both sides.
-    bloc.wait_converged(Duration::from_secs(20)).await.unwrap();
-    let (fr_case, de_case) = (
-        fr.cases()
-            .await
-            .unwrap()
-            .into_iter()
-            .find(|c| c.case_id == id)
-            .unwrap(),
-        de.cases()
-            .await
-            .unwrap()
-            .into_iter()
-            .find(|c| c.case_id == id)
-            .unwrap(),
-    );
-    assert_eq!(fr_case.heads, de_case.heads);
-    assert_eq!(fr_case.events, de_case.events);
 
     // Even with the master key, what the store still holds does not open: the key is gone.
     bloc.stop_all();

@@ -1,6 +1,8 @@
-//! The requesting node keeps received data no longer than its own policy allows, whatever the
-//! request asked for: a request asking 30 days at a node whose policy says 2 is purged after
-//! 2 (on both sides, the executing side following the signed `purged` event).
+//! Each side's retention is its own. The requesting node keeps received data no longer than
+//! its own policy allows, whatever the request asked for: a request asking 30 days at a node
+//! whose policy says 2 is purged after 2. The executing node keeps its own records for the
+//! retention its policy gives (`executing_retention_days`, 10 here), whatever the requester
+//! did, then destroys them with a signed `records-destroyed`.
 
 mod common;
 
@@ -25,6 +27,11 @@ async fn retention_is_capped_by_the_requesters_policy() {
         "default_retention_days = 2\n",
     )
     .unwrap();
+    std::fs::write(
+        bloc.node("DE").dir.join("policy.toml"),
+        "executing_retention_days = 10\n\n[[agreement]]\npartner = \"FR\"\ninstruments = [\"eu-epoc\"]\ndata_categories = [\"subscriber\", \"traffic\"]\n",
+    )
+    .unwrap();
     bloc.start_all().unwrap();
     bloc.wait_connected(Duration::from_secs(30)).await.unwrap();
     let (fr, de) = (bloc.client("FR"), bloc.client("DE"));
@@ -47,8 +54,37 @@ async fn retention_is_capped_by_the_requesters_policy() {
         "kept {kept} ms, not the policy's 2 days"
     );
 
-    // Three days on, well before the 30 asked for, the content is gone on both sides.
+    // Three days on, well before the 30 asked for, FR's copy is gone; DE keeps its own.
     fr.advance_clock(3 * 86_400).await.unwrap();
+    let gone = |cases: Vec<CaseSummary>| {
+        cases
+            .iter()
+            .any(|c| c.case_id == id && c.purged_at.is_some())
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !gone(fr.cases().await.unwrap()) {
+        assert!(
+            Instant::now() < deadline,
+            "FR kept it past its policy's 2 days"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    bloc.wait_converged(Duration::from_secs(20)).await.unwrap();
+    de.advance_clock(3 * 86_400).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await; // two sweeps
+    let at_de = de.case(id).await.unwrap();
+    assert!(
+        at_de.request.is_some(),
+        "DE's own records outlive FR's purge"
+    );
+    let own =
+        at_de.summary.retention_until.unwrap().as_millis() - sent.summary.created_at.as_millis();
+    assert!(
+        (10 * DAY_MS..10 * DAY_MS + 60_000).contains(&own),
+        "{own} ms"
+    );
+    // Ten days on, DE's own retention ends too.
+    de.advance_clock(8 * 86_400).await.unwrap();
     let purged = |cases: Vec<CaseSummary>| {
         cases
             .iter()

@@ -4,7 +4,8 @@
 //! - `m/{member}/{case}` → [`SyncSummary`]: a sent or received case shared with that member,
 //!   with how many events of each author it holds and whether it is offered to pulls, so that
 //!   a pull (asked or answered) reads no case record but those it must send or that changed;
-//! - `r/{until, 20 digits of ms}/{case}`: a requester's case whose retention ends then;
+//! - `r/{until, 20 digits of ms}/{case}`: a case whose content this node keeps until then (a
+//!   requester's by the request's retention, an executing node's by its own);
 //! - `s/{case}` → key id: a purged case whose key is still to be destroyed;
 //! - `i/{case}/{message}`: a push of that case this node receipted (its row in `Cf::Inbox`), so
 //!   that a purge takes the rows with it;
@@ -31,7 +32,7 @@ use crate::store::{Batch, Cf, Store, StoreError};
 
 /// Names the index's layout and the retention cap it was built with.
 const VERSION_KEY: &[u8] = b"v";
-const VERSION: &str = "6";
+const VERSION: &str = "7";
 
 /// What a pull needs of a case shared with a member, kept beside its index entry.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -78,18 +79,44 @@ fn case_of(key: &[u8]) -> Option<CaseId> {
     text.rsplit('/').next()?.parse().ok()
 }
 
-/// When a case's received data must be gone: the request's retention from its submission,
-/// capped by this node's policy (`cap_days`). Nobody can extend it.
-pub fn retention_until(record: &CaseRecord, cap_days: Option<u32>) -> Option<Timestamp> {
+/// This node's retention, from its policy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Retention {
+    /// The most days received data is kept, whatever a request asks for.
+    pub cap_days: Option<u32>,
+    /// How long this node keeps its own records of the requests it executed.
+    pub executing_days: u32,
+}
+
+impl Retention {
+    fn marker(&self) -> String {
+        format!(
+            "{}/{}",
+            self.cap_days.map_or("-".into(), |d| d.to_string()),
+            self.executing_days
+        )
+    }
+}
+
+/// When a case's content must be gone here, from the request's submission. On the requesting
+/// side: the request's retention, capped by this node's policy. On the executing side: this
+/// node's own retention of its records, which the requester's purge does not shorten. Nobody
+/// can extend either.
+pub fn retention_until(record: &CaseRecord, retention: Retention) -> Option<Timestamp> {
     let start = record.log.submitted_at?;
-    let days = cap_days.map_or(record.summary.retention_days, |cap| {
-        record.summary.retention_days.min(cap)
-    });
+    let days = match record.role {
+        Role::Requester => retention
+            .cap_days
+            .map_or(record.summary.retention_days, |cap| {
+                record.summary.retention_days.min(cap)
+            }),
+        Role::Executing => retention.executing_days,
+    };
     Some(start.saturating_add(std::time::Duration::from_secs(u64::from(days) * 86_400)))
 }
 
 /// Adds to `batch` the index entries of `record` as it is about to be stored.
-pub fn put(batch: &mut Batch, record: &CaseRecord, cap_days: Option<u32>) {
+pub fn put(batch: &mut Batch, record: &CaseRecord, cap_days: Retention) {
     let id = &record.case_id;
     if record.log.state.is_none() {
         return; // a draft: nobody else knows of it
@@ -120,9 +147,7 @@ pub fn put(batch: &mut Batch, record: &CaseRecord, cap_days: Option<u32>) {
     let summary =
         comity_protocol::to_canonical_cbor(&SyncSummary::of(record)).expect("summaries encode");
     batch.put(Cf::CaseIndex, shared_key(&record.counterparty, id), summary);
-    if record.role == Role::Requester
-        && let Some(until) = retention_until(record, cap_days)
-    {
+    if let Some(until) = retention_until(record, cap_days) {
         batch.put(Cf::CaseIndex, retention_key(until, id), Vec::new());
     }
 }
@@ -273,13 +298,10 @@ pub fn shredded(batch: &mut Batch, case: &CaseId) {
 /// retention cap (or not at all). Returns whether it did.
 pub async fn ensure(
     store: &Store,
-    cap_days: Option<u32>,
+    cap_days: Retention,
     records: impl FnOnce() -> Result<Vec<CaseRecord>, super::CaseError>,
 ) -> Result<bool, super::CaseError> {
-    let marker = format!(
-        "{VERSION}/{}",
-        cap_days.map_or("-".into(), |d| d.to_string())
-    );
+    let marker = format!("{VERSION}/{}", cap_days.marker());
     if store.get(Cf::CaseIndex, VERSION_KEY)?.as_deref() == Some(marker.as_bytes()) {
         return Ok(false);
     }
@@ -373,6 +395,14 @@ mod tests {
             .collect()
     }
 
+    /// A policy's retention: its cap on received data, and the default own retention.
+    fn keep(cap_days: Option<u32>) -> Retention {
+        Retention {
+            cap_days,
+            executing_days: comity_protocol::policy::DEFAULT_EXECUTING_RETENTION_DAYS,
+        }
+    }
+
     #[tokio::test]
     async fn a_cases_summary_follows_its_record_and_an_unreadable_one_is_none() {
         let dir = tempfile::tempdir().unwrap();
@@ -383,7 +413,7 @@ mod tests {
             record.log.have = BTreeMap::from([(it.clone(), seq)]);
             record.delivery.refused = refused.clone();
             let mut batch = Batch::new();
-            put(&mut batch, &record, None);
+            put(&mut batch, &record, keep(None));
             store.commit(batch).await.unwrap();
             let expected = SyncSummary {
                 have: BTreeMap::from([(it.clone(), seq)]),
@@ -415,9 +445,13 @@ mod tests {
         draft.log = LogSummary::default();
         let records = vec![old.clone(), young.clone(), theirs.clone(), draft.clone()];
 
-        assert!(ensure(&store, None, || Ok(records.clone())).await.unwrap());
         assert!(
-            !ensure(&store, None, || panic!("not read again"))
+            ensure(&store, keep(None), || Ok(records.clone()))
+                .await
+                .unwrap()
+        );
+        assert!(
+            !ensure(&store, keep(None), || panic!("not read again"))
                 .await
                 .unwrap()
         );
@@ -427,13 +461,16 @@ mod tests {
         let it = shared_with(&store, &"IT".parse().unwrap()).unwrap();
         assert_eq!(it, vec![(theirs.case_id, Some(SyncSummary::of(&theirs)))]);
         // Day 400: the case of day 0 is due (365 days), the one of day 300 is not; the
-        // executing side's case never is (it follows the requester's purge).
+        // executing side's case is kept for this node's own retention (1,825 days), whatever
+        // the request asked for.
         let due = retention_due(&store, Timestamp::from_millis(400 * DAY)).unwrap();
         assert_eq!(due, vec![old.case_id]);
+        let due = retention_due(&store, Timestamp::from_millis(1826 * DAY)).unwrap();
+        assert!(due.contains(&theirs.case_id));
 
         // A policy that caps retention at 30 days moves every date.
         assert!(
-            ensure(&store, Some(30), || Ok(records.clone()))
+            ensure(&store, keep(Some(30)), || Ok(records.clone()))
                 .await
                 .unwrap()
         );
@@ -444,7 +481,7 @@ mod tests {
         let mut purged = old.clone();
         purged.purged_at = Some(Timestamp::from_millis(401 * DAY));
         let mut batch = Batch::new();
-        put(&mut batch, &purged, Some(30));
+        put(&mut batch, &purged, keep(Some(30)));
         store.commit(batch).await.unwrap();
         let due = retention_due(&store, Timestamp::from_millis(400 * DAY)).unwrap();
         assert_eq!(due, vec![young.case_id]);

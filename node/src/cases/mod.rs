@@ -233,8 +233,9 @@ impl Cases {
         self.inner.governance.advance_clock(by);
     }
 
-    /// Until when received data may be kept: the request's retention from its submission,
-    /// capped by this node's policy. Nobody can extend it.
+    /// Until when this node keeps a case's content: on the requesting side, the request's
+    /// retention from its submission, capped by this node's policy; on the executing side,
+    /// this node's own retention of its records. Nobody can extend it.
     pub fn retention_until(&self, record: &CaseRecord) -> Option<Timestamp> {
         index::retention_until(record, self.retention_cap())
     }
@@ -255,12 +256,16 @@ impl Cases {
         )
     }
 
-    /// The policy's cap on retention, in days.
-    fn retention_cap(&self) -> Option<u32> {
-        self.inner
-            .policy
-            .as_ref()
-            .and_then(|p| p.default_retention_days)
+    /// The policy's retention: its cap on received data, and how long this node keeps its
+    /// own records of the requests it executed.
+    fn retention_cap(&self) -> index::Retention {
+        let policy = self.inner.policy.as_ref();
+        index::Retention {
+            cap_days: policy.and_then(|p| p.default_retention_days),
+            executing_days: policy
+                .and_then(|p| p.executing_retention_days)
+                .unwrap_or(comity_protocol::policy::DEFAULT_EXECUTING_RETENTION_DAYS),
+        }
     }
 
     /// The case keys: evidence records are sealed with their case's key too.

@@ -1,6 +1,8 @@
-//! Retention that deletes: when a case's retention ends, the requesting node destroys its
-//! content (crypto-shredding: the case's key is deleted) and records a signed `purged` event,
-//! which the executing node follows by destroying its own copy.
+//! Retention that deletes: when a case's retention ends here, this node destroys its content
+//! (crypto-shredding: the case's key is deleted) and records a signed event: `purged` on the
+//! requesting side, at the end of the request's retention (capped by this node's policy);
+//! `records-destroyed` on the executing side, at the end of its own retention of its records,
+//! which the requester's purge does not shorten.
 //!
 //! The same sweep ends preservations: the executing node warns before one lapses and, at its
 //! end, records a signed `preservation-released` event, so that both sides see the data is no
@@ -44,7 +46,14 @@ pub(super) async fn run(cases: Cases) {
                     continue;
                 }
             }
-            match cases.act(case_id, EventKind::Purged, "retention").await {
+            // Each side destroys its own copy, and says so in a signed event.
+            let kind = match cases.record_closed(&case_id) {
+                Ok(Some(r)) if r.role == super::record::Role::Executing => {
+                    EventKind::RecordsDestroyed
+                }
+                _ => EventKind::Purged,
+            };
+            match cases.act(case_id, kind, "retention").await {
                 Ok(record) => {
                     let until = cases.retention_until(&record);
                     info!(case = %case_id, until = until.map(|u| u.to_string()), "retention ended: content destroyed");

@@ -38,6 +38,8 @@ struct RawPolicy {
     minimisation: RawMinimisation,
     #[serde(default)]
     default_retention_days: Option<Spanned<i64>>,
+    #[serde(default)]
+    executing_retention_days: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -256,6 +258,11 @@ pub fn parse(source: &str) -> Result<Policy, Vec<PolicyProblem>> {
         .as_ref()
         .and_then(|v| c.positive("default_retention_days", v))
         .map(|v| v.min(i64::from(u32::MAX)) as u32);
+    let executing_retention_days = raw
+        .executing_retention_days
+        .as_ref()
+        .and_then(|v| c.positive("executing_retention_days", v))
+        .map(|v| v.min(i64::from(u32::MAX)) as u32);
 
     if !c.problems.is_empty() {
         return Err(c.problems);
@@ -267,5 +274,6 @@ pub fn parse(source: &str) -> Result<Policy, Vec<PolicyProblem>> {
         dual_criminality,
         minimisation,
         default_retention_days,
+        executing_retention_days,
     })
 }

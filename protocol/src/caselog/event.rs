@@ -136,6 +136,10 @@ pub enum EventKind {
     PreservationReleased,
     /// The requester destroyed the received data at the end of its retention.
     Purged,
+    /// The executing side destroyed its own records of the case (the request, its decision
+    /// and fulfilment) at the end of its own retention, which the requester's purge does not
+    /// shorten.
+    RecordsDestroyed,
 }
 
 /// The automatic policy check's verdict.
@@ -206,6 +210,7 @@ impl EventKind {
             EventKind::PreservationExtended { .. } => "preservation-extended",
             EventKind::PreservationReleased => "preservation-released",
             EventKind::Purged => "purged",
+            EventKind::RecordsDestroyed => "records-destroyed",
         }
     }
 
@@ -227,7 +232,8 @@ impl EventKind {
             | EventKind::ClarificationRequested { .. }
             | EventKind::Fulfilled { .. }
             | EventKind::Preserved { .. }
-            | EventKind::PreservationExtended { .. } => Side::Executing,
+            | EventKind::PreservationExtended { .. }
+            | EventKind::RecordsDestroyed => Side::Executing,
             EventKind::Closed | EventKind::PreservationReleased => Side::Either,
         }
     }

@@ -104,6 +104,9 @@ pub struct CaseView {
     pub fulfilled_at: Option<Timestamp>,
     pub closed_at: Option<Timestamp>,
     pub purged_at: Option<Timestamp>,
+    /// When the executing side destroyed its own records of the case.
+    #[serde(default)]
+    pub records_destroyed_at: Option<Timestamp>,
     pub decision: Option<Decision>,
     pub preservation: Option<Preservation>,
     /// The evidence package the applied fulfilment named, if any.
@@ -139,6 +142,7 @@ impl CaseView {
             fulfilled_at: None,
             closed_at: None,
             purged_at: None,
+            records_destroyed_at: None,
             decision: None,
             preservation: None,
             manifest_root: None,
@@ -330,6 +334,12 @@ impl CaseView {
                     return Err("data already purged".to_owned());
                 }
                 self.purged_at = Some(at);
+            }
+            EventKind::RecordsDestroyed => {
+                if self.records_destroyed_at.is_some() {
+                    return Err("records already destroyed".to_owned());
+                }
+                self.records_destroyed_at = Some(at);
             }
         }
         Ok(())

@@ -195,7 +195,9 @@ pub fn act(ctx: &Context, case: Case, kind: EventKind, officer: &str) -> Result<
     }
     check_preservation(ctx, &record, &kind)?;
     check_policy(&record, &kind)?;
-    let purging = matches!(kind, EventKind::Purged);
+    // This side destroys its copy: the requester its received data, the executing side its
+    // own records.
+    let purging = matches!(kind, EventKind::Purged | EventKind::RecordsDestroyed);
     let code = kind.code();
     let index = log.len();
     let (id, envelope) = ctx.append(&mut log, kind)?;

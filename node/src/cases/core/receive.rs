@@ -7,7 +7,7 @@ use comity_protocol::{
     Jurisdiction, MessageId, Receipt, Receipted, RejectCode, SignedEnvelope,
 };
 
-use super::{Case, Context, Effect, Plan, purge};
+use super::{Case, Context, Effect, Plan};
 use crate::cases::record::{CaseRecord, Delivery, LogSummary, OutboxEntry, RequestSummary, Role};
 
 /// How the events came.
@@ -218,11 +218,9 @@ fn settle(ctx: &Context, plan: &mut Plan, record: &mut CaseRecord, log: &CaseLog
     let after = log.view();
     record.log = LogSummary::from_view(&after, log);
     record.updated_at = ctx.now;
-    // The requester destroyed the data at the end of its retention: so does this node.
-    if after.purged_at.is_some() && record.purged_at.is_none() {
-        purge(record, ctx.now);
-        plan.effects.push(Effect::Shred(record.key_id.clone()));
-    }
+    // The requester's purge destroys what the requester received, not this node's own
+    // records, which it keeps for its own retention (`Cases::retention_until`) and then
+    // destroys with a signed `records-destroyed`. It is stored as the signed event it is.
     if let Via::Answer { entry, receipt } = via {
         super::delivery::apply_receipt(ctx, record, entry, receipt);
         plan.outbox_delete.push(entry.message_id);

@@ -110,7 +110,7 @@ fn a_refused_request_is_marked_undeliverable_and_takes_no_further_step() {
 }
 
 #[test]
-fn a_purge_racing_a_fulfilment_destroys_the_content_on_both_sides() {
+fn a_purge_racing_a_fulfilment_destroys_the_requesters_copy_and_the_executing_side_keeps_its_own() {
     let roster = roster();
     let (mut fr, mut de) = accepted(&roster);
     settle(&roster, &mut fr, &mut de);
@@ -138,13 +138,27 @@ fn a_purge_racing_a_fulfilment_destroys_the_content_on_both_sides() {
     assert!(plan.events.is_empty() && plan.record.is_none() && plan.announce.is_none());
     assert!(plan.reply.is_some());
     assert!(plan.inbox.is_none(), "not even the message id is kept");
-    // The purge reaches DE: it destroys its copy too.
+    // The purge reaches DE: it is recorded, and DE keeps its own records for its own
+    // retention: the request still opens there.
     let purge = fr.outbox[0].clone();
     let plan = de.take_push(&roster, &j("FR"), &purge).unwrap();
+    assert!(de.record().purged_at.is_none() && de.record().request.is_some());
+    assert!(!plan.effects.iter().any(|e| matches!(e, Effect::Shred(_))));
+    assert_eq!(plan.events.len(), 1, "the signed purge is kept as evidence");
+    // At the end of its own retention DE destroys its records, with a signed statement that
+    // goes in clear (it carries no content) to FR, which has nothing left to add it to.
+    de.act(&roster, EventKind::RecordsDestroyed, "retention")
+        .unwrap();
     assert!(de.record().purged_at.is_some() && de.record().request.is_none());
-    assert!(plan.effects.iter().any(|e| matches!(e, Effect::Shred(_))));
+    assert!(de.effects.iter().any(|e| matches!(e, Effect::Shred(_))));
+    let statement = de.outbox.last().unwrap().clone();
+    assert!(statement.clear);
+    let plan = fr.take_push(&roster, &j("DE"), &statement).unwrap();
+    assert!(plan.reply.is_some() && plan.record.is_none());
     let err = de.act(&roster, EventKind::Closed, "o").unwrap_err();
     assert!(err.to_string().contains("destroyed"), "{err}");
+    // Only the executing side states it, only once.
+    assert!(fr.act(&roster, EventKind::RecordsDestroyed, "o").is_err());
 }
 
 #[test]
