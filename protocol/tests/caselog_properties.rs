@@ -88,7 +88,10 @@ fn pick(requester: bool, view: &CaseView, choice: u8) -> EventKind {
     let t = |ms| Timestamp::from_millis(1_800_000_000_000 + i64::from(choice) * ms);
     let active = matches!(view.preservation, Some(p) if !p.released);
     let open = !matches!(state, S::Closed | S::Withdrawn);
-    let reviewable = matches!(state, S::Delivered | S::UnderReview | S::Clarified);
+    let reviewable = matches!(
+        state,
+        S::Delivered | S::UnderReview | S::Clarified | S::Amended
+    );
     let closable = matches!(state, S::EvidenceAcknowledged | S::Refused | S::Withdrawn);
     let all: Vec<(bool, EventKind)> = if requester {
         vec![
@@ -116,6 +119,25 @@ fn pick(requester: bool, view: &CaseView, choice: u8) -> EventKind {
                 EventKind::Purged,
             ),
             (active, EventKind::PreservationReleased),
+            (
+                state == S::PartiallyAccepted && view.scope_accepted_at.is_none(),
+                EventKind::ScopeAccepted,
+            ),
+            (
+                matches!(
+                    state,
+                    S::PartiallyAccepted | S::ClarificationRequested | S::Clarified
+                ),
+                EventKind::Amended {
+                    request: Box::new({
+                        let mut narrower = sample_request();
+                        narrower.necessity =
+                            format!("narrower, version {}", view.request_version + 1);
+                        narrower
+                    }),
+                    approval: comity_protocol::examples::sample_approval(),
+                },
+            ),
         ]
     } else {
         let decision = match choice % 3 {
@@ -299,6 +321,20 @@ proptest! {
         if view.entries.iter().any(|e| e.kind == "withdrawn" && e.applied) {
             prop_assert!(matches!(view.state, Some(CaseState::Withdrawn | CaseState::Closed)));
         }
+        // Each applied amendment makes a new version, and the decision in force is one made
+        // after the last of them.
+        let amendments = view.entries.iter().filter(|e| e.kind == "amended" && e.applied).count();
+        prop_assert_eq!(view.request_version as usize, 1 + amendments);
+        prop_assert_eq!(view.amended_at.len(), amendments);
+        let last = |kind: &str| view.entries.iter().rposition(|e| e.kind == kind && e.applied);
+        if let (Some(amended), true) = (last("amended"), view.decision.is_some()) {
+            prop_assert!(last("decided").is_some_and(|d| d > amended));
+        }
+        // The scope is accepted only of a partial acceptance in force.
+        if view.scope_accepted_at.is_some() {
+            let partial = matches!(view.decision, Some(Decision::Partial { .. }));
+            prop_assert!(partial);
+        }
     }
 
     #[test]
@@ -355,7 +391,7 @@ proptest! {
 fn generated_histories_cover_concurrency_and_the_lifecycle() {
     let mut rng = StdRng::seed_from_u64(7);
     let mut states = std::collections::BTreeSet::new();
-    let (mut concurrent, mut not_applied) = (0, 0);
+    let (mut concurrent, mut not_applied, mut refused) = (0, 0, 0);
     for _ in 0..300 {
         let steps: Vec<Step> = (0..rng.gen_range(0..40))
             .map(|_| Step {
@@ -369,10 +405,12 @@ fn generated_histories_cover_concurrency_and_the_lifecycle() {
         let log = deliver(&union(&[&req, &exe]), rng.r#gen());
         let view = log.view();
         states.insert(view.state.unwrap().to_string());
+        refused += usize::from(matches!(view.decision, Some(Decision::Refuse { .. })));
         concurrent += usize::from(view.heads.len() > 1);
         not_applied += usize::from(view.entries.iter().any(|e| !e.applied));
     }
-    for state in ["fulfilled", "closed", "withdrawn", "refused", "clarified"] {
+    assert!(refused > 10, "only {refused} histories end with a refusal");
+    for state in ["fulfilled", "closed", "withdrawn", "clarified", "amended"] {
         assert!(
             states.contains(state),
             "no history ends {state}: {states:?}"

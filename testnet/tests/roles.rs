@@ -282,6 +282,13 @@ async fn every_endpoint_checks_the_officers_role() {
             overseers.clone(),
         ),
         endpoint(
+            "FR",
+            Method::POST,
+            format!("/v1/cases/{sent}/amend"),
+            Some(json!({"request": request("FR", "DE")})),
+            vec![Requester, Admin],
+        ),
+        endpoint(
             "DE",
             Method::POST,
             format!("/v1/cases/{sent}/override"),
@@ -369,6 +376,7 @@ async fn every_endpoint_checks_the_officers_role() {
             vec![Requester, Admin],
         ),
         ("FR", Action::Acknowledge, vec![Requester, Admin]),
+        ("FR", Action::AcceptScope, vec![Requester, Admin]),
         ("FR", Action::Close, vec![Requester, Reviewer, Admin]),
         ("FR", Action::Purge, vec![Requester, Admin]),
     ] {

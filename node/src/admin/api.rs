@@ -282,6 +282,16 @@ pub struct CaseSummary {
     pub heads: Vec<EventId>,
 }
 
+/// An amendment of the request: its version, who drafted and approved it, and what changed.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct AmendmentView {
+    pub version: u32,
+    pub at: Timestamp,
+    pub drafted_by: String,
+    pub approved_by: Option<String>,
+    pub changes: Vec<String>,
+}
+
 /// An override of the policy awaiting approval.
 #[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct OverrideView {
@@ -324,6 +334,19 @@ pub struct CaseDetail {
     /// How many overrides of the policy the case has had.
     #[serde(default)]
     pub overrides: u32,
+    /// The version of the request in force (1, then one more per amendment), and when the
+    /// requester accepted a partial acceptance's scope.
+    #[serde(default)]
+    pub request_version: u32,
+    #[serde(default)]
+    pub scope_accepted_at: Option<Timestamp>,
+    /// Each amendment and what it changed (content: only on a read that stated its purpose).
+    #[serde(default)]
+    pub amendments: Vec<AmendmentView>,
+    /// An amendment drafted and awaiting another officer's approval (requesting side); what
+    /// it changes only on a read that stated its purpose.
+    #[serde(default)]
+    pub pending_amendment: Option<AmendmentView>,
     /// An override asked for and awaiting another officer's approval: who asked, and when
     /// (its reason only on a read that stated its purpose).
     #[serde(default)]
@@ -401,6 +424,8 @@ pub enum Action {
     },
     /// Requesting side: the evidence arrived.
     Acknowledge,
+    /// Requesting side: the narrower scope of a partial acceptance is accepted.
+    AcceptScope,
     /// Executing side: data preserved until a date (by default, for the period the
     /// instrument's rules give); extended to a later one, up to their cap.
     Preserve {
@@ -435,6 +460,7 @@ impl Action {
                 manifest_root: None,
                 note,
             },
+            Action::AcceptScope => EventKind::ScopeAccepted,
             Action::Acknowledge => EventKind::EvidenceAcknowledged {
                 manifest_root: None,
             },
@@ -461,6 +487,7 @@ impl Action {
             Action::Clarify { .. }
             | Action::Withdraw { .. }
             | Action::Acknowledge
+            | Action::AcceptScope
             | Action::Purge => &[OfficerRole::Requester],
             Action::Close | Action::ReleasePreservation => {
                 &[OfficerRole::Requester, OfficerRole::Reviewer]

@@ -219,6 +219,29 @@ pub(super) async fn approve(
     Ok(Json(detail(&state, &record)))
 }
 
+/// Drafts a new version of a sent request, after a partial acceptance or a clarification; another officer approves it (`/cases/{id}/approve`), which signs it into the case's log (requesters).
+#[utoipa::path(
+    post,
+    path = "/cases/{id}/amend",
+    tag = "cases",
+    params(("id" = String, Path, description = "The case id (a ULID)")),
+    request_body = NewRequest,
+    responses((status = 200, description = "The amendment is drafted and awaits another officer's approval", body = CaseDetail), Errors)
+)]
+pub(super) async fn amend(
+    Extension(officer): Extension<Officer>,
+    State(state): State<AdminState>,
+    Path(id): Path<String>,
+    body: Result<Json<NewRequest>, axum::extract::rejection::JsonRejection>,
+) -> Reply<CaseDetail> {
+    let id = parse_case(&id)?;
+    let Json(body) =
+        body.map_err(|e| failure(StatusCode::BAD_REQUEST, "bad-json", e.body_text()))?;
+    allow(&officer, &[Role::Requester])?;
+    let record = state.cases.amend(id, body.request, &officer.name).await?;
+    Ok(Json(detail(&state, &record)))
+}
+
 /// Asks to go on with a case the policy refused, for a stated reason; another officer approves it (`/override/approve`) before it counts.
 #[utoipa::path(
     post,
@@ -327,11 +350,57 @@ pub(super) async fn show_case(
     if let (Some(view), Some(o)) = (&mut detail.override_request, &record.override_request) {
         view.reason = o.reason.clone();
     }
-    // The decision's texts are sealed in the log with the rest of the content.
-    if record.log.decision.is_some() && record.purged_at.is_none() {
-        detail.decision = state.cases.load_log(&id)?.view().decision;
+    // The decision's texts and the amendments are sealed in the log with the rest of the
+    // content.
+    let amended = record.log.request_version > 1;
+    if (record.log.decision.is_some() || amended) && record.purged_at.is_none() {
+        let log = state.cases.load_log(&id)?;
+        let view = log.view();
+        detail.decision = view.decision.clone();
+        detail.amendments = amendments(&log, &view);
+    }
+    if let (Some(view), Some(a), Some(current)) = (
+        &mut detail.pending_amendment,
+        &record.pending_amendment,
+        &record.request,
+    ) && let Some(new) = &a.request
+    {
+        view.changes = crate::cases::core::request_changes(current, new);
     }
     Ok(Json(detail))
+}
+
+/// Each applied amendment of `log`, with what it changed from the version before.
+fn amendments(
+    log: &comity_protocol::CaseLog,
+    view: &comity_protocol::CaseView,
+) -> Vec<api::AmendmentView> {
+    use comity_protocol::EventKind;
+    let mut out = Vec::new();
+    let mut previous = None;
+    for entry in view.entries.iter().filter(|e| e.applied) {
+        let Some((event, _)) = log.get(&entry.id) else {
+            continue;
+        };
+        match &event.kind {
+            EventKind::Submitted { request, .. } => previous = Some((**request).clone()),
+            EventKind::Amended { request, approval } => {
+                out.push(api::AmendmentView {
+                    version: out.len() as u32 + 2,
+                    at: entry.at,
+                    drafted_by: approval.drafted_by.clone(),
+                    approved_by: Some(approval.approved_by.clone()),
+                    changes: previous
+                        .as_ref()
+                        .map(|p| crate::cases::core::request_changes(p, request))
+                        .unwrap_or_default(),
+                });
+                previous = Some((**request).clone());
+            }
+            _ => {}
+        }
+    }
+    out
 }
 
 /// The purpose an officer states for reading case content: required, bounded.
@@ -451,6 +520,19 @@ pub(super) fn detail(state: &AdminState, record: &CaseRecord) -> CaseDetail {
         approval: record.approval.clone(),
         disclosure_approval: record.disclosure_approval.clone(),
         overrides: record.log.overrides,
+        request_version: record.log.request_version.max(1),
+        scope_accepted_at: record.log.scope_accepted_at,
+        amendments: Vec::new(),
+        pending_amendment: record
+            .pending_amendment
+            .as_ref()
+            .map(|a| api::AmendmentView {
+                version: record.log.request_version.max(1) + 1,
+                at: a.drafted_at,
+                drafted_by: a.drafted_by.clone(),
+                approved_by: None,
+                changes: Vec::new(),
+            }),
         override_request: record.override_request.as_ref().map(|o| api::OverrideView {
             requested_by: o.requested_by.clone(),
             requested_at: o.requested_at,

@@ -350,6 +350,19 @@ impl AdminClient {
     pub async fn log(&self, case: CaseId) -> Result<LogView, ClientError> {
         self.get_content(&format!("/cases/{case}/log")).await
     }
+    /// Drafts a new version of a sent request (another officer approves it with `approve`).
+    pub async fn amend(
+        &self,
+        case: CaseId,
+        request: comity_protocol::AssistanceRequest,
+    ) -> Result<CaseDetail, ClientError> {
+        self.post(
+            &format!("/cases/{case}/amend"),
+            &super::api::NewRequest { request },
+        )
+        .await
+    }
+
     /// Asks to override the policy's refusal of a case, for `reason`.
     pub async fn request_override(
         &self,

@@ -134,6 +134,7 @@ fn v1_routes() -> OpenApiRouter<AdminState> {
         .routes(routes!(export::export))
         .routes(routes!(cases::act))
         .routes(routes!(cases::approve))
+        .routes(routes!(cases::amend))
         .routes(routes!(cases::request_override))
         .routes(routes!(cases::approve_override))
         .routes(routes!(cases::retry))

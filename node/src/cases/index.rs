@@ -384,6 +384,7 @@ mod tests {
             approval: None,
             disclosure_approval: None,
             override_request: None,
+            pending_amendment: None,
         }
     }
 

@@ -346,8 +346,16 @@ impl Cases {
 
     /// Four-eyes: see [`core::approve`]. Refusals are logged.
     pub async fn approve(&self, case_id: CaseId, approver: &str) -> Result<CaseRecord, CaseError> {
+        // A sent request's pending amendment, or a draft or a disclosure.
         let plan = self
-            .run(case_id, Load::Record, |ctx, case| {
+            .run(case_id, Load::Log, |ctx, case| {
+                if case
+                    .record
+                    .as_ref()
+                    .is_some_and(|r| r.pending_amendment.is_some())
+                {
+                    return core::accept_amendment(ctx, case, approver);
+                }
                 core::approve(ctx, Self::found(case_id, case.record)?, approver)
             })
             .await
@@ -415,6 +423,23 @@ impl Cases {
         let record = plan.record.expect("a step's plan holds its record");
         info!(case = %case_id, event = code, to = %record.counterparty, officer, "event recorded");
         Ok(record)
+    }
+
+    /// Drafts an amendment of a sent request (see [`core::amend`]).
+    pub async fn amend(
+        &self,
+        case_id: CaseId,
+        request: comity_protocol::AssistanceRequest,
+        officer: &str,
+    ) -> Result<CaseRecord, CaseError> {
+        let plan = self
+            .run(case_id, Load::Record, |ctx, case| {
+                core::amend(ctx, case, request, officer)
+            })
+            .await
+            .inspect_err(|e| warn!(case = %case_id, officer, reason = %e, "amendment refused"))?;
+        info!(case = %case_id, officer, "amendment drafted, awaiting approval");
+        Ok(plan.record.expect("an amendment plan holds its record"))
     }
 
     /// An officer asks to go on with a case the policy refused (see [`core::request_override`]).

@@ -99,6 +99,12 @@ pub struct LogSummary {
     /// Data kept from deletion: until when, and whether released.
     #[serde(default)]
     pub preservation: Option<comity_protocol::Preservation>,
+    /// The version of the request in force (1, then one more per amendment).
+    #[serde(default)]
+    pub request_version: u32,
+    /// When the requester accepted the narrower scope of a partial acceptance.
+    #[serde(default)]
+    pub scope_accepted_at: Option<Timestamp>,
     /// The latest policy check's outcome, and whether an override covers it.
     #[serde(default)]
     pub policy: Option<comity_protocol::PolicyOutcome>,
@@ -180,6 +186,8 @@ impl LogSummary {
             manifest_root: view.manifest_root,
             evidence_received_at: view.evidence_received_at,
             preservation: view.preservation,
+            request_version: view.request_version,
+            scope_accepted_at: view.scope_accepted_at,
             policy: view.policy,
             overridden: view.overridden,
             overrides: view.overrides,
@@ -232,6 +240,23 @@ pub struct CaseRecord {
     /// approval (executing side).
     #[serde(default)]
     pub override_request: Option<OverrideRequest>,
+    /// A new version of the request drafted by an officer, awaiting another officer's
+    /// approval before it is signed into the log (requesting side).
+    #[serde(default)]
+    pub pending_amendment: Option<PendingAmendment>,
+}
+
+/// An amendment of the request, until another officer approves it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PendingAmendment {
+    pub drafted_by: String,
+    pub drafted_at: Timestamp,
+    /// The new version: content, sealed with the case's key in the store (`sealed`); `None`
+    /// when the record was read without opening it.
+    #[serde(skip)]
+    pub request: Option<AssistanceRequest>,
+    #[serde(default, with = "serde_bytes")]
+    pub sealed: Vec<u8>,
 }
 
 /// A request to override the policy's refusal of a case, until another officer approves it.

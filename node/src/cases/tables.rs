@@ -188,7 +188,11 @@ impl Cases {
             .as_ref()
             .is_some_and(|o| o.sealed_reason.is_empty() && o.reason.is_some());
         let unsealed_request = record.request.is_some() && record.sealed_request.is_empty();
-        if !unsealed_reason && !unsealed_request {
+        let unsealed_amendment = record
+            .pending_amendment
+            .as_ref()
+            .is_some_and(|a| a.sealed.is_empty() && a.request.is_some());
+        if !unsealed_reason && !unsealed_request && !unsealed_amendment {
             return Ok(encode(record));
         }
         let mut stored = record.clone();
@@ -206,6 +210,15 @@ impl Cases {
                 self.inner
                     .vault
                     .seal(&record.key_id, &record.case_id, reason.as_bytes())?;
+        }
+        if let Some(a) = stored.pending_amendment.as_mut()
+            && unsealed_amendment
+            && let Some(request) = &a.request
+        {
+            a.sealed = self
+                .inner
+                .vault
+                .seal(&record.key_id, &record.case_id, &encode(request))?;
         }
         Ok(encode(&stored))
     }
@@ -235,6 +248,20 @@ impl Cases {
             {
                 Ok(plain) => o.reason = Some(String::from_utf8_lossy(&plain).into_owned()),
                 Err(crate::vault::VaultError::Shredded(_)) => o.reason = None,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if open
+            && let Some(a) = record.pending_amendment.as_mut()
+            && !a.sealed.is_empty()
+        {
+            match self
+                .inner
+                .vault
+                .unseal(&record.key_id, &record.case_id, &a.sealed)
+            {
+                Ok(plain) => a.request = Some(decode(&plain)?),
+                Err(crate::vault::VaultError::Shredded(_)) => a.request = None,
                 Err(e) => return Err(e.into()),
             }
         }

@@ -593,6 +593,22 @@ pub enum CaseCommand {
         #[command(flatten)]
         read: ReadArgs,
     },
+    /// Requesting side: accept the narrower scope of a partial acceptance.
+    AcceptScope {
+        id: CaseId,
+        #[command(flatten)]
+        read: ReadArgs,
+    },
+    /// Requesting side: after a partial acceptance or a clarification, draft a new version of
+    /// the request from a TOML or JSON file (the whole request, as `request new --file`). It
+    /// is signed into the case when another officer approves it: `comity request approve ID`.
+    Amend {
+        id: CaseId,
+        #[arg(long)]
+        file: PathBuf,
+        #[command(flatten)]
+        read: ReadArgs,
+    },
     /// Preservation: preserve (for the instrument's period, or until a date), extend, or
     /// release.
     Preserve {
@@ -680,6 +696,7 @@ impl CaseCommand {
                 (*id, Action::Fulfil { note: note.clone() }, read)
             }
             CaseCommand::Acknowledge { id, read } => (*id, Action::Acknowledge, read),
+            CaseCommand::AcceptScope { id, read } => (*id, Action::AcceptScope, read),
             CaseCommand::Purge { id, read } => (*id, Action::Purge, read),
             CaseCommand::Preserve {
                 id,
@@ -702,6 +719,7 @@ impl CaseCommand {
             | CaseCommand::Export { .. }
             | CaseCommand::Approve { .. }
             | CaseCommand::Override { .. }
+            | CaseCommand::Amend { .. }
             | CaseCommand::Retry { .. } => {
                 return Ok(None);
             }

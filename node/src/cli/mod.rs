@@ -259,6 +259,13 @@ async fn case(command: CaseCommand) -> anyhow::Result<()> {
             output::case_detail(&case, read.json)
         }
         CaseCommand::Approve { id, read } => approve(id, &read).await,
+        CaseCommand::Amend { id, file, read } => {
+            let client = client(&read.connection)?;
+            let me = client.status().await?.jurisdiction;
+            let request = request::from_file(&file, me)?;
+            let case = client.amend(id, request).await?;
+            output::case_detail(&case, read.json)
+        }
         CaseCommand::Override {
             id,
             reason,

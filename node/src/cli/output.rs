@@ -285,6 +285,36 @@ pub fn case_detail(c: &CaseDetail, as_json: bool) -> anyhow::Result<()> {
     if c.overrides > 0 {
         println!("overrides     {}", c.overrides);
     }
+    if c.request_version > 1 {
+        println!(
+            "version       {} of the request (amended)",
+            c.request_version
+        );
+    }
+    for a in &c.amendments {
+        println!(
+            "amended       to version {} at {}, drafted by {}, approved by {}",
+            a.version,
+            a.at,
+            a.drafted_by,
+            a.approved_by.as_deref().unwrap_or("-")
+        );
+        for change in &a.changes {
+            println!("                {change}");
+        }
+    }
+    if let Some(at) = c.scope_accepted_at {
+        println!("scope         accepted by the requester at {at}");
+    }
+    if let Some(a) = &c.pending_amendment {
+        println!(
+            "AMENDMENT     drafted by {} at {}, awaiting another officer's approval (`comity request approve {}`)",
+            a.drafted_by, a.at, c.summary.case_id
+        );
+        for change in &a.changes {
+            println!("                {change}");
+        }
+    }
     if let Some(o) = &c.override_request {
         println!(
             "override      asked by {} at {}, awaiting another officer's approval",

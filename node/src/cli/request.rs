@@ -132,7 +132,10 @@ pub fn build(args: &NewArgs, requesting: Jurisdiction) -> anyhow::Result<Assista
     })
 }
 
-fn from_file(path: &PathBuf, requesting: Jurisdiction) -> anyhow::Result<AssistanceRequest> {
+pub(super) fn from_file(
+    path: &PathBuf,
+    requesting: Jurisdiction,
+) -> anyhow::Result<AssistanceRequest> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     let format = match path.extension().is_some_and(|e| e == "json") {

@@ -122,6 +122,15 @@ pub enum EventKind {
     EvidenceReceived {
         manifest_root: Hash32,
     },
+    /// Negotiation: the requester accepts the narrower scope of a partial acceptance.
+    ScopeAccepted,
+    /// Negotiation: after a partial acceptance or a clarification, the requester makes a new
+    /// version of its request inside the same case (four-eyes, like the first), which the
+    /// executing side checks and decides on again. The parties cannot change.
+    Amended {
+        request: Box<AssistanceRequest>,
+        approval: Approval,
+    },
     /// The requester withdraws the request. Beats any concurrent executing-side step.
     Withdrawn {
         reason: String,
@@ -204,6 +213,8 @@ impl EventKind {
             EventKind::Fulfilled { .. } => "fulfilled",
             EventKind::EvidenceAcknowledged { .. } => "evidence-acknowledged",
             EventKind::EvidenceReceived { .. } => "evidence-received",
+            EventKind::ScopeAccepted => "scope-accepted",
+            EventKind::Amended { .. } => "amended",
             EventKind::Withdrawn { .. } => "withdrawn",
             EventKind::Closed => "closed",
             EventKind::Preserved { .. } => "preserved",
@@ -224,6 +235,8 @@ impl EventKind {
             | EventKind::EvidenceAcknowledged { .. }
             | EventKind::EvidenceReceived { .. }
             | EventKind::Withdrawn { .. }
+            | EventKind::ScopeAccepted
+            | EventKind::Amended { .. }
             | EventKind::Purged => Side::Requester,
             EventKind::Received
             | EventKind::PolicyChecked { .. }
@@ -251,6 +264,12 @@ impl EventKind {
         };
         match self {
             EventKind::Submitted { approval, .. } => approval.problem(),
+            EventKind::Amended { request, approval } => approval.problem().or_else(|| {
+                request
+                    .validate()
+                    .err()
+                    .map(|e| format!("the amended request is invalid: {e}"))
+            }),
             EventKind::Decided {
                 decision: Decision::Refuse { reasons },
             } => {

@@ -22,6 +22,8 @@ pub enum CaseState {
     Refused,
     ClarificationRequested,
     Clarified,
+    /// The requester made a new version of the request: to be checked and decided again.
+    Amended,
     Fulfilled,
     EvidenceAcknowledged,
     Closed,
@@ -40,6 +42,7 @@ impl CaseState {
             CaseState::Refused => "refused",
             CaseState::ClarificationRequested => "clarification-requested",
             CaseState::Clarified => "clarified",
+            CaseState::Amended => "amended",
             CaseState::Fulfilled => "fulfilled",
             CaseState::EvidenceAcknowledged => "evidence-acknowledged",
             CaseState::Closed => "closed",
@@ -124,6 +127,15 @@ pub struct CaseView {
     /// Overrides applied in this case.
     #[serde(default)]
     pub overrides: u32,
+    /// Which version of the request is in force: 1, then one more per applied amendment.
+    #[serde(default)]
+    pub request_version: u32,
+    /// The applied amendments: when each was made.
+    #[serde(default)]
+    pub amended_at: Vec<Timestamp>,
+    /// When the requester accepted the narrower scope of a partial acceptance.
+    #[serde(default)]
+    pub scope_accepted_at: Option<Timestamp>,
     /// Every event, in fold order.
     pub entries: Vec<LogEntry>,
     pub heads: Vec<EventId>,
@@ -150,6 +162,9 @@ impl CaseView {
             policy: None,
             overridden: false,
             overrides: 0,
+            request_version: 0,
+            amended_at: Vec::new(),
+            scope_accepted_at: None,
             entries: Vec::new(),
             heads: Vec::new(),
         }
@@ -183,6 +198,7 @@ impl CaseView {
                     self.executing = Some(request.executing.clone());
                     self.state = Some(S::Submitted);
                     self.submitted_at = Some(at);
+                    self.request_version = 1;
                     Ok(())
                 }
                 _ => Err("the case has no submission yet".to_owned()),
@@ -207,7 +223,7 @@ impl CaseView {
             }
             EventKind::PolicyChecked { outcome, .. } => {
                 match state {
-                    S::Delivered | S::UnderReview | S::Clarified => {
+                    S::Delivered | S::UnderReview | S::Clarified | S::Amended => {
                         self.state = Some(S::UnderReview)
                     }
                     // A pending case checked again (the policy changed, an agreement expired):
@@ -235,10 +251,13 @@ impl CaseView {
             }
             EventKind::Decided { decision } => {
                 if self.decision.is_some() {
-                    return Err("decision already made: decisions are final".to_owned());
+                    return Err(
+                        "decision already made: decisions are final (an amendment of the request opens a new one)"
+                            .to_owned(),
+                    );
                 }
                 match state {
-                    S::Delivered | S::UnderReview | S::Clarified => {
+                    S::Delivered | S::UnderReview | S::Clarified | S::Amended => {
                         self.state = Some(match decision {
                             Decision::Accept => S::Accepted,
                             Decision::Partial { .. } => S::PartiallyAccepted,
@@ -251,7 +270,7 @@ impl CaseView {
                 }
             }
             EventKind::ClarificationRequested { .. } => match state {
-                S::Delivered | S::UnderReview | S::Clarified => {
+                S::Delivered | S::UnderReview | S::Clarified | S::Amended => {
                     self.state = Some(S::ClarificationRequested)
                 }
                 _ => return cannot("ask for clarification on"),
@@ -283,6 +302,34 @@ impl CaseView {
                 S::Fulfilled => self.state = Some(S::EvidenceAcknowledged),
                 _ => return cannot("acknowledge evidence on"),
             },
+            EventKind::ScopeAccepted => match state {
+                S::PartiallyAccepted if self.scope_accepted_at.is_none() => {
+                    self.scope_accepted_at = Some(at)
+                }
+                S::PartiallyAccepted => return Err("the scope is already accepted".to_owned()),
+                _ => return cannot("accept the scope of"),
+            },
+            EventKind::Amended { request, .. } => {
+                if self.requesting.as_ref() != Some(&request.requesting)
+                    || self.executing.as_ref() != Some(&request.executing)
+                {
+                    return Err("an amendment cannot change the parties of a case".to_owned());
+                }
+                match state {
+                    S::PartiallyAccepted | S::ClarificationRequested | S::Clarified => {
+                        // A new version: decided afresh, with none of the old decision's
+                        // consequences (an override covered the old version's check).
+                        self.state = Some(S::Amended);
+                        self.decision = None;
+                        self.decided_at = None;
+                        self.scope_accepted_at = None;
+                        self.overridden = false;
+                        self.request_version += 1;
+                        self.amended_at.push(at);
+                    }
+                    _ => return cannot("amend"),
+                }
+            }
             EventKind::Withdrawn { .. } => {
                 if !open {
                     return cannot("withdraw");

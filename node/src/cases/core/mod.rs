@@ -22,8 +22,8 @@ use ed25519_dalek::SigningKey;
 
 pub use delivery::{delivered, failed, given_up, refused, retried};
 pub use officer::{
-    act, approve, approve_override, check_disclosure_approval, draft, recheck, request_override,
-    send,
+    accept_amendment, act, amend, approve, approve_override, check_disclosure_approval, draft,
+    recheck, request_override, send,
 };
 pub use receive::{Equivocation, IngestError, Via, receive, within_reply};
 
@@ -168,6 +168,70 @@ impl Case {
             record: None,
             log: CaseLog::new(case_id),
         }
+    }
+}
+
+/// The request in force in `log` (folded as `view`): the last applied amendment's, else the
+/// submission's.
+pub fn request_in_force(
+    log: &CaseLog,
+    view: &comity_protocol::CaseView,
+) -> Option<comity_protocol::AssistanceRequest> {
+    let entry = view
+        .entries
+        .iter()
+        .rev()
+        .find(|e| e.applied && (e.kind == "amended" || e.kind == "submitted"))?;
+    match &log.get(&entry.id)?.0.kind {
+        comity_protocol::EventKind::Submitted { request, .. }
+        | comity_protocol::EventKind::Amended { request, .. } => Some((**request).clone()),
+        _ => None,
+    }
+}
+
+/// What changed from `old` to `new`, one line per field, for the officers who review an
+/// amendment: `urgency: "normal" → "urgent"`; a long field just says it changed. Case content:
+/// shown only where the request itself may be shown.
+pub fn request_changes(
+    old: &comity_protocol::AssistanceRequest,
+    new: &comity_protocol::AssistanceRequest,
+) -> Vec<String> {
+    let (Ok(serde_json::Value::Object(old)), Ok(serde_json::Value::Object(new))) =
+        (serde_json::to_value(old), serde_json::to_value(new))
+    else {
+        return vec!["the request changed".to_owned()];
+    };
+    let mut lines = Vec::new();
+    for (field, before) in &old {
+        let after = new.get(field).unwrap_or(&serde_json::Value::Null);
+        if before == after {
+            continue;
+        }
+        let (a, b) = (before.to_string(), after.to_string());
+        if a.len() + b.len() <= 160 {
+            lines.push(format!("{field}: {a} → {b}"));
+        } else {
+            lines.push(format!("{field}: changed"));
+        }
+    }
+    lines
+}
+
+/// After an amendment: the record holds the new version of the request (sealed again when
+/// stored) and its summary. Nothing when the version in force is the one held.
+fn adopt_version(
+    record: &mut CaseRecord,
+    before: u32,
+    log: &CaseLog,
+    view: &comity_protocol::CaseView,
+) {
+    if view.request_version <= before.max(1) || record.purged_at.is_some() {
+        return;
+    }
+    if let Some(request) = request_in_force(log, view) {
+        record.summary = super::record::RequestSummary::of(&request);
+        record.request = Some(request);
+        record.sealed_request.clear();
     }
 }
 

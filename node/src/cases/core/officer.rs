@@ -58,6 +58,7 @@ pub fn draft(
         approval: None,
         disclosure_approval: None,
         override_request: None,
+        pending_amendment: None,
     })
 }
 
@@ -215,7 +216,9 @@ pub fn act(ctx: &Context, case: Case, kind: EventKind, officer: &str) -> Result<
     // A `purged` event carries no content: its push is stored in clear, so that it can still
     // be delivered once the case's key is destroyed.
     entry.clear = purging;
-    record.log = LogSummary::of(&log);
+    let version = record.log.request_version;
+    record.log = LogSummary::from_view(&view, &log);
+    super::adopt_version(&mut record, version, &log, &view);
     record.updated_at = ctx.now;
     let mut effects = Vec::new();
     if purging {
@@ -307,6 +310,107 @@ pub fn request_override(
         }],
         ..Plan::default()
     })
+}
+
+/// Negotiation: an officer drafts a new version of a sent request, after a partial acceptance
+/// or a clarification. It is kept, sealed, until another officer approves it
+/// ([`accept_amendment`]), which signs it into the log.
+pub fn amend(
+    ctx: &Context,
+    case: Case,
+    request: AssistanceRequest,
+    officer: &str,
+) -> Result<Plan, CaseError> {
+    use comity_protocol::CaseState as S;
+    let mut record = case.record.ok_or(CaseError::NotFound(case.log.case_id()))?;
+    let id = record.case_id;
+    let refuse = |why: String| Err(CaseError::Refused(why));
+    if record.role != Role::Requester {
+        return refuse(format!(
+            "case {id} was sent to this node: only the requesting side amends its request"
+        ));
+    }
+    if record.purged_at.is_some() {
+        return refuse(format!("case {id}'s content was destroyed"));
+    }
+    if !matches!(
+        record.log.state,
+        Some(S::PartiallyAccepted | S::ClarificationRequested | S::Clarified)
+    ) {
+        return refuse(format!(
+            "case {id} is {}: a request is amended after a partial acceptance or a clarification",
+            record.state_code()
+        ));
+    }
+    request.validate().map_err(CaseError::Invalid)?;
+    if request.requesting != record.summary.requesting
+        || request.executing != record.summary.executing
+    {
+        return refuse(format!(
+            "an amendment keeps the parties of case {id} ({} to {})",
+            record.summary.requesting, record.summary.executing
+        ));
+    }
+    if let Some(pending) = &record.pending_amendment {
+        return refuse(format!(
+            "{} already drafted an amendment of case {id} at {}; another officer approves it (`comity request approve {id}`)",
+            pending.drafted_by, pending.drafted_at
+        ));
+    }
+    record.pending_amendment = Some(super::super::record::PendingAmendment {
+        drafted_by: officer.to_owned(),
+        drafted_at: ctx.now,
+        request: Some(request),
+        sealed: Vec::new(),
+    });
+    record.updated_at = ctx.now;
+    Ok(Plan {
+        record: Some(record),
+        ..Plan::default()
+    })
+}
+
+/// Four-eyes on an amendment: `approver`, not its drafter, approves it; the node signs the new
+/// version into the log with both names, as it did the first.
+pub fn accept_amendment(ctx: &Context, case: Case, approver: &str) -> Result<Plan, CaseError> {
+    let Case { record, log } = case;
+    let mut record = record.ok_or(CaseError::NotFound(log.case_id()))?;
+    let id = record.case_id;
+    let Some(pending) = record.pending_amendment.take() else {
+        return Err(CaseError::Refused(format!(
+            "case {id} was already sent and no amendment of it awaits approval"
+        )));
+    };
+    if pending.drafted_by == approver {
+        return Err(CaseError::Refused(format!(
+            "four-eyes: {approver} drafted this amendment and cannot approve it; another approver must"
+        )));
+    }
+    let request = pending.request.ok_or_else(|| {
+        CaseError::Refused(format!("the amendment of case {id} could not be opened"))
+    })?;
+    let kind = EventKind::Amended {
+        request: Box::new(request),
+        approval: Approval {
+            drafted_by: pending.drafted_by,
+            approved_by: approver.to_owned(),
+            approved_at: ctx.now,
+        },
+    };
+    let mut plan = act(
+        ctx,
+        Case {
+            record: Some(record),
+            log,
+        },
+        kind,
+        approver,
+    )?;
+    plan.audit.push(AuditWhat::Approval {
+        officer: approver.to_owned(),
+        case_id: id,
+    });
+    Ok(plan)
 }
 
 /// The policy monitor's check of a pending case: when the policy in force (or the time, past

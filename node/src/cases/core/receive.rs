@@ -216,7 +216,9 @@ fn counterparty(
 fn settle(ctx: &Context, plan: &mut Plan, record: &mut CaseRecord, log: &CaseLog, via: &Via) {
     let had_root = record.log.manifest_root.is_some();
     let after = log.view();
+    let version = record.log.request_version;
     record.log = LogSummary::from_view(&after, log);
+    super::adopt_version(record, version, log, &after);
     record.updated_at = ctx.now;
     // The requester's purge destroys what the requester received, not this node's own
     // records, which it keeps for its own retention (`Cases::retention_until`) and then
@@ -358,6 +360,7 @@ fn new_record(
         drafted_by: None,
         disclosure_approval: None,
         override_request: None,
+        pending_amendment: None,
     })
 }
 
@@ -385,16 +388,24 @@ fn answer_request(
         .entries
         .iter()
         .any(|e| e.author == *ctx.me && e.kind == "received");
-    if record.role != Role::Executing || received {
+    if record.role != Role::Executing {
         return Ok(Vec::new());
     }
-    let mut kinds = vec![EventKind::Received];
+    let mut kinds = Vec::new();
+    // A new request is receipted and checked; an amended one (a new version, not yet
+    // checked or decided) is checked again.
+    let check = if !received {
+        kinds.push(EventKind::Received);
+        record.request.clone()
+    } else if view.state == Some(comity_protocol::CaseState::Amended) {
+        super::request_in_force(log, view)
+    } else {
+        return Ok(Vec::new());
+    };
     if let Some(policy) = ctx.policy {
-        let request = record
-            .request
-            .as_ref()
+        let request = check
             .ok_or_else(|| IngestError::Unavailable("the request's content is not open".into()))?;
-        let check = policy.check(request, &record.counterparty, ctx.now);
+        let check = policy.check(&request, &record.counterparty, ctx.now);
         kinds.push(EventKind::PolicyChecked {
             outcome: check.outcome,
             rules: check.event_rules(),

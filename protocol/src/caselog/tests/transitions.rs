@@ -125,11 +125,93 @@ fn decisions_are_final() {
     .unwrap();
     let entry = r.last_entry();
     assert!(!entry.applied);
-    assert_eq!(
-        entry.note.as_deref(),
-        Some("decision already made: decisions are final")
+    assert!(
+        entry
+            .note
+            .as_deref()
+            .unwrap()
+            .starts_with("decision already made: decisions are final"),
+        "{entry:?}"
     );
     assert_eq!(r.log.view().decision, Some(Decision::Accept));
+}
+
+#[test]
+fn a_partial_acceptance_is_negotiated_by_accepting_the_scope_or_amending() {
+    use CaseState as S;
+    let partial = || {
+        decided(Decision::Partial {
+            scope: "subscriber data only".into(),
+        })
+    };
+    let amended = |necessity: &str| {
+        let mut request = sample_request();
+        request.necessity = necessity.into();
+        EventKind::Amended {
+            request: Box::new(request),
+            approval: crate::examples::sample_approval(),
+        }
+    };
+    let mut r = walk(vec![
+        ("DE", EventKind::Received, S::Delivered),
+        ("DE", partial(), S::PartiallyAccepted),
+        ("FR", EventKind::ScopeAccepted, S::PartiallyAccepted),
+    ]);
+    assert!(r.log.view().scope_accepted_at.is_some());
+    r.act("FR", EventKind::ScopeAccepted).unwrap();
+    assert!(!r.last_entry().applied, "accepted once");
+
+    // An amendment instead: a new version, decided afresh.
+    let mut r = walk(vec![
+        ("DE", EventKind::Received, S::Delivered),
+        ("DE", partial(), S::PartiallyAccepted),
+        ("FR", amended("narrowed to March"), S::Amended),
+        (
+            "DE",
+            EventKind::PolicyChecked {
+                outcome: PolicyOutcome::Passed,
+                rules: vec![],
+            },
+            S::UnderReview,
+        ),
+        ("DE", decided(Decision::Accept), S::Accepted),
+    ]);
+    let view = r.log.view();
+    assert_eq!((view.request_version, view.amended_at.len()), (2, 1));
+    assert_eq!(view.decision, Some(Decision::Accept));
+    // Not once accepted in full, nor by the executing side, nor changing the parties.
+    r.act("FR", amended("again")).unwrap();
+    assert!(!r.last_entry().applied);
+    assert!(r.act("DE", amended("by the wrong side")).is_err());
+    let mut r = walk(vec![
+        ("DE", EventKind::Received, S::Delivered),
+        (
+            "DE",
+            EventKind::ClarificationRequested {
+                question: "which month?".into(),
+            },
+            S::ClarificationRequested,
+        ),
+    ]);
+    let mut elsewhere = sample_request();
+    elsewhere.executing = "IT".parse().unwrap();
+    r.act(
+        "FR",
+        EventKind::Amended {
+            request: Box::new(elsewhere),
+            approval: crate::examples::sample_approval(),
+        },
+    )
+    .unwrap();
+    let entry = r.last_entry();
+    assert!(!entry.applied);
+    assert!(entry.note.unwrap().contains("cannot change the parties"));
+    r.act("FR", amended("March only")).unwrap();
+    assert_eq!(
+        r.log.view().state,
+        Some(S::Amended),
+        "after a clarification too"
+    );
 }
 
 #[test]

@@ -408,3 +408,107 @@ fn an_agreement_that_expires_mid_case_flags_it_and_blocks_its_next_step() {
         "flagged once"
     );
 }
+
+#[test]
+fn an_amendment_lists_what_changed() {
+    let old = sample_request();
+    assert!(request_changes(&old, &old).is_empty());
+    let mut new = old.clone();
+    new.urgency = comity_protocol::Urgency::Urgent;
+    new.necessity = "x".repeat(500);
+    let lines = request_changes(&old, &new);
+    assert!(
+        lines.contains(&"urgency: \"normal\" → \"urgent\"".to_owned()),
+        "{lines:?}"
+    );
+    assert!(
+        lines.contains(&"necessity: changed".to_owned()),
+        "{lines:?}"
+    );
+    assert_eq!(lines.len(), 2);
+}
+
+#[test]
+fn an_amendment_is_drafted_approved_by_another_officer_and_checked_again() {
+    let roster = roster();
+    let (mut fr, mut de) = delivered_case(&roster);
+    de.act(
+        &roster,
+        EventKind::Decided {
+            decision: Decision::Partial {
+                scope: "subscriber data only".into(),
+            },
+        },
+        "reviewer",
+    )
+    .unwrap();
+    let entry = de.outbox.last().unwrap().clone();
+    fr.take_push(&roster, &j("DE"), &entry).unwrap();
+    assert_eq!(fr.state(), Some(CaseState::PartiallyAccepted));
+
+    let mut narrower = sample_request();
+    narrower.data_categories = vec![comity_protocol::DataCategory::Subscriber];
+    let plan = fr
+        .with(&roster, |ctx, case| {
+            amend(ctx, case, narrower.clone(), "juge.martin")
+        })
+        .unwrap();
+    let plan = fr.apply(plan);
+    assert!(
+        plan.events.is_empty(),
+        "nothing is signed before the approval"
+    );
+    let mut elsewhere = narrower.clone();
+    elsewhere.executing = j("IT");
+    assert!(
+        fr.with(&roster, |ctx, case| amend(ctx, case, elsewhere, "x"))
+            .is_err()
+    );
+    let own = fr
+        .with(&roster, |ctx, case| {
+            accept_amendment(ctx, case, "juge.martin")
+        })
+        .unwrap_err();
+    assert!(own.to_string().contains("four-eyes"), "{own}");
+    let plan = fr
+        .with(&roster, |ctx, case| {
+            accept_amendment(ctx, case, "procureure.dubois")
+        })
+        .unwrap();
+    fr.apply(plan);
+    assert_eq!(fr.state(), Some(CaseState::Amended));
+    assert_eq!(fr.record().log.request_version, 2);
+    assert_eq!(fr.record().request.as_ref(), Some(&narrower));
+    assert!(
+        fr.record().sealed_request.is_empty(),
+        "sealed again as stored"
+    );
+    assert_eq!(
+        fr.record().summary.data_categories,
+        narrower.data_categories
+    );
+
+    // DE takes the new version and, running a policy, checks it again at once.
+    de.policy = Some(comity_protocol::policy::Policy::default());
+    let entry = fr.outbox.last().unwrap().clone();
+    let plan = de.take_push(&roster, &j("FR"), &entry).unwrap();
+    assert_eq!(de.record().request.as_ref(), Some(&narrower));
+    let reply = plan.reply.unwrap();
+    assert_eq!(
+        reply.events.len(),
+        1,
+        "the new check comes back with the receipt"
+    );
+    assert_eq!(de.state(), Some(CaseState::UnderReview));
+    de.act(
+        &roster,
+        EventKind::Decided {
+            decision: Decision::Refuse {
+                reasons: vec!["no agreement".into()],
+            },
+        },
+        "reviewer",
+    )
+    .unwrap();
+    assert_eq!(de.state(), Some(CaseState::Refused), "decided afresh");
+}
