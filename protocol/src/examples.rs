@@ -47,6 +47,7 @@ pub fn sample_request() -> AssistanceRequest {
         retention_days: 365,
         purpose: "Identification of the suspect in investigation 2026/1234 only".into(),
         language: "fr".into(),
+        translations: Vec::new(),
     }
 }
 

@@ -40,7 +40,7 @@ pub use messages::{
 };
 pub use request::{
     Anchor, AssistanceRequest, Authority, Confidentiality, DataCategory, Instrument, Offence,
-    RequestKind, TimeWindow, UnknownCode, Urgency,
+    RequestKind, TimeWindow, Translation, UnknownCode, Urgency,
 };
 pub use selector::{Selector, SelectorError};
 pub use validate::{FieldProblem, ValidationErrors};

@@ -59,6 +59,11 @@ pub struct Policy {
     /// set.
     #[serde(default)]
     pub executing_retention_days: Option<u32>,
+    /// The languages (ISO 639-1) this node accepts requests in. A request in none of them,
+    /// nor translated into one, is referred to a reviewer; the published summary lists them,
+    /// so that a requester's pre-check warns before it sends. Empty: any language.
+    #[serde(default)]
+    pub languages: Vec<String>,
 }
 
 /// How long an executing node keeps its own records of a case when its policy does not say:
@@ -265,6 +270,31 @@ impl Policy {
                 Refused,
                 "content data is disclosed only with a judicial authority's approval; the request names no validating authority".into(),
             );
+        }
+
+        if !self.languages.is_empty() {
+            let readable: Vec<&str> = request
+                .languages()
+                .into_iter()
+                .filter(|l| self.languages.iter().any(|a| a == l))
+                .collect();
+            if let Some(first) = readable.first() {
+                fire(
+                    "language",
+                    Passed,
+                    format!("the request can be read in {first}, which is accepted here"),
+                );
+            } else {
+                fire(
+                    "language",
+                    Referred,
+                    format!(
+                        "the request is in {} only; this node accepts {}: add a translation",
+                        request.languages().join(", "),
+                        self.languages.join(", ")
+                    ),
+                );
+            }
         }
 
         let outcome = if rules.iter().any(|r| r.outcome == Refused) {

@@ -46,6 +46,36 @@ pub struct AssistanceRequest {
     pub purpose: String,
     /// ISO 639-1 code of the language the request is written in (two lower-case letters).
     pub language: String,
+    /// Translations of the free-text fields into other languages, signed with the request,
+    /// for an executing side that accepts another language (an EPOC's certificate must be in
+    /// one the executing state accepts). At most [`MAX_TRANSLATIONS`], one per language.
+    /// Left out of the encoding when empty, so that requests signed before it keep their bytes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub translations: Vec<Translation>,
+}
+
+/// Most translations one request may carry.
+pub const MAX_TRANSLATIONS: usize = 8;
+
+/// The request's free-text fields in another language.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct Translation {
+    /// ISO 639-1 code (two lower-case letters), other than the request's own.
+    pub language: String,
+    pub offence_description: String,
+    pub necessity: String,
+    pub purpose: String,
+}
+
+impl AssistanceRequest {
+    /// Every language the request can be read in: its own, then its translations'.
+    pub fn languages(&self) -> Vec<&str> {
+        std::iter::once(self.language.as_str())
+            .chain(self.translations.iter().map(|t| t.language.as_str()))
+            .collect()
+    }
 }
 
 /// An authority acting in a request: who issued or validated it, and how to reach them.

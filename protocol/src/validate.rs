@@ -158,7 +158,8 @@ impl AssistanceRequest {
             );
         }
 
-        if self.language.len() != 2 || !self.language.bytes().all(|b| b.is_ascii_lowercase()) {
+        let is_code = |l: &str| l.len() == 2 && l.bytes().all(|b| b.is_ascii_lowercase());
+        if !is_code(&self.language) {
             p.add(
                 "language",
                 format!(
@@ -166,6 +167,45 @@ impl AssistanceRequest {
                     self.language
                 ),
             );
+        }
+        if self.translations.len() > crate::request::MAX_TRANSLATIONS {
+            p.add(
+                "translations",
+                format!(
+                    "{} translations, more than the {} a request may carry",
+                    self.translations.len(),
+                    crate::request::MAX_TRANSLATIONS
+                ),
+            );
+        }
+        let mut seen = vec![self.language.as_str()];
+        for (i, t) in self.translations.iter().enumerate() {
+            let field = |name: &str| format!("translations[{i}].{name}");
+            if !is_code(&t.language) {
+                p.add(
+                    field("language"),
+                    format!(
+                        "{:?} is not an ISO 639-1 code: use two lower-case letters",
+                        t.language
+                    ),
+                );
+            } else if seen.contains(&t.language.as_str()) {
+                p.add(
+                    field("language"),
+                    format!(
+                        "the request is already in {}: one translation per language, none into the request's own",
+                        t.language
+                    ),
+                );
+            }
+            seen.push(&t.language);
+            p.text(
+                &field("offence_description"),
+                &t.offence_description,
+                MAX_TEXT,
+            );
+            p.text(&field("necessity"), &t.necessity, MAX_TEXT);
+            p.text(&field("purpose"), &t.purpose, MAX_TEXT);
         }
 
         match (&self.confidentiality.delay_user_notification, &self.confidentiality.reason) {

@@ -8,6 +8,15 @@ use comity_protocol::{
     TimeWindow, Timestamp, Urgency, ValidationErrors,
 };
 
+fn translation(language: &str) -> comity_protocol::Translation {
+    comity_protocol::Translation {
+        language: language.into(),
+        offence_description: "fraud".into(),
+        necessity: "needed".into(),
+        purpose: "the investigation".into(),
+    }
+}
+
 fn authority() -> Authority {
     Authority {
         name: "Juge Dupont".into(),
@@ -30,6 +39,41 @@ fn each_rule_reports_its_field() {
             "same country",
             |r| r.executing = "FR-PNF".parse().unwrap(),
             "executing",
+        ),
+        (
+            "translation into the request's own language",
+            |r| r.translations = vec![translation("fr")],
+            "translations[0].language",
+        ),
+        (
+            "two translations into one language",
+            |r| r.translations = vec![translation("de"), translation("de")],
+            "translations[1].language",
+        ),
+        (
+            "translation language not a code",
+            |r| r.translations = vec![translation("DE")],
+            "translations[0].language",
+        ),
+        (
+            "translation without a necessity",
+            |r| {
+                r.translations = vec![comity_protocol::Translation {
+                    necessity: " ".into(),
+                    ..translation("de")
+                }]
+            },
+            "translations[0].necessity",
+        ),
+        (
+            "too many translations",
+            |r| {
+                r.translations = ["de", "en", "it", "es", "nl", "pl", "pt", "sv", "fi"]
+                    .iter()
+                    .map(|l| translation(l))
+                    .collect()
+            },
+            "translations",
         ),
         (
             "empty name",

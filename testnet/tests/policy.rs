@@ -11,6 +11,7 @@ use common::*;
 
 const DE_POLICY: &str = r#"
 refused_offences = ["political"]
+languages = ["de", "fr"]
 dual_criminality = ["fraud", "cybercrime"]
 
 [[agreement]]
@@ -50,6 +51,40 @@ async fn incoming_requests_are_checked_and_the_requester_sees_why() {
         .expect("DE publishes its policy");
     assert_eq!(fr_pre.issuer, j("DE"));
     assert_eq!(fr_pre.check.outcome, comity_protocol::PolicyOutcome::Passed);
+
+    // DE reads German and French: a draft in Spanish is flagged before it is sent, with what
+    // to do; with a signed translation into German it passes.
+    let precheck_in = |translations: Vec<comity_protocol::Translation>| {
+        let client = bloc.client("FR");
+        let mut request = request("FR", "DE");
+        request.language = "es".into();
+        request.translations = translations;
+        async move {
+            let id = client
+                .create_request(&comity_node::admin::api::NewRequest { request })
+                .await
+                .unwrap()
+                .summary
+                .case_id;
+            client.precheck(id).await.unwrap().unwrap().check
+        }
+    };
+    let spanish = precheck_in(Vec::new()).await;
+    assert_eq!(spanish.outcome, comity_protocol::PolicyOutcome::Referred);
+    let rule = spanish.rules.iter().find(|r| r.rule == "language").unwrap();
+    assert!(rule.explanation.contains("add a translation"), "{rule:?}");
+    let translated = precheck_in(vec![comity_protocol::Translation {
+        language: "de".into(),
+        offence_description: "Betrug mit gestohlenen Kontodaten".into(),
+        necessity: "Die Bestandsdaten sind zur Identifizierung erforderlich.".into(),
+        purpose: "Strafverfahren wegen Betrugs".into(),
+    }])
+    .await;
+    assert_eq!(
+        translated.outcome,
+        comity_protocol::PolicyOutcome::Passed,
+        "{translated:?}"
+    );
     let it_pre = bloc.client("IT").precheck(it_draft).await.unwrap().unwrap();
     assert_eq!(
         it_pre.check.outcome,

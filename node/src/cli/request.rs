@@ -129,6 +129,7 @@ pub fn build(args: &NewArgs, requesting: Jurisdiction) -> anyhow::Result<Assista
         retention_days: args.retention_days,
         purpose: text(&args.purpose),
         language: args.language.clone(),
+        translations: Vec::new(),
     })
 }
 
@@ -205,6 +206,7 @@ mod tests {
         assert_eq!(request.requesting.as_str(), "FR");
         let window = request.time_window.unwrap();
         assert_eq!(window.from, "2026-09-01T00:00:00Z".parse().unwrap());
+        assert_eq!(request.languages(), ["en", "de"], "with its translation");
         request.validate().unwrap();
     }
 }

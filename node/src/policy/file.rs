@@ -40,6 +40,8 @@ struct RawPolicy {
     default_retention_days: Option<Spanned<i64>>,
     #[serde(default)]
     executing_retention_days: Option<Spanned<i64>>,
+    #[serde(default)]
+    languages: Vec<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -264,6 +266,20 @@ pub fn parse(source: &str) -> Result<Policy, Vec<PolicyProblem>> {
         .and_then(|v| c.positive("executing_retention_days", v))
         .map(|v| v.min(i64::from(u32::MAX)) as u32);
 
+    let mut languages = Vec::new();
+    for (i, l) in raw.languages.iter().enumerate() {
+        let code = l.get_ref();
+        if code.len() == 2 && code.bytes().all(|b| b.is_ascii_lowercase()) {
+            languages.push(code.clone());
+        } else {
+            c.problem(
+                format!("languages[{i}]"),
+                l.span(),
+                format!("{code:?} is not an ISO 639-1 code: use two lower-case letters, such as de or en"),
+            );
+        }
+    }
+
     if !c.problems.is_empty() {
         return Err(c.problems);
     }
@@ -275,5 +291,6 @@ pub fn parse(source: &str) -> Result<Policy, Vec<PolicyProblem>> {
         minimisation,
         default_retention_days,
         executing_retention_days,
+        languages,
     })
 }

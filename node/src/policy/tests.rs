@@ -237,3 +237,49 @@ max_selectors = 0
         "{unknown:?}"
     );
 }
+
+#[test]
+fn the_language_rule_accepts_the_request_or_a_translation() {
+    let mut policy = Policy {
+        languages: vec!["de".into(), "en".into()],
+        ..Policy::default()
+    };
+    let fr: comity_protocol::Jurisdiction = "FR".parse().unwrap();
+    let rule = |policy: &Policy, request: &comity_protocol::AssistanceRequest| {
+        policy
+            .check(request, &fr, now())
+            .rules
+            .into_iter()
+            .find(|r| r.rule == "language")
+    };
+    let mut request = sample_request(); // in French
+    let referred = rule(&policy, &request).unwrap();
+    assert_eq!(referred.outcome, PolicyOutcome::Referred);
+    assert!(
+        referred.explanation.contains("in fr only") && referred.explanation.contains("de, en"),
+        "{referred:?}"
+    );
+    request.translations.push(comity_protocol::Translation {
+        language: "en".into(),
+        offence_description: "fraud".into(),
+        necessity: "needed".into(),
+        purpose: "investigation".into(),
+    });
+    assert_eq!(
+        rule(&policy, &request).unwrap().outcome,
+        PolicyOutcome::Passed
+    );
+    policy.languages.clear();
+    assert!(
+        rule(&policy, &request).is_none(),
+        "no languages: not checked"
+    );
+
+    let problems = parse("languages = [\"de\", \"German\"]\n").unwrap_err();
+    assert_eq!(problems.len(), 1);
+    assert_eq!(problems[0].field, "languages[1]");
+    assert_eq!(
+        parse("languages = [\"de\"]\n").unwrap().languages,
+        vec!["de".to_owned()]
+    );
+}
