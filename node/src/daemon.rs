@@ -486,7 +486,12 @@ fn case_settings(config: &Config, policy: Option<crate::policy::Policy>) -> Case
 /// The read-only dashboard, if configured: its failure does not stop the node.
 fn spawn_dashboard(config: &Config, cases: &Cases, store: &Store) {
     if let Some(listen) = config.dashboard.listen {
-        let dashboard = crate::dashboard::serve(listen, cases.clone(), store.clone());
+        let dashboard = crate::dashboard::serve(
+            listen,
+            config.dashboard.clone(),
+            cases.clone(),
+            store.clone(),
+        );
         tokio::spawn(async move {
             if let Err(e) = dashboard.await {
                 tracing::error!(error = %e, "the dashboard stopped; the node goes on without it");

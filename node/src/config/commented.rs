@@ -145,7 +145,7 @@ const COMMENTS: &[(&str, &str, &str)] = &[
     (
         "dashboard",
         "",
-        "A read-only page of the bloc-wide statistics and cosigned checkpoints, without login, on a\nport of its own. Off unless set, e.g. listen = \"127.0.0.1:7791\"; it shows no case content,\nbut keep it off public networks.",
+        "A read-only page of the bloc-wide statistics (and, in mode \"internal\", cosigned audit\ncheckpoints), without login, on a port of its own. Off unless set, e.g. listen =\n\"127.0.0.1:7791\". Mode \"public\" serves only the members' signed aggregate reports, with strict\nsecurity headers, a bounded request rate and cacheable answers: the one to publish.",
     ),
     (
         "log",

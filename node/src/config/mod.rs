@@ -253,10 +253,40 @@ impl Default for AuditSection {
 
 /// The optional read-only dashboard: the bloc-wide statistics and every member's latest
 /// cosigned checkpoint, on a port of its own, without login. Off unless `listen` is set.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DashboardSection {
     pub listen: Option<SocketAddr>,
+    /// `internal` (the default: reports and audit checkpoints, for the node's own network) or
+    /// `public` (only the members' signed aggregate reports, and their signed bytes to check:
+    /// safe to publish).
+    pub mode: DashboardMode,
+    /// Requests a second one client address may make (0: no limit); more are answered 429.
+    pub requests_per_second_per_client: u32,
+    /// Requests a second all clients together may make (0: no limit).
+    pub requests_per_second: u32,
+    /// How long browsers and caches may keep a page, in seconds.
+    pub cache_secs: u32,
+}
+
+impl Default for DashboardSection {
+    fn default() -> Self {
+        Self {
+            listen: None,
+            mode: DashboardMode::Internal,
+            requests_per_second_per_client: 5,
+            requests_per_second: 100,
+            cache_secs: 300,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DashboardMode {
+    #[default]
+    Internal,
+    Public,
 }
 
 /// The Prometheus/OpenMetrics endpoint (`GET /metrics`, with `/health` and `/ready`), on a

@@ -394,6 +394,24 @@ pub fn collected(store: &Store, period: &str) -> Vec<Report> {
         .collect()
 }
 
+/// The reports of `period` that members published, each with its signed bytes as kept.
+pub fn collected_signed(store: &Store, period: &str) -> Vec<(PublishedReport, Vec<u8>)> {
+    store
+        .scan_prefix(Cf::Reports, format!("{period}/").as_bytes())
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|(_, v)| {
+            let envelope = SignedEnvelope::from_bytes(&v, limits::MAX_RESPONSE_FRAME).ok()?;
+            let published = comity_protocol::from_cbor::<PublishedReport>(
+                &envelope.body,
+                limits::MAX_RESPONSE_FRAME,
+            )
+            .ok()?;
+            Some((published, v))
+        })
+        .collect()
+}
+
 /// Whether a report that `signer` signed speaks of `signer` alone: a member publishes its own
 /// figures, never another's (neither as the issuer nor as the report's jurisdiction).
 fn attributed_to(signer: &Jurisdiction, published: &PublishedReport) -> Result<(), String> {
