@@ -63,10 +63,10 @@ async fn start(config: &Config, recovering: bool) -> anyhow::Result<Started> {
     if config.testing.faults {
         tracing::warn!("fault injection is enabled ([testing] faults): testnets only");
     }
-    let (policy, policy_hash) = read_policy(&config)?;
+    let (policy, policy_text) = read_policy(&config)?;
     let store = Store::open(&config.store_path())?;
-    if crate::audit::record_policy(&store, policy_hash).await? {
-        info!("the policy in force is recorded in the audit log");
+    if crate::audit::record_policy(&store, policy_text.as_deref()).await? {
+        info!("the policy in force is recorded in the audit log, its file kept as a version");
     }
     let vault = open_vault(&config, &store)?;
     let governance = open_governance(&config, &store, &identity)?;
@@ -336,16 +336,11 @@ fn open_governance(
 
 /// The node's policy and the hash of its file, if it has one; a policy with problems stops
 /// the start with the list of them.
-fn read_policy(
-    config: &Config,
-) -> anyhow::Result<(
-    Option<crate::policy::Policy>,
-    Option<comity_protocol::Hash32>,
-)> {
-    let mut policy_hash = None;
+fn read_policy(config: &Config) -> anyhow::Result<(Option<crate::policy::Policy>, Option<String>)> {
+    let mut policy_text = None;
     let policy = match std::fs::read_to_string(config.policy_path()) {
         Ok(text) => {
-            policy_hash = Some(comity_protocol::Hash32::of(text.as_bytes()));
+            policy_text = Some(text.clone());
             let policy = crate::policy::parse(&text).map_err(|problems| {
                 let list: Vec<String> = problems.iter().map(|p| format!("  {p}")).collect();
                 anyhow::anyhow!(
@@ -371,7 +366,7 @@ fn read_policy(
         }
         Err(e) => bail!("cannot read policy {}: {e}", config.policy_path().display()),
     };
-    Ok((policy, policy_hash))
+    Ok((policy, policy_text))
 }
 
 /// The vault of case keys: keys that cases name are in use, any other is a spare.

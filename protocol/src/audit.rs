@@ -82,7 +82,13 @@ pub enum AuditWhat {
     },
     /// The node started with a policy other than the one recorded last (changed, added or
     /// removed): the BLAKE3 hash of the `policy.toml` now in force, or none.
-    Policy { policy_hash: Option<Hash32> },
+    Policy {
+        policy_hash: Option<Hash32>,
+        /// What changed, rule by rule (`comity policy history`); the file itself is kept as
+        /// a version (`comity policy diff`).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        changes: Vec<String>,
+    },
     /// A version of the bloc configuration applied on this node.
     BlocConfig {
         version: u64,

@@ -317,6 +317,116 @@ impl Policy {
     }
 }
 
+/// What changed from the policy `old` to `new` (`None`: no policy, manual review), one line
+/// per rule, for the audit log and `comity policy history`: `+ agreement with IT`,
+/// `~ agreement with FR: expires 2027-12-31T00:00:00.000Z → 2020-01-01T00:00:00.000Z`.
+pub fn changes(old: Option<&Policy>, new: Option<&Policy>) -> Vec<String> {
+    let empty = Policy::default();
+    let mut lines = Vec::new();
+    match (old, new) {
+        (None, Some(_)) => lines.push("+ a policy file (before: manual review)".to_owned()),
+        (Some(_), None) => lines.push("- the policy file (now: manual review)".to_owned()),
+        _ => {}
+    }
+    let (old, new) = (old.unwrap_or(&empty), new.unwrap_or(&empty));
+    let join = |v: &[String]| {
+        if v.is_empty() {
+            "none".to_owned()
+        } else {
+            v.join(", ")
+        }
+    };
+    let codes = |v: &[Instrument]| v.iter().map(|i| i.to_string()).collect::<Vec<_>>();
+    let cats = |v: &[DataCategory]| v.iter().map(|c| c.to_string()).collect::<Vec<_>>();
+    let expiry = |e: Option<Timestamp>| e.map_or_else(|| "never".to_owned(), |t| t.to_string());
+    for a in &old.agreements {
+        if !new.agreements.iter().any(|b| b.partner == a.partner) {
+            lines.push(format!("- agreement with {}", a.partner));
+        }
+    }
+    for b in &new.agreements {
+        let Some(a) = old.agreements.iter().find(|a| a.partner == b.partner) else {
+            lines.push(format!(
+                "+ agreement with {}: {} for {} data, expires {}",
+                b.partner,
+                join(&codes(&b.instruments)),
+                join(&cats(&b.data_categories)),
+                expiry(b.expires)
+            ));
+            continue;
+        };
+        if a.instruments != b.instruments {
+            lines.push(format!(
+                "~ agreement with {}: instruments {} → {}",
+                b.partner,
+                join(&codes(&a.instruments)),
+                join(&codes(&b.instruments))
+            ));
+        }
+        if a.data_categories != b.data_categories {
+            lines.push(format!(
+                "~ agreement with {}: data {} → {}",
+                b.partner,
+                join(&cats(&a.data_categories)),
+                join(&cats(&b.data_categories))
+            ));
+        }
+        if a.expires != b.expires {
+            lines.push(format!(
+                "~ agreement with {}: expires {} → {}",
+                b.partner,
+                expiry(a.expires),
+                expiry(b.expires)
+            ));
+        }
+    }
+    let mut field = |name: &str, a: String, b: String| {
+        if a != b {
+            lines.push(format!("~ {name}: {a} → {b}"));
+        }
+    };
+    field(
+        "refused_offences",
+        join(&old.refused_offences),
+        join(&new.refused_offences),
+    );
+    let penalties = |p: &Policy| {
+        p.death_penalty
+            .iter()
+            .map(|d| format!("{} ({})", d.state, d.offences.join(", ")))
+            .collect::<Vec<_>>()
+    };
+    field(
+        "death_penalty",
+        join(&penalties(old)),
+        join(&penalties(new)),
+    );
+    let dual = |p: &Policy| {
+        p.dual_criminality
+            .as_ref()
+            .map_or_else(|| "not checked".to_owned(), |d| join(d))
+    };
+    field("dual_criminality", dual(old), dual(new));
+    field(
+        "minimisation",
+        format!("{:?}", old.minimisation),
+        format!("{:?}", new.minimisation),
+    );
+    let days = |d: Option<u32>| d.map_or_else(|| "not set".to_owned(), |d| d.to_string());
+    field(
+        "default_retention_days",
+        days(old.default_retention_days),
+        days(new.default_retention_days),
+    );
+    field(
+        "executing_retention_days",
+        days(old.executing_retention_days),
+        days(new.executing_retention_days),
+    );
+    field("languages", join(&old.languages), join(&new.languages));
+    lines
+}
+
 /// A member's signed statement of what it accepts (its whole policy), for requesters to
 /// pre-check their drafts against.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -286,3 +286,41 @@ expires = {in_two_days}
     .await;
     assert_eq!(seen.summary.state, "accepted");
 }
+
+/// Each change of the policy is kept: the file as it was, and what changed rule by rule, in
+/// the audit log, `comity policy history` and `comity policy diff`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policy_changes_are_kept_with_their_rules_and_a_readable_diff() {
+    let (_dir, mut bloc) = bloc(&["FR", "DE"]).await;
+    let path = bloc.node("DE").dir.join("policy.toml");
+    std::fs::write(&path, DE_POLICY).unwrap();
+    bloc.start("DE").unwrap();
+    bloc.wait_up("DE", Duration::from_secs(30)).await.unwrap();
+    bloc.stop("DE").unwrap();
+    // The sunset clause moves, and a partner's agreement ends.
+    let edited = DE_POLICY.replace("expires = 2099-12-31", "expires = 2027-06-30");
+    let edited = format!(
+        "{edited}\n[[agreement]]\npartner = \"IT\"\ninstruments = [\"eu-epoc\"]\ndata_categories = [\"subscriber\"]\n"
+    );
+    std::fs::write(&path, &edited).unwrap();
+    bloc.start("DE").unwrap();
+    bloc.wait_up("DE", Duration::from_secs(30)).await.unwrap();
+
+    let history = bloc.client("DE").policy_history().await.unwrap();
+    assert_eq!(history.len(), 2);
+    assert_eq!(
+        history[1].changes,
+        [
+            "~ agreement with FR: expires 2099-12-31T00:00:00.000Z → 2027-06-30T00:00:00.000Z",
+            "+ agreement with IT: eu-epoc for subscriber data, expires never",
+        ]
+    );
+    let config = bloc.node("DE").config.clone();
+    let shown = ok(comity(&config, &["policy", "history"]));
+    assert!(shown.contains("+ agreement with IT"), "{shown}");
+    let diff = ok(comity(&config, &["policy", "diff"]));
+    assert!(diff.contains("-expires = 2099-12-31"), "{diff}");
+    assert!(diff.contains("+expires = 2027-06-30"), "{diff}");
+    assert!(diff.contains("+partner = \"IT\""), "{diff}");
+    assert!(diff.contains("rules that changed:"), "{diff}");
+}

@@ -438,6 +438,11 @@ impl AdminClient {
             .await
     }
 
+    /// Every version of the node's policy, with what changed.
+    pub async fn policy_history(&self) -> Result<Vec<crate::audit::PolicyVersion>, ClientError> {
+        self.get("/policy/history").await
+    }
+
     /// A page of the audit log (auditors, oversight).
     pub async fn audit_entries(
         &self,

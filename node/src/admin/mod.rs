@@ -166,6 +166,7 @@ fn v1_routes() -> OpenApiRouter<AdminState> {
         .routes(routes!(approve_officer))
         .routes(routes!(pending_officers))
         .routes(routes!(audit_entries))
+        .routes(routes!(policy_history))
         .routes(routes!(bloc::status))
         .routes(routes!(bloc::history))
         .routes(routes!(bloc::version))
@@ -705,6 +706,23 @@ fn allow(officer: &Officer, roles: &[Role]) -> Result<(), Failure> {
             ),
         )
     })
+}
+
+/// The versions of this node's policy, oldest first, each with what changed (admins, auditors, oversight, reviewers).
+#[utoipa::path(
+    get,
+    path = "/policy/history",
+    tag = "policy",
+    responses((status = 200, description = "Every version of the policy the node started with, and what changed, rule by rule", body = Vec<crate::audit::PolicyVersion>), Errors)
+)]
+async fn policy_history(
+    Extension(officer): Extension<Officer>,
+    State(state): State<AdminState>,
+) -> Reply<Vec<crate::audit::PolicyVersion>> {
+    allow(&officer, &[Role::Auditor, Role::Oversight, Role::Reviewer])?;
+    let versions = crate::audit::policy_versions(&state.store)
+        .map_err(|e| failure(StatusCode::SERVICE_UNAVAILABLE, "store", e.to_string()))?;
+    Ok(Json(versions))
 }
 
 /// A page of the audit log: every case event, access, officer change, approval, override and refusal, as identifiers only (auditors, oversight).

@@ -33,15 +33,80 @@ pub fn record(batch: &mut Batch, what: AuditWhat) {
     batch.audit(to_canonical_cbor(&entry).expect("audit entries encode"));
 }
 
-/// Records the policy in force if it is not the one recorded last. Returns whether it changed.
-pub async fn record_policy(store: &Store, policy_hash: Option<Hash32>) -> Result<bool, StoreError> {
+/// One version of the policy file, as this node started with it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct PolicyVersion {
+    /// 1 for the first version recorded, then one more per change.
+    pub version: u64,
+    pub at: Timestamp,
+    /// BLAKE3 of the file; `None`: no file (manual review).
+    pub hash: Option<Hash32>,
+    /// What changed from the version before, rule by rule.
+    pub changes: Vec<String>,
+    /// The file as it was; `None` without a file.
+    pub text: Option<String>,
+}
+
+fn version_key(version: u64) -> Vec<u8> {
+    format!("policy/v/{version:016}").into_bytes()
+}
+
+/// Every recorded version of the policy, oldest first.
+pub fn policy_versions(store: &Store) -> Result<Vec<PolicyVersion>, StoreError> {
+    Ok(store
+        .scan_prefix(Cf::Settings, b"policy/v/")?
+        .into_iter()
+        .filter_map(|(_, v)| ciborium::from_reader(v.as_slice()).ok())
+        .collect())
+}
+
+/// Records the policy in force if it is not the one recorded last: a new kept version of the
+/// file, and an audit entry with its hash and the rules that changed. `current` is the file's
+/// text, `None` without one. Returns whether it changed.
+pub async fn record_policy(store: &Store, current: Option<&str>) -> Result<bool, StoreError> {
     const KEY: &[u8] = b"policy";
+    let policy_hash = current.map(|t| Hash32::of(t.as_bytes()));
     let value = policy_hash.map(|h| h.0.to_vec()).unwrap_or_default();
-    if store.get(Cf::Settings, KEY)?.as_deref() == Some(value.as_slice()) {
+    let recorded = store.get(Cf::Settings, KEY)?;
+    let versions = policy_versions(store)?;
+    if recorded.as_deref() == Some(value.as_slice()) && !versions.is_empty() {
         return Ok(false);
     }
+    let parse = |t: &str| crate::policy::parse(t).ok();
+    let mut changes = match versions.last() {
+        Some(last) => comity_protocol::policy::changes(
+            last.text.as_deref().and_then(parse).as_ref(),
+            current.and_then(parse).as_ref(),
+        ),
+        None if recorded.is_some() => {
+            vec!["(the versions before this one were not kept)".to_owned()]
+        }
+        None => Vec::new(),
+    };
+    if recorded.as_deref() == Some(value.as_slice()) {
+        // A store from before versions were kept, with this very policy: only keep it.
+        changes = vec!["(the policy in force when versions began to be kept)".to_owned()];
+    }
+    let version = PolicyVersion {
+        version: versions.last().map_or(1, |v| v.version + 1),
+        at: Timestamp::now(),
+        hash: policy_hash,
+        changes: changes.clone(),
+        text: current.map(str::to_owned),
+    };
+    let mut bytes = Vec::new();
+    ciborium::into_writer(&version, &mut bytes).expect("a policy version encodes");
     let mut batch = Batch::new();
-    record(&mut batch, AuditWhat::Policy { policy_hash });
+    if recorded.as_deref() != Some(value.as_slice()) {
+        record(
+            &mut batch,
+            AuditWhat::Policy {
+                policy_hash,
+                changes,
+            },
+        );
+    }
+    batch.put(Cf::Settings, version_key(version.version), bytes);
     batch.put(Cf::Settings, KEY.to_vec(), value);
     store.commit(batch).await?;
     Ok(true)
@@ -448,18 +513,49 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_change_of_policy_is_an_audit_entry_once() {
+    async fn a_change_of_policy_is_an_audit_entry_with_its_rules_and_a_kept_version() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("db")).unwrap();
         let entries = |store: &Store| store.scan(Cf::Audit).unwrap().len();
-        let first = Some(Hash32::of(b"[agreements]"));
-        assert!(record_policy(&store, first).await.unwrap());
-        assert!(!record_policy(&store, first).await.unwrap(), "unchanged");
+        let first = "[[agreement]]\npartner = \"FR\"\ninstruments = [\"eu-epoc\"]\ndata_categories = [\"subscriber\"]\n";
+        assert!(record_policy(&store, Some(first)).await.unwrap());
+        assert!(
+            !record_policy(&store, Some(first)).await.unwrap(),
+            "unchanged"
+        );
         assert_eq!(entries(&store), 1);
-        let second = Some(Hash32::of(b"[agreements]\n# edited"));
-        assert!(record_policy(&store, second).await.unwrap());
+        let second = format!("refused_offences = [\"political\"]\n{first}expires = 2020-01-01\n");
+        assert!(record_policy(&store, Some(&second)).await.unwrap());
         assert!(record_policy(&store, None).await.unwrap(), "removed");
         assert!(!record_policy(&store, None).await.unwrap());
         assert_eq!(entries(&store), 3);
+
+        let versions = policy_versions(&store).unwrap();
+        assert_eq!(versions.len(), 3);
+        assert_eq!(versions[1].text.as_deref(), Some(second.as_str()));
+        assert_eq!(
+            versions[1].changes,
+            [
+                "~ agreement with FR: expires never → 2020-01-01T00:00:00.000Z",
+                "~ refused_offences: none → political"
+            ]
+        );
+        assert_eq!(
+            versions[2].changes,
+            [
+                "- the policy file (now: manual review)",
+                "- agreement with FR",
+                "~ refused_offences: political → none"
+            ]
+        );
+        // The audit entry carries the same lines.
+        let last: AuditEntry = from_cbor(
+            &store.scan(Cf::Audit).unwrap()[1].1,
+            limits::MAX_REQUEST_FRAME,
+        )
+        .unwrap();
+        assert!(
+            matches!(last.what, AuditWhat::Policy { changes, .. } if changes == versions[1].changes)
+        );
     }
 }

@@ -303,6 +303,21 @@ pub enum ConfigCommand {
 pub enum PolicyCommand {
     /// Check a policy file: every problem, with its field and line.
     Check { file: PathBuf },
+    /// Every version of this node's policy (one per start with a changed file), with what
+    /// changed, rule by rule.
+    History(ReadArgs),
+    /// The difference between two versions of the policy file, line by line (by default the
+    /// one before the last, and the last), with the rules that changed.
+    Diff {
+        /// The older version (default: the one before `--to`).
+        #[arg(long)]
+        from: Option<u64>,
+        /// The newer version (default: the last).
+        #[arg(long)]
+        to: Option<u64>,
+        #[command(flatten)]
+        read: ReadArgs,
+    },
     /// Which rules fired on a case's arrival, and why (reads the signed log).
     Explain {
         id: CaseId,

@@ -87,6 +87,24 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Audit(command) => audit::run(command),
         Command::Report(command) => report::run(command).await,
         Command::Policy(PolicyCommand::Check { file }) => report::check_policy(&file),
+        Command::Policy(PolicyCommand::History(read)) => {
+            let versions = client(&read.connection)?.policy_history().await?;
+            output::policy_history(&versions, read.json)
+        }
+        Command::Policy(PolicyCommand::Diff { from, to, read }) => {
+            let versions = client(&read.connection)?.policy_history().await?;
+            let to = to.or(versions.last().map(|v| v.version));
+            let from = from.or(to.map(|t| t.saturating_sub(1)));
+            let find = |n: Option<u64>| versions.iter().find(|v| Some(v.version) == n);
+            let (Some(old), Some(new)) = (find(from), find(to)) else {
+                bail!(
+                    "no such versions: the node has {} (see `comity policy history`)",
+                    versions.len()
+                );
+            };
+            print!("{}", output::policy_diff(old, new));
+            Ok(())
+        }
         Command::Policy(PolicyCommand::Explain { id, purpose, read }) => {
             let log = client(&read.connection)?
                 .with_purpose(purpose)

@@ -808,3 +808,60 @@ pub fn evidence_status(s: &crate::evidence::EvidenceStatus) {
         println!("last error    {error}");
     }
 }
+
+pub fn policy_history(
+    versions: &[crate::audit::PolicyVersion],
+    as_json: bool,
+) -> anyhow::Result<()> {
+    if as_json {
+        return json(&versions);
+    }
+    if versions.is_empty() {
+        println!("no policy recorded yet");
+        return Ok(());
+    }
+    let mut t = table(&["version", "since", "file", "what changed"]);
+    for v in versions {
+        t.add_row(vec![
+            v.version.to_string(),
+            v.at.to_string(),
+            v.hash.map_or_else(
+                || "none (manual review)".to_owned(),
+                |h| h.to_string()[..16].to_owned(),
+            ),
+            v.changes.join("\n"),
+        ]);
+    }
+    println!("{t}");
+    Ok(())
+}
+
+/// Two versions of the policy file, as a unified diff, and the rules that changed.
+pub fn policy_diff(old: &crate::audit::PolicyVersion, new: &crate::audit::PolicyVersion) -> String {
+    let (a, b) = (
+        old.text.clone().unwrap_or_default(),
+        new.text.clone().unwrap_or_default(),
+    );
+    let diff = similar::TextDiff::from_lines(&a, &b);
+    let mut out = diff
+        .unified_diff()
+        .context_radius(3)
+        .header(
+            &format!("policy version {} ({})", old.version, old.at),
+            &format!("policy version {} ({})", new.version, new.at),
+        )
+        .to_string();
+    if out.is_empty() {
+        out = format!(
+            "versions {} and {} are the same file\n",
+            old.version, new.version
+        );
+    }
+    if old.version + 1 == new.version && !new.changes.is_empty() {
+        out.push_str("\nrules that changed:\n");
+        for line in &new.changes {
+            out.push_str(&format!("  {line}\n"));
+        }
+    }
+    out
+}
