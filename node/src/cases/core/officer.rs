@@ -170,7 +170,13 @@ pub fn act(ctx: &Context, case: Case, kind: EventKind, officer: &str) -> Result<
             "case {case_id}'s content was destroyed at {at}; nothing more can be recorded on it"
         )));
     }
-    if let Some(refused) = &record.delivery.refused {
+    // A request the other side refused at the door: nothing more goes to it, but this node
+    // still destroys its copy when its retention ends (recorded in its own log only).
+    let destroying = matches!(kind, EventKind::Purged | EventKind::RecordsDestroyed);
+    let refused_at_door = record.delivery.refused.is_some();
+    if let Some(refused) = &record.delivery.refused
+        && !destroying
+    {
         return Err(CaseError::Refused(format!(
             "{} refused this request when it arrived ({refused}); nothing more can be sent on it",
             record.counterparty
@@ -228,7 +234,11 @@ pub fn act(ctx: &Context, case: Case, kind: EventKind, officer: &str) -> Result<
     Ok(Plan {
         record: Some(record),
         events: vec![(index, envelope)],
-        outbox_put: vec![entry],
+        outbox_put: if refused_at_door {
+            Vec::new()
+        } else {
+            vec![entry]
+        },
         effects,
         ..Plan::default()
     })

@@ -83,7 +83,7 @@ fn a_replayed_receipt_changes_nothing_that_matters() {
 }
 
 #[test]
-fn a_refused_request_is_marked_undeliverable_and_takes_no_further_step() {
+fn a_refused_request_is_marked_undeliverable_and_takes_no_further_step_but_its_retention_ends() {
     let roster = roster();
     let (mut fr, _) = sent(&roster);
     let entry = fr.outbox[0].clone();
@@ -107,6 +107,11 @@ fn a_refused_request_is_marked_undeliverable_and_takes_no_further_step() {
         .act(&roster, EventKind::Withdrawn { reason: "r".into() }, "o")
         .unwrap_err();
     assert!(err.to_string().contains("refused this request"), "{err}");
+    // Its retention still ends here: FR destroys its copy, and sends nothing.
+    let plan = fr.act(&roster, EventKind::Purged, "retention").unwrap();
+    assert!(plan.outbox_put.is_empty());
+    assert!(fr.record().purged_at.is_some() && fr.record().request.is_none());
+    assert!(plan.effects.iter().any(|e| matches!(e, Effect::Shred(_))));
 }
 
 #[test]
