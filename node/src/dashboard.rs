@@ -60,6 +60,15 @@ impl Limits {
     /// Whether a request from `client` may be answered now.
     fn admit(&mut self, client: IpAddr, settings: &DashboardSection, now: Instant) -> bool {
         let per_client = settings.requests_per_second_per_client;
+        // One IPv6 client holds a whole /64: counted as one.
+        let client = match client {
+            IpAddr::V6(v6) => {
+                let mut octets = v6.octets();
+                octets[8..].fill(0);
+                IpAddr::from(octets)
+            }
+            v4 => v4,
+        };
         if self.clients.len() >= MAX_CLIENTS && !self.clients.contains_key(&client) {
             self.clients.clear();
         }

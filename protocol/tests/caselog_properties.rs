@@ -439,3 +439,74 @@ fn generated_histories_cover_concurrency_and_the_lifecycle() {
         "only {not_applied} histories have unapplied events"
     );
 }
+
+/// A decision and an amendment made concurrently: whichever folds first applies. When the
+/// amendment does, the decision (made without seeing it, about the old version) is kept but not
+/// applied, and the new version waits for its own decision.
+#[test]
+fn a_decision_concurrent_with_an_amendment_does_not_decide_the_new_version() {
+    let mut both_orders = [false, false];
+    for seed in 0..16u64 {
+        let mut req = Party {
+            who: fr(),
+            log: CaseLog::new(CASE),
+        };
+        let mut exe = Party {
+            who: de(),
+            log: CaseLog::new(CASE),
+        };
+        req.act(
+            EventKind::Submitted {
+                request: Box::new(sample_request()),
+                approval: comity_protocol::examples::sample_approval(),
+            },
+            1,
+        );
+        exe.pull(&req.log, usize::MAX);
+        exe.act(EventKind::Received, 2);
+        exe.act(
+            EventKind::ClarificationRequested {
+                question: "which month?".into(),
+            },
+            3,
+        );
+        req.pull(&exe.log, usize::MAX);
+        req.act(
+            EventKind::Clarified {
+                answer: "March".into(),
+            },
+            4,
+        );
+        exe.pull(&req.log, usize::MAX);
+        // Neither side sees the other's next step.
+        let mut narrower = sample_request();
+        narrower.necessity = format!("narrowed, {seed}");
+        let amendment = req.act(
+            EventKind::Amended {
+                request: Box::new(narrower),
+                approval: comity_protocol::examples::sample_approval(),
+            },
+            10 + seed as i64,
+        );
+        let decision = exe.act(
+            EventKind::Decided {
+                decision: Decision::Accept,
+            },
+            10,
+        );
+        let view = deliver(&union(&[&req, &exe]), seed).view();
+        let entry = |id: EventId| view.entries.iter().find(|e| e.id == id).unwrap().clone();
+        let (amended, decided) = (entry(amendment), entry(decision));
+        // Whichever folds first applies; never both.
+        assert!(amended.applied != decided.applied, "seed {seed}: {view:?}");
+        if amended.applied {
+            assert!(decided.note.unwrap().contains("without seeing version 2"));
+            assert_eq!(view.state, Some(CaseState::Amended));
+            assert_eq!(view.decision, None);
+        } else {
+            assert_eq!(view.state, Some(CaseState::Accepted));
+        }
+        both_orders[usize::from(amended.applied)] = true;
+    }
+    assert_eq!(both_orders, [true, true], "both fold orders were reached");
+}

@@ -884,7 +884,9 @@ fn officer_failure(e: officers::OfficerError) -> Failure {
         OfficerError::Exists(_) => StatusCode::CONFLICT,
         OfficerError::NotFound(_) => StatusCode::NOT_FOUND,
         OfficerError::BadName(_) => StatusCode::UNPROCESSABLE_ENTITY,
-        OfficerError::PendingExists { .. } | OfficerError::FourEyes(_) => StatusCode::CONFLICT,
+        OfficerError::PendingExists { .. }
+        | OfficerError::FourEyes(_)
+        | OfficerError::ProposerGone(_) => StatusCode::CONFLICT,
         OfficerError::NothingPending(_) => StatusCode::NOT_FOUND,
         OfficerError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
     };

@@ -166,6 +166,10 @@ pub enum OfficerError {
         by: String,
     },
     #[error(
+        "{0} proposed this change but is no longer an admin: it cannot be approved; an admin proposes it again"
+    )]
+    ProposerGone(String),
+    #[error(
         "nothing is proposed for officer {0:?}: an admin proposes with `comity officer add` or `revoke`"
     )]
     NothingPending(String),
@@ -311,6 +315,8 @@ async fn propose(
         proposed_at: Timestamp::now(),
     };
     let mut batch = Batch::new();
+    // Two admins proposing at once: one proposal stands, the other is told.
+    batch.require_absent(Cf::Officers, pending_key(name));
     batch.put(Cf::Officers, pending_key(name), encode(&proposal));
     officer_audit(
         &mut batch,
@@ -319,8 +325,18 @@ async fn propose(
         &format!("{change} proposed"),
         &[by.to_owned()],
     );
-    store.commit(batch).await?;
-    Ok(Outcome::Pending(proposal))
+    match store.commit(batch).await {
+        Ok(()) => Ok(Outcome::Pending(proposal)),
+        Err(StoreError::Exists(_)) => Err(match pending(store, name)? {
+            Some(p) => OfficerError::PendingExists {
+                change: p.change,
+                name: name.to_owned(),
+                by: p.proposed_by,
+            },
+            None => OfficerError::Exists(name.to_owned()),
+        }),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// `by`, an admin, appoints an officer: at once for most roles; for those that need two
@@ -335,6 +351,13 @@ pub async fn appoint(
     if store.get(Cf::Officers, name.as_bytes())?.is_some() {
         return Err(OfficerError::Exists(name.to_owned()));
     }
+    if let Some(p) = pending(store, name)? {
+        return Err(OfficerError::PendingExists {
+            change: p.change,
+            name: name.to_owned(),
+            by: p.proposed_by,
+        });
+    }
     if role.needs_two_admins(active_admins(store)?) {
         return propose(store, name, role, Change::Appoint, by).await;
     }
@@ -348,6 +371,13 @@ pub async fn approve(store: &Store, name: &str, by: &str) -> Result<Outcome, Off
         pending(store, name)?.ok_or_else(|| OfficerError::NothingPending(name.to_owned()))?;
     if proposal.proposed_by == by {
         return Err(OfficerError::FourEyes(by.to_owned()));
+    }
+    // A proposal outlives its proposer's office only as a record: it is not approved then.
+    let proposer_active = list(store)?
+        .iter()
+        .any(|o| o.name == proposal.proposed_by && o.role == Role::Admin && o.revoked_at.is_none());
+    if !proposer_active {
+        return Err(OfficerError::ProposerGone(proposal.proposed_by));
     }
     let both = [proposal.proposed_by.clone(), by.to_owned()];
     match proposal.change {
@@ -531,6 +561,26 @@ mod tests {
         assert!(matches!(
             approve(&store, "new-auditor", "admin").await,
             Err(OfficerError::NothingPending(_))
+        ));
+        // A name with a proposal waiting is not appointed at once under another role.
+        let Outcome::Pending(_) = appoint(&store, "inspector", Role::Oversight, "admin")
+            .await
+            .unwrap()
+        else {
+            panic!("proposed");
+        };
+        assert!(matches!(
+            appoint(&store, "inspector", Role::Reviewer, "admin2").await,
+            Err(OfficerError::PendingExists { .. })
+        ));
+        // A proposer who is no longer an admin: the proposal cannot be approved.
+        add(&store, "admin3", Role::Admin).await.unwrap();
+        revoke_now(&store, "admin", &["admin2".into(), "admin3".into()], false)
+            .await
+            .unwrap();
+        assert!(matches!(
+            approve(&store, "inspector", "admin2").await,
+            Err(OfficerError::ProposerGone(_))
         ));
         // Other roles: one admin, at once.
         assert!(matches!(

@@ -98,21 +98,33 @@ impl Retention {
     }
 }
 
-/// When a case's content must be gone here, from the request's submission. On the requesting
-/// side: the request's retention, capped by this node's policy. On the executing side: this
-/// node's own retention of its records, which the requester's purge does not shorten. Nobody
-/// can extend either.
+/// When a case's content must be gone here. On the requesting side: the request's retention
+/// from its submission, capped by this node's policy. On the executing side: this node's own
+/// retention of its records, from its own receipt (by its clock, not the requester's) and
+/// never before a preservation in force ends; the requester's purge does not shorten it.
+/// Nobody can extend either.
 pub fn retention_until(record: &CaseRecord, retention: Retention) -> Option<Timestamp> {
-    let start = record.log.submitted_at?;
-    let days = match record.role {
-        Role::Requester => retention
-            .cap_days
-            .map_or(record.summary.retention_days, |cap| {
-                record.summary.retention_days.min(cap)
-            }),
-        Role::Executing => retention.executing_days,
-    };
-    Some(start.saturating_add(std::time::Duration::from_secs(u64::from(days) * 86_400)))
+    let days = |d: u32| std::time::Duration::from_secs(u64::from(d) * 86_400);
+    match record.role {
+        Role::Requester => {
+            let kept = retention
+                .cap_days
+                .map_or(record.summary.retention_days, |cap| {
+                    record.summary.retention_days.min(cap)
+                });
+            Some(record.log.submitted_at?.saturating_add(days(kept)))
+        }
+        Role::Executing => {
+            let start = record.log.delivered_at.or(record.log.submitted_at)?;
+            let until = start.saturating_add(days(retention.executing_days));
+            let preserved = record
+                .log
+                .preservation
+                .filter(|p| !p.released)
+                .map(|p| p.until);
+            Some(preserved.map_or(until, |p| until.max(p)))
+        }
+    }
 }
 
 /// Adds to `batch` the index entries of `record` as it is about to be stored.
@@ -144,9 +156,14 @@ pub fn put(batch: &mut Batch, record: &CaseRecord, cap_days: Retention) {
     {
         batch.put(Cf::CaseIndex, dated_key('k', p.until, id), Vec::new());
     }
-    let summary =
-        comity_protocol::to_canonical_cbor(&SyncSummary::of(record)).expect("summaries encode");
-    batch.put(Cf::CaseIndex, shared_key(&record.counterparty, id), summary);
+    if record.role == Role::Executing && record.log.requester_purged_at.is_some() {
+        // The requester destroyed what it received: nothing of the case goes to its pulls.
+        batch.delete(Cf::CaseIndex, shared_key(&record.counterparty, id));
+    } else {
+        let summary =
+            comity_protocol::to_canonical_cbor(&SyncSummary::of(record)).expect("summaries encode");
+        batch.put(Cf::CaseIndex, shared_key(&record.counterparty, id), summary);
+    }
     if let Some(until) = retention_until(record, cap_days) {
         batch.put(Cf::CaseIndex, retention_key(until, id), Vec::new());
     }
@@ -169,12 +186,32 @@ pub fn shared_with(
 }
 
 /// The requester's cases whose retention ended before `now`.
+#[cfg(test)]
 pub fn retention_due(store: &Store, now: Timestamp) -> Result<Vec<CaseId>, StoreError> {
+    Ok(retention_keys_due(store, now)?
+        .into_iter()
+        .map(|(_, case)| case)
+        .collect())
+}
+
+/// An index entry the sweep reads: its key, and when it says the case ends.
+pub type DueEntry = ((Vec<u8>, Option<Timestamp>), CaseId);
+
+/// The retention index entries up to `now`: the sweep drops those that no longer stand for
+/// their case (its retention moved).
+pub fn retention_keys_due(store: &Store, now: Timestamp) -> Result<Vec<DueEntry>, StoreError> {
     let end = format!("r/{:020}/", now.as_millis().max(0)).into_bytes();
     Ok(store
         .scan_range(Cf::CaseIndex, b"r/", &end)?
-        .iter()
-        .filter_map(|(k, _)| case_of(k))
+        .into_iter()
+        .filter_map(|(k, _)| {
+            let case = case_of(&k)?;
+            let at = std::str::from_utf8(&k)
+                .ok()
+                .and_then(|t| t.strip_prefix("r/")?.split('/').next()?.parse().ok())
+                .map(Timestamp::from_millis);
+            Some(((k, at), case))
+        })
         .collect())
 }
 
@@ -386,6 +423,39 @@ mod tests {
             override_request: None,
             pending_amendment: None,
         }
+    }
+
+    #[tokio::test]
+    async fn the_executing_sides_retention_is_its_own() {
+        let keep = keep(None);
+        // A request backdated by its requester to day 0, received here on day 100.
+        let mut theirs = case(Role::Executing, "IT", 0);
+        theirs.log.delivered_at = Some(Timestamp::from_millis(100 * DAY));
+        let five_years = |from: i64| Timestamp::from_millis((from + 1825) * DAY);
+        assert_eq!(retention_until(&theirs, keep), Some(five_years(100)));
+        // A preservation in force beyond it holds the records until it ends.
+        theirs.log.preservation = Some(comity_protocol::Preservation {
+            until: Timestamp::from_millis(2000 * DAY),
+            released: false,
+            since: Some(Timestamp::from_millis(1900 * DAY)),
+            released_at: None,
+        });
+        assert_eq!(
+            retention_until(&theirs, keep),
+            Some(Timestamp::from_millis(2000 * DAY))
+        );
+        // Once the requester purged, nothing of it is offered to the requester's pulls.
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut batch = Batch::new();
+        put(&mut batch, &theirs, keep);
+        store.commit(batch).await.unwrap();
+        assert_eq!(shared_ids(&store, "IT"), vec![theirs.case_id]);
+        theirs.log.requester_purged_at = Some(Timestamp::from_millis(200 * DAY));
+        let mut batch = Batch::new();
+        put(&mut batch, &theirs, keep);
+        store.commit(batch).await.unwrap();
+        assert!(shared_ids(&store, "IT").is_empty());
     }
 
     fn shared_ids(store: &Store, member: &str) -> Vec<CaseId> {

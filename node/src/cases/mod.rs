@@ -602,7 +602,8 @@ impl Cases {
                 | CaseState::Delivered
                 | CaseState::UnderReview
                 | CaseState::ClarificationRequested
-                | CaseState::Clarified,
+                | CaseState::Clarified
+                | CaseState::Amended,
             ) => Some((
                 "decision",
                 deadlines::decision(settings, instrument, urgency),

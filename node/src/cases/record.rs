@@ -105,6 +105,12 @@ pub struct LogSummary {
     /// When the requester accepted the narrower scope of a partial acceptance.
     #[serde(default)]
     pub scope_accepted_at: Option<Timestamp>,
+    /// When the requester destroyed what it received (its signed `purged`).
+    #[serde(default)]
+    pub requester_purged_at: Option<Timestamp>,
+    /// Policy checks applied so far: an override asked for one check covers no later one.
+    #[serde(default)]
+    pub policy_checks: u32,
     /// The latest policy check's outcome, and whether an override covers it.
     #[serde(default)]
     pub policy: Option<comity_protocol::PolicyOutcome>,
@@ -113,6 +119,30 @@ pub struct LogSummary {
     /// Overrides of the policy applied in this case.
     #[serde(default)]
     pub overrides: u32,
+}
+
+impl CaseRecord {
+    /// Drops what waits for an approval and no longer can apply: an amendment of a case no
+    /// longer open to one, an override of a refusal that a later check replaced (or that no
+    /// longer blocks).
+    pub fn drop_stale_requests(&mut self) {
+        use comity_protocol::CaseState as S;
+        if self.pending_amendment.is_some()
+            && !matches!(
+                self.log.state,
+                Some(S::PartiallyAccepted | S::ClarificationRequested | S::Clarified)
+            )
+        {
+            self.pending_amendment = None;
+        }
+        if self
+            .override_request
+            .as_ref()
+            .is_some_and(|o| o.for_check != self.log.policy_checks || !self.log.policy_blocks())
+        {
+            self.override_request = None;
+        }
+    }
 }
 
 impl LogSummary {
@@ -186,6 +216,8 @@ impl LogSummary {
             manifest_root: view.manifest_root,
             evidence_received_at: view.evidence_received_at,
             preservation: view.preservation,
+            requester_purged_at: view.purged_at,
+            policy_checks: view.policy_checks,
             request_version: view.request_version,
             scope_accepted_at: view.scope_accepted_at,
             policy: view.policy,
@@ -264,6 +296,9 @@ pub struct PendingAmendment {
 pub struct OverrideRequest {
     pub requested_by: String,
     pub requested_at: Timestamp,
+    /// How many policy checks the case had when it was asked: a later check voids it.
+    #[serde(default)]
+    pub for_check: u32,
     /// The stated reason: content, sealed with the case's key in the store
     /// (`sealed_reason`); `None` when the record was read without opening it.
     #[serde(skip)]

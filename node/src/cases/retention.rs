@@ -25,14 +25,14 @@ pub(super) async fn run(cases: Cases) {
         cases.finish_purges().await;
         cases.lapse_preservations(&mut warned).await;
         let now = cases.now();
-        let due = match index::retention_due(&cases.inner.store, now) {
+        let due = match index::retention_keys_due(&cases.inner.store, now) {
             Ok(due) => due,
             Err(e) => {
                 warn!(error = %e, "retention sweep could not read the index");
                 continue;
             }
         };
-        for case_id in due {
+        for ((key, keyed), case_id) in due {
             // The index says so; the record decides (an index from another build may be stale).
             match cases.record_closed(&case_id) {
                 Ok(Some(record))
@@ -40,7 +40,19 @@ pub(super) async fn run(cases: Cases) {
                         && cases
                             .retention_until(&record)
                             .is_some_and(|until| now > until) => {}
-                Ok(_) => continue,
+                Ok(record) => {
+                    // Its retention moved (an amendment, a preservation) or it is gone: the
+                    // entry for its present end, if any, stands for it.
+                    let current = record.as_ref().and_then(|r| cases.retention_until(r));
+                    if record.is_none_or(|r| r.purged_at.is_some()) || current != keyed {
+                        let mut batch = Batch::new();
+                        index::forget(&mut batch, key);
+                        if let Err(e) = cases.inner.store.commit(batch).await {
+                            warn!(case = %case_id, error = %e, "could not drop a stale retention entry");
+                        }
+                    }
+                    continue;
+                }
                 Err(e) => {
                     warn!(case = %case_id, error = %e, "retention sweep could not read a case");
                     continue;

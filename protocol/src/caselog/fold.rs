@@ -470,7 +470,8 @@ impl CaseLog {
     pub fn view(&self) -> CaseView {
         let mut view = CaseView::empty(self.case_id);
         for (_, _, id) in &self.order {
-            view.fold(*id, &self.events[id].event);
+            let stored = &self.events[id];
+            view.fold(*id, &stored.event, &stored.seen);
         }
         view.heads = self.heads();
         view

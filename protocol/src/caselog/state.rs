@@ -65,7 +65,8 @@ impl fmt::Display for CaseState {
 pub struct Preservation {
     pub until: Timestamp,
     pub released: bool,
-    /// When it started (the `preserved` event): extensions are capped from here.
+    /// When the case's first preservation started: extensions (and preservations started
+    /// again after a release) are capped from here.
     #[serde(default)]
     pub since: Option<Timestamp>,
     /// When it ended early or lapsed (the `preservation-released` event).
@@ -136,6 +137,13 @@ pub struct CaseView {
     /// When the requester accepted the narrower scope of a partial acceptance.
     #[serde(default)]
     pub scope_accepted_at: Option<Timestamp>,
+    /// The requester's sequence number of the latest applied amendment: an executing step
+    /// that has not seen it is about an older version.
+    #[serde(default)]
+    pub amended_seq: Option<u64>,
+    /// Policy checks applied: an override asked for one check covers no later one.
+    #[serde(default)]
+    pub policy_checks: u32,
     /// Every event, in fold order.
     pub entries: Vec<LogEntry>,
     pub heads: Vec<EventId>,
@@ -165,14 +173,24 @@ impl CaseView {
             request_version: 0,
             amended_at: Vec::new(),
             scope_accepted_at: None,
+            amended_seq: None,
+            policy_checks: 0,
             entries: Vec::new(),
             heads: Vec::new(),
         }
     }
 
     /// Applies one event, in fold order, and records it as an entry.
-    pub(crate) fn fold(&mut self, id: EventId, event: &CaseEvent) {
-        let outcome = self.apply(event);
+    /// `seen` counts, per author, the events in `event`'s causal past (itself included).
+    pub(crate) fn fold(
+        &mut self,
+        id: EventId,
+        event: &CaseEvent,
+        seen: &std::collections::BTreeMap<Jurisdiction, u64>,
+    ) {
+        let outcome = self
+            .unseen_amendment(event, seen)
+            .and_then(|()| self.apply(event));
         self.entries.push(LogEntry {
             id,
             author: event.author.clone(),
@@ -182,6 +200,35 @@ impl CaseView {
             applied: outcome.is_ok(),
             note: outcome.err(),
         });
+    }
+
+    /// An executing-side step on the request made without having seen its latest amendment
+    /// (concurrent with it) is about the old version: kept, not applied. Decisions, checks,
+    /// questions and overrides speak of a version of the request.
+    fn unseen_amendment(
+        &self,
+        event: &CaseEvent,
+        seen: &std::collections::BTreeMap<Jurisdiction, u64>,
+    ) -> Result<(), String> {
+        let about_the_request = matches!(
+            event.kind,
+            EventKind::Decided { .. }
+                | EventKind::PolicyChecked { .. }
+                | EventKind::ClarificationRequested { .. }
+                | EventKind::PolicyOverridden { .. }
+                | EventKind::Fulfilled { .. }
+        );
+        match (&self.requesting, self.amended_seq) {
+            (Some(requester), Some(seq))
+                if about_the_request && seen.get(requester).copied().unwrap_or(0) < seq =>
+            {
+                Err(format!(
+                    "made without seeing version {} of the request, which replaced the one it is about",
+                    self.request_version
+                ))
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Changes the view if `event` is a valid transition from where the case stands;
@@ -233,6 +280,7 @@ impl CaseView {
                 }
                 self.policy = Some(*outcome);
                 self.overridden = false;
+                self.policy_checks += 1;
             }
             EventKind::PolicyOverridden { .. } => {
                 if self.policy != Some(super::PolicyOutcome::Refused) {
@@ -323,8 +371,11 @@ impl CaseView {
                         self.decision = None;
                         self.decided_at = None;
                         self.scope_accepted_at = None;
+                        // The old version's check says nothing of the new one.
+                        self.policy = None;
                         self.overridden = false;
                         self.request_version += 1;
+                        self.amended_seq = Some(event.seq);
                         self.amended_at.push(at);
                     }
                     _ => return cannot("amend"),
@@ -350,10 +401,13 @@ impl CaseView {
                 if matches!(self.preservation, Some(p) if !p.released) {
                     return Err("data already preserved: extend the preservation instead".into());
                 }
+                // A preservation started again after a release keeps the first start: the
+                // instrument's cap counts from it.
+                let since = self.preservation.and_then(|p| p.since).or(Some(at));
                 self.preservation = Some(super::Preservation {
                     until: *until,
                     released: false,
-                    since: Some(at),
+                    since,
                     released_at: None,
                 });
             }

@@ -200,6 +200,23 @@ pub fn act(ctx: &Context, case: Case, kind: EventKind, officer: &str) -> Result<
             record.role
         )));
     }
+    if record.role == Role::Executing
+        && let Some(at) = record.log.requester_purged_at
+        && matches!(
+            kind,
+            EventKind::Decided { .. }
+                | EventKind::Fulfilled { .. }
+                | EventKind::ClarificationRequested { .. }
+                | EventKind::PolicyOverridden { .. }
+                | EventKind::Preserved { .. }
+                | EventKind::PreservationExtended { .. }
+        )
+    {
+        return Err(CaseError::Refused(format!(
+            "{} destroyed what it received of case {case_id} at {at}: nothing more goes to it (this node keeps its own records until its own retention ends)",
+            record.counterparty
+        )));
+    }
     check_preservation(ctx, &record, &kind)?;
     check_policy(&record, &kind)?;
     // This side destroys its copy: the requester its received data, the executing side its
@@ -225,6 +242,7 @@ pub fn act(ctx: &Context, case: Case, kind: EventKind, officer: &str) -> Result<
     let version = record.log.request_version;
     record.log = LogSummary::from_view(&view, &log);
     super::adopt_version(&mut record, version, &log, &view);
+    record.drop_stale_requests();
     record.updated_at = ctx.now;
     let mut effects = Vec::new();
     if purging {
@@ -307,6 +325,7 @@ pub fn request_override(
     record.override_request = Some(OverrideRequest {
         requested_by: officer.to_owned(),
         requested_at: ctx.now,
+        for_check: record.log.policy_checks,
         reason: Some(reason),
         sealed_reason: Vec::new(),
     });
@@ -440,6 +459,7 @@ pub fn recheck(ctx: &Context, case: Case) -> Result<Plan, CaseError> {
                 | S::UnderReview
                 | S::ClarificationRequested
                 | S::Clarified
+                | S::Amended
                 | S::Accepted
                 | S::PartiallyAccepted
         )
@@ -518,9 +538,13 @@ fn check_preservation(
     };
     match (kind, active) {
         (EventKind::Preserved { until }, None) => {
-            rule()
-                .start(ctx.now, Some(*until))
+            let rule = rule();
+            rule.start(ctx.now, Some(*until))
                 .map_err(CaseError::Refused)?;
+            // Started again after a release: still within the cap of the first start.
+            if let Some(since) = record.log.preservation.and_then(|p| p.since) {
+                rule.extend(since, *until).map_err(CaseError::Refused)?;
+            }
         }
         (EventKind::PreservationExtended { until }, Some(p)) => {
             let since = p.since.unwrap_or(ctx.now);

@@ -219,6 +219,7 @@ fn settle(ctx: &Context, plan: &mut Plan, record: &mut CaseRecord, log: &CaseLog
     let version = record.log.request_version;
     record.log = LogSummary::from_view(&after, log);
     super::adopt_version(record, version, log, &after);
+    record.drop_stale_requests();
     record.updated_at = ctx.now;
     // The requester's purge destroys what the requester received, not this node's own
     // records, which it keeps for its own retention (`Cases::retention_until`) and then

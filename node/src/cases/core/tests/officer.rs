@@ -512,3 +512,39 @@ fn an_amendment_is_drafted_approved_by_another_officer_and_checked_again() {
     .unwrap();
     assert_eq!(de.state(), Some(CaseState::Refused), "decided afresh");
 }
+
+#[test]
+fn what_awaits_an_approval_and_can_no_longer_apply_is_dropped() {
+    use crate::cases::record::{OverrideRequest, PendingAmendment};
+    let roster = roster();
+    let (_fr, mut de) = delivered_under(&roster, de_policy(None));
+    let mut record = de.record().clone();
+    record.override_request = Some(OverrideRequest {
+        requested_by: "a".into(),
+        requested_at: Timestamp::from_millis(T0),
+        for_check: record.log.policy_checks,
+        reason: Some("r".into()),
+        sealed_reason: Vec::new(),
+    });
+    record.drop_stale_requests();
+    assert!(
+        record.override_request.is_some(),
+        "still the check it was asked for"
+    );
+    record.log.policy_checks += 1; // the policy checked the case again since
+    record.drop_stale_requests();
+    assert!(record.override_request.is_none());
+    record.pending_amendment = Some(PendingAmendment {
+        drafted_by: "a".into(),
+        drafted_at: Timestamp::from_millis(T0),
+        request: None,
+        sealed: vec![1],
+    });
+    record.log.state = Some(CaseState::Accepted);
+    record.drop_stale_requests();
+    assert!(
+        record.pending_amendment.is_none(),
+        "an accepted case is amended no more"
+    );
+    de.case.record = Some(record);
+}
