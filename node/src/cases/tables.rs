@@ -183,11 +183,13 @@ impl Cases {
     /// changes once made (it is only removed, by a purge), so a record read from the store
     /// keeps the sealed bytes it was read with: the request is sealed once per case.
     pub(super) fn encode_record(&self, record: &CaseRecord) -> Result<Vec<u8>, CaseError> {
+        // Each piece of content the record holds open (read, or just made) and not yet sealed:
+        // the request, a pending override's reason, a pending amendment.
+        let unsealed_request = record.request.is_some() && record.sealed_request.is_empty();
         let unsealed_reason = record
             .override_request
             .as_ref()
             .is_some_and(|o| o.sealed_reason.is_empty() && o.reason.is_some());
-        let unsealed_request = record.request.is_some() && record.sealed_request.is_empty();
         let unsealed_amendment = record
             .pending_amendment
             .as_ref()
@@ -195,75 +197,74 @@ impl Cases {
         if !unsealed_reason && !unsealed_request && !unsealed_amendment {
             return Ok(encode(record));
         }
+        let seal = |plain: &[u8]| {
+            self.inner
+                .vault
+                .seal(&record.key_id, &record.case_id, plain)
+        };
         let mut stored = record.clone();
-        if unsealed_request && let Some(request) = &record.request {
-            stored.sealed_request =
-                self.inner
-                    .vault
-                    .seal(&record.key_id, &record.case_id, &encode(request))?;
+        if let (true, Some(request)) = (unsealed_request, &record.request) {
+            stored.sealed_request = seal(&encode(request))?;
         }
-        if let Some(o) = stored.override_request.as_mut()
-            && unsealed_reason
-            && let Some(reason) = &o.reason
-        {
-            o.sealed_reason =
-                self.inner
-                    .vault
-                    .seal(&record.key_id, &record.case_id, reason.as_bytes())?;
+        if let (true, Some(o)) = (unsealed_reason, stored.override_request.as_mut()) {
+            o.sealed_reason = seal(o.reason.as_deref().unwrap_or_default().as_bytes())?;
         }
-        if let Some(a) = stored.pending_amendment.as_mut()
-            && unsealed_amendment
+        if let (true, Some(a)) = (unsealed_amendment, stored.pending_amendment.as_mut())
             && let Some(request) = &a.request
         {
-            a.sealed = self
-                .inner
-                .vault
-                .seal(&record.key_id, &record.case_id, &encode(request))?;
+            a.sealed = seal(&encode(request))?;
         }
         Ok(encode(&stored))
     }
 
-    /// A stored case record; with `open`, its request opened (absent once purged).
+    /// Opens content sealed with a case's key; `None` once the key is destroyed (purged).
+    fn open_sealed(
+        &self,
+        record: &CaseRecord,
+        sealed: &[u8],
+    ) -> Result<Option<Vec<u8>>, CaseError> {
+        match self
+            .inner
+            .vault
+            .unseal(&record.key_id, &record.case_id, sealed)
+        {
+            Ok(plain) => Ok(Some(plain)),
+            Err(crate::vault::VaultError::Shredded(_)) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// A stored case record; with `open`, its content opened (absent once purged): the
+    /// request, a pending override's reason, a pending amendment.
     fn decode_record(&self, bytes: &[u8], open: bool) -> Result<CaseRecord, CaseError> {
         let mut record: CaseRecord = decode(bytes)?;
-        if open && !record.sealed_request.is_empty() {
-            match self
-                .inner
-                .vault
-                .unseal(&record.key_id, &record.case_id, &record.sealed_request)
-            {
-                Ok(plain) => record.request = Some(decode(&plain)?),
-                Err(crate::vault::VaultError::Shredded(_)) => record.request = None,
-                Err(e) => return Err(e.into()),
-            }
+        if !open {
+            return Ok(record);
         }
-        if open
-            && let Some(o) = record.override_request.as_mut()
-            && !o.sealed_reason.is_empty()
-        {
-            match self
-                .inner
-                .vault
-                .unseal(&record.key_id, &record.case_id, &o.sealed_reason)
-            {
-                Ok(plain) => o.reason = Some(String::from_utf8_lossy(&plain).into_owned()),
-                Err(crate::vault::VaultError::Shredded(_)) => o.reason = None,
-                Err(e) => return Err(e.into()),
-            }
+        if !record.sealed_request.is_empty() {
+            record.request = match self.open_sealed(&record, &record.sealed_request)? {
+                Some(plain) => Some(decode(&plain)?),
+                None => None,
+            };
         }
-        if open
-            && let Some(a) = record.pending_amendment.as_mut()
-            && !a.sealed.is_empty()
-        {
-            match self
-                .inner
-                .vault
-                .unseal(&record.key_id, &record.case_id, &a.sealed)
-            {
-                Ok(plain) => a.request = Some(decode(&plain)?),
-                Err(crate::vault::VaultError::Shredded(_)) => a.request = None,
-                Err(e) => return Err(e.into()),
-            }
+        let reason = match &record.override_request {
+            Some(o) if !o.sealed_reason.is_empty() => self
+                .open_sealed(&record, &o.sealed_reason)?
+                .map(|plain| String::from_utf8_lossy(&plain).into_owned()),
+            _ => None,
+        };
+        if let Some(o) = record.override_request.as_mut() {
+            o.reason = reason;
+        }
+        let amendment = match &record.pending_amendment {
+            Some(a) if !a.sealed.is_empty() => match self.open_sealed(&record, &a.sealed)? {
+                Some(plain) => Some(decode(&plain)?),
+                None => None,
+            },
+            _ => None,
+        };
+        if let Some(a) = record.pending_amendment.as_mut() {
+            a.request = amendment;
         }
         Ok(record)
     }
