@@ -73,6 +73,13 @@ pub enum AuditWhat {
     },
     /// An officer approved a draft or a disclosure (four-eyes).
     Approval { officer: String, case_id: CaseId },
+    /// An officer withdrew what waited for a second officer's approval in a case: a drafted
+    /// `amendment` or an asked `override` (`pending`).
+    PendingWithdrawn {
+        officer: String,
+        case_id: CaseId,
+        pending: String,
+    },
     /// An officer asked to override the policy's refusal of a case (`step: requested`), or
     /// another officer approved that (`approved`).
     PolicyOverride {

@@ -43,6 +43,22 @@ async fn a_partial_acceptance_is_answered_by_an_amendment_or_by_accepting_the_sc
     let asked = narrower.retention_days;
     narrower.retention_days = 30;
     narrower.data_categories = vec![DataCategory::Subscriber];
+    // A first draft, withdrawn before anyone approves it: nothing is signed.
+    let first = fr.amend(id, request("FR", "DE")).await.unwrap();
+    assert!(first.pending_amendment.is_some());
+    let withdrawn = ok(comity(
+        &bloc.node("FR").config,
+        &[
+            "case",
+            "amend",
+            &id.to_string(),
+            "--cancel",
+            "--token-file",
+            bloc.node("FR").token_file.to_str().unwrap(),
+        ],
+    ));
+    assert!(!withdrawn.contains("AMENDMENT"), "{withdrawn}");
+    assert!(fr.case(id).await.unwrap().pending_amendment.is_none());
     let file = bloc.dir.join("narrower.json");
     std::fs::write(&file, serde_json::to_string_pretty(&narrower).unwrap()).unwrap();
     let drafted = comity(

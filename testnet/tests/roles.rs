@@ -289,6 +289,20 @@ async fn every_endpoint_checks_the_officers_role() {
             vec![Requester, Admin],
         ),
         endpoint(
+            "FR",
+            Method::POST,
+            format!("/v1/cases/{sent}/amend/cancel"),
+            Some(json!({})),
+            vec![Requester, Approver, Admin],
+        ),
+        endpoint(
+            "DE",
+            Method::POST,
+            format!("/v1/cases/{sent}/override/cancel"),
+            Some(json!({})),
+            vec![Reviewer, Approver, Admin],
+        ),
+        endpoint(
             "DE",
             Method::POST,
             format!("/v1/cases/{sent}/override"),

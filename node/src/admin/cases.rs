@@ -242,6 +242,50 @@ pub(super) async fn amend(
     Ok(Json(detail(&state, &record)))
 }
 
+/// Withdraws a drafted amendment that awaits approval (requesters).
+#[utoipa::path(
+    post,
+    path = "/cases/{id}/amend/cancel",
+    tag = "cases",
+    params(("id" = String, Path, description = "The case id (a ULID)")),
+    responses((status = 200, description = "The drafted amendment is withdrawn; nothing was signed or sent", body = CaseDetail), Errors)
+)]
+pub(super) async fn cancel_amendment(
+    Extension(officer): Extension<Officer>,
+    State(state): State<AdminState>,
+    Path(id): Path<String>,
+) -> Reply<CaseDetail> {
+    let id = parse_case(&id)?;
+    allow(&officer, &[Role::Requester, Role::Approver])?;
+    let record = state
+        .cases
+        .cancel_pending(id, crate::cases::core::Pending::Amendment, &officer.name)
+        .await?;
+    Ok(Json(detail(&state, &record)))
+}
+
+/// Withdraws an override that awaits approval (reviewers, approvers).
+#[utoipa::path(
+    post,
+    path = "/cases/{id}/override/cancel",
+    tag = "cases",
+    params(("id" = String, Path, description = "The case id (a ULID)")),
+    responses((status = 200, description = "The asked override is withdrawn; nothing was signed or sent", body = CaseDetail), Errors)
+)]
+pub(super) async fn cancel_override(
+    Extension(officer): Extension<Officer>,
+    State(state): State<AdminState>,
+    Path(id): Path<String>,
+) -> Reply<CaseDetail> {
+    let id = parse_case(&id)?;
+    allow(&officer, &[Role::Reviewer, Role::Approver])?;
+    let record = state
+        .cases
+        .cancel_pending(id, crate::cases::core::Pending::Override, &officer.name)
+        .await?;
+    Ok(Json(detail(&state, &record)))
+}
+
 /// Asks to go on with a case the policy refused, for a stated reason; another officer approves it (`/override/approve`) before it counts.
 #[utoipa::path(
     post,

@@ -363,6 +363,19 @@ impl AdminClient {
         .await
     }
 
+    /// Withdraws a drafted amendment (`amend`) or an asked override (`override`).
+    pub async fn cancel_pending(
+        &self,
+        case: CaseId,
+        what: &str,
+    ) -> Result<CaseDetail, ClientError> {
+        self.post(
+            &format!("/cases/{case}/{what}/cancel"),
+            &serde_json::json!({}),
+        )
+        .await
+    }
+
     /// Asks to override the policy's refusal of a case, for `reason`.
     pub async fn request_override(
         &self,

@@ -135,6 +135,8 @@ fn v1_routes() -> OpenApiRouter<AdminState> {
         .routes(routes!(cases::act))
         .routes(routes!(cases::approve))
         .routes(routes!(cases::amend))
+        .routes(routes!(cases::cancel_amendment))
+        .routes(routes!(cases::cancel_override))
         .routes(routes!(cases::request_override))
         .routes(routes!(cases::approve_override))
         .routes(routes!(cases::retry))

@@ -425,6 +425,22 @@ impl Cases {
         Ok(record)
     }
 
+    /// Withdraws a drafted amendment or an asked override (see [`core::cancel_pending`]).
+    pub async fn cancel_pending(
+        &self,
+        case_id: CaseId,
+        what: core::Pending,
+        officer: &str,
+    ) -> Result<CaseRecord, CaseError> {
+        let plan = self
+            .run(case_id, Load::Record, |ctx, case| {
+                core::cancel_pending(ctx, case, what, officer)
+            })
+            .await?;
+        info!(case = %case_id, officer, ?what, "pending approval withdrawn");
+        Ok(plan.record.expect("a withdrawal's plan holds its record"))
+    }
+
     /// Drafts an amendment of a sent request (see [`core::amend`]).
     pub async fn amend(
         &self,

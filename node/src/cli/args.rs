@@ -567,11 +567,14 @@ pub enum CaseCommand {
     Override {
         id: CaseId,
         /// Why this request should go on despite the policy (recorded, sealed, in the log).
-        #[arg(long, group = "step", required = true)]
+        #[arg(long, group = "step")]
         reason: Option<String>,
         /// Approve the override another officer asked for (four-eyes).
         #[arg(long, group = "step")]
         approve: bool,
+        /// Withdraw the override asked for, before it is approved.
+        #[arg(long, group = "step")]
+        cancel: bool,
         #[command(flatten)]
         read: ReadArgs,
     },
@@ -619,8 +622,11 @@ pub enum CaseCommand {
     /// is signed into the case when another officer approves it: `comity request approve ID`.
     Amend {
         id: CaseId,
-        #[arg(long)]
-        file: PathBuf,
+        #[arg(long, required_unless_present = "cancel")]
+        file: Option<PathBuf>,
+        /// Withdraw the drafted amendment instead, before it is approved.
+        #[arg(long, conflicts_with = "file")]
+        cancel: bool,
         #[command(flatten)]
         read: ReadArgs,
     },

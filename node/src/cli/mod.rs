@@ -277,24 +277,36 @@ async fn case(command: CaseCommand) -> anyhow::Result<()> {
             output::case_detail(&case, read.json)
         }
         CaseCommand::Approve { id, read } => approve(id, &read).await,
-        CaseCommand::Amend { id, file, read } => {
+        CaseCommand::Amend {
+            id,
+            file,
+            cancel,
+            read,
+        } => {
             let client = client(&read.connection)?;
-            let me = client.status().await?.jurisdiction;
-            let request = request::from_file(&file, me)?;
-            let case = client.amend(id, request).await?;
+            let case = match file {
+                _ if cancel => client.cancel_pending(id, "amend").await?,
+                Some(file) => {
+                    let me = client.status().await?.jurisdiction;
+                    client.amend(id, request::from_file(&file, me)?).await?
+                }
+                None => bail!("give --file FILE or --cancel"),
+            };
             output::case_detail(&case, read.json)
         }
         CaseCommand::Override {
             id,
             reason,
             approve,
+            cancel,
             read,
         } => {
             let client = client(&read.connection)?;
-            let case = match (reason, approve) {
-                (Some(reason), _) => client.request_override(id, &reason).await?,
-                (None, true) => client.approve_override(id).await?,
-                (None, false) => bail!("give --reason … or --approve"),
+            let case = match (reason, approve, cancel) {
+                (Some(reason), _, _) => client.request_override(id, &reason).await?,
+                (None, true, _) => client.approve_override(id).await?,
+                (None, false, true) => client.cancel_pending(id, "override").await?,
+                (None, false, false) => bail!("give --reason …, --approve or --cancel"),
             };
             output::case_detail(&case, read.json)
         }

@@ -22,8 +22,8 @@ use ed25519_dalek::SigningKey;
 
 pub use delivery::{delivered, failed, given_up, refused, retried};
 pub use officer::{
-    accept_amendment, act, amend, approve, approve_override, check_disclosure_approval, draft,
-    recheck, request_override, send,
+    Pending, accept_amendment, act, amend, approve, approve_override, cancel_pending,
+    check_disclosure_approval, draft, recheck, request_override, send,
 };
 pub use receive::{Equivocation, IngestError, Via, receive, within_reply};
 

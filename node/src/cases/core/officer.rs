@@ -399,6 +399,54 @@ pub fn amend(
     })
 }
 
+/// Withdraws what waits for an approval in a case: a drafted amendment or an asked override.
+/// Nothing was signed for either, so nothing is sent; the officer is recorded in the log.
+pub fn cancel_pending(
+    ctx: &Context,
+    case: Case,
+    what: Pending,
+    officer: &str,
+) -> Result<Plan, CaseError> {
+    let mut record = case.record.ok_or(CaseError::NotFound(case.log.case_id()))?;
+    let id = record.case_id;
+    let had = match what {
+        Pending::Amendment => record.pending_amendment.take().is_some(),
+        Pending::Override => record.override_request.take().is_some(),
+    };
+    if !had {
+        return Err(CaseError::Refused(format!(
+            "no {} of case {id} awaits approval",
+            what.name()
+        )));
+    }
+    record.updated_at = ctx.now;
+    Ok(Plan {
+        record: Some(record),
+        audit: vec![AuditWhat::PendingWithdrawn {
+            officer: officer.to_owned(),
+            case_id: id,
+            pending: what.name().to_owned(),
+        }],
+        ..Plan::default()
+    })
+}
+
+/// What may wait for a second officer in a case.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pending {
+    Amendment,
+    Override,
+}
+
+impl Pending {
+    fn name(self) -> &'static str {
+        match self {
+            Pending::Amendment => "amendment",
+            Pending::Override => "override",
+        }
+    }
+}
+
 /// Four-eyes on an amendment: `approver`, not its drafter, approves it; the node signs the new
 /// version into the log with both names, as it did the first.
 pub fn accept_amendment(ctx: &Context, case: Case, approver: &str) -> Result<Plan, CaseError> {

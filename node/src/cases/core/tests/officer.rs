@@ -464,6 +464,30 @@ fn an_amendment_is_drafted_approved_by_another_officer_and_checked_again() {
         fr.with(&roster, |ctx, case| amend(ctx, case, elsewhere, "x"))
             .is_err()
     );
+    // Withdrawn, then drafted again: nothing was signed in between.
+    let plan = fr
+        .with(&roster, |ctx, case| {
+            cancel_pending(ctx, case, Pending::Amendment, "juge.martin")
+        })
+        .unwrap();
+    assert!(fr.apply(plan).events.is_empty());
+    assert!(fr.record().pending_amendment.is_none());
+    assert!(
+        fr.with(&roster, |ctx, case| cancel_pending(
+            ctx,
+            case,
+            Pending::Amendment,
+            "x"
+        ))
+        .is_err(),
+        "nothing left to withdraw"
+    );
+    let plan = fr
+        .with(&roster, |ctx, case| {
+            amend(ctx, case, narrower.clone(), "juge.martin")
+        })
+        .unwrap();
+    fr.apply(plan);
     let own = fr
         .with(&roster, |ctx, case| {
             accept_amendment(ctx, case, "juge.martin")
