@@ -408,7 +408,10 @@ fn network_settings(
                 evidence: config.network.evidence_requests_per_second_per_member,
                 gossip: config.network.gossip_per_second_per_member,
             },
+            ping_interval: Duration::from_secs(config.network.ping_interval_secs.max(1)),
+            ping_timeout: Duration::from_secs(config.network.ping_timeout_secs.max(1)),
         },
+        routes: config.network.routes.clone(),
         redial_interval: Duration::from_secs(config.network.redial_interval_secs.max(1)),
         tap,
     }

@@ -7,6 +7,7 @@
 //! bloc: [`Bloc::prepare_member`], [`Bloc::propose`], [`Bloc::sign`].
 
 pub mod bench;
+pub mod links;
 pub mod peer;
 
 use std::collections::BTreeMap;
@@ -239,9 +240,17 @@ pub struct Bloc {
     pub settings: Settings,
     /// The bloc's trust anchor (the genesis hash).
     pub anchor: Option<comity_protocol::Hash32>,
+    /// The link layer, when this value runs it (tests): see [`Bloc::run_links`].
+    links: Option<std::sync::Arc<links::Links>>,
 }
 
 const STATE_FILE: &str = "testnet.json";
+/// The routes of the link layer (`links::Route`s), when members reach each other through it.
+pub const LINKS_FILE: &str = "links.json";
+/// The control socket of a links process (`comity-testnet links`).
+pub const LINKS_SOCKET: &str = "links.sock";
+/// The testnet's event log: faults and scenario steps, one timestamped line each.
+pub const EVENTS_FILE: &str = "events.log";
 
 impl Bloc {
     /// Generates a bloc of `jurisdictions` under `dir`: one directory per member with key,
@@ -273,6 +282,7 @@ impl Bloc {
             rules: Rules::default(),
             settings: Settings::default(),
             anchor: None,
+            links: None,
         };
         bloc.form_genesis()?;
         bloc.save()?;
@@ -450,7 +460,74 @@ impl Bloc {
             log_filter: "info".into(),
             rules: Rules::default(),
             settings: Settings::default(),
+            links: None,
         })
+    }
+
+    /// Puts a link of the link layer between every pair of members (before they start): each
+    /// member's config routes every other member through its own proxy port, and the routes
+    /// are saved in `links.json`. The proxies run in whatever process then calls
+    /// [`Bloc::run_links`] (tests) or in `comity-testnet links` (the command line).
+    pub fn route_through_links(&mut self) -> anyhow::Result<Vec<links::Route>> {
+        let members: BTreeMap<Jurisdiction, SocketAddr> = self
+            .nodes
+            .iter()
+            .map(|(j, n)| (j.clone(), SocketAddr::from(([127, 0, 0, 1], n.p2p_port))))
+            .collect();
+        let routes = links::plan(&members);
+        for node in self.nodes.values() {
+            let mut config = comity_node::config::Config::load(&node.config)?;
+            config.network.routes = routes
+                .iter()
+                .filter(|r| r.from == node.jurisdiction)
+                .map(|r| {
+                    let addr: libp2p::Multiaddr =
+                        format!("/ip4/127.0.0.1/tcp/{}", r.port).parse()?;
+                    Ok((r.to.clone(), addr))
+                })
+                .collect::<anyhow::Result<_>>()?;
+            std::fs::write(&node.config, config.to_commented_toml())?;
+        }
+        std::fs::write(
+            self.dir.join(LINKS_FILE),
+            serde_json::to_string_pretty(&routes)?,
+        )?;
+        Ok(routes)
+    }
+
+    /// Routes the members through the link layer and runs its proxies in this process.
+    pub async fn run_links(&mut self) -> anyhow::Result<()> {
+        let routes = self.route_through_links()?;
+        self.links = Some(std::sync::Arc::new(links::Links::start(routes).await?));
+        Ok(())
+    }
+
+    /// The link layer this value runs.
+    pub fn links(&self) -> &links::Links {
+        self.links
+            .as_deref()
+            .expect("the bloc runs no link layer: call run_links before starting the members")
+    }
+
+    /// Puts `conditions` on the link between `a` and `b` (both ways), and records it.
+    pub fn link(&self, a: &str, b: &str, conditions: links::Conditions) -> anyhow::Result<()> {
+        let (a, b) = (
+            self.node(a).jurisdiction.clone(),
+            self.node(b).jurisdiction.clone(),
+        );
+        self.links().set(&a, &b, conditions.clone())?;
+        self.record_event(&format!("link {a} {b}: {}", conditions.describe()))
+    }
+
+    /// Appends one timestamped line to the testnet's event log.
+    pub fn record_event(&self, what: &str) -> anyhow::Result<()> {
+        use std::io::Write;
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join(EVENTS_FILE))?;
+        writeln!(file, "{} {what}", comity_protocol::Timestamp::now())?;
+        Ok(())
     }
 
     fn save(&self) -> anyhow::Result<()> {

@@ -145,8 +145,11 @@ impl RawPeer {
                     evidence: 0,
                     gossip: 0,
                 },
+                ping_interval: Duration::from_secs(2),
+                ping_timeout: Duration::from_secs(3),
             },
             redial_interval: Duration::from_millis(200),
+            routes: Default::default(),
             tap: comity_node::opmon::Tap::off(),
         })?)
     }

@@ -93,6 +93,11 @@ const COMMENTS: &[(&str, &str, &str)] = &[
         "Seconds between dials of members that are not connected.",
     ),
     (
+        "network",
+        "ping_interval_secs",
+        "Each connection is pinged this often; one whose pings fail twice in a row (no answer\nwithin ping_timeout_secs) is closed and its member dialled again: a link that silently\nstops carrying packets shows as disconnected within about 2 × (interval + timeout).",
+    ),
+    (
         "admin",
         "listen",
         "Admin API (HTTP + JSON, bearer tokens). Beyond loopback only with TLS: set tls_cert and\ntls_key (PEM; `comity tls-cert` makes a self-signed pair), or the node will not start.",

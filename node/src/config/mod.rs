@@ -175,6 +175,17 @@ pub struct NetworkSection {
     pub queries_per_second_per_member: u32,
     /// How often members that are not connected are dialled again.
     pub redial_interval_secs: u64,
+    /// How often each connection is pinged, and how long an answer may take. A connection
+    /// whose pings fail twice in a row is closed (its member is shown disconnected and
+    /// dialled again): a link that silently stops carrying packets is noticed within about
+    /// `2 × (interval + timeout)` seconds instead of TCP's many minutes.
+    pub ping_interval_secs: u64,
+    pub ping_timeout_secs: u64,
+    /// Addresses to reach members at instead of those they announce (a tunnel, a port
+    /// forward, a testnet's link), by jurisdiction: only this address is dialled for the
+    /// member, and what it announces is not learned.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub routes: std::collections::BTreeMap<comity_protocol::Jurisdiction, Multiaddr>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -405,6 +416,9 @@ impl Default for NetworkSection {
             gossip_per_second_per_member: 20,
             queries_per_second_per_member: 20,
             redial_interval_secs: 3,
+            ping_interval_secs: 2,
+            ping_timeout_secs: 3,
+            routes: Default::default(),
         }
     }
 }
@@ -568,6 +582,24 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("mdsn"), "{err}");
+    }
+
+    #[test]
+    fn routes_survive_the_commented_file_and_a_bad_address_is_named() {
+        let mut config: Config = toml::from_str("[node]\njurisdiction = \"DE\"\n").unwrap();
+        assert!(!config.to_commented_toml().contains("routes"));
+        config.network.routes.insert(
+            "FR".parse().unwrap(),
+            "/ip4/10.1.2.3/tcp/4001".parse().unwrap(),
+        );
+        let back: Config = toml::from_str(&config.to_commented_toml()).unwrap();
+        assert_eq!(back.network.routes, config.network.routes);
+        let err = toml::from_str::<Config>(
+            "[node]\njurisdiction = \"DE\"\n[network.routes]\nFR = \"10.1.2.3:4001\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("FR = \"10.1.2.3:4001\""), "{err}");
     }
 
     #[test]

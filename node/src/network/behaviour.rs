@@ -43,6 +43,10 @@ pub struct BehaviourConfig {
     pub frames: FrameCodec,
     /// Each member's rate budget at the door.
     pub rates: super::admission::Rates,
+    /// Keep-alive: how often each connection is pinged and how long an answer may take (two
+    /// failures in a row close the connection).
+    pub ping_interval: Duration,
+    pub ping_timeout: Duration,
 }
 
 impl Behaviour {
@@ -62,6 +66,9 @@ impl Behaviour {
         // no member can fill this node's memory through the DHT.
         let mut kad_config = kad::Config::new(kad_protocol);
         kad_config.set_record_filtering(kad::StoreInserts::FilterBoth);
+        // Members are dialled at the roster's addresses (or the node's routes), never at
+        // addresses a query turns up: no bootstrap queries, which would dial on their own.
+        kad_config.set_periodic_bootstrap_interval(None);
         let mut kad =
             kad::Behaviour::with_config(peer_id, kad::store::MemoryStore::new(peer_id), kad_config);
         kad.set_mode(Some(kad::Mode::Server));
@@ -120,11 +127,17 @@ impl Behaviour {
         Ok(Self {
             limits: connection_limits::Behaviour::new(limits),
             allow: allow_block_list::Behaviour::default(),
-            identify: identify::Behaviour::new(identify::Config::new(
-                format!("/comity/{}/2.0.0", config.bloc),
-                key.public(),
-            )),
-            ping: ping::Behaviour::default(),
+            // No cache of announced addresses to dial from: what a member announces is
+            // learned (or not, for a routed member) by the event loop alone.
+            identify: identify::Behaviour::new(
+                identify::Config::new(format!("/comity/{}/2.0.0", config.bloc), key.public())
+                    .with_cache_size(0),
+            ),
+            ping: ping::Behaviour::new(
+                ping::Config::new()
+                    .with_interval(config.ping_interval)
+                    .with_timeout(config.ping_timeout),
+            ),
             kad,
             mdns: mdns.into(),
             exchange,

@@ -8,7 +8,7 @@ use futures::StreamExt;
 use libp2p::request_response::OutboundRequestId;
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{DialError, ListenError, SwarmEvent};
-use libp2p::{Multiaddr, PeerId, Swarm, gossipsub, identify, mdns};
+use libp2p::{Multiaddr, PeerId, Swarm, gossipsub, identify, mdns, ping};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tracing::{debug, info, warn};
 
@@ -56,6 +56,11 @@ pub struct EventLoop {
     pub(super) listen_config: Vec<Multiaddr>,
     pub(super) behaviour: super::BehaviourConfig,
     pub(super) redial_interval: Duration,
+    /// When each connection last answered a ping (or opened): one silent for longer than
+    /// [`EventLoop::silent_after`] is closed.
+    pub(super) alive: HashMap<libp2p::swarm::ConnectionId, (PeerId, std::time::Instant)>,
+    /// Members reached at these addresses only, by jurisdiction (`[network] routes`).
+    pub(super) routes: std::collections::BTreeMap<comity_protocol::Jurisdiction, Multiaddr>,
     /// Each member's rate budget at the door.
     pub(super) admission: Admission,
     /// Where exchanges are recorded (operational monitoring, metrics).
@@ -94,6 +99,7 @@ impl EventLoop {
             let _ = reply.send(Err(RequestError::ConnectionClosed));
         }
         self.connected.clear();
+        self.alive.clear();
         self.listen.clear();
         for addr in &self.listen_config {
             if let Err(e) = self.swarm.listen_on(addr.clone()) {
@@ -148,6 +154,8 @@ impl EventLoop {
             admission: Admission::new(settings.behaviour.rates, std::time::Instant::now()),
             behaviour: settings.behaviour,
             redial_interval: settings.redial_interval,
+            routes: settings.routes,
+            alive: HashMap::new(),
             tap: settings.tap,
         };
         event_loop.apply_roster(roster);
@@ -174,7 +182,11 @@ impl EventLoop {
         }
         now.remove(&local);
         for member in roster.members() {
-            for addr in &member.addresses {
+            let addresses = match self.routes.get(&member.jurisdiction) {
+                Some(route) => std::slice::from_ref(route),
+                None => &member.addresses[..],
+            };
+            for addr in addresses {
                 self.swarm
                     .behaviour_mut()
                     .kad
@@ -219,6 +231,7 @@ impl EventLoop {
     /// Runs until `shutdown` resolves or every client handle is dropped.
     pub async fn run(mut self, shutdown: impl std::future::Future<Output = ()>) {
         let mut redial = tokio::time::interval(self.redial_interval);
+        let mut keepalive = tokio::time::interval(self.behaviour.ping_interval);
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
@@ -232,6 +245,7 @@ impl EventLoop {
                     self.dial_missing_members();
                     self.report_budget(std::time::Instant::now());
                 }
+                _ = keepalive.tick() => self.close_silent(),
                 changed = self.membership.changed() => {
                     if changed.is_ok() {
                         let roster = self.membership.borrow_and_update().clone();
@@ -245,6 +259,35 @@ impl EventLoop {
             let _ = reply.send(Err(RequestError::Shutdown));
         }
         info!("network stopped");
+    }
+
+    /// How long a connection may go without an answered ping: one ping missed and the next
+    /// unanswered. A link that silently stops carrying packets leaves TCP waiting for many
+    /// minutes; this notices it within seconds.
+    fn silent_after(&self) -> Duration {
+        self.behaviour.ping_interval + 2 * self.behaviour.ping_timeout
+    }
+
+    /// Closes the connections that stopped answering pings, so that their members are shown
+    /// disconnected, their requests fail over to retries, and they are dialled again.
+    fn close_silent(&mut self) {
+        let now = std::time::Instant::now();
+        let limit = self.silent_after();
+        let silent: Vec<_> = self
+            .alive
+            .iter()
+            .filter(|(_, (_, last))| now.duration_since(*last) > limit)
+            .map(|(c, (p, _))| (*c, *p))
+            .collect();
+        for (connection, peer) in silent {
+            self.alive.remove(&connection);
+            let member = self
+                .roster
+                .by_peer(&peer)
+                .map(|(m, _)| m.jurisdiction.to_string());
+            warn!(%peer, member = member.as_deref(), silent_secs = limit.as_secs(), "a connection stopped answering pings: closed");
+            self.swarm.close_connection(connection);
+        }
     }
 
     /// Refuses the old PeerIds whose grace ended.
@@ -268,6 +311,12 @@ impl EventLoop {
         }
     }
 
+    /// The address a member is reached at only, if the node routes it (`[network] routes`).
+    fn route(&self, peer: &PeerId) -> Option<&Multiaddr> {
+        let (member, _) = self.roster.by_peer(peer)?;
+        self.routes.get(&member.jurisdiction)
+    }
+
     fn dial_missing_members(&mut self) {
         let local = *self.swarm.local_peer_id();
         let joining = self.roster.config().is_none();
@@ -275,7 +324,10 @@ impl EventLoop {
             .roster
             .members()
             .iter()
-            .map(|m| (m.peer_id, m.addresses.clone()))
+            .map(|m| match self.routes.get(&m.jurisdiction) {
+                Some(route) => (m.peer_id, vec![route.clone()]),
+                None => (m.peer_id, m.addresses.clone()),
+            })
             .chain(
                 self.bootstrap
                     .iter()
@@ -287,9 +339,11 @@ impl EventLoop {
             })
             .collect();
         for (peer, addresses) in missing {
-            let opts = DialOpts::peer_id(peer)
-                .addresses(addresses)
-                .extend_addresses_through_behaviour()
+            let mut opts = DialOpts::peer_id(peer).addresses(addresses);
+            if self.route(&peer).is_none() {
+                opts = opts.extend_addresses_through_behaviour();
+            }
+            let opts = opts
                 .condition(PeerCondition::DisconnectedAndNotDialing)
                 .build();
             if let Err(e) = self.swarm.dial(opts) {
@@ -417,9 +471,12 @@ impl EventLoop {
             }
             SwarmEvent::ConnectionEstablished {
                 peer_id,
+                connection_id,
                 num_established,
                 ..
             } => {
+                self.alive
+                    .insert(connection_id, (peer_id, std::time::Instant::now()));
                 if self.connected.insert(peer_id) {
                     let member = self
                         .roster
@@ -431,11 +488,19 @@ impl EventLoop {
                 debug!(peer = %peer_id, connections = num_established.get(), "connection established");
             }
             SwarmEvent::ConnectionClosed {
+                connection_id,
+                num_established,
+                ..
+            } if num_established > 0 => {
+                self.alive.remove(&connection_id);
+            }
+            SwarmEvent::ConnectionClosed {
                 peer_id,
-                num_established: 0,
+                connection_id,
                 cause,
                 ..
             } => {
+                self.alive.remove(&connection_id);
                 self.connected.remove(&peer_id);
                 let cause = cause.map(|c| c.to_string());
                 info!(peer = %peer_id, cause = cause.as_deref(), "member disconnected");
@@ -492,17 +557,31 @@ impl EventLoop {
                     let _ = self.gossip_tx.send((source, message.data));
                 }
             }
-            // Learn members' current addresses; never strangers'.
+            // Learn members' current addresses; never strangers', nor those of members
+            // reached by a route.
             BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. })
-                if self.roster.by_peer(&peer_id).is_some() =>
+                if self.roster.by_peer(&peer_id).is_some() && self.route(&peer_id).is_none() =>
             {
                 for addr in info.listen_addrs {
                     self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
                 }
             }
+            // An answered ping: the connection carries (see `close_silent`).
+            BehaviourEvent::Ping(ping::Event {
+                connection,
+                result: Ok(_),
+                ..
+            }) => {
+                if let Some((_, last)) = self.alive.get_mut(&connection) {
+                    *last = std::time::Instant::now();
+                }
+            }
             BehaviourEvent::Mdns(mdns::Event::Discovered(found)) => {
                 for (peer, addr) in found {
-                    if self.roster.by_peer(&peer).is_some() && !self.connected.contains(&peer) {
+                    if self.roster.by_peer(&peer).is_some()
+                        && self.route(&peer).is_none()
+                        && !self.connected.contains(&peer)
+                    {
                         self.swarm
                             .behaviour_mut()
                             .kad

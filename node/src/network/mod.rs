@@ -296,6 +296,8 @@ pub struct NetworkSettings {
     pub listen: Vec<Multiaddr>,
     pub behaviour: BehaviourConfig,
     pub redial_interval: Duration,
+    /// Members reached at these addresses only (`[network] routes`).
+    pub routes: std::collections::BTreeMap<comity_protocol::Jurisdiction, Multiaddr>,
     /// Where exchanges are recorded ([`crate::opmon::Tap::off`] keeps none).
     pub tap: crate::opmon::Tap,
 }
