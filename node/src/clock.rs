@@ -28,6 +28,12 @@ impl Clock {
     /// Fault injection (testnets): moves this clock, and every clone of it, forward.
     pub fn advance(&self, by: Duration) {
         let ms = i64::try_from(by.as_millis()).unwrap_or(i64::MAX);
+        self.shift(ms);
+    }
+
+    /// Fault injection (testnets): moves this clock by `ms`, either way, as a machine whose
+    /// clock is off would be.
+    pub fn shift(&self, ms: i64) {
         self.offset_ms.fetch_add(ms, Ordering::Relaxed);
     }
 }

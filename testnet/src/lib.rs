@@ -7,6 +7,7 @@
 //! bloc: [`Bloc::prepare_member`], [`Bloc::propose`], [`Bloc::sign`].
 
 pub mod bench;
+pub mod faults;
 pub mod links;
 pub mod peer;
 
@@ -142,6 +143,7 @@ async fn init_member(
         admin,
         p2p_port,
         pid: None,
+        disk_mib: None,
     })
 }
 
@@ -177,7 +179,13 @@ pub struct NodeInfo {
     pub log: PathBuf,
     #[serde(default)]
     pub pid: Option<u32>,
+    /// The size of the member's small disk, if its store is on one (`Bloc::small_disk`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk_mib: Option<u64>,
 }
+
+/// The file that fills a member's small disk.
+const FILLER: &str = "filler";
 
 impl NodeInfo {
     pub fn admin_url(&self) -> String {
@@ -242,6 +250,9 @@ pub struct Bloc {
     pub anchor: Option<comity_protocol::Hash32>,
     /// The link layer, when this value runs it (tests): see [`Bloc::run_links`].
     links: Option<std::sync::Arc<links::Links>>,
+    /// Whether dropping this value unmounts the members' small disks (it made them and was
+    /// not detached).
+    owns_disks: bool,
 }
 
 const STATE_FILE: &str = "testnet.json";
@@ -283,6 +294,7 @@ impl Bloc {
             settings: Settings::default(),
             anchor: None,
             links: None,
+            owns_disks: false,
         };
         bloc.form_genesis()?;
         bloc.save()?;
@@ -461,6 +473,7 @@ impl Bloc {
             rules: Rules::default(),
             settings: Settings::default(),
             links: None,
+            owns_disks: false,
         })
     }
 
@@ -502,6 +515,11 @@ impl Bloc {
         Ok(())
     }
 
+    /// Whether members reach each other through a link layer (this value's or a process's).
+    pub fn has_link_layer(&self) -> bool {
+        self.links.is_some() || self.dir.join(LINKS_FILE).exists()
+    }
+
     /// The link layer this value runs.
     pub fn links(&self) -> &links::Links {
         self.links
@@ -510,13 +528,140 @@ impl Bloc {
     }
 
     /// Puts `conditions` on the link between `a` and `b` (both ways), and records it.
-    pub fn link(&self, a: &str, b: &str, conditions: links::Conditions) -> anyhow::Result<()> {
+    pub async fn link(
+        &self,
+        a: &str,
+        b: &str,
+        conditions: links::Conditions,
+    ) -> anyhow::Result<()> {
         let (a, b) = (
             self.node(a).jurisdiction.clone(),
             self.node(b).jurisdiction.clone(),
         );
-        self.links().set(&a, &b, conditions.clone())?;
-        self.record_event(&format!("link {a} {b}: {}", conditions.describe()))
+        let what = format!("link {a} {b}: {}", conditions.describe());
+        self.control_links(links::Control::Set { a, b, conditions })
+            .await?;
+        self.record_event(&what)
+    }
+
+    /// Every link clean again, and recorded.
+    pub async fn heal_links(&self) -> anyhow::Result<()> {
+        self.control_links(links::Control::Heal).await?;
+        self.record_event("heal")
+    }
+
+    /// Asks the link layer: the one this value runs, or the `comity-testnet links` process of
+    /// the testnet in `dir`.
+    pub async fn control_links(
+        &self,
+        command: links::Control,
+    ) -> anyhow::Result<links::ControlAnswer> {
+        match &self.links {
+            Some(links) => {
+                let answer = links.apply(command);
+                match &answer.error {
+                    Some(e) => bail!("{e}"),
+                    None => Ok(answer),
+                }
+            }
+            None => links::control(&self.dir.join(LINKS_SOCKET), &command).await,
+        }
+    }
+
+    /// Puts a member's store on a small filesystem of its own (a tmpfs of `mib` MiB), so that
+    /// its disk can be filled and freed ([`Bloc::fill_disk`]); before the member starts.
+    /// Needs root (mount). What the store held is copied in; the tmpfs is unmounted when the
+    /// testnet stops (`down`, or this value dropped), and the store with it.
+    pub fn small_disk(&mut self, j: &str, mib: u64) -> anyhow::Result<()> {
+        let node = self.node(j).clone();
+        if node.pid.is_some() {
+            bail!("{j} is running: give it a small disk before it starts");
+        }
+        let store = node.dir.join("store");
+        let held = node.dir.join("store.moving");
+        std::fs::rename(&store, &held)?;
+        std::fs::create_dir(&store)?;
+        let mounted = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={mib}m,mode=0700"),
+                "tmpfs",
+            ])
+            .arg(&store)
+            .output()
+            .context("running mount")?;
+        if !mounted.status.success() {
+            std::fs::remove_dir(&store)?;
+            std::fs::rename(&held, &store)?;
+            bail!(
+                "cannot mount a small disk for {j} (needs root): {}",
+                String::from_utf8_lossy(&mounted.stderr).trim()
+            );
+        }
+        let copied = Command::new("cp")
+            .arg("-a")
+            .arg(format!("{}/.", held.display()))
+            .arg(&store)
+            .status()?;
+        if !copied.success() {
+            bail!("cannot copy {j}'s store onto its small disk");
+        }
+        std::fs::remove_dir_all(&held)?;
+        if let Some(n) = self.nodes.get_mut(&node.jurisdiction) {
+            n.disk_mib = Some(mib);
+        }
+        self.owns_disks = true;
+        self.save()
+    }
+
+    /// Fills a member's small disk to the last byte (a file `filler` beside its store).
+    pub fn fill_disk(&self, j: &str) -> anyhow::Result<()> {
+        use std::io::Write;
+        let node = self.node(j);
+        if node.disk_mib.is_none() {
+            bail!("{j} has no small disk to fill: start the testnet with `up --disk-mib N`");
+        }
+        let mut filler = std::fs::File::create(node.dir.join("store").join(FILLER))?;
+        let block = vec![0u8; 1 << 16];
+        loop {
+            match filler.write(&block) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) if e.raw_os_error() == Some(nix::libc::ENOSPC) => break,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        // What is left of a block, to the byte.
+        while let Ok(n) = filler.write(&[0u8]) {
+            if n == 0 {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Gives a member's small disk back its space.
+    pub fn free_disk(&self, j: &str) -> anyhow::Result<()> {
+        let path = self.node(j).dir.join("store").join(FILLER);
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
+            _ => Ok(()),
+        }
+    }
+
+    /// Unmounts the members' small disks (their processes stopped); how many there were.
+    pub fn unmount_disks(&mut self) -> usize {
+        let mut unmounted = 0;
+        for node in self.nodes.values_mut() {
+            if node.disk_mib.take().is_some() {
+                let _ = Command::new("umount").arg(node.dir.join("store")).status();
+                unmounted += 1;
+            }
+        }
+        let _ = self.save();
+        unmounted
     }
 
     /// Appends one timestamped line to the testnet's event log.
@@ -615,6 +760,16 @@ impl Bloc {
         if let Some(mut child) = self.children.remove(&key) {
             child.kill()?;
             child.wait()?;
+        } else if let Some(pid) = self.node(j).pid.filter(|p| is_alive(*p)) {
+            // Started by another process (`comity-testnet up`).
+            nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            )?;
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while is_alive(pid) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
         }
         self.forget_pid(&key)
     }
@@ -633,6 +788,9 @@ impl Bloc {
             graceful = status;
             let _ = child.kill();
             child.wait()?;
+        } else if let Some(pid) = self.node(j).pid.filter(|p| is_alive(*p)) {
+            // Started by another process (`comity-testnet up`).
+            terminate(pid, &mut || !is_alive(pid));
         }
         self.forget_pid(&key)?;
         Ok(graceful)
@@ -654,6 +812,7 @@ impl Bloc {
 
     /// Leaves the processes running after this value is dropped (`comity-testnet up`).
     pub fn detach(&mut self) {
+        self.owns_disks = false;
         for (_, child) in std::mem::take(&mut self.children) {
             drop(child);
         }
@@ -835,10 +994,13 @@ impl Drop for Bloc {
             let _ = child.kill();
             let _ = child.wait();
         }
+        if self.owns_disks {
+            self.unmount_disks();
+        }
     }
 }
 
-fn is_alive(pid: u32) -> bool {
+pub(crate) fn is_alive(pid: u32) -> bool {
     // An exited orphan may linger as a zombie where nothing reaps it (containers): dead all the same.
     if let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         let state = stat
@@ -850,7 +1012,7 @@ fn is_alive(pid: u32) -> bool {
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), None).is_ok()
 }
 
-fn terminate(pid: u32, exited: &mut dyn FnMut() -> bool) {
+pub(crate) fn terminate(pid: u32, exited: &mut dyn FnMut() -> bool) {
     use nix::sys::signal::{Signal, kill};
     let pid = nix::unistd::Pid::from_raw(pid as i32);
     let _ = kill(pid, Signal::SIGTERM);

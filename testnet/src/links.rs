@@ -479,6 +479,86 @@ pub async fn control(socket: &Path, command: &Control) -> anyhow::Result<Control
     Ok(answer)
 }
 
+/// The pid file of a testnet's links process.
+const PID_FILE: &str = "links.pid";
+
+/// Starts `comity-testnet links --dir DIR` in the background for the testnet in `dir` (its
+/// routes in `links.json`) and waits until it answers on its control socket.
+pub async fn spawn_testnet(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::process::CommandExt;
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("links.log"))?;
+    let child = std::process::Command::new(std::env::current_exe()?)
+        .arg("links")
+        .arg("--dir")
+        .arg(dir)
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .process_group(0)
+        .spawn()
+        .context("starting the link layer")?;
+    std::fs::write(dir.join(PID_FILE), child.id().to_string())?;
+    let socket = dir.join(crate::LINKS_SOCKET);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match control(&socket, &Control::Show).await {
+            Ok(_) => return Ok(()),
+            Err(e) if Instant::now() > deadline => {
+                return Err(e.context(format!(
+                    "the link layer did not start; see {}",
+                    dir.join("links.log").display()
+                )));
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
+
+/// Runs the link layer of the testnet in `dir` until SIGTERM or SIGINT.
+pub async fn serve_testnet(dir: &Path) -> anyhow::Result<()> {
+    let routes: Vec<Route> = serde_json::from_str(
+        &std::fs::read_to_string(dir.join(crate::LINKS_FILE))
+            .with_context(|| format!("no link routes in {}", dir.display()))?,
+    )?;
+    // Two descriptors a connection, and a listener a route: a 50-member bloc needs
+    // thousands.
+    if let Ok((_, hard)) =
+        nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+    {
+        let _ =
+            nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE, hard, hard);
+    }
+    let links = Arc::new(Links::start(routes).await?);
+    let socket = dir.join(crate::LINKS_SOCKET);
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let served = tokio::select! {
+        served = links.serve_control(&socket) => served,
+        _ = terminate.recv() => Ok(()),
+        _ = tokio::signal::ctrl_c() => Ok(()),
+    };
+    let _ = std::fs::remove_file(&socket);
+    served
+}
+
+/// Stops the links process of the testnet in `dir`; whether it was running.
+pub fn stop_testnet(dir: &Path) -> anyhow::Result<bool> {
+    let file = dir.join(PID_FILE);
+    let Ok(text) = std::fs::read_to_string(&file) else {
+        return Ok(false);
+    };
+    let pid: u32 = text.trim().parse().context("links.pid holds no pid")?;
+    let running = crate::is_alive(pid);
+    if running {
+        crate::terminate(pid, &mut || !crate::is_alive(pid));
+    }
+    std::fs::remove_file(&file)?;
+    let _ = std::fs::remove_file(dir.join(crate::LINKS_SOCKET));
+    Ok(running)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,6 +12,7 @@ use comity_testnet::bench::converge::{self, ConvergeOptions};
 use comity_testnet::bench::evidence::{self, EvidenceOptions};
 use comity_testnet::bench::exchange::{self, ExchangeOptions};
 use comity_testnet::bench::hostile::{self, HostileOptions};
+use comity_testnet::faults::{Fault, Rate, Share, Span};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -43,6 +44,29 @@ enum Command {
         /// Seconds to wait for every member to see every other.
         #[arg(long, default_value_t = 60)]
         timeout: u64,
+        /// How members reach each other: `proxy`, through the testnet's link layer (a
+        /// userspace proxy per pair, which `fault` can slow, blackhole or cut), or `direct`.
+        #[arg(long, value_enum, default_value_t = LinkMode::Proxy)]
+        links: LinkMode,
+        /// Puts each member's store on a small filesystem of its own (a tmpfs of this many
+        /// MiB; needs root), which `fault disk-full` can fill. RocksDB alone preallocates
+        /// about 64 MiB of write-ahead log: give it 256 or more.
+        #[arg(long)]
+        disk_mib: Option<u64>,
+    },
+    /// Puts a fault on a running testnet's links or members, or lifts it; each is recorded
+    /// with its time in the testnet's event log (`DIR/events.log`).
+    Fault {
+        #[arg(long)]
+        dir: PathBuf,
+        #[command(subcommand)]
+        fault: FaultCommand,
+    },
+    /// The link layer of a testnet started with `up --links proxy` (started by it).
+    #[command(hide = true)]
+    Links {
+        #[arg(long)]
+        dir: PathBuf,
     },
     /// Prepare and start a new member that joins a running testnet by its trust anchor, as a
     /// new country would. It is refused until the members apply a proposal adding its card
@@ -66,6 +90,94 @@ enum Command {
     /// Benchmarks, each beside a baseline measured in the same run.
     #[command(subcommand)]
     Bench(BenchCommand),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LinkMode {
+    Proxy,
+    Direct,
+}
+
+#[derive(Debug, Subcommand)]
+enum FaultCommand {
+    /// Slows, narrows or loses what crosses the link between two members (both ways); with
+    /// no option, makes it clean again.
+    Link {
+        a: Jurisdiction,
+        b: Jurisdiction,
+        /// Added to each direction, e.g. 200ms.
+        #[arg(long)]
+        delay: Option<Span>,
+        /// Up to this much more or less than the delay, per segment.
+        #[arg(long)]
+        jitter: Option<Span>,
+        /// Share of segments lost, e.g. 10%: each is delivered after TCP's retransmission
+        /// (the proxy carries a stream; real packet loss needs a kernel with netem).
+        #[arg(long)]
+        loss: Option<Share>,
+        /// Bytes per second each way, e.g. 1MiB/s.
+        #[arg(long)]
+        bandwidth: Option<Rate>,
+    },
+    /// The link between two members forwards nothing and closes nothing.
+    Blackhole { a: Jurisdiction, b: Jurisdiction },
+    /// Cuts every link between groups: `partition FR,DE '|' IT` (or `FR,DE IT`).
+    Partition {
+        #[arg(required = true, num_args = 1..)]
+        groups: Vec<String>,
+    },
+    /// Resets the connections between two members once.
+    Reset { a: Jurisdiction, b: Jurisdiction },
+    /// Every link clean again.
+    Heal,
+    /// The links that are not clean.
+    Show,
+    /// Kills a member's process (SIGKILL).
+    Kill { member: Jurisdiction },
+    /// Stops a member if it runs, and starts it again.
+    Restart { member: Jurisdiction },
+    /// Moves a member's clock, e.g. `--skew +5m` or `--skew -1h`.
+    Clock {
+        member: Jurisdiction,
+        #[arg(long, allow_hyphen_values = true)]
+        skew: Span,
+    },
+    /// Fills a member's small disk (`up --disk-mib`) to the last byte.
+    DiskFull { member: Jurisdiction },
+    /// Gives a member's small disk back its space.
+    DiskFree { member: Jurisdiction },
+}
+
+impl FaultCommand {
+    fn fault(self) -> anyhow::Result<Option<Fault>> {
+        Ok(Some(match self {
+            FaultCommand::Link {
+                a,
+                b,
+                delay,
+                jitter,
+                loss,
+                bandwidth,
+            } => Fault::Link {
+                a,
+                b,
+                delay,
+                jitter,
+                loss,
+                bandwidth,
+            },
+            FaultCommand::Blackhole { a, b } => Fault::Blackhole { a, b },
+            FaultCommand::Partition { groups } => Fault::partition(&groups)?,
+            FaultCommand::Reset { a, b } => Fault::Reset { a, b },
+            FaultCommand::Heal => Fault::Heal,
+            FaultCommand::Show => return Ok(None),
+            FaultCommand::Kill { member } => Fault::Kill { member },
+            FaultCommand::Restart { member } => Fault::Restart { member },
+            FaultCommand::Clock { member, skew } => Fault::Clock { member, skew },
+            FaultCommand::DiskFull { member } => Fault::DiskFull { member },
+            FaultCommand::DiskFree { member } => Fault::DiskFree { member },
+        }))
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -167,7 +279,49 @@ async fn main() -> anyhow::Result<()> {
             bloc,
             threshold,
             timeout,
-        } => up(jurisdictions, dir, bloc, threshold, timeout).await,
+            links,
+            disk_mib,
+        } => {
+            up(
+                jurisdictions,
+                dir,
+                bloc,
+                threshold,
+                timeout,
+                links,
+                disk_mib,
+            )
+            .await
+        }
+        Command::Fault { dir, fault } => {
+            let mut bloc = Bloc::open(&dir)?;
+            let result = match fault.fault()? {
+                Some(fault) => {
+                    let done = bloc.apply(&fault).await;
+                    if done.is_ok() {
+                        println!("{fault}");
+                    }
+                    done
+                }
+                None => Ok(()),
+            };
+            // A restarted member keeps running after this command.
+            bloc.detach();
+            result?;
+            if bloc.has_link_layer() {
+                let answer = bloc
+                    .control_links(comity_testnet::links::Control::Show)
+                    .await?;
+                if answer.impaired.is_empty() {
+                    println!("every link is clean");
+                }
+                for (a, b, conditions) in answer.impaired {
+                    println!("  {a} ↔ {b}: {}", conditions.describe());
+                }
+            }
+            Ok(())
+        }
+        Command::Links { dir } => comity_testnet::links::serve_testnet(&dir).await,
         Command::Join {
             dir,
             jurisdiction,
@@ -192,7 +346,12 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Down { dir } => {
             let mut bloc = Bloc::open(&dir)?;
-            for (j, was_running) in bloc.stop_recorded() {
+            let stopped = bloc.stop_recorded();
+            if comity_testnet::links::stop_testnet(&dir)? {
+                println!("link layer: stopped");
+            }
+            let disks = bloc.unmount_disks();
+            for (j, was_running) in stopped {
                 println!(
                     "{j}: {}",
                     if was_running {
@@ -202,7 +361,14 @@ async fn main() -> anyhow::Result<()> {
                     }
                 );
             }
-            println!("data kept in {}", dir.display());
+            if disks > 0 {
+                println!(
+                    "data kept in {}, but for the stores on the {disks} small disks (tmpfs), which are gone",
+                    dir.display()
+                );
+            } else {
+                println!("data kept in {}", dir.display());
+            }
             Ok(())
         }
         Command::Bench(BenchCommand::Converge {
@@ -484,6 +650,8 @@ async fn up(
     bloc_id: String,
     threshold: comity_protocol::bloc::Threshold,
     timeout: u64,
+    links: LinkMode,
+    disk_mib: Option<u64>,
 ) -> anyhow::Result<()> {
     if dir.join("testnet.json").exists() {
         anyhow::bail!(
@@ -498,9 +666,24 @@ async fn up(
     if threshold != bloc.rules.threshold {
         bloc.set_threshold(threshold)?;
     }
-    bloc.start_all()?;
-    if let Err(e) = bloc.wait_connected(Duration::from_secs(timeout)).await {
+    let prepared = async {
+        if let Some(mib) = disk_mib {
+            let members: Vec<String> = bloc.nodes.keys().map(|j| j.to_string()).collect();
+            for j in members {
+                bloc.small_disk(&j, mib)?;
+            }
+        }
+        if links == LinkMode::Proxy {
+            bloc.route_through_links()?;
+            comity_testnet::links::spawn_testnet(&dir).await?;
+        }
+        bloc.start_all()?;
+        bloc.wait_connected(Duration::from_secs(timeout)).await
+    };
+    if let Err(e) = prepared.await {
         bloc.stop_all();
+        let _ = comity_testnet::links::stop_testnet(&dir);
+        bloc.unmount_disks();
         return Err(e);
     }
     let mut t = Table::new();
@@ -530,6 +713,13 @@ async fn up(
         bloc.nodes.len(),
         dir.display()
     );
+    if links == LinkMode::Proxy {
+        println!(
+            "they reach each other through the link layer: put faults with `comity-testnet fault --dir {} …` (recorded in {})",
+            dir.display(),
+            dir.join(comity_testnet::EVENTS_FILE).display()
+        );
+    }
     bloc.detach();
     Ok(())
 }

@@ -56,6 +56,7 @@ async fn a_silent_blackout_is_noticed_and_the_outbox_drains_as_soon_as_it_heals(
             ..Conditions::default()
         },
     )
+    .await
     .unwrap();
     let blackout = Instant::now();
     let mut sent = BTreeSet::from([before.summary.case_id]);
@@ -81,7 +82,7 @@ async fn a_silent_blackout_is_noticed_and_the_outbox_drains_as_soon_as_it_heals(
     );
 
     tokio::time::sleep(BLACKOUT.saturating_sub(blackout.elapsed())).await;
-    bloc.links().heal();
+    bloc.heal_links().await.unwrap();
     wait_outbox_empty(&bloc.client("FR"), AFTER_HEAL).await;
 
     // Every request held once by each side, and both replicas agree.

@@ -480,6 +480,12 @@ impl AdminClient {
         )
         .await
     }
+
+    /// Testnets: moves the node's clock by `secs`, either way (a skewed clock).
+    pub async fn skew_clock(&self, secs: i64) -> Result<serde_json::Value, ClientError> {
+        self.post("/faults/clock", &serde_json::json!({ "skew_secs": secs }))
+            .await
+    }
     pub async fn transparency(
         &self,
         period: Option<&str>,

@@ -536,7 +536,9 @@ async fn refusals(
     ))
 }
 
-/// Testnets only: moves the node's clock forward, to reach deadlines and retention.
+/// Testnets only: moves the node's clock forward, to reach deadlines and retention
+/// (`{"advance_secs": N}`), or either way, as a machine whose clock is off
+/// (`{"skew_secs": ±N}`).
 #[utoipa::path(
     post,
     path = "/faults/clock",
@@ -551,11 +553,16 @@ async fn advance_clock(
 ) -> Reply<serde_json::Value> {
     allow(&officer, &[Role::Admin])?;
     faults_enabled(&state)?;
+    if let Some(skew) = body["skew_secs"].as_i64() {
+        state.cases.shift_clock(skew.saturating_mul(1000));
+        warn!(skew_secs = skew, "fault injection: clock skewed");
+        return Ok(Json(serde_json::json!({ "now": state.cases.now() })));
+    }
     let secs = body["advance_secs"].as_u64().ok_or_else(|| {
         failure(
             StatusCode::BAD_REQUEST,
             "bad-json",
-            "give {\"advance_secs\": N}",
+            "give {\"advance_secs\": N} (forward) or {\"skew_secs\": ±N} (either way)",
         )
     })?;
     state

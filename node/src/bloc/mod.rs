@@ -235,6 +235,11 @@ impl Governance {
         self.inner.settings.clock.advance(by);
     }
 
+    /// Fault injection (testnets): moves the node's clock by `ms`, either way.
+    pub fn shift_clock(&self, ms: i64) {
+        self.inner.settings.clock.shift(ms);
+    }
+
     /// The version and hash `member` last said it holds.
     pub fn peer_head(&self, member: &Jurisdiction) -> Option<PeerHead> {
         self.inner

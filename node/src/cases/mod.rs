@@ -233,6 +233,11 @@ impl Cases {
         self.inner.governance.advance_clock(by);
     }
 
+    /// Fault injection (testnets): moves the node's clock by `ms`, either way (a skewed clock).
+    pub fn shift_clock(&self, ms: i64) {
+        self.inner.governance.shift_clock(ms);
+    }
+
     /// Until when this node keeps a case's content: on the requesting side, the request's
     /// retention from its submission, capped by this node's policy; on the executing side,
     /// this node's own retention of its records. Nobody can extend it.
