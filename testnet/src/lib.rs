@@ -10,6 +10,7 @@ pub mod bench;
 pub mod faults;
 pub mod links;
 pub mod peer;
+pub mod scenario;
 
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener};
@@ -513,6 +514,11 @@ impl Bloc {
         let routes = self.route_through_links()?;
         self.links = Some(std::sync::Arc::new(links::Links::start(routes).await?));
         Ok(())
+    }
+
+    /// The `comity` binary the members run.
+    pub fn binary(&self) -> &Path {
+        &self.binary
     }
 
     /// Whether members reach each other through a link layer (this value's or a process's).

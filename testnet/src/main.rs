@@ -87,9 +87,31 @@ enum Command {
         #[arg(long)]
         dir: PathBuf,
     },
+    /// Scenarios: steps, faults and workloads from a TOML file, with invariants checked.
+    #[command(subcommand)]
+    Scenario(ScenarioCommand),
     /// Benchmarks, each beside a baseline measured in the same run.
     #[command(subcommand)]
     Bench(BenchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ScenarioCommand {
+    /// Runs a scenario (e.g. testnet/scenarios/blackout.toml) in a new testnet and checks its
+    /// invariants while it runs and at the end; exits non-zero on any violation.
+    Run {
+        file: PathBuf,
+        /// The shortened form (the file's `[short]` overrides), as the test suite runs it.
+        #[arg(long)]
+        short: bool,
+        /// Directory for the testnet (kept, for its logs); a new one under the system's
+        /// temporary directory otherwise.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Print one JSON object (figures and every violation) instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -322,6 +344,50 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Links { dir } => comity_testnet::links::serve_testnet(&dir).await,
+        Command::Scenario(ScenarioCommand::Run {
+            file,
+            short,
+            dir,
+            json,
+        }) => {
+            use comity_testnet::scenario;
+            let plan = scenario::Scenario::load(&file, short)?;
+            let dir = match dir {
+                Some(d) => d,
+                None => scenario::default_dir(&plan.name)?,
+            };
+            if !json {
+                eprintln!("testnet in {}", dir.display());
+            }
+            let report = scenario::run(&plan, short, &dir, &mut |step| {
+                if !json {
+                    eprintln!("… {step}");
+                }
+            })
+            .await?;
+            if json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                println!("{}", scenario_table(&report));
+                for u in &report.lifecycles_unfinished {
+                    println!("unfinished: {u}");
+                }
+                if report.violations.is_empty() {
+                    println!("every invariant held");
+                }
+                for v in &report.violations {
+                    println!("VIOLATION: {v}");
+                }
+            }
+            if !report.violations.is_empty() {
+                anyhow::bail!(
+                    "{} invariant(s) violated in scenario {}",
+                    report.violations.len(),
+                    report.name
+                );
+            }
+            Ok(())
+        }
         Command::Join {
             dir,
             jurisdiction,
@@ -722,6 +788,44 @@ async fn up(
     }
     bloc.detach();
     Ok(())
+}
+
+fn scenario_table(report: &comity_testnet::scenario::ScenarioReport) -> Table {
+    let mut t = Table::new();
+    t.load_preset(UTF8_BORDERS_ONLY)
+        .set_header(vec!["scenario", &report.name, report.form]);
+    let rss = report.max_rss_mib.values().cloned().fold(0.0_f64, f64::max);
+    let rows = [
+        ("members", report.members.to_string()),
+        ("ran for", format!("{:.1} s", report.seconds)),
+        ("requests acknowledged", report.acknowledged.to_string()),
+        (
+            "sends refused to the officer",
+            report.not_acknowledged.to_string(),
+        ),
+        (
+            "lifecycles completed / unfinished",
+            format!(
+                "{} / {}",
+                report.lifecycles_completed,
+                report.lifecycles_unfinished.len()
+            ),
+        ),
+        (
+            "send → acknowledged p50 / p99",
+            format!("{:.1} / {:.1} ms", report.send_p50_ms, report.send_p99_ms),
+        ),
+        (
+            "settled, from the last step's start",
+            format!("{:.1} s", report.settled_secs),
+        ),
+        ("largest RSS of a node", format!("{rss:.1} MiB")),
+        ("violations", report.violations.len().to_string()),
+    ];
+    for (what, figure) in rows {
+        t.add_row(vec![what.to_owned(), figure, String::new()]);
+    }
+    t
 }
 
 fn hostile_table(report: &hostile::HostileReport) -> Table {
