@@ -101,6 +101,10 @@ pub struct StatusView {
     /// Warnings about the bloc configuration: expiry near or past, forks.
     #[serde(default)]
     pub bloc_alerts: Vec<String>,
+    /// Members whose clocks are off from this node's by more than 30 s (measured on
+    /// receipts): what each side shows an officer drifts apart.
+    #[serde(default)]
+    pub clock_alerts: Vec<String>,
     /// Whether the store took a small synced write just now (false: full disk, read-only
     /// file system, permissions; nothing new can be saved).
     #[serde(default = "yes")]
@@ -151,6 +155,10 @@ pub struct PeerView {
     /// unread (gossip: dropped).
     #[serde(default)]
     pub rate_budget: Option<RateUsage>,
+    /// How far its clock is ahead of this node's (negative: behind), in milliseconds, as last
+    /// measured on a receipt; none before the first.
+    #[serde(default)]
+    pub clock_offset_ms: Option<i64>,
 }
 
 /// One member's rate budget and what it sent beyond it, per door.

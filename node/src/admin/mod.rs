@@ -324,6 +324,7 @@ async fn status(State(state): State<AdminState>) -> Reply<StatusView> {
         bloc_hash: bloc.hash,
         bloc_expires_at: bloc.expires_at,
         bloc_alerts,
+        clock_alerts: state.cases.clock_alerts(),
         jurisdiction: state.cases.jurisdiction().clone(),
         bloc: roster.bloc().to_owned(),
         peer_id: net.peer_id.clone(),
@@ -413,6 +414,10 @@ fn peer_views(state: &AdminState, net: &network::NetworkStatus) -> Vec<PeerView>
                 addresses: m.addresses.iter().map(|a| a.to_string()).collect(),
                 pending_pushes,
                 pending_events,
+                clock_offset_ms: state
+                    .cases
+                    .clock_offset(&m.jurisdiction)
+                    .map(|s| s.offset_ms),
             }
         })
         .collect()

@@ -7,6 +7,7 @@
 //! request's contents or selectors.
 
 mod budget;
+pub mod clocks;
 pub mod core;
 mod exchange;
 mod index;
@@ -146,6 +147,8 @@ struct Inner {
     /// The refusal tallies, counted here and written at most once a second each (with a
     /// sample and, hourly, an audit entry): a flood of refusals is not a flood of writes.
     refusal_tallies: tokio::sync::Mutex<HashMap<Vec<u8>, refusals::Counted>>,
+    /// How far each member's clock is from ours, measured on receipts.
+    clocks: clocks::Clocks,
 }
 
 impl Cases {
@@ -193,6 +196,7 @@ impl Cases {
                     std::time::Instant::now(),
                 ))),
                 recent_refusals: Mutex::new(HashMap::new()),
+                clocks: clocks::Clocks::default(),
                 refusal_tallies: tokio::sync::Mutex::new(HashMap::new()),
             }),
         };
@@ -226,6 +230,16 @@ impl Cases {
     /// (The governance service keeps the one clock: bloc expiry and case deadlines agree.)
     pub fn now(&self) -> Timestamp {
         self.inner.governance.now()
+    }
+
+    /// How far `member`'s clock was from ours when last measured (on a receipt).
+    pub fn clock_offset(&self, member: &Jurisdiction) -> Option<clocks::ClockSample> {
+        self.inner.clocks.get(member)
+    }
+
+    /// The members whose clocks are off, in words.
+    pub fn clock_alerts(&self) -> Vec<String> {
+        self.inner.clocks.alerts()
     }
 
     /// Fault injection (testnets): moves the node's clock forward.

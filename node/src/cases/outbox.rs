@@ -19,6 +19,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
+use super::clocks::{Change, ClockSample};
 use super::core::{self, Via};
 use super::record::OutboxEntry;
 use super::shell::Load;
@@ -205,6 +206,7 @@ impl Cases {
         };
         let peer: PeerId = member.peer_id;
         let network = &self.inner.network;
+        let sent_at = self.now();
         let sent = network.request_about(peer, entry.frame.clone(), Some(entry.case_id));
         let response = match sent.await {
             Ok(frame) => frame,
@@ -217,7 +219,17 @@ impl Cases {
         match response {
             ExchangeResponse::Receipt(Receipted { receipt, events }) => {
                 match check_receipt(&receipt, &roster, entry) {
-                    Ok(()) => {
+                    Ok(body) => {
+                        let sample = ClockSample::measure(sent_at, self.now(), body.received_at);
+                        match self.inner.clocks.record(&entry.to, sample) {
+                            Change::BecameSkewed => {
+                                warn!(to = %entry.to, offset_ms = sample.offset_ms, "{}", sample.describe(&entry.to))
+                            }
+                            Change::BackInLine => {
+                                info!(to = %entry.to, offset_ms = sample.offset_ms, "{}'s clock agrees with ours again", entry.to)
+                            }
+                            Change::None => {}
+                        }
                         let member = member.clone();
                         self.delivered(entry, receipt, &member, events).await
                     }
@@ -370,7 +382,7 @@ fn check_receipt(
     receipt: &SignedEnvelope,
     roster: &crate::roster::Roster,
     entry: &OutboxEntry,
-) -> Result<(), String> {
+) -> Result<Receipt, String> {
     if roster.note(&entry.to, &receipt.signer).is_none() {
         return Err(format!(
             "signed by {}, which is not a key of {}",
@@ -397,7 +409,7 @@ fn check_receipt(
     if body.body_hash != entry.body_hash {
         return Err("receipt's body hash does not match the request we sent".into());
     }
-    Ok(())
+    Ok(body)
 }
 
 #[cfg(test)]

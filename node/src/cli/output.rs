@@ -88,6 +88,9 @@ pub fn status(s: &StatusView, as_json: bool) -> anyhow::Result<()> {
     for alert in &s.bloc_alerts {
         println!("BLOC ALERT    {alert}");
     }
+    for alert in &s.clock_alerts {
+        println!("CLOCK ALERT   {alert}");
+    }
     if !s.members.is_empty() {
         println!();
         peers(&s.members, false)?;
@@ -107,6 +110,7 @@ pub fn peers(peers: &[PeerView], as_json: bool) -> anyhow::Result<()> {
         "requests (in hand/share, turned away)",
         "over rate (exchange/evidence/gossip)",
         "bloc config",
+        "clock",
         "peer id",
     ]);
     for p in peers {
@@ -134,6 +138,11 @@ pub fn peers(peers: &[PeerView], as_json: bool) -> anyhow::Result<()> {
             match (p.bloc_version, &p.bloc_agreement) {
                 (Some(v), Some(a)) => format!("v{v} ({a})"),
                 _ => "not yet compared".into(),
+            },
+            match p.clock_offset_ms {
+                Some(ms) if ms.abs() >= 1000 => format!("{:+} s", ms / 1000),
+                Some(ms) => format!("{ms:+} ms"),
+                None => "-".into(),
             },
             p.peer_id.clone(),
         ]);
