@@ -63,6 +63,8 @@ struct Shared {
     readable: std::sync::atomic::AtomicU64,
     /// Durable slots no case uses yet, handed out lowest first.
     spare: Mutex<std::collections::VecDeque<u64>>,
+    /// Wakes the key thread: the spares ran low, or the vault is dropped.
+    low: std::sync::Condvar,
     stop: std::sync::atomic::AtomicBool,
 }
 
@@ -83,7 +85,7 @@ fn slot_of(id: &str) -> Option<u64> {
 /// Spare keys kept ready, and how many are made at once when the pool runs low.
 const POOL_LOW: usize = 512;
 const POOL_BATCH: usize = 256;
-/// How often the key thread looks at the spares, and the longest it waits after failures.
+/// The first pause of the key thread after a failure, and the longest (it doubles between).
 const POOL_PAUSE: std::time::Duration = std::time::Duration::from_millis(20);
 const POOL_MAX_PAUSE: std::time::Duration = std::time::Duration::from_secs(30);
 
@@ -100,6 +102,9 @@ impl Drop for Vault {
         self.shared
             .stop
             .store(true, std::sync::atomic::Ordering::Relaxed);
+        // Under the lock, so that the thread cannot miss it between its check and its wait.
+        let _spare = self.shared.spare.lock().unwrap_or_else(|p| p.into_inner());
+        self.shared.low.notify_all();
     }
 }
 
@@ -187,17 +192,29 @@ impl Vault {
             // crash between a batch's write and its sync may have left them torn. Fresh
             // batches follow them.
             spare: Mutex::new(std::collections::VecDeque::new()),
+            low: std::sync::Condvar::new(),
             stop: std::sync::atomic::AtomicBool::new(false),
         });
         let pool = shared.clone();
         std::thread::Builder::new()
             .name("vault-keys".into())
             .spawn(move || {
-                // On a full disk (or any failure) the thread backs off, doubling up to 30 s,
-                // and says so once per streak, not fifty times a second.
+                // It sleeps until the spares run low (an idle node wakes it never); on a full
+                // disk (or any failure) it backs off, doubling up to 30 s, and says so once
+                // per streak, not fifty times a second.
                 let mut pause = POOL_PAUSE;
                 while !pool.stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    let low = pool.spare.lock().expect("vault lock").len() < POOL_LOW;
+                    let low = {
+                        let spare = pool.spare.lock().expect("vault lock");
+                        let spare = pool
+                            .low
+                            .wait_while(spare, |s| {
+                                s.len() >= POOL_LOW
+                                    && !pool.stop.load(std::sync::atomic::Ordering::Relaxed)
+                            })
+                            .expect("vault lock");
+                        spare.len() < POOL_LOW
+                    };
                     match low.then(|| pool.refill(POOL_BATCH)) {
                         Some(Err(e)) => {
                             if pause == POOL_PAUSE {
@@ -211,7 +228,9 @@ impl Vault {
                         }
                         _ => {}
                     }
-                    std::thread::sleep(pause);
+                    if pause != POOL_PAUSE {
+                        std::thread::sleep(pause);
+                    }
                 }
             })
             .map_err(io(dir))?;
@@ -222,7 +241,15 @@ impl Vault {
     /// case's record, in the same batch as anything sealed with it.
     pub fn new_key(&self) -> Result<String, VaultError> {
         loop {
-            if let Some(index) = self.shared.spare.lock().expect("vault lock").pop_front() {
+            let taken = {
+                let mut spare = self.shared.spare.lock().expect("vault lock");
+                let taken = spare.pop_front();
+                if spare.len() < POOL_LOW {
+                    self.shared.low.notify_one();
+                }
+                taken
+            };
+            if let Some(index) = taken {
                 return Ok(slot_id(index));
             }
             // The pool ran dry: make a slot now (one sync).
