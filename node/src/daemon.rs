@@ -329,6 +329,7 @@ fn open_governance(
             signing_key: config.signing_key_path(),
             transport_key: config.key_path(),
             announce: Duration::from_secs(config.bloc.announce_secs.max(1)),
+            compare: Duration::from_secs(config.bloc.compare_secs.max(1)),
             clock: crate::clock::Clock::system(),
         },
     )
@@ -474,6 +475,7 @@ fn case_settings(config: &Config, policy: Option<crate::policy::Policy>) -> Case
             .testing
             .cases_per_pull
             .unwrap_or(crate::cases::CASES_PER_PULL),
+        anti_entropy: Duration::from_secs(config.network.anti_entropy_secs.max(1)),
         fulfilments: std::sync::Arc::new(crate::evidence::Announcer),
         give_up_after: Duration::from_secs(config.outbox.give_up_after_secs.max(1)),
         new_cases_per_member_per_day: config.safeguards.max_new_cases_per_member_per_day,

@@ -119,8 +119,25 @@ impl Governance {
         for p in proposals {
             network.publish_governance(p.to_bytes()).await;
         }
-        // Compare with every connected member again: a member that stays on another version
-        // (or another configuration of the same version) shows in `comity peers`.
+        // Compare with every connected member again, now and then: a member that stays on
+        // another version (or another configuration of the same version) shows in `comity
+        // peers`. Not at every announcement: in a bloc of n members that would be n pulls
+        // per member and announcement, most of an idle node's work.
+        let due = {
+            let mut compared = self
+                .inner
+                .compared
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            let due = compared.is_none_or(|t| t.elapsed() >= self.inner.settings.compare);
+            if due {
+                *compared = Some(std::time::Instant::now());
+            }
+            due
+        };
+        if !due {
+            return;
+        }
         if let Some(status) = network.status().await {
             let roster = self.roster();
             for peer in status

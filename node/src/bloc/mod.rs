@@ -67,6 +67,9 @@ pub struct GovernanceSettings {
     pub signing_key: PathBuf,
     pub transport_key: PathBuf,
     pub announce: Duration,
+    /// How often every connected member's chain is compared with ours (pulled), beyond the
+    /// pulls on connect and on announcements heard.
+    pub compare: Duration,
     /// The node's clock, shared with every other service.
     pub clock: crate::clock::Clock,
 }
@@ -96,6 +99,8 @@ struct Inner {
     peers: std::sync::Mutex<BTreeMap<Jurisdiction, PeerHead>>,
     /// When the log last warned of expiry (at most once an hour).
     expiry_warned: std::sync::Mutex<Option<std::time::Instant>>,
+    /// When every connected member's chain was last compared with ours.
+    compared: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 impl std::fmt::Debug for Governance {
@@ -215,6 +220,7 @@ impl Governance {
                 network: std::sync::OnceLock::new(),
                 peers: std::sync::Mutex::new(BTreeMap::new()),
                 expiry_warned: std::sync::Mutex::new(None),
+                compared: std::sync::Mutex::new(None),
             }),
         };
         governance.check_own_keys()?;

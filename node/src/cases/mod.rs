@@ -211,6 +211,7 @@ impl Cases {
         // Subscribed here, before any task runs, so that no connection goes unseen.
         let outbox_connections = cases.inner.network.connections();
         let sync_connections = cases.inner.network.connections();
+        let anti_entropy = settings.anti_entropy;
         tokio::spawn(outbox::run(
             cases.clone(),
             settings,
@@ -219,7 +220,7 @@ impl Cases {
             outbox_connections,
         ));
         tokio::spawn(exchange::serve(cases.clone(), inbound));
-        tokio::spawn(sync::run(cases.clone(), sync_connections));
+        tokio::spawn(sync::run(cases.clone(), sync_connections, anti_entropy));
         tokio::spawn(retention::run(cases.clone()));
         tokio::spawn(monitor::run(cases.clone()));
         Ok(cases)

@@ -42,6 +42,8 @@ pub struct CaseSettings {
     pub retention_sweep: Duration,
     /// Most cases listed in one pull request; more are pulled range by range.
     pub cases_per_pull: usize,
+    /// How often every connected member is asked for what this node lacks (anti-entropy).
+    pub anti_entropy: Duration,
     /// Told of fulfilments that name an evidence package.
     pub fulfilments: std::sync::Arc<dyn super::Fulfilments>,
     /// A push its member has not acknowledged after this long is no longer sent (it is kept,
@@ -426,6 +428,7 @@ mod tests {
             policy: None,
             retention_sweep: Duration::from_secs(60),
             cases_per_pull: 1,
+            anti_entropy: Duration::from_secs(60),
             fulfilments: std::sync::Arc::new(crate::evidence::Announcer),
             give_up_after: Duration::from_secs(7 * 86_400),
             new_cases_per_member_per_day: 10_000,

@@ -30,13 +30,15 @@ const RETRY_PAUSE: Duration = Duration::from_millis(500);
 /// shared cases are pulled range by range.
 pub const CASES_PER_PULL: usize = 4096;
 
-/// How often connected members are asked for anything missed without a reconnect (a push
-/// whose answer was lost, say).
-const ANTI_ENTROPY: Duration = Duration::from_secs(15);
-
-pub(super) async fn run(cases: Cases, mut connections: broadcast::Receiver<PeerId>) {
+/// Runs the pulls; every `anti_entropy`, connected members are asked for anything missed
+/// without a reconnect (a push whose answer was lost, say).
+pub(super) async fn run(
+    cases: Cases,
+    mut connections: broadcast::Receiver<PeerId>,
+    anti_entropy: Duration,
+) {
     let mut requests = cases.sync_requests();
-    let mut sweep = tokio::time::interval(ANTI_ENTROPY);
+    let mut sweep = tokio::time::interval(anti_entropy);
     let mut running: HashSet<PeerId> = HashSet::new();
     let (done_tx, mut done_rx) = mpsc::channel::<(PeerId, bool)>(64);
     let mut again: HashSet<PeerId> = HashSet::new();

@@ -94,6 +94,11 @@ const COMMENTS: &[(&str, &str, &str)] = &[
     ),
     (
         "network",
+        "anti_entropy_secs",
+        "Seconds between asks to every connected member for events of shared cases this node\nlacks: the safety net under the outbox (members are also asked on connect).",
+    ),
+    (
+        "network",
         "ping_interval_secs",
         "Each connection is pinged this often; one whose pings fail twice in a row (no answer\nwithin ping_timeout_secs) is closed and its member dialled again: a link that silently\nstops carrying packets shows as disconnected within about 2 × (interval + timeout).",
     ),

@@ -132,6 +132,9 @@ pub struct BlocSection {
     pub bootstrap: Vec<Multiaddr>,
     /// Seconds between re-announcements of the current version and open proposals.
     pub announce_secs: u64,
+    /// Seconds between comparisons of every connected member's configuration chain with
+    /// ours (beyond those on connect and on announcements heard).
+    pub compare_secs: u64,
 }
 
 impl Default for BlocSection {
@@ -142,6 +145,7 @@ impl Default for BlocSection {
             genesis: PathBuf::from("genesis.cbor"),
             bootstrap: Vec::new(),
             announce_secs: 30,
+            compare_secs: 300,
         }
     }
 }
@@ -175,6 +179,10 @@ pub struct NetworkSection {
     pub queries_per_second_per_member: u32,
     /// How often members that are not connected are dialled again.
     pub redial_interval_secs: u64,
+    /// How often every connected member is asked for events of shared cases this node lacks
+    /// (beyond the asks on connect and when a push names events it lacks): the safety net
+    /// under the outbox.
+    pub anti_entropy_secs: u64,
     /// How often each connection is pinged, and how long an answer may take. A connection
     /// whose pings fail twice in a row is closed (its member is shown disconnected and
     /// dialled again): a link that silently stops carrying packets is noticed within about
@@ -416,7 +424,8 @@ impl Default for NetworkSection {
             gossip_per_second_per_member: 20,
             queries_per_second_per_member: 20,
             redial_interval_secs: 3,
-            ping_interval_secs: 2,
+            anti_entropy_secs: 60,
+            ping_interval_secs: 3,
             ping_timeout_secs: 3,
             routes: Default::default(),
         }

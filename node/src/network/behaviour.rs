@@ -113,7 +113,10 @@ impl Behaviour {
         );
 
         let gossip_config = gossipsub::ConfigBuilder::default()
-            .heartbeat_interval(Duration::from_secs(1))
+            // Announcements are pushed along the mesh at once; the heartbeat only maintains
+            // the mesh and gossips what was seen, which a bloc of members that all connect
+            // to each other needs rarely: every second would be most of an idle node's work.
+            .heartbeat_interval(Duration::from_secs(5))
             .validation_mode(gossipsub::ValidationMode::Strict)
             .max_transmit_size(64 << 10)
             .build()
