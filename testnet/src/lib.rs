@@ -88,17 +88,23 @@ async fn init_member(
     bloc_id: &str,
     anchor: Option<comity_protocol::Hash32>,
     bootstrap: Vec<libp2p::Multiaddr>,
+    listen_ip: std::net::IpAddr,
     adjust: &dyn Fn(&mut comity_node::config::Config),
 ) -> anyhow::Result<NodeInfo> {
     let node_dir = dir.join(j.as_str());
     let p2p_port = free_port();
+    let listen: libp2p::Multiaddr = match listen_ip {
+        std::net::IpAddr::V4(ip) => format!("/ip4/{ip}/tcp/{p2p_port}"),
+        std::net::IpAddr::V6(ip) => format!("/ip6/{ip}/tcp/{p2p_port}"),
+    }
+    .parse()?;
     let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse()?;
     let token_file = node_dir.join("admin.token");
     std::fs::create_dir_all(&node_dir)?;
     let done = init(InitOptions {
         jurisdiction: j.clone(),
         data_dir: node_dir.clone(),
-        listen: format!("/ip4/127.0.0.1/tcp/{p2p_port}").parse()?,
+        listen: listen.clone(),
         admin,
         name: None,
         bloc: bloc_id.to_owned(),
@@ -127,6 +133,9 @@ async fn init_member(
     // A testnet is where faults are injected (and only there).
     config.testing.faults = true;
     config.bloc.announce_secs = 2;
+    // Tests wait seconds, not minutes, for what the safety nets heal.
+    config.bloc.compare_secs = 2;
+    config.network.anti_entropy_secs = 15;
     // Tests play a member by hand beside its running node (a raw peer with its keys): room for
     // those connections beside the two a member's node may hold (the default).
     config.network.max_connections_per_peer = 4;
@@ -143,6 +152,7 @@ async fn init_member(
         second_admin_token_file,
         admin,
         p2p_port,
+        listen,
         pid: None,
         disk_mib: None,
     })
@@ -177,12 +187,59 @@ pub struct NodeInfo {
     pub second_admin_token_file: PathBuf,
     pub admin: SocketAddr,
     pub p2p_port: u16,
+    /// Where it listens for members: 127.0.0.1, or a shared testnet's address.
+    #[serde(default = "loopback_listen")]
+    pub listen: libp2p::Multiaddr,
     pub log: PathBuf,
     #[serde(default)]
     pub pid: Option<u32>,
     /// The size of the member's small disk, if its store is on one (`Bloc::small_disk`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disk_mib: Option<u64>,
+}
+
+fn loopback_listen() -> libp2p::Multiaddr {
+    "/ip4/127.0.0.1/tcp/0".parse().expect("static multiaddr")
+}
+
+/// What an operator needs to join a shared testnet from a machine of its own: the bloc's id,
+/// its trust anchor, and members to reach first.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct JoinKit {
+    pub bloc: String,
+    pub anchor: comity_protocol::Hash32,
+    pub bootstrap: Vec<libp2p::Multiaddr>,
+}
+
+impl JoinKit {
+    /// The operator's steps, with this kit's values in them.
+    pub fn instructions(&self, dir: &Path) -> String {
+        let bootstrap: String = self
+            .bootstrap
+            .iter()
+            .map(|b| format!(" \\\n    --bootstrap {b}"))
+            .collect();
+        format!(
+            "# Joining the shared testnet `{bloc}`\n\n\
+             The bloc's trust anchor is `{anchor}`: check it with the organiser over a second\n\
+             channel (a call, a signed mail) before you use it.\n\n\
+             1. Make your node, listening on an address the members can reach:\n\n\
+             ```sh\n\
+             comity init --jurisdiction XX --data-dir /srv/comity \\\n    \
+             --listen /ip4/YOUR.PUBLIC.ADDRESS/tcp/4001 \\\n    \
+             --bloc {bloc} --bloc-anchor {anchor}{bootstrap}\n\
+             comity run -c /srv/comity/comity.toml\n\
+             ```\n\n\
+             2. Send your card, `/srv/comity/member.toml`, to the organiser. Until the bloc\n\
+             signs it in, the members refuse your node.\n\n\
+             3. The organiser admits it: `comity-testnet admit --dir {dir} --card member.toml`\n\
+             (the founders propose it and sign). Within seconds your node pulls the new\n\
+             configuration; `comity status -c /srv/comity/comity.toml` lists the members.\n",
+            bloc = self.bloc,
+            anchor = self.anchor,
+            dir = dir.display(),
+        )
+    }
 }
 
 /// The file that fills a member's small disk.
@@ -278,10 +335,29 @@ impl Bloc {
         bloc_id: &str,
         adjust: impl Fn(&mut comity_node::config::Config),
     ) -> anyhow::Result<Self> {
+        Self::create_on(
+            dir,
+            jurisdictions,
+            bloc_id,
+            std::net::Ipv4Addr::LOCALHOST.into(),
+            adjust,
+        )
+        .await
+    }
+
+    /// As `create_with`, the members listening on `ip` (an address of this machine that
+    /// other machines reach) instead of loopback: a shared testnet.
+    pub async fn create_on(
+        dir: &Path,
+        jurisdictions: &[Jurisdiction],
+        bloc_id: &str,
+        ip: std::net::IpAddr,
+        adjust: impl Fn(&mut comity_node::config::Config),
+    ) -> anyhow::Result<Self> {
         std::fs::create_dir_all(dir)?;
         let mut nodes = BTreeMap::new();
         for j in jurisdictions {
-            let node = init_member(dir, j, bloc_id, None, Vec::new(), &adjust).await?;
+            let node = init_member(dir, j, bloc_id, None, Vec::new(), ip, &adjust).await?;
             nodes.insert(j.clone(), node);
         }
         let mut bloc = Self {
@@ -377,6 +453,7 @@ impl Bloc {
             &self.bloc_id.clone(),
             Some(anchor),
             vec![bootstrap],
+            std::net::Ipv4Addr::LOCALHOST.into(),
             &|_| {},
         )
         .await?;
@@ -384,6 +461,64 @@ impl Bloc {
         self.nodes.insert(jurisdiction, node);
         self.save()?;
         Ok(card)
+    }
+
+    /// What an operator elsewhere needs to join: the bloc, its anchor, and every founder's
+    /// address to reach first.
+    pub fn join_kit(&self) -> anyhow::Result<JoinKit> {
+        Ok(JoinKit {
+            bloc: self.bloc_id.clone(),
+            anchor: self.anchor.context("the bloc has no genesis yet")?,
+            bootstrap: self
+                .nodes
+                .values()
+                .map(|n| format!("{}/p2p/{}", n.listen, n.peer_id).parse())
+                .collect::<Result<_, _>>()?,
+        })
+    }
+
+    /// Admits a member by its card (`member.toml` text): the first running member proposes
+    /// it, the others sign until it applies. Returns the new version.
+    pub async fn admit(&self, card: &str) -> anyhow::Result<u64> {
+        let running: Vec<Jurisdiction> = self
+            .nodes
+            .values()
+            .filter(|n| n.pid.is_some())
+            .map(|n| n.jurisdiction.clone())
+            .collect();
+        let proposer = running.first().context("no member runs to propose it")?;
+        let request = ProposeRequest {
+            add: vec![card.to_owned()],
+            ..ProposeRequest::default()
+        };
+        self.govern(proposer, &running, &request).await
+    }
+
+    /// Proposes `request` at `proposer`, has the other `voters` sign until it applies, and
+    /// waits until every voter holds the new version; that version.
+    pub async fn govern(
+        &self,
+        proposer: &Jurisdiction,
+        voters: &[Jurisdiction],
+        request: &ProposeRequest,
+    ) -> anyhow::Result<u64> {
+        let proposed = self.propose(proposer.as_str(), request).await?;
+        let version = proposed.version;
+        let mut applied = proposed.applied;
+        for voter in voters.iter().filter(|v| *v != proposer) {
+            if applied {
+                break;
+            }
+            applied = self
+                .sign(voter.as_str(), &version.to_string())
+                .await?
+                .applied;
+        }
+        for voter in voters {
+            self.wait_version(voter.as_str(), version, Duration::from_secs(60))
+                .await?;
+        }
+        Ok(version)
     }
 
     /// Proposes the next bloc configuration through member `j`'s governor (its admin).

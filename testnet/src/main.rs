@@ -82,6 +82,32 @@ enum Command {
         #[arg(long)]
         via: Jurisdiction,
     },
+    /// Start a testnet that operators join from machines of their own: founders listening on
+    /// an address of this machine that theirs reach, and a join kit (`DIR/JOIN.md`,
+    /// `DIR/join.json`: the bloc, its anchor, the founders' addresses) to send them. See
+    /// docs/testnet.md.
+    Share {
+        /// The founding members run here, comma-separated.
+        #[arg(long, value_delimiter = ',', required = true)]
+        jurisdictions: Vec<Jurisdiction>,
+        #[arg(long)]
+        dir: PathBuf,
+        /// The address of this machine the other machines reach (it must be one of its own).
+        #[arg(long)]
+        address: std::net::IpAddr,
+        #[arg(long, default_value = "testnet")]
+        bloc: String,
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
+    },
+    /// Admit a member of a shared testnet by its card (`member.toml` from its operator): the
+    /// founders propose it and sign.
+    Admit {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long)]
+        card: PathBuf,
+    },
     /// Stop the nodes of a bloc started with `up`.
     Down {
         #[arg(long)]
@@ -250,6 +276,28 @@ enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Blocs of growing size: time to full connectivity, memory and idle CPU per node, and
+    /// request latency between random pairs under a steady workload, per size.
+    Scale {
+        /// Bloc sizes, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "5,10,20,30,50")]
+        members: Vec<usize>,
+        /// Seconds after everyone is connected before idle CPU is measured.
+        #[arg(long, default_value_t = 45)]
+        settle_secs: u64,
+        /// Seconds of quiet over which idle CPU is measured.
+        #[arg(long, default_value_t = 30)]
+        idle_secs: u64,
+        /// Requests of the steady workload per size, one after another.
+        #[arg(long, default_value_t = 200)]
+        requests: usize,
+        /// Milliseconds between two requests.
+        #[arg(long, default_value_t = 50)]
+        pace_ms: u64,
+        /// Print one JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// The hostile member of `bench hostile`, in a process of its own (started by it).
     #[command(hide = true)]
     Attacker {
@@ -344,6 +392,46 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Links { dir } => comity_testnet::links::serve_testnet(&dir).await,
+        Command::Share {
+            jurisdictions,
+            dir,
+            address,
+            bloc,
+            timeout,
+        } => {
+            if dir.join("testnet.json").exists() {
+                anyhow::bail!("{} already holds a testnet", dir.display());
+            }
+            std::net::TcpListener::bind((address, 0)).with_context(|| {
+                format!("{address} is not an address of this machine: give one the others reach")
+            })?;
+            let mut net = Bloc::create_on(&dir, &jurisdictions, &bloc, address, |_| {}).await?;
+            net.start_all()?;
+            if let Err(e) = net.wait_connected(Duration::from_secs(timeout)).await {
+                net.stop_all();
+                return Err(e);
+            }
+            let kit = net.join_kit()?;
+            std::fs::write(dir.join("join.json"), serde_json::to_string_pretty(&kit)?)?;
+            let instructions = kit.instructions(&dir);
+            std::fs::write(dir.join("JOIN.md"), &instructions)?;
+            net.detach();
+            println!("{instructions}");
+            println!(
+                "the founders run here; send {} to the operators; stop with `comity-testnet down --dir {}`",
+                dir.join("JOIN.md").display(),
+                dir.display()
+            );
+            Ok(())
+        }
+        Command::Admit { dir, card } => {
+            let net = Bloc::open(&dir)?;
+            let text = std::fs::read_to_string(&card)
+                .with_context(|| format!("cannot read the card {}", card.display()))?;
+            let version = net.admit(&text).await?;
+            println!("admitted: the bloc's configuration is now version {version}");
+            Ok(())
+        }
         Command::Scenario(ScenarioCommand::Run {
             file,
             short,
@@ -359,12 +447,19 @@ async fn main() -> anyhow::Result<()> {
             if !json {
                 eprintln!("testnet in {}", dir.display());
             }
-            let report = scenario::run(&plan, short, &dir, &mut |step| {
+            // Interrupted, the run stops its testnet (dropped with it) before exiting.
+            let mut terminate =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+            let mut progress = |step: &str| {
                 if !json {
                     eprintln!("… {step}");
                 }
-            })
-            .await?;
+            };
+            let report = tokio::select! {
+                report = scenario::run(&plan, short, &dir, &mut progress) => report?,
+                _ = tokio::signal::ctrl_c() => anyhow::bail!("interrupted; the testnet is stopped, its logs kept in {}", dir.display()),
+                _ = terminate.recv() => anyhow::bail!("terminated; the testnet is stopped, its logs kept in {}", dir.display()),
+            };
             if json {
                 println!("{}", serde_json::to_string(&report)?);
             } else {
@@ -434,6 +529,67 @@ async fn main() -> anyhow::Result<()> {
                 );
             } else {
                 println!("data kept in {}", dir.display());
+            }
+            Ok(())
+        }
+        Command::Bench(BenchCommand::Scale {
+            members,
+            settle_secs,
+            idle_secs,
+            requests,
+            pace_ms,
+            json,
+        }) => {
+            use comity_testnet::bench::scale;
+            let options = scale::ScaleOptions {
+                members,
+                settle_secs,
+                idle_secs,
+                requests,
+                pace: Duration::from_millis(pace_ms),
+            };
+            let report = scale::run(&options, &mut |step| {
+                if !json {
+                    eprintln!("… {step}");
+                }
+            })
+            .await?;
+            if json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                let mut t = Table::new();
+                t.load_preset(UTF8_BORDERS_ONLY).set_header(vec![
+                    "members",
+                    "connected in",
+                    "memory per node: RSS, PSS, own (max)",
+                    "idle CPU per node (mean / max)",
+                    "idle, all nodes",
+                    "send → receipt p50 / p99",
+                ]);
+                for p in &report.points {
+                    t.add_row(vec![
+                        p.members.to_string(),
+                        format!("{:.1} s", p.connect_secs),
+                        format!(
+                            "{:.1}, {:.1}, {:.1} ({:.1}) MiB",
+                            p.rss_mib_mean, p.pss_mib_mean, p.anon_mib_mean, p.anon_mib_max
+                        ),
+                        format!(
+                            "{:.2} / {:.2} % of a core",
+                            p.idle_cpu_percent_mean, p.idle_cpu_percent_max
+                        ),
+                        format!(
+                            "{:.1} % of {} cores",
+                            p.idle_cpu_percent_of_machine, report.cores
+                        ),
+                        format!("{:.1} / {:.1} ms", p.p50_ms, p.p99_ms),
+                    ]);
+                }
+                println!("{t}");
+                println!(
+                    "from the smallest bloc to the largest ({:.1}× the members): a node's own memory {:.2}×, idle CPU per node {:.2}×",
+                    report.size_growth, report.rss_growth, report.idle_cpu_growth
+                );
             }
             Ok(())
         }

@@ -750,7 +750,7 @@ async fn join(
         add: vec![card],
         ..Default::default()
     };
-    govern(&bloc, via, &others, &request).await?;
+    bloc.govern(via, &others, &request).await?;
     bloc.wait_version(
         member.as_str(),
         current_version(&bloc, via).await?,
@@ -775,7 +775,7 @@ async fn remove(bloc: &tokio::sync::Mutex<Bloc>, member: &Jurisdiction) -> anyho
         remove: vec![member.clone()],
         ..Default::default()
     };
-    govern(&bloc, &proposer, &others, &request).await?;
+    bloc.govern(&proposer, &others, &request).await?;
     bloc.stop(member.as_str())?;
     Ok(())
 }
@@ -786,33 +786,6 @@ async fn current_version(bloc: &Bloc, j: &Jurisdiction) -> anyhow::Result<u64> {
         .await?
         .version
         .context("the member holds no configuration")
-}
-
-/// Proposes `request` at `proposer`, has the other `voters` sign until it applies, and waits
-/// until every voter holds the new version.
-async fn govern(
-    bloc: &Bloc,
-    proposer: &Jurisdiction,
-    voters: &[Jurisdiction],
-    request: &comity_node::bloc::ProposeRequest,
-) -> anyhow::Result<()> {
-    let proposed = bloc.propose(proposer.as_str(), request).await?;
-    let version = proposed.version;
-    let mut applied = proposed.applied;
-    for voter in voters.iter().filter(|v| *v != proposer) {
-        if applied {
-            break;
-        }
-        applied = bloc
-            .sign(voter.as_str(), &version.to_string())
-            .await?
-            .applied;
-    }
-    for voter in voters {
-        bloc.wait_version(voter.as_str(), version, Duration::from_secs(60))
-            .await?;
-    }
-    Ok(())
 }
 
 /// Deletes a case's record and events from both its parties' stores, each stopped for it.

@@ -5,6 +5,7 @@ pub mod echo;
 pub mod evidence;
 pub mod exchange;
 pub mod hostile;
+pub mod scale;
 
 use std::time::Duration;
 
