@@ -410,7 +410,12 @@ fn network_settings(
                 gossip: config.network.gossip_per_second_per_member,
             },
             ping_interval: Duration::from_secs(config.network.ping_interval_secs.max(1)),
-            ping_timeout: Duration::from_secs(config.network.ping_timeout_secs.max(1)),
+            dead_after: Duration::from_secs(
+                config
+                    .network
+                    .dead_after_secs
+                    .max(config.network.ping_interval_secs + 1),
+            ),
         },
         routes: config.network.routes.clone(),
         redial_interval: Duration::from_secs(config.network.redial_interval_secs.max(1)),

@@ -146,7 +146,7 @@ impl RawPeer {
                     gossip: 0,
                 },
                 ping_interval: Duration::from_secs(2),
-                ping_timeout: Duration::from_secs(3),
+                dead_after: Duration::from_secs(10),
             },
             redial_interval: Duration::from_millis(200),
             routes: Default::default(),

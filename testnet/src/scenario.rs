@@ -49,6 +49,11 @@ pub struct Scenario {
     /// agree before the final checks.
     #[serde(default = "default_settle")]
     pub settle: Span,
+    /// `production`: members announce and run their safety nets at a real bloc's pace (every
+    /// 30, 60 and 300 s); `testnet` (the default): every few seconds, for quick scenarios. A
+    /// bloc of dozens on one machine needs the first.
+    #[serde(default)]
+    pub pacing: Pacing,
     /// Each node's resident memory must stay under this many MiB.
     #[serde(default)]
     pub max_rss_mib: Option<u64>,
@@ -124,6 +129,14 @@ pub struct Workload {
     /// data provided).
     #[serde(default)]
     pub lifecycle: Lifecycle,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Pacing {
+    #[default]
+    Testnet,
+    Production,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -275,10 +288,22 @@ pub async fn run(
     dir: &Path,
     progress: &mut dyn FnMut(&str),
 ) -> anyhow::Result<ScenarioReport> {
-    let backoff = scenario.initial_backoff;
+    let members = scenario.members.len();
+    let (backoff, pacing) = (scenario.initial_backoff, scenario.pacing);
     let mut bloc = Bloc::create_with(dir, &scenario.members, "testnet", |c| {
         if let Some(b) = backoff {
             c.outbox.initial_backoff_ms = b.millis().max(1) as u64;
+        }
+        if pacing == Pacing::Production {
+            let (bloc, network) = (
+                comity_node::config::BlocSection::default(),
+                comity_node::config::NetworkSection::default(),
+            );
+            c.bloc.announce_secs = bloc.announce_secs;
+            c.bloc.compare_secs = bloc.compare_secs;
+            c.network.anti_entropy_secs = network.anti_entropy_secs;
+            // Room for a connection each way with every other member.
+            c.network.max_connections = c.network.max_connections.max(4 * members as u32);
         }
     })
     .await

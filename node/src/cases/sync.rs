@@ -52,10 +52,18 @@ pub(super) async fn run(
             },
             Some(peer) = requests.recv() => peer,
             _ = sweep.tick() => {
-                // Also at start: members may have connected before this worker ran.
+                // Also at start: members may have connected before this worker ran. Spread
+                // over the period, not all at once: members started together would otherwise
+                // pull from each other in one burst, every period, and every request sent
+                // then would wait behind it.
                 if let Some(status) = cases.inner.network.status().await {
-                    for peer in status.connected.iter().filter_map(|p| p.parse().ok()) {
-                        cases.request_sync(peer);
+                    for peer in status.connected.iter().filter_map(|p| p.parse::<PeerId>().ok()) {
+                        let tx = cases.inner.sync_tx.clone();
+                        let delay = anti_entropy.mul_f64(rand::random::<f64>());
+                        tokio::spawn(async move {
+                            tokio::time::sleep(delay).await;
+                            let _ = tx.try_send(peer);
+                        });
                     }
                 }
                 continue;

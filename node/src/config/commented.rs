@@ -100,7 +100,7 @@ const COMMENTS: &[(&str, &str, &str)] = &[
     (
         "network",
         "ping_interval_secs",
-        "Each connection is pinged this often; one whose pings fail twice in a row (no answer\nwithin ping_timeout_secs) is closed and its member dialled again: a link that silently\nstops carrying packets shows as disconnected within about 2 × (interval + timeout).",
+        "Each connection is pinged this often; one without an answered ping for dead_after_secs\nis closed and its member dialled again: a link that silently stops carrying packets shows\nas disconnected within about dead_after_secs (a slow answer still counts).",
     ),
     (
         "admin",

@@ -183,12 +183,12 @@ pub struct NetworkSection {
     /// (beyond the asks on connect and when a push names events it lacks): the safety net
     /// under the outbox.
     pub anti_entropy_secs: u64,
-    /// How often each connection is pinged, and how long an answer may take. A connection
-    /// whose pings fail twice in a row is closed (its member is shown disconnected and
-    /// dialled again): a link that silently stops carrying packets is noticed within about
-    /// `2 × (interval + timeout)` seconds instead of TCP's many minutes.
+    /// How often each connection is pinged, and how long it may go without an answered ping
+    /// before it is closed (its member shown disconnected and dialled again): a link that
+    /// silently stops carrying packets is noticed within about `dead_after_secs` instead of
+    /// TCP's many minutes. A slow answer still counts, so a loaded member is not cut off.
     pub ping_interval_secs: u64,
-    pub ping_timeout_secs: u64,
+    pub dead_after_secs: u64,
     /// Addresses to reach members at instead of those they announce (a tunnel, a port
     /// forward, a testnet's link), by jurisdiction: only this address is dialled for the
     /// member, and what it announces is not learned.
@@ -426,7 +426,7 @@ impl Default for NetworkSection {
             redial_interval_secs: 3,
             anti_entropy_secs: 60,
             ping_interval_secs: 3,
-            ping_timeout_secs: 3,
+            dead_after_secs: 10,
             routes: Default::default(),
         }
     }

@@ -43,10 +43,10 @@ pub struct BehaviourConfig {
     pub frames: FrameCodec,
     /// Each member's rate budget at the door.
     pub rates: super::admission::Rates,
-    /// Keep-alive: how often each connection is pinged and how long an answer may take (two
-    /// failures in a row close the connection).
+    /// Keep-alive: how often each connection is pinged, and how long it may go without an
+    /// answered ping before it is closed (a slow answer still counts).
     pub ping_interval: Duration,
-    pub ping_timeout: Duration,
+    pub dead_after: Duration,
 }
 
 impl Behaviour {
@@ -139,7 +139,7 @@ impl Behaviour {
             ping: ping::Behaviour::new(
                 ping::Config::new()
                     .with_interval(config.ping_interval)
-                    .with_timeout(config.ping_timeout),
+                    .with_timeout(config.dead_after),
             ),
             kad,
             mdns: mdns.into(),

@@ -57,8 +57,10 @@ pub struct EventLoop {
     pub(super) behaviour: super::BehaviourConfig,
     pub(super) redial_interval: Duration,
     /// When each connection last answered a ping (or opened): one silent for longer than
-    /// [`EventLoop::silent_after`] is closed.
+    /// `dead_after` is closed (see [`EventLoop::close_silent`]).
     pub(super) alive: HashMap<libp2p::swarm::ConnectionId, (PeerId, std::time::Instant)>,
+    /// When the silence check last ran (every second, unless the node is starved).
+    pub(super) last_keepalive: Option<std::time::Instant>,
     /// Members reached at these addresses only, by jurisdiction (`[network] routes`).
     pub(super) routes: std::collections::BTreeMap<comity_protocol::Jurisdiction, Multiaddr>,
     /// Each member's rate budget at the door.
@@ -156,6 +158,7 @@ impl EventLoop {
             redial_interval: settings.redial_interval,
             routes: settings.routes,
             alive: HashMap::new(),
+            last_keepalive: None,
             tap: settings.tap,
         };
         event_loop.apply_roster(roster);
@@ -231,7 +234,8 @@ impl EventLoop {
     /// Runs until `shutdown` resolves or every client handle is dropped.
     pub async fn run(mut self, shutdown: impl std::future::Future<Output = ()>) {
         let mut redial = tokio::time::interval(self.redial_interval);
-        let mut keepalive = tokio::time::interval(self.behaviour.ping_interval);
+        let mut keepalive = tokio::time::interval(Duration::from_secs(1));
+        keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
@@ -261,18 +265,25 @@ impl EventLoop {
         info!("network stopped");
     }
 
-    /// How long a connection may go without an answered ping: one ping missed and the next
-    /// unanswered. A link that silently stops carrying packets leaves TCP waiting for many
-    /// minutes; this notices it within seconds.
-    fn silent_after(&self) -> Duration {
-        self.behaviour.ping_interval + 2 * self.behaviour.ping_timeout
-    }
-
     /// Closes the connections that stopped answering pings, so that their members are shown
-    /// disconnected, their requests fail over to retries, and they are dialled again.
+    /// disconnected, their requests fail over to retries, and they are dialled again. A link
+    /// that silently stops carrying packets leaves TCP waiting for many minutes; this notices
+    /// it within seconds. Not when this node itself was starved of CPU (its check came late):
+    /// the silence may be its own, and cutting every member off would only add reconnections
+    /// to the load.
     fn close_silent(&mut self) {
         let now = std::time::Instant::now();
-        let limit = self.silent_after();
+        let late = self
+            .last_keepalive
+            .replace(now)
+            .is_some_and(|last| now.duration_since(last) > Duration::from_secs(2));
+        if late {
+            for (_, last) in self.alive.values_mut() {
+                *last = now;
+            }
+            return;
+        }
+        let limit = self.behaviour.dead_after;
         let silent: Vec<_> = self
             .alive
             .iter()
