@@ -328,6 +328,19 @@ pub async fn run(
     let monitor = tokio::spawn(watch(bloc.clone(), shared.clone(), scenario.max_rss_mib));
     let mut workloads = JoinSet::new();
     let mut last_step = Instant::now();
+    // Cases are driven until the last step has started and the settling time passed (a case
+    // sent into a ten-minute partition is accepted after it), and two minutes more.
+    let last_at = scenario
+        .steps
+        .iter()
+        .filter_map(|s| s.at)
+        .map(|a| a.millis().max(0) as u64)
+        .max()
+        .unwrap_or(0);
+    let lifecycle_deadline = started
+        + Duration::from_millis(last_at)
+        + scenario.settle.duration()?
+        + Duration::from_secs(120);
     for (i, step) in scenario.steps.iter().enumerate() {
         if let Some(at) = step.at {
             let at = at.duration()?;
@@ -340,7 +353,13 @@ pub async fn run(
         match &step.action {
             StepAction::Workload(w) => {
                 let members = scenario.members.clone();
-                workloads.spawn(workload(bloc.clone(), shared.clone(), w.clone(), members));
+                workloads.spawn(workload(
+                    bloc.clone(),
+                    shared.clone(),
+                    w.clone(),
+                    members,
+                    lifecycle_deadline,
+                ));
             }
             StepAction::Fault { fault } => {
                 bloc.lock().await.apply(fault).await?;
@@ -478,6 +497,7 @@ async fn workload(
     shared: Arc<Mutex<Shared>>,
     w: Workload,
     members: Vec<Jurisdiction>,
+    deadline: Instant,
 ) -> anyhow::Result<()> {
     let pairs = w
         .pairs
@@ -533,7 +553,6 @@ async fn workload(
         return Ok(());
     }
     // One deadline for the whole phase: a member down for good costs it once, not per case.
-    let deadline = Instant::now() + Duration::from_secs(120);
     for sent in mine {
         if shared.lock().unwrap().removed.contains(&sent.to) {
             shared.lock().unwrap().unfinished.push(format!(
