@@ -61,9 +61,10 @@ impl ClockSample {
     }
 }
 
-/// "5 min 3 s", "1 h 0 min", "42 s".
+/// "5 min 3 s", "1 h 0 min", "42 s", to the nearest second (a measured 4 min 59.997 s is
+/// "5 min 0 s": the milliseconds are within the uncertainty shown beside it).
 fn span(ms: u64) -> String {
-    let s = ms / 1000;
+    let s = (ms + 500) / 1000;
     match s {
         0..60 => format!("{s} s"),
         60..3600 => format!("{} min {} s", s / 60, s % 60),
@@ -135,6 +136,12 @@ mod tests {
         assert!(
             s.describe(&"DE".parse().unwrap())
                 .starts_with("DE's clock is 5 min 0 s ahead of")
+        );
+        let just_under = ClockSample::measure(t(0), t(6), t(3 - 299_997));
+        assert!(
+            just_under
+                .describe(&"FR".parse().unwrap())
+                .starts_with("FR's clock is 5 min 0 s behind")
         );
         let behind = ClockSample::measure(t(0), t(10), t(5 - 3_600_000));
         assert!(
