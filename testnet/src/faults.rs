@@ -190,6 +190,23 @@ pub enum Fault {
     DiskFull { member: Jurisdiction },
     /// The member's small disk given back its space.
     DiskFree { member: Jurisdiction },
+    /// The member's small disk slowed to `iops` operations a second (and `bandwidth`) each way.
+    SlowDisk {
+        member: Jurisdiction,
+        #[serde(default = "default_slow_iops")]
+        iops: u32,
+        #[serde(default)]
+        bandwidth: Option<Rate>,
+    },
+    /// The member's small disk at full speed again.
+    FastDisk { member: Jurisdiction },
+}
+
+/// A slow disk's operations a second when none are named: a busy spinning disk's.
+pub const SLOW_DISK_IOPS: u32 = 20;
+
+fn default_slow_iops() -> u32 {
+    SLOW_DISK_IOPS
 }
 
 impl fmt::Display for Fault {
@@ -213,6 +230,18 @@ impl fmt::Display for Fault {
             Fault::Clock { member, skew } => write!(f, "clock {member} skew {skew}"),
             Fault::DiskFull { member } => write!(f, "disk-full {member}"),
             Fault::DiskFree { member } => write!(f, "disk-free {member}"),
+            Fault::SlowDisk {
+                member,
+                iops,
+                bandwidth,
+            } => {
+                write!(f, "slow-disk {member} {iops} IO/s")?;
+                match bandwidth {
+                    Some(b) => write!(f, " {}", String::from(*b)),
+                    None => Ok(()),
+                }
+            }
+            Fault::FastDisk { member } => write!(f, "fast-disk {member}"),
         }
     }
 }
@@ -324,6 +353,12 @@ impl Bloc {
             }
             Fault::DiskFull { member } => self.fill_disk(member.as_str())?,
             Fault::DiskFree { member } => self.free_disk(member.as_str())?,
+            Fault::SlowDisk {
+                member,
+                iops,
+                bandwidth,
+            } => self.slow_disk(member.as_str(), *iops, bandwidth.map(|b| b.0))?,
+            Fault::FastDisk { member } => self.fast_disk(member.as_str())?,
         }
         self.record_event(&format!("fault {fault}"))
     }
@@ -341,7 +376,9 @@ impl Fault {
             | Fault::Restart { member }
             | Fault::Clock { member, .. }
             | Fault::DiskFull { member }
-            | Fault::DiskFree { member } => vec![member],
+            | Fault::DiskFree { member }
+            | Fault::SlowDisk { member, .. }
+            | Fault::FastDisk { member } => vec![member],
         }
     }
 }
@@ -407,5 +444,12 @@ mod tests {
                 .unwrap_err()
                 .to_string();
         assert!(err.contains("not a time"), "{err}");
+        let slow: Fault = toml::from_str("fault = \"slow-disk\"\nmember = \"DE\"\n").unwrap();
+        assert_eq!(slow.to_string(), "slow-disk DE 20 IO/s");
+        let narrow: Fault = toml::from_str(
+            "fault = \"slow-disk\"\nmember = \"DE\"\niops = 5\nbandwidth = \"1MiB/s\"\n",
+        )
+        .unwrap();
+        assert_eq!(narrow.to_string(), "slow-disk DE 5 IO/s 1048576B/s");
     }
 }

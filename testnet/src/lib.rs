@@ -7,6 +7,7 @@
 //! bloc: [`Bloc::prepare_member`], [`Bloc::propose`], [`Bloc::sign`].
 
 pub mod bench;
+pub mod disk_throttle;
 pub mod faults;
 pub mod links;
 pub mod peer;
@@ -244,6 +245,8 @@ impl JoinKit {
 
 /// The file that fills a member's small disk.
 const FILLER: &str = "filler";
+/// The image file behind a member's small disk, in its directory.
+const DISK_IMAGE: &str = "disk.img";
 
 impl NodeInfo {
     pub fn admin_url(&self) -> String {
@@ -709,7 +712,8 @@ impl Bloc {
         }
     }
 
-    /// Puts a member's store on a small filesystem of its own (a tmpfs of `mib` MiB), so that
+    /// Puts a member's store on a small filesystem of its own (ext4 on a loop device, `mib`
+    /// MiB, its image `disk.img` in the member's directory), so that
     /// its disk can be filled and freed ([`Bloc::fill_disk`]); before the member starts.
     /// Needs root (mount). What the store held is copied in; the tmpfs is unmounted when the
     /// testnet stops (`down`, or this value dropped), and the store with it.
@@ -720,27 +724,41 @@ impl Bloc {
         }
         let store = node.dir.join("store");
         let held = node.dir.join("store.moving");
+        let image = node.dir.join(DISK_IMAGE);
+        // A block device of its own (an ext4 image on a loop device), so that `slow-disk`
+        // can throttle it without touching anyone else's.
+        std::fs::File::create(&image)?.set_len(mib << 20)?;
+        let made = Command::new("mkfs.ext4")
+            .args(["-q", "-F", "-m", "0"])
+            .arg(&image)
+            .output()
+            .context("running mkfs.ext4 (e2fsprogs)")?;
+        if !made.status.success() {
+            let _ = std::fs::remove_file(&image);
+            bail!(
+                "cannot make a small disk for {j}: {}",
+                String::from_utf8_lossy(&made.stderr).trim()
+            );
+        }
         std::fs::rename(&store, &held)?;
         std::fs::create_dir(&store)?;
         let mounted = Command::new("mount")
-            .args([
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={mib}m,mode=0700"),
-                "tmpfs",
-            ])
+            .args(["-o", "loop"])
+            .arg(&image)
             .arg(&store)
             .output()
             .context("running mount")?;
         if !mounted.status.success() {
             std::fs::remove_dir(&store)?;
             std::fs::rename(&held, &store)?;
+            let _ = std::fs::remove_file(&image);
             bail!(
                 "cannot mount a small disk for {j} (needs root): {}",
                 String::from_utf8_lossy(&mounted.stderr).trim()
             );
         }
+        std::fs::set_permissions(&store, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
+        let _ = std::fs::remove_dir(store.join("lost+found"));
         let copied = Command::new("cp")
             .arg("-a")
             .arg(format!("{}/.", held.display()))
@@ -792,12 +810,42 @@ impl Bloc {
         }
     }
 
+    /// Throttles a member's small disk to `iops` reads and writes a second and, if given,
+    /// `bytes_per_sec` each way (the kernel's block-I/O throttling, on its loop device alone).
+    pub fn slow_disk(&self, j: &str, iops: u32, bytes_per_sec: Option<u64>) -> anyhow::Result<()> {
+        let device = self.disk_device(j)?;
+        if iops == 0 {
+            bail!("a disk at 0 operations a second would stop the member: give at least 1");
+        }
+        disk_throttle::set(device, iops, bytes_per_sec.unwrap_or(0))
+    }
+
+    /// Takes a member's small disk out of `slow_disk`'s throttling.
+    pub fn fast_disk(&self, j: &str) -> anyhow::Result<()> {
+        disk_throttle::set(self.disk_device(j)?, 0, 0)
+    }
+
+    /// The loop device under a member's small disk, as (major, minor).
+    fn disk_device(&self, j: &str) -> anyhow::Result<(u64, u64)> {
+        let node = self.node(j);
+        if node.disk_mib.is_none() {
+            bail!("{j} has no small disk to slow: start the testnet with `up --disk-mib N`");
+        }
+        disk_throttle::device_of(&node.dir.join("store"))
+    }
+
     /// Unmounts the members' small disks (their processes stopped); how many there were.
     pub fn unmount_disks(&mut self) -> usize {
         let mut unmounted = 0;
         for node in self.nodes.values_mut() {
             if node.disk_mib.take().is_some() {
-                let _ = Command::new("umount").arg(node.dir.join("store")).status();
+                let store = node.dir.join("store");
+                // A throttle outlives the mount: the next user of the loop device would get it.
+                if let Ok(device) = disk_throttle::device_of(&store) {
+                    let _ = disk_throttle::set(device, 0, 0);
+                }
+                let _ = Command::new("umount").arg(&store).status();
+                let _ = std::fs::remove_file(node.dir.join(DISK_IMAGE));
                 unmounted += 1;
             }
         }

@@ -48,9 +48,10 @@ enum Command {
         /// userspace proxy per pair, which `fault` can slow, blackhole or cut), or `direct`.
         #[arg(long, value_enum, default_value_t = LinkMode::Proxy)]
         links: LinkMode,
-        /// Puts each member's store on a small filesystem of its own (a tmpfs of this many
-        /// MiB; needs root), which `fault disk-full` can fill. RocksDB alone preallocates
-        /// about 64 MiB of write-ahead log: give it 256 or more.
+        /// Puts each member's store on a small filesystem of its own (ext4 on a loop device,
+        /// this many MiB; needs root), which `fault disk-full` can fill and `fault slow-disk`
+        /// slow. A new store takes about 11 MiB (RocksDB preallocates 9 MiB of write-ahead
+        /// log): give it 48 or more.
         #[arg(long)]
         disk_mib: Option<u64>,
     },
@@ -194,6 +195,18 @@ enum FaultCommand {
     DiskFull { member: Jurisdiction },
     /// Gives a member's small disk back its space.
     DiskFree { member: Jurisdiction },
+    /// Slows a member's small disk (`up --disk-mib`): so many operations a second each way,
+    /// and optionally so many bytes (the kernel's block-I/O throttling; needs root).
+    SlowDisk {
+        member: Jurisdiction,
+        #[arg(long, default_value_t = comity_testnet::faults::SLOW_DISK_IOPS)]
+        iops: u32,
+        /// Bytes per second each way, e.g. 2MiB/s.
+        #[arg(long)]
+        bandwidth: Option<Rate>,
+    },
+    /// Gives a member's small disk its full speed back.
+    FastDisk { member: Jurisdiction },
 }
 
 impl FaultCommand {
@@ -224,6 +237,16 @@ impl FaultCommand {
             FaultCommand::Clock { member, skew } => Fault::Clock { member, skew },
             FaultCommand::DiskFull { member } => Fault::DiskFull { member },
             FaultCommand::DiskFree { member } => Fault::DiskFree { member },
+            FaultCommand::SlowDisk {
+                member,
+                iops,
+                bandwidth,
+            } => Fault::SlowDisk {
+                member,
+                iops,
+                bandwidth,
+            },
+            FaultCommand::FastDisk { member } => Fault::FastDisk { member },
         }))
     }
 }
@@ -524,7 +547,7 @@ async fn main() -> anyhow::Result<()> {
             }
             if disks > 0 {
                 println!(
-                    "data kept in {}, but for the stores on the {disks} small disks (tmpfs), which are gone",
+                    "data kept in {}, but for the stores on the {disks} small disks, which are gone",
                     dir.display()
                 );
             } else {
