@@ -340,7 +340,8 @@ fn seal_records(
     plain: &[u8],
     out: &mut Vec<u8>,
 ) -> Result<(), EvidenceError> {
-    out.clear();
+    // Every byte is written below: only a buffer that grows is filled first (a reused one is
+    // not zeroed again, which cost a pass over each chunk).
     out.resize(sealed_len(plain.len()), 0);
     let mut at = 0;
     for (j, record) in plain.chunks(RECORD_BYTES).enumerate() {
@@ -449,7 +450,8 @@ fn open_records(
     Ok(())
 }
 
-/// A request of the evidence protocol, from the requesting side to the executing side.
+/// A request of the evidence protocol: from the requesting side to the executing side, but
+/// for `Offer`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
@@ -462,6 +464,30 @@ pub enum EvidenceRequest {
         root: Hash32,
         index: u64,
     },
+    /// From the executing side: a package for the case is being sealed now, of this size and
+    /// chunk size. The requesting side may pull its chunks as they are sealed (`Staged`), to
+    /// check them once the signed manifest arrives; it owes nothing (answered `Staging` or
+    /// `Refused`).
+    Offer {
+        case_id: CaseId,
+        chunk_size: u32,
+        total_bytes: u64,
+    },
+    /// Sealed chunk `index` of the package being sealed (or just sealed) for the case, before
+    /// its manifest is signed: answered once it is sealed, or refused after a while. Nothing
+    /// vouches for it until the manifest names its hash.
+    Staged { case_id: CaseId, index: u64 },
+}
+
+impl EvidenceRequest {
+    pub fn case_id(&self) -> CaseId {
+        match self {
+            EvidenceRequest::Manifest { case_id }
+            | EvidenceRequest::Chunk { case_id, .. }
+            | EvidenceRequest::Offer { case_id, .. }
+            | EvidenceRequest::Staged { case_id, .. } => *case_id,
+        }
+    }
 }
 
 /// The answer to an [`EvidenceRequest`].
@@ -475,6 +501,10 @@ pub enum EvidenceResponse {
     Refused {
         reason: String,
     },
+    /// An offer taken: the requesting side pulls the package's chunks as they are sealed.
+    Staging,
+    /// A staged chunk not sealed yet, in the time a request may wait: ask again.
+    NotYet,
 }
 
 /// The canonical encoding of `EvidenceResponse::Chunk` of `len` bytes, without copying them:

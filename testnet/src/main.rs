@@ -716,6 +716,24 @@ async fn main() -> anyhow::Result<()> {
                         String::new(),
                     ),
                     (
+                        "baseline: sealed, then transferred (same run)",
+                        format!(
+                            "{:.0} MB/s (sealing {:.0}, transfer {:.0})",
+                            report.sequential_end_to_end_mb_per_s,
+                            report.sequential_seal_mb_per_s,
+                            report.sequential_transfer_mb_per_s
+                        ),
+                        String::new(),
+                    ),
+                    (
+                        "chunks pulled while sealing, confirmed",
+                        format!(
+                            "{} of {}",
+                            report.chunks_pulled_while_sealing, report.chunks
+                        ),
+                        String::new(),
+                    ),
+                    (
                         "component: transfer, whole (one pull)",
                         format!(
                             "{:.0} MB/s ({:.2}× scp)",

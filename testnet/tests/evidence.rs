@@ -262,6 +262,10 @@ async fn a_multi_file_package_arrives_sealed_and_opens_whole_for_an_officer() {
     let got = complete(&fr, id).await;
     assert_eq!(got.root, sent.root);
     assert_eq!(got.chunks_verified, got.chunks);
+    // FR pulled every full chunk while DE sealed them (the offer is answered before the
+    // first is sealed), and fetched only the short last one after the fulfilment.
+    assert_eq!(got.chunks_staged, got.chunks - 1, "{got:?}");
+    assert_eq!(got.chunks_fetched, got.chunks, "{got:?}");
     // The fulfilment names the package, and FR's signed evidence-received reaches DE, which
     // then deletes its sealed copy.
     let log = fr.log(id).await.unwrap();
@@ -350,8 +354,10 @@ async fn a_transfer_resumes_after_either_side_is_killed_without_resending_verifi
     let (dir, mut bloc) = evidence_bloc(64 << 20).await;
     let files = write_files(&dir.path().join("files"), &[("disk-image.bin", 8 << 20)]);
     let chunks = (8u64 << 20).div_ceil(u64::from(CHUNK));
+    // The whole transfer after the fulfilment, as from a sender that does not stage.
     let slow = EvidenceFaults {
         delay_ms: Some(100),
+        no_staging: true,
         ..Default::default()
     };
 
@@ -420,6 +426,35 @@ async fn a_transfer_resumes_after_either_side_is_killed_without_resending_verifi
         done.chunks_fetched
     );
     fetch_and_compare(&bloc, id, &dir.path().join("out2"), &files);
+
+    // The receiver is killed while it pulls ahead of the fulfilment (DE still serving chunks
+    // as sealed): after its restart nothing of what it wrote is trusted until the manifest
+    // names it, and only what is not on disk is fetched again.
+    let id = accepted_case(&bloc).await;
+    bloc.client("DE")
+        .evidence_faults(&EvidenceFaults {
+            delay_ms: Some(100),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    fulfil_with_evidence(&bloc, id, &files);
+    let before = wait_evidence(&bloc.client("FR"), id, "a quarter pulled ahead", |s| {
+        s.chunks_fetched >= chunks / 4
+    })
+    .await;
+    assert_eq!(before.state, PackageState::Announced, "{before:?}");
+    bloc.kill("FR").unwrap();
+    bloc.start("FR").unwrap();
+    bloc.wait_connected(CONNECT).await.unwrap();
+    let done = complete(&bloc.client("FR"), id).await;
+    assert!(
+        done.chunks_fetched + before.chunks_fetched <= chunks,
+        "FR fetched {} chunks after its restart, for {chunks} of which it had pulled {} ahead",
+        done.chunks_fetched,
+        before.chunks_fetched
+    );
+    fetch_and_compare(&bloc, id, &dir.path().join("out3"), &files);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -430,9 +465,11 @@ async fn damaged_packages_are_refused_and_nothing_partial_is_exposed() {
     let id = accepted_case(&bloc).await;
     let fetch = |out: &str| fetch_cli(&bloc, id, &dir.path().join(out), "review");
 
-    // A manifest whose signature does not verify with DE's roster key.
+    // A manifest whose signature does not verify with DE's roster key; chunk 3 altered while
+    // FR pulls the chunks as they are sealed.
     de.evidence_faults(&EvidenceFaults {
         forge_manifest: true,
+        tamper_chunk: Some(3),
         ..Default::default()
     })
     .await
@@ -444,7 +481,8 @@ async fn damaged_packages_are_refused_and_nothing_partial_is_exposed() {
     let err = failed(fetch("out"));
     assert!(err.contains("manifest has not arrived"), "{err}");
 
-    // A chunk cut short, then a chunk altered in transit: each refused, never kept.
+    // The altered chunk pulled ahead does not match the manifest, so it is asked for again:
+    // cut short, then altered in transit, each refused, never kept.
     de.evidence_faults(&EvidenceFaults {
         truncate_chunk: Some(3),
         ..Default::default()

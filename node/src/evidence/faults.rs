@@ -21,6 +21,9 @@ pub struct EvidenceFaults {
     pub forge_manifest: bool,
     /// Wait this long before serving each chunk (to interrupt a transfer halfway).
     pub delay_ms: Option<u64>,
+    /// Offer nothing and serve no chunk before the manifest is signed (as a sender that does
+    /// not stage): the whole transfer runs after the fulfilment.
+    pub no_staging: bool,
 }
 
 impl EvidenceFaults {
@@ -30,6 +33,7 @@ impl EvidenceFaults {
             || self.truncate_chunk.is_some()
             || self.forge_manifest
             || self.delay_ms.is_some()
+            || self.no_staging
     }
 
     /// What the member is sent instead of `answer`.

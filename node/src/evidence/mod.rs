@@ -120,6 +120,8 @@ struct Progress {
     first_started: Option<Instant>,
     started: Option<Instant>,
     bytes_at_start: u64,
+    /// Chunks pulled while the package was sealed that the manifest confirmed.
+    staged: u64,
     /// Which chunks are verified, while this process pulls the package.
     bitmap: Option<Vec<bool>>,
 }
@@ -129,7 +131,7 @@ struct Progress {
 const RETRY_FIRST: Duration = Duration::from_secs(2);
 const RETRY_MAX: Duration = Duration::from_secs(120);
 /// Age after which a package file no record names is deleted.
-const ORPHAN_AGE: Duration = Duration::from_secs(3600);
+pub(super) const ORPHAN_AGE: Duration = Duration::from_secs(3600);
 
 /// The evidence service: a cheap, cloneable handle.
 #[derive(Clone, Debug)]
@@ -161,6 +163,12 @@ struct Inner {
     /// Sent packages as served (without their manifests), so that a chunk request does not
     /// decode the stored record.
     serving: Mutex<HashMap<CaseId, Arc<PackageRecord>>>,
+    /// Outgoing packages being sealed now, whose chunks the requester may pull as they are
+    /// sealed (`EvidenceRequest::Staged`).
+    staging: Mutex<HashMap<CaseId, Arc<package::Staging>>>,
+    /// Incoming packages offered before their fulfilment: the hashes of the chunks pulled so
+    /// far, checked against the signed manifest once it arrives.
+    prefetched: Mutex<HashMap<CaseId, transfer::Prefetched>>,
     faults: Mutex<EvidenceFaults>,
     /// Wakes the transfer and cleanup loop (a fulfilment or a receipt arrived).
     wake: Arc<Notify>,
@@ -225,6 +233,8 @@ impl Evidence {
                 uploads: Mutex::new(HashMap::new()),
                 uploading: Mutex::new(HashSet::new()),
                 serving: Mutex::new(HashMap::new()),
+                staging: Mutex::new(HashMap::new()),
+                prefetched: Mutex::new(HashMap::new()),
                 faults: Mutex::new(EvidenceFaults::default()),
                 wake,
             }),
@@ -260,6 +270,12 @@ impl Evidence {
 
     /// Every package held, and the files no record names.
     async fn sweep_all(&self) -> Result<(), EvidenceError> {
+        // Offers whose fulfilment never came (the upload failed): their files are orphans.
+        self.inner
+            .prefetched
+            .lock()
+            .expect("lock")
+            .retain(|_, p| p.current());
         let records = self.records()?;
         let known: HashSet<String> = records.iter().map(|r| r.case_id.to_string()).collect();
         // One package that cannot be tended does not hold up the others.
@@ -332,7 +348,7 @@ impl Evidence {
     /// Deletes package files no record names (a crash between writing a file and recording
     /// it, or after a purge), once they are an hour old and no upload is writing them.
     fn delete_orphans(&self, known: &HashSet<String>) -> Result<(), EvidenceError> {
-        let uploading: HashSet<String> = self
+        let mut uploading: HashSet<String> = self
             .inner
             .uploading
             .lock()
@@ -340,6 +356,14 @@ impl Evidence {
             .iter()
             .map(|c| c.to_string())
             .collect();
+        uploading.extend(
+            self.inner
+                .prefetched
+                .lock()
+                .expect("lock")
+                .keys()
+                .map(|c| c.to_string()),
+        );
         for sub in ["in", "out"] {
             let Ok(entries) = std::fs::read_dir(self.inner.dir.join(sub)) else {
                 continue;
@@ -518,12 +542,13 @@ impl Evidence {
             .get(case_id)
             .unwrap_or(&0);
         let complete = record.state == PackageState::Complete;
-        let (verified, bytes_verified, fetched, pulls) = if complete {
+        let (verified, bytes_verified, fetched, pulls, staged) = if complete {
             (
                 record.chunks,
                 record.sealed_bytes,
                 record.chunks_fetched,
                 record.pulls,
+                record.chunks_staged,
             )
         } else {
             (
@@ -531,6 +556,7 @@ impl Evidence {
                 progress.bytes_verified,
                 progress.fetched,
                 progress.pulls,
+                progress.staged,
             )
         };
         let rate = progress
@@ -555,6 +581,7 @@ impl Evidence {
             bytes_verified,
             chunks_fetched: fetched,
             pulls,
+            chunks_staged: staged,
             chunks_served: served,
             rate_bytes_per_s: rate,
             eta_secs: eta,
@@ -604,7 +631,7 @@ impl Evidence {
 }
 
 /// Marks a case's transfer as running until dropped.
-struct Running(Evidence, CaseId);
+pub(super) struct Running(pub(super) Evidence, pub(super) CaseId);
 
 impl Drop for Running {
     fn drop(&mut self) {

@@ -58,6 +58,10 @@ pub struct PackageRecord {
     pub chunks_fetched: u64,
     #[serde(default)]
     pub pulls: u32,
+    /// Incoming, once complete: chunks pulled while the sender was still sealing the package
+    /// that the signed manifest then confirmed (not fetched again).
+    #[serde(default)]
+    pub chunks_staged: u64,
 }
 
 /// What `comity evidence status` shows.
@@ -81,6 +85,10 @@ pub struct EvidenceStatus {
     /// complete, those it took.
     #[serde(default)]
     pub pulls: u32,
+    /// Incoming: chunks pulled while the sender was still sealing the package that the signed
+    /// manifest confirmed.
+    #[serde(default)]
+    pub chunks_staged: u64,
     /// Outgoing: chunk responses served since this node started.
     pub chunks_served: u64,
     /// Bytes per second over the current transfer, when one is running.
@@ -120,6 +128,7 @@ pub fn announce(
         delivered: false,
         chunks_fetched: 0,
         pulls: 0,
+        chunks_staged: 0,
     };
     batch.put(Cf::Evidence, record_key(&case_id), encode(&record));
     batch.put(Cf::Evidence, open_key(&case_id), Vec::new());

@@ -10,7 +10,9 @@ use comity_protocol::evidence::{
 use comity_protocol::{from_cbor, to_canonical_cbor};
 use tracing::{debug, warn};
 
-use super::{Direction, Evidence};
+use comity_protocol::{CaseId, Jurisdiction};
+
+use super::{Direction, Evidence, PackageRecord};
 use crate::cases::record::Role;
 use crate::network::InboundRequest;
 
@@ -84,11 +86,27 @@ impl Evidence {
                 return refused("malformed evidence request");
             }
         };
-        let case_id = match &request {
-            EvidenceRequest::Manifest { case_id } | EvidenceRequest::Chunk { case_id, .. } => {
-                *case_id
+        let case_id = request.case_id();
+        match request {
+            EvidenceRequest::Offer {
+                chunk_size,
+                total_bytes,
+                ..
+            } => {
+                let from = (member.jurisdiction.clone(), peer);
+                return match self.take_offer(from, case_id, chunk_size, total_bytes) {
+                    Ok(()) => Answer::Message(EvidenceResponse::Staging),
+                    Err(reason) => {
+                        debug!(case = %case_id, member = %member.jurisdiction, %reason, "evidence offer declined");
+                        refused(reason)
+                    }
+                };
             }
-        };
+            EvidenceRequest::Staged { index, .. } => {
+                return self.staged(&member.jurisdiction, case_id, index).await;
+            }
+            EvidenceRequest::Manifest { .. } | EvidenceRequest::Chunk { .. } => {}
+        }
         let record = match self.served(&case_id) {
             Ok(Some(r)) => r,
             Ok(None) => return refused(format!("no evidence package for case {case_id}")),
@@ -122,42 +140,140 @@ impl Evidence {
                         record.root
                     ));
                 }
-                if index >= record.chunks {
-                    return refused(format!(
-                        "chunk {index} does not exist: the package has {}",
-                        record.chunks
-                    ));
-                }
-                let path = self.package_path(Direction::Outgoing, &case_id, false);
-                let offset = wire::sealed_offset(record.chunk_size, index);
-                let len = wire::sealed_len(wire::plain_len(
-                    record.total_bytes,
-                    record.chunk_size,
-                    index,
-                ));
-                let read = tokio::task::spawn_blocking(move || {
-                    let file = std::fs::File::open(&path)?;
-                    let buffer = crate::network::codec::buffer(0);
-                    wire::chunk_frame_in(buffer, len, |out| file.read_exact_at(out, offset))
-                })
-                .await;
-                let frame = match read {
-                    Ok(Ok(frame)) => frame,
-                    Ok(Err(e)) => {
-                        warn!(case = %case_id, index, error = %e, "cannot read a sealed chunk");
-                        return refused(format!("cannot read chunk {index} here: {e}"));
-                    }
-                    Err(e) => return refused(e.to_string()),
-                };
-                *self
-                    .inner
-                    .served
-                    .lock()
-                    .expect("lock")
-                    .entry(case_id)
-                    .or_default() += 1;
-                Answer::Chunk { index, len, frame }
+                self.sealed_chunk(&record, index).await
+            }
+            EvidenceRequest::Offer { .. } | EvidenceRequest::Staged { .. } => {
+                unreachable!("answered above")
             }
         }
     }
+
+    /// Chunk `index` of a sealed package, read from its file.
+    async fn sealed_chunk(&self, record: &PackageRecord, index: u64) -> Answer {
+        if index >= record.chunks {
+            return refused(format!(
+                "chunk {index} does not exist: the package has {}",
+                record.chunks
+            ));
+        }
+        let path = self.package_path(Direction::Outgoing, &record.case_id, false);
+        let read = tokio::task::spawn_blocking(move || std::fs::File::open(&path)).await;
+        match read {
+            Ok(Ok(file)) => {
+                self.read_chunk(
+                    record.case_id,
+                    Arc::new(file),
+                    record.chunk_size,
+                    record.total_bytes,
+                    index,
+                )
+                .await
+            }
+            Ok(Err(e)) => {
+                warn!(case = %record.case_id, index, error = %e, "cannot open a sealed package");
+                refused(format!("cannot read chunk {index} here: {e}"))
+            }
+            Err(e) => refused(e.to_string()),
+        }
+    }
+
+    /// Reads chunk `index` of a package file straight into its response frame.
+    async fn read_chunk(
+        &self,
+        case_id: CaseId,
+        file: Arc<std::fs::File>,
+        chunk_size: u32,
+        total_bytes: u64,
+        index: u64,
+    ) -> Answer {
+        let offset = wire::sealed_offset(chunk_size, index);
+        let len = wire::sealed_len(wire::plain_len(total_bytes, chunk_size, index));
+        let read = tokio::task::spawn_blocking(move || {
+            let buffer = crate::network::codec::buffer(0);
+            wire::chunk_frame_in(buffer, len, |out| file.read_exact_at(out, offset))
+        })
+        .await;
+        let frame = match read {
+            Ok(Ok(frame)) => frame,
+            Ok(Err(e)) => {
+                warn!(case = %case_id, index, error = %e, "cannot read a sealed chunk");
+                return refused(format!("cannot read chunk {index} here: {e}"));
+            }
+            Err(e) => return refused(e.to_string()),
+        };
+        *self
+            .inner
+            .served
+            .lock()
+            .expect("lock")
+            .entry(case_id)
+            .or_default() += 1;
+        Answer::Chunk { index, len, frame }
+    }
+
+    /// A chunk of the package being sealed for `case_id`, to its requester only: at once if
+    /// it is sealed, else when it is (or `NotYet` after [`STAGED_WAIT`]). Once the package is
+    /// sealed, from its file.
+    async fn staged(&self, member: &Jurisdiction, case_id: CaseId, index: u64) -> Answer {
+        if self.inner.faults.lock().expect("lock").no_staging {
+            return refused("this sender serves chunks only by their package's root");
+        }
+        let staging = self
+            .inner
+            .staging
+            .lock()
+            .expect("lock")
+            .get(&case_id)
+            .cloned();
+        let Some(staging) = staging else {
+            return match self.served(&case_id) {
+                Ok(Some(record)) if &record.counterparty == member => {
+                    self.sealed_chunk(&record, index).await
+                }
+                Ok(Some(_)) => refused(format!("case {case_id} is not shared with {member}")),
+                Ok(None) => refused(format!(
+                    "no evidence package for case {case_id} is being sealed"
+                )),
+                Err(e) => refused(format!("cannot read the package now: {e}")),
+            };
+        };
+        if &staging.counterparty != member {
+            warn!(case = %case_id, %member, "staged chunk asked for by a member not party to the case; refused");
+            return refused(format!("case {case_id} is not shared with {member}"));
+        }
+        let chunks = wire::chunk_count(staging.total_bytes, staging.chunk_size);
+        if index >= chunks {
+            return refused(format!(
+                "chunk {index} does not exist: the package will have {chunks}"
+            ));
+        }
+        let mut sealed = staging.sealed.clone();
+        match tokio::time::timeout(STAGED_WAIT, sealed.wait_for(|n| *n > index)).await {
+            Ok(Ok(_)) => {}
+            // Not sealed in time: the requester asks again.
+            Err(_) => return Answer::Message(EvidenceResponse::NotYet),
+            // The sealing stopped: the upload failed, or it finished and the package is
+            // served from its record.
+            Ok(Err(_)) => {
+                return refused(format!(
+                    "the package for case {case_id} stopped being sealed; wait for its fulfilment"
+                ));
+            }
+        }
+        let Ok(file) = staging.file.try_clone() else {
+            return refused("cannot read the package being sealed");
+        };
+        self.read_chunk(
+            case_id,
+            Arc::new(file),
+            staging.chunk_size,
+            staging.total_bytes,
+            index,
+        )
+        .await
+    }
 }
+
+/// How long a request for a chunk not sealed yet waits before it is answered `NotYet`: well
+/// within the evidence protocol's request timeout (60 s).
+const STAGED_WAIT: std::time::Duration = std::time::Duration::from_secs(10);

@@ -15,10 +15,10 @@ use comity_protocol::evidence::{
     self as wire, EvidenceManifest, EvidenceRequest, EvidenceResponse, MAX_EVIDENCE_RESPONSE,
     Opener,
 };
-use comity_protocol::{CaseId, Hash32, from_cbor, to_canonical_cbor};
+use comity_protocol::{CaseId, Hash32, Jurisdiction, from_cbor, to_canonical_cbor};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::{Direction, Evidence, EvidenceError, PackageRecord, PackageState, Progress, io};
 use crate::cases::record::Role;
@@ -33,6 +33,299 @@ enum ChunkFailure {
     /// The sender could not be asked or did not answer: the transfer resumes later.
     Unreachable(String),
     Local(EvidenceError),
+}
+
+/// An incoming package pulled as it was sealed, before its fulfilment named it: what was
+/// offered, and the BLAKE3 hash of each chunk written so far. Nothing here is trusted: when
+/// the signed manifest arrives, the chunks whose hashes it names count as received.
+#[derive(Debug)]
+pub(super) struct Prefetched {
+    from: Jurisdiction,
+    chunk_size: u32,
+    total_bytes: u64,
+    hashes: Vec<Option<Hash32>>,
+    /// Still pulling.
+    active: bool,
+    offered_at: Instant,
+}
+
+impl Prefetched {
+    /// Worth keeping: still pulling, or offered within the hour (the fulfilment may follow).
+    pub(super) fn current(&self) -> bool {
+        self.active || self.offered_at.elapsed() < super::ORPHAN_AGE
+    }
+}
+
+/// An executing member's offer of the package it is sealing.
+struct Offer<'a> {
+    case_id: CaseId,
+    from: &'a Jurisdiction,
+    chunk_size: u32,
+    total_bytes: u64,
+}
+
+impl Offer<'_> {
+    /// Why the offer is not taken, if it is not: from the case's executing member (this node
+    /// requested it), in the bloc's chunks and within its largest package, while nothing is
+    /// announced for the case, and within the member's share of offers running at once.
+    fn problem(
+        &self,
+        executing: &Jurisdiction,
+        limits: &crate::roster::EvidenceLimits,
+        announced: bool,
+        taken_from_member: usize,
+    ) -> Option<String> {
+        let (case_id, from) = (self.case_id, self.from);
+        if executing != from {
+            return Some(format!("case {case_id} is not shared with {from}"));
+        }
+        if self.chunk_size != limits.chunk_bytes || self.total_bytes == 0 {
+            return Some(format!(
+                "an offer of {} bytes in chunks of {} does not fit the bloc's chunks of {}",
+                self.total_bytes, self.chunk_size, limits.chunk_bytes
+            ));
+        }
+        if self.total_bytes > limits.max_package_bytes {
+            return Some(format!(
+                "{} bytes is more than the bloc's largest package ({})",
+                self.total_bytes, limits.max_package_bytes
+            ));
+        }
+        if announced {
+            return Some(format!("a package for case {case_id} is already announced"));
+        }
+        if taken_from_member >= MAX_PREFETCH_PER_MEMBER {
+            return Some(format!(
+                "{from} already has {MAX_PREFETCH_PER_MEMBER} packages pulled as they are sealed"
+            ));
+        }
+        None
+    }
+}
+
+/// Offers taken at once from one member (each reserves its package's space).
+const MAX_PREFETCH_PER_MEMBER: usize = 2;
+/// A prefetch that gets no chunk for this long stops (the fulfilment still starts the
+/// transfer).
+const PREFETCH_IDLE: std::time::Duration = std::time::Duration::from_secs(300);
+
+impl Evidence {
+    /// An executing member offers the package it is sealing for a case this node requested:
+    /// taken (its chunks pulled as they are sealed) if the offer fits the case and the bloc's
+    /// limits and nothing is held for the case yet.
+    pub(super) fn take_offer(
+        &self,
+        (from, peer): (Jurisdiction, libp2p::PeerId),
+        case_id: CaseId,
+        chunk_size: u32,
+        total_bytes: u64,
+    ) -> Result<(), String> {
+        let case = self
+            .case_for(&case_id, Role::Requester)
+            .map_err(|e| e.to_string())?;
+        let offer = Offer {
+            case_id,
+            from: &from,
+            chunk_size,
+            total_bytes,
+        };
+        let taken_from = self
+            .inner
+            .prefetched
+            .lock()
+            .expect("lock")
+            .values()
+            .filter(|p| p.from == from && p.active)
+            .count();
+        let announced = self.record(&case_id).map_err(|e| e.to_string())?.is_some();
+        let limits = self.inner.membership.current().evidence();
+        if let Some(problem) = offer.problem(&case.counterparty, &limits, announced, taken_from) {
+            if case.counterparty != from {
+                warn!(case = %case_id, member = %from, "evidence offer from a member not party to the case refused");
+            }
+            return Err(problem);
+        }
+        if !self.inner.running.lock().expect("lock").insert(case_id) {
+            return Err(format!("case {case_id}'s package is being pulled already"));
+        }
+        let running = super::Running(self.clone(), case_id);
+        let chunks = wire::chunk_count(total_bytes, chunk_size);
+        let sealed_total: u64 = (0..chunks)
+            .map(|i| wire::sealed_len(wire::plain_len(total_bytes, chunk_size, i)) as u64)
+            .sum();
+        let partial = self.package_path(Direction::Incoming, &case_id, true);
+        reserve(&partial, sealed_total).map_err(|e| e.to_string())?;
+        self.inner.prefetched.lock().expect("lock").insert(
+            case_id,
+            Prefetched {
+                from,
+                chunk_size,
+                total_bytes,
+                hashes: vec![None; chunks as usize],
+                active: true,
+                offered_at: Instant::now(),
+            },
+        );
+        self.inner.progress.lock().expect("lock").insert(
+            case_id,
+            Progress {
+                first_started: Some(Instant::now()),
+                ..Progress::default()
+            },
+        );
+        info!(case = %case_id, bytes = total_bytes, chunks, "evidence offered: pulling chunks as they are sealed");
+        let evidence = self.clone();
+        tokio::spawn(async move {
+            let _running = running;
+            let pulled = prefetch(&evidence, case_id, peer, &partial).await;
+            info!(case = %case_id, pulled, "evidence chunks pulled before the fulfilment");
+            // The fulfilment may have come meanwhile: the sweep starts its transfer.
+            drop(_running);
+            evidence.inner.wake.notify_one();
+        });
+        Ok(())
+    }
+}
+
+/// Pulls every full chunk of an offered package as it is sealed (the short last one is left
+/// for the transfer), `parallel` at a time, writing each in place and noting its hash. Stops
+/// at the first refusal or failure, or when nothing came for [`PREFETCH_IDLE`]. Returns the
+/// chunks written.
+async fn prefetch(
+    evidence: &Evidence,
+    case_id: CaseId,
+    peer: libp2p::PeerId,
+    partial: &std::path::Path,
+) -> u64 {
+    let inner = &evidence.inner;
+    let Some((chunk_size, total_bytes, chunks)) = inner
+        .prefetched
+        .lock()
+        .expect("lock")
+        .get(&case_id)
+        .map(|p| (p.chunk_size, p.total_bytes, p.hashes.len() as u64))
+    else {
+        return 0;
+    };
+    let Ok(file) = super::direct::PackageWriter::open(partial) else {
+        return 0;
+    };
+    let file = Arc::new(file);
+    let full = wire::sealed_len(chunk_size as usize);
+    let mut queue = 0..chunks.saturating_sub(1);
+    let mut again: Vec<u64> = Vec::new();
+    let mut in_flight = FuturesUnordered::new();
+    let mut pulled = 0u64;
+    let mut last_progress = Instant::now();
+    loop {
+        while in_flight.len() < inner.parallel {
+            let Some(index) = again.pop().or_else(|| queue.next()) else {
+                break;
+            };
+            let (evidence, file) = (evidence.clone(), file.clone());
+            in_flight.push(async move {
+                let outcome =
+                    staged_chunk(&evidence, peer, case_id, index, full, chunk_size, &file).await;
+                (index, outcome)
+            });
+        }
+        let Some((index, outcome)) = in_flight.next().await else {
+            break;
+        };
+        match outcome {
+            Ok(StagedChunk::Kept(hash)) => {
+                pulled += 1;
+                last_progress = Instant::now();
+                if let Some(p) = inner.prefetched.lock().expect("lock").get_mut(&case_id) {
+                    p.hashes[index as usize] = Some(hash);
+                }
+                if let Some(p) = inner.progress.lock().expect("lock").get_mut(&case_id) {
+                    p.fetched += 1;
+                }
+            }
+            // Not sealed yet: ask again, unless the sender has been silent too long.
+            Ok(StagedChunk::NotYet) if last_progress.elapsed() < PREFETCH_IDLE => again.push(index),
+            Ok(StagedChunk::NotYet) => break,
+            // Left for the transfer, which checks it against the manifest.
+            Ok(StagedChunk::Skipped(why)) => {
+                debug!(case = %case_id, index, %why, "chunk pulled ahead of the fulfilment not kept")
+            }
+            Err(why) => {
+                debug!(case = %case_id, index, %why, "pulling ahead of the fulfilment stopped");
+                break;
+            }
+        }
+    }
+    if let Some(p) = inner.prefetched.lock().expect("lock").get_mut(&case_id) {
+        p.active = false;
+    }
+    let _ = total_bytes;
+    pulled
+}
+
+/// What came of asking for a chunk while its package was sealed.
+enum StagedChunk {
+    /// Written in place, with this hash (checked when the manifest arrives).
+    Kept(Hash32),
+    /// Not sealed yet.
+    NotYet,
+    /// Not kept, and why (the transfer fetches it).
+    Skipped(String),
+}
+
+/// Asks for staged chunk `index`. An error stops pulling ahead (the sender refused or is out
+/// of reach).
+async fn staged_chunk(
+    evidence: &Evidence,
+    peer: libp2p::PeerId,
+    case_id: CaseId,
+    index: u64,
+    len: usize,
+    chunk_size: u32,
+    file: &Arc<super::direct::PackageWriter>,
+) -> Result<StagedChunk, String> {
+    let frame = to_canonical_cbor(&EvidenceRequest::Staged { case_id, index })
+        .map_err(|e| e.to_string())?;
+    let response = evidence
+        .inner
+        .network
+        .evidence_request(peer, frame)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (frame, range) = match wire::chunk_in_frame(&response) {
+        Some(range) => (response, range),
+        None => match from_cbor::<EvidenceResponse>(&response, MAX_EVIDENCE_RESPONSE) {
+            Ok(EvidenceResponse::Chunk(bytes)) => {
+                let range = 0..bytes.len();
+                (bytes, range)
+            }
+            Ok(EvidenceResponse::NotYet) => return Ok(StagedChunk::NotYet),
+            Ok(EvidenceResponse::Refused { reason }) => return Err(reason),
+            Ok(_) => {
+                return Err(format!(
+                    "the answer for staged chunk {index} is not a chunk"
+                ));
+            }
+            Err(e) => return Err(e.to_string()),
+        },
+    };
+    if range.len() != len {
+        return Ok(StagedChunk::Skipped(format!(
+            "{} bytes, not {len}",
+            range.len()
+        )));
+    }
+    let offset = wire::sealed_offset(chunk_size, index);
+    let file = file.clone();
+    tokio::task::spawn_blocking(move || {
+        let bytes = &frame[range];
+        let hash = Hash32(*blake3::hash(bytes).as_bytes());
+        file.write_at(bytes, offset).map_err(|e| e.to_string())?;
+        crate::network::codec::recycle(frame);
+        Ok(StagedChunk::Kept(hash))
+    })
+    .await
+    .map_err(|e| e.to_string())?
 }
 
 /// Pulls the package of `case_id` to the end, or until something stops it (the sweep starts
@@ -123,18 +416,65 @@ async fn fetch_manifest(
     record.sealed_bytes = manifest.sealed_total();
     record.chunks = manifest.chunks.len() as u64;
     record.chunk_size = manifest.chunk_size;
-    reserve(partial, record.sealed_bytes)?;
+    // Chunks pulled while the package was sealed count if the manifest names their hashes.
+    let staged: Option<Vec<bool>> = inner
+        .prefetched
+        .lock()
+        .expect("lock")
+        .get(&case_id)
+        .filter(|p| {
+            !p.active
+                && p.chunk_size == manifest.chunk_size
+                && p.total_bytes == manifest.total_bytes
+                && p.hashes.len() == manifest.chunks.len()
+        })
+        .map(|p| {
+            p.hashes
+                .iter()
+                .zip(&manifest.chunks)
+                .map(|(got, named)| got.as_ref() == Some(named))
+                .collect()
+        });
+    // A file already here (pulled ahead of the fulfilment before a restart, or renamed by a
+    // crash): kept, and every chunk of it checked against the manifest before it counts.
+    let final_path = evidence.package_path(Direction::Incoming, &case_id, false);
+    if !partial.exists() && final_path.exists() {
+        std::fs::rename(&final_path, partial)
+            .map_err(io(format!("cannot rename {}", final_path.display())))?;
+    }
+    let kept = staged.is_some() || partial.exists();
+    if kept {
+        reserve_keeping(partial, record.sealed_bytes)?;
+    } else {
+        reserve(partial, record.sealed_bytes)?;
+    }
     record.state = PackageState::Transferring;
     record.last_error = None;
     evidence.put_with_manifest(record, sealed_manifest).await?;
-    inner.progress.lock().expect("lock").insert(
-        case_id,
-        Progress {
-            bitmap: Some(vec![false; record.chunks as usize]),
-            ..Progress::default()
-        },
-    );
-    info!(case = %case_id, root = %record.root, bytes = record.total_bytes, chunks = record.chunks, "evidence manifest verified; pulling chunks");
+    inner.prefetched.lock().expect("lock").remove(&case_id);
+    let staged_count = staged
+        .as_ref()
+        .map_or(0, |s| s.iter().filter(|h| **h).count());
+    {
+        let mut progress = inner.progress.lock().expect("lock");
+        let before = progress.remove(&case_id).unwrap_or_default();
+        progress.insert(
+            case_id,
+            Progress {
+                // Without hashes from this process, `resume` reads the kept file back.
+                bitmap: match staged {
+                    Some(staged) => Some(staged),
+                    None if kept => None,
+                    None => Some(vec![false; record.chunks as usize]),
+                },
+                first_started: before.first_started,
+                fetched: before.fetched,
+                staged: staged_count as u64,
+                ..Progress::default()
+            },
+        );
+    }
+    info!(case = %case_id, root = %record.root, bytes = record.total_bytes, chunks = record.chunks, already = staged_count, "evidence manifest verified; pulling chunks");
     Ok(())
 }
 
@@ -285,17 +625,18 @@ async fn finish(
         .map_err(io(format!("cannot rename {}", partial.display())))?;
     super::package::sync_dir(&final_path)?;
     // The whole transfer, every attempt of this process, and what it took.
-    let (elapsed, fetched, pulls) = {
+    let (elapsed, fetched, pulls, staged) = {
         let progress = inner.progress.lock().expect("lock");
         let p = progress.get(&case_id).cloned().unwrap_or_default();
         let elapsed = p.first_started.map(|at| at.elapsed()).unwrap_or_default();
-        (elapsed, p.fetched, p.pulls)
+        (elapsed, p.fetched, p.pulls, p.staged)
     };
     record.state = PackageState::Complete;
     record.completed_at = Some(inner.cases.now());
     record.transfer_ms = Some(elapsed.as_millis() as u64);
     record.chunks_fetched = fetched;
     record.pulls = pulls;
+    record.chunks_staged = staged;
     record.last_error = None;
     evidence.put(&record).await?;
     let mb_per_s = record.sealed_bytes as f64 / 1e6 / elapsed.as_secs_f64().max(1e-3);
@@ -314,6 +655,25 @@ fn reserve(partial: &std::path::Path, bytes: u64) -> Result<(), EvidenceError> {
         .write(true)
         .open(partial)
         .map_err(io(format!("cannot create {}", partial.display())))?;
+    if bytes > 0 {
+        nix::fcntl::posix_fallocate(std::os::fd::AsRawFd::as_raw_fd(&file), 0, bytes as i64)
+            .map_err(|e| {
+                io(format!("cannot reserve {bytes} bytes for the package"))(std::io::Error::from(e))
+            })?;
+    }
+    Ok(())
+}
+
+/// Like [`reserve`], but keeps what the file holds (chunks pulled while it was sealed).
+fn reserve_keeping(partial: &std::path::Path, bytes: u64) -> Result<(), EvidenceError> {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(partial)
+        .map_err(io(format!("cannot open {}", partial.display())))?;
+    file.set_len(bytes)
+        .map_err(io(format!("cannot size {}", partial.display())))?;
     if bytes > 0 {
         nix::fcntl::posix_fallocate(std::os::fd::AsRawFd::as_raw_fd(&file), 0, bytes as i64)
             .map_err(|e| {
@@ -517,4 +877,45 @@ async fn fetch_chunk(
     })
     .await
     .map_err(|e| ChunkFailure::Local(EvidenceError::Io(e.to_string())))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::roster::EvidenceLimits;
+
+    fn j(code: &str) -> Jurisdiction {
+        code.parse().unwrap()
+    }
+
+    #[test]
+    fn an_offer_is_taken_only_from_the_executing_member_within_the_limits() {
+        let limits = EvidenceLimits {
+            max_package_bytes: 1 << 30,
+            chunk_bytes: 1 << 20,
+        };
+        let de = j("DE");
+        let offer = |total_bytes, chunk_size| Offer {
+            case_id: CaseId::new(),
+            from: &de,
+            chunk_size,
+            total_bytes,
+        };
+        let fine = offer(5 << 20, 1 << 20);
+        assert_eq!(fine.problem(&de, &limits, false, 0), None);
+        assert_eq!(
+            fine.problem(&de, &limits, false, MAX_PREFETCH_PER_MEMBER - 1),
+            None
+        );
+        let said = |o: &Offer, executing: &str, announced, running| {
+            o.problem(&j(executing), &limits, announced, running)
+                .unwrap()
+        };
+        assert!(said(&fine, "IT", false, 0).contains("not shared with DE"));
+        assert!(said(&fine, "DE", true, 0).contains("already announced"));
+        assert!(said(&fine, "DE", false, MAX_PREFETCH_PER_MEMBER).contains("already has 2"));
+        assert!(said(&offer(5 << 20, 64 << 10), "DE", false, 0).contains("chunks of 1048576"));
+        assert!(said(&offer(0, 1 << 20), "DE", false, 0).contains("does not fit"));
+        assert!(said(&offer((1 << 30) + 1, 1 << 20), "DE", false, 0).contains("largest package"));
+    }
 }

@@ -279,11 +279,9 @@ impl Client {
 /// The case an evidence request is about (its frames are small: read whole).
 fn evidence_case(frame: &[u8]) -> Option<comity_protocol::CaseId> {
     use comity_protocol::evidence::{EvidenceRequest, MAX_EVIDENCE_REQUEST};
-    match comity_protocol::from_cbor::<EvidenceRequest>(frame, MAX_EVIDENCE_REQUEST).ok()? {
-        EvidenceRequest::Manifest { case_id } | EvidenceRequest::Chunk { case_id, .. } => {
-            Some(case_id)
-        }
-    }
+    comity_protocol::from_cbor::<EvidenceRequest>(frame, MAX_EVIDENCE_REQUEST)
+        .ok()
+        .map(|r| r.case_id())
 }
 
 /// Everything the network needs to start.

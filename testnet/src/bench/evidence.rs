@@ -39,9 +39,18 @@ pub struct EvidenceReport {
     pub ratio_end_to_end_vs_scp: f64,
     /// Component: the upload and sealing at DE (the officer's `fulfil --evidence`).
     pub seal_mb_per_s: f64,
-    /// Component: FR's whole transfer, from its first chunk request to the last chunk verified
-    /// and synced, every attempt included (the bench fails unless it ran in one pass).
+    /// Component: FR's whole transfer, from its first chunk request (pulling chunks as DE
+    /// seals them, so it overlaps the sealing) to the last chunk verified and synced, every
+    /// attempt included (the bench fails unless it ran in one pass).
     pub transfer_mb_per_s: f64,
+    /// Chunks FR pulled while DE sealed them that the signed manifest confirmed, of `chunks`.
+    pub chunks_pulled_while_sealing: u64,
+    pub chunks: u64,
+    /// Baseline, same run: the same delivery with the transfer after the sealing (the sender
+    /// offering nothing), end to end and its two parts.
+    pub sequential_end_to_end_mb_per_s: f64,
+    pub sequential_seal_mb_per_s: f64,
+    pub sequential_transfer_mb_per_s: f64,
     pub ratio_transfer_vs_scp: f64,
     pub ratio_transfer_vs_raw_tcp: f64,
     /// Pulls the transfer took (always 1 in a report: more fails the bench).
@@ -199,106 +208,41 @@ pub async fn run(
         .await
         .context("starting the two nodes")?;
     let (fr, de) = (bloc.client("FR"), bloc.client("DE"));
-    let id = crate::send_request(
-        &fr,
-        &bloc.approver("FR"),
-        {
-            let mut r = comity_protocol::examples::sample_request();
-            r.requesting = "FR".parse()?;
-            r.executing = "DE".parse()?;
-            r
-        },
-        Some(Duration::from_secs(20)),
-    )
-    .await?
-    .summary
-    .case_id;
-    de.act(
-        id,
-        &Action::Decide {
-            decision: Decision::Accept,
-        },
-    )
+
+    // The baseline: the same delivery with the transfer after the sealing (DE offers
+    // nothing, as a sender that does not stage), in the same run.
+    log("delivering the package, sealed first and then transferred (baseline)");
+    de.evidence_faults(&comity_node::evidence::EvidenceFaults {
+        no_staging: true,
+        ..Default::default()
+    })
     .await?;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while fr.case(id).await?.summary.state != "accepted" {
-        anyhow::ensure!(Instant::now() < deadline, "FR never saw the acceptance");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let sequential = deliver(&fr, &de, &bloc, &source, size).await?;
+    de.evidence_faults(&Default::default()).await?;
+    log(&format!(
+        "sealed in {:.1} s, then transferred in {:.1} s; {:.1} s end to end",
+        sequential.seal.as_secs_f64(),
+        sequential.transfer.as_secs_f64(),
+        sequential.end_to_end.as_secs_f64()
+    ));
 
     let (fr_pid, de_pid) = (bloc.pid("FR")?, bloc.pid("DE")?);
     let fr_base = reset_peak(fr_pid)?;
     let de_base = reset_peak(de_pid)?;
-    log("delivering the package");
-    let announce = de
-        .begin_evidence(
-            id,
-            &NewEvidence {
-                files: vec![UploadFile {
-                    name: "evidence.bin".into(),
-                    size,
-                    media_type: "application/octet-stream".into(),
-                }],
-                note: String::new(),
-            },
-        )
-        .await?;
-    let file = tokio::fs::File::open(&source).await?;
-    let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(
-        file,
-        256 * 1024,
-    ));
-    // The clock starts as the officer's first byte goes: FR's completion time is read from its
-    // record, on the same machine's clock, so polling adds nothing to the figure.
-    let started_at = comity_protocol::Timestamp::now();
-    let started = Instant::now();
-    let sealed = de.upload_evidence(&announce.upload, body).await?;
-    let seal_time = started.elapsed();
-    log(&format!(
-        "sealed {} chunks in {:.1} s; FR pulls them",
-        sealed.chunks,
-        seal_time.as_secs_f64()
-    ));
-    let status = loop {
-        let s = fr.evidence_status(id).await;
-        if let Ok(s) = &s
-            && s.state == PackageState::Complete
-        {
-            break s.clone();
-        }
-        anyhow::ensure!(
-            started.elapsed() < Duration::from_secs(3600),
-            "the package did not arrive: {s:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    log("delivering the package, pulled as it is sealed");
+    let overlapped = deliver(&fr, &de, &bloc, &source, size).await?;
     let (_, fr_peak) = memory(fr_pid)?;
     let (_, de_peak) = memory(de_pid)?;
-    let completed_at = status
-        .completed_at
-        .context("FR reports the package complete without a completion time")?;
-    let end_to_end = Duration::from_millis(
-        completed_at
-            .as_millis()
-            .checked_sub(started_at.as_millis())
-            .and_then(|ms| u64::try_from(ms).ok())
-            .filter(|ms| *ms > 0)
-            .context("FR completed the package before the upload began: clocks disagree")?,
-    );
-    anyhow::ensure!(
-        status.pulls == 1,
-        "the transfer took {} pulls (last error {:?}): it was interrupted, so its time is not one pass; run the bench again",
-        status.pulls,
-        status.last_error
-    );
-    let transfer = Duration::from_millis(
-        status
-            .transfer_ms
-            .filter(|ms| *ms > 0)
-            .context("FR recorded no transfer time (or 0 ms): use a larger --size")?,
-    );
+    let Delivery {
+        id,
+        seal: seal_time,
+        transfer,
+        end_to_end,
+        status,
+    } = overlapped;
     log(&format!(
-        "transferred in {:.1} s; {:.1} s from the first byte uploaded",
+        "sealed in {:.1} s, transferred in {:.1} s alongside; {:.1} s end to end",
+        seal_time.as_secs_f64(),
         transfer.as_secs_f64(),
         end_to_end.as_secs_f64()
     ));
@@ -326,6 +270,11 @@ pub async fn run(
         ratio_transfer_vs_scp: transfer_mb / scp,
         ratio_transfer_vs_raw_tcp: transfer_mb / mb_per_s(size, tcp),
         transfer_pulls: status.pulls,
+        chunks_pulled_while_sealing: status.chunks_staged,
+        sequential_end_to_end_mb_per_s: mb_per_s(size, sequential.end_to_end),
+        sequential_seal_mb_per_s: mb_per_s(size, sequential.seal),
+        sequential_transfer_mb_per_s: mb_per_s(size, sequential.transfer),
+        chunks: status.chunks,
         open_mb_per_s: mb_per_s(size, open_time),
         scp_mb_per_s: scp,
         scp_runs_mb_per_s: [mb_per_s(size, scp_before), mb_per_s(size, scp_after)],
@@ -338,6 +287,131 @@ pub async fn run(
     };
     super::every_figure_present(&report)?;
     Ok(report)
+}
+
+/// One delivery, measured.
+struct Delivery {
+    id: comity_protocol::CaseId,
+    /// The officer's upload, sealing included (the PUT).
+    seal: Duration,
+    /// FR's whole transfer, every attempt.
+    transfer: Duration,
+    /// From the first byte uploaded to FR's recorded completion.
+    end_to_end: Duration,
+    status: comity_node::evidence::EvidenceStatus,
+}
+
+/// A case FR sent and DE accepted.
+async fn accepted_case(
+    fr: &comity_node::admin::api::AdminClient,
+    de: &comity_node::admin::api::AdminClient,
+    bloc: &Bloc,
+) -> anyhow::Result<comity_protocol::CaseId> {
+    let id = crate::send_request(
+        fr,
+        &bloc.approver("FR"),
+        {
+            let mut r = comity_protocol::examples::sample_request();
+            r.requesting = "FR".parse()?;
+            r.executing = "DE".parse()?;
+            r
+        },
+        Some(Duration::from_secs(20)),
+    )
+    .await?
+    .summary
+    .case_id;
+    de.act(
+        id,
+        &Action::Decide {
+            decision: Decision::Accept,
+        },
+    )
+    .await?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while fr.case(id).await?.summary.state != "accepted" {
+        anyhow::ensure!(Instant::now() < deadline, "FR never saw the acceptance");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(id)
+}
+
+/// DE's officer delivers `source` for a new case; returns once FR holds it, with the times.
+async fn deliver(
+    fr: &comity_node::admin::api::AdminClient,
+    de: &comity_node::admin::api::AdminClient,
+    bloc: &Bloc,
+    source: &Path,
+    size: u64,
+) -> anyhow::Result<Delivery> {
+    let id = accepted_case(fr, de, bloc).await?;
+    let announce = de
+        .begin_evidence(
+            id,
+            &NewEvidence {
+                files: vec![UploadFile {
+                    name: "evidence.bin".into(),
+                    size,
+                    media_type: "application/octet-stream".into(),
+                }],
+                note: String::new(),
+            },
+        )
+        .await?;
+    let file = tokio::fs::File::open(source).await?;
+    let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(
+        file,
+        256 * 1024,
+    ));
+    // The clock starts as the officer's first byte goes: FR's completion time is read from its
+    // record, on the same machine's clock, so polling adds nothing to the figure.
+    let started_at = comity_protocol::Timestamp::now();
+    let started = Instant::now();
+    de.upload_evidence(&announce.upload, body).await?;
+    let seal = started.elapsed();
+    let status = loop {
+        let s = fr.evidence_status(id).await;
+        if let Ok(s) = &s
+            && s.state == PackageState::Complete
+        {
+            break s.clone();
+        }
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(3600),
+            "the package did not arrive: {s:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let completed_at = status
+        .completed_at
+        .context("FR reports the package complete without a completion time")?;
+    let end_to_end = Duration::from_millis(
+        completed_at
+            .as_millis()
+            .checked_sub(started_at.as_millis())
+            .and_then(|ms| u64::try_from(ms).ok())
+            .filter(|ms| *ms > 0)
+            .context("FR completed the package before the upload began: clocks disagree")?,
+    );
+    anyhow::ensure!(
+        status.pulls == 1,
+        "the transfer took {} pulls (last error {:?}): it was interrupted, so its time is not one pass; run the bench again",
+        status.pulls,
+        status.last_error
+    );
+    let transfer = Duration::from_millis(
+        status
+            .transfer_ms
+            .filter(|ms| *ms > 0)
+            .context("FR recorded no transfer time (or 0 ms): use a larger --size")?,
+    );
+    Ok(Delivery {
+        id,
+        seal,
+        transfer,
+        end_to_end,
+        status,
+    })
 }
 
 /// Opens the received package at FR as an officer does, with `comity evidence fetch` (the
