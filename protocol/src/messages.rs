@@ -99,6 +99,11 @@ impl CaseRange {
 pub struct EventsPage {
     pub events: Vec<SignedEnvelope>,
     pub more: bool,
+    /// The answering node's clock when it answered: the asker measures the member's clock
+    /// from it (a member pulls on every connection, so clocks are compared on connect). Not
+    /// signed; the connection is the member's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answered_at: Option<crate::Timestamp>,
 }
 
 /// The executing node's signed statement that it received message `message_id` with body

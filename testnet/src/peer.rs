@@ -225,6 +225,7 @@ impl Lie {
                 return ExchangeResponse::Events(EventsPage {
                     events: events.clone(),
                     more: false,
+                    answered_at: None,
                 });
             }
             (Lie::Serve(_), _) => return unavailable("this peer only answers pulls"),

@@ -1,6 +1,6 @@
-//! A member whose clock is 5 minutes ahead: the other side measures it on the first receipt
-//! and names it in its status and its log, the member itself sees the other as behind, and
-//! both notice when the clocks agree again.
+//! A member whose clock is 5 minutes ahead: the other side measures it on connect and on each
+//! receipt and names it in its status and its log, the member itself sees the other as
+//! behind, and both notice when the clocks agree again.
 
 mod common;
 
@@ -26,6 +26,10 @@ async fn a_clock_five_minutes_ahead_is_named_on_both_sides_until_it_agrees_again
     bloc.start_all().unwrap();
     bloc.wait_connected(CONNECT).await.unwrap();
     let (fr, de) = (bloc.client("FR"), bloc.client("DE"));
+
+    // Measured on connect (the pull each side makes), before any request.
+    let offset = measured(&fr).await;
+    assert!(offset.abs() < 1_000, "{offset} ms on connect");
 
     // In line: measured, and nothing to say.
     send(&bloc, "FR", "DE", Some(10_000)).await;
@@ -73,4 +77,35 @@ async fn a_clock_five_minutes_ahead_is_named_on_both_sides_until_it_agrees_again
     send(&bloc, "FR", "DE", Some(10_000)).await;
     assert!(fr.status().await.unwrap().clock_alerts.is_empty());
     assert!(bloc.log("FR").contains("DE's clock agrees with ours again"));
+
+    // An hour off, and FR restarted: named on connect, with no request sent.
+    skew(&mut bloc, "DE", "+1h").await;
+    bloc.stop("FR").unwrap();
+    bloc.start("FR").unwrap();
+    bloc.wait_connected(CONNECT).await.unwrap();
+    let fr = bloc.client("FR");
+    let offset = measured(&fr).await;
+    assert!((3_599_000..3_601_000).contains(&offset), "{offset}");
+    let alerts = fr.status().await.unwrap().clock_alerts;
+    assert!(
+        alerts.len() == 1 && alerts[0].starts_with("DE's clock is 1 h 0 min ahead"),
+        "{alerts:?}"
+    );
+}
+
+/// DE's clock offset as FR measured it, once it has (within 10 s).
+async fn measured(fr: &comity_node::admin::api::AdminClient) -> i64 {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let status = fr.status().await.unwrap();
+        if let Some(offset) = status.members[0].clock_offset_ms {
+            return offset;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "DE's clock not measured: {:?}",
+            status.members
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

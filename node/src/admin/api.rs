@@ -156,7 +156,7 @@ pub struct PeerView {
     #[serde(default)]
     pub rate_budget: Option<RateUsage>,
     /// How far its clock is ahead of this node's (negative: behind), in milliseconds, as last
-    /// measured on a receipt; none before the first.
+    /// measured (on connect, by the pull each side makes, and on each receipt); none before.
     #[serde(default)]
     pub clock_offset_ms: Option<i64>,
 }

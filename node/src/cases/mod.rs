@@ -238,6 +238,20 @@ impl Cases {
         self.inner.clocks.get(member)
     }
 
+    /// Records a measure of `member`'s clock (from a receipt, or a pull's answer), and says in
+    /// the log when it drifts off or comes back in line.
+    pub(crate) fn note_clock(&self, member: &Jurisdiction, sample: clocks::ClockSample) {
+        match self.inner.clocks.record(member, sample) {
+            clocks::Change::BecameSkewed => {
+                warn!(member = %member, offset_ms = sample.offset_ms, "{}", sample.describe(member))
+            }
+            clocks::Change::BackInLine => {
+                info!(member = %member, offset_ms = sample.offset_ms, "{member}'s clock agrees with ours again")
+            }
+            clocks::Change::None => {}
+        }
+    }
+
     /// The members whose clocks are off, in words.
     pub fn clock_alerts(&self) -> Vec<String> {
         self.inner.clocks.alerts()

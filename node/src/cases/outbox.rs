@@ -19,7 +19,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use super::clocks::{Change, ClockSample};
+use super::clocks::ClockSample;
 use super::core::{self, Via};
 use super::record::OutboxEntry;
 use super::shell::Load;
@@ -223,15 +223,7 @@ impl Cases {
                 match check_receipt(&receipt, &roster, entry) {
                     Ok(body) => {
                         let sample = ClockSample::measure(sent_at, self.now(), body.received_at);
-                        match self.inner.clocks.record(&entry.to, sample) {
-                            Change::BecameSkewed => {
-                                warn!(to = %entry.to, offset_ms = sample.offset_ms, "{}", sample.describe(&entry.to))
-                            }
-                            Change::BackInLine => {
-                                info!(to = %entry.to, offset_ms = sample.offset_ms, "{}'s clock agrees with ours again", entry.to)
-                            }
-                            Change::None => {}
-                        }
+                        self.note_clock(&entry.to, sample);
                         let member = member.clone();
                         self.delivered(entry, receipt, &member, events).await
                     }

@@ -13,6 +13,7 @@ use libp2p::PeerId;
 use tokio::sync::{broadcast, mpsc};
 use tracing::{debug, info, warn};
 
+use super::clocks::ClockSample;
 use super::core::{IngestError, Via};
 use super::{CaseError, Cases};
 use crate::roster::Member;
@@ -214,6 +215,7 @@ impl Cases {
             };
             let frame =
                 to_canonical_cbor(&ExchangeRequest::Pull(request)).map_err(|e| e.to_string())?;
+            let sent_at = self.now();
             let response = self
                 .inner
                 .network
@@ -241,6 +243,10 @@ impl Cases {
                     return Err("the member answered a pull with something else".into());
                 }
             };
+            if let Some(answered_at) = page.answered_at {
+                let sample = ClockSample::measure(sent_at, self.now(), answered_at);
+                self.note_clock(&member.jurisdiction, sample);
+            }
             let (new, held_back) = self.ingest_page(member, page.events).await?;
             stored += new;
             // A page that brought nothing but cases over the member's daily quota would come
@@ -355,6 +361,14 @@ impl Cases {
                 break;
             }
         }
-        Ok((EventsPage { events, more }, bytes))
+        let answered_at = Some(self.now());
+        Ok((
+            EventsPage {
+                events,
+                more,
+                answered_at,
+            },
+            bytes,
+        ))
     }
 }
