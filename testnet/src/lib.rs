@@ -65,6 +65,20 @@ pub async fn send_request(
 
 /// A free TCP port on loopback (bound and released), never one this process handed out
 /// before: blocs made at once by parallel tests must not pick the same port.
+/// A real bloc's pace for a node of a testnet of `members`: announcements and safety nets at
+/// the nodes' defaults (every 30, 60 and 300 s), not the testnet's quick one, and room for a
+/// connection each way with every other member. A bloc of dozens on one machine needs it.
+pub fn production_pacing(config: &mut comity_node::config::Config, members: usize) {
+    let (bloc, network) = (
+        comity_node::config::BlocSection::default(),
+        comity_node::config::NetworkSection::default(),
+    );
+    config.bloc.announce_secs = bloc.announce_secs;
+    config.bloc.compare_secs = bloc.compare_secs;
+    config.network.anti_entropy_secs = network.anti_entropy_secs;
+    config.network.max_connections = config.network.max_connections.max(4 * members as u32);
+}
+
 pub fn free_port() -> u16 {
     static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
     loop {

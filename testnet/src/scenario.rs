@@ -295,15 +295,7 @@ pub async fn run(
             c.outbox.initial_backoff_ms = b.millis().max(1) as u64;
         }
         if pacing == Pacing::Production {
-            let (bloc, network) = (
-                comity_node::config::BlocSection::default(),
-                comity_node::config::NetworkSection::default(),
-            );
-            c.bloc.announce_secs = bloc.announce_secs;
-            c.bloc.compare_secs = bloc.compare_secs;
-            c.network.anti_entropy_secs = network.anti_entropy_secs;
-            // Room for a connection each way with every other member.
-            c.network.max_connections = c.network.max_connections.max(4 * members as u32);
+            crate::production_pacing(c, members);
         }
     })
     .await
@@ -653,11 +645,8 @@ async fn watch(
 
 /// A process's resident memory, KiB.
 fn rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+    crate::bench::scale::proc_mib(&format!("/proc/{pid}/status"), "VmRSS")
+        .map(|mib| (mib * 1024.0) as u64)
 }
 
 /// Until every outbox is drained, every replica agrees and every acknowledged request is

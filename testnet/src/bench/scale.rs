@@ -95,7 +95,7 @@ fn cpu_ticks(pid: u32) -> Option<u64> {
 }
 
 /// A figure of a `/proc` file of lines like `Name:   1234 kB`, in MiB.
-fn proc_mib(file: &str, name: &str) -> Option<f64> {
+pub(crate) fn proc_mib(file: &str, name: &str) -> Option<f64> {
     let text = std::fs::read_to_string(file).ok()?;
     let kib: f64 = text
         .lines()
@@ -144,16 +144,7 @@ async fn point(
         .map(|j| j.parse())
         .collect::<Result<_, _>>()?;
     let mut bloc = Bloc::create_with(dir.path(), &jurisdictions, "testnet", |c| {
-        // Room for a connection each way with every other member.
-        c.network.max_connections = c.network.max_connections.max(4 * n as u32);
-        // A real bloc's pace of announcements and safety nets, not the testnet's quick one.
-        let (bloc, network) = (
-            comity_node::config::BlocSection::default(),
-            comity_node::config::NetworkSection::default(),
-        );
-        c.bloc.announce_secs = bloc.announce_secs;
-        c.bloc.compare_secs = bloc.compare_secs;
-        c.network.anti_entropy_secs = network.anti_entropy_secs;
+        crate::production_pacing(c, n)
     })
     .await?;
     let started = Instant::now();
