@@ -22,6 +22,15 @@ pub fn init(default_filter: &str, format: LogFormat) {
                 .expect("a static directive parses"),
         );
     }
+    // Gossipsub likewise warns once per message it cannot queue for a slow member; the event
+    // loop reports those once a minute per member, with the count.
+    if !explicit.contains("libp2p_gossipsub") {
+        filter = filter.add_directive(
+            "libp2p_gossipsub=error"
+                .parse()
+                .expect("a static directive parses"),
+        );
+    }
     // Colours only for a person at a terminal: a log file, a pipe or the journal gets plain
     // text, and `NO_COLOR` (any value) turns them off everywhere.
     let colour = std::io::IsTerminal::is_terminal(&std::io::stderr())

@@ -28,6 +28,9 @@ type Gossip = broadcast::Sender<(PeerId, Vec<u8>)>;
 pub(super) type Pending =
     HashMap<OutboundRequestId, oneshot::Sender<Result<Vec<u8>, RequestError>>>;
 
+/// How often gossip dropped for a slow member is reported.
+const GOSSIP_DROP_REPORT: Duration = Duration::from_secs(60);
+
 pub struct EventLoop {
     pub(super) swarm: Swarm<Behaviour>,
     pub(super) roster: Arc<Roster>,
@@ -61,6 +64,9 @@ pub struct EventLoop {
     pub(super) alive: HashMap<libp2p::swarm::ConnectionId, (PeerId, std::time::Instant)>,
     /// When the silence check last ran (every second, unless the node is starved).
     pub(super) last_keepalive: Option<std::time::Instant>,
+    /// Gossip dropped for members that read too slowly, since each was last reported (once a
+    /// minute at most).
+    pub(super) gossip_dropped: HashMap<PeerId, (std::time::Instant, usize)>,
     /// Members reached at these addresses only, by jurisdiction (`[network] routes`).
     pub(super) routes: std::collections::BTreeMap<comity_protocol::Jurisdiction, Multiaddr>,
     /// Each member's rate budget at the door.
@@ -159,6 +165,7 @@ impl EventLoop {
             routes: settings.routes,
             alive: HashMap::new(),
             last_keepalive: None,
+            gossip_dropped: HashMap::new(),
             tap: settings.tap,
         };
         event_loop.apply_roster(roster);
@@ -566,6 +573,28 @@ impl EventLoop {
                     let _ = self.governance_tx.send((source, message.data));
                 } else if member {
                     let _ = self.gossip_tx.send((source, message.data));
+                }
+            }
+            // Its queue full (it reads too slowly): what did not fit is dropped, and made up by
+            // announcements and pulls. Said once a minute per member, with the count.
+            BehaviourEvent::Gossip(gossipsub::Event::SlowPeer {
+                peer_id,
+                failed_messages,
+            }) => {
+                let dropped = failed_messages.priority + failed_messages.non_priority;
+                let now = std::time::Instant::now();
+                let (since, count) = self
+                    .gossip_dropped
+                    .entry(peer_id)
+                    .or_insert((now - GOSSIP_DROP_REPORT, 0));
+                *count += dropped;
+                if now.duration_since(*since) >= GOSSIP_DROP_REPORT {
+                    let member = self
+                        .roster
+                        .by_peer(&peer_id)
+                        .map_or_else(|| peer_id.to_string(), |(m, _)| m.jurisdiction.to_string());
+                    warn!(%member, dropped = *count, "gossip to a member that reads too slowly dropped (its queue is full); announcements and pulls make it up");
+                    (*since, *count) = (now, 0);
                 }
             }
             // Learn members' current addresses; never strangers', nor those of members
