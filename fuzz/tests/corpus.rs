@@ -165,6 +165,7 @@ fn seeds() -> BTreeMap<&'static str, Vec<(&'static str, Vec<u8>)>> {
                 cbor(&ExchangeResponse::Events(EventsPage {
                     events: vec![genesis_env.clone()],
                     more: true,
+                    answered_at: None,
                 })),
             ),
             ("policy", cbor(&ExchangeResponse::Policy(None))),
