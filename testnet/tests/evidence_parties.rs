@@ -61,6 +61,11 @@ async fn only_the_requester_is_served_and_only_a_package_sealed_with_the_roster_
             root: done.root,
             index: 0,
         },
+        // Chunks pulled while sealed go to the requester alone, too.
+        EvidenceRequest::Staged {
+            case_id: id,
+            index: 0,
+        },
     ] {
         match nosy.evidence(de_member.peer_id, &request).await.unwrap() {
             EvidenceResponse::Refused { reason } => {
@@ -74,6 +79,28 @@ async fn only_the_requester_is_served_and_only_a_package_sealed_with_the_roster_
         served_before,
         "DE served IT a chunk"
     );
+    // Nor can IT offer FR a package for a case between FR and DE (FR would reserve its space
+    // and pull from IT).
+    let fr_member = comity_testnet::genesis_roster(&it_dir)
+        .unwrap()
+        .by_jurisdiction(&j("FR"))
+        .unwrap()
+        .0
+        .clone();
+    let offering = RawPeer::start(NodeIdentity::load_dir(&it_dir).unwrap(), &fr_member)
+        .await
+        .unwrap();
+    let offer = EvidenceRequest::Offer {
+        case_id: id,
+        chunk_size: 1 << 20,
+        total_bytes: 1 << 20,
+    };
+    match offering.evidence(fr_member.peer_id, &offer).await.unwrap() {
+        EvidenceResponse::Refused { reason } => {
+            assert!(reason.contains("not shared with IT"), "{reason}")
+        }
+        other => panic!("FR took IT's offer: {:?}", std::mem::discriminant(&other)),
+    }
 
     // DE's sealing key is replaced by one the roster does not list: FR refuses the package
     // before pulling a chunk.
