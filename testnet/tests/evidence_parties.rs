@@ -128,3 +128,81 @@ async fn only_the_requester_is_served_and_only_a_package_sealed_with_the_roster_
     assert_eq!(refused.state, PackageState::Announced, "{refused:?}");
     assert_eq!(refused.chunks_verified, 0);
 }
+
+/// A requester may keep only so many requests for chunks not yet sealed waiting at the
+/// sender, each holding one of the sender's answers in flight: beyond that, refused at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_may_keep_only_so_many_staged_chunks_waiting() {
+    let (_dir, mut bloc) = bloc(&["FR", "DE"]).await;
+    bloc.start_all().unwrap();
+    bloc.wait_connected(Duration::from_secs(30)).await.unwrap();
+    let de = bloc.client("DE");
+    let id = accepted_case(&bloc).await;
+    // FR's own node away (it would pull too): FR's key in a raw peer asks instead.
+    bloc.kill("FR").unwrap();
+    let fr_dir = bloc.node("FR").dir.clone();
+    let de_member = comity_testnet::genesis_roster(&fr_dir)
+        .unwrap()
+        .by_jurisdiction(&j("DE"))
+        .unwrap()
+        .0
+        .clone();
+
+    // An upload that has sent nothing yet: the package is being sealed, no chunk is.
+    let ticket = de
+        .begin_evidence(
+            id,
+            &comity_node::admin::api::NewEvidence {
+                files: vec![comity_node::evidence::UploadFile {
+                    name: "image.bin".into(),
+                    size: 4 << 20,
+                    media_type: "application/octet-stream".into(),
+                }],
+                note: String::new(),
+            },
+        )
+        .await
+        .unwrap();
+    let (mut bytes, body) = futures::channel::mpsc::channel::<std::io::Result<Vec<u8>>>(4);
+    let upload = {
+        let de = de.clone();
+        tokio::spawn(async move {
+            de.upload_evidence(&ticket.upload, reqwest::Body::wrap_stream(body))
+                .await
+        })
+    };
+    let case = id.to_string();
+    wait_for_log(&bloc, "DE", &["evidence upload receiving", &case], SETTLE).await;
+
+    let fr = RawPeer::start(NodeIdentity::load_dir(&fr_dir).unwrap(), &de_member)
+        .await
+        .unwrap();
+    let ask = EvidenceRequest::Staged {
+        case_id: id,
+        index: 1,
+    };
+    let answers =
+        futures::future::join_all((0..17).map(|_| fr.evidence(de_member.peer_id, &ask))).await;
+    let mut waited = 0;
+    let mut refused = Vec::new();
+    for answer in answers {
+        match answer.unwrap() {
+            EvidenceResponse::NotYet => waited += 1,
+            EvidenceResponse::Refused { reason } => refused.push(reason),
+            other => panic!(
+                "a chunk not sealed was served: {:?}",
+                std::mem::discriminant(&other)
+            ),
+        }
+    }
+    assert_eq!(waited, 16, "{refused:?}");
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert!(refused[0].contains("more than 16"), "{}", refused[0]);
+
+    use futures::SinkExt;
+    bytes
+        .send(Err(std::io::Error::other("officer gave up")))
+        .await
+        .unwrap();
+    assert!(upload.await.unwrap().is_err());
+}

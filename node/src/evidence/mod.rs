@@ -166,6 +166,8 @@ struct Inner {
     /// Outgoing packages being sealed now, whose chunks the requester may pull as they are
     /// sealed (`EvidenceRequest::Staged`).
     staging: Mutex<HashMap<CaseId, Arc<package::Staging>>>,
+    /// Requests for staged chunks not sealed yet, waiting now, by member.
+    staged_waiting: Mutex<HashMap<Jurisdiction, usize>>,
     /// Incoming packages offered before their fulfilment: the hashes of the chunks pulled so
     /// far, checked against the signed manifest once it arrives.
     prefetched: Mutex<HashMap<CaseId, transfer::Prefetched>>,
@@ -234,6 +236,7 @@ impl Evidence {
                 uploading: Mutex::new(HashSet::new()),
                 serving: Mutex::new(HashMap::new()),
                 staging: Mutex::new(HashMap::new()),
+                staged_waiting: Mutex::new(HashMap::new()),
                 prefetched: Mutex::new(HashMap::new()),
                 faults: Mutex::new(EvidenceFaults::default()),
                 wake,

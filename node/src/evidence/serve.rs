@@ -247,6 +247,17 @@ impl Evidence {
                 "chunk {index} does not exist: the package will have {chunks}"
             ));
         }
+        // Each waiting request holds one of the service's answers in flight: a member may
+        // keep only so many waiting, or it could hold them all from the other members.
+        let _waiting = match StagedWaiting::enter(self, member, *staging.sealed.borrow() > index) {
+            Some(w) => w,
+            None => {
+                warn!(case = %case_id, %member, "too many staged chunks asked for at once; refused");
+                return refused(format!(
+                    "more than {MAX_STAGED_WAITING} chunks asked for ahead of the sealing at once"
+                ));
+            }
+        };
         let mut sealed = staging.sealed.clone();
         match tokio::time::timeout(STAGED_WAIT, sealed.wait_for(|n| *n > index)).await {
             Ok(Ok(_)) => {}
@@ -271,6 +282,54 @@ impl Evidence {
             index,
         )
         .await
+    }
+}
+
+/// Requests for chunks not sealed yet that one member may keep waiting at once (a requester
+/// pulls `[evidence] parallel`, 8 by default, at a time).
+const MAX_STAGED_WAITING: usize = 16;
+
+/// One member's request waiting for a chunk to be sealed, counted while it waits.
+struct StagedWaiting<'a> {
+    evidence: &'a Evidence,
+    member: Option<Jurisdiction>,
+}
+
+impl<'a> StagedWaiting<'a> {
+    /// Counts a request from `member` that must wait (not one whose chunk is sealed already);
+    /// `None` if the member has too many waiting.
+    fn enter(evidence: &'a Evidence, member: &Jurisdiction, ready: bool) -> Option<Self> {
+        if ready {
+            return Some(Self {
+                evidence,
+                member: None,
+            });
+        }
+        let mut waiting = evidence.inner.staged_waiting.lock().expect("lock");
+        let count = waiting.entry(member.clone()).or_default();
+        if *count >= MAX_STAGED_WAITING {
+            return None;
+        }
+        *count += 1;
+        Some(Self {
+            evidence,
+            member: Some(member.clone()),
+        })
+    }
+}
+
+impl Drop for StagedWaiting<'_> {
+    fn drop(&mut self) {
+        let Some(member) = self.member.take() else {
+            return;
+        };
+        let mut waiting = self.evidence.inner.staged_waiting.lock().expect("lock");
+        if let Some(count) = waiting.get_mut(&member) {
+            *count -= 1;
+            if *count == 0 {
+                waiting.remove(&member);
+            }
+        }
     }
 }
 
