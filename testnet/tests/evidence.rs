@@ -191,28 +191,7 @@ async fn a_multi_file_package_arrives_sealed_and_opens_whole_for_an_officer() {
     assert!(evidence_status(&de, id).await.is_none());
     assert_eq!(de.case(id).await.unwrap().summary.state, "accepted");
     // An upload that breaks halfway (the officer's machine dies): nothing is recorded or kept.
-    let ticket = de
-        .begin_evidence(
-            id,
-            &comity_node::admin::api::NewEvidence {
-                files: vec![comity_node::evidence::UploadFile {
-                    name: "partial.bin".into(),
-                    size: 4 << 20,
-                    media_type: "application/octet-stream".into(),
-                }],
-                note: String::new(),
-            },
-        )
-        .await
-        .unwrap();
-    let (mut bytes, body) = futures::channel::mpsc::channel::<std::io::Result<Vec<u8>>>(4);
-    let upload = {
-        let de = de.clone();
-        tokio::spawn(async move {
-            de.upload_evidence(&ticket.upload, reqwest::Body::wrap_stream(body))
-                .await
-        })
-    };
+    let (mut bytes, upload) = held_upload(&de, id, "partial.bin", 4 << 20).await;
     use futures::SinkExt;
     bytes.send(Ok(vec![1u8; 1 << 20])).await.unwrap();
     let case = id.to_string();

@@ -149,28 +149,7 @@ async fn a_member_may_keep_only_so_many_staged_chunks_waiting() {
         .clone();
 
     // An upload that has sent nothing yet: the package is being sealed, no chunk is.
-    let ticket = de
-        .begin_evidence(
-            id,
-            &comity_node::admin::api::NewEvidence {
-                files: vec![comity_node::evidence::UploadFile {
-                    name: "image.bin".into(),
-                    size: 4 << 20,
-                    media_type: "application/octet-stream".into(),
-                }],
-                note: String::new(),
-            },
-        )
-        .await
-        .unwrap();
-    let (mut bytes, body) = futures::channel::mpsc::channel::<std::io::Result<Vec<u8>>>(4);
-    let upload = {
-        let de = de.clone();
-        tokio::spawn(async move {
-            de.upload_evidence(&ticket.upload, reqwest::Body::wrap_stream(body))
-                .await
-        })
-    };
+    let (mut bytes, upload) = held_upload(&de, id, "image.bin", 4 << 20).await;
     let case = id.to_string();
     wait_for_log(&bloc, "DE", &["evidence upload receiving", &case], SETTLE).await;
 

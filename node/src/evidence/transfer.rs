@@ -154,7 +154,7 @@ impl Evidence {
             .map(|i| wire::sealed_len(wire::plain_len(total_bytes, chunk_size, i)) as u64)
             .sum();
         let partial = self.package_path(Direction::Incoming, &case_id, true);
-        reserve(&partial, sealed_total).map_err(|e| e.to_string())?;
+        reserve(&partial, sealed_total, Keep::Nothing).map_err(|e| e.to_string())?;
         self.inner.prefetched.lock().expect("lock").insert(
             case_id,
             Prefetched {
@@ -443,11 +443,8 @@ async fn fetch_manifest(
             .map_err(io(format!("cannot rename {}", final_path.display())))?;
     }
     let kept = staged.is_some() || partial.exists();
-    if kept {
-        reserve_keeping(partial, record.sealed_bytes)?;
-    } else {
-        reserve(partial, record.sealed_bytes)?;
-    }
+    let keep = if kept { Keep::Held } else { Keep::Nothing };
+    reserve(partial, record.sealed_bytes, keep)?;
     record.state = PackageState::Transferring;
     record.last_error = None;
     evidence.put_with_manifest(record, sealed_manifest).await?;
@@ -496,7 +493,7 @@ async fn resume(
             std::fs::rename(&final_path, partial)
                 .map_err(io(format!("cannot rename {}", final_path.display())))?;
         } else {
-            reserve(partial, record.sealed_bytes)?;
+            reserve(partial, record.sealed_bytes, Keep::Nothing)?;
             inner.progress.lock().expect("lock").remove(&case_id);
         }
     }
@@ -646,15 +643,20 @@ async fn finish(
     Ok(())
 }
 
-/// Creates the partial package file with its whole size reserved, so that a full disk is found
-/// before the first byte moves.
-fn reserve(partial: &std::path::Path, bytes: u64) -> Result<(), EvidenceError> {
+/// The partial package file at its whole size, reserved, so that a full disk is found before
+/// the first byte moves. `keep`: what the file holds stays (chunks pulled while it was sealed,
+/// or found after a restart); otherwise it starts empty.
+fn reserve(partial: &std::path::Path, bytes: u64, keep: Keep) -> Result<(), EvidenceError> {
     let file = std::fs::OpenOptions::new()
         .create(true)
-        .truncate(true)
+        .truncate(keep == Keep::Nothing)
         .write(true)
         .open(partial)
-        .map_err(io(format!("cannot create {}", partial.display())))?;
+        .map_err(io(format!("cannot open {}", partial.display())))?;
+    if keep == Keep::Held {
+        file.set_len(bytes)
+            .map_err(io(format!("cannot size {}", partial.display())))?;
+    }
     if bytes > 0 {
         nix::fcntl::posix_fallocate(std::os::fd::AsRawFd::as_raw_fd(&file), 0, bytes as i64)
             .map_err(|e| {
@@ -664,23 +666,11 @@ fn reserve(partial: &std::path::Path, bytes: u64) -> Result<(), EvidenceError> {
     Ok(())
 }
 
-/// Like [`reserve`], but keeps what the file holds (chunks pulled while it was sealed).
-fn reserve_keeping(partial: &std::path::Path, bytes: u64) -> Result<(), EvidenceError> {
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(partial)
-        .map_err(io(format!("cannot open {}", partial.display())))?;
-    file.set_len(bytes)
-        .map_err(io(format!("cannot size {}", partial.display())))?;
-    if bytes > 0 {
-        nix::fcntl::posix_fallocate(std::os::fd::AsRawFd::as_raw_fd(&file), 0, bytes as i64)
-            .map_err(|e| {
-                io(format!("cannot reserve {bytes} bytes for the package"))(std::io::Error::from(e))
-            })?;
-    }
-    Ok(())
+/// What [`reserve`] keeps of a partial file.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Keep {
+    Nothing,
+    Held,
 }
 
 /// Checks a fetched manifest before anything is pulled: the executing member's signature, the

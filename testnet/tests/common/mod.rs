@@ -197,3 +197,39 @@ pub async fn lying_de(
         .await
         .unwrap()
 }
+
+/// An officer's upload of one file of `size` bytes that sends only what the test feeds it:
+/// the sender for its bytes (an `Err` breaks it) and the upload's outcome.
+pub async fn held_upload(
+    de: &AdminClient,
+    id: CaseId,
+    name: &str,
+    size: u64,
+) -> (
+    futures::channel::mpsc::Sender<std::io::Result<Vec<u8>>>,
+    tokio::task::JoinHandle<
+        Result<comity_node::admin::api::FulfilledView, comity_node::admin::api::ClientError>,
+    >,
+) {
+    let ticket = de
+        .begin_evidence(
+            id,
+            &comity_node::admin::api::NewEvidence {
+                files: vec![comity_node::evidence::UploadFile {
+                    name: name.into(),
+                    size,
+                    media_type: "application/octet-stream".into(),
+                }],
+                note: String::new(),
+            },
+        )
+        .await
+        .unwrap();
+    let (bytes, body) = futures::channel::mpsc::channel::<std::io::Result<Vec<u8>>>(4);
+    let de = de.clone();
+    let upload = tokio::spawn(async move {
+        de.upload_evidence(&ticket.upload, reqwest::Body::wrap_stream(body))
+            .await
+    });
+    (bytes, upload)
+}
