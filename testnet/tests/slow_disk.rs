@@ -41,13 +41,12 @@ async fn a_slow_disk_slows_that_member_alone_and_is_lifted() {
     let device = disk_throttle::device_of(&store).unwrap();
     assert_eq!(disk_throttle::current(device).unwrap(), (0, 0));
 
-    bloc.apply(&Fault::SlowDisk {
+    let slow_fault = Fault::SlowDisk {
         member: j("DE"),
         iops: 5,
         bandwidth: None,
-    })
-    .await
-    .unwrap();
+    };
+    bloc.apply(&slow_fault).await.unwrap();
     assert_eq!(disk_throttle::current(device).unwrap(), (5, 0));
     // Four synced writes are at least four operations (ext4 adds its journal's): at 5 a
     // second, no less than 0.6 s however fast the machine (unthrottled: about 1 ms).
@@ -70,13 +69,7 @@ async fn a_slow_disk_slows_that_member_alone_and_is_lifted() {
 
     // Slowed again and torn down: the throttle does not outlive the disk (the next user of
     // the loop device would get it).
-    bloc.apply(&Fault::SlowDisk {
-        member: j("DE"),
-        iops: 5,
-        bandwidth: None,
-    })
-    .await
-    .unwrap();
+    bloc.apply(&slow_fault).await.unwrap();
     bloc.stop_all();
     assert_eq!(bloc.unmount_disks(), 1);
     assert_eq!(disk_throttle::current(device).unwrap(), (0, 0));

@@ -263,6 +263,29 @@ async fn prefetch(
     pulled
 }
 
+/// An answer to a chunk request.
+enum Answered {
+    /// The frame, and where the sealed chunk lies in it (the common case: checked and written
+    /// in place, not copied).
+    Chunk(Vec<u8>, std::ops::Range<usize>),
+    /// Any other answer, decoded (`None`: not an answer at all).
+    Other(Option<EvidenceResponse>),
+}
+
+fn chunk_or_answer(response: Vec<u8>) -> Answered {
+    if let Some(range) = wire::chunk_in_frame(&response) {
+        return Answered::Chunk(response, range);
+    }
+    match from_cbor::<EvidenceResponse>(&response, MAX_EVIDENCE_RESPONSE) {
+        Ok(EvidenceResponse::Chunk(bytes)) => {
+            let range = 0..bytes.len();
+            Answered::Chunk(bytes, range)
+        }
+        Ok(other) => Answered::Other(Some(other)),
+        Err(_) => Answered::Other(None),
+    }
+}
+
 /// What came of asking for a chunk while its package was sealed.
 enum StagedChunk {
     /// Written in place, with this hash (checked when the manifest arrives).
@@ -292,22 +315,15 @@ async fn staged_chunk(
         .evidence_request(peer, frame)
         .await
         .map_err(|e| e.to_string())?;
-    let (frame, range) = match wire::chunk_in_frame(&response) {
-        Some(range) => (response, range),
-        None => match from_cbor::<EvidenceResponse>(&response, MAX_EVIDENCE_RESPONSE) {
-            Ok(EvidenceResponse::Chunk(bytes)) => {
-                let range = 0..bytes.len();
-                (bytes, range)
-            }
-            Ok(EvidenceResponse::NotYet) => return Ok(StagedChunk::NotYet),
-            Ok(EvidenceResponse::Refused { reason }) => return Err(reason),
-            Ok(_) => {
-                return Err(format!(
-                    "the answer for staged chunk {index} is not a chunk"
-                ));
-            }
-            Err(e) => return Err(e.to_string()),
-        },
+    let (frame, range) = match chunk_or_answer(response) {
+        Answered::Chunk(frame, range) => (frame, range),
+        Answered::Other(Some(EvidenceResponse::NotYet)) => return Ok(StagedChunk::NotYet),
+        Answered::Other(Some(EvidenceResponse::Refused { reason })) => return Err(reason),
+        Answered::Other(_) => {
+            return Err(format!(
+                "the answer for staged chunk {index} is not a chunk"
+            ));
+        }
     };
     if range.len() != len {
         return Ok(StagedChunk::Skipped(format!(
@@ -817,27 +833,19 @@ async fn fetch_chunk(
         .evidence_request(peer, frame)
         .await
         .map_err(|e| ChunkFailure::Unreachable(e.to_string()))?;
-    // The common case, a chunk, is checked and written where it lies in the frame; anything
-    // else is decoded.
-    let (frame, range) = match wire::chunk_in_frame(&response) {
-        Some(range) => (response, range),
-        None => match from_cbor::<EvidenceResponse>(&response, MAX_EVIDENCE_RESPONSE) {
-            Ok(EvidenceResponse::Chunk(bytes)) => {
-                let range = 0..bytes.len();
-                (bytes, range)
-            }
-            Ok(EvidenceResponse::Refused { reason }) => {
-                return Err(ChunkFailure::Unreachable(format!(
-                    "chunk {index} refused: {reason}"
-                )));
-            }
-            _ => {
-                return Err(ChunkFailure::Bad(
-                    index,
-                    format!("the answer for chunk {index} is not a chunk"),
-                ));
-            }
-        },
+    let (frame, range) = match chunk_or_answer(response) {
+        Answered::Chunk(frame, range) => (frame, range),
+        Answered::Other(Some(EvidenceResponse::Refused { reason })) => {
+            return Err(ChunkFailure::Unreachable(format!(
+                "chunk {index} refused: {reason}"
+            )));
+        }
+        Answered::Other(_) => {
+            return Err(ChunkFailure::Bad(
+                index,
+                format!("the answer for chunk {index} is not a chunk"),
+            ));
+        }
     };
     let len = range.len();
     let expected = wire::sealed_len(wire::plain_len(
