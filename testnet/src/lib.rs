@@ -10,6 +10,7 @@ pub mod bench;
 pub mod disk_throttle;
 pub mod faults;
 pub mod links;
+pub mod netns;
 pub mod peer;
 pub mod scenario;
 
@@ -103,9 +104,14 @@ async fn init_member(
     bloc_id: &str,
     anchor: Option<comity_protocol::Hash32>,
     bootstrap: Vec<libp2p::Multiaddr>,
-    listen_ip: std::net::IpAddr,
+    at: Placement,
     adjust: &dyn Fn(&mut comity_node::config::Config),
 ) -> anyhow::Result<NodeInfo> {
+    let Placement {
+        listen_ip,
+        admin_ip,
+        namespace,
+    } = at;
     let node_dir = dir.join(j.as_str());
     let p2p_port = free_port();
     let listen: libp2p::Multiaddr = match listen_ip {
@@ -113,7 +119,7 @@ async fn init_member(
         std::net::IpAddr::V6(ip) => format!("/ip6/{ip}/tcp/{p2p_port}"),
     }
     .parse()?;
-    let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse()?;
+    let admin = SocketAddr::new(admin_ip, free_port());
     let token_file = node_dir.join("admin.token");
     std::fs::create_dir_all(&node_dir)?;
     let done = init(InitOptions {
@@ -154,6 +160,23 @@ async fn init_member(
     // Tests play a member by hand beside its running node (a raw peer with its keys): room for
     // those connections beside the two a member's node may hold (the default).
     config.network.max_connections_per_peer = 4;
+    // Beyond loopback (a member in a namespace of its own), the admin API serves TLS with a
+    // certificate the testnet's clients pin, as an operator's remote admin would.
+    let admin_ca = if admin_ip.is_loopback() {
+        None
+    } else {
+        let (cert, key) = comity_node::admin::tls::self_signed(&[admin_ip.to_string()])
+            .map_err(|e| anyhow::anyhow!(e))?;
+        let (cert_file, key_file) = (
+            node_dir.join("admin-cert.pem"),
+            node_dir.join("admin-key.pem"),
+        );
+        std::fs::write(&cert_file, cert)?;
+        comity_node::roster::write_private(&key_file, key.as_bytes())?;
+        config.admin.tls_cert = Some(cert_file.clone());
+        config.admin.tls_key = Some(key_file);
+        Some(cert_file)
+    };
     adjust(&mut config);
     std::fs::write(&done.config_path, config.to_commented_toml())?;
     Ok(NodeInfo {
@@ -170,7 +193,36 @@ async fn init_member(
         listen,
         pid: None,
         disk_mib: None,
+        namespace,
+        admin_ca,
     })
+}
+
+/// Where a new member listens and runs: its addresses for members and for the admin API, and
+/// its network namespace, if it has one of its own.
+struct Placement {
+    listen_ip: std::net::IpAddr,
+    admin_ip: std::net::IpAddr,
+    namespace: Option<String>,
+}
+
+impl Placement {
+    /// Admin API on loopback, members reached on `ip`.
+    fn on(ip: std::net::IpAddr) -> Self {
+        Self {
+            listen_ip: ip,
+            admin_ip: std::net::Ipv4Addr::LOCALHOST.into(),
+            namespace: None,
+        }
+    }
+
+    fn inside(place: &netns::Place) -> Self {
+        Self {
+            listen_ip: place.address.into(),
+            admin_ip: place.address.into(),
+            namespace: Some(place.namespace.clone()),
+        }
+    }
 }
 
 /// The roster of a member's genesis (`genesis.cbor` in its directory): the bloc as it was
@@ -211,6 +263,12 @@ pub struct NodeInfo {
     /// The size of the member's small disk, if its store is on one (`Bloc::small_disk`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disk_mib: Option<u64>,
+    /// The network namespace it runs in (`up --links netns`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// The certificate its admin API serves (beyond loopback), which its clients pin.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin_ca: Option<PathBuf>,
 }
 
 fn loopback_listen() -> libp2p::Multiaddr {
@@ -264,7 +322,22 @@ const DISK_IMAGE: &str = "disk.img";
 
 impl NodeInfo {
     pub fn admin_url(&self) -> String {
-        format!("http://{}", self.admin)
+        match self.admin_ca {
+            Some(_) => format!("https://{}", self.admin),
+            None => format!("http://{}", self.admin),
+        }
+    }
+
+    /// A client of its admin API with `token`, pinning its certificate if it serves TLS.
+    fn admin_client(&self, token: &str) -> anyhow::Result<AdminClient> {
+        let client = match &self.admin_ca {
+            Some(ca) => {
+                let pem = std::fs::read(ca).with_context(|| format!("reading {}", ca.display()))?;
+                AdminClient::with_ca(self.admin_url(), token, &pem)?
+            }
+            None => AdminClient::new(self.admin_url(), token),
+        };
+        Ok(client.with_purpose(TESTNET_PURPOSE))
     }
 
     pub fn token(&self) -> anyhow::Result<String> {
@@ -274,19 +347,19 @@ impl NodeInfo {
     /// The admin API as this member's admin officer. Reads of case content state the purpose
     /// "testnet", which the access log records.
     pub fn client(&self) -> anyhow::Result<AdminClient> {
-        Ok(AdminClient::new(self.admin_url(), self.token()?).with_purpose(TESTNET_PURPOSE))
+        self.admin_client(&self.token()?)
     }
 
     /// The admin API as this member's approver officer.
     pub fn approver(&self) -> anyhow::Result<AdminClient> {
         let token = std::fs::read_to_string(&self.approver_token_file)?;
-        Ok(AdminClient::new(self.admin_url(), token.trim()).with_purpose(TESTNET_PURPOSE))
+        self.admin_client(token.trim())
     }
 
     /// The admin API as this member's second admin (`admin2`).
     pub fn second_admin(&self) -> anyhow::Result<AdminClient> {
         let token = std::fs::read_to_string(&self.second_admin_token_file)?;
-        Ok(AdminClient::new(self.admin_url(), token.trim()).with_purpose(TESTNET_PURPOSE))
+        self.admin_client(token.trim())
     }
 
     /// Appoints an officer as the rules ask: by the admin, and for the roles that take two
@@ -328,6 +401,10 @@ pub struct Bloc {
     /// Whether dropping this value unmounts the members' small disks (it made them and was
     /// not detached).
     owns_disks: bool,
+    /// The members' network namespaces, when each has its own (`up --links netns`).
+    fabric: Option<netns::Fabric>,
+    /// Whether dropping this value removes them (it made them and was not detached).
+    owns_fabric: bool,
 }
 
 const STATE_FILE: &str = "testnet.json";
@@ -374,9 +451,51 @@ impl Bloc {
         std::fs::create_dir_all(dir)?;
         let mut nodes = BTreeMap::new();
         for j in jurisdictions {
-            let node = init_member(dir, j, bloc_id, None, Vec::new(), ip, &adjust).await?;
+            let at = Placement::on(ip);
+            let node = init_member(dir, j, bloc_id, None, Vec::new(), at, &adjust).await?;
             nodes.insert(j.clone(), node);
         }
+        Self::assemble(dir, bloc_id, nodes, None)
+    }
+
+    /// As `create_with`, each member in a network namespace of its own on a bridge made for
+    /// the testnet (see [`netns`]): links lose, blackhole and cut real packets. Needs root.
+    /// The namespaces and bridge are removed when this value is dropped (unless detached) or
+    /// by `comity-testnet down`.
+    pub async fn create_in_namespaces(
+        dir: &Path,
+        jurisdictions: &[Jurisdiction],
+        bloc_id: &str,
+        adjust: impl Fn(&mut comity_node::config::Config),
+    ) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        let fabric = netns::Fabric::create(jurisdictions)?;
+        // Saved before anything else can fail, so that `down` finds it.
+        if let Err(e) = fabric.save(dir) {
+            fabric.teardown();
+            return Err(e);
+        }
+        let mut nodes = BTreeMap::new();
+        for j in jurisdictions {
+            let at = Placement::inside(fabric.place(j)?);
+            match init_member(dir, j, bloc_id, None, Vec::new(), at, &adjust).await {
+                Ok(node) => nodes.insert(j.clone(), node),
+                Err(e) => {
+                    fabric.teardown();
+                    return Err(e);
+                }
+            };
+        }
+        Self::assemble(dir, bloc_id, nodes, Some(fabric))
+    }
+
+    fn assemble(
+        dir: &Path,
+        bloc_id: &str,
+        nodes: BTreeMap<Jurisdiction, NodeInfo>,
+        fabric: Option<netns::Fabric>,
+    ) -> anyhow::Result<Self> {
+        let owns_fabric = fabric.is_some();
         let mut bloc = Self {
             dir: dir.to_owned(),
             bloc_id: bloc_id.to_owned(),
@@ -389,6 +508,8 @@ impl Bloc {
             anchor: None,
             links: None,
             owns_disks: false,
+            fabric,
+            owns_fabric,
         };
         bloc.form_genesis()?;
         bloc.save()?;
@@ -462,15 +583,27 @@ impl Bloc {
         let anchor = self
             .anchor
             .ok_or_else(|| anyhow::anyhow!("the bloc has no genesis yet"))?;
-        let bootstrap =
-            format!("/ip4/127.0.0.1/tcp/{}/p2p/{}", via.p2p_port, via.peer_id).parse()?;
+        let bootstrap = format!("{}/p2p/{}", via.listen, via.peer_id).parse()?;
+        let at = match &self.fabric {
+            Some(_) => {
+                let mut fabric = netns::Fabric::load(&self.dir)?
+                    .context("the testnet's namespaces file is gone")?;
+                let added = fabric.add(&jurisdiction).map(Placement::inside);
+                // Saved even if it failed half-way, so that teardown finds what was made.
+                fabric.save(&self.dir)?;
+                let at = added?;
+                self.fabric = Some(fabric);
+                at
+            }
+            None => Placement::on(std::net::Ipv4Addr::LOCALHOST.into()),
+        };
         let node = init_member(
             &self.dir,
             &jurisdiction,
             &self.bloc_id.clone(),
             Some(anchor),
             vec![bootstrap],
-            std::net::Ipv4Addr::LOCALHOST.into(),
+            at,
             &|_| {},
         )
         .await?;
@@ -544,9 +677,10 @@ impl Bloc {
     }
 
     /// Member `j` signs the open proposal for `which` (a version, or a hash prefix), waiting
-    /// up to 15 s for the proposal to reach `j` by gossip.
+    /// up to a minute for the proposal to reach `j` (by gossip, re-announced every few
+    /// seconds: a member starved on a loaded machine may miss several rounds).
     pub async fn sign(&self, j: &str, which: &str) -> anyhow::Result<ProposalView> {
-        let deadline = Instant::now() + Duration::from_secs(15);
+        let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             match self.client(j).bloc_sign(which).await {
                 Err(comity_node::admin::api::ClientError::Api { status: 404, .. })
@@ -627,6 +761,8 @@ impl Bloc {
             settings: Settings::default(),
             links: None,
             owns_disks: false,
+            fabric: netns::Fabric::load(dir)?,
+            owns_fabric: false,
         })
     }
 
@@ -675,7 +811,7 @@ impl Bloc {
 
     /// Whether members reach each other through a link layer (this value's or a process's).
     pub fn has_link_layer(&self) -> bool {
-        self.links.is_some() || self.dir.join(LINKS_FILE).exists()
+        self.links.is_some() || self.fabric.is_some() || self.dir.join(LINKS_FILE).exists()
     }
 
     /// The link layer this value runs.
@@ -714,15 +850,24 @@ impl Bloc {
         &self,
         command: links::Control,
     ) -> anyhow::Result<links::ControlAnswer> {
-        match &self.links {
-            Some(links) => {
-                let answer = links.apply(command);
-                match &answer.error {
-                    Some(e) => bail!("{e}"),
-                    None => Ok(answer),
-                }
+        let answer = match (&self.links, &self.fabric) {
+            (Some(links), _) => links.apply(command),
+            // The namespaces' conditions are in the kernel and in the file, which every
+            // `fault` command reads and writes in turn.
+            (None, Some(_)) => {
+                let mut fabric = netns::Fabric::load(&self.dir)?
+                    .context("the testnet's namespaces file is gone")?;
+                let answer = fabric.apply(command);
+                fabric.save(&self.dir)?;
+                answer
             }
-            None => links::control(&self.dir.join(LINKS_SOCKET), &command).await,
+            (None, None) => {
+                return links::control(&self.dir.join(LINKS_SOCKET), &command).await;
+            }
+        };
+        match &answer.error {
+            Some(e) => bail!("{e}"),
+            None => Ok(answer),
         }
     }
 
@@ -849,6 +994,26 @@ impl Bloc {
     }
 
     /// Unmounts the members' small disks (their processes stopped); how many there were.
+    /// The members' network namespaces, if each has its own (`create_in_namespaces`).
+    pub fn namespaces(&self) -> Option<&netns::Fabric> {
+        self.fabric.as_ref()
+    }
+
+    /// Removes the members' namespaces and their bridge (after the members stopped); returns
+    /// how many namespaces were removed.
+    pub fn remove_namespaces(&mut self) -> usize {
+        // The file has the members that joined since this value was made.
+        let fabric = netns::Fabric::load(&self.dir)
+            .ok()
+            .flatten()
+            .or_else(|| self.fabric.clone());
+        let removed = fabric.map(|f| f.teardown()).unwrap_or(0);
+        let _ = std::fs::remove_file(self.dir.join(netns::NETNS_FILE));
+        self.fabric = None;
+        self.owns_fabric = false;
+        removed
+    }
+
     pub fn unmount_disks(&mut self) -> usize {
         let mut unmounted = 0;
         for node in self.nodes.values_mut() {
@@ -931,7 +1096,16 @@ impl Bloc {
             .create(true)
             .append(true)
             .open(&node.log)?;
-        let child = Command::new(&self.binary)
+        let mut command = match &node.namespace {
+            // `ip netns exec` enters the namespace and execs the node: the pid is the node's.
+            Some(namespace) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", namespace]).arg(&self.binary);
+                c
+            }
+            None => Command::new(&self.binary),
+        };
+        let child = command
             .arg("run")
             .arg("-c")
             .arg(&node.config)
@@ -1016,6 +1190,7 @@ impl Bloc {
     /// Leaves the processes running after this value is dropped (`comity-testnet up`).
     pub fn detach(&mut self) {
         self.owns_disks = false;
+        self.owns_fabric = false;
         for (_, child) in std::mem::take(&mut self.children) {
             drop(child);
         }
@@ -1199,6 +1374,9 @@ impl Drop for Bloc {
         }
         if self.owns_disks {
             self.unmount_disks();
+        }
+        if self.owns_fabric {
+            self.remove_namespaces();
         }
     }
 }

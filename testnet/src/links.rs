@@ -459,7 +459,7 @@ pub async fn control(socket: &Path, command: &Control) -> anyhow::Result<Control
     use tokio::io::AsyncBufReadExt;
     let stream = tokio::net::UnixStream::connect(socket).await.with_context(|| {
         format!(
-            "no link layer answers at {} (was the testnet started with `up --links proxy`, and is it up?)",
+            "no link layer answers at {} (was the testnet started with `up --links proxy` or `--links netns`, and is it up?)",
             socket.display()
         )
     })?;

@@ -27,7 +27,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Generate a bloc and start one `comity run` per jurisdiction on 127.0.0.1.
+    /// Generate a bloc and start one `comity run` per jurisdiction: on 127.0.0.1, or each in a
+    /// network namespace of its own (`--links netns`).
     Up {
         /// Comma-separated jurisdictions, e.g. FR,DE,IT.
         #[arg(long, value_delimiter = ',', required = true)]
@@ -45,7 +46,10 @@ enum Command {
         #[arg(long, default_value_t = 60)]
         timeout: u64,
         /// How members reach each other: `proxy`, through the testnet's link layer (a
-        /// userspace proxy per pair, which `fault` can slow, blackhole or cut), or `direct`.
+        /// userspace proxy per pair, which `fault` can slow, blackhole or cut); `netns`, each
+        /// member in a network namespace of its own on a bridge, where `fault` loses,
+        /// blackholes and cuts real packets (nftables; needs root; delay needs tc netem); or
+        /// `direct`, on loopback with nothing between them.
         #[arg(long, value_enum, default_value_t = LinkMode::Proxy)]
         links: LinkMode,
         /// Puts each member's store on a small filesystem of its own (ext4 on a loop device,
@@ -144,6 +148,7 @@ enum ScenarioCommand {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum LinkMode {
     Proxy,
+    Netns,
     Direct,
 }
 
@@ -160,8 +165,9 @@ enum FaultCommand {
         /// Up to this much more or less than the delay, per segment.
         #[arg(long)]
         jitter: Option<Span>,
-        /// Share of segments lost, e.g. 10%: each is delivered after TCP's retransmission
-        /// (the proxy carries a stream; real packet loss needs a kernel with netem).
+        /// Share lost, e.g. 10%: through the proxies, of segments, each delivered after TCP's
+        /// retransmission timeout (a proxy carries a stream); in a `--links netns` testnet,
+        /// of real packets, each way.
         #[arg(long)]
         loss: Option<Share>,
         /// Bytes per second each way, e.g. 1MiB/s.
@@ -535,6 +541,10 @@ async fn main() -> anyhow::Result<()> {
                 println!("link layer: stopped");
             }
             let disks = bloc.unmount_disks();
+            let namespaces = bloc.remove_namespaces();
+            if namespaces > 0 {
+                println!("network namespaces: {namespaces} removed, and their bridge");
+            }
             for (j, was_running) in stopped {
                 println!(
                     "{j}: {}",
@@ -923,9 +933,12 @@ async fn up(
             dir.display()
         );
     }
-    let mut bloc = Bloc::create_with(&dir, &jurisdictions, &bloc_id, |_| {})
-        .await
-        .context("generating the bloc")?;
+    let mut bloc = if links == LinkMode::Netns {
+        Bloc::create_in_namespaces(&dir, &jurisdictions, &bloc_id, |_| {}).await
+    } else {
+        Bloc::create_with(&dir, &jurisdictions, &bloc_id, |_| {}).await
+    }
+    .context("generating the bloc")?;
     if threshold != bloc.rules.threshold {
         bloc.set_threshold(threshold)?;
     }
@@ -943,10 +956,18 @@ async fn up(
         bloc.start_all()?;
         bloc.wait_connected(Duration::from_secs(timeout)).await
     };
+    // Interrupted while it starts, it removes what it made (nodes, proxies, disks, namespaces).
+    let prepared = async {
+        tokio::select! {
+            done = prepared => done,
+            _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted; what was started is stopped")),
+        }
+    };
     if let Err(e) = prepared.await {
         bloc.stop_all();
         let _ = comity_testnet::links::stop_testnet(&dir);
         bloc.unmount_disks();
+        bloc.remove_namespaces();
         return Err(e);
     }
     let mut t = Table::new();
@@ -976,9 +997,27 @@ async fn up(
         bloc.nodes.len(),
         dir.display()
     );
-    if links == LinkMode::Proxy {
+    if let Some(fabric) = bloc.namespaces() {
         println!(
-            "they reach each other through the link layer: put faults with `comity-testnet fault --dir {} …` (recorded in {})",
+            "each member runs in a network namespace of its own, on the bridge {} ({}/24):",
+            fabric.bridge,
+            fabric.host()
+        );
+        for (j, place) in &fabric.members {
+            println!("  {j}: {} at {}", place.namespace, place.address);
+        }
+        if let Some(place) = fabric.members.values().next() {
+            match comity_testnet::netns::netem_missing(&place.namespace) {
+                Some(problem) => println!(
+                    "this kernel has no netem ({problem}): links can lose, blackhole and cut packets, not delay them (use --links proxy for delay)"
+                ),
+                None => println!("this kernel has netem"),
+            }
+        }
+    }
+    if links != LinkMode::Direct {
+        println!(
+            "put faults with `comity-testnet fault --dir {} …` (recorded in {})",
             dir.display(),
             dir.join(comity_testnet::EVENTS_FILE).display()
         );

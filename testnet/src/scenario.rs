@@ -39,6 +39,10 @@ pub struct Scenario {
     /// Whether members reach each other through the link layer (needed by link faults).
     #[serde(default = "yes")]
     pub links: bool,
+    /// Each member in a network namespace of its own (`up --links netns`, needs root): link
+    /// faults act on real packets in the kernel instead of the proxies (which this replaces).
+    #[serde(default)]
+    pub netns: bool,
     /// Each member's store on a small disk of this many MiB (needed by disk faults).
     #[serde(default)]
     pub disk_mib: Option<u64>,
@@ -290,22 +294,26 @@ pub async fn run(
 ) -> anyhow::Result<ScenarioReport> {
     let members = scenario.members.len();
     let (backoff, pacing) = (scenario.initial_backoff, scenario.pacing);
-    let mut bloc = Bloc::create_with(dir, &scenario.members, "testnet", |c| {
+    let adjust = |c: &mut comity_node::config::Config| {
         if let Some(b) = backoff {
             c.outbox.initial_backoff_ms = b.millis().max(1) as u64;
         }
         if pacing == Pacing::Production {
             crate::production_pacing(c, members);
         }
-    })
-    .await
+    };
+    let mut bloc = if scenario.netns {
+        Bloc::create_in_namespaces(dir, &scenario.members, "testnet", adjust).await
+    } else {
+        Bloc::create_with(dir, &scenario.members, "testnet", adjust).await
+    }
     .context("creating the testnet")?;
     if let Some(mib) = scenario.disk_mib {
         for j in &scenario.members {
             bloc.small_disk(j.as_str(), mib)?;
         }
     }
-    if scenario.links {
+    if scenario.links && !scenario.netns {
         bloc.run_links().await?;
     }
     bloc.start_all()?;

@@ -43,6 +43,12 @@ async fn lossy_link() {
     all_lifecycles_done(&run_short("lossy-link").await);
 }
 
+/// Real packets dropped by the kernel, each member in a namespace of its own (needs root).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn packet_loss() {
+    all_lifecycles_done(&run_short("packet-loss").await);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn blackout() {
     all_lifecycles_done(&run_short("blackout").await);
@@ -97,7 +103,7 @@ fn every_shipped_scenario_reads_in_both_forms() {
         count += 1;
     }
     assert_eq!(
-        count, 8,
+        count, 9,
         "a scenario was added or removed: add or remove its test"
     );
 }
