@@ -423,6 +423,10 @@ fn network_settings(
     }
 }
 
+/// An unchanged checkpoint or report is gossiped again after this many of its periods (5 min
+/// for checkpoints, 30 min for reports, by default): see `network::republish`.
+pub const UNCHANGED_REPUBLISH_TICKS: u32 = 30;
+
 /// Signed checkpoints of the audit log, as it grows, announced to the bloc for witnessing;
 /// the collection of members' reports; the witnessing of their checkpoints.
 fn spawn_audit(
@@ -438,17 +442,33 @@ fn spawn_audit(
         let every = Duration::from_secs(config.audit.checkpoint_secs.max(1));
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
+            let mut republish =
+                crate::network::republish::Republish::new(every * UNCHANGED_REPUBLISH_TICKS);
+            let mut connections = network.connections();
             loop {
-                tick.tick().await;
+                if !crate::network::republish::tick_or_connection(
+                    &mut tick,
+                    &mut connections,
+                    &mut republish,
+                )
+                .await
+                {
+                    return;
+                }
                 let key = identity.signing_key();
                 match crate::audit::checkpoint(&store, &jurisdiction, &key).await {
                     Ok(Some(c)) => tracing::debug!(size = c.tree_size, "audit checkpoint signed"),
                     Ok(None) => {}
                     Err(e) => tracing::warn!(error = %e, "audit checkpoint failed"),
                 }
-                // The latest, every time: members that joined late or missed one catch up.
+                // A new one at once; the same one again now and then, for members that joined
+                // late or missed it.
                 if let Ok(Some(latest)) = crate::audit::latest_checkpoint(&store) {
-                    network.publish(latest.to_bytes()).await;
+                    let bytes = latest.to_bytes();
+                    let hash = *blake3::hash(&bytes).as_bytes();
+                    if republish.due("checkpoint", hash, std::time::Instant::now()) {
+                        network.publish(bytes).await;
+                    }
                 }
             }
         });

@@ -145,12 +145,12 @@ const COMMENTS: &[(&str, &str, &str)] = &[
     (
         "audit",
         "checkpoint_secs",
-        "Seconds between signed checkpoints of the audit log (when it grew).",
+        "Seconds between signed checkpoints of the audit log (when it grew), each published to the\nbloc at once; an unchanged one is published again every 30 of these, or when a member\nconnects.",
     ),
     (
         "audit",
         "report_secs",
-        "Seconds between publications of this node's signed transparency reports to the bloc.",
+        "Seconds between computations of this node's transparency reports, each signed and published\nto the bloc when its figures changed; an unchanged one again every 30 of these, or when a\nmember connects.",
     ),
     (
         "dashboard",

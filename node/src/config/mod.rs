@@ -255,9 +255,12 @@ impl Default for SafeguardsSection {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuditSection {
-    /// Seconds between signed checkpoints of the audit log (when it grew).
+    /// Seconds between signed checkpoints of the audit log (when it grew), each published to
+    /// the bloc at once; an unchanged one again every 30 of these, or when a member connects.
     pub checkpoint_secs: u64,
-    /// Seconds between publications of this node's signed transparency reports to the bloc.
+    /// Seconds between computations of this node's transparency reports, each signed and
+    /// published when its figures changed; an unchanged one again every 30 of these, or when
+    /// a member connects.
     pub report_secs: u64,
 }
 

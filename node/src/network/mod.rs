@@ -11,6 +11,7 @@ pub mod codec;
 mod event_loop;
 pub mod faults;
 mod inbound;
+pub mod republish;
 
 use std::time::Duration;
 

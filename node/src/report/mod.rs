@@ -289,8 +289,19 @@ pub async fn run_publisher(
     every: std::time::Duration,
 ) {
     let mut tick = tokio::time::interval(every);
+    let mut republish =
+        crate::network::republish::Republish::new(every * crate::daemon::UNCHANGED_REPUBLISH_TICKS);
+    let mut connections = network.connections();
     loop {
-        tick.tick().await;
+        if !crate::network::republish::tick_or_connection(
+            &mut tick,
+            &mut connections,
+            &mut republish,
+        )
+        .await
+        {
+            return;
+        }
         let now = cases.now();
         let periods = current_periods(now);
         // One read of the cases active this year serves the three periods.
@@ -311,6 +322,17 @@ pub async fn run_publisher(
                 Some(&period),
                 |r| cases.due(r, now).overdue.is_some(),
             );
+            // Its figures, not the time it is issued at, say whether it changed.
+            let Ok(figures) = comity_protocol::to_canonical_cbor(&report) else {
+                continue;
+            };
+            if !republish.due(
+                &period.name,
+                *blake3::hash(&figures).as_bytes(),
+                std::time::Instant::now(),
+            ) {
+                continue;
+            }
             let published = PublishedReport {
                 issuer: cases.jurisdiction().clone(),
                 issued_at: now,
