@@ -149,13 +149,16 @@ pub fn rules(other: Ipv4Addr, conditions: &Conditions) -> Vec<String> {
     )]
 }
 
-/// What the namespace link layer cannot put on a link, or `None`. No I/O: `netem` says what
-/// the kernel lacks, if it does.
-pub fn unsupported(conditions: &Conditions, netem: Option<&str>) -> Option<String> {
+/// What the namespace link layer cannot put on a link, or `None`. `netem` says what the
+/// kernel lacks, if it does; it is asked only when the conditions need it.
+pub fn unsupported(
+    conditions: &Conditions,
+    netem: impl FnOnce() -> Option<String>,
+) -> Option<String> {
     if conditions.delay_ms == 0 && conditions.jitter_ms == 0 && conditions.bandwidth == 0 {
         return None;
     }
-    let why = match netem {
+    let why = match netem() {
         Some(problem) => format!("this kernel has no netem ({problem})"),
         None => "the namespace link layer does not shape traffic with netem yet".to_owned(),
     };
@@ -371,9 +374,9 @@ impl Fabric {
         if a == b {
             bail!("a link joins two different members, not {a} and itself");
         }
-        let (first, _) = (self.place(a)?, self.place(b)?);
-        if let Some(problem) = unsupported(&conditions, netem_missing(&first.namespace).as_deref())
-        {
+        let namespace = &self.place(a)?.namespace;
+        self.place(b)?;
+        if let Some(problem) = unsupported(&conditions, || netem_missing(namespace)) {
             bail!("{problem}");
         }
         let (x, y) = key(a, b);
@@ -526,17 +529,17 @@ mod tests {
             delay_ms: 200,
             ..Conditions::default()
         };
-        let why = unsupported(&delayed, Some("Specified qdisc kind is unknown")).unwrap();
+        let why = unsupported(&delayed, || Some("Specified qdisc kind is unknown".into())).unwrap();
         assert!(
             why.contains("no netem") && why.contains("--links proxy"),
             "{why}"
         );
-        assert!(unsupported(&delayed, None).is_some());
+        assert!(unsupported(&delayed, || None).is_some());
         let lossy = Conditions {
             loss: 0.1,
             blackhole: true,
             ..Conditions::default()
         };
-        assert!(unsupported(&lossy, Some("none")).is_none());
+        assert!(unsupported(&lossy, || panic!("netem is not asked about loss")).is_none());
     }
 }
