@@ -443,7 +443,7 @@ fn spawn_audit(
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
             let mut republish =
-                crate::network::republish::Republish::new(every * UNCHANGED_REPUBLISH_TICKS);
+                crate::network::republish::Republish::new(every * UNCHANGED_REPUBLISH_TICKS, every);
             let mut connections = network.connections();
             loop {
                 if !crate::network::republish::tick_or_connection(
@@ -466,8 +466,10 @@ fn spawn_audit(
                 if let Ok(Some(latest)) = crate::audit::latest_checkpoint(&store) {
                     let bytes = latest.to_bytes();
                     let hash = *blake3::hash(&bytes).as_bytes();
-                    if republish.due("checkpoint", hash, std::time::Instant::now()) {
-                        network.publish(bytes).await;
+                    if republish.due("checkpoint", hash, std::time::Instant::now())
+                        && !network.publish(bytes).await
+                    {
+                        republish.unsent("checkpoint");
                     }
                 }
             }

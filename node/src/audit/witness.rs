@@ -82,8 +82,7 @@ pub async fn run(
     me: Jurisdiction,
 ) {
     let mut gossip = network.gossip();
-    let mut running: std::collections::HashMap<Jurisdiction, tokio::task::JoinHandle<()>> =
-        std::collections::HashMap::new();
+    let mut lanes: std::collections::HashMap<Jurisdiction, Lane> = std::collections::HashMap::new();
     loop {
         let (source, data) = match gossip.recv().await {
             Ok(message) => message,
@@ -118,29 +117,66 @@ pub async fn run(
         }
         // Each member's checkpoints are witnessed on a task of their own, one at a time: a
         // member slow to give its consistency proof delays nobody else's. A checkpoint that
-        // comes while its member's previous one is still being checked is left to the next.
-        if running
-            .get(&member.jurisdiction)
-            .is_some_and(|task| !task.is_finished())
+        // comes while its member's previous one is still being checked waits (the latest
+        // only), and is checked next: members publish an unchanged checkpoint again only
+        // rarely, so one passed over could go unwitnessed for minutes.
+        let lane = lanes.entry(member.jurisdiction.clone()).or_default();
         {
-            debug!(member = %member.jurisdiction, "still checking this member's previous checkpoint");
-            continue;
+            let mut state = lane.lock().expect("witness lane lock");
+            if state.busy {
+                debug!(member = %member.jurisdiction, "still checking this member's previous checkpoint; this one is next");
+                state.next = Some((envelope, checkpoint));
+                continue;
+            }
+            state.busy = true;
         }
-        let (store, network, member, identity, me) = (
+        let (store, network, member, identity, me, lane) = (
             store.clone(),
             network.clone(),
             member.clone(),
             identity.clone(),
             me.clone(),
+            lane.clone(),
         );
-        let j = member.jurisdiction.clone();
-        let task = tokio::spawn(async move {
-            witness(
-                &store, &network, &member, envelope, checkpoint, &identity, &me,
-            )
-            .await;
+        tokio::spawn(async move {
+            // Should the check panic, the lane is free again all the same.
+            let _free = FreeOnDrop(lane.clone());
+            let (mut envelope, mut checkpoint) = (envelope, checkpoint);
+            loop {
+                witness(
+                    &store, &network, &member, envelope, checkpoint, &identity, &me,
+                )
+                .await;
+                let mut state = lane.lock().expect("witness lane lock");
+                match state.next.take() {
+                    Some(next) => (envelope, checkpoint) = next,
+                    None => {
+                        state.busy = false;
+                        return;
+                    }
+                }
+            }
         });
-        running.insert(j, task);
+    }
+}
+
+/// One member's checkpoints being witnessed: whether a task is at it, and the latest that
+/// came meanwhile. Taken and given back under one lock, so none is lost between the two.
+type Lane = std::sync::Arc<std::sync::Mutex<LaneState>>;
+
+#[derive(Default)]
+struct LaneState {
+    busy: bool,
+    next: Option<(SignedEnvelope, Checkpoint)>,
+}
+
+struct FreeOnDrop(Lane);
+
+impl Drop for FreeOnDrop {
+    fn drop(&mut self) {
+        if let Ok(mut state) = self.0.lock() {
+            state.busy = false;
+        }
     }
 }
 

@@ -421,15 +421,16 @@ impl EventLoop {
                     debug!(error = %e, "nothing published on the governance topic");
                 }
             }
-            Command::Publish { data } => {
-                if let Err(e) = self
+            Command::Publish { data, sent } => {
+                let published = self
                     .swarm
                     .behaviour_mut()
                     .gossip
-                    .publish(self.topic.clone(), data)
-                {
+                    .publish(self.topic.clone(), data);
+                if let Err(e) = &published {
                     debug!(error = %e, "nothing published");
                 }
+                let _ = sent.send(published.is_ok());
             }
             Command::SetLink { peer, cut } => {
                 if cut {

@@ -105,7 +105,11 @@ enum Command {
         frame: Vec<u8>,
     },
     /// Publish on the bloc's checkpoints topic.
-    Publish { data: Vec<u8> },
+    Publish {
+        data: Vec<u8>,
+        /// Whether it went to at least one member.
+        sent: oneshot::Sender<bool>,
+    },
     /// Publish on the bloc's governance topic.
     PublishGovernance { data: Vec<u8> },
     /// Start the network again under a new transport key.
@@ -241,10 +245,19 @@ impl Client {
         let _ = self.commands.send(Command::SetLink { peer, cut }).await;
     }
 
-    /// Publishes `data` to the bloc on the checkpoints topic (best effort: a member that
-    /// misses it gets the next one).
-    pub async fn publish(&self, data: Vec<u8>) {
-        let _ = self.commands.send(Command::Publish { data }).await;
+    /// Publishes `data` to the bloc on the checkpoints topic, best effort; whether it went to
+    /// at least one member (none may be connected, or none has told its subscription yet).
+    pub async fn publish(&self, data: Vec<u8>) -> bool {
+        let (sent, answer) = oneshot::channel();
+        if self
+            .commands
+            .send(Command::Publish { data, sent })
+            .await
+            .is_err()
+        {
+            return false;
+        }
+        answer.await.unwrap_or(false)
     }
 
     /// Starts the network again under a new transport key (this node's rotation applied).

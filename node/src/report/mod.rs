@@ -289,8 +289,10 @@ pub async fn run_publisher(
     every: std::time::Duration,
 ) {
     let mut tick = tokio::time::interval(every);
-    let mut republish =
-        crate::network::republish::Republish::new(every * crate::daemon::UNCHANGED_REPUBLISH_TICKS);
+    let mut republish = crate::network::republish::Republish::new(
+        every * crate::daemon::UNCHANGED_REPUBLISH_TICKS,
+        every,
+    );
     let mut connections = network.connections();
     loop {
         if !crate::network::republish::tick_or_connection(
@@ -352,7 +354,9 @@ pub async fn run_publisher(
             {
                 tracing::warn!(error = %e, "could not keep this node's report");
             }
-            network.publish(signed.to_bytes()).await;
+            if !network.publish(signed.to_bytes()).await {
+                republish.unsent(&period.name);
+            }
         }
     }
 }
