@@ -21,16 +21,6 @@ const AFTER_HEAL: Duration = Duration::from_secs(10);
 /// Two unanswered pings (every 2 s, 3 s to answer) and a margin.
 const NOTICED: Duration = Duration::from_secs(15);
 
-async fn connected(bloc: &comity_testnet::Bloc, at: &str, other: &str) -> bool {
-    bloc.client(at)
-        .status()
-        .await
-        .unwrap()
-        .members
-        .iter()
-        .any(|m| m.jurisdiction.as_str() == other && m.connected)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_blackout_is_noticed_and_the_outbox_drains_as_soon_as_it_heals() {
     let dir = tempfile::tempdir().unwrap();
@@ -87,17 +77,7 @@ async fn a_silent_blackout_is_noticed_and_the_outbox_drains_as_soon_as_it_heals(
 
     // Every request held once by each side, and both replicas agree.
     for member in ["FR", "DE"] {
-        let held: Vec<_> = bloc
-            .client(member)
-            .cases()
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|c| c.case_id)
-            .collect();
-        let unique: BTreeSet<_> = held.iter().copied().collect();
-        assert_eq!(held.len(), unique.len(), "{member} lists a case twice");
-        assert_eq!(unique, sent, "{member} holds other cases than FR sent");
+        assert_holds_once(&bloc, member, &sent).await;
     }
     bloc.wait_converged(Duration::from_secs(20)).await.unwrap();
 }

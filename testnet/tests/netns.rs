@@ -19,16 +19,6 @@ const CONNECT: Duration = Duration::from_secs(30);
 const NOTICED: Duration = Duration::from_secs(15);
 const AFTER_HEAL: Duration = Duration::from_secs(10);
 
-async fn connected(bloc: &comity_testnet::Bloc, at: &str, other: &str) -> bool {
-    bloc.client(at)
-        .status()
-        .await
-        .unwrap()
-        .members
-        .iter()
-        .any(|m| m.jurisdiction.as_str() == other && m.connected)
-}
-
 fn namespaces() -> String {
     let out = Command::new("ip").args(["netns", "list"]).output().unwrap();
     String::from_utf8_lossy(&out.stdout).into_owned()
@@ -173,17 +163,7 @@ async fn members_in_namespaces_lose_blackhole_and_cut_real_packets() {
     bloc.wait_connected(CONNECT).await.unwrap();
 
     for member in ["FR", "DE"] {
-        let held: Vec<_> = bloc
-            .client(member)
-            .cases()
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|c| c.case_id)
-            .collect();
-        let unique: BTreeSet<_> = held.iter().copied().collect();
-        assert_eq!(held.len(), unique.len(), "{member} lists a case twice");
-        assert_eq!(unique, sent, "{member} holds other cases than FR sent");
+        assert_holds_once(&bloc, member, &sent).await;
     }
     bloc.wait_converged(Duration::from_secs(20)).await.unwrap();
 

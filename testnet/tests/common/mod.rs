@@ -233,3 +233,33 @@ pub async fn held_upload(
     });
     (bytes, upload)
 }
+
+/// Whether member `at` shows `other` connected.
+pub async fn connected(bloc: &Bloc, at: &str, other: &str) -> bool {
+    bloc.client(at)
+        .status()
+        .await
+        .unwrap()
+        .members
+        .iter()
+        .any(|m| m.jurisdiction.as_str() == other && m.connected)
+}
+
+/// Member `member` holds exactly the cases `sent`, each once.
+pub async fn assert_holds_once(
+    bloc: &Bloc,
+    member: &str,
+    sent: &std::collections::BTreeSet<CaseId>,
+) {
+    let held: Vec<CaseId> = bloc
+        .client(member)
+        .cases()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.case_id)
+        .collect();
+    let unique: std::collections::BTreeSet<CaseId> = held.iter().copied().collect();
+    assert_eq!(held.len(), unique.len(), "{member} lists a case twice");
+    assert_eq!(&unique, sent, "{member} holds other cases than were sent");
+}
