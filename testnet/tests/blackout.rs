@@ -56,14 +56,7 @@ async fn a_silent_blackout_is_noticed_and_the_outbox_drains_as_soon_as_it_heals(
 
     // Both sides notice: no TCP error ever comes, only unanswered pings.
     for (at, other) in [("FR", "DE"), ("DE", "FR")] {
-        while connected(&bloc, at, other).await {
-            assert!(
-                blackout.elapsed() < NOTICED,
-                "{at} still shows {other} connected {:?} into a silent blackout",
-                blackout.elapsed()
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        wait_disconnected(&bloc, at, other, blackout, NOTICED).await;
     }
     assert!(bloc.log("FR").contains("stopped answering pings"));
     assert!(

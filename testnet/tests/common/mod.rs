@@ -263,3 +263,22 @@ pub async fn assert_holds_once(
     assert_eq!(held.len(), unique.len(), "{member} lists a case twice");
     assert_eq!(&unique, sent, "{member} holds other cases than were sent");
 }
+
+/// Polls until member `at` no longer shows `other` connected; panics once `within` has passed
+/// since `since` (when the link went bad).
+pub async fn wait_disconnected(
+    bloc: &Bloc,
+    at: &str,
+    other: &str,
+    since: Instant,
+    within: Duration,
+) {
+    while connected(bloc, at, other).await {
+        assert!(
+            since.elapsed() < within,
+            "{at} still shows {other} connected {:?} after the link went bad",
+            since.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
